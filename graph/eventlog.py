@@ -1,0 +1,105 @@
+"""Append-only event log: JSONL segments on disk, read back in bulk as columns.
+
+Why files and not Neo4j nodes: impressions outnumber every other record by orders of magnitude,
+are written on every suggestion response and are only ever read in bulk (snapshot, training).
+The state that serving filters must see at once (requests, blocks, dismissals) is also written to
+Neo4j by the store; the log keeps the full history.
+
+A file ingested from disk becomes one segment named after the file's content hash, written to a
+temporary name and renamed, so re-ingesting the same file (even after a crash) never duplicates.
+Live writers (the API) append to a segment of their own per process and hour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from graph.records import Event
+
+log = logging.getLogger(__name__)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def event_to_json(ev: Event) -> str:
+    obj: dict[str, object] = {"type": ev.type, "src": ev.src, "dst": ev.dst, "ts": ev.ts}
+    if ev.position is not None:
+        obj["position"] = ev.position
+    obj.update(ev.extra)
+    return json.dumps(obj, separators=(",", ":"))
+
+
+class EventLog:
+    """A directory of JSONL segments."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def segments(self) -> list[Path]:
+        return sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
+
+    @contextmanager
+    def segment_writer(self, name: str) -> Iterator[Callable[[Iterable[Event]], None]]:
+        """Stream a whole segment to a temp file, renamed into place only if the block succeeds.
+
+        A segment of the same name is replaced, which is what makes re-ingestion idempotent.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"{name}.jsonl"
+        tmp = self.root / f".{name}.jsonl.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                yield lambda events: f.writelines(event_to_json(ev) + "\n" for ev in events)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def write_segment(self, name: str, events: Iterable[Event]) -> Path:
+        """Write a whole segment atomically."""
+        with self.segment_writer(name) as write:
+            write(events)
+        return self.root / f"{name}.jsonl"
+
+    def append(self, events: Iterable[Event]) -> int:
+        """Append live events to this process's current segment (one write per call)."""
+        lines = "".join(event_to_json(ev) + "\n" for ev in events)
+        if not lines:
+            return 0
+        self.root.mkdir(parents=True, exist_ok=True)
+        hour = time.strftime("%Y%m%d%H", time.gmtime())
+        path = self.root / f"live-{hour}-{socket.gethostname()}-{os.getpid()}.jsonl"
+        with self._lock, open(path, "a") as f:
+            f.write(lines)
+        return lines.count("\n")
+
+    def read(self) -> Iterator[Event]:
+        """Every event in every segment, in segment order (unordered by time across segments)."""
+        for seg in self.segments():
+            with open(seg) as f:
+                for number, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                        yield Event(obj.pop("type"), str(obj.pop("src")), str(obj.pop("dst")),
+                                    float(obj.pop("ts")), obj.pop("position", None), obj)
+                    except (ValueError, KeyError) as exc:
+                        log.warning("%s:%d: skipping unreadable event log line (%s)", seg, number, exc)

@@ -1,0 +1,197 @@
+"""An in-memory GraphStore with the same semantics as the Neo4j one, for unit tests.
+
+The contract tests run against both this and the real Neo4j store, so they cannot drift apart.
+It records every call in `calls`, so tests can check what a caller asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+
+from graph.records import (
+    Event,
+    FofRow,
+    Friendship,
+    GraphCounts,
+    PendingRequests,
+    Request,
+    UserRecord,
+    UserState,
+)
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+class MemoryGraphStore:
+    """GraphStore kept in Python dicts. Not for production: no persistence, one process."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, UserRecord] = {}
+        self.adj: dict[str, set[str]] = defaultdict(set)
+        self.since: dict[tuple[str, str], float | None] = {}
+        self.requests: dict[tuple[str, str], Request] = {}
+        self.blocks: dict[tuple[str, str], float] = {}
+        self.dismissals: dict[tuple[str, str], float] = {}
+        self.calls: list[str] = []
+
+    def server_info(self) -> str:
+        return "in-memory fake store"
+
+    def ensure_schema(self) -> None:
+        self.calls.append("ensure_schema")
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def _touch(self, user_id: str) -> None:
+        self.users.setdefault(user_id, UserRecord(id=user_id))
+
+    def upsert_users(self, users: Sequence[UserRecord]) -> int:
+        self.calls.append("upsert_users")
+        for u in users:
+            old = self.users.get(u.id, UserRecord(id=u.id))
+            self.users[u.id] = replace(old, **u.properties())
+        return len(users)
+
+    def add_friendships(self, edges: Sequence[Friendship]) -> int:
+        self.calls.append("add_friendships")
+        applied = set()
+        for e in edges:
+            c = e.canonical()
+            if c.a == c.b:
+                continue
+            self._touch(c.a)
+            self._touch(c.b)
+            key = (c.a, c.b)
+            applied.add(key)
+            old = self.since.get(key, c.since)
+            if key not in self.since or (c.since is not None and (old is None or c.since < old)):
+                self.since[key] = c.since
+            self.adj[c.a].add(c.b)
+            self.adj[c.b].add(c.a)
+        return len(applied)
+
+    def remove_friendship(self, a: str, b: str) -> bool:
+        key = tuple(sorted((a, b)))
+        if key not in self.since:
+            return False
+        del self.since[key]
+        self.adj[a].discard(b)
+        self.adj[b].discard(a)
+        return True
+
+    def apply_events(self, events: Sequence[Event]) -> int:
+        self.calls.append("apply_events")
+        order = {"send": 0, "accept": 1, "decline": 1, "block": 3, "dismiss": 4}
+        applied = 0
+        for ev in sorted((e for e in events if e.type in order), key=lambda e: order[e.type]):
+            applied += 1
+            if ev.src not in self.users or ev.dst not in self.users:
+                continue  # like MATCH in Cypher: events about unknown users change nothing
+            if ev.type == "send":
+                self.requests.setdefault((ev.src, ev.dst), Request(ev.src, ev.dst, ev.ts, "pending"))
+            elif ev.type in ("accept", "decline"):
+                old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
+                status = "accepted" if ev.type == "accept" else "declined"
+                self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=ev.ts)
+                if ev.type == "accept":
+                    self.add_friendships([Friendship(ev.src, ev.dst, ev.ts)])
+            elif ev.type == "block":
+                self.blocks.setdefault((ev.src, ev.dst), ev.ts)
+                self.remove_friendship(ev.src, ev.dst)
+            else:
+                key = (ev.src, ev.dst)
+                self.dismissals[key] = max(self.dismissals.get(key, ev.ts), ev.ts)
+        return applied
+
+    def set_opted_out(self, user_id: str, opted_out: bool) -> None:
+        if user_id in self.users:
+            self.users[user_id] = replace(self.users[user_id], opted_out=opted_out)
+
+    def delete_users(self, ids: Iterable[str]) -> int:
+        n = 0
+        for uid in list(ids):
+            if uid not in self.users:
+                continue
+            n += 1
+            del self.users[uid]
+            for other in list(self.adj.pop(uid, ())):
+                self.adj[other].discard(uid)
+                self.since.pop(tuple(sorted((uid, other))), None)
+            for table in (self.requests, self.blocks, self.dismissals):
+                for key in [k for k in table if uid in k]:
+                    del table[key]
+        return n
+
+    def get_user(self, user_id: str) -> UserRecord | None:
+        return self.users.get(user_id)
+
+    def existing_users(self, ids: Iterable[str]) -> set[str]:
+        return {i for i in ids if i in self.users}
+
+    def opted_out_among(self, ids: Iterable[str]) -> set[str]:
+        return {i for i in ids if i in self.users and self.users[i].opted_out}
+
+    def friends(self, user_id: str) -> list[str]:
+        return sorted(self.adj.get(user_id, ()))
+
+    def pending_requests(self, user_id: str) -> PendingRequests:
+        pending = [r for r in self.requests.values() if r.status == "pending"]
+        return PendingRequests(
+            tuple(sorted(r.src for r in pending if r.dst == user_id)),
+            tuple(sorted(r.dst for r in pending if r.src == user_id)),
+        )
+
+    def blocked(self, user_id: str) -> set[str]:
+        return {b if a == user_id else a for a, b in self.blocks if user_id in (a, b)}
+
+    def user_state(self, user_id: str) -> UserState:
+        pending = self.pending_requests(user_id)
+        declined: dict[str, float] = {}
+        for r in self.requests.values():
+            if r.status == "declined" and user_id in (r.src, r.dst):
+                other = r.dst if r.src == user_id else r.src
+                declined[other] = max(declined.get(other, 0.0), float(r.responded_at or 0.0))
+        return UserState(
+            user_id, frozenset(self.adj.get(user_id, ())), frozenset(pending.incoming + pending.outgoing),
+            frozenset(self.blocked(user_id)), declined,
+            frozenset(b for a, b in self.dismissals if a == user_id),
+        )
+
+    def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
+        mine = self.adj.get(user_id, set())
+        mutual: dict[str, list[str]] = defaultdict(list)
+        aa: dict[str, float] = defaultdict(float)
+        for f in mine:
+            deg = len(self.adj[f])
+            if deg > max_friend_degree:
+                continue
+            for c in self.adj[f]:
+                if c != user_id and c not in mine:
+                    mutual[c].append(f)
+                    aa[c] += 1.0 / math.log(deg)
+        rows = [FofRow(c, len(m), aa[c], tuple(sorted(m))) for c, m in mutual.items()]
+        rows.sort(key=lambda r: (-r.mutual_count, -round(r.adamic_adar, 9), r.candidate))
+        return rows[:limit]
+
+    def counts(self) -> GraphCounts:
+        return GraphCounts(len(self.users), len(self.since), len(self.requests), len(self.blocks),
+                           len(self.dismissals))
+
+    def iter_users(self, batch_size: int = 10_000) -> Iterator[list[UserRecord]]:
+        yield from _chunks(list(self.users.values()), batch_size)
+
+    def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
+        yield from _chunks([Friendship(a, b, s) for (a, b), s in self.since.items()], batch_size)
+
+    def iter_requests(self, batch_size: int = 50_000) -> Iterator[list[Request]]:
+        yield from _chunks(list(self.requests.values()), batch_size)
+
+    def iter_blocks(self, batch_size: int = 50_000) -> Iterator[list[tuple[str, str, float]]]:
+        yield from _chunks([(a, b, t) for (a, b), t in self.blocks.items()], batch_size)

@@ -1,0 +1,296 @@
+"""GraphStore over Neo4j's Bolt protocol: the only module that imports `neo4j`.
+
+Every query is a constant string with parameters; batches are written with UNWIND inside one
+managed transaction (retried by the driver on transient errors), so a batch applies whole or not.
+Friendships are stored once per pair, directed from the smaller id to the larger, read undirected.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import neo4j
+from neo4j import GraphDatabase
+
+from graph.records import (
+    PROFILE_FIELDS,
+    Event,
+    FofRow,
+    Friendship,
+    GraphCounts,
+    PendingRequests,
+    Request,
+    UserRecord,
+    UserState,
+)
+from pymk.settings import Neo4jSettings
+
+log = logging.getLogger(__name__)
+
+SCHEMA = (
+    "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
+    "CREATE INDEX user_created_at IF NOT EXISTS FOR (u:User) ON (u.created_at)",
+    "CREATE INDEX user_city IF NOT EXISTS FOR (u:User) ON (u.city)",
+    "CREATE INDEX requested_status IF NOT EXISTS FOR ()-[r:REQUESTED]-() ON (r.status)",
+)
+Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
+Q_UPSERT_USERS = "UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props"
+Q_MERGE_FRIENDS = """
+UNWIND $rows AS row
+MATCH (a:User {id: row.a}) MATCH (b:User {id: row.b})
+MERGE (a)-[r:FRIENDS_WITH]->(b)
+ON CREATE SET r.since = row.since
+ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR row.since < r.since)
+                            THEN row.since ELSE r.since END
+"""
+Q_REMOVE_FRIEND = """
+MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
+"""
+Q_SEND = """
+UNWIND $rows AS row
+MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
+MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
+"""
+Q_RESPOND = """
+UNWIND $rows AS row
+MATCH (me:User {id: row.src}) MATCH (other:User {id: row.dst})
+MERGE (other)-[r:REQUESTED]->(me) ON CREATE SET r.sent_at = row.ts
+SET r.status = row.status, r.responded_at = row.ts
+"""
+Q_BLOCK = """
+UNWIND $rows AS row
+MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
+MERGE (a)-[k:BLOCKED]->(b) ON CREATE SET k.at = row.ts
+WITH a, b
+OPTIONAL MATCH (a)-[f:FRIENDS_WITH]-(b)
+DELETE f
+"""
+Q_DISMISS = """
+UNWIND $rows AS row
+MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
+MERGE (a)-[d:DISMISSED]->(b) ON CREATE SET d.at = row.ts
+ON MATCH SET d.at = CASE WHEN row.ts > d.at THEN row.ts ELSE d.at END
+"""
+Q_SET_OPT_OUT = "MATCH (u:User {id: $id}) SET u.opted_out = $value RETURN count(u) AS n"
+Q_DELETE_USERS = "UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u RETURN count(*) AS n"
+Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
+Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
+Q_OPTED_OUT = "UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true RETURN u.id AS id"
+Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
+Q_PENDING = """
+MATCH (u:User {id: $id})
+RETURN [(u)<-[r:REQUESTED {status: 'pending'}]-(x) | x.id] AS incoming,
+       [(u)-[r:REQUESTED {status: 'pending'}]->(x) | x.id] AS outgoing
+"""
+Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
+Q_STATE = """
+MATCH (u:User {id: $id})
+RETURN [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
+       [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
+       [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
+       [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
+       [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
+"""
+Q_FOF = """
+MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
+WITH u, f, COUNT { (f)-[:FRIENDS_WITH]-() } AS fdeg
+WHERE fdeg <= $max_deg
+MATCH (f)-[:FRIENDS_WITH]-(c:User)
+WHERE c <> u AND NOT EXISTS { (u)-[:FRIENDS_WITH]-(c) }
+WITH c, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
+RETURN c.id AS candidate, size(mutual) AS mutual_count, aa, mutual
+ORDER BY mutual_count DESC, round(aa, 9) DESC, candidate ASC
+LIMIT $limit
+"""
+Q_COUNTS = {
+    "users": "MATCH (u:User) RETURN count(u) AS n",
+    "friendships": "MATCH ()-[r:FRIENDS_WITH]->() RETURN count(r) AS n",
+    "requests": "MATCH ()-[r:REQUESTED]->() RETURN count(r) AS n",
+    "blocks": "MATCH ()-[r:BLOCKED]->() RETURN count(r) AS n",
+    "dismissals": "MATCH ()-[r:DISMISSED]->() RETURN count(r) AS n",
+}
+Q_ALL_USERS = "MATCH (u:User) RETURN properties(u) AS p"
+Q_ALL_FRIENDS = "MATCH (a:User)-[r:FRIENDS_WITH]->(b:User) RETURN a.id AS a, b.id AS b, r.since AS since"
+Q_ALL_REQUESTS = """
+MATCH (a:User)-[r:REQUESTED]->(b:User)
+RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
+"""
+Q_ALL_BLOCKS = "MATCH (a:User)-[r:BLOCKED]->(b:User) RETURN a.id AS src, b.id AS dst, r.at AS at"
+
+
+def _user_from_props(props: dict[str, Any]) -> UserRecord:
+    known = {k: props.get(k) for k in PROFILE_FIELDS}
+    return UserRecord(id=str(props["id"]), **known)
+
+
+class Neo4jGraphStore:
+    """GraphStore backed by a Neo4j server reached over Bolt."""
+
+    def __init__(self, cfg: Neo4jSettings) -> None:
+        auth = (cfg.user, cfg.password) if cfg.password else None
+        self._driver = GraphDatabase.driver(
+            cfg.bolt_uri, auth=auth, max_transaction_retry_time=30.0, notifications_min_severity="OFF",
+        )
+        self._db = cfg.database
+        self._uri = cfg.bolt_uri
+
+    # plumbing
+    def _write(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        def work(tx: neo4j.ManagedTransaction) -> None:
+            for query, params in statements:
+                tx.run(query, params).consume()
+
+        with self._driver.session(database=self._db) as session:
+            session.execute_write(work)
+
+    def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
+        records, _, _ = self._driver.execute_query(
+            query, params, database_=self._db, routing_=neo4j.RoutingControl.READ,
+        )
+        return records
+
+    def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
+        with self._driver.session(database=self._db, fetch_size=batch_size) as session:
+            result = session.run(query)
+            batch: list[neo4j.Record] = []
+            for record in result:
+                batch.append(record)
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    def server_info(self) -> str:
+        info = self._driver.get_server_info()
+        return f"{info.agent} at {self._uri} (Bolt {'.'.join(map(str, info.protocol_version))})"
+
+    def ensure_schema(self) -> None:
+        for statement in SCHEMA:
+            self._driver.execute_query(statement, database_=self._db)
+
+    def close(self) -> None:
+        self._driver.close()
+
+    # writes
+    def upsert_users(self, users: Sequence[UserRecord]) -> int:
+        rows = [{"id": u.id, "props": u.properties()} for u in users]
+        if rows:
+            self._write([(Q_UPSERT_USERS, {"rows": rows})])
+        return len(rows)
+
+    def add_friendships(self, edges: Sequence[Friendship]) -> int:
+        merged: dict[tuple[str, str], float | None] = {}
+        for e in edges:
+            c = e.canonical()
+            if c.a == c.b:
+                continue
+            old = merged.get((c.a, c.b), c.since)
+            merged[(c.a, c.b)] = c.since if old is None else (old if c.since is None else min(old, c.since))
+        if not merged:
+            return 0
+        ids = sorted({x for pair in merged for x in pair})
+        rows = [{"a": a, "b": b, "since": s} for (a, b), s in merged.items()]
+        self._write([(Q_MERGE_IDS, {"ids": ids}), (Q_MERGE_FRIENDS, {"rows": rows})])
+        return len(rows)
+
+    def remove_friendship(self, a: str, b: str) -> bool:
+        records = self._driver.execute_query(Q_REMOVE_FRIEND, {"a": a, "b": b}, database_=self._db).records
+        return bool(records and records[0]["n"])
+
+    def apply_events(self, events: Sequence[Event]) -> int:
+        sends, responses, blocks, dismissals, friends = [], [], [], [], []
+        for ev in events:
+            row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
+            if ev.type == "send":
+                sends.append(row)
+            elif ev.type in ("accept", "decline"):
+                responses.append({**row, "status": "accepted" if ev.type == "accept" else "declined"})
+                if ev.type == "accept":
+                    lo, hi = sorted((ev.src, ev.dst))
+                    friends.append({"a": lo, "b": hi, "since": ev.ts})
+            elif ev.type == "block":
+                blocks.append(row)
+            elif ev.type == "dismiss":
+                dismissals.append(row)
+        statements = [
+            (q, {"rows": rows})
+            for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_MERGE_FRIENDS, friends),
+                            (Q_BLOCK, blocks), (Q_DISMISS, dismissals))
+            if rows
+        ]
+        if statements:
+            self._write(statements)
+        return len(sends) + len(responses) + len(blocks) + len(dismissals)
+
+    def set_opted_out(self, user_id: str, opted_out: bool) -> None:
+        self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
+
+    def delete_users(self, ids: Iterable[str]) -> int:
+        records = self._driver.execute_query(Q_DELETE_USERS, {"ids": list(ids)}, database_=self._db).records
+        return int(records[0]["n"]) if records else 0
+
+    # reads
+    def get_user(self, user_id: str) -> UserRecord | None:
+        records = self._read(Q_GET_USER, id=user_id)
+        return _user_from_props(records[0]["p"]) if records else None
+
+    def existing_users(self, ids: Iterable[str]) -> set[str]:
+        return {r["id"] for r in self._read(Q_EXISTING, ids=list(ids))}
+
+    def opted_out_among(self, ids: Iterable[str]) -> set[str]:
+        return {r["id"] for r in self._read(Q_OPTED_OUT, ids=list(ids))}
+
+    def friends(self, user_id: str) -> list[str]:
+        return [r["id"] for r in self._read(Q_FRIENDS, id=user_id)]
+
+    def pending_requests(self, user_id: str) -> PendingRequests:
+        records = self._read(Q_PENDING, id=user_id)
+        if not records:
+            return PendingRequests((), ())
+        return PendingRequests(tuple(sorted(records[0]["incoming"])), tuple(sorted(records[0]["outgoing"])))
+
+    def blocked(self, user_id: str) -> set[str]:
+        return {r["id"] for r in self._read(Q_BLOCKED, id=user_id)}
+
+    def user_state(self, user_id: str) -> UserState:
+        records = self._read(Q_STATE, id=user_id)
+        if not records:
+            return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset())
+        r = records[0]
+        declined: dict[str, float] = {}
+        for other, at in r["declined"]:
+            declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
+        return UserState(
+            user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
+            declined, frozenset(r["dismissed"]),
+        )
+
+    def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
+        records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
+        return [
+            FofRow(r["candidate"], int(r["mutual_count"]), float(r["aa"]), tuple(sorted(r["mutual"])))
+            for r in records
+        ]
+
+    def counts(self) -> GraphCounts:
+        return GraphCounts(**{name: int(self._read(q)[0]["n"]) for name, q in Q_COUNTS.items()})
+
+    # bulk reads
+    def iter_users(self, batch_size: int = 10_000) -> Iterator[list[UserRecord]]:
+        for batch in self._stream(Q_ALL_USERS, batch_size):
+            yield [_user_from_props(r["p"]) for r in batch]
+
+    def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
+        for batch in self._stream(Q_ALL_FRIENDS, batch_size):
+            yield [Friendship(r["a"], r["b"], r["since"]) for r in batch]
+
+    def iter_requests(self, batch_size: int = 50_000) -> Iterator[list[Request]]:
+        for batch in self._stream(Q_ALL_REQUESTS, batch_size):
+            yield [Request(r["src"], r["dst"], r["sent_at"], r["status"], r["responded_at"]) for r in batch]
+
+    def iter_blocks(self, batch_size: int = 50_000) -> Iterator[list[tuple[str, str, float]]]:
+        for batch in self._stream(Q_ALL_BLOCKS, batch_size):
+            yield [(r["src"], r["dst"], r["at"]) for r in batch]

@@ -1,0 +1,234 @@
+"""Streaming readers for the input formats of DESIGN.md: edge lists, user CSVs, JSONL events.
+
+Each yields parsed rows or `RowError`s (file and line), never holding the file in memory, and
+reports how many bytes it has consumed so callers can show progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from graph.records import CATEGORICAL_FIELDS, EVENT_TYPES, Event, UserRecord
+from pymk.errors import InputFormatError
+
+log = logging.getLogger(__name__)
+
+SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id"}
+DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination"}
+TS_NAMES = {"ts", "time", "timestamp", "since", "created_at"}
+_SPLIT = re.compile(r"[\s,]+")
+
+
+@dataclass(frozen=True)
+class RowError:
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class EdgeRow:
+    line: int
+    src: str
+    dst: str
+    ts: float | None
+
+
+class ByteCounter:
+    """Iterates a binary file's decoded lines while counting bytes read (for progress bars)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.bytes_read = 0
+
+    def lines(self) -> Iterator[tuple[int, str | None]]:
+        """(line number, text) pairs; text is None when the line is not valid UTF-8."""
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                self.bytes_read += len(raw)
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    yield number, None
+
+
+def parse_timestamp(raw: str) -> float:
+    """Epoch seconds from a number or an ISO 8601 string; ValueError quoting `raw` otherwise."""
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"bad timestamp {raw!r}") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return dt.timestamp()
+    if not math.isfinite(value):
+        raise ValueError(f"bad timestamp {raw!r}")
+    return value
+
+
+def _header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
+    """Column positions of src, dst and ts if `tokens` is a header line, else None."""
+    lowered = [t.strip().lower() for t in tokens]
+    src = next((i for i, t in enumerate(lowered) if t in SRC_NAMES), None)
+    dst = next((i for i, t in enumerate(lowered) if t in DST_NAMES), None)
+    if src is None or dst is None:
+        return None
+    ts = next((i for i, t in enumerate(lowered) if t in TS_NAMES), None)
+    return src, dst, ts
+
+
+def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
+    """SNAP-style `src dst [ts]` (whitespace or commas, `#` comments) or CSV with a header."""
+    path = str(source.path)
+    columns: tuple[int, int, int | None] = (0, 1, 2)
+    first = True
+    for number, text in source.lines():
+        if text is None:
+            yield RowError(path, number, "line is not valid UTF-8")
+            continue
+        stripped = text.strip()
+        if not stripped or stripped.startswith(("#", "%")):
+            continue
+        tokens = [t for t in _SPLIT.split(stripped) if t != ""]
+        if first:
+            first = False
+            header = _header_columns(tokens)
+            if header is not None:
+                columns = header
+                continue
+            if len(tokens) == 1 and tokens[0].isdigit():
+                log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
+                continue
+        src_i, dst_i, ts_i = columns
+        if len(tokens) <= max(src_i, dst_i):
+            yield RowError(path, number, f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
+            continue
+        ts: float | None = None
+        if ts_i is not None and ts_i < len(tokens):
+            try:
+                ts = parse_timestamp(tokens[ts_i])
+            except ValueError as exc:
+                yield RowError(path, number, str(exc))
+                continue
+        src, dst = tokens[src_i], tokens[dst_i]
+        if src == dst:
+            yield RowError(path, number, f"self-loop {src!r} -> {dst!r}")
+            continue
+        yield EdgeRow(number, src, dst, ts)
+
+
+def _parse_bool(raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "y", "t"):
+        return True
+    if low in ("0", "false", "no", "n", "f", ""):
+        return False
+    raise ValueError(f"bad boolean {raw!r}")
+
+
+def _parse_float(raw: str, name: str, lo: float, hi: float) -> float | None:
+    if raw.strip() == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"bad {name} {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} {value} outside [{lo}, {hi}]")
+    return value
+
+
+def _user_from_row(row: dict[str, str]) -> UserRecord:
+    uid = (row.get("id") or "").strip()
+    if not uid:
+        raise ValueError("empty id")
+    fields: dict[str, object] = {name: (row.get(name) or "").strip() or None for name in CATEGORICAL_FIELDS}
+    created = (row.get("created_at") or "").strip()
+    fields["created_at"] = parse_timestamp(created) if created else None
+    fields["lat"] = _parse_float(row.get("lat") or "", "lat", -90.0, 90.0)
+    fields["lon"] = _parse_float(row.get("lon") or "", "lon", -180.0, 180.0)
+    if (fields["lat"] is None) != (fields["lon"] is None):
+        raise ValueError("lat and lon must be given together")
+    opted = row.get("opted_out")
+    fields["opted_out"] = None if opted is None or opted.strip() == "" else _parse_bool(opted)
+    return UserRecord(id=uid, **fields)  # type: ignore[arg-type]
+
+
+def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
+    """CSV with a header containing `id` and optional profile columns (unknown ones are ignored)."""
+    path = str(source.path)
+    header: list[str] | None = None
+    for number, text in source.lines():
+        if text is None:
+            yield RowError(path, number, "line is not valid UTF-8")
+            continue
+        if not text.strip():
+            continue
+        values = next(csv.reader(io.StringIO(text)))
+        if header is None:
+            header = [h.strip().lower() for h in values]
+            if "id" not in header:
+                raise InputFormatError(f"{path}:{number}: users CSV header needs an 'id' column (got {values})")
+            continue
+        if len(values) != len(header):
+            yield RowError(path, number, f"expected {len(header)} fields, got {len(values)}")
+            continue
+        try:
+            yield _user_from_row(dict(zip(header, values, strict=True)))
+        except ValueError as exc:
+            yield RowError(path, number, str(exc))
+
+
+def read_events(source: ByteCounter) -> Iterator[tuple[int, Event] | RowError]:
+    """JSONL, one event per line: {"type", "src", "dst", "ts", ...}. Extra keys are kept."""
+    path = str(source.path)
+    for number, text in source.lines():
+        if text is None:
+            yield RowError(path, number, "line is not valid UTF-8")
+            continue
+        if not text.strip():
+            continue
+        try:
+            yield number, parse_event(json.loads(text))
+        except (ValueError, TypeError) as exc:
+            yield RowError(path, number, str(exc))
+
+
+def parse_event(obj: object) -> Event:
+    """Validate one event object; ValueError naming the field at fault."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"event must be a JSON object, got {type(obj).__name__}")
+    etype = obj.get("type")
+    if etype not in EVENT_TYPES:
+        raise ValueError(f"field 'type' must be one of {', '.join(EVENT_TYPES)} (got {etype!r})")
+    for key in ("src", "dst"):
+        if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool) or str(obj[key]) == "":
+            raise ValueError(f"field {key!r} must be a non-empty string or integer (got {obj.get(key)!r})")
+    if str(obj["src"]) == str(obj["dst"]):
+        raise ValueError(f"'src' and 'dst' are the same user {obj['src']!r}")
+    raw_ts = obj.get("ts")
+    if isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float, str)):
+        raise ValueError(f"field 'ts' must be epoch seconds or ISO 8601 (got {raw_ts!r})")
+    ts = parse_timestamp(str(raw_ts))
+    position = obj.get("position")
+    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+        raise ValueError(f"field 'position' must be a non-negative integer (got {position!r})")
+    extra = {k: v for k, v in obj.items() if k not in ("type", "src", "dst", "ts", "position")}
+    return Event(etype, str(obj["src"]), str(obj["dst"]), ts, position, extra)

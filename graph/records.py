@@ -1,0 +1,104 @@
+"""Plain records exchanged with the graph store. No driver types leak past the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PROFILE_FIELDS: tuple[str, ...] = (
+    "created_at", "school", "employer", "city", "lat", "lon", "age_group", "language", "opted_out",
+)
+CATEGORICAL_FIELDS: tuple[str, ...] = ("school", "employer", "city", "age_group", "language")
+EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block")
+REQUEST_STATUSES: tuple[str, ...] = ("pending", "accepted", "declined")
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """A user and its profile. Missing attributes are None."""
+
+    id: str
+    created_at: float | None = None
+    school: str | None = None
+    employer: str | None = None
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    age_group: str | None = None
+    language: str | None = None
+    opted_out: bool | None = None  # None: not given, so an existing opt-out is left alone
+
+    def properties(self) -> dict[str, object]:
+        """Profile properties to write (None values are left out, so they are not stored)."""
+        props = {name: getattr(self, name) for name in PROFILE_FIELDS}
+        return {k: v for k, v in props.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Friendship:
+    """An undirected tie; `since` is the earliest time it was seen (epoch seconds) or None."""
+
+    a: str
+    b: str
+    since: float | None = None
+
+    def canonical(self) -> Friendship:
+        """The same tie with endpoints ordered, so each pair is stored exactly once."""
+        return self if self.a <= self.b else Friendship(self.b, self.a, self.since)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A feedback event. `src` is the actor: for accept/decline, `src` answers `dst`'s request."""
+
+    type: str
+    src: str
+    dst: str
+    ts: float
+    position: int | None = None
+    extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Request:
+    src: str
+    dst: str
+    sent_at: float
+    status: str
+    responded_at: float | None = None
+
+
+@dataclass(frozen=True)
+class FofRow:
+    """One friends-of-friends candidate as the store computes it."""
+
+    candidate: str
+    mutual_count: int
+    adamic_adar: float
+    mutual_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphCounts:
+    users: int
+    friendships: int
+    requests: int
+    blocks: int
+    dismissals: int
+
+
+@dataclass(frozen=True)
+class PendingRequests:
+    incoming: tuple[str, ...]
+    outgoing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserState:
+    """Fresh, correctness-critical state of a viewer, read at serving time."""
+
+    user_id: str
+    friends: frozenset[str]
+    pending: frozenset[str]            # requests either way
+    blocked: frozenset[str]            # blocks either way
+    declined: dict[str, float]         # candidate -> when a request between them was declined
+    dismissed: frozenset[str]          # suggestions this viewer dismissed

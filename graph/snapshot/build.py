@@ -1,0 +1,177 @@
+"""Build snapshots: from the graph store (+ event log), or straight from an edge list file."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from graph.eventlog import EventLog
+from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
+from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_columns
+from graph.store import GraphStore
+
+log = logging.getLogger(__name__)
+
+
+def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric CSR from an edge list: duplicates merged (earliest ts kept), self loops dropped.
+
+    Returns (indptr int64 [n+1], indices int32 sorted within each row, since float64).
+    """
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    ts = np.full(src.shape, np.nan) if ts is None else np.asarray(ts, dtype=np.float64)
+    keep = src != dst
+    a = np.concatenate([src[keep], dst[keep]])
+    b = np.concatenate([dst[keep], src[keep]])
+    t = np.concatenate([ts[keep], ts[keep]])
+    key = a * n + b
+    order = np.lexsort((t, key))  # by pair, then earliest time first (NaN sorts last)
+    key, t = key[order], t[order]
+    first = np.ones(key.shape, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key, t = key[first], t[first]
+    rows = key // n
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return indptr, (key % n).astype(np.int32), t
+
+
+def id_array(ids: Iterable[str]) -> np.ndarray:
+    """Sorted unique ids: int64 when every id is a canonical integer, else unicode strings."""
+    strs = np.unique(np.asarray(list(ids), dtype=str))
+    try:
+        ints = strs.astype(np.int64)
+    except (ValueError, OverflowError):
+        return strs
+    if np.array_equal(ints.astype(str), strs):
+        return np.sort(ints)
+    return strs
+
+
+def map_ids(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Internal indices of external `values` (all must be present in the sorted `ids`)."""
+    values = values.astype(ids.dtype) if ids.dtype.kind == "i" else values.astype(str)
+    idx = np.searchsorted(ids, values)
+    idx = np.minimum(idx, len(ids) - 1)
+    if len(values) and not np.array_equal(ids[idx], values):
+        bad = values[ids[idx] != values][0]
+        raise KeyError(f"id {bad!r} is not in the id map")
+    return idx.astype(np.int32)
+
+
+def _empty_tables() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    i32, f64 = np.zeros(0, np.int32), np.zeros(0, np.float64)
+    requests = {"src": i32, "dst": i32, "sent_at": f64, "status": np.zeros(0, np.int8), "responded_at": f64}
+    blocks = {"src": i32, "dst": i32, "at": f64}
+    events = {"type": np.zeros(0, np.int8), "src": i32, "dst": i32, "ts": f64, "position": np.zeros(0, np.int16)}
+    return requests, blocks, events
+
+
+def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
+    """A snapshot with structure only (no profiles or events), for offline evaluation."""
+    start = time.perf_counter()
+    source = ByteCounter(path)
+    src: list[str] = []
+    dst: list[str] = []
+    ts: list[float] = []
+    bad = 0
+    with tqdm(total=source.size, unit="B", unit_scale=True, disable=not progress, desc=path.name) as bar:
+        for row in read_edges(source):
+            if isinstance(row, EdgeRow):
+                src.append(row.src)
+                dst.append(row.dst)
+                ts.append(np.nan if row.ts is None else row.ts)
+            else:
+                bad += 1
+                log.warning("skipping %s", row)
+            if len(src) % 100_000 == 0:
+                bar.update(source.bytes_read - bar.n)
+        bar.update(source.bytes_read - bar.n)
+    ids = id_array(src + dst)
+    s, d = map_ids(ids, np.asarray(src)), map_ids(ids, np.asarray(dst))
+    indptr, indices, since = build_csr(len(ids), s, d, np.asarray(ts))
+    numeric, categorical, vocab = empty_columns(len(ids))
+    requests, blocks, events = _empty_tables()
+    log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
+             time.perf_counter() - start, len(ids), len(indices) // 2, bad)
+    return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab,
+                    np.zeros(len(ids), dtype=bool), requests, blocks, events,
+                    meta={"source_file": str(path), "rejected_rows": bad})
+
+
+def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, dict, dict, np.ndarray]:
+    n = len(ids)
+    numeric, categorical, vocab = empty_columns(n)
+    opted = np.zeros(n, dtype=bool)
+    order = map_ids(ids, np.asarray([u.id for u in users])) if users else np.zeros(0, np.int32)
+    for col in ("created_at", "lat", "lon"):
+        numeric[col][order] = [np.nan if getattr(u, col) is None else float(getattr(u, col)) for u in users]
+    for col in CATEGORICAL_FIELDS:
+        values = [getattr(u, col) for u in users]
+        vocab[col] = sorted({v for v in values if v is not None})
+        lookup = {v: i for i, v in enumerate(vocab[col])}
+        categorical[col][order] = [lookup.get(v, -1) if v is not None else -1 for v in values]
+    opted[order] = [bool(u.opted_out) for u in users]
+    return numeric, categorical, vocab, opted
+
+
+def _event_table(ids: np.ndarray, index: dict[str, int], events: Iterable[Event]) -> dict[str, np.ndarray]:
+    seen: set[tuple] = set()
+    rows: list[tuple[int, int, int, float, int]] = []
+    for ev in events:
+        key = (ev.type, ev.src, ev.dst, ev.ts, ev.position)
+        if key in seen or ev.src not in index or ev.dst not in index:
+            continue
+        seen.add(key)
+        rows.append((EVENT_CODE[ev.type], index[ev.src], index[ev.dst], ev.ts,
+                     -1 if ev.position is None else ev.position))
+    rows.sort(key=lambda r: r[3])
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    return {"type": arr[:, 0].astype(np.int8), "src": arr[:, 1].astype(np.int32), "dst": arr[:, 2].astype(np.int32),
+            "ts": arr[:, 3].copy(), "position": arr[:, 4].astype(np.int16)}
+
+
+def from_store(store: GraphStore, event_log: EventLog | None = None, progress: bool = False) -> Snapshot:
+    """Export the whole graph from the store (streamed in batches) plus the event log."""
+    start = time.perf_counter()
+    users: list[UserRecord] = []
+    for batch in tqdm(store.iter_users(), desc="users", unit=" batch", disable=not progress):
+        users.extend(batch)
+    ids = id_array(u.id for u in users)
+    index = {str(x): i for i, x in enumerate(ids.tolist())}
+    numeric, categorical, vocab, opted = _profile_columns(ids, users)
+    del users
+    src_parts, dst_parts, ts_parts = [], [], []
+    for batch in tqdm(store.iter_friendships(), desc="friendships", unit=" batch", disable=not progress):
+        src_parts.append(np.fromiter((index[f.a] for f in batch), np.int32, len(batch)))
+        dst_parts.append(np.fromiter((index[f.b] for f in batch), np.int32, len(batch)))
+        ts_parts.append(np.fromiter((np.nan if f.since is None else f.since for f in batch), np.float64, len(batch)))
+    def cat(parts, dt):
+        return (np.concatenate(parts) if parts else np.zeros(0, dt))
+    indptr, indices, since = build_csr(len(ids), cat(src_parts, np.int32), cat(dst_parts, np.int32),
+                                       cat(ts_parts, np.float64))
+    reqs = [r for batch in store.iter_requests() for r in batch]
+    requests = {
+        "src": np.array([index[r.src] for r in reqs], np.int32),
+        "dst": np.array([index[r.dst] for r in reqs], np.int32),
+        "sent_at": np.array([r.sent_at for r in reqs], np.float64),
+        "status": np.array([STATUS_CODE[r.status] for r in reqs], np.int8),
+        "responded_at": np.array([np.nan if r.responded_at is None else r.responded_at for r in reqs], np.float64),
+    }
+    blk = [b for batch in store.iter_blocks() for b in batch]
+    blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
+              "dst": np.array([index[b[1]] for b in blk], np.int32),
+              "at": np.array([b[2] for b in blk], np.float64)}
+    events = _event_table(ids, index, event_log.read() if event_log is not None else ())
+    log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
+             time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
+    return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
+                    meta={"source_store": store.server_info()})

@@ -1,0 +1,148 @@
+"""The in-memory snapshot and its on-disk form (one .npy per array + manifest.json)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graph.records import CATEGORICAL_FIELDS, EVENT_TYPES, REQUEST_STATUSES
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError, UnknownUserError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+NUMERIC_COLUMNS = ("created_at", "lat", "lon")
+EVENT_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
+STATUS_CODE = {name: i for i, name in enumerate(REQUEST_STATUSES)}
+
+
+@dataclass
+class Snapshot:
+    """The graph at one moment, as arrays indexed by internal user index 0..n-1.
+
+    `indptr`/`indices` are a symmetric CSR adjacency (int64/int32, sorted neighbours, no self
+    loops); `since[k]` is the time the tie `indices[k]` was formed (NaN when unknown).
+    """
+
+    ids: np.ndarray                       # external ids (int64 or str), sorted
+    indptr: np.ndarray
+    indices: np.ndarray
+    since: np.ndarray
+    numeric: dict[str, np.ndarray]        # created_at, lat, lon (float64, NaN = missing)
+    categorical: dict[str, np.ndarray]    # code per user (int32, -1 = missing)
+    vocab: dict[str, list[str]]
+    opted_out: np.ndarray                 # bool
+    requests: dict[str, np.ndarray]       # src, dst, sent_at, status, responded_at
+    blocks: dict[str, np.ndarray]         # src, dst, at
+    events: dict[str, np.ndarray]         # type, src, dst, ts, position
+    meta: dict[str, Any] = field(default_factory=dict)
+    _index: dict[str, int] | None = field(default=None, repr=False)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.ids.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        """Undirected friendships (each stored twice in the CSR)."""
+        return int(self.indices.shape[0] // 2)
+
+    @property
+    def degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def neighbors(self, i: int) -> np.ndarray:
+        return self.indices[self.indptr[i]:self.indptr[i + 1]]
+
+    def index_of(self, user_id: str | int) -> int:
+        if self._index is None:
+            self._index = {str(x): i for i, x in enumerate(self.ids.tolist())}
+        try:
+            return self._index[str(user_id)]
+        except KeyError:
+            raise UnknownUserError(str(user_id)) from None
+
+    def has_user(self, user_id: str | int) -> bool:
+        try:
+            self.index_of(user_id)
+        except UnknownUserError:
+            return False
+        return True
+
+    def external_id(self, i: int) -> str:
+        return str(self.ids[i])
+
+
+def _arrays(snap: Snapshot) -> dict[str, np.ndarray]:
+    out = {"ids": snap.ids, "indptr": snap.indptr, "indices": snap.indices, "since": snap.since,
+           "opted_out": snap.opted_out}
+    out.update({f"num_{k}": v for k, v in snap.numeric.items()})
+    out.update({f"cat_{k}": v for k, v in snap.categorical.items()})
+    for table in ("requests", "blocks", "events"):
+        out.update({f"{table}_{k}": v for k, v in getattr(snap, table).items()})
+    return out
+
+
+def save_snapshot(snap: Snapshot, store: ArtifactStore, source: str) -> Path:
+    """Write `snap` as a new version under `store` and make it current."""
+    start = time.perf_counter()
+    staging = store.staging_dir()
+    arrays = _arrays(snap)
+    for name, arr in arrays.items():
+        np.save(staging / f"{name}.npy", arr, allow_pickle=False)
+    (staging / "vocab.json").write_text(json.dumps(snap.vocab))
+    manifest = {
+        "kind": "snapshot", "format": FORMAT_VERSION, "source": source,
+        "num_users": snap.num_users, "num_friendships": snap.num_edges,
+        "num_requests": int(snap.requests["src"].shape[0]), "num_blocks": int(snap.blocks["src"].shape[0]),
+        "num_events": int(snap.events["src"].shape[0]),
+        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
+        **snap.meta,
+    }
+    path = store.publish(staging, manifest)
+    log.info("snapshot %s written in %.2fs (%d users, %d friendships)", path.name,
+             time.perf_counter() - start, snap.num_users, snap.num_edges)
+    return path
+
+
+def load_snapshot(path: Path, mmap: bool = False) -> Snapshot:
+    """Load a snapshot directory; checks every array against the manifest."""
+    start = time.perf_counter()
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is not a snapshot (no manifest.json)") from None
+    if manifest.get("kind") != "snapshot" or manifest.get("format") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported snapshot kind/format "
+                            f"{manifest.get('kind')!r}/{manifest.get('format')!r}")
+    arrays: dict[str, np.ndarray] = {}
+    for name, spec in manifest["arrays"].items():
+        arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        if list(arr.shape) != spec["shape"] or str(arr.dtype) != spec["dtype"]:
+            raise ArtifactError(f"{path}/{name}.npy is {arr.dtype}{list(arr.shape)}, manifest says {spec}")
+        arrays[name] = arr
+
+    def group(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    snap = Snapshot(
+        ids=arrays["ids"], indptr=arrays["indptr"], indices=arrays["indices"], since=arrays["since"],
+        numeric=group("num_"), categorical=group("cat_"), vocab=json.loads((path / "vocab.json").read_text()),
+        opted_out=arrays["opted_out"], requests=group("requests_"), blocks=group("blocks_"),
+        events=group("events_"), meta={"version": manifest.get("version"), "source": manifest.get("source")},
+    )
+    log.info("snapshot %s loaded in %.3fs", path.name, time.perf_counter() - start)
+    return snap
+
+
+def empty_columns(n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, list[str]]]:
+    """Numeric (NaN), categorical (-1) columns and vocabularies for `n` users without profiles."""
+    numeric = {k: np.full(n, np.nan) for k in NUMERIC_COLUMNS}
+    categorical = {k: np.full(n, -1, dtype=np.int32) for k in CATEGORICAL_FIELDS}
+    return numeric, categorical, {k: [] for k in CATEGORICAL_FIELDS}

@@ -1,0 +1,3 @@
+from pymk.cli import main
+
+main()

@@ -1,0 +1,107 @@
+"""Versioned artifact directories with a manifest and an atomically swapped CURRENT pointer.
+
+Layout: ROOT/<version>/ (files + manifest.json), ROOT/CURRENT (a text file naming the version,
+replaced with os.replace, so readers see the old or the new version, never half of one).
+The previous version is kept for rollback; older ones are pruned beyond `keep`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymk.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+POINTER = "CURRENT"
+
+
+class ArtifactStore:
+    """A family of versioned artifacts (snapshots, embeddings, ranker models) under one root."""
+
+    def __init__(self, root: Path, keep: int = 3) -> None:
+        self.root = root
+        self.keep = max(2, keep)
+
+    def staging_dir(self) -> Path:
+        """A fresh private directory to write a new version into before `publish`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and (p / MANIFEST).exists())
+
+    def publish(self, staging: Path, manifest: dict[str, Any], make_current: bool = True) -> Path:
+        """Move a staged directory into place as a new version and (by default) point CURRENT at it."""
+        version = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%f")
+        while (self.root / version).exists():  # same microsecond: keep names unique and ordered
+            version += "a"
+        manifest = {"version": version, "published_at": time.time(), **manifest}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        final = self.root / version
+        os.replace(staging, final)
+        if make_current:
+            self.set_current(version)
+        self._prune()
+        log.info("published %s", final)
+        return final
+
+    def set_current(self, version: str) -> None:
+        if not (self.root / version / MANIFEST).exists():
+            raise ArtifactError(f"no complete version {version!r} under {self.root}")
+        tmp = self.root / f".{POINTER}.tmp-{os.getpid()}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / POINTER)
+
+    def current_version(self) -> str | None:
+        try:
+            version = (self.root / POINTER).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return version or None
+
+    def current(self) -> Path:
+        version = self.current_version()
+        if version is None:
+            raise ArtifactError(f"no published version under {self.root} (no {POINTER} pointer)")
+        path = self.root / version
+        if not (path / MANIFEST).exists():
+            raise ArtifactError(f"{POINTER} names {version!r} but {path} has no {MANIFEST}")
+        return path
+
+    def manifest(self, path: Path) -> dict[str, Any]:
+        try:
+            return json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise ArtifactError(f"{path} has no {MANIFEST}") from None
+
+    def rollback(self) -> str:
+        """Point CURRENT at the version published before the current one. Returns it."""
+        versions = self.versions()
+        current = self.current_version()
+        if current not in versions or versions.index(current) == 0:
+            raise ArtifactError(f"nothing to roll back to from {current!r} under {self.root}")
+        previous = versions[versions.index(current) - 1]
+        self.set_current(previous)
+        log.info("rolled back %s -> %s", current, previous)
+        return previous
+
+    def _prune(self) -> None:
+        versions = self.versions()
+        current = self.current_version()
+        for old in versions[: max(0, len(versions) - self.keep)]:
+            if old != current:
+                shutil.rmtree(self.root / old, ignore_errors=True)
+        for stale in self.root.glob(".staging-*"):
+            if time.time() - stale.stat().st_mtime > 24 * 3600:
+                shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,181 @@
+"""The `pymk` command line: a thin layer over plain functions (python -m pymk --help)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from pymk.errors import PymkError
+from pymk.settings import Settings
+
+log = logging.getLogger("pymk")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("neo4j").setLevel(logging.WARNING)
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except PymkError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Cli)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """pymk: people-you-may-know engine."""
+    _setup_logging(verbose)
+    ctx.obj = Settings.from_env()
+
+
+# ---- local Neo4j -----------------------------------------------------------------------------
+@main.group()
+def neo4j() -> None:
+    """Run the local embedded Neo4j (ignored when NEO4J_URI points at a server)."""
+
+
+@neo4j.command("start")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt.")
+@click.pass_obj
+def neo4j_start(settings: Settings, timeout: float) -> None:
+    from graph import server
+
+    st = server.start(settings.neo4j, timeout_s=timeout)
+    click.echo(f"neo4j ready at {st.uri} ({st.detail})")
+
+
+@neo4j.command("stop")
+@click.pass_obj
+def neo4j_stop(settings: Settings) -> None:
+    from graph import server
+
+    click.echo("neo4j stopped" if server.stop(settings.neo4j) else "neo4j was not running")
+
+
+@neo4j.command("status")
+@click.pass_obj
+def neo4j_status(settings: Settings) -> None:
+    from graph import server
+
+    st = server.status(settings.neo4j)
+    click.echo(f"{'up' if st.running else 'down'}: {st.uri} - {st.detail}")
+    if st.running:
+        from graph.connect import open_store
+
+        store = open_store(settings)
+        try:
+            click.echo(f"server: {store.server_info()}")
+            click.echo(f"counts: {store.counts()}")
+        finally:
+            store.close()
+    sys.exit(0 if st.running else 3)
+
+
+@neo4j.command("build")
+def neo4j_build() -> None:
+    """Build the Java launcher with Maven (done on demand by start)."""
+    from graph import server
+
+    click.echo(f"launcher libraries in {server.build_launcher(force=True)}")
+
+
+# ---- ingestion --------------------------------------------------------------------------------
+@main.command()
+@click.argument("kind", type=click.Choice(["edges", "users", "events"]))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--batch-size", type=int, default=None, help="Rows per transaction (default PYMK_INGEST_BATCH).")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_obj
+def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: int | None,
+           rejects: Path | None, no_progress: bool) -> None:
+    """Load edge lists, user CSVs or JSONL events into the graph (idempotent)."""
+    from graph import ingest as ing
+    from graph.connect import open_store
+    from graph.eventlog import EventLog
+
+    size = batch_size or settings.ingest_batch_size
+    store = open_store(settings)
+    reports = []
+    try:
+        store.ensure_schema()
+        for path in paths:
+            if kind == "edges":
+                reports.append(ing.ingest_edges(store, path, size, progress=not no_progress))
+            elif kind == "users":
+                reports.append(ing.ingest_users(store, path, size, progress=not no_progress))
+            else:
+                reports.append(ing.ingest_events(store, path, EventLog(settings.event_log_dir), size,
+                                                 progress=not no_progress))
+    finally:
+        store.close()
+    for rep in reports:
+        click.echo(rep.summary())
+    if rejects is not None:
+        rejects.write_text("".join(f"{err}\n" for rep in reports for err in rep.errors))
+        click.echo(f"rejected rows written to {rejects}")
+
+
+# ---- snapshots --------------------------------------------------------------------------------
+@main.group()
+def snapshot() -> None:
+    """Export, build and inspect versioned graph snapshots."""
+
+
+def _snapshots(settings: Settings):
+    from pymk.artifacts import ArtifactStore
+
+    return ArtifactStore(settings.snapshot_dir)
+
+
+@snapshot.command("export")
+@click.pass_obj
+def snapshot_export(settings: Settings) -> None:
+    """Neo4j + event log -> a new snapshot version (made current)."""
+    from graph.connect import open_store
+    from graph.eventlog import EventLog
+    from graph.snapshot import from_store, save_snapshot
+
+    store = open_store(settings)
+    try:
+        snap = from_store(store, EventLog(settings.event_log_dir), progress=True)
+        path = save_snapshot(snap, _snapshots(settings), source=store.server_info())
+    finally:
+        store.close()
+    click.echo(f"snapshot {path.name}: {snap.num_users} users, {snap.num_edges} friendships")
+
+
+@snapshot.command("from-edges")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def snapshot_from_edges(settings: Settings, path: Path) -> None:
+    """An edge list file -> a new snapshot version, without Neo4j."""
+    from graph.snapshot import from_edge_list, save_snapshot
+
+    snap = from_edge_list(path, progress=True)
+    out = save_snapshot(snap, _snapshots(settings), source=f"edge list {path}")
+    click.echo(f"snapshot {out.name}: {snap.num_users} users, {snap.num_edges} friendships")
+
+
+@snapshot.command("info")
+@click.pass_obj
+def snapshot_info(settings: Settings) -> None:
+    store = _snapshots(settings)
+    current = store.current()
+    click.echo(json.dumps({k: v for k, v in store.manifest(current).items() if k != "arrays"}, indent=2))
+
+
+@snapshot.command("rollback")
+@click.pass_obj
+def snapshot_rollback(settings: Settings) -> None:
+    click.echo(f"current snapshot is now {_snapshots(settings).rollback()}")

@@ -1,0 +1,31 @@
+"""Named exceptions shared across packages. Messages quote the bad value."""
+
+from __future__ import annotations
+
+
+class PymkError(Exception):
+    """Base class for every error pymk raises on purpose."""
+
+
+class ConfigError(PymkError):
+    """A setting from the environment or the command line is invalid."""
+
+
+class UnknownUserError(PymkError, LookupError):
+    """A user id that the graph does not contain."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"unknown user {user_id!r}")
+        self.user_id = user_id
+
+
+class InputFormatError(PymkError, ValueError):
+    """A whole input file cannot be read (bad header, unknown format)."""
+
+
+class ArtifactError(PymkError):
+    """A versioned artifact is missing, incomplete or fails its checks."""
+
+
+class ServerError(PymkError):
+    """The local Neo4j server could not be built, started or stopped."""

@@ -1,0 +1,88 @@
+"""One typed settings object, built from the environment and passed explicitly."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from pymk.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
+
+
+@dataclass(frozen=True)
+class Neo4jSettings:
+    """Where the graph store lives. An external `uri` means: use it, start nothing."""
+
+    uri: str | None = None
+    user: str = "neo4j"
+    password: str = ""
+    database: str = "neo4j"
+    # Local embedded server (used only when `uri` is None).
+    home: Path = REPO_ROOT / "var" / "neo4j"
+    host: str = "127.0.0.1"
+    port: int = 7687
+    heap_mb: int = 1024
+    pagecache_mb: int = 512
+
+    @property
+    def external(self) -> bool:
+        return self.uri is not None
+
+    @property
+    def bolt_uri(self) -> str:
+        return self.uri or f"bolt://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, in one place. Build with `Settings.from_env()`."""
+
+    data_dir: Path = REPO_ROOT / "var"
+    neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
+    ingest_batch_size: int = 10_000
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def event_log_dir(self) -> Path:
+        return self.data_dir / "events"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        data_dir = Path(env.get("PYMK_DATA_DIR") or REPO_ROOT / "var").resolve()
+        port = _env_int(env, "PYMK_NEO4J_PORT", 7687)
+        if not 0 < port < 65536:
+            raise ConfigError(f"PYMK_NEO4J_PORT must be a TCP port (got {port})")
+        neo = Neo4jSettings(
+            uri=env.get("NEO4J_URI") or None,
+            user=env.get("NEO4J_USER", "neo4j"),
+            password=env.get("NEO4J_PASSWORD", ""),
+            database=env.get("NEO4J_DATABASE", "neo4j"),
+            home=Path(env.get("PYMK_NEO4J_HOME") or data_dir / "neo4j").resolve(),
+            host=env.get("PYMK_NEO4J_HOST", "127.0.0.1"),
+            port=port,
+            heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024),
+            pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512),
+        )
+        batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000)
+        if batch < 1:
+            raise ConfigError(f"PYMK_INGEST_BATCH must be positive (got {batch})")
+        return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)

@@ -1,0 +1,54 @@
+"""Shared fixtures. Integration tests talk to a real Neo4j over Bolt (started here if needed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from graph.memory_store import MemoryGraphStore
+from graph.store import GraphStore
+from pymk.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def neo4j_store(settings: Settings) -> Iterator[GraphStore]:
+    """The real store. Uses NEO4J_URI if set, else the local server (started if not running)."""
+    from graph import server
+    from graph.connect import open_store
+
+    started = False
+    if not settings.neo4j.external and not server.status(settings.neo4j).running:
+        server.start(settings.neo4j)
+        started = True
+    store = open_store(settings)
+    store.ensure_schema()
+    print(f"\n[integration] talking to {store.server_info()}")
+    yield store
+    store.close()
+    if started:
+        server.stop(settings.neo4j)
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique id prefix, so tests never see each other's data on a shared server."""
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@pytest.fixture(params=["memory", pytest.param("neo4j", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[GraphStore]:
+    """Each contract test runs against the in-memory fake and against real Neo4j."""
+    if request.param == "memory":
+        yield MemoryGraphStore()
+        return
+    real: GraphStore = request.getfixturevalue("neo4j_store")
+    yield real
+    ids = [u.id for batch in real.iter_users() for u in batch if u.id.startswith(prefix)]
+    real.delete_users(ids)

@@ -1,0 +1,94 @@
+"""Ingestion: idempotent, batched, bad rows reported while good rows load, safe to re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from graph.eventlog import EventLog
+from graph.ingest import ingest_edges, ingest_events, ingest_users
+
+
+def _write_edges(path, prefix: str, n: int) -> set[tuple[str, str]]:
+    pairs = set()
+    with open(path, "w") as f:
+        f.write("# generated\n")
+        for i in range(n):
+            a, b = f"{prefix}{i % 997}", f"{prefix}{(i * 7919) % 1009 + 1000}"
+            f.write(f"{a} {b} {i}\n")
+            pairs.add(tuple(sorted((a, b))))
+    return pairs
+
+
+def test_same_edge_list_twice_leaves_same_counts(store, prefix, tmp_path):
+    path = tmp_path / "edges.txt"
+    pairs = _write_edges(path, prefix, 3000)
+    before = store.counts()
+    r1 = ingest_edges(store, path, batch_size=700, progress=False)
+    after_first = store.counts()
+    r2 = ingest_edges(store, path, batch_size=300, progress=False)
+    assert store.counts() == after_first
+    assert after_first.friendships - before.friendships == len(pairs)
+    assert (r1.rows_read, r1.loaded, r1.rejected) == (3000, 3000, 0)
+    assert r2.loaded == 3000
+
+
+def test_malformed_lines_are_reported_and_good_lines_load(store, prefix, tmp_path, caplog):
+    path = tmp_path / "mixed.txt"
+    path.write_text(f"{prefix}a {prefix}b 1\nbroken\n{prefix}b {prefix}c 2\n{prefix}c {prefix}d yesterday\n"
+                    f"{prefix}d {prefix}d 3\n{prefix}d {prefix}e\n")
+    report = ingest_edges(store, path, batch_size=2, progress=False)
+    assert (report.rows_read, report.loaded, report.rejected) == (6, 3, 3)
+    assert [e.line for e in report.errors] == [2, 4, 5]
+    assert f"{path}:2:" in caplog.text and f"{path}:4: bad timestamp 'yesterday'" in caplog.text
+    assert store.friends(f"{prefix}b") == [f"{prefix}a", f"{prefix}c"]
+    assert store.friends(f"{prefix}d") == [f"{prefix}e"]
+
+
+def test_users_then_events_with_unknown_users_rejected(store, prefix, tmp_path):
+    users = tmp_path / "users.csv"
+    users.write_text("id,city,opted_out\n" + "".join(f"{prefix}{i},Oslo,{i == 2}\n" for i in range(4)))
+    assert ingest_users(store, users, progress=False).loaded == 4
+    events = tmp_path / "events.jsonl"
+    events.write_text(
+        f'{{"type":"send","src":"{prefix}0","dst":"{prefix}1","ts":1}}\n'
+        f'{{"type":"send","src":"{prefix}0","dst":"{prefix}ghost","ts":2}}\n'
+        f'{{"type":"impression","src":"{prefix}0","dst":"{prefix}3","ts":3,"position":0}}\n'
+        f'{{"type":"accept","src":"{prefix}1","dst":"{prefix}0","ts":4}}\n')
+    log = EventLog(tmp_path / "log")
+    report = ingest_events(store, events, log, progress=False)
+    assert (report.loaded, report.rejected) == (3, 1)
+    assert report.errors[0].line == 2 and f"'{prefix}ghost'" in report.errors[0].message
+    assert store.friends(f"{prefix}0") == [f"{prefix}1"]
+    assert store.opted_out_among([f"{prefix}{i}" for i in range(4)]) == {f"{prefix}2"}
+    # re-ingesting the same file replaces its segment: the log does not grow
+    ingest_events(store, events, log, progress=False)
+    assert len(log.segments()) == 1 and len(list(log.read())) == 3
+
+
+@pytest.mark.integration
+def test_killed_ingestion_rerun_completes_without_duplicates(neo4j_store, prefix, tmp_path, settings):
+    path = tmp_path / "big.txt"
+    pairs = _write_edges(path, prefix, 40_000)
+    before = neo4j_store.counts()
+    env = {**os.environ, "PYMK_DATA_DIR": str(settings.data_dir), "PYMK_NEO4J_PORT": str(settings.neo4j.port)}
+    proc = subprocess.Popen([sys.executable, "-m", "pymk", "ingest", "edges", str(path), "--batch-size", "200",
+                             "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while neo4j_store.counts().friendships == before.friendships and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    partial = neo4j_store.counts().friendships - before.friendships
+    assert 0 < partial < len(pairs), "the kill should land mid-run"
+    ingest_edges(neo4j_store, path, batch_size=5000, progress=False)
+    assert neo4j_store.counts().friendships - before.friendships == len(pairs)
+    ids = {x for p in pairs for x in p}
+    neo4j_store.delete_users(ids)

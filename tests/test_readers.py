@@ -1,0 +1,110 @@
+"""Input parsing: formats of DESIGN.md, bad rows reported with file and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.readers import (
+    ByteCounter,
+    EdgeRow,
+    RowError,
+    parse_event,
+    parse_timestamp,
+    read_edges,
+    read_events,
+    read_users,
+)
+from pymk.errors import InputFormatError
+
+
+def _edges(tmp_path, text: str):
+    p = tmp_path / "edges.txt"
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    return list(read_edges(ByteCounter(p)))
+
+
+def test_snap_edges_with_comments_and_timestamps(tmp_path):
+    rows = _edges(tmp_path, "# comment\n1 2 100\n2\t3\t200\n\n3,4\n")
+    assert rows == [EdgeRow(2, "1", "2", 100.0), EdgeRow(3, "2", "3", 200.0), EdgeRow(5, "3", "4", None)]
+
+
+def test_csv_header_maps_columns_in_any_order(tmp_path):
+    rows = _edges(tmp_path, "Source,Target,Rating,Time\n7,9,-3,1500\n")
+    assert rows == [EdgeRow(2, "7", "9", 1500.0)]
+    rows = _edges(tmp_path, "ts,dst,src\n2020-01-01T00:00:00Z,b,a\n")
+    assert rows == [EdgeRow(2, "a", "b", 1577836800.0)]
+
+
+def test_node_count_first_line_is_skipped(tmp_path):
+    assert _edges(tmp_path, "4039\n0 1 1\n") == [EdgeRow(2, "0", "1", 1.0)]
+
+
+def test_bad_edge_rows_report_file_and_line_and_good_rows_survive(tmp_path):
+    rows = _edges(tmp_path, b"1 2\nlonely\n3 4 notatime\n5 5\n6 7\n\xff\xfe 8\n")
+    good = [r for r in rows if isinstance(r, EdgeRow)]
+    bad = [r for r in rows if isinstance(r, RowError)]
+    assert [(r.src, r.dst) for r in good] == [("1", "2"), ("6", "7")]
+    assert [r.line for r in bad] == [2, 3, 4, 6]
+    assert str(bad[1]).startswith(f"{tmp_path / 'edges.txt'}:3: bad timestamp 'notatime'")
+    assert "self-loop" in bad[2].message
+
+
+def test_users_csv(tmp_path):
+    p = tmp_path / "users.csv"
+    p.write_text("id,school,lat,lon,opted_out,created_at,extra\n"
+                 "u1,MIT,42.3,-71.0,false,2020-01-01,x\n"
+                 "u2,,,,,,\n"
+                 "u3,X,95,10,no,,\n"
+                 "u4,X,1,,no,,\n"
+                 "u5,X,1,2\n"
+                 "u6,X,1,2,maybe,,\n")
+    rows = list(read_users(ByteCounter(p)))
+    u1, u2 = rows[0], rows[1]
+    got = (u1.id, u1.school, u1.lat, u1.lon, u1.opted_out, u1.created_at)
+    assert got == ("u1", "MIT", 42.3, -71.0, False, 1577836800.0)
+    assert (u2.school, u2.lat, u2.opted_out) == (None, None, None)
+    errors = rows[2:]
+    assert [e.line for e in errors] == [4, 5, 6, 7]
+    assert "lat 95.0 outside" in errors[0].message
+    assert "together" in errors[1].message
+    assert "expected 7 fields" in errors[2].message
+    assert "bad boolean 'maybe'" in errors[3].message
+
+
+def test_users_csv_without_id_column_is_a_format_error(tmp_path):
+    p = tmp_path / "users.csv"
+    p.write_text("name,city\nana,Oslo\n")
+    with pytest.raises(InputFormatError, match="'id' column"):
+        list(read_users(ByteCounter(p)))
+
+
+def test_events_jsonl(tmp_path):
+    p = tmp_path / "events.jsonl"
+    p.write_text('{"type":"send","src":"a","dst":"b","ts":5}\n'
+                 '{"type":"poke","src":"a","dst":"b","ts":5}\n'
+                 'not json\n'
+                 '{"type":"impression","src":1,"dst":2,"ts":"2020-01-01T00:00:00","position":3,"policy":"fof"}\n'
+                 '{"type":"send","src":"a","dst":"a","ts":5}\n')
+    rows = list(read_events(ByteCounter(p)))
+    assert rows[0][0] == 1 and rows[0][1].type == "send"
+    assert isinstance(rows[1], RowError) and "field 'type'" in rows[1].message and rows[1].line == 2
+    assert isinstance(rows[2], RowError) and rows[2].line == 3
+    _line, ev = rows[3]
+    assert (ev.src, ev.dst, ev.position, ev.extra) == ("1", "2", 3, {"policy": "fof"})
+    assert isinstance(rows[4], RowError) and "same user" in rows[4].message
+
+
+@pytest.mark.parametrize("bad", [{"type": "send", "src": "a", "dst": "b"},
+                                 {"type": "send", "src": True, "dst": "b", "ts": 1},
+                                 {"type": "send", "src": "a", "dst": "b", "ts": 1, "position": -1},
+                                 ["send"]])
+def test_parse_event_names_the_field(bad):
+    with pytest.raises(ValueError):
+        parse_event(bad)
+
+
+def test_parse_timestamp():
+    assert parse_timestamp("1.5") == 1.5
+    assert parse_timestamp("1970-01-01T00:01:00+00:00") == 60.0
+    with pytest.raises(ValueError, match="'nan'"):
+        parse_timestamp("nan")

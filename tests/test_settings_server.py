@@ -1,0 +1,51 @@
+"""Settings from the environment, and the local server manager's bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph import server
+from pymk.errors import ConfigError
+from pymk.settings import Settings
+
+
+def test_settings_from_env(tmp_path):
+    s = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": "7777", "PYMK_INGEST_BATCH": "5"})
+    assert s.neo4j.bolt_uri == "bolt://127.0.0.1:7777"
+    assert s.neo4j.home == tmp_path / "neo4j" and s.snapshot_dir == tmp_path / "snapshots"
+    assert not s.neo4j.external and s.ingest_batch_size == 5
+    ext = Settings.from_env({"NEO4J_URI": "neo4j://db.example:7687", "NEO4J_PASSWORD": "pw"})
+    assert ext.neo4j.external and ext.neo4j.bolt_uri == "neo4j://db.example:7687"
+
+
+@pytest.mark.parametrize(("name", "value"), [("PYMK_NEO4J_PORT", "http"), ("PYMK_NEO4J_PORT", "70000"),
+                                             ("PYMK_INGEST_BATCH", "0")])
+def test_bad_settings_name_the_variable_and_value(name, value):
+    with pytest.raises(ConfigError, match=f"{name}.*{value}"):
+        Settings.from_env({name: value})
+
+
+def test_external_server_is_never_started_or_stopped():
+    cfg = Settings.from_env({"NEO4J_URI": "bolt://127.0.0.1:1"}).neo4j
+    assert server.start(cfg).external
+    assert server.stop(cfg) is False
+
+
+def test_status_of_a_server_that_never_ran(tmp_path):
+    cfg = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": "1"}).neo4j
+    st = server.status(cfg)
+    assert not st.running and st.pid is None and st.detail == "stopped"
+
+
+@pytest.mark.integration
+def test_real_server_round_trip(neo4j_store, prefix):
+    """Create, read and delete through the real Neo4j over Bolt, and say which server it was."""
+    from graph.records import Friendship
+
+    info = neo4j_store.server_info()
+    print(f"server version: {info}")
+    assert info.startswith("Neo4j/5.")
+    neo4j_store.add_friendships([Friendship(f"{prefix}x", f"{prefix}y", 1.0)])
+    assert neo4j_store.friends(f"{prefix}x") == [f"{prefix}y"]
+    assert neo4j_store.delete_users([f"{prefix}x", f"{prefix}y"]) == 2
+    assert neo4j_store.get_user(f"{prefix}x") is None

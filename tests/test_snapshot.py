@@ -1,0 +1,118 @@
+"""Snapshots: CSR correctness, round trip on disk, export from a store, versioning and rollback."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from graph.eventlog import EventLog
+from graph.records import Event, Friendship, UserRecord
+from graph.snapshot import build_csr, from_edge_list, from_store, load_snapshot, save_snapshot
+from graph.snapshot.build import id_array
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError, UnknownUserError
+
+
+def test_build_csr_symmetric_dedup_earliest_time():
+    indptr, indices, since = build_csr(4, np.array([0, 1, 2, 0, 3]), np.array([1, 0, 2, 3, 0]),
+                                       np.array([5.0, 3.0, 1.0, np.nan, 7.0]))
+    assert indptr.tolist() == [0, 2, 3, 3, 4]
+    assert indices.tolist() == [1, 3, 0, 0]
+    assert indices.dtype == np.int32
+    assert since.tolist() == [3.0, 7.0, 3.0, 7.0]  # 0-1 seen at 5 and 3; 0-3 at NaN and 7
+
+
+def test_build_csr_matches_networkx_on_random_graph():
+    rng = np.random.default_rng(0)
+    src, dst = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)
+    indptr, indices, _ = build_csr(300, src, dst)
+    g = nx.Graph()
+    g.add_nodes_from(range(300))
+    g.add_edges_from((a, b) for a, b in zip(src.tolist(), dst.tolist(), strict=True) if a != b)
+    for v in range(300):
+        assert indices[indptr[v]:indptr[v + 1]].tolist() == sorted(g.neighbors(v))
+
+
+def test_id_array_keeps_non_canonical_ids_as_strings():
+    assert id_array(["10", "9", "10"]).tolist() == [9, 10]
+    assert id_array(["007", "7"]).dtype.kind == "U"
+    assert id_array(["b", "a"]).tolist() == ["a", "b"]
+
+
+def test_from_edge_list_and_round_trip(tmp_path):
+    path = tmp_path / "e.txt"
+    path.write_text("src dst time\n1 2 10\n2 3 20\n3 1 30\n2 1 5\nbad\n")
+    snap = from_edge_list(path)
+    assert (snap.num_users, snap.num_edges) == (3, 3)
+    assert snap.meta["rejected_rows"] == 1
+    i1, i2 = snap.index_of("1"), snap.index_of(2)
+    k = snap.indptr[i1] + np.searchsorted(snap.neighbors(i1), i2)
+    assert snap.since[k] == 5.0
+    store = ArtifactStore(tmp_path / "snaps")
+    out = save_snapshot(snap, store, source="test")
+    back = load_snapshot(out)
+    assert np.array_equal(back.indices, snap.indices) and np.array_equal(back.ids, snap.ids)
+    assert back.external_id(back.index_of("3")) == "3"
+    with pytest.raises(UnknownUserError, match="'99'"):
+        back.index_of("99")
+
+
+def test_export_from_store_carries_profiles_requests_blocks_events(tmp_path):
+    from graph.memory_store import MemoryGraphStore
+
+    store = MemoryGraphStore()
+    store.upsert_users([UserRecord(id="a", city="Oslo", lat=1.0, lon=2.0, opted_out=True),
+                        UserRecord(id="b", city="Rome"), UserRecord(id="c"), UserRecord(id="d")])
+    store.add_friendships([Friendship("a", "b", 3.0), Friendship("b", "c")])
+    events = [Event("send", "c", "a", 10.0), Event("impression", "d", "a", 9.0, position=2),
+              Event("block", "d", "b", 11.0)]
+    store.apply_events(events)
+    log = EventLog(tmp_path / "events")
+    log.write_segment("x", events)
+    log.write_segment("y", events[:1])  # the same event twice in the log is kept once
+    snap = from_store(store, log)
+    idx = {u: snap.index_of(u) for u in "abcd"}
+    assert snap.num_edges == 2 and snap.opted_out[idx["a"]] and not snap.opted_out[idx["b"]]
+    assert snap.vocab["city"] == ["Oslo", "Rome"] and snap.categorical["city"][idx["c"]] == -1
+    assert snap.numeric["lat"][idx["a"]] == 1.0 and np.isnan(snap.numeric["lat"][idx["b"]])
+    assert snap.requests["src"].tolist() == [idx["c"]] and snap.requests["status"].tolist() == [0]
+    assert snap.blocks["dst"].tolist() == [idx["b"]]
+    assert snap.events["ts"].tolist() == [9.0, 10.0, 11.0] and snap.events["position"].tolist() == [2, -1, -1]
+    back = load_snapshot(save_snapshot(snap, ArtifactStore(tmp_path / "s"), source="memory"))
+    assert back.vocab == snap.vocab and np.array_equal(back.events["dst"], snap.events["dst"])
+
+
+@pytest.mark.integration
+def test_export_from_neo4j_equals_memory_export(neo4j_store, prefix, tmp_path):
+    from graph.memory_store import MemoryGraphStore
+
+    edges = [Friendship(f"{prefix}{a}", f"{prefix}{b}", float(a + b)) for a, b in [(0, 1), (1, 2), (2, 0), (3, 4)]]
+    mem = MemoryGraphStore()
+    for s in (mem, neo4j_store):
+        s.add_friendships(edges)
+    real = from_store(neo4j_store)
+    keep = np.array([str(x).startswith(prefix) for x in real.ids])
+    fake = from_store(mem)
+    sub = {str(x): i for i, x in enumerate(real.ids)}
+    for u in fake.ids:
+        got = sorted(str(real.ids[j]) for j in real.neighbors(sub[str(u)]))
+        want = sorted(str(fake.ids[j]) for j in fake.neighbors(fake.index_of(u)))
+        assert got == want
+    assert keep.sum() == fake.num_users
+    neo4j_store.delete_users([str(x) for x in fake.ids])
+
+
+def test_artifact_store_publish_and_rollback(tmp_path):
+    store = ArtifactStore(tmp_path, keep=3)
+    with pytest.raises(ArtifactError, match="no published version"):
+        store.current()
+    paths = []
+    for i in range(4):
+        staging = store.staging_dir()
+        (staging / "x.txt").write_text(str(i))
+        paths.append(store.publish(staging, {"i": i}))
+    assert store.manifest(store.current())["i"] == 3
+    assert len(store.versions()) == 3  # oldest pruned
+    assert store.rollback() == paths[2].name
+    assert (store.current() / "x.txt").read_text() == "2"

@@ -1,0 +1,107 @@
+"""One contract suite for every GraphStore: the in-memory fake and the real Neo4j."""
+
+from __future__ import annotations
+
+import math
+
+from graph.records import Event, Friendship, UserRecord
+
+
+def two_cliques(p: str) -> list[Friendship]:
+    """Cliques {a0..a3} and {b0..b3} joined by the bridge a0-b0."""
+    edges = []
+    for side in "ab":
+        nodes = [f"{p}{side}{i}" for i in range(4)]
+        edges += [Friendship(x, y, 100.0) for i, x in enumerate(nodes) for y in nodes[i + 1:]]
+    edges.append(Friendship(f"{p}a0", f"{p}b0", 200.0))
+    return edges
+
+
+def test_users_upsert_and_read_back(store, prefix):
+    u = UserRecord(id=f"{prefix}ana", school="MIT", city="Boston", lat=42.36, lon=-71.06, created_at=1.5e9)
+    store.upsert_users([u])
+    store.upsert_users([UserRecord(id=f"{prefix}ana", employer="Acme")])  # partial update keeps the rest
+    got = store.get_user(f"{prefix}ana")
+    assert got is not None
+    assert (got.school, got.city, got.employer, got.lat, got.created_at) == ("MIT", "Boston", "Acme", 42.36, 1.5e9)
+    assert store.get_user(f"{prefix}nobody") is None
+    assert store.existing_users([f"{prefix}ana", f"{prefix}nobody"]) == {f"{prefix}ana"}
+
+
+def test_friendship_stored_once_per_pair_with_earliest_since(store, prefix):
+    a, b = f"{prefix}a", f"{prefix}b"
+    before = store.counts().friendships
+    store.add_friendships([Friendship(a, b, 50.0), Friendship(b, a, 20.0), Friendship(a, a, 1.0)])
+    store.add_friendships([Friendship(b, a, 30.0)])
+    assert store.counts().friendships == before + 1
+    assert store.friends(a) == [b] and store.friends(b) == [a]
+    rows = [f for batch in store.iter_friendships() for f in batch if f.a in (a, b)]
+    assert [(f.a, f.b, f.since) for f in rows] == [(a, b, 20.0)]
+    assert store.remove_friendship(b, a) is True
+    assert store.friends(a) == []
+
+
+def test_fof_on_two_cliques_joined_by_a_bridge(store, prefix):
+    store.add_friendships(two_cliques(prefix))
+    rows = store.friends_of_friends(f"{prefix}a1", limit=10, max_friend_degree=1000)
+    # a1 knows a0, a2, a3; only b0 is two hops away (via a0), with one mutual friend.
+    assert [(r.candidate, r.mutual_count, r.mutual_ids) for r in rows] == [(f"{prefix}b0", 1, (f"{prefix}a0",))]
+    assert math.isclose(rows[0].adamic_adar, 1 / math.log(4))  # a0 has degree 4
+    rows = store.friends_of_friends(f"{prefix}a0", limit=10, max_friend_degree=1000)
+    assert {r.candidate: r.mutual_count for r in rows} == {f"{prefix}b1": 1, f"{prefix}b2": 1, f"{prefix}b3": 1}
+    # hub cap: a0 (degree 4) is no longer an intermediary, so a1 has no candidates
+    assert store.friends_of_friends(f"{prefix}a1", limit=10, max_friend_degree=3) == []
+
+
+def test_fof_orders_by_mutual_count_then_adamic_adar(store, prefix):
+    p = prefix
+    # u's friends f1,f2,f3; c2 shares f1,f2 (2 mutuals); c1 shares f3 only; f3 has lower degree than f1
+    edges = [(f"{p}u", f"{p}f{i}") for i in (1, 2, 3)] + [(f"{p}f1", f"{p}c2"), (f"{p}f2", f"{p}c2"),
+                                                            (f"{p}f3", f"{p}c1"), (f"{p}f1", f"{p}c3"),
+                                                            (f"{p}f1", f"{p}x")]
+    store.add_friendships([Friendship(a, b) for a, b in edges])
+    rows = store.friends_of_friends(f"{p}u", limit=2, max_friend_degree=100)
+    assert [(r.candidate, r.mutual_count) for r in rows] == [(f"{p}c2", 2), (f"{p}c1", 1)]
+
+
+def test_events_requests_blocks_dismissals(store, prefix):
+    p = prefix
+    store.upsert_users([UserRecord(id=f"{p}{x}") for x in "abcde"])
+    store.apply_events([
+        Event("send", f"{p}a", f"{p}b", 10.0), Event("send", f"{p}c", f"{p}a", 11.0),
+        Event("send", f"{p}d", f"{p}a", 12.0), Event("impression", f"{p}a", f"{p}e", 9.0, position=0),
+    ])
+    assert store.pending_requests(f"{p}a").outgoing == (f"{p}b",)
+    assert store.pending_requests(f"{p}a").incoming == (f"{p}c", f"{p}d")
+    store.apply_events([Event("accept", f"{p}a", f"{p}c", 20.0), Event("decline", f"{p}a", f"{p}d", 21.0),
+                        Event("dismiss", f"{p}a", f"{p}e", 22.0), Event("block", f"{p}b", f"{p}a", 23.0)])
+    state = store.user_state(f"{p}a")
+    assert state.friends == {f"{p}c"}
+    assert state.pending == {f"{p}b"}
+    assert state.blocked == {f"{p}b"}
+    assert state.declined == {f"{p}d": 21.0}
+    assert state.dismissed == {f"{p}e"}
+    assert store.blocked(f"{p}b") == {f"{p}a"}
+    # applying the same events again changes nothing
+    before = store.counts()
+    store.apply_events([Event("accept", f"{p}a", f"{p}c", 20.0), Event("block", f"{p}b", f"{p}a", 23.0)])
+    assert store.counts() == before
+
+
+def test_block_removes_the_friendship(store, prefix):
+    a, b = f"{prefix}a", f"{prefix}b"
+    store.add_friendships([Friendship(a, b)])
+    store.apply_events([Event("block", a, b, 5.0)])
+    assert store.friends(a) == []
+    assert store.blocked(a) == {b}
+
+
+def test_opt_out_and_delete(store, prefix):
+    ids = [f"{prefix}{i}" for i in range(3)]
+    store.upsert_users([UserRecord(id=i) for i in ids])
+    store.set_opted_out(ids[1], True)
+    store.upsert_users([UserRecord(id=ids[1], city="Oslo")])  # no opted_out column: opt-out stays
+    assert store.opted_out_among(ids) == {ids[1]}
+    store.add_friendships([Friendship(ids[0], ids[1])])
+    assert store.delete_users(ids) == 3
+    assert store.existing_users(ids) == set()
