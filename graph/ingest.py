@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,32 +63,48 @@ def _run(
     batch_size: int,
     progress: bool,
 ) -> IngestReport:
+    """Parse rows and write batches, one batch in flight while the next is parsed.
+
+    Batches are written strictly in file order (one writer), so a later row never overtakes an
+    earlier one; a failed batch stops the run with everything before it committed.
+    """
     report = IngestReport(str(source.path), kind)
     start = time.perf_counter()
     batch: list[T] = []
     bar = tqdm(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {source.path.name}",
                disable=not progress, mininterval=0.5)
+    in_flight: Future[list[RowError]] | None = None
+    in_flight_size = 0
 
-    def flush_batch() -> None:
-        rejected = flush(batch)
+    def settle() -> None:
+        nonlocal in_flight
+        if in_flight is None:
+            return
+        rejected = in_flight.result()
+        in_flight = None
         for err in rejected:
             report.reject(err)
-        report.loaded += len(batch) - len(rejected)
-        batch.clear()
+        report.loaded += in_flight_size - len(rejected)
         bar.update(source.bytes_read - bar.n)
 
-    with bar:
+    def submit(pool: ThreadPoolExecutor) -> None:
+        nonlocal in_flight, in_flight_size, batch
+        settle()
+        in_flight, in_flight_size = pool.submit(flush, batch), len(batch)
+        batch = []
+
+    with bar, ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ingest-{kind}") as pool:
         for row in rows:
+            report.rows_read += 1
             if isinstance(row, RowError):
-                report.rows_read += 1
                 report.reject(row)
                 continue
-            report.rows_read += 1
             batch.append(row)
             if len(batch) >= batch_size:
-                flush_batch()
+                submit(pool)
         if batch:
-            flush_batch()
+            submit(pool)
+        settle()
         bar.update(source.bytes_read - bar.n)
     report.seconds = time.perf_counter() - start
     log.info("%s", report.summary())

@@ -45,6 +45,10 @@ ON CREATE SET r.since = row.since
 ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR row.since < r.since)
                             THEN row.since ELSE r.since END
 """
+# Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
+# (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
+Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
+Q_HAS_BULK = "SHOW PROCEDURES YIELD name WHERE name = 'pymk.mergeFriendships' RETURN count(*) AS n"
 Q_REMOVE_FRIEND = """
 MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
 """
@@ -135,6 +139,7 @@ class Neo4jGraphStore:
         )
         self._db = cfg.database
         self._uri = cfg.bolt_uri
+        self._bulk: bool | None = None if cfg.bulk_procedure else False  # None: not yet probed
 
     # plumbing
     def _write(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> None:
@@ -191,9 +196,15 @@ class Neo4jGraphStore:
             merged[(c.a, c.b)] = c.since if old is None else (old if c.since is None else min(old, c.since))
         if not merged:
             return 0
-        ids = sorted({x for pair in merged for x in pair})
         rows = [{"a": a, "b": b, "since": s} for (a, b), s in merged.items()]
-        self._write([(Q_MERGE_IDS, {"ids": ids}), (Q_MERGE_FRIENDS, {"rows": rows})])
+        if self._bulk is None:
+            self._bulk = bool(self._read(Q_HAS_BULK)[0]["n"])
+            log.info("bulk ingestion procedure %s", "available" if self._bulk else "absent: using Cypher MERGE")
+        if self._bulk:
+            self._write([(Q_BULK_FRIENDS, {"rows": rows})])
+        else:
+            ids = sorted({x for pair in merged for x in pair})
+            self._write([(Q_MERGE_IDS, {"ids": ids}), (Q_MERGE_FRIENDS, {"rows": rows})])
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:

@@ -104,9 +104,9 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
             yield RowError(path, number, "line is not valid UTF-8")
             continue
         stripped = text.strip()
-        if not stripped or stripped.startswith(("#", "%")):
+        if not stripped or stripped[0] in "#%":
             continue
-        tokens = [t for t in _SPLIT.split(stripped) if t != ""]
+        tokens = stripped.split() if "," not in stripped else [t for t in _SPLIT.split(stripped) if t != ""]
         if first:
             first = False
             header = _header_columns(tokens)
@@ -123,10 +123,15 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         ts: float | None = None
         if ts_i is not None and ts_i < len(tokens):
             try:
-                ts = parse_timestamp(tokens[ts_i])
-            except ValueError as exc:
-                yield RowError(path, number, str(exc))
-                continue
+                ts = float(tokens[ts_i])  # fast path; ISO strings and bad values go the long way
+                if ts != ts or ts in (math.inf, -math.inf):
+                    raise ValueError
+            except ValueError:
+                try:
+                    ts = parse_timestamp(tokens[ts_i])
+                except ValueError as exc:
+                    yield RowError(path, number, str(exc))
+                    continue
         src, dst = tokens[src_i], tokens[dst_i]
         if src == dst:
             yield RowError(path, number, f"self-loop {src!r} -> {dst!r}")

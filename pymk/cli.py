@@ -179,3 +179,79 @@ def snapshot_info(settings: Settings) -> None:
 @click.pass_obj
 def snapshot_rollback(settings: Settings) -> None:
     click.echo(f"current snapshot is now {_snapshots(settings).rollback()}")
+
+
+# ---- simulator --------------------------------------------------------------------------------
+@main.group()
+def sim() -> None:
+    """Synthetic social world with hidden send/accept behaviour."""
+
+
+@sim.command("generate")
+@click.option("--users", default=20_000, show_default=True)
+@click.option("--avg-degree", default=20.0, show_default=True)
+@click.option("--days", default=14, show_default=True, help="Length of the logged baseline period.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def sim_generate(users: int, avg_degree: float, days: int, seed: int, out: Path) -> None:
+    """Write users.csv, edges.txt and events.jsonl (ingestion formats) for a generated world."""
+    from sim.export import SampleSpec, write_sample
+    from sim.world import WorldConfig
+
+    manifest = write_sample(SampleSpec(WorldConfig(num_users=users, avg_degree=avg_degree, seed=seed), log_days=days),
+                            out, progress=True)
+    click.echo(f"{out}: {manifest['users']} users, {manifest['friendships']} friendships, "
+               f"{manifest['events']} events {manifest['event_counts']}")
+
+
+@sim.command("abtest")
+@click.option("--users", default=20_000, show_default=True)
+@click.option("--days", default=7, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--policy", "policies", multiple=True, default=("mutual_friends", "random"), show_default=True,
+              help="Policy names (repeat); users are split between them by a stable hash.")
+def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> None:
+    """Closed-loop A/B test of simulator policies, with 95% bootstrap intervals."""
+    from sim.abtest import compare, format_report
+    from sim.behaviour import WorldState
+    from sim.policies import POLICIES
+    from sim.world import WorldConfig, generate_world
+
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise click.BadParameter(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+    world = generate_world(WorldConfig(num_users=users, seed=seed))
+    state = WorldState(world)
+    arms = {name: POLICIES[name](state, seed=seed) for name in policies}
+    click.echo(format_report(compare(state, arms, days, world.end_ts, seed=seed, progress=True)))
+
+
+# ---- suggestions (graph-store preview until the full pipeline serves them) ------------------
+@main.command()
+@click.argument("user_ids", nargs=-1, required=True)
+@click.option("--limit", default=5, show_default=True)
+@click.option("--max-friend-degree", default=5000, show_default=True, help="Hub cap for intermediaries.")
+@click.pass_obj
+def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_friend_degree: int) -> None:
+    """Friends-of-friends suggestions straight from Neo4j, hard rules applied, with their proof."""
+    from graph.connect import open_store
+
+    store = open_store(settings)
+    try:
+        for uid in user_ids:
+            if store.get_user(uid) is None:
+                raise click.ClickException(f"unknown user {uid!r}")
+            state = store.user_state(uid)
+            rows = store.friends_of_friends(uid, limit=limit * 5, max_friend_degree=max_friend_degree)
+            excluded = state.pending | state.blocked | state.dismissed | set(state.declined)
+            opted_out = store.opted_out_among([r.candidate for r in rows])
+            kept = [r for r in rows if r.candidate not in excluded and r.candidate not in opted_out][:limit]
+            click.echo(f"user {uid} ({len(state.friends)} friends):")
+            for r in kept:
+                names = ", ".join(r.mutual_ids[:5]) + (", ..." if r.mutual_count > 5 else "")
+                click.echo(f"  {r.candidate:>8}  {r.mutual_count} mutual friends: {names}  "
+                           f"(Adamic-Adar {r.adamic_adar:.2f})")
+            if not kept:
+                click.echo("  (no friends-of-friends candidates yet)")
+    finally:
+        store.close()

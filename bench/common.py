@@ -1,0 +1,75 @@
+"""Small helpers shared by the benchmark scripts: timing, memory, a throw-away Neo4j, results."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from pymk.settings import REPO_ROOT, Settings
+
+OUT = REPO_ROOT / "bench" / "out"
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {cores} cores, Python {platform.python_version()}"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@contextmanager
+def timed(results: dict, key: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    results[key] = round(time.perf_counter() - start, 3)
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    arr = np.asarray(samples_s) * 1000
+    return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
+            "mean_ms": round(float(arr.mean()), 3)}
+
+
+@contextmanager
+def fresh_neo4j(name: str, port: int) -> Iterator[Settings]:
+    """A throw-away local Neo4j under bench/out/NAME (wiped first), stopped afterwards."""
+    from graph import server
+
+    data = OUT / name
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(data), "PYMK_NEO4J_PORT": str(port),
+                                  "PYMK_NEO4J_HEAP_MB": "2048", "PYMK_NEO4J_PAGECACHE_MB": "1024"})
+    server.stop(settings.neo4j)  # one left over by an interrupted run
+    shutil.rmtree(data, ignore_errors=True)
+    server.start(settings.neo4j)
+    try:
+        yield settings
+    finally:
+        server.stop(settings.neo4j)
+
+
+def write_results(name: str, results: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), **results}
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return path

@@ -1,0 +1,1 @@
+"""A synthetic social world with hidden send/accept behaviour, for training, demos and tests."""

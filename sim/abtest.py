@@ -1,0 +1,98 @@
+"""A/B comparison of suggestion policies in the simulator, with bootstrap confidence intervals.
+
+Viewers are the unit of randomization, so intervals come from a Poisson bootstrap over viewers
+(ratio of sums recomputed per replicate), not over events.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.behaviour import HiddenBehaviour, WorldState
+from sim.traffic import Policy, run_traffic
+
+log = logging.getLogger(__name__)
+METRICS = ("send_rate", "accept_rate", "connections_per_1000", "decline_rate", "top1pct_request_share")
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    name: str
+    viewers: int
+    impressions: int
+    sends: int
+    accepts: int
+    estimates: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+
+
+def _per_viewer(log_arrays: dict[str, np.ndarray], n: int, top: np.ndarray) -> dict[str, np.ndarray]:
+    t, src, dst = log_arrays["type"], log_arrays["src"].astype(np.int64), log_arrays["dst"].astype(np.int64)
+
+    def count(mask: np.ndarray, who: np.ndarray) -> np.ndarray:
+        return np.bincount(who[mask], minlength=n).astype(np.float64)
+
+    return {
+        "impressions": count(t == 0, src), "sends": count(t == 1, src), "accepts": count(t == 2, dst),
+        "declines": count(t == 3, dst), "top_sends": count((t == 1) & top[dst], src),
+    }
+
+
+def _ratios(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {
+            "send_rate": c["sends"] / c["impressions"],
+            "accept_rate": c["accepts"] / c["sends"],
+            "connections_per_1000": 1000 * c["accepts"] / c["impressions"],
+            "decline_rate": c["declines"] / c["sends"],
+            "top1pct_request_share": c["top_sends"] / c["sends"],
+        }
+
+
+def compare(
+    state: WorldState,
+    policies: dict[str, Policy],
+    days: int,
+    start_ts: float,
+    k: int = 10,
+    seed: int = 0,
+    replicates: int = 400,
+    behaviour: HiddenBehaviour | None = None,
+    progress: bool = False,
+) -> list[ArmResult]:
+    """Run all policies side by side (users split by stable hash) and estimate each arm's metrics."""
+    n = state.world.num_users
+    deg = state.degree
+    top = deg >= np.quantile(deg, 0.99)
+    names = list(policies)
+    traffic = run_traffic(state, [policies[x] for x in names], days, start_ts, k=k, seed=seed,
+                          behaviour=behaviour, progress=progress).arrays()
+    per_viewer = _per_viewer(traffic, n, top)
+    arm_of = ((np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+              % np.uint64(len(names))).astype(np.int64)
+    rng = np.random.default_rng(seed + 1)
+    results = []
+    for i, name in enumerate(names):
+        members = np.flatnonzero((arm_of == i) & (per_viewer["impressions"] > 0))
+        sums = {k_: v[members] for k_, v in per_viewer.items()}
+        point = {m: float(x[0]) for m, x in _ratios({k_: v.sum(keepdims=True) for k_, v in sums.items()}).items()}
+        weights = rng.poisson(1.0, size=(replicates, len(members))).astype(np.float64)
+        boot = _ratios({k_: weights @ v for k_, v in sums.items()})
+        intervals = {m: (float(np.nanpercentile(boot[m], 2.5)), float(np.nanpercentile(boot[m], 97.5)))
+                     for m in METRICS}
+        results.append(ArmResult(name, len(members), int(sums["impressions"].sum()), int(sums["sends"].sum()),
+                                 int(sums["accepts"].sum()), point, intervals))
+    return results
+
+
+def format_report(results: list[ArmResult]) -> str:
+    lines = [f"{'metric':<24}" + "".join(f"{r.name:>34}" for r in results)]
+    for m in METRICS:
+        cells = "".join(f"{r.estimates[m]:>12.4f} [{r.intervals[m][0]:.4f}, {r.intervals[m][1]:.4f}]"
+                        for r in results)
+        lines.append(f"{m:<24}{cells}")
+    lines.append(f"{'viewers / impressions':<24}" + "".join(f"{f'{r.viewers} / {r.impressions}':>34}" for r in results))
+    return "\n".join(lines)
