@@ -129,6 +129,11 @@ class MemoryGraphStore:
                     del table[key]
         return n
 
+    def delete_users_with_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("refusing to delete with an empty prefix (that is every user)")
+        return self.delete_users([u for u in self.users if u.startswith(prefix)])
+
     def get_user(self, user_id: str) -> UserRecord | None:
         return self.users.get(user_id)
 

@@ -79,6 +79,11 @@ ON MATCH SET d.at = CASE WHEN row.ts > d.at THEN row.ts ELSE d.at END
 """
 Q_SET_OPT_OUT = "MATCH (u:User {id: $id}) SET u.opted_out = $value RETURN count(u) AS n"
 Q_DELETE_USERS = "UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u RETURN count(*) AS n"
+Q_DELETE_PREFIX = """
+MATCH (u:User) WHERE u.id STARTS WITH $prefix
+CALL (u) { DETACH DELETE u } IN TRANSACTIONS OF 5000 ROWS
+RETURN count(*) AS n
+"""
 Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
 Q_OPTED_OUT = "UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true RETURN u.id AS id"
@@ -242,6 +247,13 @@ class Neo4jGraphStore:
     def delete_users(self, ids: Iterable[str]) -> int:
         records = self._driver.execute_query(Q_DELETE_USERS, {"ids": list(ids)}, database_=self._db).records
         return int(records[0]["n"]) if records else 0
+
+    def delete_users_with_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("refusing to delete with an empty prefix (that is every user)")
+        with self._driver.session(database=self._db) as session:  # CALL IN TRANSACTIONS needs autocommit
+            record = session.run(Q_DELETE_PREFIX, {"prefix": prefix}).single()
+        return int(record["n"]) if record else 0
 
     # reads
     def get_user(self, user_id: str) -> UserRecord | None:

@@ -50,5 +50,4 @@ def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[GraphStore]:
         return
     real: GraphStore = request.getfixturevalue("neo4j_store")
     yield real
-    ids = [u.id for batch in real.iter_users() for u in batch if u.id.startswith(prefix)]
-    real.delete_users(ids)
+    real.delete_users_with_prefix(prefix)

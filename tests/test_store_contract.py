@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from graph.records import Event, Friendship, UserRecord
 
 
@@ -103,5 +105,8 @@ def test_opt_out_and_delete(store, prefix):
     store.upsert_users([UserRecord(id=ids[1], city="Oslo")])  # no opted_out column: opt-out stays
     assert store.opted_out_among(ids) == {ids[1]}
     store.add_friendships([Friendship(ids[0], ids[1])])
-    assert store.delete_users(ids) == 3
+    assert store.delete_users(ids[:1]) == 1
+    assert store.delete_users_with_prefix(prefix) == 2
     assert store.existing_users(ids) == set()
+    with pytest.raises(ValueError, match="empty prefix"):
+        store.delete_users_with_prefix("")

@@ -95,16 +95,22 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
             if len(src) % 100_000 == 0:
                 bar.update(source.bytes_read - bar.n)
         bar.update(source.bytes_read - bar.n)
-    ids = id_array(src + dst)
-    s, d = map_ids(ids, np.asarray(src)), map_ids(ids, np.asarray(dst))
-    indptr, indices, since = build_csr(len(ids), s, d, np.asarray(ts))
+    snap = from_pairs(src, dst, ts)
+    snap.meta.update(source_file=str(path), rejected_rows=bad)
+    log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
+             time.perf_counter() - start, snap.num_users, snap.num_edges, bad)
+    return snap
+
+
+def from_pairs(src: list[str], dst: list[str], ts: list[float] | None = None) -> Snapshot:
+    """A structure-only snapshot (no profiles, requests or events) from parallel id lists."""
+    ids = id_array(list(src) + list(dst))
+    s, d = map_ids(ids, np.asarray(src, dtype=str)), map_ids(ids, np.asarray(dst, dtype=str))
+    indptr, indices, since = build_csr(len(ids), s, d, None if ts is None else np.asarray(ts, dtype=np.float64))
     numeric, categorical, vocab = empty_columns(len(ids))
     requests, blocks, events = _empty_tables()
-    log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
-             time.perf_counter() - start, len(ids), len(indices) // 2, bad)
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab,
-                    np.zeros(len(ids), dtype=bool), requests, blocks, events,
-                    meta={"source_file": str(path), "rejected_rows": bad})
+                    np.zeros(len(ids), dtype=bool), requests, blocks, events, meta={})
 
 
 def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, dict, dict, np.ndarray]:

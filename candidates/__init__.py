@@ -1,0 +1,1 @@
+"""Candidate generation: sources -> merge -> filters -> heuristic order -> truncate."""

@@ -1,0 +1,125 @@
+"""Hard rules no model may break. Each filter returns what it kept and what it removed, and why.
+
+State comes from a `StateReader`: fresh from the graph store when serving (a block made a second
+ago counts), or derived from the snapshot for offline evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from candidates.types import Candidate
+from graph.records import UserState
+from graph.snapshot import Snapshot
+from graph.snapshot.format import EVENT_CODE, STATUS_CODE
+from graph.store import GraphStore
+
+log = logging.getLogger(__name__)
+DECLINE_COOLDOWN_S = 90 * 86_400.0
+
+
+class StateReader(Protocol):
+    def viewer_state(self, user_id: str) -> UserState: ...
+    def opted_out(self, user_ids: list[str]) -> set[str]: ...
+
+
+class StoreStateReader:
+    """Fresh state from the system of record (Neo4j)."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+
+    def viewer_state(self, user_id: str) -> UserState:
+        return self.store.user_state(user_id)
+
+    def opted_out(self, user_ids: list[str]) -> set[str]:
+        return self.store.opted_out_among(user_ids)
+
+
+class SnapshotStateReader:
+    """State as of the snapshot (offline evaluation, or when the store is unreachable)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def viewer_state(self, user_id: str) -> UserState:
+        s = self.snap
+        i = s.index_of(user_id)
+        ext = s.external_id
+        req = s.requests
+        mine = (req["src"] == i) | (req["dst"] == i)
+        other = np.where(req["src"][mine] == i, req["dst"][mine], req["src"][mine])
+        status = req["status"][mine]
+        pending = {ext(int(o)) for o in other[status == STATUS_CODE["pending"]]}
+        declined = {ext(int(o)): float(t) for o, t in zip(other[status == STATUS_CODE["declined"]],
+                                                           req["responded_at"][mine][status == STATUS_CODE["declined"]],
+                                                           strict=True)}
+        blk = s.blocks
+        bmask = (blk["src"] == i) | (blk["dst"] == i)
+        blocked = {ext(int(o)) for o in np.where(blk["src"][bmask] == i, blk["dst"][bmask], blk["src"][bmask])}
+        ev = s.events
+        dismissed = {ext(int(d)) for d in ev["dst"][(ev["src"] == i) & (ev["type"] == EVENT_CODE["dismiss"])]}
+        friends = {ext(int(f)) for f in s.neighbors(i)}
+        return UserState(user_id, frozenset(friends), frozenset(pending), frozenset(blocked), declined,
+                         frozenset(dismissed))
+
+    def opted_out(self, user_ids: list[str]) -> set[str]:
+        return {u for u in user_ids if self.snap.has_user(u) and self.snap.opted_out[self.snap.index_of(u)]}
+
+
+@dataclass
+class FilterContext:
+    viewer: str
+    state: UserState
+    opted_out: set[str]
+    now: float = field(default_factory=time.time)
+    decline_cooldown_s: float = DECLINE_COOLDOWN_S
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    kept: list[Candidate]
+    removed: list[tuple[Candidate, str]]
+
+
+def _rule(name: str, reason, ctx: FilterContext, candidates: list[Candidate]) -> FilterResult:
+    kept, removed = [], []
+    for c in candidates:
+        why = reason(c, ctx)
+        if why:
+            removed.append((c, f"{name}: {why}"))
+        else:
+            kept.append(c)
+    return FilterResult(kept, removed)
+
+
+RULES = {
+    "self": lambda c, ctx: "is the viewer" if c.user_id == ctx.viewer else None,
+    "already_friends": lambda c, ctx: "already friends" if c.user_id in ctx.state.friends else None,
+    "pending_request": lambda c, ctx: "request pending" if c.user_id in ctx.state.pending else None,
+    "blocked": lambda c, ctx: "blocked" if c.user_id in ctx.state.blocked else None,
+    "opted_out": lambda c, ctx: "opted out of suggestions" if c.user_id in ctx.opted_out else None,
+    "declined": lambda c, ctx: ("declined within cool-down"
+                                if ctx.now - ctx.state.declined.get(c.user_id, -np.inf) < ctx.decline_cooldown_s
+                                else None),
+    "dismissed": lambda c, ctx: "dismissed by the viewer" if c.user_id in ctx.state.dismissed else None,
+}
+
+
+def apply_rules(candidates: list[Candidate], ctx: FilterContext, counts: Counter | None = None
+                ) -> FilterResult:
+    """Run every rule in order; `counts` (if given) is incremented per removal reason."""
+    removed: list[tuple[Candidate, str]] = []
+    for name, reason in RULES.items():
+        result = _rule(name, reason, ctx, candidates)
+        candidates = result.kept
+        removed.extend(result.removed)
+        if counts is not None:
+            counts[name] += len(result.removed)
+    return FilterResult(candidates, removed)

@@ -1,0 +1,141 @@
+"""recommend(): candidate sources -> merge -> cheap filters -> rank -> expensive filters -> truncate.
+
+Each source runs under a time budget; one that fails or runs late is skipped and logged, never
+fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
+rank fusion over the sources (score = sum over sources of 1 / (60 + rank in that source)), which
+rewards candidates several sources agree on without comparing their raw scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from candidates.base import CandidateSource
+from candidates.filters import FilterContext, StateReader, apply_rules
+from candidates.types import Candidate
+from graph.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+RRF_K = 60
+Ranker = Callable[[str, list[Candidate]], list[Candidate]]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    per_source_k: int = 200
+    source_budget_s: float = 0.25
+    overfetch: int = 3           # candidates kept after ranking, per requested suggestion
+
+
+@dataclass
+class Recommendation:
+    viewer: str
+    candidates: list[Candidate]
+    removed: Counter = field(default_factory=Counter)
+    skipped_sources: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
+    """Heuristic order: reciprocal rank fusion of the per-source ranks (stored as score 'rrf')."""
+    fused: dict[int, float] = {}
+    sources = {s for c in candidates for s in c.sources}
+    for source in sources:
+        ranked = sorted((c for c in candidates if source in c.scores), key=lambda c: (-c.score(source), c.index))
+        for rank, c in enumerate(ranked):
+            fused[c.index] = fused.get(c.index, 0.0) + 1.0 / (RRF_K + rank + 1)
+    scored = [c.with_score("rrf", fused.get(c.index, 0.0)) for c in candidates]
+    return sorted(scored, key=lambda c: (-c.score("rrf"), c.index))
+
+
+class CandidatePipeline:
+    """The whole candidate flow for one snapshot, a set of sources and a state reader."""
+
+    def __init__(self, snap: Snapshot, sources: list[CandidateSource], state: StateReader,
+                 config: PipelineConfig | None = None, ranker: Ranker | None = None) -> None:
+        names = [s.name for s in sources]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate candidate source names in {names}")
+        self.snap = snap
+        self.sources = sources
+        self.state = state
+        self.config = config or PipelineConfig()
+        self.ranker = ranker or rrf_rank
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="source")
+
+    def recommend(self, user_id: str, k: int = 20) -> Recommendation:
+        rec = Recommendation(viewer=user_id, candidates=[])
+        user = self.snap.index_of(user_id)
+        start = time.perf_counter()
+        generated = self.generate(user, rec)
+        merged = self.merge(generated)
+        kept = self.cheap_filters(user, merged, rec)
+        ranked = self.ranker(user_id, kept)
+        final = self.expensive_filters(user_id, ranked[: k * self.config.overfetch], rec)
+        rec.candidates = final[:k]
+        rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
+        return rec
+
+    def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
+        started = time.perf_counter()
+        futures = {self._pool.submit(self._timed, s, user): s for s in self.sources}
+        done, late = wait(futures, timeout=self.config.source_budget_s)
+        out = []
+        for fut, source in futures.items():
+            if fut in late:
+                rec.skipped_sources[source.name] = f"over budget ({self.config.source_budget_s * 1000:.0f} ms)"
+                log.warning("source %s skipped for user %d: over its time budget", source.name, user)
+                continue
+            try:
+                candidates, ms = fut.result()
+            except Exception as exc:  # a broken source degrades the answer, never fails it
+                rec.skipped_sources[source.name] = f"failed: {exc!r}"
+                log.exception("source %s failed for user %d", source.name, user)
+                continue
+            rec.timings_ms[source.name] = ms
+            out.append(candidates)
+        rec.timings_ms["generate"] = (time.perf_counter() - started) * 1000
+        return out
+
+    def _timed(self, source: CandidateSource, user: int) -> tuple[list[Candidate], float]:
+        start = time.perf_counter()
+        result = source.generate(user, self.config.per_source_k)
+        return result, (time.perf_counter() - start) * 1000
+
+    @staticmethod
+    def merge(generated: list[list[Candidate]]) -> list[Candidate]:
+        by_user: dict[int, Candidate] = {}
+        for batch in generated:
+            for c in batch:
+                by_user[c.index] = by_user[c.index].merged(c) if c.index in by_user else c
+        return list(by_user.values())
+
+    def cheap_filters(self, user: int, candidates: list[Candidate], rec: Recommendation) -> list[Candidate]:
+        """What the snapshot alone can rule out: the viewer, friends as of the snapshot, opt-outs."""
+        friends = set(self.snap.neighbors(user).tolist())
+        kept = []
+        for c in candidates:
+            reason = ("self" if c.index == user else "already_friends" if c.index in friends
+                      else "opted_out" if self.snap.opted_out[c.index] else None)
+            if reason:
+                rec.removed[reason] += 1
+            else:
+                kept.append(c)
+        return kept
+
+    def expensive_filters(self, user_id: str, candidates: list[Candidate], rec: Recommendation) -> list[Candidate]:
+        """Every hard rule, on fresh state, for the few candidates about to be returned."""
+        start = time.perf_counter()
+        ctx = FilterContext(user_id, self.state.viewer_state(user_id),
+                            self.state.opted_out([c.user_id for c in candidates]))
+        result = apply_rules(candidates, ctx, rec.removed)
+        rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
+        return result.kept
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,13 @@
+"""The one place candidate sources are registered."""
+
+from __future__ import annotations
+
+from candidates.base import SourceRegistry
+from candidates.coldstart import ColdStartSource
+from candidates.fof import FriendsOfFriendsSource
+from candidates.ppr import PersonalizedPageRankSource
+
+REGISTRY = SourceRegistry()
+REGISTRY.register(FriendsOfFriendsSource.name, FriendsOfFriendsSource)
+REGISTRY.register(PersonalizedPageRankSource.name, PersonalizedPageRankSource)
+REGISTRY.register(ColdStartSource.name, ColdStartSource)

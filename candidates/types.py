@@ -1,0 +1,46 @@
+"""The one record that flows through every stage: a frozen `Candidate`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+
+def _frozen(d: dict[str, Any] | None) -> MappingProxyType:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A suggested user for a viewer, with every source that proposed it, their scores and proof.
+
+    `index` is the snapshot's internal index; `user_id` the external id shown to clients.
+    `scores` maps source or stage name -> score; `proof` maps source name -> evidence
+    (mutual friend ids, walk mass, embedding similarity, shared attributes).
+    """
+
+    user_id: str
+    index: int
+    sources: tuple[str, ...]
+    scores: MappingProxyType = field(default_factory=lambda: _frozen({}))
+    proof: MappingProxyType = field(default_factory=lambda: _frozen({}))
+
+    @classmethod
+    def of(cls, user_id: str, index: int, source: str, score: float, proof: Any = None) -> Candidate:
+        return cls(user_id, index, (source,), _frozen({source: float(score)}),
+                   _frozen({source: proof} if proof is not None else {}))
+
+    def merged(self, other: Candidate) -> Candidate:
+        """Union of two candidates for the same user (sources in first-seen order)."""
+        if other.index != self.index:
+            raise ValueError(f"cannot merge candidates for different users {self.user_id!r} and {other.user_id!r}")
+        sources = self.sources + tuple(s for s in other.sources if s not in self.sources)
+        return replace(self, sources=sources, scores=_frozen({**self.scores, **other.scores}),
+                       proof=_frozen({**self.proof, **other.proof}))
+
+    def with_score(self, name: str, value: float) -> Candidate:
+        return replace(self, scores=_frozen({**self.scores, name: float(value)}))
+
+    def score(self, name: str, default: float = 0.0) -> float:
+        return float(self.scores.get(name, default))

@@ -1,0 +1,229 @@
+"""Candidate sources, filters and the pipeline, on graphs whose right answers are obvious."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from candidates.base import SourceRegistry, UnknownSourceError
+from candidates.coldstart import ColdStartSource
+from candidates.filters import FilterContext, SnapshotStateReader, apply_rules
+from candidates.fof import FriendsOfFriendsSource, fof_scores
+from candidates.pipeline import CandidatePipeline, PipelineConfig
+from candidates.ppr import PersonalizedPageRankSource, forward_push, global_pagerank, ppr_dense
+from candidates.registry import REGISTRY
+from candidates.types import Candidate
+from graph.records import UserState
+from graph.snapshot import from_pairs
+
+
+def two_cliques():
+    """Cliques a0..a3 and b0..b3 joined by the bridge a0-b0."""
+    pairs = [(f"{s}{i}", f"{s}{j}") for s in "ab" for i in range(4) for j in range(i + 1, 4)] + [("a0", "b0")]
+    return from_pairs([a for a, _ in pairs], [b for _, b in pairs])
+
+
+def test_fof_two_cliques_joined_by_a_bridge():
+    snap = two_cliques()
+    src = FriendsOfFriendsSource(snap)
+    got = src.generate(snap.index_of("a1"), 10)
+    assert [(c.user_id, c.score("fof"), c.proof["fof"]["mutual_ids"]) for c in got] == [("b0", 1.0, ["a0"])]
+    got = src.generate(snap.index_of("a0"), 10)
+    assert sorted((c.user_id, c.proof["fof"]["mutual_count"]) for c in got) == [("b1", 1), ("b2", 1), ("b3", 1)]
+    assert FriendsOfFriendsSource(snap, max_friend_degree=3).generate(snap.index_of("a1"), 10) == []
+
+
+def test_fof_scores_match_networkx_heuristics():
+    g = nx.barabasi_albert_graph(300, 3, seed=2)
+    snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges])
+    u = snap.index_of("7")
+    s = fof_scores(snap, u, snap.degree)
+    ext = [int(snap.external_id(c)) for c in s.candidates]
+    pairs = [(7, v) for v in ext]
+    aa = {v: x for _, v, x in nx.adamic_adar_index(g, pairs)}
+    ra = {v: x for _, v, x in nx.resource_allocation_index(g, pairs)}
+    for v, m, a, r in zip(ext, s.mutual, s.adamic_adar, s.resource_allocation, strict=True):
+        assert m == len(list(nx.common_neighbors(g, 7, v)))
+        assert a == pytest.approx(aa[v]) and r == pytest.approx(ra[v])
+    two_hop = {w for f in g[7] for w in g[f]} - set(g[7]) - {7}
+    assert set(ext) == two_hop
+    assert list(s.mutual) == sorted(s.mutual, reverse=True)
+
+
+def test_fof_two_hop_budget_prefers_low_degree_friends():
+    snap = two_cliques()
+    s = fof_scores(snap, snap.index_of("b1"), snap.degree, max_two_hop=3)  # b2, b3 (deg 3) fit; b0 (deg 4) not
+    assert s.candidates.size == 0  # b2's and b3's friends are all b1's friends already
+
+
+@pytest.mark.integration
+def test_numpy_fof_equals_cypher_fof(neo4j_store, prefix):
+    from graph.records import Friendship
+
+    g = nx.powerlaw_cluster_graph(120, 3, 0.3, seed=4)
+    neo4j_store.add_friendships([Friendship(f"{prefix}{a}", f"{prefix}{b}") for a, b in g.edges])
+    snap = from_pairs([f"{prefix}{a}" for a, _ in g.edges], [f"{prefix}{b}" for _, b in g.edges])
+    src = FriendsOfFriendsSource(snap, max_friend_degree=15)
+    for node in (0, 5, 17, 60):
+        uid = f"{prefix}{node}"
+        mine = [(c.user_id, c.proof["fof"]["mutual_count"], tuple(c.proof["fof"]["mutual_ids"]))
+                for c in src.generate(snap.index_of(uid), 10)]
+        cypher = [(r.candidate, r.mutual_count, r.mutual_ids)
+                  for r in neo4j_store.friends_of_friends(uid, limit=10, max_friend_degree=15)]
+        assert mine == cypher
+
+
+def test_ppr_forward_push_within_error_bound_of_dense_solve():
+    g = nx.connected_watts_strogatz_graph(60, 4, 0.2, seed=1)
+    snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges])
+    n = snap.num_users
+    dense_adj = np.zeros((n, n))
+    for i in range(n):
+        dense_adj[i, snap.neighbors(i)] = 1
+    for eps in (1e-3, 1e-5):
+        nodes, vals = forward_push(snap.indptr, snap.indices, snap.degree, 3, alpha=0.2, eps=eps)
+        est = np.zeros(n)
+        est[nodes] = vals
+        exact = ppr_dense(dense_adj, 3, alpha=0.2)
+        err = exact - est
+        assert (err >= -1e-12).all()
+        assert (err <= eps * snap.degree + 1e-12).all()
+    assert np.abs(err).max() < 1e-4
+
+
+def test_global_pagerank_matches_networkx():
+    g = nx.barabasi_albert_graph(200, 2, seed=3)
+    g.add_node(999)  # a dangling node
+    snap = from_pairs([str(a) for a, _ in g.edges] + ["999"], [str(b) for _, b in g.edges] + ["999"])
+    ours = global_pagerank(snap)
+    ref = nx.pagerank(g, alpha=0.85, tol=1e-12)
+    for node, value in ref.items():
+        assert ours[snap.index_of(str(node))] == pytest.approx(value, rel=1e-5)
+
+
+def test_ppr_source_excludes_self_and_friends_and_prefers_the_own_clique():
+    snap = two_cliques()
+    got = PersonalizedPageRankSource(snap, eps=1e-6).generate(snap.index_of("a1"), 10)
+    ids = [c.user_id for c in got]
+    assert "a1" not in ids and not {"a0", "a2", "a3"} & set(ids)
+    assert ids[0] == "b0"  # the bridge end is closest
+
+
+def test_coldstart_only_for_users_with_few_friends_and_prefers_shared_school():
+    snap = from_pairs(["a", "b", "c", "d", "b"], ["b", "c", "d", "e", "d"])  # a-b, b-c, c-d, d-e, b-d
+    snap.vocab["school"] = ["mit", "yale"]
+    snap.categorical["school"] = np.array([0, 0, 1, 1, 0], dtype=np.int32)
+    snap.vocab["city"] = ["oslo"]
+    snap.categorical["city"] = np.zeros(5, dtype=np.int32)
+    src = ColdStartSource(snap, min_friends=2)
+    assert src.generate(snap.index_of("b"), 5) == []  # b has 3 friends
+    got = src.generate(snap.index_of("a"), 5)          # a has 1 friend (b)
+    ids = [c.user_id for c in got]
+    assert "b" not in ids and "a" not in ids
+    assert ids[0] == "e" and got[0].proof["coldstart"]["shared"] == ["school", "city"]
+
+
+def test_filters_remove_exactly_what_they_should():
+    snap = two_cliques()
+    cands = [Candidate.of(u, snap.index_of(u), "x", 1.0) for u in ["a1", "a2", "b1", "b2", "b3", "a3", "b0"]]
+    state = UserState("a1", frozenset({"a2"}), frozenset({"b1"}), frozenset({"b2"}),
+                      {"b3": time.time() - 10, "a3": time.time() - 400 * 86400}, frozenset({"b0"}))
+    ctx = FilterContext("a1", state, opted_out=set())
+    counts: Counter = Counter()
+    res = apply_rules(cands, ctx, counts)
+    assert [c.user_id for c in res.kept] == ["a3"]  # its decline is older than the cool-down
+    assert dict(counts) == {"self": 1, "already_friends": 1, "pending_request": 1, "blocked": 1,
+                            "opted_out": 0, "declined": 1, "dismissed": 1}
+    assert {c.user_id: why.split(":")[0] for c, why in res.removed} == {
+        "a1": "self", "a2": "already_friends", "b1": "pending_request", "b2": "blocked", "b3": "declined",
+        "b0": "dismissed"}
+
+
+class _Evil:
+    """A source that insists on suggesting blocked and opted-out users with huge scores."""
+
+    name = "evil"
+    description = "test"
+
+    def __init__(self, snap, targets):
+        self.snap, self.targets = snap, targets
+
+    def generate(self, user, k):
+        return [Candidate.of(t, self.snap.index_of(t), self.name, 1e9) for t in self.targets]
+
+
+class _Slow:
+    name = "slow"
+    description = "test"
+
+    def generate(self, user, k):
+        time.sleep(1.0)
+        return []
+
+
+class _Broken:
+    name = "broken"
+    description = "test"
+
+    def generate(self, user, k):
+        raise RuntimeError("boom")
+
+
+class _FixedState:
+    def __init__(self, state, opted):
+        self.state, self.opted = state, opted
+
+    def viewer_state(self, user_id):
+        return self.state
+
+    def opted_out(self, ids):
+        return set(ids) & self.opted
+
+
+def test_pipeline_never_returns_blocked_or_opted_out_and_survives_bad_sources():
+    snap = two_cliques()
+    snap.opted_out[snap.index_of("b2")] = True
+    state = UserState("a1", frozenset({"a0", "a2", "a3"}), frozenset(), frozenset({"b1"}), {}, frozenset())
+    sources = [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap), _Evil(snap, ["b1", "b2", "b3"]),
+               _Slow(), _Broken()]
+    pipe = CandidatePipeline(snap, sources, _FixedState(state, {"b3"}), PipelineConfig(source_budget_s=0.3))
+    rec = pipe.recommend("a1", k=10)
+    ids = [c.user_id for c in rec.candidates]
+    assert ids == ["b0"]
+    assert set(rec.skipped_sources) == {"slow", "broken"}
+    assert rec.removed["blocked"] == 1 and rec.removed["opted_out"] == 2  # b2 by snapshot, b3 fresh
+    top = rec.candidates[0]
+    assert set(top.sources) == {"fof", "ppr"} and top.proof["fof"]["mutual_ids"] == ["a0"]
+    pipe.close()
+
+
+def test_registry_refuses_duplicates_and_unknown_names():
+    reg = SourceRegistry()
+    reg.register("fof", FriendsOfFriendsSource)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("fof", FriendsOfFriendsSource)
+    with pytest.raises(UnknownSourceError, match="'nope'"):
+        reg.build("nope", two_cliques())
+    assert REGISTRY.names() == ["fof", "ppr", "coldstart"]
+
+
+def test_snapshot_state_reader_reads_requests_blocks_dismissals(tmp_path):
+    from graph.eventlog import EventLog
+    from graph.memory_store import MemoryGraphStore
+    from graph.records import Event, Friendship
+    from graph.snapshot import from_store
+
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b"), Friendship("c", "d"), Friendship("e", "f")])
+    evs = [Event("send", "a", "c", 1.0), Event("send", "d", "a", 2.0), Event("decline", "a", "d", 3.0),
+           Event("block", "e", "a", 4.0), Event("dismiss", "a", "f", 5.0)]
+    store.apply_events(evs)
+    log = EventLog(tmp_path)
+    log.write_segment("s", evs)
+    st = SnapshotStateReader(from_store(store, log)).viewer_state("a")
+    assert st.friends == {"b"} and st.pending == {"c"} and st.blocked == {"e"}
+    assert st.declined == {"d": 3.0} and st.dismissed == {"f"}
