@@ -84,7 +84,7 @@ class CandidatePipeline:
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
         started = time.perf_counter()
         futures = {self._pool.submit(self._timed, s, user): s for s in self.sources}
-        done, late = wait(futures, timeout=self.config.source_budget_s)
+        _, late = wait(futures, timeout=self.config.source_budget_s)
         out = []
         for fut, source in futures.items():
             if fut in late:

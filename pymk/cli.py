@@ -255,3 +255,22 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
                 click.echo("  (no friends-of-friends candidates yet)")
     finally:
         store.close()
+
+
+# ---- offline evaluation -----------------------------------------------------------------------
+@main.command("eval")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--users", default=500, show_default=True, help="Test users sampled.")
+@click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"), show_default=True)
+def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Path) -> None:
+    """Time-split evaluation of every candidate source on a timestamped edge list (JSON + PNG)."""
+    from candidates.evaluate import evaluate, write_report
+
+    report = evaluate(path, users=users, train_share=train_share, seed=seed)
+    json_path, png_path = write_report(report, out)
+    for name, metrics in report["metrics"].items():
+        click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m]:.3f}" for m in
+                                               ("recall@10", "recall@50", "ndcg@10", "mrr") if m in metrics))
+    click.echo(f"report: {json_path}  plot: {png_path}")
