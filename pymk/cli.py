@@ -274,3 +274,20 @@ def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Pat
         click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m]:.3f}" for m in
                                                ("recall@10", "recall@50", "ndcg@10", "mrr") if m in metrics))
     click.echo(f"report: {json_path}  plot: {png_path}")
+
+
+# ---- serving ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--threads", default=8, show_default=True, help="waitress worker threads")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, threads: int) -> None:
+    """Serve the HTTP API with waitress (production WSGI server)."""
+    from waitress import serve as waitress_serve
+
+    from api import create_app
+
+    app = create_app(settings)
+    click.echo(f"pymk API on http://{host}:{port} (snapshot {app.extensions['pymk'].served.snapshot_version})")
+    waitress_serve(app, host=host, port=port, threads=threads, ident="pymk")

@@ -48,12 +48,26 @@ class Neo4jSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API. Writes need an X-API-Key from `api_keys`; with none configured, writes are refused."""
+
+    api_keys: frozenset[str] = frozenset()
+    max_request_bytes: int = 1 << 20
+    rate_limit_per_minute: int = 6000          # per client (API key or address); 0 = off
+    default_limit: int = 20
+    max_limit: int = 100
+    reload_check_s: float = 5.0                # how often to look for a newer snapshot to hot-swap
+    ab_buckets: tuple[str, ...] = ("control", "treatment")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything configurable, in one place. Build with `Settings.from_env()`."""
 
     data_dir: Path = REPO_ROOT / "var"
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     ingest_batch_size: int = 10_000
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -85,7 +99,13 @@ class Settings:
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000)
         if batch < 1:
             raise ConfigError(f"PYMK_INGEST_BATCH must be positive (got {batch})")
-        return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch)
+        keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())
+        api = ApiSettings(
+            api_keys=keys,
+            max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
+            rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
+        )
+        return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

@@ -17,5 +17,15 @@ $PY -m pymk ingest users "$SAMPLE/users.csv" --no-progress
 $PY -m pymk ingest edges "$SAMPLE/edges.txt" --no-progress
 $PY -m pymk ingest events "$SAMPLE/events.jsonl" --no-progress
 $PY -m pymk snapshot export
-$PY -m pymk suggest 1 2 3 42 "$((USERS - 1))"
-echo "Neo4j is still running for you to explore (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: $PY -m pymk neo4j stop"
+$PY -m pymk suggest 1 2
+
+# Serve the API and ask it for suggestions, as a client would.
+PORT=${PYMK_DEMO_PORT:-8080}
+PYMK_API_KEYS=${PYMK_API_KEYS:-demo-key} $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
+API_PID=$!
+trap 'kill $API_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.5; done
+for u in 3 42 "$((USERS - 1))"; do
+  curl -sf "http://127.0.0.1:$PORT/v1/users/$u/suggestions?limit=5" | $PY scripts/show_suggestions.py
+done
+echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: $PY -m pymk neo4j stop"

@@ -11,6 +11,16 @@ from graph.memory_store import MemoryGraphStore
 from graph.store import GraphStore
 from pymk.settings import Settings
 
+SERVER_SEEN: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say which real server the integration tests talked to (or that none did)."""
+    if SERVER_SEEN:
+        terminalreporter.write_line(f"integration tests talked to {SERVER_SEEN[0]}")
+    else:
+        terminalreporter.write_line("integration tests did not run (no Neo4j store was requested)")
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
@@ -29,7 +39,7 @@ def neo4j_store(settings: Settings) -> Iterator[GraphStore]:
         started = True
     store = open_store(settings)
     store.ensure_schema()
-    print(f"\n[integration] talking to {store.server_info()}")
+    SERVER_SEEN.append(store.server_info())
     yield store
     store.close()
     if started:

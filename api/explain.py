@@ -1,0 +1,27 @@
+"""Plain-words reasons for a suggestion, built only from the proof its sources attached."""
+
+from __future__ import annotations
+
+from candidates.types import Candidate
+
+SHARED_WORDS = {"school": "went to the same school", "employer": "same employer", "city": "lives in your city"}
+
+
+def reasons(c: Candidate, max_names: int = 3) -> list[str]:
+    out: list[str] = []
+    fof = c.proof.get("fof")
+    if fof:
+        m = int(fof["mutual_count"])
+        names = list(fof.get("mutual_ids", []))[:max_names]
+        more = ", …" if m > len(names) else ""
+        out.append(f"{m} mutual friend{'s' if m != 1 else ''}: {', '.join(names)}{more}")
+    cold = c.proof.get("coldstart")
+    if cold:
+        out.extend(SHARED_WORDS[s] for s in cold.get("shared", []) if s in SHARED_WORDS)
+        if cold.get("distance_km") is not None and cold["distance_km"] < 50:
+            out.append(f"about {max(1, round(cold['distance_km']))} km away")
+    if "ppr" in c.proof and not fof:
+        out.append("you may know them through your network")
+    if "ann" in c.proof:
+        out.append("similar to people you know")
+    return out or ["suggested for you"]

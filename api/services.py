@@ -1,0 +1,93 @@
+"""What the API serves from: the graph store, the current snapshot and its pipeline, the event log.
+
+The snapshot (and the pipeline built on it) is hot-swapped when the refresh job publishes a new
+version: requests hold a reference to the pipeline they started with, so a swap never fails one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from candidates.filters import FilterContext, StoreStateReader, apply_rules
+from candidates.pipeline import CandidatePipeline, Recommendation
+from candidates.registry import REGISTRY
+from candidates.types import Candidate
+from graph.eventlog import EventLog
+from graph.snapshot import load_snapshot
+from graph.store import GraphStore
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError, UnknownUserError
+from pymk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    pipeline: CandidatePipeline | None
+    snapshot_version: str | None
+
+
+class Services:
+    def __init__(self, settings: Settings, store: GraphStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.events = EventLog(settings.event_log_dir)
+        self.snapshots = ArtifactStore(settings.snapshot_dir)
+        self.state = StoreStateReader(store)
+        self._served = Served(None, None)
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self.reload(force=True)
+
+    @property
+    def served(self) -> Served:
+        return self._served
+
+    def reload(self, force: bool = False) -> bool:
+        """Load the current snapshot if it is newer than the one served. Returns whether it swapped."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.settings.api.reload_check_s:
+            return False
+        self._checked = now
+        version = self.snapshots.current_version()
+        if version is None or version == self._served.snapshot_version:
+            return False
+        with self._lock:
+            if version == self._served.snapshot_version:
+                return False
+            try:
+                snap = load_snapshot(self.snapshots.current())
+            except ArtifactError as exc:
+                log.error("cannot load snapshot %s, still serving %s: %s", version, self._served.snapshot_version, exc)
+                return False
+            pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), self.state)
+            old, self._served = self._served, Served(pipeline, version)
+            if old.pipeline is not None:
+                old.pipeline.close()
+            log.info("serving snapshot %s (%d users)", version, snap.num_users)
+            return True
+
+    def suggestions(self, user_id: str, k: int) -> Recommendation:
+        """Suggestions for a known user; users newer than the snapshot get fresh graph-store FoF."""
+        self.reload()
+        served = self._served
+        if served.pipeline is not None and served.pipeline.snap.has_user(user_id):
+            return served.pipeline.recommend(user_id, k)
+        if self.store.get_user(user_id) is None:
+            raise UnknownUserError(user_id)
+        return self._fresh_fallback(user_id, k)
+
+    def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:
+        rows = self.store.friends_of_friends(user_id, limit=k * 3, max_friend_degree=5000)
+        cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
+                              {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
+                               "mutual_ids": list(r.mutual_ids[:20])}) for r in rows]
+        rec = Recommendation(viewer=user_id, candidates=[])
+        ctx = FilterContext(user_id, self.state.viewer_state(user_id), self.state.opted_out([c.user_id for c in cands]))
+        rec.candidates = apply_rules(cands, ctx, rec.removed).kept[:k]
+        rec.skipped_sources["snapshot"] = "user is newer than the served snapshot"
+        return rec

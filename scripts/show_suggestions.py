@@ -1,0 +1,11 @@
+"""Pretty-print one suggestions response (JSON on stdin) for the demo."""
+
+import json
+import sys
+
+body = json.load(sys.stdin)
+print(f"GET /v1/users/{body['user_id']}/suggestions  (bucket {body['bucket']}, snapshot {body['snapshot_version']})")
+for s in body["suggestions"]:
+    print(f"  {s['position'] + 1}. user {s['user_id']:>6}  [{', '.join(s['sources'])}]  {'; '.join(s['reasons'])}")
+if not body["suggestions"]:
+    print("  (no suggestions)")

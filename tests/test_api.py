@@ -1,0 +1,213 @@
+"""The Flask API through its test client: every endpoint and error path, fresh-state rules, hot swap."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from api import create_app
+from api.routes import bucket
+from graph.memory_store import MemoryGraphStore
+from graph.records import Friendship, UserRecord
+from graph.snapshot import from_store, save_snapshot
+from pymk.artifacts import ArtifactStore
+from pymk.settings import Settings
+
+KEY = {"X-API-Key": "k1"}
+
+
+def _world(store) -> None:
+    """Cliques a0..a3 and b0..b3 joined by the bridge a0-b0, plus c0 with a school."""
+    pairs = [(f"{s}{i}", f"{s}{j}") for s in "ab" for i in range(4) for j in range(i + 1, 4)] + [("a0", "b0")]
+    store.add_friendships([Friendship(a, b, 1.0) for a, b in pairs])
+    store.upsert_users([UserRecord(id="c0", school="mit", city="oslo")])
+
+
+@pytest.fixture
+def env(tmp_path):
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1,k2",
+                                  "PYMK_API_MAX_REQUEST_BYTES": "20000"})
+    store = MemoryGraphStore()
+    _world(store)
+    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
+    app = create_app(settings, store=store)
+    return app, app.test_client(), store, settings
+
+
+def _ids(resp) -> list[str]:
+    return [s["user_id"] for s in resp.get_json()["suggestions"]]
+
+
+def test_suggestions_with_explanations(env):
+    app, client, _, _ = env
+    resp = client.get("/v1/users/a1/suggestions?limit=5")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["suggestions"][0]["user_id"] == "b0"
+    assert body["suggestions"][0]["reasons"][0] == "1 mutual friend: a0"
+    with app.app_context():
+        assert body["bucket"] == bucket("a1")
+    assert resp.headers["X-Pymk-Snapshot-Version"] == body["snapshot_version"] != "none"
+    lean = client.get("/v1/users/a1/suggestions?explain=false").get_json()["suggestions"][0]
+    assert "reasons" not in lean
+
+
+def test_unknown_user_is_a_json_404(env):
+    _, client, _, _ = env
+    resp = client.get("/v1/users/nobody/suggestions")
+    assert resp.status_code == 404
+    assert resp.get_json()["error"] == {"code": "unknown_user", "message": "unknown user 'nobody'", "field": "user_id"}
+
+
+@pytest.mark.parametrize(("query", "field"), [("limit=0", "limit"), ("limit=abc", "limit"), ("limit=101", "limit"),
+                                              ("explain=maybe", "explain")])
+def test_bad_query_is_a_400_naming_the_field(env, query, field):
+    _, client, _, _ = env
+    resp = client.get(f"/v1/users/a1/suggestions?{query}")
+    assert resp.status_code == 400 and resp.get_json()["error"]["field"] == field
+
+
+def test_writes_need_an_api_key(env):
+    _, client, _, _ = env
+    assert client.post("/v1/users", json={"id": "z"}).status_code == 401
+    resp = client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "nope"})
+    assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "bad_api_key"
+
+
+def test_events_single_and_batch(env):
+    _, client, store, settings = env
+    assert client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b1", "ts": 5},
+                       headers=KEY).status_code == 202
+    resp = client.post("/v1/events", json=[{"type": "impression", "src": "a1", "dst": "b2", "ts": 6, "position": 0},
+                                           {"type": "dismiss", "src": "a1", "dst": "b2", "ts": 7}], headers=KEY)
+    assert resp.status_code == 202 and resp.get_json() == {"accepted": 2}
+    assert store.pending_requests("a1").outgoing == ("b1",)
+    assert store.user_state("a1").dismissed == {"b2"}
+    from graph.eventlog import EventLog
+
+    assert [e.type for e in EventLog(settings.event_log_dir).read()] == ["send", "impression", "dismiss"]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ({"type": "poke", "src": "a1", "dst": "b1", "ts": 1}, 400, "[0]"),
+    ([{"type": "send", "src": "a1", "dst": "b1", "ts": 1}, {"type": "send", "src": "a1", "ts": 1}], 400, "[1]"),
+    ({"type": "send", "src": "a1", "dst": "ghost", "ts": 1}, 404, "[0].dst"),
+    ([], 400, "body"),
+    ("just a string", 400, "[0]"),
+])
+def test_bad_events(env, body, status, field):
+    _, client, store, _ = env
+    resp = client.post("/v1/events", json=body, headers=KEY)
+    assert resp.status_code == status and resp.get_json()["error"]["field"] == field
+    assert store.pending_requests("a1").outgoing == ()  # nothing of a bad batch was applied
+
+
+def test_block_and_new_friendship_are_respected_immediately(env):
+    _, client, _, _ = env
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
+    assert client.post("/v1/blocks", json={"src": "b0", "dst": "a1"}, headers=KEY).status_code == 201
+    assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
+    before = _ids(client.get("/v1/users/b1/suggestions"))
+    assert "a0" in before
+    assert client.post("/v1/friendships", json={"a": "b1", "b": "a0"}, headers=KEY).status_code == 201
+    assert "a0" not in _ids(client.get("/v1/users/b1/suggestions"))
+
+
+@pytest.mark.parametrize(("path", "body", "status", "field"), [
+    ("/v1/users", {"id": "u", "lat": 100, "lon": 0}, 400, "lat"),
+    ("/v1/users", {"id": "u", "nickname": "x"}, 400, "nickname"),
+    ("/v1/users", {"id": ""}, 400, "id"),
+    ("/v1/friendships", {"a": "a1", "b": "a1"}, 400, "b"),
+    ("/v1/friendships", {"a": "a1", "b": "ghost"}, 404, "b"),
+    ("/v1/friendships", {"a": "a1", "b": "b3", "since": "yesterday"}, 400, "since"),
+    ("/v1/blocks", {"src": "ghost", "dst": "a1"}, 404, "src"),
+])
+def test_bad_writes(env, path, body, status, field):
+    _, client, _, _ = env
+    resp = client.post(path, json=body, headers=KEY)
+    assert resp.status_code == status and resp.get_json()["error"]["field"] == field
+
+
+def test_new_user_then_friendship_gets_fresh_suggestions(env):
+    _, client, _, _ = env
+    assert client.post("/v1/users", json={"id": "newbie", "city": "oslo"}, headers=KEY).status_code == 201
+    assert client.get("/v1/users/newbie/suggestions").get_json()["suggestions"] == []
+    client.post("/v1/friendships", json={"a": "newbie", "b": "a2"}, headers=KEY)
+    body = client.get("/v1/users/newbie/suggestions").get_json()
+    assert {s["user_id"] for s in body["suggestions"]} == {"a0", "a1", "a3"}
+    assert "snapshot" in body["skipped_sources"]
+
+
+def test_health_ready_metrics_openapi_and_generic_errors(env, tmp_path):
+    _, client, store, _ = env
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    client.get("/v1/users/a1/suggestions")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'pymk_http_requests_total{endpoint="/v1/users/<user_id>/suggestions",status="200"}' in text
+    spec = client.get("/openapi.json").get_json()
+    assert "/v1/events" in spec["paths"] and spec["openapi"].startswith("3.")
+    assert client.get("/nope").get_json()["error"]["code"] == "not_found"
+    assert client.delete("/v1/users").status_code == 405
+    big = client.post("/v1/events", data="x" * 30000, headers={**KEY, "Content-Type": "application/json"})
+    assert big.status_code == 413 and "error" in big.get_json()
+    bare = create_app(Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / "empty")}), store=store).test_client()
+    resp = bare.get("/readyz")
+    assert resp.status_code == 503 and "no snapshot" in resp.get_json()["error"]["message"]
+
+
+def test_rate_limit(tmp_path):
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_RATE_LIMIT": "6"})
+    client = create_app(settings, store=MemoryGraphStore()).test_client()
+    codes = [client.get("/v1/users/x/suggestions").status_code for _ in range(5)]
+    assert codes[0] == 404 and codes[-1] == 429
+
+
+def test_bucket_is_stable_and_splits_users(env):
+    app, _, _, _ = env
+    with app.app_context():
+        first = [bucket(f"u{i}") for i in range(400)]
+        assert first == [bucket(f"u{i}") for i in range(400)]
+        assert 120 < first.count("control") < 280
+
+
+def test_hot_swap_serves_the_new_snapshot_without_failed_requests(env):
+    app, client, store, settings = env
+    svc = app.extensions["pymk"]
+    old = svc.served.snapshot_version
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def hammer():
+        c = app.test_client()
+        while not stop.is_set():
+            codes.append(c.get("/v1/users/a1/suggestions").status_code)
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    store.add_friendships([Friendship("a1", "x9")])
+    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
+    assert svc.reload(force=True)
+    stop.set()
+    t.join()
+    resp = client.get("/v1/users/x9/suggestions")
+    assert resp.status_code == 200 and resp.headers["X-Pymk-Snapshot-Version"] != old
+    assert codes and set(codes) == {200}
+
+
+@pytest.mark.integration
+def test_against_real_neo4j_block_respected_in_next_response(neo4j_store, prefix, tmp_path):
+    p = prefix
+    pairs = [(f"{p}{s}{i}", f"{p}{s}{j}") for s in "ab" for i in range(4) for j in range(i + 1, 4)]
+    neo4j_store.add_friendships([Friendship(a, b) for a, b in [*pairs, (f"{p}a0", f"{p}b0")]])
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1"})
+    save_snapshot(from_store(neo4j_store), ArtifactStore(settings.snapshot_dir), source="neo4j")
+    client = create_app(settings, store=neo4j_store).test_client()
+    assert _ids(client.get(f"/v1/users/{p}a1/suggestions"))[0] == f"{p}b0"
+    assert client.post("/v1/blocks", json={"src": f"{p}a1", "dst": f"{p}b0"}, headers=KEY).status_code == 201
+    assert f"{p}b0" not in _ids(client.get(f"/v1/users/{p}a1/suggestions"))
+    ev = {"type": "send", "src": f"{p}b1", "dst": f"{p}a0", "ts": 1}
+    assert client.post("/v1/events", json=ev, headers=KEY).status_code == 202
+    assert f"{p}a0" not in _ids(client.get(f"/v1/users/{p}b1/suggestions"))  # pending request
+    assert client.get("/readyz").status_code == 200
