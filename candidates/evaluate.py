@@ -23,6 +23,7 @@ from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.snapshot import Snapshot, from_pairs
+from graph.splits import time_split_mask
 
 log = logging.getLogger(__name__)
 KS = (1, 5, 10, 20, 50, 100)
@@ -32,7 +33,7 @@ KS = (1, 5, 10, 20, 50, 100)
 class Split:
     train: Snapshot
     test: dict[str, set[str]]      # user -> users they first tied with at or after the cut
-    cut: float
+    cut: float | None
     train_ties: int
     test_ties: int
     test_ties_unseen_users: int    # future ties touching a user absent before the cut
@@ -54,13 +55,9 @@ def first_ties(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
     """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none)."""
     src, dst, ts = first_ties(path)
-    if np.isnan(ts).all():
-        log.warning("%s has no timestamps: holding out a random %.0f%% of ties", path, 100 * (1 - train_share))
-        ts = np.random.default_rng(seed).random(len(ts))
-    cut = float(np.quantile(ts[~np.isnan(ts)], train_share))
     # No leakage: the snapshot sees only ties formed strictly before the cut; every tie used as a
     # label formed at or after it, so nothing a source reads comes from the test period.
-    train = ts < cut
+    train, cut = time_split_mask(ts, train_share, seed)
     keep = np.flatnonzero(train)
     snap = from_pairs([src[i] for i in keep], [dst[i] for i in keep])
     test: dict[str, set[str]] = {}

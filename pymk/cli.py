@@ -291,3 +291,35 @@ def serve(settings: Settings, host: str, port: int, threads: int) -> None:
     app = create_app(settings)
     click.echo(f"pymk API on http://{host}:{port} (snapshot {app.extensions['pymk'].served.snapshot_version})")
     waitress_serve(app, host=host, port=port, threads=threads, ident="pymk")
+
+
+# ---- embeddings -------------------------------------------------------------------------------
+@main.group()
+def embeddings() -> None:
+    """GraphSAGE embeddings and their FAISS index."""
+
+
+@embeddings.command("refresh")
+@click.option("--epochs", default=60, show_default=True)
+@click.option("--max-auc-drop", default=0.02, show_default=True, help="Refuse to publish below served AUC - this.")
+@click.option("--no-features", is_flag=True, help="Id embeddings only (ablation).")
+@click.pass_obj
+def embeddings_refresh(settings: Settings, epochs: int, max_auc_drop: float, no_features: bool) -> None:
+    """Current snapshot -> train -> embeddings + FAISS index, published atomically."""
+    from gnn.refresh import refresh_embeddings
+    from gnn.train import TrainConfig
+    from pymk.artifacts import ArtifactStore
+
+    snap_path = ArtifactStore(settings.snapshot_dir).current()
+    res = refresh_embeddings(snap_path, ArtifactStore(settings.embeddings_dir), TrainConfig(
+        epochs=epochs, use_features=not no_features), max_auc_drop=max_auc_drop, progress=True)
+    click.echo(f"published {res.path.name}: val AUC {res.metrics['val_auc']:.4f}, "
+               f"Hits@50 {res.metrics['val_hits@50']:.4f}")
+
+
+@embeddings.command("rollback")
+@click.pass_obj
+def embeddings_rollback(settings: Settings) -> None:
+    from pymk.artifacts import ArtifactStore
+
+    click.echo(f"current embeddings are now {ArtifactStore(settings.embeddings_dir).rollback()}")

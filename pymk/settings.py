@@ -74,6 +74,10 @@ class Settings:
         return self.data_dir / "snapshots"
 
     @property
+    def embeddings_dir(self) -> Path:
+        return self.data_dir / "embeddings"
+
+    @property
     def event_log_dir(self) -> Path:
         return self.data_dir / "events"
 

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph.snapshot.build import build_csr
+from graph.walks import two_step_walk
 
 log = logging.getLogger(__name__)
 DAY = 86_400.0
@@ -116,19 +117,6 @@ def _same_community_pick(community: np.ndarray, users: np.ndarray, rng: np.rando
     return order[starts[c] + (rng.random(len(users)) * sizes[c]).astype(np.int64)]
 
 
-def _two_step(indptr: np.ndarray, indices: np.ndarray, users: np.ndarray, rng: np.random.Generator
-              ) -> np.ndarray:
-    """End of a two-step random walk from each user (-1 where a walk gets stuck)."""
-    out = np.full(len(users), -1, dtype=np.int64)
-    deg = indptr[users + 1] - indptr[users]
-    ok = deg > 0
-    mid = indices[indptr[users[ok]] + (rng.random(ok.sum()) * deg[ok]).astype(np.int64)]
-    deg2 = indptr[mid + 1] - indptr[mid]
-    end = indices[indptr[mid] + (rng.random(len(mid)) * deg2).astype(np.int64)]
-    out[np.flatnonzero(ok)] = end
-    return out
-
-
 def generate_world(cfg: WorldConfig) -> World:
     """Generate users and friendships. Deterministic for a given config (seed included)."""
     start = time.perf_counter()
@@ -165,7 +153,7 @@ def generate_world(cfg: WorldConfig) -> World:
         target = _same_community_pick(prof["community"], initiators, rng)
         if r > 0 and len(indices):
             tri = mech == 0
-            walk = _two_step(indptr, indices, initiators[tri], rng)
+            walk = two_step_walk(indptr, indices, initiators[tri], rng)
             target[np.flatnonzero(tri)[walk >= 0]] = walk[walk >= 0]
             pa = mech == 2
             target[pa] = indices[rng.integers(0, len(indices), pa.sum())]

@@ -1,0 +1,70 @@
+"""Embedding ANN candidate source over FAISS: exact inner product when small, HNSW above a size.
+
+Vectors are unit-normalized, so inner product is cosine similarity. The index is asked for more
+than k (the viewer's friends and the viewer come back too) and those are dropped at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from candidates.types import Candidate
+from graph.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+EXACT_MAX = 200_000
+
+
+def build_index(emb: np.ndarray, exact_max: int = EXACT_MAX, hnsw_m: int = 32, ef_search: int = 128) -> faiss.Index:
+    """IndexFlatIP up to `exact_max` vectors, IndexHNSWFlat (inner product) beyond."""
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    if emb.ndim != 2:
+        raise ValueError(f"'emb' needs to be two-dimensional (got {emb.ndim} dimensions)")
+    start = time.perf_counter()
+    if emb.shape[0] <= exact_max:
+        index = faiss.IndexFlatIP(emb.shape[1])
+    else:
+        index = faiss.IndexHNSWFlat(emb.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = ef_search
+    index.add(emb)
+    log.info("built %s over %d vectors in %.2fs", type(index).__name__, emb.shape[0], time.perf_counter() - start)
+    return index
+
+
+def search_excluding(index: faiss.Index, query: np.ndarray, k: int, exclude: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (ids, scores) for one query vector, skipping `exclude` (asks for k + len(exclude))."""
+    scores, ids = index.search(np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32), k + len(exclude))
+    keep = [(i, s) for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True) if i >= 0 and i not in exclude]
+    keep = keep[:k]
+    return np.array([i for i, _ in keep], dtype=np.int64), np.array([s for _, s in keep], dtype=np.float32)
+
+
+class EmbeddingAnnSource:
+    """Candidate source: users whose GraphSAGE vectors are closest to the viewer's."""
+
+    name = "ann"
+    description = "people similar to you and your friends (graph embeddings)"
+
+    def __init__(self, snap: Snapshot, emb: np.ndarray, index: faiss.Index | None = None) -> None:
+        if emb.shape[0] != snap.num_users:
+            raise ValueError(f"embeddings cover {emb.shape[0]} users, the snapshot has {snap.num_users}")
+        self.snap = snap
+        self.emb = emb
+        self.index = index if index is not None else build_index(emb)
+
+    @classmethod
+    def load(cls, snap: Snapshot, artifact: Path) -> EmbeddingAnnSource:
+        emb = np.load(artifact / "embeddings.npy")
+        return cls(snap, emb, faiss.read_index(str(artifact / "index.faiss")))
+
+    def generate(self, user: int, k: int) -> list[Candidate]:
+        exclude = {user, *self.snap.neighbors(user).tolist()}
+        ids, scores = search_excluding(self.index, self.emb[user], k, exclude)
+        return [Candidate.of(self.snap.external_id(int(c)), int(c), self.name, float(s), {"similarity": float(s)})
+                for c, s in zip(ids.tolist(), scores.tolist(), strict=True)]

@@ -1,0 +1,1 @@
+"""GraphSAGE embeddings: features, encoder/decoder/loss, sampler, training and the refresh job."""

@@ -1,0 +1,84 @@
+"""GraphSAGE link prediction, PyG style: input encoder, GNN encoder, decoder and loss kept apart."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (PyG's convention)
+from torch import nn
+from torch_geometric.nn import SAGEConv
+
+from gnn.features import NodeFeatures
+from graph.records import CATEGORICAL_FIELDS
+
+
+class InputEncoder(nn.Module):
+    """Profile features (+ optional learnable id embeddings) -> initial node vectors."""
+
+    def __init__(self, buckets: int, numeric_channels: int, out_channels: int, num_nodes: int = 0,
+                 use_features: bool = True) -> None:
+        super().__init__()
+        self.use_features = use_features
+        self.categorical = nn.ModuleList(nn.Embedding(buckets, out_channels, padding_idx=0)
+                                         for _ in CATEGORICAL_FIELDS)
+        self.numeric = nn.Linear(numeric_channels, out_channels)
+        self.ids = nn.Embedding(num_nodes, out_channels) if num_nodes > 0 else None
+        if self.ids is None and not use_features:
+            raise ValueError("InputEncoder needs features, id embeddings or both (got neither)")
+
+    def forward(self, feats: NodeFeatures, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors for `nodes` (global ids; all nodes when None); `feats` rows match `nodes`."""
+        out = 0
+        if self.use_features:
+            out = self.numeric(feats.numeric)
+            for j, emb in enumerate(self.categorical):
+                out = out + emb(feats.categorical[:, j])
+        if self.ids is not None:
+            idx = nodes if nodes is not None else torch.arange(feats.num_nodes, device=feats.numeric.device)
+            out = out + self.ids(idx)
+        return out
+
+
+class GraphSAGE(nn.Module):
+    """Stack of mean-aggregating SAGEConv layers over a sparse adjacency (or per-layer blocks)."""
+
+    def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2,
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1 (got {num_layers})")
+        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
+        self.convs = nn.ModuleList(SAGEConv(dims[i], dims[i + 1], aggr="mean") for i in range(num_layers))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """`adj`: one [n, n] sparse adjacency for every layer, or a list of edge_index blocks."""
+        for i, conv in enumerate(self.convs):
+            x = conv(x, adj[i] if isinstance(adj, list) else adj)
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
+        return x
+
+
+class LinkEncoder(nn.Module):
+    """Input encoder + GraphSAGE: what the refresh job trains and runs for every user."""
+
+    def __init__(self, buckets: int, numeric_channels: int, num_nodes: int = 0, use_features: bool = True,
+                 hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.inputs = InputEncoder(buckets, numeric_channels, hidden_channels, num_nodes, use_features)
+        self.gnn = GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout)
+
+    def forward(self, feats: NodeFeatures, adj, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        return F.normalize(self.gnn(self.inputs(feats, nodes), adj), dim=-1)
+
+
+def dot_decoder(z: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, scale: float = 5.0) -> torch.Tensor:
+    """Link logits: scaled inner product of unit vectors (the same similarity FAISS searches)."""
+    return scale * (z[src] * z[dst]).sum(-1)
+
+
+def link_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy over positive and negative pairs."""
+    logits = torch.cat([pos_logits, neg_logits])
+    labels = torch.cat([torch.ones_like(pos_logits), torch.zeros_like(neg_logits)])
+    return F.binary_cross_entropy_with_logits(logits, labels)

@@ -1,0 +1,158 @@
+"""GraphSAGE encoder, sampler, training, FAISS retrieval, and the refresh job's artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from candidates.ann import EmbeddingAnnSource, build_index, search_excluding
+from gnn.features import build_features
+from gnn.model import LinkEncoder, dot_decoder, link_loss
+from gnn.refresh import RefusedToPublishError, refresh_embeddings
+from gnn.sampler import sample_blocks, sample_neighbors
+from gnn.train import TrainConfig, auc_and_hits, sparse_adjacency, split_edges, train_link_model
+from graph.memory_store import MemoryGraphStore
+from graph.records import Friendship, UserRecord
+from graph.snapshot import from_pairs, from_store, save_snapshot
+from pymk.artifacts import ArtifactStore
+from sim.world import WorldConfig, generate_world
+
+
+@pytest.fixture(scope="module")
+def sim_snapshot():
+    """A simulator world as a snapshot with profiles and tie times."""
+    w = generate_world(WorldConfig(num_users=1500, seed=4))
+    store = MemoryGraphStore()
+    store.upsert_users([UserRecord(id=str(i), school=f"s{w.school[i]}", employer=f"e{w.employer[i]}",
+                                   city=f"c{w.city[i]}", lat=float(w.lat[i]), lon=float(w.lon[i]),
+                                   created_at=float(w.created_at[i])) for i in range(w.num_users)])
+    store.add_friendships([Friendship(str(a), str(b), float(t)) for a, b, t in zip(w.src, w.dst, w.ts, strict=True)])
+    return from_store(store)
+
+
+def test_encoder_output_shapes_and_unit_norm(sim_snapshot):
+    feats = build_features(sim_snapshot)
+    model = LinkEncoder(feats.buckets, feats.numeric.shape[1], sim_snapshot.num_users, out_channels=16)
+    split = split_edges(sim_snapshot, 0.1)
+    adj = sparse_adjacency(sim_snapshot.num_users, split.train_src, split.train_dst, "cpu")
+    z = model(feats, adj)
+    assert z.shape == (sim_snapshot.num_users, 16)
+    assert torch.allclose(z.norm(dim=-1), torch.ones(z.shape[0]), atol=1e-5)
+    with pytest.raises(ValueError, match="neither"):
+        LinkEncoder(feats.buckets, feats.numeric.shape[1], 0, use_features=False)
+
+
+def test_one_training_step_lowers_the_loss(sim_snapshot):
+    torch.manual_seed(0)
+    feats = build_features(sim_snapshot)
+    split = split_edges(sim_snapshot, 0.1)
+    adj = sparse_adjacency(sim_snapshot.num_users, split.train_src, split.train_dst, "cpu")
+    model = LinkEncoder(feats.buckets, feats.numeric.shape[1], sim_snapshot.num_users, dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)  # a small plain gradient step must go downhill
+    s, d = torch.from_numpy(split.train_src[:2000]), torch.from_numpy(split.train_dst[:2000])
+    neg = torch.randint(0, sim_snapshot.num_users, (2000,))
+
+    def loss() -> torch.Tensor:
+        z = model(feats, adj)
+        return link_loss(dot_decoder(z, s, d), dot_decoder(z, s, neg))
+
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    assert loss().item() < before.item()
+
+
+def test_sampler_returns_only_true_neighbours():
+    snap = from_pairs([str(i) for i in range(50)], [str((i * 7 + 3) % 50) for i in range(50)])
+    rng = np.random.default_rng(0)
+    dst, src = sample_neighbors(snap.indptr, snap.indices, np.arange(50), 3, rng)
+    assert all(s in set(snap.neighbors(d).tolist()) for d, s in zip(dst.tolist(), src.tolist(), strict=True))
+    nodes, blocks = sample_blocks(snap.indptr, snap.indices, np.array([0, 5]), [4, 2], rng)
+    assert nodes[:2].tolist() == [0, 5]
+    for block in blocks:
+        for s, d in block.T.tolist():
+            assert nodes[s] in set(snap.neighbors(int(nodes[d])).tolist())
+
+
+def test_split_is_by_time_and_has_no_leakage(sim_snapshot):
+    split = split_edges(sim_snapshot, 0.1)
+    assert split.cut is not None and 0.05 < split.val_src.size / (split.val_src.size + split.train_src.size) < 0.15
+    since = {}
+    for i in range(sim_snapshot.num_users):
+        for j, t in zip(sim_snapshot.neighbors(i).tolist(), sim_snapshot.since[sim_snapshot.indptr[i]:
+                                                                             sim_snapshot.indptr[i + 1]].tolist(),
+                        strict=True):
+            since[(i, j)] = t
+    assert max(since[(a, b)] for a, b in zip(split.train_src[:500], split.train_dst[:500], strict=True)) < split.cut
+    assert min(since[(a, b)] for a, b in zip(split.val_src, split.val_dst, strict=True)) >= split.cut
+
+
+def test_auc_and_hits_by_hand():
+    m = auc_and_hits(np.array([0.9, 0.4]), np.array([0.5, 0.1, 0.4]), k=1)
+    assert m["auc"] == pytest.approx((3 + 1.5) / 6)   # 0.9 beats all; 0.4 beats 0.1, ties 0.4
+    assert m["hits@1"] == 0.5                          # only 0.9 is above the best negative
+
+
+def test_graphsage_beats_random_and_id_only_embeddings(sim_snapshot):
+    feats = build_features(sim_snapshot)
+    cfg = TrainConfig(epochs=15, patience=5, positives_per_epoch=20_000, seed=1)
+    _, _, sage = train_link_model(sim_snapshot, feats, cfg)
+    _, _, ids_only = train_link_model(sim_snapshot, feats, TrainConfig(**{**cfg.__dict__, "use_features": False}))
+    split = split_edges(sim_snapshot, 0.1)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(sim_snapshot.num_users, 64))
+    neg = rng.integers(0, sim_snapshot.num_users, (2, split.val_src.size))
+    random = auc_and_hits((z[split.val_src] * z[split.val_dst]).sum(1), (z[neg[0]] * z[neg[1]]).sum(1))
+    print(f"\nval AUC: graphsage {sage['val_auc']:.3f}, id-only {ids_only['val_auc']:.3f}, random {random['auc']:.3f}")
+    assert sage["val_auc"] > random["auc"] + 0.05
+    assert sage["val_auc"] > ids_only["val_auc"]
+
+
+def test_faiss_exact_equals_brute_force_and_hnsw_recall():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(2000, 32)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    exact = build_index(emb)
+    hnsw = build_index(emb, exact_max=100)
+    assert type(exact).__name__ == "IndexFlatIP" and type(hnsw).__name__ == "IndexHNSWFlat"
+    recalls = []
+    for q in range(50):
+        truth = np.argsort(-(emb @ emb[q]), kind="stable")[:11]
+        ids, scores = search_excluding(exact, emb[q], 10, {q})
+        assert ids.tolist() == [i for i in truth.tolist() if i != q][:10]
+        assert np.allclose(scores, emb[ids] @ emb[q], atol=1e-5)
+        approx, _ = search_excluding(hnsw, emb[q], 10, {q})
+        recalls.append(len(set(approx.tolist()) & set(ids.tolist())) / 10)
+    assert np.mean(recalls) > 0.9
+
+
+def test_ann_source_excludes_self_and_friends(sim_snapshot):
+    emb = np.random.default_rng(1).normal(size=(sim_snapshot.num_users, 8)).astype(np.float32)
+    src = EmbeddingAnnSource(sim_snapshot, emb)
+    u = int(np.argmax(sim_snapshot.degree))
+    got = src.generate(u, 20)
+    friends = set(sim_snapshot.neighbors(u).tolist())
+    assert len(got) == 20 and not {c.index for c in got} & (friends | {u})
+    with pytest.raises(ValueError, match="cover"):
+        EmbeddingAnnSource(sim_snapshot, emb[:10])
+
+
+def test_refresh_writes_artifact_refuses_regressions_and_rolls_back(sim_snapshot, tmp_path):
+    snap_path = save_snapshot(sim_snapshot, ArtifactStore(tmp_path / "snaps"), source="test")
+    out = ArtifactStore(tmp_path / "emb")
+    cfg = TrainConfig(epochs=3, positives_per_epoch=5000)
+    first = refresh_embeddings(snap_path, out, cfg)
+    files = {p.name for p in first.path.iterdir()}
+    assert files == {"embeddings.npy", "index.faiss", "model.pt", "manifest.json"}
+    manifest = out.manifest(first.path)
+    assert manifest["snapshot_version"] == snap_path.name and "val_auc" in manifest["metrics"]
+    with pytest.raises(RefusedToPublishError, match="not publishing"):
+        refresh_embeddings(snap_path, out, cfg, max_auc_drop=-1.0)  # demands +1.0 AUC: impossible
+    assert out.current() == first.path
+    second = refresh_embeddings(snap_path, out, cfg, max_auc_drop=1.0)
+    assert out.current() == second.path
+    assert out.rollback() == first.path.name
+    loaded = EmbeddingAnnSource.load(sim_snapshot, out.current())
+    assert loaded.emb.shape == (sim_snapshot.num_users, 64)
