@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         metrics.requests.labels(endpoint, str(resp.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("start", time.perf_counter()))
         resp.headers["X-Pymk-Snapshot-Version"] = str(g.get("snapshot_version") or "none")
-        resp.headers["X-Pymk-Model-Version"] = "none"
+        served = app.extensions["pymk"].served
+        resp.headers["X-Pymk-Model-Version"] = f"embeddings:{served.embeddings_version or 'none'}"
         return resp
 
     return app

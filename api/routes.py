@@ -89,7 +89,7 @@ def suggestions(user_id: str):
         current_app.extensions["pymk_metrics"].removed.labels(reason).inc(n)
     return jsonify({"user_id": user_id, "bucket": bucket(user_id), "suggestions": items,
                     "skipped_sources": rec.skipped_sources, "snapshot_version": g.snapshot_version,
-                    "model_version": None})
+                    "embeddings_version": _svc().served.embeddings_version})
 
 
 @bp.post("/v1/events")

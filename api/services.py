@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class Served:
     pipeline: CandidatePipeline | None
     snapshot_version: str | None
+    embeddings_version: str | None = None
 
 
 class Services:
@@ -37,6 +38,7 @@ class Services:
         self.store = store
         self.events = EventLog(settings.event_log_dir)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
+        self.embeddings = ArtifactStore(settings.embeddings_dir)
         self.state = StoreStateReader(store)
         self._served = Served(None, None)
         self._lock = threading.Lock()
@@ -48,28 +50,46 @@ class Services:
         return self._served
 
     def reload(self, force: bool = False) -> bool:
-        """Load the current snapshot if it is newer than the one served. Returns whether it swapped."""
+        """Load the current snapshot (and embeddings made from it) if either changed; True if swapped."""
         now = time.monotonic()
         if not force and now - self._checked < self.settings.api.reload_check_s:
             return False
         self._checked = now
-        version = self.snapshots.current_version()
-        if version is None or version == self._served.snapshot_version:
+        wanted = (self.snapshots.current_version(), self.embeddings.current_version())
+        if wanted[0] is None or wanted == (self._served.snapshot_version, self._served.embeddings_version):
             return False
         with self._lock:
-            if version == self._served.snapshot_version:
+            if wanted == (self._served.snapshot_version, self._served.embeddings_version):
                 return False
             try:
                 snap = load_snapshot(self.snapshots.current())
             except ArtifactError as exc:
-                log.error("cannot load snapshot %s, still serving %s: %s", version, self._served.snapshot_version, exc)
+                log.error("cannot load snapshot %s, still serving %s: %s", wanted[0],
+                          self._served.snapshot_version, exc)
                 return False
-            pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), self.state)
-            old, self._served = self._served, Served(pipeline, version)
+            sources = REGISTRY.build_all(snap)
+            emb_version = self._ann_source(snap, wanted, sources)
+            pipeline = CandidatePipeline(snap, sources, self.state)
+            old, self._served = self._served, Served(pipeline, wanted[0], emb_version)
             if old.pipeline is not None:
                 old.pipeline.close()
-            log.info("serving snapshot %s (%d users)", version, snap.num_users)
+            log.info("serving snapshot %s (%d users), embeddings %s", wanted[0], snap.num_users, emb_version)
             return True
+
+    def _ann_source(self, snap, wanted: tuple[str | None, str | None], sources: list) -> str | None:
+        """Add the ANN source when the current embeddings were computed from this snapshot."""
+        if wanted[1] is None:
+            return None
+        from candidates.ann import EmbeddingAnnSource
+
+        path = self.embeddings.current()
+        made_from = self.embeddings.manifest(path).get("snapshot_version")
+        if made_from != wanted[0]:
+            log.warning("embeddings %s were made from snapshot %s, not %s: serving without ANN",
+                        wanted[1], made_from, wanted[0])
+            return wanted[1]
+        sources.append(EmbeddingAnnSource.load(snap, path))
+        return wanted[1]
 
     def suggestions(self, user_id: str, k: int) -> Recommendation:
         """Suggestions for a known user; users newer than the snapshot get fresh graph-store FoF."""

@@ -100,11 +100,19 @@ def _networkx_baselines(g: nx.Graph) -> dict[str, Callable[[str], list[str]]]:
 
 
 def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int = 0,
-             sources: list[str] | None = None, progress: bool = True) -> dict:
+             sources: list[str] | None = None, with_ann: bool = False, progress: bool = True) -> dict:
     start = time.perf_counter()
     split = time_split(path, train_share, seed)
     snap = split.train
     built = REGISTRY.build_all(snap, sources)
+    gnn_metrics = None
+    if with_ann:  # embeddings trained on the training graph only, like every other source
+        from candidates.ann import EmbeddingAnnSource
+        from gnn.features import build_features
+        from gnn.train import TrainConfig, train_link_model
+
+        _, emb, gnn_metrics = train_link_model(snap, build_features(snap), TrainConfig(seed=seed), progress=progress)
+        built.append(EmbeddingAnnSource(snap, emb))
     pipeline = CandidatePipeline(snap, built, SnapshotStateReader(snap),
                                  PipelineConfig(per_source_k=max(KS), source_budget_s=30.0))
     g = nx.Graph()
@@ -133,10 +141,14 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         t0 = time.perf_counter()
         add("pipeline", [c.user_id for c in pipeline.recommend(u, max(KS)).candidates], relevant,
             time.perf_counter() - t0)
-        for k in KS:  # coverage of the union of every source's top k (an unranked set)
-            union = set().union(*(set(v[:k]) for v in lists.values()))
-            totals.setdefault("union", {}).setdefault(f"recall@{k}", 0.0)
-            totals["union"][f"recall@{k}"] += len(union & relevant) / len(relevant)
+        unions = {"union": list(lists)}
+        if "ann" in lists:  # what the embeddings add on top of the graph sources, on the same users
+            unions["union_without_ann"] = [name for name in lists if name != "ann"]
+        for union_name, members in unions.items():
+            for k in KS:  # coverage of the union of the sources' top k (an unranked set)
+                union = set().union(*(set(lists[m][:k]) for m in members))
+                totals.setdefault(union_name, {}).setdefault(f"recall@{k}", 0.0)
+                totals[union_name][f"recall@{k}"] += len(union & relevant) / len(relevant)
         for name, rank in baselines.items():
             t0 = time.perf_counter()
             add(name, rank(u), relevant, time.perf_counter() - t0)
@@ -150,6 +162,8 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         "ms_per_user": {name: round(1000 * s / n, 3) for name, s in timings.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
+    if gnn_metrics is not None:
+        report["gnn"] = {k: v for k, v in gnn_metrics.items() if k != "config"}
     return report
 
 

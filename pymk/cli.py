@@ -264,11 +264,12 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 @click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"), show_default=True)
-def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Path) -> None:
+@click.option("--with-ann", is_flag=True, help="Also train GraphSAGE on the training graph and add the ANN source.")
+def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Path, with_ann: bool) -> None:
     """Time-split evaluation of every candidate source on a timestamped edge list (JSON + PNG)."""
     from candidates.evaluate import evaluate, write_report
 
-    report = evaluate(path, users=users, train_share=train_share, seed=seed)
+    report = evaluate(path, users=users, train_share=train_share, seed=seed, with_ann=with_ann)
     json_path, png_path = write_report(report, out)
     for name, metrics in report["metrics"].items():
         click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m]:.3f}" for m in

@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from graph.snapshot.build import build_csr
+from graph.snapshot.format import Snapshot
 from graph.walks import two_step_walk
 
 log = logging.getLogger(__name__)
@@ -210,3 +211,26 @@ def _dedupe(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> tuple[np.ndarra
     by_time = np.argsort(ts, kind="stable")
     key, ts = key[by_time], ts[by_time]
     return (key >> 32).astype(np.int32), (key & 0xFFFFFFFF).astype(np.int32), ts
+
+
+def world_snapshot(world: World) -> Snapshot:
+    """The world as a pymk snapshot (profiles included), without going through a store."""
+    from graph.snapshot.format import empty_columns
+
+    n = world.num_users
+    ids = np.arange(n, dtype=np.int64)
+    indptr, indices, since = build_csr(n, world.src, world.dst, world.ts)
+    numeric, categorical, vocab = empty_columns(n)
+    numeric.update(created_at=world.created_at.astype(np.float64), lat=world.lat.astype(np.float64),
+                   lon=world.lon.astype(np.float64))
+    for col, codes, names in (("school", world.school, None), ("employer", world.employer, None),
+                              ("city", world.city, None), ("age_group", world.age_group, AGE_GROUPS),
+                              ("language", world.language, LANGUAGES)):
+        k = int(codes.max()) + 1
+        vocab[col] = list(names[:k]) if names is not None else [f"{col}-{i}" for i in range(k)]
+        categorical[col] = codes.astype(np.int32)
+    i32, f64 = np.zeros(0, np.int32), np.zeros(0, np.float64)
+    requests = {"src": i32, "dst": i32, "sent_at": f64, "status": np.zeros(0, np.int8), "responded_at": f64}
+    events = {"type": np.zeros(0, np.int8), "src": i32, "dst": i32, "ts": f64, "position": np.zeros(0, np.int16)}
+    return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, np.zeros(n, dtype=bool), requests,
+                    {"src": i32, "dst": i32, "at": f64}, events, meta={"source": "sim world"})

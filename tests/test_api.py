@@ -211,3 +211,26 @@ def test_against_real_neo4j_block_respected_in_next_response(neo4j_store, prefix
     assert client.post("/v1/events", json=ev, headers=KEY).status_code == 202
     assert f"{p}a0" not in _ids(client.get(f"/v1/users/{p}b1/suggestions"))  # pending request
     assert client.get("/readyz").status_code == 200
+
+
+def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
+    import faiss
+    import numpy as np
+
+    from candidates.ann import build_index
+
+    app, client, _store, settings = env
+    svc = app.extensions["pymk"]
+    snap = svc.served.pipeline.snap
+    emb_store = ArtifactStore(settings.embeddings_dir)
+    staging = emb_store.staging_dir()
+    emb = np.random.default_rng(0).normal(size=(snap.num_users, 8)).astype(np.float32)
+    np.save(staging / "embeddings.npy", emb)
+    faiss.write_index(build_index(emb), str(staging / "index.faiss"))
+    emb_store.publish(staging, {"kind": "embeddings", "snapshot_version": svc.served.snapshot_version})
+    assert svc.reload(force=True)
+    assert "ann" in [s.name for s in svc.served.pipeline.sources]
+    resp = client.get("/v1/users/c0/suggestions?limit=50")
+    assert resp.status_code == 200
+    assert resp.headers["X-Pymk-Model-Version"] == f"embeddings:{svc.served.embeddings_version}"
+    assert any("ann" in s["sources"] for s in resp.get_json()["suggestions"])
