@@ -1,0 +1,1 @@
+"""The multi-task send/accept ranker: features, focal loss, model, training."""

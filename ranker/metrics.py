@@ -1,0 +1,58 @@
+"""Classifier and ranking metrics for the two heads: AUC, PR-AUC, normalized entropy, calibration, NDCG."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gnn.train import auc_and_hits
+
+
+def average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    order = np.argsort(-p, kind="stable")
+    hits = y[order] > 0
+    if not hits.any():
+        return 0.0
+    precision = np.cumsum(hits) / np.arange(1, hits.size + 1)
+    return float(precision[hits].mean())
+
+
+def normalized_entropy(y: np.ndarray, p: np.ndarray) -> float:
+    """Log loss divided by the entropy of the base rate (below 1 beats predicting the average)."""
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    logloss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    base = np.clip(y.mean(), 1e-7, 1 - 1e-7)
+    return float(logloss / -(base * np.log(base) + (1 - base) * np.log(1 - base)))
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
+    """Mean predicted vs observed rate in probability deciles, and expected calibration error."""
+    edges = np.quantile(p, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            rows.append((round(float(p[m].mean()), 4), round(float(y[m].mean()), 4), int(m.sum())))
+            ece += m.mean() * abs(p[m].mean() - y[m].mean())
+    return {"ece": round(float(ece), 4), "bins": rows}
+
+
+def head_report(y: np.ndarray, p: np.ndarray) -> dict:
+    return {"auc": round(auc_and_hits(p[y > 0], p[y == 0])["auc"], 4) if 0 < y.sum() < y.size else None,
+            "pr_auc": round(average_precision(y, p), 4), "normalized_entropy": round(normalized_entropy(y, p), 4),
+            "calibration": calibration(y, p), "positives": int(y.sum()), "rows": int(y.size)}
+
+
+def ndcg_at_k(groups: np.ndarray, relevance: np.ndarray, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over groups that have at least one relevant item."""
+    out = []
+    for g in np.unique(groups):
+        m = groups == g
+        rel = relevance[m]
+        if rel.sum() == 0:
+            continue
+        order = np.lexsort((np.arange(rel.size), -scores[m]))[:k]
+        gains = rel[order] / np.log2(np.arange(2, order.size + 2))
+        ideal = np.sort(rel)[::-1][:k] / np.log2(np.arange(2, min(k, rel.size) + 2))
+        out.append(gains.sum() / ideal.sum())
+    return float(np.mean(out)) if out else 0.0

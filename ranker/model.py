@@ -1,0 +1,32 @@
+"""Shared-bottom multi-task ranker: one trunk, a send head and an accept head (logits)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MultiTaskRanker(nn.Module):
+    def __init__(self, in_features: int, hidden_channels: int = 64, num_layers: int = 2, dropout: float = 0.1,
+                 linear: bool = False) -> None:
+        super().__init__()
+        self.linear = linear
+        layers: list[nn.Module] = [nn.BatchNorm1d(in_features)]
+        width = in_features
+        if not linear:  # linear=True: logistic regression per head (the baseline)
+            for _ in range(num_layers):
+                layers += [nn.Linear(width, hidden_channels), nn.ReLU(), nn.Dropout(dropout)]
+                width = hidden_channels
+        self.trunk = nn.Sequential(*layers)
+        self.send_head = nn.Linear(width, 1)
+        self.accept_head = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)
+        return self.send_head(h).squeeze(-1), self.accept_head(h).squeeze(-1)
+
+
+def combined_score(p_send: torch.Tensor, p_accept: torch.Tensor, send_weight: float = 1.0,
+                   accept_weight: float = 1.0) -> torch.Tensor:
+    """Final ranking score P(send)^a * P(accept)^b; the default a = b = 1 is the expected connection rate."""
+    return p_send.clamp_min(1e-9) ** send_weight * p_accept.clamp_min(1e-9) ** accept_weight

@@ -1,0 +1,127 @@
+"""Ranker: focal loss by hand, both heads learn, no train/serve skew, no leakage from the future."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from graph.eventlog import EventLog
+from graph.memory_store import MemoryGraphStore
+from graph.records import Event, Friendship, UserRecord
+from graph.snapshot import from_store
+from ranker.data import build_examples
+from ranker.features import FEATURE_NAMES, FeatureContext
+from ranker.losses import balanced_bce, focal_loss
+from ranker.metrics import average_precision, ndcg_at_k, normalized_entropy
+from ranker.model import MultiTaskRanker, combined_score
+
+
+def test_focal_loss_equals_hand_computed_values():
+    logits = torch.tensor([0.0, 2.0, -1.0])
+    y = torch.tensor([1.0, 0.0, 1.0])
+    p = [0.5, 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))]
+    p_t = [p[0], 1 - p[1], p[2]]
+    alpha_t = [0.25, 0.75, 0.25]
+    want = [-a * (1 - q) ** 2 * math.log(q) for a, q in zip(alpha_t, p_t, strict=True)]
+    got = focal_loss(logits, y, alpha=0.25, gamma=2.0, reduction="none")
+    assert got.tolist() == pytest.approx(want, rel=1e-6)
+    assert focal_loss(logits, y).item() == pytest.approx(sum(want) / 3, rel=1e-6)
+
+
+def test_focal_loss_reduces_to_cross_entropy_at_gamma_zero():
+    logits, y = torch.randn(50), (torch.rand(50) > 0.7).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+    assert focal_loss(logits, y, alpha=None, gamma=0.0).item() == pytest.approx(bce.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="gamma"):
+        focal_loss(logits, y, gamma=-1.0)
+
+
+def test_balanced_bce_weighs_classes_equally():
+    logits = torch.zeros(4)
+    y = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert balanced_bce(logits, y).item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_both_heads_learn():
+    torch.manual_seed(0)
+    x = torch.randn(512, 6)
+    y_send = (x[:, 0] > 0).float()
+    y_acc = (x[:, 1] > 0).float()
+    model = MultiTaskRanker(6, hidden_channels=16)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+
+    def losses():
+        s, a = model(x)
+        return focal_loss(s, y_send), focal_loss(a, y_acc)
+
+    before = [v.item() for v in losses()]
+    for _ in range(100):
+        s_loss, a_loss = losses()
+        opt.zero_grad()
+        (s_loss + a_loss).backward()
+        opt.step()
+    after = [v.item() for v in losses()]
+    assert after[0] < 0.5 * before[0] and after[1] < 0.5 * before[1]
+    assert combined_score(torch.tensor([0.5]), torch.tensor([0.2])).item() == pytest.approx(0.1)
+
+
+@pytest.fixture
+def world(tmp_path):
+    store = MemoryGraphStore()
+    store.upsert_users([UserRecord(id=str(i), school="mit" if i < 4 else "yale", city="oslo", lat=59.9, lon=10.7,
+                                   age_group="25-34") for i in range(8)])
+    store.add_friendships([Friendship("0", "1", 10.0), Friendship("1", "2", 20.0), Friendship("0", "3", 30.0),
+                           Friendship("3", "2", 500.0), Friendship("2", "4", 40.0)])
+    events = [Event("impression", "0", "2", 100.0, position=0), Event("impression", "0", "4", 100.5, position=1),
+              Event("send", "0", "2", 160.0), Event("accept", "2", "0", 300.0),
+              Event("send", "5", "4", 50.0), Event("impression", "0", "2", 1000.0, position=0)]
+    store.apply_events(events)
+    log = EventLog(tmp_path / "events")
+    log.write_segment("x", events)
+    return from_store(store, log)
+
+
+def test_features_at_time_t_ignore_everything_later(world):
+    ctx = FeatureContext(world)
+    i = world.index_of
+    f = dict(zip(FEATURE_NAMES, ctx.pair_features(i("0"), np.array([i("2")]), 100.0)[0], strict=True))
+    assert f["mutual"] == 1.0            # via 1 (since 20); the 3-2 tie forms at 500, later
+    assert f["pair_impressions"] == 0    # the impression at t itself is not "before"
+    assert f["viewer_sends_7d"] == 0     # the send at 160 is after t
+    assert f["same_school"] == 1 and f["same_city"] == 1 and f["distance_missing"] == 0
+    later = dict(zip(FEATURE_NAMES, ctx.pair_features(i("0"), np.array([i("2")]), 1000.0)[0], strict=True))
+    assert later["mutual"] == 2 and later["pair_impressions"] == 1 and later["viewer_sends_7d"] == 1
+    cand4 = dict(zip(FEATURE_NAMES, ctx.pair_features(i("0"), np.array([i("4")]), 100.0)[0], strict=True))
+    assert cand4["log_cand_pending"] == pytest.approx(math.log(2))   # one unanswered request (from 5)
+    assert cand4["cand_accept_rate"] == pytest.approx(1 / 3)
+
+
+def test_features_identical_in_batch_for_training_and_online_for_serving(world):
+    ctx = FeatureContext(world)
+    imp, _ = build_examples(ctx)
+    for row in range(imp.y.size):
+        t0 = imp.ts[imp.group == imp.group[row]].min()
+        online = ctx.pair_features(int(imp.viewer[row]), np.array([imp.cand[row]]), float(t0))[0]
+        assert np.array_equal(imp.x[row], online)
+
+
+def test_labels_come_from_later_events_only(world):
+    imp, snd = build_examples(FeatureContext(world))
+    by_pair = {(int(v), int(c), float(t)): y for v, c, t, y in zip(imp.viewer, imp.cand, imp.ts, imp.y, strict=True)}
+    i = world.index_of
+    assert by_pair[(i("0"), i("2"), 100.0)] == 1     # sent at 160
+    assert by_pair[(i("0"), i("2"), 1000.0)] == 0    # nothing sent after 1000
+    assert by_pair[(i("0"), i("4"), 100.5)] == 0
+    accepted = {(int(v), int(c)): y for v, c, y in zip(snd.viewer, snd.cand, snd.y, strict=True)}
+    assert accepted[(i("0"), i("2"))] == 1 and accepted[(i("5"), i("4"))] == 0
+
+
+def test_metrics_by_hand():
+    y, p = np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.3, 0.1])
+    assert average_precision(y, p) == pytest.approx((1 + 2 / 3) / 2)
+    assert normalized_entropy(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(1.0)
+    ndcg = ndcg_at_k(np.array([0, 0, 0]), np.array([0.0, 1.0, 0.0]), np.array([3.0, 2.0, 1.0]), k=10)
+    assert ndcg == pytest.approx(1 / math.log2(3))
