@@ -73,7 +73,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("start", time.perf_counter()))
         resp.headers["X-Pymk-Snapshot-Version"] = str(g.get("snapshot_version") or "none")
         served = app.extensions["pymk"].served
-        resp.headers["X-Pymk-Model-Version"] = f"embeddings:{served.embeddings_version or 'none'}"
+        resp.headers["X-Pymk-Model-Version"] = (f"ranker:{served.ranker_version or 'none'},"
+                                                f"embeddings:{served.embeddings_version or 'none'}")
         return resp
 
     return app

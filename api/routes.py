@@ -78,8 +78,10 @@ def suggestions(user_id: str):
     g.snapshot_version = _svc().served.snapshot_version
     items = []
     for pos, c in enumerate(rec.candidates):
-        item = {"user_id": c.user_id, "position": pos, "score": round(c.score("rrf", c.score(c.sources[0])), 6),
-                "sources": list(c.sources)}
+        item = {"user_id": c.user_id, "position": pos, "sources": list(c.sources),
+                "score": round(c.score("score", c.score("rrf", c.score(c.sources[0]))), 6)}
+        if "p_send" in c.scores:
+            item["p_send"], item["p_accept"] = round(c.score("p_send"), 6), round(c.score("p_accept"), 6)
         if explain in ("true", "1"):
             item["reasons"] = reasons(c)
             item["proof"] = {k: v for k, v in c.proof.items()}
@@ -89,7 +91,8 @@ def suggestions(user_id: str):
         current_app.extensions["pymk_metrics"].removed.labels(reason).inc(n)
     return jsonify({"user_id": user_id, "bucket": bucket(user_id), "suggestions": items,
                     "skipped_sources": rec.skipped_sources, "snapshot_version": g.snapshot_version,
-                    "embeddings_version": _svc().served.embeddings_version})
+                    "embeddings_version": _svc().served.embeddings_version,
+                    "ranker_version": _svc().served.ranker_version})
 
 
 @bp.post("/v1/events")

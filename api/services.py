@@ -30,6 +30,11 @@ class Served:
     pipeline: CandidatePipeline | None
     snapshot_version: str | None
     embeddings_version: str | None = None
+    ranker_version: str | None = None
+
+    @property
+    def versions(self) -> tuple[str | None, str | None, str | None]:
+        return self.snapshot_version, self.embeddings_version, self.ranker_version
 
 
 class Services:
@@ -39,6 +44,7 @@ class Services:
         self.events = EventLog(settings.event_log_dir)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
         self.embeddings = ArtifactStore(settings.embeddings_dir)
+        self.rankers = ArtifactStore(settings.ranker_dir)
         self.state = StoreStateReader(store)
         self._served = Served(None, None)
         self._lock = threading.Lock()
@@ -55,11 +61,11 @@ class Services:
         if not force and now - self._checked < self.settings.api.reload_check_s:
             return False
         self._checked = now
-        wanted = (self.snapshots.current_version(), self.embeddings.current_version())
-        if wanted[0] is None or wanted == (self._served.snapshot_version, self._served.embeddings_version):
+        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version())
+        if wanted[0] is None or wanted == self._served.versions:
             return False
         with self._lock:
-            if wanted == (self._served.snapshot_version, self._served.embeddings_version):
+            if wanted == self._served.versions:
                 return False
             try:
                 snap = load_snapshot(self.snapshots.current())
@@ -69,12 +75,28 @@ class Services:
                 return False
             sources = REGISTRY.build_all(snap)
             emb_version = self._ann_source(snap, wanted, sources)
-            pipeline = CandidatePipeline(snap, sources, self.state)
-            old, self._served = self._served, Served(pipeline, wanted[0], emb_version)
+            ranker = self._ranker(snap, wanted[2])
+            pipeline = CandidatePipeline(snap, sources, self.state, ranker=ranker)
+            old, self._served = self._served, Served(pipeline, wanted[0], emb_version,
+                                                     wanted[2] if ranker is not None else None)
             if old.pipeline is not None:
                 old.pipeline.close()
-            log.info("serving snapshot %s (%d users), embeddings %s", wanted[0], snap.num_users, emb_version)
+            log.info("serving snapshot %s (%d users), embeddings %s, ranker %s", wanted[0], snap.num_users,
+                     emb_version, self._served.ranker_version)
             return True
+
+    def _ranker(self, snap, version: str | None):
+        """The learned ranker over this snapshot's features, or None (heuristic order) if absent/unusable."""
+        if version is None:
+            return None
+        from ranker.features import FeatureContext
+        from ranker.serve import ModelRanker
+
+        try:
+            return ModelRanker.load(FeatureContext(snap), self.rankers.current())
+        except ArtifactError as exc:
+            log.error("ranker %s not usable, ranking by heuristic: %s", version, exc)
+            return None
 
     def _ann_source(self, snap, wanted: tuple[str | None, str | None], sources: list) -> str | None:
         """Add the ANN source when the current embeddings were computed from this snapshot."""

@@ -324,3 +324,35 @@ def embeddings_rollback(settings: Settings) -> None:
     from pymk.artifacts import ArtifactStore
 
     click.echo(f"current embeddings are now {ArtifactStore(settings.embeddings_dir).rollback()}")
+
+
+# ---- ranker -----------------------------------------------------------------------------------
+@main.group()
+def ranker() -> None:
+    """The multi-task send/accept ranker."""
+
+
+@ranker.command("train")
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--compare", is_flag=True, help="Also train balanced-CE and logistic baselines and report them.")
+@click.pass_obj
+def ranker_train(settings: Settings, epochs: int, compare: bool) -> None:
+    """Current snapshot's event log -> trained ranker, published atomically with its report."""
+    from graph.snapshot import load_snapshot
+    from pymk.artifacts import ArtifactStore
+    from ranker.features import FeatureContext
+    from ranker.train import RankerConfig, publish, train_ranker
+
+    snap_path = ArtifactStore(settings.snapshot_dir).current()
+    configs = {"focal": RankerConfig(epochs=epochs)}
+    if compare:
+        configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
+                       logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
+    out = train_ranker(FeatureContext(load_snapshot(snap_path)), configs, progress=True)
+    version = publish(out["models"]["focal"], configs["focal"], out["report"], ArtifactStore(settings.ranker_dir),
+                      snap_path.name)
+    for name, res in out["report"]["results"].items():
+        send, acc = res.get("send_head", {}), res.get("accept_head", {})
+        click.echo(f"{name:<26} send AUC {send.get('auc')}  accept AUC {acc.get('auc')}  "
+                   f"NDCG@10(connections) {res['ndcg@10_connections']}")
+    click.echo(f"published ranker {version}")

@@ -78,6 +78,10 @@ class Settings:
         return self.data_dir / "embeddings"
 
     @property
+    def ranker_dir(self) -> Path:
+        return self.data_dir / "ranker"
+
+    @property
     def event_log_dir(self) -> Path:
         return self.data_dir / "events"
 

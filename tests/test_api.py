@@ -232,5 +232,25 @@ def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
     assert "ann" in [s.name for s in svc.served.pipeline.sources]
     resp = client.get("/v1/users/c0/suggestions?limit=50")
     assert resp.status_code == 200
-    assert resp.headers["X-Pymk-Model-Version"] == f"embeddings:{svc.served.embeddings_version}"
+    assert resp.headers["X-Pymk-Model-Version"] == f"ranker:none,embeddings:{svc.served.embeddings_version}"
     assert any("ann" in s["sources"] for s in resp.get_json()["suggestions"])
+
+
+def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
+    from ranker.features import FEATURE_NAMES
+    from ranker.model import MultiTaskRanker
+    from ranker.train import RankerConfig, publish
+
+    app, client, _, settings = env
+    svc = app.extensions["pymk"]
+    store = ArtifactStore(settings.ranker_dir)
+    publish(MultiTaskRanker(len(FEATURE_NAMES)), RankerConfig(), {"note": "untrained"}, store, None)
+    assert svc.reload(force=True) and svc.served.ranker_version == store.current_version()
+    items = client.get("/v1/users/a1/suggestions").get_json()["suggestions"]
+    assert items and all(0 <= s["p_send"] <= 1 and 0 <= s["p_accept"] <= 1 for s in items)
+    assert [s["score"] for s in items] == sorted((s["score"] for s in items), reverse=True)
+    staging = store.staging_dir()
+    (staging / "model.pt").write_bytes(b"")
+    store.publish(staging, {"kind": "ranker", "features": ["something_else"], "config": {}})
+    assert svc.reload(force=True) and svc.served.ranker_version is None  # heuristic order, still serving
+    assert client.get("/v1/users/a1/suggestions").status_code == 200
