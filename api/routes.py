@@ -80,6 +80,8 @@ def suggestions(user_id: str):
     for pos, c in enumerate(rec.candidates):
         item = {"user_id": c.user_id, "position": pos, "sources": list(c.sources),
                 "score": round(c.score("score", c.score("rrf", c.score(c.sources[0]))), 6)}
+        if c.score("explore"):
+            item["exploration"] = True
         if "p_send" in c.scores:
             item["p_send"], item["p_accept"] = round(c.score("p_send"), 6), round(c.score("p_accept"), 6)
         if explain in ("true", "1"):

@@ -21,6 +21,7 @@ from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError, UnknownUserError
 from pymk.settings import Settings
+from ranker.rerank import RerankConfig, Reranker
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ class Services:
             sources = REGISTRY.build_all(snap)
             emb_version = self._ann_source(snap, wanted, sources)
             ranker = self._ranker(snap, wanted[2])
-            pipeline = CandidatePipeline(snap, sources, self.state, ranker=ranker)
+            pipeline = CandidatePipeline(snap, sources, self.state, ranker=ranker, reranker=Reranker(
+                snap, RerankConfig(explore_share=self.settings.api.explore_share)))
             old, self._served = self._served, Served(pipeline, wanted[0], emb_version,
                                                      wanted[2] if ranker is not None else None)
             if old.pipeline is not None:

@@ -1,4 +1,4 @@
-"""recommend(): candidate sources -> merge -> cheap filters -> rank -> expensive filters -> truncate.
+"""recommend(): sources -> merge -> cheap filters -> rank -> expensive filters -> re-rank -> truncate.
 
 Each source runs under a time budget; one that fails or runs late is skipped and logged, never
 fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
@@ -15,14 +15,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from candidates.base import CandidateSource
 from candidates.filters import FilterContext, StateReader, apply_rules
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from graph.snapshot.format import EVENT_CODE
 
 log = logging.getLogger(__name__)
 RRF_K = 60
 Ranker = Callable[[str, list[Candidate]], list[Candidate]]
+Reranker = Callable[..., list[Candidate]]
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class CandidatePipeline:
     """The whole candidate flow for one snapshot, a set of sources and a state reader."""
 
     def __init__(self, snap: Snapshot, sources: list[CandidateSource], state: StateReader,
-                 config: PipelineConfig | None = None, ranker: Ranker | None = None) -> None:
+                 config: PipelineConfig | None = None, ranker: Ranker | None = None,
+                 reranker: Reranker | None = None) -> None:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate candidate source names in {names}")
@@ -66,6 +71,7 @@ class CandidatePipeline:
         self.state = state
         self.config = config or PipelineConfig()
         self.ranker = ranker or rrf_rank
+        self.reranker = reranker
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="source")
 
     def recommend(self, user_id: str, k: int = 20) -> Recommendation:
@@ -77,9 +83,18 @@ class CandidatePipeline:
         kept = self.cheap_filters(user, merged, rec)
         ranked = self.ranker(user_id, kept)
         final = self.expensive_filters(user_id, ranked[: k * self.config.overfetch], rec)
+        if self.reranker is not None:
+            final = self.reranker(final, k, self.times_seen(user))
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def times_seen(self, user: int) -> dict[int, int]:
+        """How often each user was shown to `user` (impressions in the snapshot's event log)."""
+        ev = self.snap.events
+        mask = (ev["src"] == user) & (ev["type"] == EVENT_CODE["impression"])
+        shown, counts = np.unique(ev["dst"][mask], return_counts=True)
+        return dict(zip(shown.tolist(), counts.tolist(), strict=True))
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
         started = time.perf_counter()

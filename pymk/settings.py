@@ -21,6 +21,19 @@ def _env_int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
 
 
+def _env_float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi} (got {value})")
+    return value
+
+
 @dataclass(frozen=True)
 class Neo4jSettings:
     """Where the graph store lives. An external `uri` means: use it, start nothing."""
@@ -58,6 +71,7 @@ class ApiSettings:
     max_limit: int = 100
     reload_check_s: float = 5.0                # how often to look for a newer snapshot to hot-swap
     ab_buckets: tuple[str, ...] = ("control", "treatment")
+    explore_share: float = 0.05                # share of slots given to exploration (marked in the response)
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,7 @@ class Settings:
             api_keys=keys,
             max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
             rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
+            explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api)
 

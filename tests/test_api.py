@@ -27,7 +27,7 @@ def _world(store) -> None:
 @pytest.fixture
 def env(tmp_path):
     settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1,k2",
-                                  "PYMK_API_MAX_REQUEST_BYTES": "20000"})
+                                  "PYMK_API_MAX_REQUEST_BYTES": "20000", "PYMK_EXPLORE_SHARE": "0"})
     store = MemoryGraphStore()
     _world(store)
     save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
@@ -201,7 +201,7 @@ def test_against_real_neo4j_block_respected_in_next_response(neo4j_store, prefix
     p = prefix
     pairs = [(f"{p}{s}{i}", f"{p}{s}{j}") for s in "ab" for i in range(4) for j in range(i + 1, 4)]
     neo4j_store.add_friendships([Friendship(a, b) for a, b in [*pairs, (f"{p}a0", f"{p}b0")]])
-    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1"})
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0"})
     save_snapshot(from_store(neo4j_store), ArtifactStore(settings.snapshot_dir), source="neo4j")
     client = create_app(settings, store=neo4j_store).test_client()
     assert _ids(client.get(f"/v1/users/{p}a1/suggestions"))[0] == f"{p}b0"

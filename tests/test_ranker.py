@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from candidates.types import Candidate
 from graph.eventlog import EventLog
 from graph.memory_store import MemoryGraphStore
 from graph.records import Event, Friendship, UserRecord
@@ -125,3 +126,37 @@ def test_metrics_by_hand():
     assert normalized_entropy(np.array([1, 0]), np.array([0.5, 0.5])) == pytest.approx(1.0)
     ndcg = ndcg_at_k(np.array([0, 0, 0]), np.array([0.0, 1.0, 0.0]), np.array([3.0, 2.0, 1.0]), k=10)
     assert ndcg == pytest.approx(1 / math.log2(3))
+
+
+def _ranked(snap, ids, sources=None):
+    out = []
+    for rank, u in enumerate(ids):
+        c = Candidate.of(u, snap.index_of(u), (sources or {}).get(u, "fof"), 0.0)
+        out.append(c.with_score("score", 1.0 - rank * 0.01))
+    return out
+
+
+def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
+    from graph.snapshot import from_pairs
+    from ranker.rerank import RerankConfig, Reranker
+
+    # hub h has 30 friends; u0..u9 are ordinary
+    pairs = [("h", f"f{i}") for i in range(30)] + [(f"u{i}", f"v{i}") for i in range(10)]
+    snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
+    snap.vocab["city"] = ["x", "y"]
+    snap.categorical["city"] = np.zeros(snap.num_users, dtype=np.int32)
+    ids = ["h", *[f"u{i}" for i in range(10)]]
+    rr = Reranker(snap, RerankConfig(max_popular=0, max_group_share=1.0, explore_share=0.0), seed=0)
+    out = rr(_ranked(snap, ids), k=5)
+    assert "h" not in [c.user_id for c in out]                       # popular cap
+    seen = {snap.index_of("u0"): 5}
+    out = Reranker(snap, RerankConfig(max_popular=5, explore_share=0.0, max_group_share=1.0))(
+        _ranked(snap, ids), k=3, seen=seen)
+    assert [c.user_id for c in out] == ["h", "u1", "u2"]             # u0 shown 5 times: pushed down
+    mixed = _ranked(snap, ids, sources={f"u{i}": "ppr" for i in range(5, 10)})
+    out = Reranker(snap, RerankConfig(max_popular=5, max_source_share=0.6, max_group_share=1.0, explore_share=0))(
+        mixed, k=5)
+    assert sum(c.sources[0] == "fof" for c in out) == 3               # at most 60% from one source
+    out = Reranker(snap, RerankConfig(max_popular=5, max_group_share=1.0, explore_share=1.0), seed=1)(
+        _ranked(snap, ids), k=4)
+    assert all(c.score("explore") == 1.0 for c in out)                # exploration is marked

@@ -1,0 +1,64 @@
+"""Ranking latency: features + both heads for 500 candidates of one viewer, on a 100k-user world.
+
+Baseline in the same run: the mutual-friends heuristic (networkx common_neighbors per candidate,
+then a sort), as a speed ratio.
+
+    python bench/ranker.py [--users 100000] [--candidates 500] [--viewers 300]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import networkx as nx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import percentiles, write_results
+from candidates.types import Candidate
+from ranker.features import FEATURE_NAMES, FeatureContext
+from ranker.model import MultiTaskRanker
+from ranker.serve import ModelRanker
+from sim.world import WorldConfig, generate_world, world_snapshot
+
+
+@click.command()
+@click.option("--users", default=100_000, show_default=True)
+@click.option("--candidates", default=500, show_default=True)
+@click.option("--viewers", default=300, show_default=True)
+def main(users: int, candidates: int, viewers: int) -> None:
+    snap = world_snapshot(generate_world(WorldConfig(num_users=users, seed=5)))
+    ranker = ModelRanker(FeatureContext(snap), MultiTaskRanker(len(FEATURE_NAMES)), clock=lambda: 2e9)
+    rng = np.random.default_rng(0)
+    who = rng.choice(np.flatnonzero(snap.degree > 0), viewers, replace=False)
+    batches = [[Candidate.of(snap.external_id(int(c)), int(c), "x", 0.0)
+                for c in rng.choice(users, candidates, replace=False)] for _ in who]
+    for v, cands in zip(who[:10], batches[:10], strict=True):  # warm-up
+        ranker(snap.external_id(int(v)), cands)
+    lat, feat_lat = [], []
+    for v, cands in zip(who, batches, strict=True):
+        t = time.perf_counter()
+        ranker.ctx.pair_features(int(v), np.array([c.index for c in cands]), 2e9)
+        feat_lat.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ranker(snap.external_id(int(v)), cands)
+        lat.append(time.perf_counter() - t)
+    g = nx.Graph()
+    g.add_edges_from((i, int(j)) for i in range(min(users, 100_000)) for j in snap.neighbors(i) if i < j)
+    base = []
+    for v, cands in zip(who[:100], batches[:100], strict=True):
+        t = time.perf_counter()
+        sorted(cands, key=lambda c, v=int(v): -len(list(nx.common_neighbors(g, v, c.index))) if c.index in g else 0)
+        base.append(time.perf_counter() - t)
+    r = {"users": users, "candidates_per_viewer": candidates, "rank_total": percentiles(lat),
+         "features_only": percentiles(feat_lat), "baseline_networkx_mutual_sort": percentiles(base)}
+    r["speedup_vs_networkx_p50"] = round(r["baseline_networkx_mutual_sort"]["p50_ms"] / r["rank_total"]["p50_ms"], 1)
+    write_results("ranker", r)
+
+
+if __name__ == "__main__":
+    main()

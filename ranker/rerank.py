@@ -1,0 +1,83 @@
+"""Re-ranking after the model: fresh faces, diversity, a cap on very popular users, exploration.
+
+Applied to the ranked list before truncation, in this order:
+1. seen penalty: score x `seen_decay` ** (times shown to this viewer without an action), so each
+   refresh brings new faces;
+2. greedy selection with diversity: no source may fill more than `max_source_share` of the list
+   and no city more than `max_group_share`; at most `max_popular` suggestions may target users in
+   the top `popular_quantile` by degree;
+3. exploration: each slot is, with probability `explore_share`, given to a random candidate from
+   further down the list, marked in its scores as `explore` = 1 so training can tell (and weight)
+   those impressions apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from candidates.types import Candidate
+from graph.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class RerankConfig:
+    seen_decay: float = 0.7
+    max_source_share: float = 0.7
+    max_group_share: float = 0.6
+    max_popular: int = 2
+    popular_quantile: float = 0.99
+    explore_share: float = 0.05
+
+
+class Reranker:
+    def __init__(self, snap: Snapshot, cfg: RerankConfig | None = None, seed: int | None = None) -> None:
+        self.snap = snap
+        self.cfg = cfg or RerankConfig()
+        deg = snap.degree
+        self.popular_degree = float(np.quantile(deg, self.cfg.popular_quantile)) if deg.size else np.inf
+        self.rng = np.random.default_rng(seed)
+        self.city = snap.categorical.get("city")
+
+    def __call__(self, ranked: list[Candidate], k: int, seen: dict[int, int] | None = None) -> list[Candidate]:
+        cfg, seen = self.cfg, seen or {}
+        pool = [c.with_score("rerank", c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0))
+                for c in ranked]
+        pool.sort(key=lambda c: (-c.score("rerank"), c.index))
+        chosen: list[Candidate] = []
+        by_source: dict[str, int] = {}
+        by_group: dict[int, int] = {}
+        popular = 0
+        cap_source = max(1, int(np.ceil(cfg.max_source_share * k)))
+        cap_group = max(1, int(np.ceil(cfg.max_group_share * k)))
+        deferred: list[Candidate] = []
+        for c in pool:
+            if len(chosen) == k:
+                break
+            group = int(self.city[c.index]) if self.city is not None and c.index >= 0 else -1
+            is_popular = c.index >= 0 and self.snap.degree[c.index] >= self.popular_degree
+            if (by_source.get(c.sources[0], 0) >= cap_source or (group >= 0 and by_group.get(group, 0) >= cap_group)
+                    or (is_popular and popular >= cfg.max_popular)):
+                deferred.append(c)
+                continue
+            chosen.append(c)
+            by_source[c.sources[0]] = by_source.get(c.sources[0], 0) + 1
+            if group >= 0:
+                by_group[group] = by_group.get(group, 0) + 1
+            popular += int(is_popular)
+        # diversity may leave slots empty on a narrow pool: fill them (popular cap still holds)
+        for c in deferred:
+            if len(chosen) == k:
+                break
+            is_popular = c.index >= 0 and self.snap.degree[c.index] >= self.popular_degree
+            if not (is_popular and popular >= cfg.max_popular):
+                chosen.append(c)
+                popular += int(is_popular)
+        taken = {c.index for c in chosen}
+        rest = [c for c in pool if c.index not in taken]
+        for slot in range(len(chosen)):
+            if rest and self.rng.random() < cfg.explore_share:
+                pick = rest.pop(int(self.rng.integers(len(rest))))
+                chosen[slot] = pick.with_score("explore", 1.0)
+        return chosen
