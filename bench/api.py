@@ -1,0 +1,124 @@
+"""API load benchmark on loopback: p50/p99 latency at increasing request rates until saturation.
+
+Sets up a throw-away Neo4j with a 100k-user simulated world (ingested through the normal CLI),
+exports a snapshot, trains the ranker, starts `pymk serve` (waitress) and drives it with an
+open-loop generator: requests are scheduled at a fixed rate and latency is measured from the
+scheduled time, so a slow server cannot hide its queueing (no coordinated omission). The
+generator runs on the same 2 cores as the server and Neo4j, which the figures include.
+
+    python bench/api.py [--users 100000] [--rates 50,100,200,300] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import OUT, fresh_neo4j, percentiles, write_results  # noqa: E402
+
+
+def _cli(env: dict, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "pymk", *args], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def _load(port: int, users: list[str], rate: float, seconds: float, threads: int = 16) -> dict:
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    schedule = start + np.arange(total) / rate
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    rng = np.random.default_rng(int(rate))
+    who = rng.choice(users, total)
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for i in range(k, total, threads):
+            delay = schedule[i] - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                conn.request("GET", f"/v1/users/{who[i]}/suggestions?limit=20&explain=true")
+                resp = conn.getresponse()
+                resp.read()
+                ok = resp.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            done = time.perf_counter()
+            with lock:
+                lat.append(done - schedule[i])
+                errors[0] += 0 if ok else 1
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {"target_rps": rate, "achieved_rps": round(total / elapsed, 1), "requests": total,
+            "errors": errors[0], **percentiles(lat)}
+
+
+@click.command()
+@click.option("--users", default=100_000, show_default=True)
+@click.option("--rates", default="50,100,200,300", show_default=True)
+@click.option("--seconds", default=15.0, show_default=True)
+@click.option("--port", default=7698, show_default=True)
+def main(users: int, rates: str, seconds: float, port: int) -> None:
+    r: dict = {"users": users}
+    with fresh_neo4j("bench-api", port) as settings:
+        env = {**os.environ, "PYMK_DATA_DIR": str(settings.data_dir), "PYMK_NEO4J_PORT": str(port),
+               "PYMK_API_RATE_LIMIT": "0", "PYMK_API_KEYS": "bench"}
+        sample = OUT / f"api-sample-{users}"
+        t = time.perf_counter()
+        if not (sample / "manifest.json").exists():
+            _cli(env, "sim", "generate", "--users", str(users), "--days", "1", "--seed", "3", "--out", str(sample))
+        for kind, name in (("users", "users.csv"), ("edges", "edges.txt"), ("events", "events.jsonl")):
+            _cli(env, "ingest", kind, str(sample / name), "--no-progress")
+        _cli(env, "snapshot", "export")
+        _cli(env, "ranker", "train", "--epochs", "3")
+        r["setup_s"] = round(time.perf_counter() - t, 1)
+        r["friendships"] = json.loads((sample / "manifest.json").read_text())["friendships"]
+        server = subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", "8097", "--threads", "8"],
+                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(240):
+                try:
+                    c = http.client.HTTPConnection("127.0.0.1", 8097, timeout=2)
+                    c.request("GET", "/readyz")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.5)
+            ids = [str(i) for i in range(0, users, 7)]
+            _load(8097, ids, 20, 3)  # warm-up
+            r["runs"] = []
+            for rate in map(float, rates.split(",")):
+                run = _load(8097, ids, rate, seconds)
+                print(run, flush=True)
+                r["runs"].append(run)
+                if run["achieved_rps"] < 0.9 * rate or run["p99_ms"] > 2000:
+                    break  # saturated
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    write_results("api", r)
+
+
+if __name__ == "__main__":
+    main()
