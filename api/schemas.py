@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from graph.readers import parse_timestamp
 from graph.records import UserRecord
@@ -30,23 +32,17 @@ class UserIn(_Strict):
         return UserRecord(**self.model_dump())
 
 
+# epoch seconds or ISO 8601, read the same way as in the ingestion formats
+Timestamp = Annotated[float | None, BeforeValidator(lambda v: None if v is None else parse_timestamp(str(v)))]
+
+
 class FriendshipIn(_Strict):
     a: str = Id
     b: str = Id
-    since: float | str | None = None
-
-    @field_validator("since")
-    @classmethod
-    def _ts(cls, v: float | str | None) -> float | None:
-        return None if v is None else parse_timestamp(str(v))
+    since: Timestamp = None
 
 
 class BlockIn(_Strict):
     src: str = Id
     dst: str = Id
-    at: float | str | None = None
-
-    @field_validator("at")
-    @classmethod
-    def _ts(cls, v: float | str | None) -> float | None:
-        return None if v is None else parse_timestamp(str(v))
+    at: Timestamp = None

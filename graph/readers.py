@@ -176,15 +176,22 @@ def _user_from_row(row: dict[str, str]) -> UserRecord:
     return UserRecord(id=uid, **fields)  # type: ignore[arg-type]
 
 
+def _nonblank(source: ByteCounter) -> Iterator[tuple[int, str | RowError]]:
+    """Non-blank lines, with undecodable ones turned into RowErrors."""
+    for number, text in source.lines():
+        if text is None:
+            yield number, RowError(str(source.path), number, "line is not valid UTF-8")
+        elif text.strip():
+            yield number, text
+
+
 def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
     """CSV with a header containing `id` and optional profile columns (unknown ones are ignored)."""
     path = str(source.path)
     header: list[str] | None = None
-    for number, text in source.lines():
-        if text is None:
-            yield RowError(path, number, "line is not valid UTF-8")
-            continue
-        if not text.strip():
+    for number, text in _nonblank(source):
+        if isinstance(text, RowError):
+            yield text
             continue
         values = next(csv.reader(io.StringIO(text)))
         if header is None:
@@ -204,11 +211,9 @@ def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
 def read_events(source: ByteCounter) -> Iterator[tuple[int, Event] | RowError]:
     """JSONL, one event per line: {"type", "src", "dst", "ts", ...}. Extra keys are kept."""
     path = str(source.path)
-    for number, text in source.lines():
-        if text is None:
-            yield RowError(path, number, "line is not valid UTF-8")
-            continue
-        if not text.strip():
+    for number, text in _nonblank(source):
+        if isinstance(text, RowError):
+            yield text
             continue
         try:
             yield number, parse_event(json.loads(text))
