@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import torch
 from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -44,6 +45,8 @@ def _metrics() -> Metrics:
 def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> Flask:
     """Build the app. `store` defaults to the configured Neo4j store."""
     settings = settings or Settings.from_env()
+    # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
+    torch.set_num_threads(1)
     if store is None:
         from graph.connect import open_store
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 import networkx as nx
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,6 +32,7 @@ from sim.world import WorldConfig, generate_world, world_snapshot
 @click.option("--candidates", default=500, show_default=True)
 @click.option("--viewers", default=300, show_default=True)
 def main(users: int, candidates: int, viewers: int) -> None:
+    torch.set_num_threads(1)  # as in serving (api/app.py)
     snap = world_snapshot(generate_world(WorldConfig(num_users=users, seed=5)))
     ranker = ModelRanker(FeatureContext(snap), MultiTaskRanker(len(FEATURE_NAMES)), clock=lambda: 2e9)
     rng = np.random.default_rng(0)

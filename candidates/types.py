@@ -40,7 +40,13 @@ class Candidate:
                        proof=_frozen({**self.proof, **other.proof}))
 
     def with_score(self, name: str, value: float) -> Candidate:
-        return replace(self, scores=_frozen({**self.scores, name: float(value)}))
+        return self.with_scores(**{name: value})
+
+    def with_scores(self, **values: float) -> Candidate:
+        """A copy with these scores added (one allocation; this sits on the serving hot path)."""
+        scores = dict(self.scores)
+        scores.update((k, float(v)) for k, v in values.items())
+        return Candidate(self.user_id, self.index, self.sources, MappingProxyType(scores), self.proof)
 
     def score(self, name: str, default: float = 0.0) -> float:
         return float(self.scores.get(name, default))

@@ -53,6 +53,6 @@ class ModelRanker:
         viewer = self.ctx.snap.index_of(viewer_id)
         p_send, p_accept = self.scores(viewer, np.array([c.index for c in candidates]), self.clock())
         score = combined_score(torch.from_numpy(p_send), torch.from_numpy(p_accept)).numpy()
-        ranked = [c.with_score("p_send", float(s)).with_score("p_accept", float(a)).with_score("score", float(v))
-                  for c, s, a, v in zip(candidates, p_send, p_accept, score, strict=True)]
+        ranked = [c.with_scores(p_send=s, p_accept=a, score=v)
+                  for c, s, a, v in zip(candidates, p_send.tolist(), p_accept.tolist(), score.tolist(), strict=True)]
         return sorted(ranked, key=lambda c: (-c.score("score"), c.index))
