@@ -86,7 +86,7 @@ def suggestions(user_id: str):
             item["p_send"], item["p_accept"] = round(c.score("p_send"), 6), round(c.score("p_accept"), 6)
         if explain in ("true", "1"):
             item["reasons"] = reasons(c)
-            item["proof"] = {k: v for k, v in c.proof.items()}
+            item["proof"] = {k: v for k, v in c.proof.items() if k != "ranker"}  # features go to the served log
         items.append(item)
     current_app.extensions["pymk_metrics"].suggestions.inc(len(items))
     for reason, n in rec.removed.items():

@@ -43,6 +43,7 @@ class Services:
         self.settings = settings
         self.store = store
         self.events = EventLog(settings.event_log_dir)
+        self.served_log = EventLog(settings.data_dir / "served")
         self.snapshots = ArtifactStore(settings.snapshot_dir)
         self.embeddings = ArtifactStore(settings.embeddings_dir)
         self.rankers = ArtifactStore(settings.ranker_dir)
@@ -120,10 +121,25 @@ class Services:
         self.reload()
         served = self._served
         if served.pipeline is not None and served.pipeline.snap.has_user(user_id):
-            return served.pipeline.recommend(user_id, k)
-        if self.store.get_user(user_id) is None:
+            rec = served.pipeline.recommend(user_id, k)
+        elif self.store.get_user(user_id) is None:
             raise UnknownUserError(user_id)
-        return self._fresh_fallback(user_id, k)
+        else:
+            rec = self._fresh_fallback(user_id, k)
+        self.log_served(rec, served)
+        return rec
+
+    def log_served(self, rec: Recommendation, served: Served) -> None:
+        """One record per response with every candidate's scores and ranking features (feature
+        logging: training can use exactly what serving saw, so there is no skew)."""
+        self.served_log.append_records([{
+            "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
+            "ranker": served.ranker_version, "embeddings": served.embeddings_version,
+            "candidates": [{"user_id": c.user_id, "position": i, "sources": list(c.sources),
+                            "scores": dict(c.scores), "features": c.proof.get("ranker", {}).get("features"),
+                            "features_at": c.proof.get("ranker", {}).get("t")}
+                           for i, c in enumerate(rec.candidates)],
+        }])
 
     def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:
         rows = self.store.friends_of_friends(user_id, limit=k * 3, max_friend_degree=5000)

@@ -80,7 +80,13 @@ class EventLog:
 
     def append(self, events: Iterable[Event]) -> int:
         """Append live events to this process's current segment (one write per call)."""
-        lines = "".join(event_to_json(ev) + "\n" for ev in events)
+        return self._append_lines("".join(event_to_json(ev) + "\n" for ev in events))
+
+    def append_records(self, records: Iterable[dict]) -> int:
+        """Append arbitrary JSON records (e.g. served responses) the same way."""
+        return self._append_lines("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+
+    def _append_lines(self, lines: str) -> int:
         if not lines:
             return 0
         self.root.mkdir(parents=True, exist_ok=True)
@@ -89,6 +95,12 @@ class EventLog:
         with self._lock, open(path, "a") as f:
             f.write(lines)
         return lines.count("\n")
+
+    def read_records(self) -> Iterator[dict]:
+        """Every JSON record in every segment, as dicts."""
+        for seg in self.segments():
+            with open(seg) as f:
+                yield from (json.loads(line) for line in f if line.strip())
 
     def read(self) -> Iterator[Event]:
         """Every event in every segment, in segment order (unordered by time across segments)."""

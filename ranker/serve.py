@@ -6,7 +6,9 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -41,18 +43,19 @@ class ModelRanker:
         model.load_state_dict(torch.load(artifact / "model.pt", map_location="cpu", weights_only=True))
         return cls(ctx, model, manifest.get("version"))
 
-    @torch.no_grad()
-    def scores(self, viewer: int, candidates: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-        x = torch.from_numpy(self.ctx.pair_features(viewer, candidates, t))
-        send, accept = self.model(x)
-        return torch.sigmoid(send).numpy(), torch.sigmoid(accept).numpy()
-
     def __call__(self, viewer_id: str, candidates: list[Candidate]) -> list[Candidate]:
         if not candidates:
             return []
         viewer = self.ctx.snap.index_of(viewer_id)
-        p_send, p_accept = self.scores(viewer, np.array([c.index for c in candidates]), self.clock())
-        score = combined_score(torch.from_numpy(p_send), torch.from_numpy(p_accept)).numpy()
-        ranked = [c.with_scores(p_send=s, p_accept=a, score=v)
-                  for c, s, a, v in zip(candidates, p_send.tolist(), p_accept.tolist(), score.tolist(), strict=True)]
+        t = self.clock()
+        x = self.ctx.pair_features(viewer, np.array([c.index for c in candidates]), t)
+        with torch.no_grad():
+            send, accept = self.model(torch.from_numpy(x))
+        p_send, p_accept = torch.sigmoid(send), torch.sigmoid(accept)
+        score = combined_score(p_send, p_accept).tolist()
+        # the exact feature vector each candidate was ranked with travels with it, for feature logging
+        ranked = [replace(c.with_scores(p_send=s, p_accept=a, score=v),
+                          proof=MappingProxyType({**c.proof, "ranker": {"t": t, "features": row}}))
+                  for c, s, a, v, row in zip(candidates, p_send.tolist(), p_accept.tolist(), score, x.tolist(),
+                                             strict=True)]
         return sorted(ranked, key=lambda c: (-c.score("score"), c.index))

@@ -249,6 +249,17 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
     items = client.get("/v1/users/a1/suggestions").get_json()["suggestions"]
     assert items and all(0 <= s["p_send"] <= 1 and 0 <= s["p_accept"] <= 1 for s in items)
     assert [s["score"] for s in items] == sorted((s["score"] for s in items), reverse=True)
+    import numpy as np
+
+    from graph.eventlog import EventLog
+
+    served = list(EventLog(settings.data_dir / "served").read_records())[-1]
+    logged = served["candidates"][0]
+    assert served["ranker"] == store.current_version() and logged["user_id"] == items[0]["user_id"]
+    snap = svc.served.pipeline.snap
+    again = svc.served.pipeline.ranker.ctx.pair_features(snap.index_of("a1"), np.array([snap.index_of(
+        logged["user_id"])]), logged["features_at"])[0]
+    assert np.allclose(again, logged["features"])  # the logged features are the ones it ranked with
     staging = store.staging_dir()
     (staging / "model.pt").write_bytes(b"")
     store.publish(staging, {"kind": "ranker", "features": ["something_else"], "config": {}})
