@@ -63,13 +63,19 @@ class LinkEncoder(nn.Module):
     """Input encoder + GraphSAGE: what the refresh job trains and runs for every user."""
 
     def __init__(self, buckets: int, numeric_channels: int, num_nodes: int = 0, use_features: bool = True,
-                 hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2, dropout: float = 0.1) -> None:
+                 hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2, dropout: float = 0.1,
+                 use_gnn: bool = True) -> None:
         super().__init__()
-        self.inputs = InputEncoder(buckets, numeric_channels, hidden_channels, num_nodes, use_features)
-        self.gnn = GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout)
+        # use_gnn=False is the shallow baseline: vectors straight from the input encoder, no message passing
+        self.inputs = InputEncoder(buckets, numeric_channels, hidden_channels if use_gnn else out_channels,
+                                   num_nodes, use_features)
+        self.gnn = GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout) if use_gnn else None
 
     def forward(self, feats: NodeFeatures, adj, nodes: torch.Tensor | None = None) -> torch.Tensor:
-        return F.normalize(self.gnn(self.inputs(feats, nodes), adj), dim=-1)
+        x = self.inputs(feats, nodes)
+        if self.gnn is not None:
+            x = self.gnn(x, adj)
+        return F.normalize(x, dim=-1)
 
 
 def dot_decoder(z: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, scale: float = 5.0) -> torch.Tensor:

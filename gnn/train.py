@@ -35,6 +35,7 @@ class TrainConfig:
     dropout: float = 0.1
     use_features: bool = True
     use_ids: bool = True
+    use_gnn: bool = True  # False: shallow embeddings, no message passing ("pure-id" with use_features=False)
     lr: float = 0.01
     epochs: int = 60
     patience: int = 8
@@ -119,7 +120,7 @@ def train_link_model(snap: Snapshot, feats: NodeFeatures, cfg: TrainConfig, prog
     train_adj = sparse_adjacency(n, split.train_src, split.train_dst, cfg.device)
     feats = feats.to(dev)
     model = LinkEncoder(feats.buckets, feats.numeric.shape[1], n if cfg.use_ids else 0, cfg.use_features,
-                        cfg.hidden_channels, cfg.out_channels, cfg.num_layers, cfg.dropout).to(dev)
+                        cfg.hidden_channels, cfg.out_channels, cfg.num_layers, cfg.dropout, cfg.use_gnn).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     val_neg = rng.integers(0, n, (split.val_src.size, 2)).T
     full_batch = n <= cfg.full_batch_max_nodes

@@ -156,3 +156,13 @@ def test_refresh_writes_artifact_refuses_regressions_and_rolls_back(sim_snapshot
     assert out.rollback() == first.path.name
     loaded = EmbeddingAnnSource.load(sim_snapshot, out.current())
     assert loaded.emb.shape == (sim_snapshot.num_users, 64)
+
+
+def test_shallow_variant_has_no_message_passing(sim_snapshot):
+    feats = build_features(sim_snapshot)
+    model = LinkEncoder(feats.buckets, feats.numeric.shape[1], sim_snapshot.num_users, use_features=False,
+                        use_gnn=False, out_channels=16)
+    split = split_edges(sim_snapshot, 0.1)
+    adj = sparse_adjacency(sim_snapshot.num_users, split.train_src, split.train_dst, "cpu")
+    empty = sparse_adjacency(sim_snapshot.num_users, np.zeros(0, np.int64), np.zeros(0, np.int64), "cpu")
+    assert torch.allclose(model(feats, adj), model(feats, empty))  # the graph does not matter to it
