@@ -1,0 +1,141 @@
+"""Render the tables of bench/RESULTS.md from the JSON files the benchmarks wrote in bench/out.
+
+    python bench/report.py > bench/RESULTS.tables.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def load(name: str) -> dict | None:
+    path = OUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def ms(p: dict) -> str:
+    return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
+
+
+def main() -> None:
+    lines: list[str] = []
+    add = lines.append
+    if r := load("ingest"):
+        add(f"### Ingestion and snapshots ({r['date']}, {r['machine']})\n")
+        add(f"Generated graph: {r['users']:,} users, {r['edges_rows']:,} edge rows -> {r['friendships']:,} "
+            f"friendships; batches of {r['batch_size']:,}; {r['server']}.\n")
+        add("| figure | value |\n|---|---|")
+        for key, label in (("users_rows_per_s", "users CSV ingested, rows/s"),
+                           ("edges_rows_per_s", "edges ingested (first load), rows/s"),
+                           ("edges_ingest_s", "edges, total seconds"),
+                           ("rerun_rows_per_s", "same file again (idempotent re-run), rows/s"),
+                           ("rerun_counts_unchanged", "re-run left node/relationship counts unchanged"),
+                           ("baseline_one_tx_per_edge_rows_per_s", "baseline: one transaction per edge, rows/s"),
+                           ("speedup_vs_one_tx_per_edge", "batched vs one-tx-per-edge, ratio"),
+                           ("ingest_peak_rss_mb", "ingesting process peak RSS, MB"),
+                           ("snapshot_export_s", "snapshot export from Neo4j, s"),
+                           ("snapshot_save_s", "snapshot write, s"), ("snapshot_load_s", "snapshot load, s"),
+                           ("snapshot_from_edge_list_s", "snapshot straight from the edge list file, s"),
+                           ("baseline_networkx_read_edgelist_s", "baseline: networkx.read_edgelist, s"),
+                           ("load_speedup_vs_networkx", "snapshot load vs networkx read, ratio")):
+            add(f"| {label} | {r[key]:,} |" if not isinstance(r[key], bool) else f"| {label} | {r[key]} |")
+        add("")
+    sims = [x for x in (load("sim"), load("sim_50m")) if x]
+    if sims:
+        add(f"### Simulator world generation ({sims[0]['date']}, {sims[0]['machine']})\n")
+        add("| users | friendships | seconds | peak RSS MB | mean degree | max degree | cold-start share |")
+        add("|---|---|---|---|---|---|---|")
+        for s in sims:
+            for run in s["runs"]:
+                add(f"| {run['users']:,} | {run['friendships']:,} | {run['seconds']} | {run['peak_rss_mb']:,} | "
+                    f"{run['mean_degree']} | {run['max_degree']:,} | {run['cold_start_share']} |")
+        base = sims[0].get("baseline_networkx_powerlaw_cluster_graph")
+        if base:
+            add(f"\nBaseline in the same run: `networkx.powerlaw_cluster_graph` (Holme-Kim) at "
+                f"{sims[0]['runs'][0]['users']:,} users with {base['edges']:,} edges took {base['seconds']} s, "
+                f"{sims[0]['speedup_vs_networkx_at_smallest']}x slower.\n")
+    for name in ("candidates", "candidates_68"):
+        if r := load(name):
+            g = r["graph"]
+            add(f"### Candidate sources ({r['date']}, {r['machine']})\n")
+            add(f"Simulator world: {g['users']:,} users, {g['directed_edges']:,} directed CSR entries. "
+                "Latency per viewer, top 100, p50 / p99 ms:\n")
+            add("| source | p50 / p99 ms |\n|---|---|")
+            add(f"| friends-of-friends | {ms(r['fof_top100'])} |\n| personalized PageRank (push, eps 1e-4) | "
+                f"{ms(r['ppr_top100'])} |")
+            rg = r["ratio_graph"]
+            add(f"\nAgainst networkx on a {rg['users']:,}-user world ({rg['directed_edges']:,} directed entries): "
+                f"our FoF {ms(r['fof_top100_100k'])} ms vs `networkx.adamic_adar_index` over the same two-hop pairs "
+                f"{ms(r['baseline_networkx_adamic_adar_100k'])} ms: {r['fof_speedup_vs_networkx_p50']}x at p50.\n")
+    for name in ("CollegeMsg", "facebook_combined", "soc-sign-bitcoinalpha"):
+        if r := load(f"eval_{name}"):
+            cut = "random 20% holdout (no usable times)" if r["cut"] is None else f"time cut at {r['cut']:.0f}"
+            add(f"### Offline evaluation: {name} ({r['train_ties']:,} train ties, {r['test_ties']:,} test ties, "
+                f"{cut}, {r['evaluated_users']} users)\n")
+            add("| source | Recall@10 | Recall@50 | Recall@100 | NDCG@10 | MRR | ms/user |")
+            add("|---|---|---|---|---|---|---|")
+            for src, m in r["metrics"].items():
+                def f(k, m=m):
+                    return (f"{m[k]:.3f}" if k in m else "–")
+                add(f"| {src} | {f('recall@10')} | {f('recall@50')} | {f('recall@100')} | {f('ndcg@10')} | "
+                    f"{f('mrr')} | {r['ms_per_user'].get(src, '–')} |")
+            if "gnn" in r:
+                add(f"\nGraphSAGE trained on the training graph: validation AUC {r['gnn']['val_auc']:.3f}, "
+                    f"Hits@50 {r['gnn']['val_hits@50']:.3f}.")
+            add(f"Plot: `bench/out/eval_{name}.png` (`python -m pymk eval ... --with-ann`).\n")
+    for name in ("gnn", "gnn_1m"):
+        if r := load(name):
+            add(f"### GraphSAGE and FAISS ({r['date']}, {r['machine']})\n")
+            add("| users | friendships | mode | s/epoch | embed all users, s | HNSW build s | exact query p50/p99 ms | "
+                "HNSW query p50/p99 ms | HNSW recall@10 vs exact | peak RSS MB |")
+            add("|---|---|---|---|---|---|---|---|---|---|")
+            for run in r["runs"]:
+                fz = run["faiss"]
+                add(f"| {run['users']:,} | {run['friendships']:,} | {run['mode']} | {run['seconds_per_epoch']} | "
+                    f"{run['inference_all_users_s']} | {fz['hnsw_build_s']} | {ms(fz['exact_query'])} | "
+                    f"{ms(fz['hnsw_query'])} | {fz['hnsw_recall@10_vs_exact']} | {run['peak_rss_mb']:,} |")
+            add("")
+    if r := load("gnn_quality"):
+        add(f"### Link prediction quality ({r['date']})\n")
+        add("| dataset | variant | AUC | Hits@50 |\n|---|---|---|---|")
+        for ds, variants in r.items():
+            if isinstance(variants, dict) and "random" in variants:
+                for v, m in variants.items():
+                    add(f"| {ds} | {v} | {m['auc']} | {m['hits@50']} |")
+        add("")
+    if r := load("ranker_quality"):
+        add(f"### Ranker on the simulator's logs ({r['date']}, {r['train_rows']:,} training impressions after "
+            f"downsampling, {r['test_rows']:,} test impressions)\n")
+        add("| model | send AUC | send PR-AUC | send NE | send ECE | accept AUC | accept PR-AUC | accept NE | "
+            "accept ECE | NDCG@10 connections | NDCG@10 send-only |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, res in r["results"].items():
+            if "send_head" not in res:
+                add(f"| {name} | | | | | | | | | {res['ndcg@10_connections']} | |")
+                continue
+            s, a = res["send_head"], res["accept_head"]
+            add(f"| {name} | {s['auc']} | {s['pr_auc']} | {s['normalized_entropy']} | {s['calibration']['ece']} | "
+                f"{a['auc']} | {a['pr_auc']} | {a['normalized_entropy']} | {a['calibration']['ece']} | "
+                f"{res['ndcg@10_connections']} | {res['ndcg@10_connections_send_only']} |")
+        add("")
+    if r := load("ranker"):
+        add(f"### Ranking latency ({r['date']})\n")
+        add(f"{r['candidates_per_viewer']} candidates, {r['users']:,}-user world: features + both heads + sort "
+            f"{ms(r['rank_total'])} ms (features alone {ms(r['features_only'])} ms); baseline networkx "
+            f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} ms "
+            f"(ratio {r['speedup_vs_networkx_p50']}x at p50).\n")
+    if r := load("api"):
+        add(f"### API under load ({r['date']}, {r['users']:,} users, {r['friendships']:,} friendships)\n")
+        add("| target req/s | achieved | requests | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+        for run in r["runs"]:
+            add(f"| {run['target_rps']:.0f} | {run['achieved_rps']} | {run['requests']} | {run['errors']} | "
+                f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} |")
+        add("")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
