@@ -1,0 +1,139 @@
+"""CLI commands for the simulator, offline evaluation, embeddings and the ranker (registered on `main`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pymk.cli import main
+from pymk.settings import Settings
+
+
+# ---- simulator --------------------------------------------------------------------------------
+@main.group()
+def sim() -> None:
+    """Synthetic social world with hidden send/accept behaviour."""
+
+
+@sim.command("generate")
+@click.option("--users", default=20_000, show_default=True)
+@click.option("--avg-degree", default=20.0, show_default=True)
+@click.option("--days", default=14, show_default=True, help="Length of the logged baseline period.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def sim_generate(users: int, avg_degree: float, days: int, seed: int, out: Path) -> None:
+    """Write users.csv, edges.txt and events.jsonl (ingestion formats) for a generated world."""
+    from sim.export import SampleSpec, write_sample
+    from sim.world import WorldConfig
+
+    manifest = write_sample(SampleSpec(WorldConfig(num_users=users, avg_degree=avg_degree, seed=seed), log_days=days),
+                            out, progress=True)
+    click.echo(f"{out}: {manifest['users']} users, {manifest['friendships']} friendships, "
+               f"{manifest['events']} events {manifest['event_counts']}")
+
+
+@sim.command("abtest")
+@click.option("--users", default=20_000, show_default=True)
+@click.option("--days", default=7, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--policy", "policies", multiple=True, default=("mutual_friends", "random"), show_default=True,
+              help="Policy names (repeat); users are split between them by a stable hash.")
+def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> None:
+    """Closed-loop A/B test of simulator policies, with 95% bootstrap intervals."""
+    from sim.abtest import compare, format_report
+    from sim.behaviour import WorldState
+    from sim.policies import POLICIES
+    from sim.world import WorldConfig, generate_world
+
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise click.BadParameter(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+    world = generate_world(WorldConfig(num_users=users, seed=seed))
+    state = WorldState(world)
+    arms = {name: POLICIES[name](state, seed=seed) for name in policies}
+    click.echo(format_report(compare(state, arms, days, world.end_ts, seed=seed, progress=True)))
+
+
+# ---- offline evaluation -----------------------------------------------------------------------
+@main.command("eval")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--users", default=500, show_default=True, help="Test users sampled.")
+@click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"), show_default=True)
+@click.option("--with-ann", is_flag=True, help="Also train GraphSAGE on the training graph and add the ANN source.")
+def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Path, with_ann: bool) -> None:
+    """Time-split evaluation of every candidate source on a timestamped edge list (JSON + PNG)."""
+    from candidates.evaluate import evaluate, write_report
+
+    report = evaluate(path, users=users, train_share=train_share, seed=seed, with_ann=with_ann)
+    json_path, png_path = write_report(report, out)
+    for name, metrics in report["metrics"].items():
+        click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m]:.3f}" for m in
+                                               ("recall@10", "recall@50", "ndcg@10", "mrr") if m in metrics))
+    click.echo(f"report: {json_path}  plot: {png_path}")
+
+
+# ---- embeddings -------------------------------------------------------------------------------
+@main.group()
+def embeddings() -> None:
+    """GraphSAGE embeddings and their FAISS index."""
+
+
+@embeddings.command("refresh")
+@click.option("--epochs", default=60, show_default=True)
+@click.option("--max-auc-drop", default=0.02, show_default=True, help="Refuse to publish below served AUC - this.")
+@click.option("--no-features", is_flag=True, help="Id embeddings only (ablation).")
+@click.pass_obj
+def embeddings_refresh(settings: Settings, epochs: int, max_auc_drop: float, no_features: bool) -> None:
+    """Current snapshot -> train -> embeddings + FAISS index, published atomically."""
+    from gnn.refresh import refresh_embeddings
+    from gnn.train import TrainConfig
+    from pymk.artifacts import ArtifactStore
+
+    snap_path = ArtifactStore(settings.snapshot_dir).current()
+    res = refresh_embeddings(snap_path, ArtifactStore(settings.embeddings_dir), TrainConfig(
+        epochs=epochs, use_features=not no_features), max_auc_drop=max_auc_drop, progress=True)
+    click.echo(f"published {res.path.name}: val AUC {res.metrics['val_auc']:.4f}, "
+               f"Hits@50 {res.metrics['val_hits@50']:.4f}")
+
+
+@embeddings.command("rollback")
+@click.pass_obj
+def embeddings_rollback(settings: Settings) -> None:
+    from pymk.artifacts import ArtifactStore
+
+    click.echo(f"current embeddings are now {ArtifactStore(settings.embeddings_dir).rollback()}")
+
+
+# ---- ranker -----------------------------------------------------------------------------------
+@main.group()
+def ranker() -> None:
+    """The multi-task send/accept ranker."""
+
+
+@ranker.command("train")
+@click.option("--epochs", default=8, show_default=True)
+@click.option("--compare", is_flag=True, help="Also train balanced-CE and logistic baselines and report them.")
+@click.pass_obj
+def ranker_train(settings: Settings, epochs: int, compare: bool) -> None:
+    """Current snapshot's event log -> trained ranker, published atomically with its report."""
+    from graph.snapshot import load_snapshot
+    from pymk.artifacts import ArtifactStore
+    from ranker.features import FeatureContext
+    from ranker.train import RankerConfig, publish, train_ranker
+
+    snap_path = ArtifactStore(settings.snapshot_dir).current()
+    configs = {"focal": RankerConfig(epochs=epochs)}
+    if compare:
+        configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
+                       logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
+    out = train_ranker(FeatureContext(load_snapshot(snap_path)), configs, progress=True)
+    version = publish(out["models"]["focal"], configs["focal"], out["report"], ArtifactStore(settings.ranker_dir),
+                      snap_path.name)
+    for name, res in out["report"]["results"].items():
+        send, acc = res.get("send_head", {}), res.get("accept_head", {})
+        click.echo(f"{name:<26} send AUC {send.get('auc')}  accept AUC {acc.get('auc')}  "
+                   f"NDCG@10(connections) {res['ndcg@10_connections']}")
+    click.echo(f"published ranker {version}")
