@@ -26,6 +26,10 @@ from ranker.rerank import RerankConfig, Reranker
 log = logging.getLogger(__name__)
 
 
+def _as_list(features) -> list[float] | None:
+    return None if features is None else [float(v) for v in features]
+
+
 @dataclass(frozen=True)
 class Served:
     pipeline: CandidatePipeline | None
@@ -136,7 +140,7 @@ class Services:
             "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
             "ranker": served.ranker_version, "embeddings": served.embeddings_version,
             "candidates": [{"user_id": c.user_id, "position": i, "sources": list(c.sources),
-                            "scores": dict(c.scores), "features": c.proof.get("ranker", {}).get("features"),
+                            "scores": dict(c.scores), "features": _as_list(c.proof.get("ranker", {}).get("features")),
                             "features_at": c.proof.get("ranker", {}).get("t")}
                            for i, c in enumerate(rec.candidates)],
         }])

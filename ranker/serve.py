@@ -6,7 +6,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -54,8 +53,9 @@ class ModelRanker:
         p_send, p_accept = torch.sigmoid(send), torch.sigmoid(accept)
         score = combined_score(p_send, p_accept).tolist()
         # the exact feature vector each candidate was ranked with travels with it, for feature logging
-        ranked = [replace(c.with_scores(p_send=s, p_accept=a, score=v),
-                          proof=MappingProxyType({**c.proof, "ranker": {"t": t, "features": row}}))
-                  for c, s, a, v, row in zip(candidates, p_send.tolist(), p_accept.tolist(), score, x.tolist(),
+        ranked = [Candidate(c.user_id, c.index, c.sources,
+                            MappingProxyType({**c.scores, "p_send": s, "p_accept": a, "score": v}),
+                            MappingProxyType({**c.proof, "ranker": {"t": t, "features": row}}))
+                  for c, s, a, v, row in zip(candidates, p_send.tolist(), p_accept.tolist(), score, x,
                                              strict=True)]
         return sorted(ranked, key=lambda c: (-c.score("score"), c.index))
