@@ -66,6 +66,9 @@ def run_traffic(
     p = behaviour.params
     for day in tqdm(range(days), desc="simulated days", disable=not progress):
         day_start = start_ts + day * DAY
+        for policy in arms:  # policies that refresh daily (like pymk's snapshot job) get told the time
+            if hasattr(policy, "start_day"):
+                policy.start_day(day_start)
         viewers = np.flatnonzero(rng.random(n) < daily_active)
         v_list, c_list, pos_list = [], [], []
         for v in viewers.tolist():

@@ -140,3 +140,21 @@ def test_sample_files_read_cleanly_with_pymk_readers(tmp_path):
     assert kinds == {"impression", "send", "accept", "decline", "dismiss"}
     assert all(ev.position is not None for _, ev in events if ev.type == "impression")
     assert min(ev.ts for _, ev in events) >= manifest["log_start"]
+
+
+def test_pymk_pipeline_serves_inside_the_simulator():
+    from ranker.features import FEATURE_NAMES
+    from ranker.model import MultiTaskRanker
+    from sim.pymk_policy import PymkPolicy
+    from sim.traffic import run_traffic
+
+    w = generate_world(WorldConfig(num_users=800, seed=2))
+    state = WorldState(w)
+    policy = PymkPolicy(state, MultiTaskRanker(len(FEATURE_NAMES)))
+    with pytest.raises(RuntimeError, match="start_day"):
+        policy(0, 5)
+    log = run_traffic(state, [policy], days=1, start_ts=w.end_ts, daily_active=0.1).arrays()
+    shown = log["type"] == 0
+    assert shown.sum() > 0
+    friends_before = WorldState(w).are_friends(log["src"][shown].astype(int), log["dst"][shown].astype(int))
+    assert not friends_before.any()  # the pipeline's hard rules held inside the loop
