@@ -151,7 +151,7 @@ class Services:
                               {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
                                "mutual_ids": list(r.mutual_ids[:20])}) for r in rows]
         rec = Recommendation(viewer=user_id, candidates=[])
-        ctx = FilterContext(user_id, self.state.viewer_state(user_id), self.state.opted_out([c.user_id for c in cands]))
+        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in cands]))
         rec.candidates = apply_rules(cands, ctx, rec.removed).kept[:k]
         rec.skipped_sources["snapshot"] = "user is newer than the served snapshot"
         return rec

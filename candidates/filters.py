@@ -27,6 +27,7 @@ DECLINE_COOLDOWN_S = 90 * 86_400.0
 class StateReader(Protocol):
     def viewer_state(self, user_id: str) -> UserState: ...
     def opted_out(self, user_ids: list[str]) -> set[str]: ...
+    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]: ...
 
 
 class StoreStateReader:
@@ -40,6 +41,9 @@ class StoreStateReader:
 
     def opted_out(self, user_ids: list[str]) -> set[str]:
         return self.store.opted_out_among(user_ids)
+
+    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]:
+        return self.store.viewer_rules(user_id, candidate_ids)
 
 
 class SnapshotStateReader:
@@ -71,6 +75,9 @@ class SnapshotStateReader:
 
     def opted_out(self, user_ids: list[str]) -> set[str]:
         return {u for u in user_ids if self.snap.has_user(u) and self.snap.opted_out[self.snap.index_of(u)]}
+
+    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]:
+        return self.viewer_state(user_id), self.opted_out(candidate_ids)
 
 
 @dataclass

@@ -146,8 +146,7 @@ class CandidatePipeline:
     def expensive_filters(self, user_id: str, candidates: list[Candidate], rec: Recommendation) -> list[Candidate]:
         """Every hard rule, on fresh state, for the few candidates about to be returned."""
         start = time.perf_counter()
-        ctx = FilterContext(user_id, self.state.viewer_state(user_id),
-                            self.state.opted_out([c.user_id for c in candidates]))
+        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in candidates]))
         result = apply_rules(candidates, ctx, rec.removed)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return result.kept

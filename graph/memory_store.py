@@ -169,6 +169,9 @@ class MemoryGraphStore:
             frozenset(b for a, b in self.dismissals if a == user_id),
         )
 
+    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
+        return self.user_state(user_id), self.opted_out_among(candidate_ids)
+
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         mine = self.adj.get(user_id, set())
         mutual: dict[str, list[str]] = defaultdict(list)

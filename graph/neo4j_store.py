@@ -102,6 +102,17 @@ RETURN [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
        [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
        [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
 """
+# The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
+Q_RULES = """
+CALL () { UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true RETURN collect(x.id) AS opted }
+OPTIONAL MATCH (u:User {id: $id})
+RETURN opted,
+       [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
+       [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
+       [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
+       [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
+       [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
+"""
 Q_FOF = """
 MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
 WITH u, f, COUNT { (f)-[:FRIENDS_WITH]-() } AS fdeg
@@ -127,6 +138,16 @@ MATCH (a:User)-[r:REQUESTED]->(b:User)
 RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
 """
 Q_ALL_BLOCKS = "MATCH (a:User)-[r:BLOCKED]->(b:User) RETURN a.id AS src, b.id AS dst, r.at AS at"
+
+
+def _state(user_id: str, r: neo4j.Record | None) -> UserState:
+    if r is None:
+        return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset())
+    declined: dict[str, float] = {}
+    for other, at in r["declined"]:
+        declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
+    return UserState(user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
+                     declined, frozenset(r["dismissed"]))
 
 
 def _user_from_props(props: dict[str, Any]) -> UserRecord:
@@ -156,10 +177,9 @@ class Neo4jGraphStore:
             session.execute_write(work)
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
-        records, _, _ = self._driver.execute_query(
-            query, params, database_=self._db, routing_=neo4j.RoutingControl.READ,
-        )
-        return records
+        """An auto-commit read: one round trip (serving reads are small and idempotent)."""
+        with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
+            return list(session.run(query, params))
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
         with self._driver.session(database=self._db, fetch_size=batch_size) as session:
@@ -280,16 +300,11 @@ class Neo4jGraphStore:
 
     def user_state(self, user_id: str) -> UserState:
         records = self._read(Q_STATE, id=user_id)
-        if not records:
-            return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset())
-        r = records[0]
-        declined: dict[str, float] = {}
-        for other, at in r["declined"]:
-            declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
-        return UserState(
-            user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
-            declined, frozenset(r["dismissed"]),
-        )
+        return _state(user_id, records[0] if records else None)
+
+    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
+        record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
+        return _state(user_id, record if record["friends"] is not None else None), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)

@@ -183,6 +183,9 @@ class _FixedState:
     def opted_out(self, ids):
         return set(ids) & self.opted
 
+    def rules(self, user_id, ids):
+        return self.viewer_state(user_id), self.opted_out(ids)
+
 
 def test_pipeline_never_returns_blocked_or_opted_out_and_survives_bad_sources():
     snap = two_cliques()

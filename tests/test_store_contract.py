@@ -84,6 +84,11 @@ def test_events_requests_blocks_dismissals(store, prefix):
     assert state.declined == {f"{p}d": 21.0}
     assert state.dismissed == {f"{p}e"}
     assert store.blocked(f"{p}b") == {f"{p}a"}
+    rules_state, opted = store.viewer_rules(f"{p}a", [f"{p}b", f"{p}e", f"{p}nobody"])
+    assert rules_state == state and opted == set()
+    store.set_opted_out(f"{p}e", True)
+    assert store.viewer_rules(f"{p}a", [f"{p}b", f"{p}e"])[1] == {f"{p}e"}
+    assert store.viewer_rules(f"{p}nobody", [f"{p}e"])[0].friends == frozenset()
     # applying the same events again changes nothing
     before = store.counts()
     store.apply_events([Event("accept", f"{p}a", f"{p}c", 20.0), Event("block", f"{p}b", f"{p}a", 23.0)])
