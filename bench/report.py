@@ -121,6 +121,19 @@ def main() -> None:
                 f"{a['auc']} | {a['pr_auc']} | {a['normalized_entropy']} | {a['calibration']['ece']} | "
                 f"{res['ndcg@10_connections']} | {res['ndcg@10_connections_send_only']} |")
         add("")
+    if r := load("closed_loop"):
+        add(f"### Closed-loop A/B in the simulator ({r['date']}, {r['users']:,} users, {r['days']} days, 95% bootstrap "
+            "intervals over viewers)\n")
+        add("| arm | viewers | impressions | send rate | accept rate | connections / 1000 impressions | decline rate | "
+            "requests to top 1% |")
+        add("|---|---|---|---|---|---|---|---|")
+        for a in r["arms"]:
+            e, ci = a["estimates"], a["intervals"]["connections_per_1000"]
+            add(f"| {a['name']} | {a['viewers']} | {a['impressions']:,} | {e['send_rate']:.3f} | "
+                f"{e['accept_rate']:.3f} | {e['connections_per_1000']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
+                f"{e['decline_rate']:.3f} | "
+                f"{e['top1pct_request_share']:.3f} |")
+        add("")
     if r := load("ranker"):
         add(f"### Ranking latency ({r['date']})\n")
         add(f"{r['candidates_per_viewer']} candidates, {r['users']:,}-user world: features + both heads + sort "
