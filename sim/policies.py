@@ -35,28 +35,10 @@ def _friends_of_friends(state: WorldState, user: int) -> tuple[np.ndarray, np.nd
     return cand[keep] if len(cand) else cand, mutual[keep] if len(cand) else mutual
 
 
-class RandomFoFPolicy:
-    """Random friends-of-friends (the logging baseline); random users when there are none."""
+class _FriendsOfFriendsPolicy:
+    """Shared shape: two-hop candidates, a choice among them, random users when there are none."""
 
-    name = "random_fof"
-
-    def __init__(self, state: WorldState, seed: int = 0) -> None:
-        self.state = state
-        self.rng = np.random.default_rng(seed)
-        self.fallback = RandomPolicy(state, seed + 1)
-
-    def __call__(self, user: int, k: int) -> list[int]:
-        cand, _ = _friends_of_friends(self.state, user)
-        if len(cand) == 0:
-            return self.fallback(user, k)
-        picks = self.rng.choice(cand, min(k, len(cand)), replace=False)
-        return [int(x) for x in picks]
-
-
-class MutualFriendsPolicy:
-    """Friends-of-friends ranked by mutual-friend count (ties broken at random)."""
-
-    name = "mutual_friends"
+    name = "fof"
 
     def __init__(self, state: WorldState, seed: int = 0) -> None:
         self.state = state
@@ -67,8 +49,28 @@ class MutualFriendsPolicy:
         cand, mutual = _friends_of_friends(self.state, user)
         if len(cand) == 0:
             return self.fallback(user, k)
-        order = np.lexsort((self.rng.random(len(cand)), -mutual))[:k]
-        return [int(x) for x in cand[order]]
+        return [int(x) for x in self.pick(cand, mutual, k)]
+
+    def pick(self, cand: np.ndarray, mutual: np.ndarray, k: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomFoFPolicy(_FriendsOfFriendsPolicy):
+    """Random friends-of-friends (the logging baseline)."""
+
+    name = "random_fof"
+
+    def pick(self, cand: np.ndarray, mutual: np.ndarray, k: int) -> np.ndarray:
+        return self.rng.choice(cand, min(k, len(cand)), replace=False)
+
+
+class MutualFriendsPolicy(_FriendsOfFriendsPolicy):
+    """Friends-of-friends ranked by mutual-friend count (ties broken at random)."""
+
+    name = "mutual_friends"
+
+    def pick(self, cand: np.ndarray, mutual: np.ndarray, k: int) -> np.ndarray:
+        return cand[np.lexsort((self.rng.random(len(cand)), -mutual))[:k]]
 
 
 POLICIES = {p.name: p for p in (RandomPolicy, RandomFoFPolicy, MutualFriendsPolicy)}
