@@ -12,15 +12,10 @@ import numpy as np
 
 from candidates.ppr import global_pagerank
 from candidates.types import Candidate
+from graph.geo import haversine_km
 from graph.snapshot import Snapshot
 
 WEIGHTS = {"school": 1.0, "employer": 1.0, "city": 0.6}
-
-
-def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
-    return 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 class ColdStartSource:

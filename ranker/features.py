@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from candidates.coldstart import haversine_km
 from candidates.fof import row_positions
+from graph.geo import haversine_km
 from graph.snapshot import Snapshot
 from graph.snapshot.format import EVENT_CODE
 

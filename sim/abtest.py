@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.behaviour import HiddenBehaviour, WorldState
-from sim.traffic import Policy, run_traffic
+from sim.traffic import Policy, arm_of_users, run_traffic
 
 log = logging.getLogger(__name__)
 METRICS = ("send_rate", "accept_rate", "connections_per_1000", "decline_rate", "top1pct_request_share")
@@ -71,8 +71,7 @@ def compare(
     traffic = run_traffic(state, [policies[x] for x in names], days, start_ts, k=k, seed=seed,
                           behaviour=behaviour, progress=progress).arrays()
     per_viewer = _per_viewer(traffic, n, top)
-    arm_of = ((np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
-              % np.uint64(len(names))).astype(np.int64)
+    arm_of = arm_of_users(n, len(names))
     rng = np.random.default_rng(seed + 1)
     results = []
     for i, name in enumerate(names):

@@ -45,6 +45,12 @@ class TrafficLog:
         return {k: v[order] for k, v in out.items()}
 
 
+def arm_of_users(n: int, arms: int) -> np.ndarray:
+    """Stable arm per user index: (v * 2654435761 mod 2^32) mod arms (Knuth's multiplicative hash)."""
+    return ((np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+            % np.uint64(arms)).astype(np.int64)
+
+
 def run_traffic(
     state: WorldState,
     arms: list[Policy],
@@ -56,12 +62,11 @@ def run_traffic(
     seed: int = 0,
     progress: bool = False,
 ) -> TrafficLog:
-    """Simulate `days` days. Viewer v is in arm (v * 2654435761 mod 2^32) mod len(arms)."""
+    """Simulate `days` days. Viewers are split between `arms` by `arm_of_users`."""
     behaviour = behaviour or HiddenBehaviour()
     rng = np.random.default_rng(seed)
     n = state.world.num_users
-    arm_of = ((np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32) % np.uint64(len(arms)))
-    arm_of = arm_of.astype(np.int8)
+    arm_of = arm_of_users(n, len(arms)).astype(np.int8)
     out = TrafficLog()
     p = behaviour.params
     for day in tqdm(range(days), desc="simulated days", disable=not progress):
