@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from graph.snapshot.format import EVENT_CODE
-from ranker.features import FeatureContext
+from ranker.features import FEATURE_NAMES, FeatureContext
 
 log = logging.getLogger(__name__)
 LABEL_WINDOW = 7 * 86_400.0
@@ -55,7 +55,7 @@ def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np
                ) -> tuple[np.ndarray, np.ndarray]:
     day = np.floor(ts / 86_400.0).astype(np.int64)
     order = np.lexsort((ts, day, viewer))
-    x = np.zeros((viewer.size, len_features()), dtype=np.float32)
+    x = np.zeros((viewer.size, len(FEATURE_NAMES)), dtype=np.float32)
     group = np.zeros(viewer.size, dtype=np.int64)
     keys = viewer[order].astype(np.int64) * 1_000_000 + day[order]
     bounds = np.flatnonzero(np.diff(keys)) + 1
@@ -66,12 +66,6 @@ def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np
         x[rows] = ctx.pair_features(int(viewer[rows[0]]), cand[rows], t0)
         group[rows] = g
     return x, group
-
-
-def len_features() -> int:
-    from ranker.features import FEATURE_NAMES
-
-    return len(FEATURE_NAMES)
 
 
 def build_examples(ctx: FeatureContext, progress: bool = False) -> tuple[Examples, Examples]:

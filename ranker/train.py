@@ -90,25 +90,23 @@ def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress
     train_imp = downsample_negatives(split["train"](imp), configs[next(iter(configs))].negatives_per_positive, rng)
     train_snd = split["train"](snd)
     test_imp, test_snd = split["test"](imp), split["test"](snd)
+    connected = _connected(test_imp, snd)
     results, models = {}, {}
     for name, cfg in configs.items():
         model = fit(cfg, train_imp, train_snd)
-        p_send, _ = predict(model, test_imp.x, cfg.device)
+        p_send, p_acc_imp = predict(model, test_imp.x, cfg.device)  # both heads on the shown pairs
         _, p_acc = predict(model, test_snd.x, cfg.device)
-        ps_i, pa_i = predict(model, test_imp.x, cfg.device)
-        connected = _connected(test_imp, snd)
+        combined = combined_score(torch.from_numpy(p_send), torch.from_numpy(p_acc_imp)).numpy()
         results[name] = {
             "send_head": head_report(test_imp.y, p_send), "accept_head": head_report(test_snd.y, p_acc),
-            "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected,
-                                                   combined_score(torch.from_numpy(ps_i),
-                                                                  torch.from_numpy(pa_i)).numpy()), 4),
-            "ndcg@10_connections_send_only": round(ndcg_at_k(test_imp.group, connected, ps_i), 4),
+            "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, combined), 4),
+            "ndcg@10_connections_send_only": round(ndcg_at_k(test_imp.group, connected, p_send), 4),
             "config": asdict(cfg),
         }
         models[name] = model
     mutual = test_imp.x[:, FEATURE_NAMES.index("mutual")]
     results["mutual_friends_heuristic"] = {
-        "ndcg@10_connections": round(ndcg_at_k(test_imp.group, _connected(test_imp, snd), mutual), 4)}
+        "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, mutual), 4)}
     report = {"periods": {"train_until": t1, "test_from": t2}, "train_rows": int(train_imp.y.size),
               "train_send_rows": int(train_snd.y.size), "test_rows": int(test_imp.y.size),
               "features": list(FEATURE_NAMES), "results": results, "seconds": round(time.perf_counter() - start, 1)}
