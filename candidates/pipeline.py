@@ -72,6 +72,10 @@ class CandidatePipeline:
         self.config = config or PipelineConfig()
         self.ranker = ranker or rrf_rank
         self.reranker = reranker
+        ev = snap.events
+        shown = ev["type"] == EVENT_CODE["impression"]
+        order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
+        self._imp_src, self._imp_dst = ev["src"][shown][order], ev["dst"][shown][order]
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="source")
 
     def recommend(self, user_id: str, k: int = 20) -> Recommendation:
@@ -91,9 +95,8 @@ class CandidatePipeline:
 
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log)."""
-        ev = self.snap.events
-        mask = (ev["src"] == user) & (ev["type"] == EVENT_CODE["impression"])
-        shown, counts = np.unique(ev["dst"][mask], return_counts=True)
+        lo, hi = np.searchsorted(self._imp_src, user, "left"), np.searchsorted(self._imp_src, user, "right")
+        shown, counts = np.unique(self._imp_dst[lo:hi], return_counts=True)
         return dict(zip(shown.tolist(), counts.tolist(), strict=True))
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:

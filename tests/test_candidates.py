@@ -230,3 +230,24 @@ def test_snapshot_state_reader_reads_requests_blocks_dismissals(tmp_path):
     st = SnapshotStateReader(from_store(store, log)).viewer_state("a")
     assert st.friends == {"b"} and st.pending == {"c"} and st.blocked == {"e"}
     assert st.declined == {"d": 3.0} and st.dismissed == {"f"}
+
+
+def test_times_seen_counts_impressions_per_shown_user(tmp_path):
+    from graph.eventlog import EventLog
+    from graph.memory_store import MemoryGraphStore
+    from graph.records import Event, Friendship
+    from graph.snapshot import from_store
+
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b"), Friendship("c", "d")])
+    evs = [Event("impression", "a", "c", 1.0, position=0), Event("impression", "a", "c", 2.0, position=0),
+           Event("impression", "a", "d", 3.0, position=1), Event("impression", "c", "a", 4.0, position=0),
+           Event("dismiss", "a", "d", 5.0)]
+    log = EventLog(tmp_path)
+    log.write_segment("s", evs)
+    snap = from_store(store, log)
+    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap))
+    i = snap.index_of
+    assert pipe.times_seen(i("a")) == {i("c"): 2, i("d"): 1}
+    assert pipe.times_seen(i("b")) == {}
+    pipe.close()
