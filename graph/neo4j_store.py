@@ -94,14 +94,6 @@ RETURN [(u)<-[r:REQUESTED {status: 'pending'}]-(x) | x.id] AS incoming,
        [(u)-[r:REQUESTED {status: 'pending'}]->(x) | x.id] AS outgoing
 """
 Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
-Q_STATE = """
-MATCH (u:User {id: $id})
-RETURN [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
-       [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
-       [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
-       [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
-       [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
-"""
 # The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
 Q_RULES = """
 CALL () { UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true RETURN collect(x.id) AS opted }
@@ -299,8 +291,7 @@ class Neo4jGraphStore:
         return {r["id"] for r in self._read(Q_BLOCKED, id=user_id)}
 
     def user_state(self, user_id: str) -> UserState:
-        records = self._read(Q_STATE, id=user_id)
-        return _state(user_id, records[0] if records else None)
+        return self.viewer_rules(user_id, [])[0]
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
         record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
