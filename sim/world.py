@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from graph.snapshot.build import build_csr
-from graph.snapshot.format import Snapshot
+from graph.snapshot.build import build_csr, empty_tables
+from graph.snapshot.format import Snapshot, empty_columns
 from graph.walks import two_step_walk
 
 log = logging.getLogger(__name__)
@@ -215,8 +215,6 @@ def _dedupe(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> tuple[np.ndarra
 
 def world_snapshot(world: World) -> Snapshot:
     """The world as a pymk snapshot (profiles included), without going through a store."""
-    from graph.snapshot.format import empty_columns
-
     n = world.num_users
     ids = np.arange(n, dtype=np.int64)
     indptr, indices, since = build_csr(n, world.src, world.dst, world.ts)
@@ -229,8 +227,6 @@ def world_snapshot(world: World) -> Snapshot:
         k = int(codes.max()) + 1
         vocab[col] = list(names[:k]) if names is not None else [f"{col}-{i}" for i in range(k)]
         categorical[col] = codes.astype(np.int32)
-    i32, f64 = np.zeros(0, np.int32), np.zeros(0, np.float64)
-    requests = {"src": i32, "dst": i32, "sent_at": f64, "status": np.zeros(0, np.int8), "responded_at": f64}
-    events = {"type": np.zeros(0, np.int8), "src": i32, "dst": i32, "ts": f64, "position": np.zeros(0, np.int16)}
+    requests, blocks, events = empty_tables()
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, np.zeros(n, dtype=bool), requests,
-                    {"src": i32, "dst": i32, "at": f64}, events, meta={"source": "sim world"})
+                    blocks, events, meta={"source": "sim world"})

@@ -67,7 +67,7 @@ def map_ids(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     return idx.astype(np.int32)
 
 
-def _empty_tables() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+def empty_tables() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     i32, f64 = np.zeros(0, np.int32), np.zeros(0, np.float64)
     requests = {"src": i32, "dst": i32, "sent_at": f64, "status": np.zeros(0, np.int8), "responded_at": f64}
     blocks = {"src": i32, "dst": i32, "at": f64}
@@ -108,7 +108,7 @@ def from_pairs(src: list[str], dst: list[str], ts: list[float] | None = None) ->
     s, d = map_ids(ids, np.asarray(src, dtype=str)), map_ids(ids, np.asarray(dst, dtype=str))
     indptr, indices, since = build_csr(len(ids), s, d, None if ts is None else np.asarray(ts, dtype=np.float64))
     numeric, categorical, vocab = empty_columns(len(ids))
-    requests, blocks, events = _empty_tables()
+    requests, blocks, events = empty_tables()
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab,
                     np.zeros(len(ids), dtype=bool), requests, blocks, events, meta={})
 
