@@ -7,8 +7,6 @@ learned ranker scoring either P(send) * P(accept) or P(send) alone (the send-onl
 
 from __future__ import annotations
 
-import numpy as np
-
 from candidates.filters import SnapshotStateReader
 from candidates.fof import FriendsOfFriendsSource
 from candidates.pipeline import CandidatePipeline, PipelineConfig
@@ -24,12 +22,7 @@ from sim.world import world_snapshot
 
 def state_snapshot(state: WorldState) -> Snapshot:
     """The simulator's graph right now, with the world's profiles."""
-    snap = world_snapshot(state.world)
-    adj = state.adj.tocsr()
-    adj.sort_indices()
-    snap.indptr, snap.indices = adj.indptr.astype(np.int64), adj.indices.astype(np.int32)
-    snap.since = np.full(snap.indices.size, np.nan)  # all ties count as formed before "now"
-    return snap
+    return world_snapshot(state.world, state.adj)
 
 
 class SendOnlyRanker(ModelRanker):

@@ -213,11 +213,21 @@ def _dedupe(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> tuple[np.ndarra
     return (key >> 32).astype(np.int32), (key & 0xFFFFFFFF).astype(np.int32), ts
 
 
-def world_snapshot(world: World) -> Snapshot:
-    """The world as a pymk snapshot (profiles included), without going through a store."""
+def world_snapshot(world: World, adjacency: sp.csr_matrix | None = None) -> Snapshot:
+    """The world as a pymk snapshot (profiles included), without going through a store.
+
+    `adjacency` replaces the world's generated ties (e.g. the simulator's graph as it is now);
+    its ties have no known formation time, so they count as formed before any t.
+    """
     n = world.num_users
     ids = np.arange(n, dtype=np.int64)
-    indptr, indices, since = build_csr(n, world.src, world.dst, world.ts)
+    if adjacency is None:
+        indptr, indices, since = build_csr(n, world.src, world.dst, world.ts)
+    else:
+        adj = adjacency.tocsr()
+        adj.sort_indices()
+        indptr, indices = adj.indptr.astype(np.int64), adj.indices.astype(np.int32)
+        since = np.full(indices.size, np.nan)
     numeric, categorical, vocab = empty_columns(n)
     numeric.update(created_at=world.created_at.astype(np.float64), lat=world.lat.astype(np.float64),
                    lon=world.lon.astype(np.float64))
