@@ -124,7 +124,14 @@ Q_COUNTS = {
     "dismissals": "MATCH ()-[r:DISMISSED]->() RETURN count(r) AS n",
 }
 Q_ALL_USERS = "MATCH (u:User) RETURN properties(u) AS p"
-Q_ALL_FRIENDS = "MATCH (a:User)-[r:FRIENDS_WITH]->(b:User) RETURN a.id AS a, b.id AS b, r.since AS since"
+# One record per user with its outgoing ties (each tie is stored once, a -> b): ~4x faster to stream
+# over Bolt than one record per tie.
+Q_ALL_FRIENDS = """
+MATCH (a:User)
+CALL (a) { MATCH (a)-[r:FRIENDS_WITH]->(b:User) RETURN collect([b.id, r.since]) AS ties }
+WITH a, ties WHERE size(ties) > 0
+RETURN a.id AS a, ties
+"""
 Q_ALL_REQUESTS = """
 MATCH (a:User)-[r:REQUESTED]->(b:User)
 RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
@@ -313,8 +320,16 @@ class Neo4jGraphStore:
             yield [_user_from_props(r["p"]) for r in batch]
 
     def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
-        for batch in self._stream(Q_ALL_FRIENDS, batch_size):
-            yield [Friendship(r["a"], r["b"], r["since"]) for r in batch]
+        batch: list[Friendship] = []
+        for records in self._stream(Q_ALL_FRIENDS, max(1, batch_size // 20)):
+            for r in records:
+                a = r["a"]
+                batch.extend(Friendship(a, b, since) for b, since in r["ties"])
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def iter_requests(self, batch_size: int = 50_000) -> Iterator[list[Request]]:
         for batch in self._stream(Q_ALL_REQUESTS, batch_size):

@@ -126,6 +126,31 @@ def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: i
         click.echo(f"rejected rows written to {rejects}")
 
 
+@main.command("initial-load")
+@click.option("--users", "users", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Users CSV (repeatable).")
+@click.option("--edges", "edges", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Edge list (repeatable).")
+@click.option("--max-memory", default="2G", show_default=True, help="Importer off-heap memory limit.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
+@click.option("--no-progress", is_flag=True)
+@click.pass_obj
+def initial_load(settings: Settings, users: tuple[Path, ...], edges: tuple[Path, ...], max_memory: str,
+                 rejects: Path | None, no_progress: bool) -> None:
+    """Fill an EMPTY local database fast with Neo4j's offline importer (stops and restarts the server).
+
+    Same validation and the same resulting graph as `ingest users` + `ingest edges`; use `ingest`
+    for everything after the first load and for an external NEO4J_URI server.
+    """
+    from graph.bulkload import initial_load as run
+
+    report = run(settings.neo4j, list(users), list(edges), progress=not no_progress, max_memory=max_memory)
+    click.echo(report.summary())
+    if rejects is not None:
+        rejects.write_text("".join(f"{err}\n" for err in report.errors))
+        click.echo(f"rejected rows written to {rejects}")
+
+
 # ---- snapshots --------------------------------------------------------------------------------
 @main.group()
 def snapshot() -> None:

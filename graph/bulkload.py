@@ -1,0 +1,245 @@
+"""Initial load of a large graph into an empty local Neo4j with Neo4j's offline importer.
+
+`pymk ingest` MERGEs batches over Bolt, which is what increments need (idempotent, online) but is
+bound by Neo4j's transactional commit path. A first load of millions of friendships into an empty
+database goes through `neo4j-admin database import full` instead (the same jars the launcher runs
+on): the inputs are read and validated by the same readers as `pymk ingest` (bad rows reported with
+file and line, good rows kept), normalised to exactly what MERGE ingestion would have stored (one
+relationship per pair in canonical direction, earliest `since`, later user rows overriding the
+fields they give), written as importer CSVs, and imported while the server is stopped. The result
+is the same graph `pymk ingest users` + `pymk ingest edges` would build; later files go through
+`pymk ingest` as usual.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from graph import server
+from graph.readers import ByteCounter, RowError, read_edges, read_users
+from graph.records import PROFILE_FIELDS
+from pymk.errors import PymkError
+from pymk.settings import Neo4jSettings
+
+log = logging.getLogger(__name__)
+ADMIN_TOOL = "org.neo4j.cli.AdminTool"
+_TYPES = {"created_at": "double", "lat": "double", "lon": "double", "opted_out": "boolean"}
+MAX_LOGGED_ERRORS = 50
+
+
+class InitialLoadError(PymkError):
+    """The offline import cannot run here (external server, non-empty database) or failed."""
+
+
+@dataclass
+class InitialLoadReport:
+    users: int = 0
+    friendships: int = 0
+    rows_read: int = 0
+    rejected: int = 0
+    edge_rows: int = 0
+    seconds: float = 0.0
+    import_seconds: float = 0.0
+    errors: list[RowError] = field(default_factory=list)
+
+    def reject(self, error: RowError) -> None:
+        self.rejected += 1
+        self.errors.append(error)
+        if self.rejected <= MAX_LOGGED_ERRORS:
+            log.warning("rejected %s", error)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.edge_rows / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"initial load: {self.rows_read} rows read, {self.rejected} rejected; {self.users} users, "
+                f"{self.friendships} friendships from {self.edge_rows} edge rows in {self.seconds:.1f}s "
+                f"({self.rows_per_second:,.0f} edge rows/s; importer {self.import_seconds:.1f}s)")
+
+
+class _Ids:
+    """External user id -> dense importer id, in first-seen order."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def __call__(self, uid: str) -> int:
+        i = self.index.get(uid)
+        if i is None:
+            i = self.index[uid] = len(self.index)
+        return i
+
+
+def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progress: bool) -> dict[int, dict]:
+    props: dict[int, dict] = {}
+    for path in paths:
+        source = ByteCounter(path)
+        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"users {path.name}",
+                  disable=not progress, mininterval=0.5) as bar:
+            for row in read_users(source):
+                report.rows_read += 1
+                if isinstance(row, RowError):
+                    report.reject(row)
+                else:  # like `SET u += props`: a later row overrides only the fields it gives
+                    props.setdefault(ids(row.id), {}).update(row.properties())
+                if report.rows_read % 50_000 == 0:
+                    bar.update(source.bytes_read - bar.n)
+            bar.update(source.bytes_read - bar.n)
+    return props
+
+
+def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
+                progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none)."""
+    a: list[int] = []
+    b: list[int] = []
+    since: list[float] = []
+    for path in paths:
+        source = ByteCounter(path)
+        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
+                  disable=not progress, mininterval=0.5) as bar:
+            for row in read_edges(source):
+                report.rows_read += 1
+                if isinstance(row, RowError):
+                    report.reject(row)
+                    continue
+                report.edge_rows += 1
+                lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)
+                a.append(ids(lo))
+                b.append(ids(hi))
+                since.append(math.nan if row.ts is None else row.ts)
+                if report.edge_rows % 100_000 == 0:
+                    bar.update(source.bytes_read - bar.n)
+            bar.update(source.bytes_read - bar.n)
+    src, dst, ts = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(since, np.float64)
+    key = (src << 32) | dst
+    order = np.lexsort((np.where(np.isnan(ts), np.inf, ts), key))  # per pair, earliest since first
+    key = key[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
+    keep = order[first]
+    return src[keep], dst[keep], ts[keep]
+
+
+def _write_nodes(path: Path, ids: _Ids, props: dict[int, dict]) -> None:
+    cols = list(PROFILE_FIELDS)
+    header = [":ID", "id"] + [f"{c}:{_TYPES[c]}" if c in _TYPES else c for c in cols]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        for uid, i in ids.index.items():
+            p = props.get(i, {})
+            out.writerow([i, uid, *(_cell(p.get(c)) for c in cols)])
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""  # --ignore-empty-strings: not stored, as MERGE ingestion leaves None out
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _write_friendships(path: Path, src: np.ndarray, dst: np.ndarray, since: np.ndarray) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(":START_ID,:END_ID,since:double\n")
+        step = 200_000
+        for lo in range(0, len(src), step):
+            fh.write("".join(f"{s},{d},{'' if t != t else repr(t)}\n" for s, d, t in
+                             zip(src[lo:lo + step].tolist(), dst[lo:lo + step].tolist(),
+                                 since[lo:lo + step].tolist(), strict=True)))
+
+
+def _ensure_schema(cfg: Neo4jSettings) -> None:
+    from graph.neo4j_store import Neo4jGraphStore
+
+    store = Neo4jGraphStore(cfg)
+    try:
+        store.ensure_schema()
+    finally:
+        store.close()
+
+
+def _database_is_empty(cfg: Neo4jSettings) -> bool:
+    """True when the database has no users (starting the server briefly if it is not running)."""
+    from graph.neo4j_store import Neo4jGraphStore
+
+    if not (cfg.home / "data" / "databases" / cfg.database).exists():
+        return True
+    was_running = server.status(cfg).running
+    server.start(cfg)
+    try:
+        store = Neo4jGraphStore(cfg)
+        try:
+            return store.counts().users == 0
+        finally:
+            store.close()
+    finally:
+        if not was_running:
+            server.stop(cfg)
+
+
+def _run_importer(cfg: Neo4jSettings, staging: Path, max_memory: str, threads: int, progress: bool) -> None:
+    lib = server.build_launcher()
+    conf = staging / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "neo4j.conf").write_text("")
+    cmd = ["java", *server.JVM_OPENS, "-cp", f"{lib.parent / 'classes'}{os.pathsep}{lib}/*", ADMIN_TOOL,
+           "database", "import", "full", f"--nodes=User={staging / 'users.csv'}",
+           f"--relationships=FRIENDS_WITH={staging / 'friendships.csv'}", "--id-type=integer",
+           "--ignore-empty-strings=true", "--overwrite-destination=true", f"--threads={threads}",
+           f"--max-off-heap-memory={max_memory}", f"--report-file={staging / 'import.report'}", cfg.database]
+    cfg.home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NEO4J_HOME": str(cfg.home), "NEO4J_CONF": str(conf)}
+    proc = subprocess.run(cmd, env=env, capture_output=not progress, text=True, check=False)
+    if proc.returncode != 0:
+        detail = "" if progress else f":\n{(proc.stdout or '')[-3000:]}{(proc.stderr or '')[-3000:]}"
+        raise InitialLoadError(f"neo4j-admin import failed with exit code {proc.returncode}{detail}")
+
+
+def initial_load(cfg: Neo4jSettings, users: list[Path], edges: list[Path], progress: bool = True,
+                 max_memory: str = "2G", threads: int | None = None) -> InitialLoadReport:
+    """Validate, normalise and import users + friendships into an empty local database, then start it
+    (with the schema in place)."""
+    if cfg.external:
+        raise InitialLoadError(f"initial load writes store files and needs the local server, but NEO4J_URI is "
+                               f"set ({cfg.uri!r}); use `pymk ingest` against an external server")
+    if not _database_is_empty(cfg):
+        raise InitialLoadError(f"database {cfg.database!r} in {cfg.home} already has users; the initial load "
+                               f"only fills an empty database (use `pymk ingest` for increments)")
+    report = InitialLoadReport()
+    start = time.perf_counter()
+    ids = _Ids()
+    props = _read_users(users, ids, report, progress)
+    src, dst, since = _read_edges(edges, ids, report, progress)
+    report.users, report.friendships = len(ids.index), len(src)
+    staging = cfg.home.parent / f"{cfg.home.name}-import"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _write_nodes(staging / "users.csv", ids, props)
+        _write_friendships(staging / "friendships.csv", src, dst, since)
+        del props, src, dst, since
+        server.stop(cfg)
+        t = time.perf_counter()
+        _run_importer(cfg, staging, max_memory, threads or os.cpu_count() or 2, progress)
+        report.import_seconds = time.perf_counter() - t
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    server.start(cfg)
+    _ensure_schema(cfg)  # the uniqueness constraint is built over the imported users here
+    report.seconds = time.perf_counter() - start
+    log.info("%s", report.summary())
+    return report
