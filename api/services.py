@@ -11,17 +11,15 @@ import threading
 import time
 from dataclasses import dataclass
 
+from candidates.assemble import assemble_pipeline
 from candidates.filters import FilterContext, StoreStateReader, apply_rules
 from candidates.pipeline import CandidatePipeline, Recommendation
-from candidates.registry import REGISTRY
 from candidates.types import Candidate
 from graph.eventlog import EventLog
-from graph.snapshot import load_snapshot
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError, UnknownUserError
 from pymk.settings import Settings
-from ranker.rerank import RerankConfig, Reranker
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +34,8 @@ class Served:
     snapshot_version: str | None
     embeddings_version: str | None = None
     ranker_version: str | None = None
+    precomputed_version: str | None = None
 
-    @property
-    def versions(self) -> tuple[str | None, str | None, str | None]:
-        return self.snapshot_version, self.embeddings_version, self.ranker_version
 
 
 class Services:
@@ -51,8 +47,10 @@ class Services:
         self.snapshots = ArtifactStore(settings.snapshot_dir)
         self.embeddings = ArtifactStore(settings.embeddings_dir)
         self.rankers = ArtifactStore(settings.ranker_dir)
+        self.precomputed = ArtifactStore(settings.candidates_dir)
         self.state = StoreStateReader(store)
         self._served = Served(None, None)
+        self._pointers: tuple[str | None, ...] = ()  # artifact pointers the served pipeline was built from
         self._lock = threading.Lock()
         self._checked = 0.0
         self.reload(force=True)
@@ -62,63 +60,55 @@ class Services:
         return self._served
 
     def reload(self, force: bool = False) -> bool:
-        """Load the current snapshot (and embeddings made from it) if either changed; True if swapped."""
+        """Load the current artifacts if any pointer changed; True if swapped."""
         now = time.monotonic()
         if not force and now - self._checked < self.settings.api.reload_check_s:
             return False
         self._checked = now
-        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version())
-        if wanted[0] is None or wanted == self._served.versions:
+        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
+                  self.precomputed.current_version())
+        if wanted[0] is None or wanted == self._pointers:
             return False
         with self._lock:
-            if wanted == self._served.versions:
+            if wanted == self._pointers:
                 return False
             try:
-                snap = load_snapshot(self.snapshots.current())
+                built = assemble_pipeline(self.settings, self.state)
             except ArtifactError as exc:
                 log.error("cannot load snapshot %s, still serving %s: %s", wanted[0],
                           self._served.snapshot_version, exc)
                 return False
-            sources = REGISTRY.build_all(snap)
-            emb_version = self._ann_source(snap, wanted, sources)
-            ranker = self._ranker(snap, wanted[2])
-            pipeline = CandidatePipeline(snap, sources, self.state, ranker=ranker, reranker=Reranker(
-                snap, RerankConfig(explore_share=self.settings.api.explore_share)))
-            old, self._served = self._served, Served(pipeline, wanted[0], emb_version,
-                                                     wanted[2] if ranker is not None else None)
+            pipeline = built.pipeline
+            pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
+            old, self._served = self._served, Served(
+                pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version,
+                pipeline.precomputed.version if pipeline.precomputed else None)
+            self._pointers = wanted
             if old.pipeline is not None:
                 old.pipeline.close()
-            log.info("serving snapshot %s (%d users), embeddings %s, ranker %s", wanted[0], snap.num_users,
-                     emb_version, self._served.ranker_version)
+            log.info("serving snapshot %s (%d users), embeddings %s, ranker %s, precomputed lists %s",
+                     built.snapshot_version, pipeline.snap.num_users, built.embeddings_version,
+                     built.ranker_version, self._served.precomputed_version)
             return True
 
-    def _ranker(self, snap, version: str | None):
-        """The learned ranker over this snapshot's features, or None (heuristic order) if absent/unusable."""
-        if version is None:
-            return None
-        from ranker.features import FeatureContext
-        from ranker.serve import ModelRanker
+    def _precomputed(self, snap, versions: dict[str, str | None]):
+        """The current precomputed lists if they were made with exactly what is being served."""
+        from candidates.precompute import PrecomputedCandidates
 
+        if self.precomputed.current_version() is None:
+            return None
+        path = self.precomputed.current()
+        made = self.precomputed.manifest(path)
+        made_with = {k: made.get(k) for k in versions}
+        if made_with != versions:
+            log.warning("precomputed lists %s were made with %s, serving %s: ranking every request online",
+                        path.name, made_with, versions)
+            return None
         try:
-            return ModelRanker.load(FeatureContext(snap), self.rankers.current())
+            return PrecomputedCandidates(path, snap)
         except ArtifactError as exc:
-            log.error("ranker %s not usable, ranking by heuristic: %s", version, exc)
+            log.error("precomputed lists %s not usable, ranking online: %s", path.name, exc)
             return None
-
-    def _ann_source(self, snap, wanted: tuple[str | None, str | None], sources: list) -> str | None:
-        """Add the ANN source when the current embeddings were computed from this snapshot."""
-        if wanted[1] is None:
-            return None
-        from candidates.ann import EmbeddingAnnSource
-
-        path = self.embeddings.current()
-        made_from = self.embeddings.manifest(path).get("snapshot_version")
-        if made_from != wanted[0]:
-            log.warning("embeddings %s were made from snapshot %s, not %s: serving without ANN",
-                        wanted[1], made_from, wanted[0])
-            return wanted[1]
-        sources.append(EmbeddingAnnSource.load(snap, path))
-        return wanted[1]
 
     def suggestions(self, user_id: str, k: int) -> Recommendation:
         """Suggestions for a known user; users newer than the snapshot get fresh graph-store FoF."""
@@ -138,7 +128,7 @@ class Services:
         logging: training can use exactly what serving saw, so there is no skew)."""
         self.served_log.append_records([{
             "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
-            "ranker": served.ranker_version, "embeddings": served.embeddings_version,
+            "ranker": served.ranker_version, "embeddings": served.embeddings_version, "precomputed": rec.precomputed,
             "candidates": [{"user_id": c.user_id, "position": i, "sources": list(c.sources),
                             "scores": dict(c.scores), "features": _as_list(c.proof.get("ranker", {}).get("features")),
                             "features_at": c.proof.get("ranker", {}).get("t")}

@@ -36,6 +36,12 @@ def main() -> None:
                            ("baseline_one_tx_per_edge_rows_per_s", "baseline: one transaction per edge, rows/s"),
                            ("speedup_vs_one_tx_per_edge", "batched vs one-tx-per-edge, ratio"),
                            ("ingest_peak_rss_mb", "ingesting process peak RSS, MB"),
+                           ("initial_load_rows_per_s", "initial load into an empty database (offline importer), "
+                                                       "rows/s, files to a started server with its schema"),
+                           ("initial_load_s", "initial load, total seconds"),
+                           ("initial_load_importer_s", "of which neo4j-admin import, s"),
+                           ("initial_load_counts_match_merge", "initial load gives the same counts as MERGE ingestion"),
+                           ("initial_load_vs_merge_ratio", "initial load vs MERGE ingestion, ratio"),
                            ("snapshot_export_s", "snapshot export from Neo4j, s"),
                            ("snapshot_save_s", "snapshot write, s"), ("snapshot_load_s", "snapshot load, s"),
                            ("snapshot_from_edge_list_s", "snapshot straight from the edge list file, s"),

@@ -34,6 +34,14 @@ class FofScores:
     def mutual_ids(self, candidate: int) -> np.ndarray:
         return np.sort(self.paths_via[self.paths_cand == candidate])
 
+    def mutual_ids_of(self, candidates: np.ndarray, limit: int) -> list[list[int]]:
+        """The first `limit` mutual friends (sorted) of each candidate, with one sort of all paths."""
+        order = np.lexsort((self.paths_via, self.paths_cand))
+        cand, via = self.paths_cand[order], self.paths_via[order]
+        lo = np.searchsorted(cand, candidates, "left")
+        hi = np.minimum(np.searchsorted(cand, candidates, "right"), lo + limit)
+        return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
 
 def row_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CSR positions of every entry of `rows`, and for each the index (into `rows`) it belongs to."""
@@ -92,9 +100,12 @@ class FriendsOfFriendsSource:
     def generate(self, user: int, k: int) -> list[Candidate]:
         s = fof_scores(self.snap, user, self.degree, self.max_friend_degree, self.max_two_hop)
         out = []
-        for c, m, aa, ra in zip(s.candidates[:k].tolist(), s.mutual[:k].tolist(), s.adamic_adar[:k].tolist(),
-                                s.resource_allocation[:k].tolist(), strict=True):
+        ids = self.snap.id_strings
+        top = s.candidates[:k]
+        for c, m, aa, ra, mutual in zip(top.tolist(), s.mutual[:k].tolist(), s.adamic_adar[:k].tolist(),
+                                        s.resource_allocation[:k].tolist(), s.mutual_ids_of(top, self.max_proof),
+                                        strict=True):
             proof = {"mutual_count": m, "adamic_adar": aa, "resource_allocation": ra,
-                     "mutual_ids": [self.snap.external_id(x) for x in s.mutual_ids(c)[: self.max_proof]]}
-            out.append(Candidate.of(self.snap.external_id(c), c, self.name, float(m), proof))
+                     "mutual_ids": [ids[x] for x in mutual]}
+            out.append(Candidate.of(ids[c], c, self.name, float(m), proof))
         return out

@@ -1,5 +1,8 @@
 """recommend(): sources -> merge -> cheap filters -> rank -> expensive filters -> re-rank -> truncate.
 
+The first four stages may have run ahead of time (candidates/precompute.py); the last three
+always run per request.
+
 Each source runs under a time budget; one that fails or runs late is skipped and logged, never
 fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
 rank fusion over the sources (score = sum over sources of 1 / (60 + rank in that source)), which
@@ -19,6 +22,7 @@ import numpy as np
 
 from candidates.base import CandidateSource
 from candidates.filters import FilterContext, StateReader, apply_rules
+from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from graph.snapshot.format import EVENT_CODE
@@ -43,6 +47,7 @@ class Recommendation:
     removed: Counter = field(default_factory=Counter)
     skipped_sources: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    precomputed: str | None = None    # version of the precomputed list used, if any
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -72,6 +77,7 @@ class CandidatePipeline:
         self.config = config or PipelineConfig()
         self.ranker = ranker or rrf_rank
         self.reranker = reranker
+        self.precomputed: PrecomputedCandidates | None = None  # set by the server when versions match
         ev = snap.events
         shown = ev["type"] == EVENT_CODE["impression"]
         order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
@@ -82,16 +88,24 @@ class CandidatePipeline:
         rec = Recommendation(viewer=user_id, candidates=[])
         user = self.snap.index_of(user_id)
         start = time.perf_counter()
-        generated = self.generate(user, rec)
-        merged = self.merge(generated)
-        kept = self.cheap_filters(user, merged, rec)
-        ranked = self.ranker(user_id, kept)
+        ranked = self.precomputed.get(user) if self.precomputed is not None else None
+        if ranked is None:
+            ranked = self.ranked(user, rec)
+        else:
+            rec.precomputed = self.precomputed.version
         final = self.expensive_filters(user_id, ranked[: k * self.config.overfetch], rec)
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def ranked(self, user: int, rec: Recommendation) -> list[Candidate]:
+        """The first four stages, also run ahead of time by the precompute job."""
+        generated = self.generate(user, rec)
+        merged = self.merge(generated)
+        kept = self.cheap_filters(user, merged, rec)
+        return self.ranker(self.snap.external_id(user), kept)
 
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -36,8 +36,8 @@ class Candidate:
         if other.index != self.index:
             raise ValueError(f"cannot merge candidates for different users {self.user_id!r} and {other.user_id!r}")
         sources = self.sources + tuple(s for s in other.sources if s not in self.sources)
-        return replace(self, sources=sources, scores=_frozen({**self.scores, **other.scores}),
-                       proof=_frozen({**self.proof, **other.proof}))
+        return Candidate(self.user_id, self.index, sources, MappingProxyType({**self.scores, **other.scores}),
+                         MappingProxyType({**self.proof, **other.proof}))
 
     def with_score(self, name: str, value: float) -> Candidate:
         return self.with_scores(**{name: value})

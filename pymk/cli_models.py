@@ -137,3 +137,34 @@ def ranker_train(settings: Settings, epochs: int, compare: bool) -> None:
         click.echo(f"{name:<26} send AUC {send.get('auc')}  accept AUC {acc.get('auc')}  "
                    f"NDCG@10(connections) {res['ndcg@10_connections']}")
     click.echo(f"published ranker {version}")
+
+
+# ---- precomputed candidate lists ----------------------------------------------------------------
+@main.group()
+def candidates() -> None:
+    """Candidate lists ranked ahead of time for likely viewers."""
+
+
+@candidates.command("precompute")
+@click.option("--active-days", default=7.0, show_default=True,
+              help="Rank users active in the snapshot's last N days of events.")
+@click.option("--all-users", is_flag=True, help="Rank every user with at least one friend instead.")
+@click.option("--keep", default=60, show_default=True, help="Ranked candidates kept per user.")
+@click.pass_obj
+def candidates_precompute(settings: Settings, active_days: float, all_users: bool, keep: int) -> None:
+    """Run sources -> merge -> cheap filters -> rank now with the served artifacts; publish the lists.
+
+    The API uses them while the snapshot, embeddings and ranker they were made with are served.
+    """
+    import numpy as np
+
+    from candidates.assemble import assemble_pipeline
+    from candidates.precompute import active_users, build_precomputed
+    from pymk.artifacts import ArtifactStore
+
+    built = assemble_pipeline(settings)
+    snap = built.pipeline.snap
+    users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
+    path = build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep)
+    built.pipeline.close()
+    click.echo(f"precomputed {len(users)} users' lists -> {path}")

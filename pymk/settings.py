@@ -96,6 +96,10 @@ class Settings:
         return self.data_dir / "ranker"
 
     @property
+    def candidates_dir(self) -> Path:
+        return self.data_dir / "candidates"
+
+    @property
     def event_log_dir(self) -> Path:
         return self.data_dir / "events"
 

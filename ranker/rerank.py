@@ -35,7 +35,7 @@ class Reranker:
     def __init__(self, snap: Snapshot, cfg: RerankConfig | None = None, seed: int | None = None) -> None:
         self.snap = snap
         self.cfg = cfg or RerankConfig()
-        deg = snap.degree
+        deg = self.degree = snap.degree  # computed once: Snapshot.degree is a fresh np.diff each call
         self.popular_degree = float(np.quantile(deg, self.cfg.popular_quantile)) if deg.size else np.inf
         self.rng = np.random.default_rng(seed)
         self.city = snap.categorical.get("city")
@@ -56,7 +56,7 @@ class Reranker:
             if len(chosen) == k:
                 break
             group = int(self.city[c.index]) if self.city is not None and c.index >= 0 else -1
-            is_popular = c.index >= 0 and self.snap.degree[c.index] >= self.popular_degree
+            is_popular = c.index >= 0 and self.degree[c.index] >= self.popular_degree
             if (by_source.get(c.sources[0], 0) >= cap_source or (group >= 0 and by_group.get(group, 0) >= cap_group)
                     or (is_popular and popular >= cfg.max_popular)):
                 deferred.append(c)
@@ -70,7 +70,7 @@ class Reranker:
         for c in deferred:
             if len(chosen) == k:
                 break
-            is_popular = c.index >= 0 and self.snap.degree[c.index] >= self.popular_degree
+            is_popular = c.index >= 0 and self.degree[c.index] >= self.popular_degree
             if not (is_popular and popular >= cfg.max_popular):
                 chosen.append(c)
                 popular += int(is_popular)

@@ -43,6 +43,7 @@ class Snapshot:
     events: dict[str, np.ndarray]         # type, src, dst, ts, position
     meta: dict[str, Any] = field(default_factory=dict)
     _index: dict[str, int] | None = field(default=None, repr=False)
+    _id_strings: list[str] | None = field(default=None, repr=False)
 
     @property
     def num_users(self) -> int:
@@ -60,9 +61,16 @@ class Snapshot:
     def neighbors(self, i: int) -> np.ndarray:
         return self.indices[self.indptr[i]:self.indptr[i + 1]]
 
+    @property
+    def id_strings(self) -> list[str]:
+        """External ids as Python strings, built once (the serving path converts many per request)."""
+        if self._id_strings is None:
+            self._id_strings = [str(x) for x in self.ids.tolist()]
+        return self._id_strings
+
     def index_of(self, user_id: str | int) -> int:
         if self._index is None:
-            self._index = {str(x): i for i, x in enumerate(self.ids.tolist())}
+            self._index = {x: i for i, x in enumerate(self.id_strings)}
         try:
             return self._index[str(user_id)]
         except KeyError:
@@ -76,7 +84,7 @@ class Snapshot:
         return True
 
     def external_id(self, i: int) -> str:
-        return str(self.ids[i])
+        return self.id_strings[i]
 
 
 def _arrays(snap: Snapshot) -> dict[str, np.ndarray]:

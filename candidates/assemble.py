@@ -1,0 +1,83 @@
+"""Assemble the serving pipeline from the current artifacts (snapshot, embeddings, ranker).
+
+One place for the API server and the jobs that must rank exactly as it does (precompute).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from candidates.filters import SnapshotStateReader, StateReader
+from candidates.pipeline import CandidatePipeline
+from candidates.registry import REGISTRY
+from graph.snapshot import load_snapshot
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError
+from pymk.settings import Settings
+from ranker.rerank import RerankConfig, Reranker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Assembled:
+    pipeline: CandidatePipeline
+    snapshot_version: str
+    embeddings_version: str | None   # None: no embeddings published
+    ranker_version: str | None       # None: heuristic order (no usable ranker)
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        return {"snapshot_version": self.snapshot_version, "embeddings_version": self.embeddings_version,
+                "ranker_version": self.ranker_version}
+
+
+def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> Assembled:
+    """The pipeline over the current snapshot; ArtifactError when there is no loadable snapshot.
+    Hard rules read `state` (the graph store when serving; the snapshot itself when None)."""
+    snapshots = ArtifactStore(settings.snapshot_dir)
+    snap_version = snapshots.current_version()
+    if snap_version is None:
+        raise ArtifactError(f"no snapshot published under {settings.snapshot_dir}")
+    snap = load_snapshot(snapshots.current())
+    sources = REGISTRY.build_all(snap)
+    emb_version = _add_ann_source(settings, snap, snap_version, sources)
+    ranker, ranker_version = _ranker(settings, snap)
+    pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap), ranker=ranker, reranker=Reranker(
+        snap, RerankConfig(explore_share=settings.api.explore_share)))
+    return Assembled(pipeline, snap_version, emb_version, ranker_version)
+
+
+def _ranker(settings: Settings, snap):
+    """The learned ranker over this snapshot's features, or None (heuristic order) if absent/unusable."""
+    rankers = ArtifactStore(settings.ranker_dir)
+    version = rankers.current_version()
+    if version is None:
+        return None, None
+    from ranker.features import FeatureContext
+    from ranker.serve import ModelRanker
+
+    try:
+        return ModelRanker.load(FeatureContext(snap), rankers.current()), version
+    except ArtifactError as exc:
+        log.error("ranker %s not usable, ranking by heuristic: %s", version, exc)
+        return None, None
+
+
+def _add_ann_source(settings: Settings, snap, snap_version: str, sources: list) -> str | None:
+    """Add the ANN source when the current embeddings were computed from this snapshot."""
+    embeddings = ArtifactStore(settings.embeddings_dir)
+    version = embeddings.current_version()
+    if version is None:
+        return None
+    from candidates.ann import EmbeddingAnnSource
+
+    path = embeddings.current()
+    made_from = embeddings.manifest(path).get("snapshot_version")
+    if made_from != snap_version:
+        log.warning("embeddings %s were made from snapshot %s, not %s: serving without ANN",
+                    version, made_from, snap_version)
+        return version
+    sources.append(EmbeddingAnnSource.load(snap, path))
+    return version

@@ -1,0 +1,119 @@
+"""Ranked candidate lists computed ahead of time, served with fresh online filtering.
+
+Like the offline PYMK pipelines of large networks, a job runs the first four stages (sources ->
+merge -> cheap filters -> rank) for the users who are likely to ask (recently active ones, or
+everyone), keeps the top `keep` of each, and publishes them as an artifact tied to the snapshot,
+embeddings and ranker versions it was made with. Serving uses a user's list only while exactly
+those versions are served; the online stages (hard rules on fresh graph state, re-rank, truncate)
+always run per request, so a block or a new friendship still counts at once. Users without a list
+are ranked on request. Lists are ranked as of the job's time, as the snapshot is a past state.
+
+Layout: offsets.npy (int64, num_users + 1; no list = empty range), lists.bin (per user, UTF-8
+JSON rows [index, sources, scores, proof without ranker features, feature row or -1]),
+features.npy (float32 ranker feature rows), manifest.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+from tqdm import tqdm
+
+from candidates.types import Candidate
+from graph.snapshot import Snapshot
+from graph.snapshot.format import EVENT_CODE
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def active_users(snap: Snapshot, days: float) -> np.ndarray:
+    """Users who acted or were shown suggestions in the snapshot's last `days` of events."""
+    ev = snap.events
+    if ev["ts"].size == 0:
+        return np.zeros(0, np.int64)
+    recent = ev["ts"] >= ev["ts"].max() - days * 86_400.0
+    acted = ev["src"][recent]
+    shown = ev["dst"][recent & (ev["type"] != EVENT_CODE["impression"])]
+    return np.unique(np.concatenate([acted, shown])).astype(np.int64)
+
+
+def _row(c: Candidate, features: list[np.ndarray]) -> list:
+    proof = dict(c.proof)
+    ranker = proof.pop("ranker", None)
+    feature_row = -1
+    if ranker is not None:
+        feature_row = len(features)
+        features.append(np.asarray(ranker["features"], np.float32))
+    return [c.index, list(c.sources), dict(c.scores), proof, feature_row, None if ranker is None else ranker["t"]]
+
+
+def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | None], out: ArtifactStore,
+                      keep: int = 60, progress: bool = True) -> Path:
+    """Rank `users` (internal indices) with `pipeline` now and publish their top `keep` lists."""
+    from candidates.pipeline import Recommendation
+
+    snap = pipeline.snap
+    start = time.perf_counter()
+    users = np.unique(np.asarray(users, np.int64))
+    offsets = np.zeros(snap.num_users + 1, np.int64)
+    features: list[np.ndarray] = []
+    staging = out.staging_dir()
+    sizes = np.zeros(snap.num_users, np.int64)
+    with open(staging / "lists.bin", "wb") as fh:
+        for user in tqdm(users.tolist(), desc="precompute", unit=" user", disable=not progress, mininterval=1.0):
+            ranked = pipeline.ranked(user, Recommendation(snap.external_id(user), []))[:keep]
+            blob = json.dumps([_row(c, features) for c in ranked], separators=(",", ":")).encode()
+            fh.write(blob)
+            sizes[user] = len(blob)
+    np.cumsum(sizes, out=offsets[1:])
+    np.save(staging / "offsets.npy", offsets)
+    width = features[0].size if features else 0
+    np.save(staging / "features.npy", np.stack(features) if features else np.zeros((0, width), np.float32))
+    seconds = time.perf_counter() - start
+    path = out.publish(staging, {"kind": "precomputed_candidates", "format": FORMAT_VERSION, "keep": keep,
+                                 "users": int(users.size), "num_users": snap.num_users, "seconds": round(seconds, 2),
+                                 "ms_per_user": round(1000 * seconds / max(1, users.size), 3), **versions})
+    log.info("precomputed %d users' lists in %.1fs -> %s", users.size, seconds, path)
+    return path
+
+
+class PrecomputedCandidates:
+    """Read side: a user's ranked list from a published artifact (memory-mapped; shared by workers)."""
+
+    def __init__(self, path: Path, snap: Snapshot) -> None:
+        try:
+            self.manifest = json.loads((path / "manifest.json").read_text())
+            self.offsets = np.load(path / "offsets.npy", mmap_mode="r")
+            self.features = np.load(path / "features.npy", mmap_mode="r")
+            size = (path / "lists.bin").stat().st_size
+            self.lists = np.memmap(path / "lists.bin", np.uint8, "r") if size else np.zeros(0, np.uint8)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"precomputed candidates at {path} are incomplete: {exc}") from exc
+        if self.offsets.shape != (snap.num_users + 1,) or int(self.offsets[-1]) != size:
+            raise ArtifactError(f"precomputed candidates at {path} do not match the snapshot "
+                                f"({self.offsets.shape[0] - 1} users vs {snap.num_users}, {size} bytes)")
+        self.snap = snap
+        self.version = self.manifest.get("version")
+
+    def get(self, user: int) -> list[Candidate] | None:
+        """The user's ranked list (None when the job did not rank this user)."""
+        lo, hi = int(self.offsets[user]), int(self.offsets[user + 1])
+        if lo == hi:
+            return None
+        ids = self.snap.id_strings
+        out = []
+        for index, sources, scores, proof, row, t in json.loads(self.lists[lo:hi].tobytes()):
+            if row >= 0:
+                proof["ranker"] = {"t": t, "features": self.features[row].tolist()}
+            out.append(Candidate(ids[index], index, tuple(sources), MappingProxyType(scores),
+                                 MappingProxyType(proof)))
+        return out
