@@ -6,6 +6,7 @@ version: requests hold a reference to the pipeline they started with, so a swap 
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -86,6 +87,11 @@ class Services:
             self._pointers = wanted
             if old.pipeline is not None:
                 old.pipeline.close()
+            # The snapshot's id index and the models are millions of long-lived objects; moving them out
+            # of the collector's reach keeps full collections (pauses of tens of ms) off the request path.
+            pipeline.snap.build_index()
+            gc.collect()
+            gc.freeze()
             log.info("serving snapshot %s (%d users), embeddings %s, ranker %s, precomputed lists %s",
                      built.snapshot_version, pipeline.snap.num_users, built.embeddings_version,
                      built.ranker_version, self._served.precomputed_version)

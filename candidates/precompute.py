@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
+import orjson
 from tqdm import tqdm
 
 from candidates.types import Candidate
@@ -46,6 +47,17 @@ def active_users(snap: Snapshot, days: float) -> np.ndarray:
     return np.unique(np.concatenate([acted, shown])).astype(np.int64)
 
 
+def _compact(x):
+    """Floats to 7 significant digits (stored lists are ~2x smaller; ranker features stay exact)."""
+    if isinstance(x, float):
+        return float(f"{x:.7g}")
+    if isinstance(x, dict):
+        return {k: _compact(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_compact(v) for v in x]
+    return x
+
+
 def _row(c: Candidate, features: list[np.ndarray]) -> list:
     proof = dict(c.proof)
     ranker = proof.pop("ranker", None)
@@ -53,7 +65,8 @@ def _row(c: Candidate, features: list[np.ndarray]) -> list:
     if ranker is not None:
         feature_row = len(features)
         features.append(np.asarray(ranker["features"], np.float32))
-    return [c.index, list(c.sources), dict(c.scores), proof, feature_row, None if ranker is None else ranker["t"]]
+    return [c.index, list(c.sources), _compact(dict(c.scores)), _compact(proof), feature_row,
+            None if ranker is None else ranker["t"]]
 
 
 def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | None], out: ArtifactStore,
@@ -71,7 +84,7 @@ def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | 
     with open(staging / "lists.bin", "wb") as fh:
         for user in tqdm(users.tolist(), desc="precompute", unit=" user", disable=not progress, mininterval=1.0):
             ranked = pipeline.ranked(user, Recommendation(snap.external_id(user), []))[:keep]
-            blob = json.dumps([_row(c, features) for c in ranked], separators=(",", ":")).encode()
+            blob = orjson.dumps([_row(c, features) for c in ranked])
             fh.write(blob)
             sizes[user] = len(blob)
     np.cumsum(sizes, out=offsets[1:])
@@ -92,10 +105,12 @@ class PrecomputedCandidates:
     def __init__(self, path: Path, snap: Snapshot) -> None:
         try:
             self.manifest = json.loads((path / "manifest.json").read_text())
-            self.offsets = np.load(path / "offsets.npy", mmap_mode="r")
-            self.features = np.load(path / "features.npy", mmap_mode="r")
+            # plain ndarray views of the memory maps: np.memmap's per-slice bookkeeping costs more than the read
+            self.offsets = np.load(path / "offsets.npy", mmap_mode="r").view(np.ndarray)
+            self.features = np.load(path / "features.npy", mmap_mode="r").view(np.ndarray)
             size = (path / "lists.bin").stat().st_size
-            self.lists = np.memmap(path / "lists.bin", np.uint8, "r") if size else np.zeros(0, np.uint8)
+            self.lists = (np.memmap(path / "lists.bin", np.uint8, "r").view(np.ndarray) if size
+                          else np.zeros(0, np.uint8))
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"precomputed candidates at {path} are incomplete: {exc}") from exc
         if self.offsets.shape != (snap.num_users + 1,) or int(self.offsets[-1]) != size:
@@ -111,7 +126,7 @@ class PrecomputedCandidates:
             return None
         ids = self.snap.id_strings
         out = []
-        for index, sources, scores, proof, row, t in json.loads(self.lists[lo:hi].tobytes()):
+        for index, sources, scores, proof, row, t in orjson.loads(self.lists[lo:hi].tobytes()):
             if row >= 0:
                 proof["ranker"] = {"t": t, "features": self.features[row].tolist()}
             out.append(Candidate(ids[index], index, tuple(sources), MappingProxyType(scores),

@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
+
+import orjson
 
 from graph.records import Event
 
@@ -50,6 +53,7 @@ class EventLog:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._lock = threading.Lock()
+        self._live: tuple[str, TextIO] | None = None  # this process's open live segment
 
     def segments(self) -> list[Path]:
         return sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
@@ -84,16 +88,21 @@ class EventLog:
 
     def append_records(self, records: Iterable[dict]) -> int:
         """Append arbitrary JSON records (e.g. served responses) the same way."""
-        return self._append_lines("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+        return self._append_lines("".join(orjson.dumps(r).decode() + "\n" for r in records))
 
     def _append_lines(self, lines: str) -> int:
         if not lines:
             return 0
-        self.root.mkdir(parents=True, exist_ok=True)
-        hour = time.strftime("%Y%m%d%H", time.gmtime())
-        path = self.root / f"live-{hour}-{socket.gethostname()}-{os.getpid()}.jsonl"
-        with self._lock, open(path, "a") as f:
+        name = f"live-{time.strftime('%Y%m%d%H', time.gmtime())}-{socket.gethostname()}-{os.getpid()}.jsonl"
+        with self._lock:
+            if self._live is None or self._live[0] != name:  # a new hour or a forked process: next segment
+                if self._live is not None:
+                    self._live[1].close()
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._live = (name, open(self.root / name, "a"))  # noqa: SIM115 (kept open across calls)
+            f = self._live[1]
             f.write(lines)
+            f.flush()  # readers see every call's records once it returns
         return lines.count("\n")
 
     def read_records(self) -> Iterator[dict]:

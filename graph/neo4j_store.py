@@ -48,7 +48,7 @@ ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR r
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
-Q_HAS_BULK = "SHOW PROCEDURES YIELD name WHERE name = 'pymk.mergeFriendships' RETURN count(*) AS n"
+Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN collect(name) AS names"
 Q_REMOVE_FRIEND = """
 MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
 """
@@ -104,6 +104,11 @@ RETURN opted,
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
        [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
        [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
+"""
+# Same result as Q_RULES in one pass over the viewer's relationships (graph/neo4j_launcher/.../RulesProcedures.java)
+Q_RULES_PROC = """
+CALL pymk.viewerRules($id, $ids) YIELD opted, friends, pending, blocked, declined, dismissed
+RETURN opted, friends, pending, blocked, declined, dismissed
 """
 Q_FOF = """
 MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
@@ -164,9 +169,19 @@ class Neo4jGraphStore:
         )
         self._db = cfg.database
         self._uri = cfg.bolt_uri
-        self._bulk: bool | None = None if cfg.bulk_procedure else False  # None: not yet probed
+        self._use_procedures = cfg.procedures
+        self._procedures: frozenset[str] | None = None  # the launcher's procedures this server has; lazy
 
     # plumbing
+    def _has(self, procedure: str) -> bool:
+        """Whether to call this procedure of the bundled launcher (probed once; any other server: no)."""
+        if not self._use_procedures:
+            return False
+        if self._procedures is None:
+            self._procedures = frozenset(self._read(Q_PROCEDURES)[0]["names"])
+            log.info("server-side procedures: %s", ", ".join(sorted(self._procedures)) or "none (plain Cypher)")
+        return procedure in self._procedures
+
     def _write(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> None:
         def work(tx: neo4j.ManagedTransaction) -> None:
             for query, params in statements:
@@ -221,10 +236,7 @@ class Neo4jGraphStore:
         if not merged:
             return 0
         rows = [{"a": a, "b": b, "since": s} for (a, b), s in merged.items()]
-        if self._bulk is None:
-            self._bulk = bool(self._read(Q_HAS_BULK)[0]["n"])
-            log.info("bulk ingestion procedure %s", "available" if self._bulk else "absent: using Cypher MERGE")
-        if self._bulk:
+        if self._has("pymk.mergeFriendships"):
             self._write([(Q_BULK_FRIENDS, {"rows": rows})])
         else:
             ids = sorted({x for pair in merged for x in pair})
@@ -301,7 +313,8 @@ class Neo4jGraphStore:
         return self.viewer_rules(user_id, [])[0]
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
+        query = Q_RULES_PROC if self._has("pymk.viewerRules") else Q_RULES
+        record = self._read(query, id=user_id, ids=list(candidate_ids))[0]
         return _state(user_id, record if record["friends"] is not None else None), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:

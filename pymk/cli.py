@@ -241,17 +241,24 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--threads", default=8, show_default=True, help="waitress worker threads")
+@click.option("--workers", default=1, show_default=True,
+              help="Worker processes (gunicorn when > 1; about one per core). 1: waitress threads.")
+@click.option("--threads", default=8, show_default=True, help="Threads per worker.")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, threads: int) -> None:
-    """Serve the HTTP API with waitress (production WSGI server)."""
-    from waitress import serve as waitress_serve
+def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the HTTP API with a production WSGI server (gunicorn processes or waitress threads)."""
+    if workers > 1:
+        # worker metrics are shared through this directory; prometheus_client reads the variable
+        # when first imported, so it is set before the api package is loaded
+        import os
+        import tempfile
 
-    from api import create_app
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="pymk-metrics-"))
+    from api.server import serve as run
 
-    app = create_app(settings)
-    click.echo(f"pymk API on http://{host}:{port} (snapshot {app.extensions['pymk'].served.snapshot_version})")
-    waitress_serve(app, host=host, port=port, threads=threads, ident="pymk")
+    click.echo(f"pymk API on http://{host}:{port} ({workers} worker process{'es' if workers > 1 else ''}, "
+               f"{threads} threads each)")
+    run(settings, host, port, workers, threads)
 
 
 from pymk import cli_models  # noqa: E402,F401  (registers the model and simulator commands)

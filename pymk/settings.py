@@ -48,8 +48,9 @@ class Neo4jSettings:
     port: int = 7687
     heap_mb: int = 1024
     pagecache_mb: int = 512
-    # Use the launcher's pymk.mergeFriendships procedure when the server has it (PYMK_NEO4J_BULK=0: never).
-    bulk_procedure: bool = True
+    # Call the bundled launcher's procedures (pymk.mergeFriendships, pymk.viewerRules) when the server
+    # has them; PYMK_NEO4J_PROCEDURES=0: always plain Cypher.
+    procedures: bool = True
 
     @property
     def external(self) -> bool:
@@ -120,7 +121,7 @@ class Settings:
             port=port,
             heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024),
             pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512),
-            bulk_procedure=env.get("PYMK_NEO4J_BULK", "1") not in ("0", "false", "no"),
+            procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
         )
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000)
         if batch < 1:

@@ -42,9 +42,8 @@ class Reranker:
 
     def __call__(self, ranked: list[Candidate], k: int, seen: dict[int, int] | None = None) -> list[Candidate]:
         cfg, seen = self.cfg, seen or {}
-        pool = [c.with_score("rerank", c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0))
-                for c in ranked]
-        pool.sort(key=lambda c: (-c.score("rerank"), c.index))
+        keys = {c.index: c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0) for c in ranked}
+        pool = sorted(ranked, key=lambda c: (-keys[c.index], c.index))
         chosen: list[Candidate] = []
         by_source: dict[str, int] = {}
         by_group: dict[int, int] = {}
@@ -79,5 +78,7 @@ class Reranker:
         for slot in range(len(chosen)):
             if rest and self.rng.random() < cfg.explore_share:
                 pick = rest.pop(int(self.rng.integers(len(rest))))
-                chosen[slot] = pick.with_score("explore", 1.0)
+                chosen[slot] = pick.with_scores(rerank=keys[pick.index], explore=1.0)
+            else:
+                chosen[slot] = chosen[slot].with_scores(rerank=keys[chosen[slot].index])
         return chosen

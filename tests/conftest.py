@@ -52,12 +52,26 @@ def prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
 
 
-@pytest.fixture(params=["memory", pytest.param("neo4j", marks=pytest.mark.integration)])
+@pytest.fixture(scope="session")
+def neo4j_cypher_store(settings: Settings, neo4j_store: GraphStore) -> Iterator[GraphStore]:
+    """The same real server with the launcher's procedures switched off: the plain-Cypher paths."""
+    import dataclasses
+
+    from graph.neo4j_store import Neo4jGraphStore
+
+    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, procedures=False))
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["memory", pytest.param("neo4j", marks=pytest.mark.integration),
+                        pytest.param("neo4j_cypher", marks=pytest.mark.integration)])
 def store(request: pytest.FixtureRequest, prefix: str) -> Iterator[GraphStore]:
-    """Each contract test runs against the in-memory fake and against real Neo4j."""
+    """Each contract test runs against the in-memory fake and against real Neo4j (with the launcher's
+    server-side procedures, and without them as on any other Neo4j server)."""
     if request.param == "memory":
         yield MemoryGraphStore()
         return
-    real: GraphStore = request.getfixturevalue("neo4j_store")
+    real: GraphStore = request.getfixturevalue(f"{request.param}_store")
     yield real
     real.delete_users_with_prefix(prefix)

@@ -265,3 +265,71 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
     store.publish(staging, {"kind": "ranker", "features": ["something_else"], "config": {}})
     assert svc.reload(force=True) and svc.served.ranker_version is None  # heuristic order, still serving
     assert client.get("/v1/users/a1/suggestions").status_code == 200
+
+
+def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_still_apply(env):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from candidates.pipeline import Recommendation
+    from graph.eventlog import EventLog
+    from pymk.cli import main
+    from ranker.features import FEATURE_NAMES
+    from ranker.model import MultiTaskRanker
+    from ranker.train import RankerConfig, publish
+
+    app, client, store, settings = env
+    svc = app.extensions["pymk"]
+    publish(MultiTaskRanker(len(FEATURE_NAMES)), RankerConfig(), {"note": "untrained"},
+            ArtifactStore(settings.ranker_dir), None)
+    assert svc.reload(force=True) and svc.served.precomputed_version is None
+    online = _ids(client.get("/v1/users/a1/suggestions"))
+    result = CliRunner().invoke(main, ["candidates", "precompute", "--all-users"],
+                                env={"PYMK_DATA_DIR": str(settings.data_dir)})
+    assert result.exit_code == 0, result.output
+    assert svc.reload(force=True)
+    pipeline = svc.served.pipeline
+    assert svc.served.precomputed_version == ArtifactStore(settings.candidates_dir).current_version()
+    a1 = pipeline.snap.index_of("a1")
+    stored = pipeline.precomputed.get(a1)
+    fresh = pipeline.ranked(a1, Recommendation("a1", []))
+    assert [c.user_id for c in stored] == [c.user_id for c in fresh] and "b0" in online
+    for s, f in zip(stored, fresh, strict=True):
+        assert s.sources == f.sources and s.proof.keys() == f.proof.keys()
+        if "fof" in f.proof:
+            assert s.proof["fof"]["mutual_ids"] == f.proof["fof"]["mutual_ids"]
+            assert np.isclose(s.proof["fof"]["adamic_adar"], f.proof["fof"]["adamic_adar"], rtol=1e-6)
+        assert s.scores.keys() == f.scores.keys()
+        assert all(np.isclose(s.scores[k], f.scores[k], rtol=1e-6) for k in s.scores)
+        at = s.proof["ranker"]["t"]  # stored features are exactly those it was ranked with, at the job's time
+        again = pipeline.ranker.ctx.pair_features(a1, np.array([s.index]), at)[0]
+        assert np.array_equal(np.float32(s.proof["ranker"]["features"]), again)
+    assert pipeline.precomputed.get(pipeline.snap.index_of("c0")) is None  # no friends: ranked on request
+    assert _ids(client.get("/v1/users/a1/suggestions")) == online
+    served = list(EventLog(settings.data_dir / "served").read_records())[-1]
+    assert served["precomputed"] == svc.served.precomputed_version
+    assert client.post("/v1/blocks", json={"src": "b0", "dst": "a1"}, headers=KEY).status_code == 201
+    assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))  # fresh rules beat the stored list
+    store.add_friendships([Friendship("a1", "c0", 2.0)])
+    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
+    assert svc.reload(force=True) and svc.served.precomputed_version is None  # made for the old snapshot
+    assert client.get("/v1/users/a1/suggestions").status_code == 200
+    assert list(EventLog(settings.data_dir / "served").read_records())[-1]["precomputed"] is None
+
+
+def test_active_users_are_the_recent_actors_and_targets():
+    import numpy as np
+
+    from candidates.precompute import active_users
+    from graph.snapshot import from_pairs
+    from graph.snapshot.format import EVENT_CODE
+
+    snap = from_pairs(["a", "b", "c", "d"], ["b", "c", "d", "e"])
+    ix = snap.index_of
+    day = 86_400.0
+    snap.events = {"type": np.array([EVENT_CODE[t] for t in ("impression", "send", "impression", "accept")]),
+                   "src": np.array([ix("a"), ix("b"), ix("c"), ix("e")]),
+                   "dst": np.array([ix("e"), ix("d"), ix("a"), ix("b")]),
+                   "ts": np.array([0.0, 9 * day, 9.5 * day, 10 * day]), "position": np.zeros(4, np.int32)}
+    got = {snap.external_id(i) for i in active_users(snap, days=3)}
+    assert got == {"b", "c", "d", "e"}  # a acted 10 days ago; e was only shown, but later accepted

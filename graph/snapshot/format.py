@@ -68,9 +68,15 @@ class Snapshot:
             self._id_strings = [str(x) for x in self.ids.tolist()]
         return self._id_strings
 
-    def index_of(self, user_id: str | int) -> int:
+    def build_index(self) -> dict[str, int]:
+        """External id -> index (built on first use; servers build it up front)."""
         if self._index is None:
             self._index = {x: i for i, x in enumerate(self.id_strings)}
+        return self._index
+
+    def index_of(self, user_id: str | int) -> int:
+        if self._index is None:
+            self.build_index()
         try:
             return self._index[str(user_id)]
         except KeyError:

@@ -54,8 +54,10 @@ public final class Neo4jLauncher {
         }, "pymk-neo4j-shutdown"));
 
         GraphDatabaseService db = service.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME);
-        ((GraphDatabaseAPI) db).getDependencyResolver().resolveDependency(GlobalProcedures.class)
-            .registerProcedure(IngestProcedures.class);
+        GlobalProcedures procedures = ((GraphDatabaseAPI) db).getDependencyResolver()
+            .resolveDependency(GlobalProcedures.class);
+        procedures.registerProcedure(IngestProcedures.class);
+        procedures.registerProcedure(RulesProcedures.class);
         String version = "unknown";
         try (Transaction tx = db.beginTx(); Result r = tx.execute("CALL dbms.components() YIELD versions RETURN versions[0] AS v")) {
             if (r.hasNext()) {

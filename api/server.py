@@ -1,0 +1,86 @@
+"""Run the API under a production WSGI server: gunicorn worker processes, or waitress threads.
+
+Python runs one thread at a time per process, so throughput on several cores needs several
+processes: `workers > 1` starts gunicorn with threaded workers, each building its own app (own
+Neo4j driver, snapshot and models; the precomputed lists are memory-mapped, so the OS shares
+them). Prometheus metrics are then aggregated across workers through PROMETHEUS_MULTIPROC_DIR,
+which must be set before prometheus_client is first imported (`prepare_workers()`, which the
+`pymk serve` command calls before importing the api package).
+Rate limits stay per worker, so one client may get up to `workers` times the configured rate;
+put an exact global limit at the load balancer if that matters. `workers == 1` uses waitress.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+from pymk.errors import ConfigError
+from pymk.settings import Settings
+
+log = logging.getLogger(__name__)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8) -> None:
+    """Serve until interrupted."""
+    if workers <= 1:
+        from waitress import serve as waitress_serve
+
+        from api import create_app
+
+        waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="pymk")
+        return
+    metrics_dir = os.environ.get(MULTIPROC_ENV)
+    if not metrics_dir:
+        raise ConfigError(f"{MULTIPROC_ENV} must be set before the api package is imported to serve with "
+                          f"several workers (use prepare_workers() or `pymk serve --workers {workers}`)")
+    try:
+        _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
+                             "worker_class": "gthread", "preload_app": False, "timeout": 60,
+                             "graceful_timeout": 30, "keepalive": 5, "accesslog": None,
+                             "child_exit": _child_exit}).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def prepare_workers() -> str:
+    """Point prometheus_client at a fresh shared directory; call before anything imports it."""
+    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
+        raise ConfigError(f"prometheus_client was imported before {MULTIPROC_ENV} was set; metrics of "
+                          f"several workers could not be aggregated")
+    os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="pymk-metrics-"))
+    return os.environ[MULTIPROC_ENV]
+
+
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def _gunicorn_base():
+    from gunicorn.app.base import BaseApplication
+
+    return BaseApplication
+
+
+class _Gunicorn(_gunicorn_base()):
+    """gunicorn driven from Python: the app is built inside each worker after the fork."""
+
+    def __init__(self, settings: Settings, options: dict) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from api import create_app
+
+        return create_app(self.settings)
