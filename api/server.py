@@ -40,7 +40,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
                           f"several workers (use prepare_workers() or `pymk serve --workers {workers}`)")
     try:
         _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
-                             "worker_class": "gthread", "preload_app": False, "timeout": 60,
+                             "worker_class": "gthread", "preload_app": False, "timeout": 60, "reuse_port": True,
                              "graceful_timeout": 30, "keepalive": 5, "accesslog": None,
                              "child_exit": _child_exit}).run()
     finally:

@@ -50,8 +50,8 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
 
 
 @contextmanager
-def fresh_neo4j(name: str, port: int, start: bool = True) -> Iterator[Settings]:
-    """A throw-away local Neo4j under bench/out/NAME (wiped first), stopped afterwards.
+def fresh_neo4j(name: str, port: int, start: bool = True, keep: bool = False) -> Iterator[Settings]:
+    """A throw-away local Neo4j under bench/out/NAME (wiped first unless `keep`), stopped afterwards.
     With start=False the server is left for the caller to start (e.g. after an offline import)."""
     from graph import server
 
@@ -59,7 +59,8 @@ def fresh_neo4j(name: str, port: int, start: bool = True) -> Iterator[Settings]:
     settings = Settings.from_env({"PYMK_DATA_DIR": str(data), "PYMK_NEO4J_PORT": str(port),
                                   "PYMK_NEO4J_HEAP_MB": "2048", "PYMK_NEO4J_PAGECACHE_MB": "1024"})
     server.stop(settings.neo4j)  # one left over by an interrupted run
-    shutil.rmtree(data, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(data, ignore_errors=True)
     if start:
         server.start(settings.neo4j)
     try:

@@ -126,10 +126,25 @@ def main() -> None:
             add(f"| {name} | {s['auc']} | {s['pr_auc']} | {s['normalized_entropy']} | {s['calibration']['ece']} | "
                 f"{a['auc']} | {a['pr_auc']} | {a['normalized_entropy']} | {a['calibration']['ece']} | "
                 f"{res['ndcg@10_connections']} | {res['ndcg@10_connections_send_only']} |")
+        add("\nCalibration (Platt scaling per head on the validation period; the table above is calibrated) and the "
+            "accept exponent chosen there:\n")
+        add("| model | send NE raw -> calibrated | send ECE raw -> calibrated | accept NE raw -> calibrated | "
+            "accept ECE raw -> calibrated | accept exponent |\n|---|---|---|---|---|---|")
+        for name, res in r["results"].items():
+            if "send_head_uncalibrated" not in res:
+                continue
+            s, a = res["send_head"], res["accept_head"]
+            rs, ra = res["send_head_uncalibrated"], res["accept_head_uncalibrated"]
+            add(f"| {name} | {rs['normalized_entropy']} -> {s['normalized_entropy']} | "
+                f"{rs['calibration']['ece']} -> {s['calibration']['ece']} | "
+                f"{ra['normalized_entropy']} -> {a['normalized_entropy']} | "
+                f"{ra['calibration']['ece']} -> {a['calibration']['ece']} | {res['calibration']['accept_weight']} |")
         add("")
-    if r := load("closed_loop"):
+    for name in ("closed_loop", "closed_loop_16000"):
+        if not (r := load(name)):
+            continue
         add(f"### Closed-loop A/B in the simulator ({r['date']}, {r['users']:,} users, {r['days']} days, 95% bootstrap "
-            "intervals over viewers)\n")
+            f"intervals over viewers; ranked arm: calibrated P(send) * P(accept)^{r.get('accept_weight', 1.0)})\n")
         add("| arm | viewers | impressions | send rate | accept rate | connections / 1000 impressions | decline rate | "
             "requests to top 1% |")
         add("|---|---|---|---|---|---|---|---|")
@@ -139,6 +154,8 @@ def main() -> None:
                 f"{e['accept_rate']:.3f} | {e['connections_per_1000']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
                 f"{e['decline_rate']:.3f} | "
                 f"{e['top1pct_request_share']:.3f} |")
+        for pair, (d, lo, hi) in r.get("connections_per_1000_differences", {}).items():
+            add(f"\nDifference {pair}: {d:+.1f} connections / 1000 impressions [{lo:+.1f}, {hi:+.1f}].")
         add("")
     if r := load("ranker"):
         add(f"### Ranking latency ({r['date']})\n")
@@ -147,11 +164,24 @@ def main() -> None:
             f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} ms "
             f"(ratio {r['speedup_vs_networkx_p50']}x at p50).\n")
     if r := load("api"):
-        add(f"### API under load ({r['date']}, {r['users']:,} users, {r['friendships']:,} friendships)\n")
-        add("| target req/s | achieved | requests | errors | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
-        for run in r["runs"]:
-            add(f"| {run['target_rps']:.0f} | {run['achieved_rps']} | {run['requests']} | {run['errors']} | "
-                f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} |")
+        add(f"### API under load ({r['date']}, {r['users']:,} users, {r['friendships']:,} friendships, "
+            f"{r.get('workers', 1)} worker processes x {r.get('threads', 8)} threads, "
+            f"{r.get('active_users', 0):,} active users with precomputed lists)\n")
+        for key, label in (("runs", "active users (precomputed lists)"), ("runs_inactive", "users without a list")):
+            add(f"{label}; medians over trials, p99 of every trial in the last column:\n")
+            add("| target req/s | achieved | requests | errors | p50 ms | p99 ms | p99 per trial |")
+            add("|---|---|---|---|---|---|---|")
+            for run in r.get(key, []):
+                add(f"| {run['target_rps']:.0f} | {run['achieved_rps']} | {run['requests']} | {run['errors']} | "
+                    f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | "
+                    f"{', '.join(f'{x:.0f}' for x in run.get('trials_p99_ms', [run['p99_ms']]))} |")
+            add("")
+    if r := load("gnn_tuning"):
+        add(f"### GraphSAGE vs the shallow pure-id model under training configs ({r['date']}, ego-Facebook)\n")
+        add("| config | GraphSAGE AUC | GraphSAGE Hits@50 | shallow AUC | shallow Hits@50 |\n|---|---|---|---|---|")
+        for row in r["rows"]:
+            g, sh = row["graphsage_ids_only"], row["shallow_pure_id"]
+            add(f"| {row['config']} | {g['auc']} | {g['hits@50']} | {sh['auc']} | {sh['hits@50']} |")
         add("")
     print("\n".join(lines))
 

@@ -122,7 +122,7 @@ def start(cfg: Neo4jSettings, timeout_s: float = 180.0) -> ServerStatus:
     cfg.home.mkdir(parents=True, exist_ok=True)
     classpath = f"{LAUNCHER_DIR / 'target' / 'classes'}{os.pathsep}{lib}/*"
     cmd = [
-        "java", f"-Xmx{cfg.heap_mb}m", f"-Xms{min(cfg.heap_mb, 256)}m", *JVM_OPENS,
+        "java", f"-Xmx{cfg.heap_mb}m", f"-Xms{cfg.heap_mb}m", *JVM_OPENS,
         "-cp", classpath, "pymk.Neo4jLauncher",
         "--home", str(cfg.home), "--host", cfg.host, "--port", str(cfg.port),
         "--pagecache-mb", str(cfg.pagecache_mb),

@@ -241,12 +241,13 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--workers", default=1, show_default=True,
-              help="Worker processes (gunicorn when > 1; about one per core). 1: waitress threads.")
-@click.option("--threads", default=8, show_default=True, help="Threads per worker.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (gunicorn when > 1; default PYMK_API_WORKERS, 2 per core). 1: waitress.")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default PYMK_API_THREADS, 4).")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+def serve(settings: Settings, host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the HTTP API with a production WSGI server (gunicorn processes or waitress threads)."""
+    workers, threads = workers or settings.api.workers, threads or settings.api.threads
     if workers > 1:
         # worker metrics are shared through this directory; prometheus_client reads the variable
         # when first imported, so it is set before the api package is loaded

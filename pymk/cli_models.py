@@ -131,7 +131,7 @@ def ranker_train(settings: Settings, epochs: int, compare: bool) -> None:
                        logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
     out = train_ranker(FeatureContext(load_snapshot(snap_path)), configs, progress=True)
     version = publish(out["models"]["focal"], configs["focal"], out["report"], ArtifactStore(settings.ranker_dir),
-                      snap_path.name)
+                      snap_path.name, out["calibrations"]["focal"])
     for name, res in out["report"]["results"].items():
         send, acc = res.get("send_head", {}), res.get("accept_head", {})
         click.echo(f"{name:<26} send AUC {send.get('auc')}  accept AUC {acc.get('auc')}  "
@@ -156,6 +156,8 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
 
     The API uses them while the snapshot, embeddings and ranker they were made with are served.
     """
+    from dataclasses import replace
+
     import numpy as np
 
     from candidates.assemble import assemble_pipeline
@@ -163,6 +165,8 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
     from pymk.artifacts import ArtifactStore
 
     built = assemble_pipeline(settings)
+    # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
+    built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
     snap = built.pipeline.snap
     users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
     path = build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep)

@@ -73,6 +73,8 @@ class ApiSettings:
     reload_check_s: float = 5.0                # how often to look for a newer snapshot to hot-swap
     ab_buckets: tuple[str, ...] = ("control", "treatment")
     explore_share: float = 0.05                # share of slots given to exploration (marked in the response)
+    workers: int = field(default_factory=lambda: min(8, 2 * (os.cpu_count() or 1)))  # `pymk serve` processes
+    threads: int = 4                           # threads per worker process
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,8 @@ class Settings:
             max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
             rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
+            workers=_env_int(env, "PYMK_API_WORKERS", min(8, 2 * (os.cpu_count() or 1))),
+            threads=_env_int(env, "PYMK_API_THREADS", 4),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api)
 

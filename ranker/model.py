@@ -24,9 +24,3 @@ class MultiTaskRanker(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
         return self.send_head(h).squeeze(-1), self.accept_head(h).squeeze(-1)
-
-
-def combined_score(p_send: torch.Tensor, p_accept: torch.Tensor, send_weight: float = 1.0,
-                   accept_weight: float = 1.0) -> torch.Tensor:
-    """Final ranking score P(send)^a * P(accept)^b; the default a = b = 1 is the expected connection rate."""
-    return p_send.clamp_min(1e-9) ** send_weight * p_accept.clamp_min(1e-9) ** accept_weight

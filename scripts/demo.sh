@@ -19,6 +19,7 @@ $PY -m pymk ingest events "$SAMPLE/events.jsonl" --no-progress
 $PY -m pymk snapshot export
 $PY -m pymk embeddings refresh --epochs 30 --max-auc-drop 1.0
 $PY -m pymk ranker train --epochs 6
+$PY -m pymk candidates precompute
 $PY -m pymk suggest 1 2
 
 # Serve the API and ask it for suggestions, as a client would.

@@ -7,7 +7,7 @@ Viewers are the unit of randomization, so intervals come from a Poisson bootstra
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,15 @@ class ArmResult:
     accepts: int
     estimates: dict[str, float]
     intervals: dict[str, tuple[float, float]]
+    replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+
+
+def difference(a: ArmResult, b: ArmResult, metric: str = "connections_per_1000") -> tuple[float, float, float]:
+    """a - b with a 95% bootstrap interval. The arms hold disjoint viewers, so pairing their independent
+    replicates one to one is itself a bootstrap of the difference."""
+    diff = a.replicates[metric] - b.replicates[metric]
+    return (a.estimates[metric] - b.estimates[metric], float(np.nanpercentile(diff, 2.5)),
+            float(np.nanpercentile(diff, 97.5)))
 
 
 def _per_viewer(log_arrays: dict[str, np.ndarray], n: int, top: np.ndarray) -> dict[str, np.ndarray]:
@@ -83,7 +92,7 @@ def compare(
         intervals = {m: (float(np.nanpercentile(boot[m], 2.5)), float(np.nanpercentile(boot[m], 97.5)))
                      for m in METRICS}
         results.append(ArmResult(name, len(members), int(sums["impressions"].sum()), int(sums["sends"].sum()),
-                                 int(sums["accepts"].sum()), point, intervals))
+                                 int(sums["accepts"].sum()), point, intervals, boot))
     return results
 
 

@@ -2,7 +2,8 @@
 
 Each simulated day the policy rebuilds a snapshot from the simulator's current graph (as the
 refresh job would), then serves with friends-of-friends + PPR candidates, the hard rules, and the
-learned ranker scoring either P(send) * P(accept) or P(send) alone (the send-only ablation).
+learned ranker scoring either calibrated P(send) * P(accept)^w or P(send) alone (the send-only
+ablation).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from ranker.calibration import Calibration
 from ranker.features import FeatureContext
 from ranker.model import MultiTaskRanker
 from ranker.serve import ModelRanker
@@ -34,8 +36,10 @@ class SendOnlyRanker(ModelRanker):
 
 
 class PymkPolicy:
-    def __init__(self, state: WorldState, model: MultiTaskRanker, send_only: bool = False) -> None:
+    def __init__(self, state: WorldState, model: MultiTaskRanker, send_only: bool = False,
+                 calibration: Calibration | None = None) -> None:
         self.state, self.model, self.send_only = state, model.eval(), send_only
+        self.calibration = calibration
         self.name = "pymk_send_only" if send_only else "pymk_ranked"
         self.pipeline: CandidatePipeline | None = None
         self.now = 0.0
@@ -46,7 +50,7 @@ class PymkPolicy:
             self.pipeline.close()
         snap = state_snapshot(self.state)
         cls = SendOnlyRanker if self.send_only else ModelRanker
-        ranker = cls(FeatureContext(snap), self.model, clock=lambda: self.now)
+        ranker = cls(FeatureContext(snap), self.model, clock=lambda: self.now, calibration=self.calibration)
         self.pipeline = CandidatePipeline(snap, [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap)],
                                           SnapshotStateReader(snap), PipelineConfig(per_source_k=100,
                                                                                     source_budget_s=5.0),

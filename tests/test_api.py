@@ -333,3 +333,64 @@ def test_active_users_are_the_recent_actors_and_targets():
                    "ts": np.array([0.0, 9 * day, 9.5 * day, 10 * day]), "position": np.zeros(4, np.int32)}
     got = {snap.external_id(i) for i in active_users(snap, days=3)}
     assert got == {"b", "c", "d", "e"}  # a acted 10 days ago; e was only shown, but later accepted
+
+
+@pytest.mark.integration
+def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo4j_store, settings, prefix,
+                                                                              tmp_path):
+    """`pymk serve --workers 2` (gunicorn) against the real Neo4j: a block made through one request is
+    respected by whichever worker answers next, and /metrics counts the requests of every worker."""
+    import http.client
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    p = prefix
+    pairs = [(f"{p}{s}{i}", f"{p}{s}{j}") for s in "ab" for i in range(4) for j in range(i + 1, 4)]
+    neo4j_store.add_friendships([Friendship(a, b) for a, b in [*pairs, (f"{p}a0", f"{p}b0")]])
+    save_snapshot(from_store(neo4j_store), ArtifactStore(tmp_path / "snapshots"), source="neo4j")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": str(settings.neo4j.port),
+           "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0", "PYMK_API_RATE_LIMIT": "0"}
+    server = subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", str(port), "--workers", "2",
+                               "--threads", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # new connection: any worker
+        conn.request(method, path, body=json.dumps(body) if body else None,
+                     headers={"Content-Type": "application/json", **KEY})
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, (json.loads(raw) if resp.getheader("Content-Type", "").startswith("application/json")
+                             else raw.decode())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if call("GET", "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "server did not become ready"
+            time.sleep(0.5)
+        first = call("GET", f"/v1/users/{p}a1/suggestions")[1]
+        assert first["suggestions"][0]["user_id"] == f"{p}b0"
+        assert call("POST", "/v1/blocks", {"src": f"{p}a1", "dst": f"{p}b0"})[0] == 201
+        for _ in range(16):  # new connections, spread over both workers by the kernel (SO_REUSEPORT)
+            status, body = call("GET", f"/v1/users/{p}a1/suggestions")
+            assert status == 200 and f"{p}b0" not in [s["user_id"] for s in body["suggestions"]]
+        metrics = call("GET", "/metrics")[1]
+        key = 'pymk_http_requests_total{endpoint="/v1/users/<user_id>/suggestions",status="200"}'
+        line = next(x for x in metrics.splitlines() if x.startswith(key))
+        assert float(line.rsplit(" ", 1)[1]) == 17.0
+        assert len(list((tmp_path / "served").glob("live-*.jsonl"))) == 2  # one served log per worker: both answered
+        assert call("GET", "/v1/users/nobody/suggestions")[0] == 404
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

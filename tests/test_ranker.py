@@ -17,7 +17,7 @@ from ranker.data import build_examples
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
 from ranker.metrics import average_precision, ndcg_at_k, normalized_entropy
-from ranker.model import MultiTaskRanker, combined_score
+from ranker.model import MultiTaskRanker
 
 
 def test_focal_loss_equals_hand_computed_values():
@@ -66,7 +66,25 @@ def test_both_heads_learn():
         opt.step()
     after = [v.item() for v in losses()]
     assert after[0] < 0.5 * before[0] and after[1] < 0.5 * before[1]
-    assert combined_score(torch.tensor([0.5]), torch.tensor([0.2])).item() == pytest.approx(0.1)
+
+
+def test_calibration_recovers_known_platt_parameters_and_scores_the_product():
+    import numpy as np
+
+    from ranker.calibration import Calibration, fit_platt
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, 200_000)
+    y = (rng.random(logits.size) < 1 / (1 + np.exp(-(0.5 * logits - 1.0)))).astype(float)
+    a, b = fit_platt(logits, y)
+    assert a == pytest.approx(0.5, abs=0.02) and b == pytest.approx(-1.0, abs=0.02)
+    assert fit_platt(logits[:10], np.ones(10)) == (1.0, 0.0)  # one class only: left as it is
+    cal = Calibration((a, b), (1.0, 0.0))
+    p_send, p_accept = cal.probabilities(np.array([0.0]), np.array([0.0]))
+    assert p_send[0] == pytest.approx(1 / (1 + np.exp(1.0)), abs=0.01) and p_accept[0] == 0.5
+    assert Calibration().score(np.array([0.5]), np.array([0.2]))[0] == pytest.approx(0.1)
+    assert Calibration(accept_weight=0.5).score(np.array([0.5]), np.array([0.25]))[0] == pytest.approx(0.25)
+    assert Calibration.from_dict(cal.to_dict()) == cal and Calibration.from_dict(None) == Calibration()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from graph.readers import ByteCounter, EdgeRow, RowError, read_edges, read_events, read_users
-from sim.abtest import compare, format_report
+from sim.abtest import compare, difference, format_report
 from sim.behaviour import HiddenBehaviour, WorldState
 from sim.export import SampleSpec, write_sample
 from sim.policies import MutualFriendsPolicy, RandomPolicy
@@ -127,6 +127,10 @@ def test_ab_harness_mutual_friends_beats_random():
     _, hi_random = rand.intervals["connections_per_1000"]
     assert lo_mutual > hi_random
     assert mutual.estimates["send_rate"] > rand.estimates["send_rate"]
+    d, lo, hi = difference(mutual, rand)
+    assert d == pytest.approx(mutual.estimates["connections_per_1000"] - rand.estimates["connections_per_1000"])
+    assert 0 < lo < d < hi
+    assert difference(mutual, mutual)[0] == 0.0
 
 
 def test_sample_files_read_cleanly_with_pymk_readers(tmp_path):
