@@ -153,10 +153,11 @@ def main(users: int, rates: str, inactive_rates: str, seconds: float, trials: in
                 time.sleep(0.5)
             # Warm-up (figures are for a server in steady state): Neo4j's JIT compiles its Bolt, Cypher and
             # procedure paths over the first ~10k queries, competing for the same 2 cores until it has.
-            for rate, secs in ((50, 20), (100, 40), (150, 30)):
+            warmup = ((50, 20), (100, 40), (150, 30), (200, 30))
+            for rate, secs in warmup:
                 _load(8097, active, rate, secs)
             _load(8097, inactive, 10, 5)
-            r["warmup_requests"] = 50 * 20 + 100 * 40 + 150 * 30 + 10 * 5
+            r["warmup_requests"] = sum(rate * secs for rate, secs in warmup) + 10 * 5
             for mix, ids, series in (("runs", active, rates), ("runs_inactive", inactive, inactive_rates)):
                 r[mix] = []
                 for rate in map(float, series.split(",")):
