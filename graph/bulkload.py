@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,21 +83,28 @@ class _Ids:
         return i
 
 
-def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progress: bool) -> dict[int, dict]:
-    props: dict[int, dict] = {}
+def _good_rows(paths: list[Path], reader, kind: str, report: InitialLoadReport, progress: bool) -> Iterator:
+    """Every valid row of every file (bad ones go to the report with file and line), with progress."""
     for path in paths:
         source = ByteCounter(path)
-        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"users {path.name}",
+        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {path.name}",
                   disable=not progress, mininterval=0.5) as bar:
-            for row in read_users(source):
+            for row in reader(source):
                 report.rows_read += 1
                 if isinstance(row, RowError):
                     report.reject(row)
-                else:  # like `SET u += props`: a later row overrides only the fields it gives
-                    props.setdefault(ids(row.id), {}).update(row.properties())
+                else:
+                    yield row
                 if report.rows_read % 50_000 == 0:
                     bar.update(source.bytes_read - bar.n)
             bar.update(source.bytes_read - bar.n)
+
+
+def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progress: bool) -> dict[int, dict]:
+    props: dict[int, dict] = {}
+    for row in _good_rows(paths, read_users, "users", report, progress):
+        # like `SET u += props`: a later row overrides only the fields it gives
+        props.setdefault(ids(row.id), {}).update(row.properties())
     return props
 
 
@@ -106,23 +114,12 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
     a: list[int] = []
     b: list[int] = []
     since: list[float] = []
-    for path in paths:
-        source = ByteCounter(path)
-        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
-                  disable=not progress, mininterval=0.5) as bar:
-            for row in read_edges(source):
-                report.rows_read += 1
-                if isinstance(row, RowError):
-                    report.reject(row)
-                    continue
-                report.edge_rows += 1
-                lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)
-                a.append(ids(lo))
-                b.append(ids(hi))
-                since.append(math.nan if row.ts is None else row.ts)
-                if report.edge_rows % 100_000 == 0:
-                    bar.update(source.bytes_read - bar.n)
-            bar.update(source.bytes_read - bar.n)
+    for row in _good_rows(paths, read_edges, "edges", report, progress):
+        report.edge_rows += 1
+        lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)
+        a.append(ids(lo))
+        b.append(ids(hi))
+        since.append(math.nan if row.ts is None else row.ts)
     src, dst, ts = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(since, np.float64)
     key = (src << 32) | dst
     order = np.lexsort((np.where(np.isnan(ts), np.inf, ts), key))  # per pair, earliest since first
