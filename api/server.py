@@ -4,8 +4,8 @@ Python runs one thread at a time per process, so throughput on several cores nee
 processes: `workers > 1` starts gunicorn with threaded workers, each building its own app (own
 Neo4j driver, snapshot and models; the precomputed lists are memory-mapped, so the OS shares
 them). Prometheus metrics are then aggregated across workers through PROMETHEUS_MULTIPROC_DIR,
-which must be set before prometheus_client is first imported (`prepare_workers()`, which the
-`pymk serve` command calls before importing the api package).
+which must be set before prometheus_client is first imported (`pymk serve` sets it before it
+imports the api package).
 Rate limits stay per worker, so one client may get up to `workers` times the configured rate;
 put an exact global limit at the load balancer if that matters. `workers == 1` uses waitress.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
-import tempfile
 
 from pymk.errors import ConfigError
 from pymk.settings import Settings
@@ -37,7 +35,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
     metrics_dir = os.environ.get(MULTIPROC_ENV)
     if not metrics_dir:
         raise ConfigError(f"{MULTIPROC_ENV} must be set before the api package is imported to serve with "
-                          f"several workers (use prepare_workers() or `pymk serve --workers {workers}`)")
+                          f"several workers (`pymk serve --workers {workers}` does)")
     try:
         _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                              "worker_class": "gthread", "preload_app": False, "timeout": 60, "reuse_port": True,
@@ -45,15 +43,6 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
                              "child_exit": _child_exit}).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
-
-
-def prepare_workers() -> str:
-    """Point prometheus_client at a fresh shared directory; call before anything imports it."""
-    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
-        raise ConfigError(f"prometheus_client was imported before {MULTIPROC_ENV} was set; metrics of "
-                          f"several workers could not be aggregated")
-    os.environ.setdefault(MULTIPROC_ENV, tempfile.mkdtemp(prefix="pymk-metrics-"))
-    return os.environ[MULTIPROC_ENV]
 
 
 def _child_exit(server, worker) -> None:

@@ -38,7 +38,6 @@ class Served:
     precomputed_version: str | None = None
 
 
-
 class Services:
     def __init__(self, settings: Settings, store: GraphStore) -> None:
         self.settings = settings

@@ -31,9 +31,6 @@ class FofScores:
     paths_cand: np.ndarray    # every scored path viewer -> via -> cand, for proof
     paths_via: np.ndarray
 
-    def mutual_ids(self, candidate: int) -> np.ndarray:
-        return np.sort(self.paths_via[self.paths_cand == candidate])
-
     def mutual_ids_of(self, candidates: np.ndarray, limit: int) -> list[list[int]]:
         """The first `limit` mutual friends (sorted) of each candidate, with one sort of all paths."""
         order = np.lexsort((self.paths_via, self.paths_cand))

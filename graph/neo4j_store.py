@@ -105,11 +105,6 @@ RETURN opted,
        [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
        [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
 """
-# Same result as Q_RULES in one pass over the viewer's relationships (graph/neo4j_launcher/.../RulesProcedures.java)
-Q_RULES_PROC = """
-CALL pymk.viewerRules($id, $ids) YIELD opted, friends, pending, blocked, declined, dismissed
-RETURN opted, friends, pending, blocked, declined, dismissed
-"""
 Q_FOF = """
 MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
 WITH u, f, COUNT { (f)-[:FRIENDS_WITH]-() } AS fdeg
@@ -313,8 +308,7 @@ class Neo4jGraphStore:
         return self.viewer_rules(user_id, [])[0]
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        query = Q_RULES_PROC if self._has("pymk.viewerRules") else Q_RULES
-        record = self._read(query, id=user_id, ids=list(candidate_ids))[0]
+        record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
         return _state(user_id, record if record["friends"] is not None else None), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:

@@ -48,8 +48,8 @@ class Neo4jSettings:
     port: int = 7687
     heap_mb: int = 1024
     pagecache_mb: int = 512
-    # Call the bundled launcher's procedures (pymk.mergeFriendships, pymk.viewerRules) when the server
-    # has them; PYMK_NEO4J_PROCEDURES=0: always plain Cypher.
+    # Call the bundled launcher's procedures (pymk.mergeFriendships) when the server has them;
+    # PYMK_NEO4J_PROCEDURES=0: always plain Cypher.
     procedures: bool = True
 
     @property
@@ -59,6 +59,11 @@ class Neo4jSettings:
     @property
     def bolt_uri(self) -> str:
         return self.uri or f"bolt://{self.host}:{self.port}"
+
+
+def default_workers() -> int:
+    """`pymk serve` worker processes: two per core (one computes while the other waits on Neo4j), at most 8."""
+    return min(8, 2 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class ApiSettings:
     reload_check_s: float = 5.0                # how often to look for a newer snapshot to hot-swap
     ab_buckets: tuple[str, ...] = ("control", "treatment")
     explore_share: float = 0.05                # share of slots given to exploration (marked in the response)
-    workers: int = field(default_factory=lambda: min(8, 2 * (os.cpu_count() or 1)))  # `pymk serve` processes
+    workers: int = field(default_factory=default_workers)  # `pymk serve` processes
     threads: int = 4                           # threads per worker process
 
 
@@ -134,7 +139,7 @@ class Settings:
             max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
             rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
-            workers=_env_int(env, "PYMK_API_WORKERS", min(8, 2 * (os.cpu_count() or 1))),
+            workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
             threads=_env_int(env, "PYMK_API_THREADS", 4),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api)

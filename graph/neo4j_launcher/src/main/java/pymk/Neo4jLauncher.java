@@ -57,7 +57,6 @@ public final class Neo4jLauncher {
         GlobalProcedures procedures = ((GraphDatabaseAPI) db).getDependencyResolver()
             .resolveDependency(GlobalProcedures.class);
         procedures.registerProcedure(IngestProcedures.class);
-        procedures.registerProcedure(RulesProcedures.class);
         String version = "unknown";
         try (Transaction tx = db.beginTx(); Result r = tx.execute("CALL dbms.components() YIELD versions RETURN versions[0] AS v")) {
             if (r.hasNext()) {
