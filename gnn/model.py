@@ -38,22 +38,49 @@ class InputEncoder(nn.Module):
         return out
 
 
+AGGREGATORS = ("gcn", "mean")
+
+
+def with_self_loops(adj: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """`adj` (sparse [n, n] or an edge_index block) plus one self loop per node."""
+    if adj.layout == torch.sparse_csr:
+        idx = torch.arange(num_nodes, device=adj.device)
+        ptr = torch.arange(num_nodes + 1, device=adj.device)
+        eye = torch.sparse_csr_tensor(ptr, idx, torch.ones(num_nodes, device=adj.device), size=adj.shape)
+        return adj + eye
+    loops = torch.arange(num_nodes, device=adj.device).repeat(2, 1)
+    return torch.cat([adj, loops], dim=1)
+
+
 class GraphSAGE(nn.Module):
-    """Stack of mean-aggregating SAGEConv layers over a sparse adjacency (or per-layer blocks)."""
+    """Stack of SAGEConv layers over a sparse adjacency (or per-layer blocks).
+
+    aggregator="gcn" is GraphSAGE's GCN aggregator (Hamilton et al. 2017): the mean over the node
+    and its neighbours, with no separate weight for the node itself, so a node's vector is always
+    a smoothing of its neighbourhood. "mean" is SAGEConv's default: neighbour mean plus a root
+    weight, which lets learnable id embeddings memorise training ties (see bench/gnn_tuning.py).
+    """
 
     def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, aggregator: str = "gcn") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1 (got {num_layers})")
+        if aggregator not in AGGREGATORS:
+            raise ValueError(f"aggregator must be one of {AGGREGATORS} (got {aggregator!r})")
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
-        self.convs = nn.ModuleList(SAGEConv(dims[i], dims[i + 1], aggr="mean") for i in range(num_layers))
+        self.convs = nn.ModuleList(SAGEConv(dims[i], dims[i + 1], aggr="mean", root_weight=aggregator == "mean")
+                                   for i in range(num_layers))
         self.dropout = dropout
+        self.self_loops = aggregator == "gcn"
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """`adj`: one [n, n] sparse adjacency for every layer, or a list of edge_index blocks."""
+        layers = adj if isinstance(adj, list) else [adj] * len(self.convs)
+        if self.self_loops:
+            layers = [with_self_loops(a, x.size(0)) for a in layers]
         for i, conv in enumerate(self.convs):
-            x = conv(x, adj[i] if isinstance(adj, list) else adj)
+            x = conv(x, layers[i])
             if i < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
         return x
@@ -64,12 +91,13 @@ class LinkEncoder(nn.Module):
 
     def __init__(self, buckets: int, numeric_channels: int, num_nodes: int = 0, use_features: bool = True,
                  hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2, dropout: float = 0.1,
-                 use_gnn: bool = True) -> None:
+                 use_gnn: bool = True, aggregator: str = "gcn") -> None:
         super().__init__()
         # use_gnn=False is the shallow baseline: vectors straight from the input encoder, no message passing
         self.inputs = InputEncoder(buckets, numeric_channels, hidden_channels if use_gnn else out_channels,
                                    num_nodes, use_features)
-        self.gnn = GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout) if use_gnn else None
+        self.gnn = (GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout, aggregator)
+                    if use_gnn else None)
 
     def forward(self, feats: NodeFeatures, adj, nodes: torch.Tensor | None = None) -> torch.Tensor:
         x = self.inputs(feats, nodes)

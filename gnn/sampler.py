@@ -12,11 +12,16 @@ import torch
 
 def sample_neighbors(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray, fanout: int,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `fanout` neighbours per node, sampled with replacement: (targets, sources)."""
+    """Up to `fanout` neighbours per node: (targets, sources).
+
+    A node with at most `fanout` neighbours gets all of them (so a large enough fanout reproduces
+    full-batch aggregation exactly); above that, `fanout` are drawn with replacement.
+    """
     deg = indptr[nodes + 1] - indptr[nodes]
     has = deg > 0
     nodes, deg = nodes[has], deg[has]
     picks = (rng.random((nodes.size, fanout)) * deg[:, None]).astype(np.int64)
+    picks = np.where(deg[:, None] <= fanout, np.arange(fanout)[None, :], picks)
     take = np.minimum(deg, fanout)
     mask = np.arange(fanout)[None, :] < take[:, None]
     src = indices[(indptr[nodes][:, None] + picks)[mask]]
@@ -33,7 +38,9 @@ def sample_blocks(indptr: np.ndarray, indices: np.ndarray, seeds: np.ndarray, fa
     for fanout in fanouts:
         dst, src = sample_neighbors(indptr, indices, frontier, fanout, rng)
         layers.append((src, dst))
-        frontier = np.unique(src)
+        # The next (inner) layer must also compute this layer's targets: their own vectors feed
+        # the outer layer (self term), not only their sampled neighbours'.
+        frontier = np.union1d(frontier, src)
         all_nodes.append(frontier)
     nodes, first = np.unique(np.concatenate(all_nodes), return_index=True)
     nodes = nodes[np.argsort(first, kind="stable")]  # seeds first, then by discovery

@@ -8,7 +8,7 @@ import torch
 
 from candidates.ann import EmbeddingAnnSource, build_index, search_excluding
 from gnn.features import build_features
-from gnn.model import LinkEncoder, dot_decoder, link_loss
+from gnn.model import GraphSAGE, LinkEncoder, dot_decoder, link_loss
 from gnn.refresh import RefusedToPublishError, refresh_embeddings
 from gnn.sampler import sample_blocks, sample_neighbors
 from gnn.train import TrainConfig, auc_and_hits, sparse_adjacency, split_edges, train_link_model
@@ -76,6 +76,45 @@ def test_sampler_returns_only_true_neighbours():
             assert nodes[s] in set(snap.neighbors(int(nodes[d])).tolist())
 
 
+def test_gcn_aggregator_is_the_mean_over_node_and_neighbours():
+    # path 0-1-2 plus triangle 2-3-4: node 2's closed neighbourhood is {1, 2, 3, 4}
+    src, dst = np.array([0, 1, 2, 3, 2]), np.array([1, 2, 3, 4, 4])
+    torch.manual_seed(0)
+    x = torch.randn(5, 3)
+    sage = GraphSAGE(3, 3, 2, num_layers=1, aggregator="gcn").eval()
+    lin = sage.convs[0].lin_l
+    expected = torch.stack([lin(x[[0, 1]].mean(0)), lin(x[[0, 1, 2]].mean(0)), lin(x[[1, 2, 3, 4]].mean(0)),
+                            lin(x[[2, 3, 4]].mean(0)), lin(x[[2, 3, 4]].mean(0))])
+    assert torch.allclose(sage(x, sparse_adjacency(5, src, dst, "cpu")), expected, atol=1e-6)
+    block = torch.from_numpy(np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])]))
+    assert torch.allclose(sage(x, [block]), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="'max'"):
+        GraphSAGE(3, aggregator="max")
+
+
+@pytest.mark.parametrize("aggregator", ["gcn", "mean"])
+def test_mini_batch_equals_full_batch_when_fanouts_cover_every_degree(sim_snapshot, aggregator):
+    snap = sim_snapshot
+    feats = build_features(snap)
+    torch.manual_seed(0)
+    model = LinkEncoder(feats.buckets, feats.numeric.shape[1], snap.num_users, num_layers=2,
+                        aggregator=aggregator).eval()
+    full = model(feats, sparse_adjacency(snap.num_users, *_upper_edges(snap), "cpu"))
+    seeds = np.array([3, 70, 512, 1499])
+    big = int(snap.degree.max())
+    nodes, blocks = sample_blocks(snap.indptr, snap.indices, seeds, [big, big], np.random.default_rng(0))
+    node_t = torch.from_numpy(nodes)
+    z = model(feats.subset(node_t), blocks, node_t)
+    assert nodes[:4].tolist() == seeds.tolist()
+    assert torch.allclose(z[:4], full[seeds], atol=1e-5)
+
+
+def _upper_edges(snap):
+    rows = np.repeat(np.arange(snap.num_users), snap.degree)
+    keep = rows < snap.indices
+    return rows[keep], snap.indices[keep].astype(np.int64)
+
+
 def test_split_is_by_time_and_has_no_leakage(sim_snapshot):
     split = split_edges(sim_snapshot, 0.1)
     assert split.cut is not None and 0.05 < split.val_src.size / (split.val_src.size + split.train_src.size) < 0.15
@@ -95,19 +134,24 @@ def test_auc_and_hits_by_hand():
     assert m["hits@1"] == 0.5                          # only 0.9 is above the best negative
 
 
-def test_graphsage_beats_random_and_id_only_embeddings(sim_snapshot):
+def test_graphsage_beats_random_id_only_and_pure_id_embeddings(sim_snapshot):
     feats = build_features(sim_snapshot)
     cfg = TrainConfig(epochs=15, patience=5, positives_per_epoch=20_000, seed=1)
     _, _, sage = train_link_model(sim_snapshot, feats, cfg)
     _, _, ids_only = train_link_model(sim_snapshot, feats, TrainConfig(**{**cfg.__dict__, "use_features": False}))
+    _, _, shallow = train_link_model(sim_snapshot, feats, TrainConfig(**{**cfg.__dict__, "use_features": False,
+                                                                         "use_gnn": False}))
     split = split_edges(sim_snapshot, 0.1)
     rng = np.random.default_rng(0)
     z = rng.normal(size=(sim_snapshot.num_users, 64))
     neg = rng.integers(0, sim_snapshot.num_users, (2, split.val_src.size))
     random = auc_and_hits((z[split.val_src] * z[split.val_dst]).sum(1), (z[neg[0]] * z[neg[1]]).sum(1))
-    print(f"\nval AUC: graphsage {sage['val_auc']:.3f}, id-only {ids_only['val_auc']:.3f}, random {random['auc']:.3f}")
+    print(f"\nval AUC: graphsage {sage['val_auc']:.3f}, id-only {ids_only['val_auc']:.3f}, "
+          f"shallow {shallow['val_auc']:.3f}, random {random['auc']:.3f}")
     assert sage["val_auc"] > random["auc"] + 0.05
     assert sage["val_auc"] > ids_only["val_auc"]
+    # message passing over ids alone beats learning the ids without it (the pure-id model)
+    assert ids_only["val_auc"] > shallow["val_auc"] and ids_only["val_hits@50"] > shallow["val_hits@50"]
 
 
 def test_faiss_exact_equals_brute_force_and_hnsw_recall():
