@@ -1,9 +1,9 @@
-"""Training-config study behind the issue-5 note: GraphSAGE (ids only) vs the shallow pure-id model on
-ego-Facebook (random holdout; its tie "times" cannot split), under the same configs for both.
+"""Training-config study on ego-Facebook: GraphSAGE with the GCN aggregator (default), GraphSAGE
+with SAGEConv's root weight ("mean" aggregator) and the shallow pure-id model, all over ids only,
+under the same configs. Same held-out protocol as bench/gnn_quality.py (test Hits@50 and AUC,
+mean over seeds).
 
-Hits@50 and AUC against uniform random negatives, as in bench/gnn_quality.py.
-
-    python bench/gnn_tuning.py
+    python bench/gnn_tuning.py [--seeds 2]
 """
 
 from __future__ import annotations
@@ -11,42 +11,43 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import click
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_results
-from bench.gnn_quality import DATASETS
-from gnn.features import build_features
-from gnn.train import TrainConfig, train_link_model
+from bench.gnn_quality import DATASETS, compare
 from graph.snapshot import from_edge_list
 
 CONFIGS = {
-    "default (dropout 0.1, 10% hard negatives, 40 epochs)": {},
-    "select by AUC instead of Hits@50": {"select_by": "auc"},
+    "default (2 layers, dropout 0.1, 10% hard negatives)": {},
     "no hard negatives": {"hard_negative_share": 0.0},
+    "no hard negatives, patience 25": {"hard_negative_share": 0.0, "patience": 25},
     "30% hard negatives": {"hard_negative_share": 0.3},
-    "dropout 0.6, no hard negatives, 40 epochs": {"dropout": 0.6, "hard_negative_share": 0.0},
-    "dropout 0.6, no hard negatives, 150 epochs": {"dropout": 0.6, "hard_negative_share": 0.0, "epochs": 150,
-                                                   "patience": 20},
-    "dropout 0.6, 2% hard negatives, 80 epochs": {"dropout": 0.6, "hard_negative_share": 0.02, "epochs": 80,
-                                                  "patience": 10},
+    "dropout 0.6": {"dropout": 0.6},
+    "1 layer": {"num_layers": 1},
+    "3 layers": {"num_layers": 3},
+    "hidden 128": {"hidden_channels": 128, "out_channels": 128},
+    "select by AUC": {"select_by": "auc"},
 }
-MODELS = {"graphsage_ids_only": {"use_features": False}, "shallow_pure_id": {"use_features": False, "use_gnn": False}}
+MODELS = {"graphsage_gcn": {"use_features": False},
+          "graphsage_mean": {"use_features": False, "aggregator": "mean"},
+          "shallow_pure_id": {"use_features": False, "use_gnn": False}}
 
 
-def main() -> None:
+@click.command()
+@click.option("--seeds", default=2, show_default=True)
+@click.option("--epochs", default=120, show_default=True)
+def main(seeds: int, epochs: int) -> None:
     snap = from_edge_list(DATASETS / "facebook_combined.txt")
-    feats = build_features(snap)
     rows = []
     for cname, extra in CONFIGS.items():
-        row = {"config": cname}
-        for mname, kw in MODELS.items():
-            cfg = TrainConfig(**{"epochs": 40, "patience": 6, "seed": 0, **kw, **extra})
-            _, _, m = train_link_model(snap, feats, cfg)
-            row[mname] = {"auc": round(m["val_auc"], 4), "hits@50": round(m["val_hits@50"], 4),
-                          "best_epoch": m["best_epoch"]}
+        res = compare(snap, epochs, seeds, extra, MODELS)
+        row = {"config": cname, **{m: {"auc": res[m]["auc_mean"], "hits@50": res[m]["hits@50_mean"],
+                                       "hits@50_sd": res[m]["hits@50_sd"]} for m in MODELS}}
         print(row, flush=True)
         rows.append(row)
-    write_results("gnn_tuning", {"dataset": "facebook_combined", "rows": rows})
+    write_results("gnn_tuning", {"dataset": "facebook_combined", "seeds": seeds, "epochs": epochs, "rows": rows})
 
 
 if __name__ == "__main__":

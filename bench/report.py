@@ -105,12 +105,12 @@ def main() -> None:
                     f"{ms(fz['hnsw_query'])} | {fz['hnsw_recall@10_vs_exact']} | {run['peak_rss_mb']:,} |")
             add("")
     if r := load("gnn_quality"):
-        add(f"### Link prediction quality ({r['date']})\n")
-        add("| dataset | variant | AUC | Hits@50 |\n|---|---|---|---|")
-        for ds, variants in r.items():
-            if isinstance(variants, dict) and "random" in variants:
-                for v, m in variants.items():
-                    add(f"| {ds} | {v} | {m['auc']} | {m['hits@50']} |")
+        add(f"### Link prediction on held-out ties ({r['date']}, {r['seeds']} seeds, up to {r['epochs']} epochs "
+            f"with early stopping on validation Hits@50; mean ± sd over seeds)\n")
+        add("| dataset | variant | test AUC | test Hits@50 |\n|---|---|---|---|")
+        for ds, variants in r["datasets"].items():
+            for v, m in variants.items():
+                add(f"| {ds} | {v} | {m['auc_mean']} ± {m['auc_sd']} | {m['hits@50_mean']} ± {m['hits@50_sd']} |")
         add("")
     if r := load("ranker_quality"):
         add(f"### Ranker on the simulator's logs ({r['date']}, {r['train_rows']:,} training impressions after "
@@ -177,11 +177,14 @@ def main() -> None:
                     f"{', '.join(f'{x:.0f}' for x in run.get('trials_p99_ms', [run['p99_ms']]))} |")
             add("")
     if r := load("gnn_tuning"):
-        add(f"### GraphSAGE vs the shallow pure-id model under training configs ({r['date']}, ego-Facebook)\n")
-        add("| config | GraphSAGE AUC | GraphSAGE Hits@50 | shallow AUC | shallow Hits@50 |\n|---|---|---|---|---|")
+        add(f"### GraphSAGE aggregators vs the shallow pure-id model under training configs ({r['date']}, "
+            f"ego-Facebook, ids only, held-out ties, mean over {r['seeds']} seeds)\n")
+        add("| config | GCN aggregator AUC | GCN aggregator Hits@50 | mean aggregator AUC | mean aggregator Hits@50 "
+            "| shallow AUC | shallow Hits@50 |\n|---|---|---|---|---|---|---|")
         for row in r["rows"]:
-            g, sh = row["graphsage_ids_only"], row["shallow_pure_id"]
-            add(f"| {row['config']} | {g['auc']} | {g['hits@50']} | {sh['auc']} | {sh['hits@50']} |")
+            g, m, sh = row["graphsage_gcn"], row["graphsage_mean"], row["shallow_pure_id"]
+            add(f"| {row['config']} | {g['auc']} | {g['hits@50']} | {m['auc']} | {m['hits@50']} | {sh['auc']} | "
+                f"{sh['hits@50']} |")
         add("")
     print("\n".join(lines))
 
