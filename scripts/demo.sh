@@ -31,4 +31,4 @@ for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 for u in 3 42 "$((USERS - 1))"; do
   curl -sf "http://127.0.0.1:$PORT/v1/users/$u/suggestions?limit=5" | $PY scripts/show_suggestions.py
 done
-echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: $PY -m pymk neo4j stop"
+echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"
