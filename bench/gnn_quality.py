@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_results
 from gnn.features import build_features
-from gnn.train import TrainConfig, auc_and_hits, split_edges, train_link_model
+from gnn.train import TrainConfig, auc_and_hits, train_link_model
 from graph.snapshot import Snapshot, build_csr, from_edge_list
+from graph.splits import time_split_mask
 from sim.world import WorldConfig, generate_world, world_snapshot
 
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -42,16 +43,10 @@ VARIANTS = {
 
 def holdout(snap: Snapshot, share: float, seed: int) -> tuple[Snapshot, np.ndarray, np.ndarray]:
     """The snapshot without its newest `share` of ties (random if untimed), and those ties."""
-    rows = np.repeat(np.arange(snap.num_users), snap.degree)
-    upper = rows < snap.indices
-    src, dst, since = rows[upper], snap.indices[upper].astype(np.int64), snap.since[upper]
-    split = split_edges(snap, share, seed)
-    test = np.zeros(src.size, dtype=bool)
-    key = src * snap.num_users + dst
-    test[np.isin(key, split.val_src * snap.num_users + split.val_dst)] = True
-    indptr, indices, kept_since = build_csr(snap.num_users, src[~test], dst[~test], since[~test])
-    past = dataclasses.replace(snap, indptr=indptr, indices=indices, since=kept_since)
-    return past, src[test], dst[test]
+    src, dst, since = snap.ties()
+    past, _ = time_split_mask(since, 1 - share, seed)  # the same split train_link_model makes
+    indptr, indices, kept_since = build_csr(snap.num_users, src[past], dst[past], since[past])
+    return dataclasses.replace(snap, indptr=indptr, indices=indices, since=kept_since), src[~past], dst[~past]
 
 
 def score(emb: np.ndarray, src: np.ndarray, dst: np.ndarray, seed: int) -> dict[str, float]:

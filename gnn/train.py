@@ -62,9 +62,7 @@ class EdgeSplit:
 
 def split_edges(snap: Snapshot, val_share: float, seed: int = 0) -> EdgeSplit:
     """The newest `val_share` of friendships (by `since`) for validation; random if untimed."""
-    rows = np.repeat(np.arange(snap.num_users), snap.degree)
-    upper = rows < snap.indices
-    src, dst, since = rows[upper], snap.indices[upper].astype(np.int64), snap.since[upper]
+    src, dst, since = snap.ties()
     # No leakage: validation ties formed at or after the cut; the training graph (what the
     # encoder aggregates over) holds only ties formed before it (or of unknown time).
     train, cut = time_split_mask(since, 1 - val_share, seed)

@@ -61,6 +61,12 @@ class Snapshot:
     def neighbors(self, i: int) -> np.ndarray:
         return self.indices[self.indptr[i]:self.indptr[i + 1]]
 
+    def ties(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each friendship once, as (src, dst, since) arrays with src < dst (int64, int64, float64)."""
+        rows = np.repeat(np.arange(self.num_users), self.degree)
+        upper = rows < self.indices
+        return rows[upper], self.indices[upper].astype(np.int64), self.since[upper]
+
     @property
     def id_strings(self) -> list[str]:
         """External ids as Python strings, built once (the serving path converts many per request)."""
