@@ -21,14 +21,14 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from graph import server
-from graph.readers import ByteCounter, RowError, read_edges, read_users
+from graph.readers import ByteCounter, RejectCounter, RowError, read_edges, read_users
 from graph.records import PROFILE_FIELDS
 from pymk.errors import PymkError
 from pymk.settings import Neo4jSettings
@@ -36,7 +36,6 @@ from pymk.settings import Neo4jSettings
 log = logging.getLogger(__name__)
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
 _TYPES = {"created_at": "double", "lat": "double", "lon": "double", "opted_out": "boolean"}
-MAX_LOGGED_ERRORS = 50
 
 
 class InitialLoadError(PymkError):
@@ -44,21 +43,13 @@ class InitialLoadError(PymkError):
 
 
 @dataclass
-class InitialLoadReport:
+class InitialLoadReport(RejectCounter):
     users: int = 0
     friendships: int = 0
     rows_read: int = 0
-    rejected: int = 0
     edge_rows: int = 0
     seconds: float = 0.0
     import_seconds: float = 0.0
-    errors: list[RowError] = field(default_factory=list)
-
-    def reject(self, error: RowError) -> None:
-        self.rejected += 1
-        self.errors.append(error)
-        if self.rejected <= MAX_LOGGED_ERRORS:
-            log.warning("rejected %s", error)
 
     @property
     def rows_per_second(self) -> float:

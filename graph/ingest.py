@@ -12,31 +12,28 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from tqdm import tqdm
 
 from graph.eventlog import EventLog, file_digest
-from graph.readers import ByteCounter, EdgeRow, RowError, read_edges, read_events, read_users
+from graph.readers import ByteCounter, EdgeRow, RejectCounter, RowError, read_edges, read_events, read_users
 from graph.records import Event, Friendship, UserRecord
 from graph.store import GraphStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_LOGGED_ERRORS = 50
 
 
 @dataclass
-class IngestReport:
+class IngestReport(RejectCounter):
     path: str
     kind: str
     rows_read: int = 0
     loaded: int = 0
-    rejected: int = 0
     seconds: float = 0.0
-    errors: list[RowError] = field(default_factory=list)
 
     @property
     def rows_per_second(self) -> float:
@@ -45,14 +42,6 @@ class IngestReport:
     def summary(self) -> str:
         return (f"{self.kind} {self.path}: {self.rows_read} rows read, {self.loaded} loaded, "
                 f"{self.rejected} rejected in {self.seconds:.1f}s ({self.rows_per_second:,.0f} rows/s)")
-
-    def reject(self, error: RowError) -> None:
-        self.rejected += 1
-        self.errors.append(error)
-        if self.rejected <= MAX_LOGGED_ERRORS:
-            log.warning("rejected %s", error)
-        elif self.rejected == MAX_LOGGED_ERRORS + 1:
-            log.warning("more rejected rows in %s; see the report for all of them", self.path)
 
 
 def _run(

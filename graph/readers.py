@@ -13,7 +13,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,6 +36,25 @@ class RowError:
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
+
+
+MAX_LOGGED_REJECTS = 50
+
+
+@dataclass(kw_only=True)
+class RejectCounter:
+    """Base of load reports: every refused row kept (file:line) for the report, the first few logged."""
+
+    rejected: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def reject(self, error: RowError) -> None:
+        self.rejected += 1
+        self.errors.append(error)
+        if self.rejected <= MAX_LOGGED_REJECTS:
+            log.warning("rejected %s", error)
+        elif self.rejected == MAX_LOGGED_REJECTS + 1:
+            log.warning("more rejected rows (latest in %s); see the report for all of them", error.path)
 
 
 @dataclass(frozen=True)
