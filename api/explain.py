@@ -24,4 +24,9 @@ def reasons(c: Candidate, max_names: int = 3) -> list[str]:
         out.append("you may know them through your network")
     if "ann" in c.proof:
         out.append("similar to people you know")
+    if "trending" in c.proof and not fof:
+        n = int(c.proof["trending"]["new_ties"])
+        out.append(f"made {n} new connection{'s' if n != 1 else ''} lately")
+    if "popular" in c.proof and not fof and "trending" not in c.proof:
+        out.append(f"well connected ({int(c.proof['popular']['friends'])} friends)")
     return out or ["suggested for you"]

@@ -82,8 +82,9 @@ def suggestions(user_id: str):
                 "score": round(c.score("score", c.score("rrf", c.score(c.sources[0]))), 6)}
         if c.score("explore"):
             item["exploration"] = True
-        if "p_send" in c.scores:
-            item["p_send"], item["p_accept"] = round(c.score("p_send"), 6), round(c.score("p_accept"), 6)
+        for head in ("p_send", "p_accept", "p_connect"):
+            if head in c.scores:
+                item[head] = round(c.score(head), 6)
         if explain in ("true", "1"):
             item["reasons"] = reasons(c)
             item["proof"] = {k: v for k, v in c.proof.items() if k != "ranker"}  # features go to the served log

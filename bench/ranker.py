@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+import lightgbm as lgb
 import networkx as nx
 import numpy as np
 import torch
@@ -21,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import percentiles, write_results
 from candidates.types import Candidate
+from ranker.calibration import Calibration
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.model import MultiTaskRanker
+from ranker.scorers import LightGBMScorer, TorchScorer
 from ranker.serve import ModelRanker
 from sim.world import WorldConfig, generate_world, world_snapshot
 
@@ -34,21 +37,33 @@ from sim.world import WorldConfig, generate_world, world_snapshot
 def main(users: int, candidates: int, viewers: int) -> None:
     torch.set_num_threads(1)  # as in serving (api/app.py)
     snap = world_snapshot(generate_world(WorldConfig(num_users=users, seed=5)))
-    ranker = ModelRanker(FeatureContext(snap), MultiTaskRanker(len(FEATURE_NAMES)), clock=lambda: 2e9)
+    ctx = FeatureContext(snap)
+    ranker = ModelRanker(ctx, TorchScorer(MultiTaskRanker(len(FEATURE_NAMES)), Calibration()), clock=lambda: 2e9)
+    # a LightGBM ranker of the size validation picks (up to 400 rounds of 31 leaves), on random labels
+    rng = np.random.default_rng(1)
+    x_fit = rng.normal(size=(20_000, len(FEATURE_NAMES))).astype(np.float32)
+    booster = lgb.train({"objective": "lambdarank", "num_leaves": 31, "verbosity": -1, "min_data_in_leaf": 20},
+                        lgb.Dataset(x_fit, (rng.random(20_000) < 0.05).astype(float), group=[100] * 200),
+                        num_boost_round=400)
+    gbdt = ModelRanker(ctx, LightGBMScorer(booster), clock=lambda: 2e9)
     rng = np.random.default_rng(0)
     who = rng.choice(np.flatnonzero(snap.degree > 0), viewers, replace=False)
     batches = [[Candidate.of(snap.external_id(int(c)), int(c), "x", 0.0)
                 for c in rng.choice(users, candidates, replace=False)] for _ in who]
     for v, cands in zip(who[:10], batches[:10], strict=True):  # warm-up
         ranker(snap.external_id(int(v)), cands)
-    lat, feat_lat = [], []
+        gbdt(snap.external_id(int(v)), cands)
+    lat, feat_lat, gbdt_lat = [], [], []
     for v, cands in zip(who, batches, strict=True):
         t = time.perf_counter()
-        ranker.ctx.pair_features(int(v), np.array([c.index for c in cands]), 2e9)
+        ranker.ctx.features(int(v), cands, 2e9)
         feat_lat.append(time.perf_counter() - t)
         t = time.perf_counter()
         ranker(snap.external_id(int(v)), cands)
         lat.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        gbdt(snap.external_id(int(v)), cands)
+        gbdt_lat.append(time.perf_counter() - t)
     g = nx.Graph()
     g.add_edges_from((i, int(j)) for i in range(min(users, 100_000)) for j in snap.neighbors(i) if i < j)
     base = []
@@ -57,6 +72,7 @@ def main(users: int, candidates: int, viewers: int) -> None:
         sorted(cands, key=lambda c, v=int(v): -len(list(nx.common_neighbors(g, v, c.index))) if c.index in g else 0)
         base.append(time.perf_counter() - t)
     r = {"users": users, "candidates_per_viewer": candidates, "rank_total": percentiles(lat),
+         "rank_total_lightgbm_400_rounds": percentiles(gbdt_lat),
          "features_only": percentiles(feat_lat), "baseline_networkx_mutual_sort": percentiles(base)}
     r["speedup_vs_networkx_p50"] = round(r["baseline_networkx_mutual_sort"]["p50_ms"] / r["rank_total"]["p50_ms"], 1)
     write_results("ranker", r)

@@ -43,14 +43,17 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     snap = load_snapshot(snapshots.current())
     sources = REGISTRY.build_all(snap)
     emb_version = _add_ann_source(settings, snap, snap_version, sources)
-    ranker, ranker_version = _ranker(settings, snap)
+    ann = next((s for s in sources if s.name == "ann"), None)
+    ranker, ranker_version = _ranker(settings, snap, ann.emb if ann is not None else None,
+                                     emb_version if ann is not None else None)
     pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap), ranker=ranker, reranker=Reranker(
         snap, RerankConfig(explore_share=settings.api.explore_share)))
     return Assembled(pipeline, snap_version, emb_version, ranker_version)
 
 
-def _ranker(settings: Settings, snap):
-    """The learned ranker over this snapshot's features, or None (heuristic order) if absent/unusable."""
+def _ranker(settings: Settings, snap, emb, emb_version: str | None):
+    """The learned ranker over this snapshot's features (embedding similarity from the served
+    embeddings), or None (heuristic order) if absent or trained with other features or embeddings."""
     rankers = ArtifactStore(settings.ranker_dir)
     version = rankers.current_version()
     if version is None:
@@ -59,7 +62,7 @@ def _ranker(settings: Settings, snap):
     from ranker.serve import ModelRanker
 
     try:
-        return ModelRanker.load(FeatureContext(snap), rankers.current()), version
+        return ModelRanker.load(FeatureContext(snap, emb), rankers.current(), emb_version), version
     except ArtifactError as exc:
         log.error("ranker %s not usable, ranking by heuristic: %s", version, exc)
         return None, None

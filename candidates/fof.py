@@ -16,6 +16,7 @@ import numpy as np
 
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import gather_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ class FofScores:
         lo = np.searchsorted(cand, candidates, "left")
         hi = np.minimum(np.searchsorted(cand, candidates, "right"), lo + limit)
         return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
-
-
-def row_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR positions of every entry of `rows`, and for each the index (into `rows`) it belongs to."""
-    starts, lens = indptr[rows], indptr[rows + 1] - indptr[rows]
-    total = int(lens.sum())
-    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
-    return offsets, np.repeat(np.arange(rows.size), lens)
-
-
-def gather_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated neighbour lists of `rows`, and for each entry the row it came from."""
-    offsets, owner = row_positions(indptr, rows)
-    return indices[offsets], rows[owner]
 
 
 def fof_scores(snap: Snapshot, user: int, degree: np.ndarray, max_friend_degree: int = 5000,

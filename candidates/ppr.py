@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import row_positions
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,8 @@ def forward_push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, so
         p_nodes.append(push_nodes)
         p_vals.append(alpha * push_vals)
         share = (1 - alpha) * push_vals / degree[push_nodes]
-        starts, lens = indptr[push_nodes], degree[push_nodes]
-        total = int(lens.sum())
-        offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        offsets, _ = row_positions(indptr, push_nodes)
+        lens = degree[push_nodes]
         targets = np.concatenate([indices[offsets], r_nodes[~active]])
         mass = np.concatenate([np.repeat(share, lens), r_vals[~active]])
         r_nodes, inv = np.unique(targets, return_inverse=True)

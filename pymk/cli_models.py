@@ -60,18 +60,26 @@ def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> N
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--users", default=500, show_default=True, help="Test users sampled.")
 @click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seeds", default=3, show_default=True, help="Runs (seeds 0..N-1); mean and sd are reported.")
+@click.option("--viewers-per-cut", default=800, show_default=True, help="Viewers per inner training cut.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"), show_default=True)
 @click.option("--with-ann", is_flag=True, help="Also train GraphSAGE on the training graph and add the ANN source.")
-def evaluate_cmd(path: Path, users: int, train_share: float, seed: int, out: Path, with_ann: bool) -> None:
-    """Time-split evaluation of every candidate source on a timestamped edge list (JSON + PNG)."""
-    from candidates.evaluate import evaluate, write_report
+def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers_per_cut: int, out: Path,
+                 with_ann: bool) -> None:
+    """Learn the ranker on the training period, then score it and every baseline on the test period."""
+    from evaluation.harness import evaluate_seeds, write_report
+    from ranker.history import HistoryConfig
 
-    report = evaluate(path, users=users, train_share=train_share, seed=seed, with_ann=with_ann)
+    report = evaluate_seeds(path, tuple(range(seeds)), users=users, train_share=train_share, with_ann=with_ann,
+                            history=HistoryConfig(viewers_per_cut=viewers_per_cut))
     json_path, png_path = write_report(report, out)
-    for name, metrics in report["metrics"].items():
-        click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m]:.3f}" for m in
-                                               ("recall@10", "recall@50", "ndcg@10", "mrr") if m in metrics))
+    rows = sorted(report["summary"].items(), key=lambda kv: -kv[1].get("recall@20", [0])[0])
+    for name, metrics in rows:
+        click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m][0]:.4f}±{metrics[m][1]:.4f}" for m in
+                                               ("recall@20", "ndcg@20") if m in metrics))
+    for metric, r in report["pipeline_vs_best_single"].items():
+        click.echo(f"pipeline {metric} = {r['ratio']:.3f} x best single ({r['best_single']})")
+    click.echo(f"rankers chosen on validation: {report['chosen_rankers']}")
     click.echo(f"report: {json_path}  plot: {png_path}")
 
 
@@ -114,29 +122,24 @@ def ranker() -> None:
 
 
 @ranker.command("train")
-@click.option("--epochs", default=8, show_default=True)
+@click.option("--epochs", default=8, show_default=True, help="Epochs of the send/accept heads (impression log).")
 @click.option("--compare", is_flag=True, help="Also train balanced-CE and logistic baselines and report them.")
+@click.option("--viewers-per-cut", default=800, show_default=True, help="Viewers per cut of the graph's history.")
 @click.pass_obj
-def ranker_train(settings: Settings, epochs: int, compare: bool) -> None:
-    """Current snapshot's event log -> trained ranker, published atomically with its report."""
-    from graph.snapshot import load_snapshot
-    from pymk.artifacts import ArtifactStore
-    from ranker.features import FeatureContext
-    from ranker.train import RankerConfig, publish, train_ranker
+def ranker_train(settings: Settings, epochs: int, compare: bool, viewers_per_cut: int) -> None:
+    """Current snapshot -> trained ranker, published atomically with its report.
 
-    snap_path = ArtifactStore(settings.snapshot_dir).current()
-    configs = {"focal": RankerConfig(epochs=epochs)}
-    if compare:
-        configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
-                       logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
-    out = train_ranker(FeatureContext(load_snapshot(snap_path)), configs, progress=True)
-    version = publish(out["models"]["focal"], configs["focal"], out["report"], ArtifactStore(settings.ranker_dir),
-                      snap_path.name, out["calibrations"]["focal"])
-    for name, res in out["report"]["results"].items():
-        send, acc = res.get("send_head", {}), res.get("accept_head", {})
-        click.echo(f"{name:<26} send AUC {send.get('auc')}  accept AUC {acc.get('auc')}  "
-                   f"NDCG@10(connections) {res['ndcg@10_connections']}")
-    click.echo(f"published ranker {version}")
+    Learns from how the graph grew (ranker/history.py); with an impression log, the send and
+    accept heads train on it too, through the same trunk, and serving ranks by P(send) * P(accept)^w.
+    """
+    from ranker.history import HistoryConfig
+    from ranker.jobs import train_and_publish
+
+    out = train_and_publish(settings, HistoryConfig(viewers_per_cut=viewers_per_cut), epochs, compare,
+                            progress=True)
+    for line in out["summary"]:
+        click.echo(line)
+    click.echo(f"published ranker {out['version']} ({out['chosen']})")
 
 
 # ---- precomputed candidate lists ----------------------------------------------------------------

@@ -9,7 +9,7 @@ in P(send) * P(accept)^w is then chosen on the same period by NDCG@10 of connect
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ranker.metrics import ndcg_at_k
 ACCEPT_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
 
@@ -30,10 +30,11 @@ class Calibration:
     accept: tuple[float, float] = (1.0, 0.0)
     send_weight: float = 1.0
     accept_weight: float = 1.0
+    connect: tuple[float, float] = (1.0, 0.0)
 
     def probabilities(self, send_logits: np.ndarray, accept_logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (sa, sb), (aa, ab) = self.send, self.accept
-        return _sigmoid(sa * send_logits + sb), _sigmoid(aa * accept_logits + ab)
+        return sigmoid(sa * send_logits + sb), sigmoid(aa * accept_logits + ab)
 
     def score(self, p_send: np.ndarray, p_accept: np.ndarray) -> np.ndarray:
         """P(send)^a * P(accept)^b; with calibrated heads and a = b = 1, the expected connection rate."""
@@ -46,7 +47,8 @@ class Calibration:
     def from_dict(cls, d: dict | None) -> Calibration:
         if not d:
             return cls()
-        return cls(tuple(d["send"]), tuple(d["accept"]), float(d["send_weight"]), float(d["accept_weight"]))
+        return cls(tuple(d["send"]), tuple(d["accept"]), float(d["send_weight"]), float(d["accept_weight"]),
+                   tuple(d.get("connect", (1.0, 0.0))))
 
 
 def fit_platt(logits: np.ndarray, y: np.ndarray, iters: int = 50, l2: float = 1e-3) -> tuple[float, float]:
@@ -57,7 +59,7 @@ def fit_platt(logits: np.ndarray, y: np.ndarray, iters: int = 50, l2: float = 1e
         return 1.0, 0.0  # nothing to fit: keep the head as it is
     w = np.array([1.0, 0.0])
     for _ in range(iters):
-        p = _sigmoid(x @ w)
+        p = sigmoid(x @ w)
         grad = x.T @ (p - y) + l2 * w
         hess = (x * (p * (1 - p))[:, None]).T @ x + l2 * np.eye(2)
         step = np.linalg.solve(hess, grad)
@@ -72,7 +74,7 @@ def choose_accept_weight(group: np.ndarray, relevance: np.ndarray, p_send: np.nd
     """The accept exponent with the best NDCG@10 of connections (ties: the one closest to 1)."""
     scores = {}
     for w in ACCEPT_WEIGHTS:
-        cal = Calibration(base.send, base.accept, base.send_weight, w)
+        cal = replace(base, accept_weight=w)
         scores[w] = ndcg_at_k(group, relevance, cal.score(p_send, p_accept))
     best = max(scores, key=lambda w: (round(scores[w], 6), -abs(w - 1.0)))
-    return Calibration(base.send, base.accept, base.send_weight, best), scores
+    return replace(base, accept_weight=best), scores

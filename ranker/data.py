@@ -1,7 +1,7 @@
 """Training examples from the event log: impressions -> send label, sends -> accept label.
 
-Examples are grouped by (viewer, day); the features of a group are computed as of the group's
-earliest event, so no feature can see the labels' events. Splits are by time (train, validation,
+Examples are grouped by (viewer, day); the features of a group are computed as of the start of
+that day (before any of its events), so no feature can see the labels' events. Splits are by time (train, validation,
 test periods in order); negatives are downsampled in the training period only.
 """
 
@@ -62,7 +62,7 @@ def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np
     starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [keys.size]])
     for g, (a, b) in enumerate(tqdm(list(zip(starts, ends, strict=True)), desc="features", disable=not progress)):
         rows = order[a:b]
-        t0 = float(ts[rows].min())  # as of the group's first event: nothing later is visible
+        t0 = float(day[rows[0]]) * 86_400.0  # as of the start of the group's day: nothing later is visible
         x[rows] = ctx.pair_features(int(viewer[rows[0]]), cand[rows], t0)
         group[rows] = g
     return x, group

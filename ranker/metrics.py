@@ -56,3 +56,25 @@ def ndcg_at_k(groups: np.ndarray, relevance: np.ndarray, scores: np.ndarray, k: 
         ideal = np.sort(rel)[::-1][:k] / np.log2(np.arange(2, min(k, rel.size) + 2))
         out.append(gains.sum() / ideal.sum())
     return float(np.mean(out)) if out else 0.0
+
+
+def group_ranking_metrics(group: np.ndarray, relevant: np.ndarray, y: np.ndarray, score: np.ndarray,
+                          tiebreak: np.ndarray, k: int = 20) -> dict[str, float]:
+    """Mean Recall@k and NDCG@k over groups with relevant items.
+
+    `group` numbers rows 0..G-1; `relevant[g]` is how many items are relevant to group g in all
+    (found among its rows or not), so recall is against everything the viewer went on to connect with.
+    Within a group rows are ranked by score, ties by `tiebreak` ascending.
+    """
+    order = np.lexsort((tiebreak, -score, group))
+    g, hit = group[order], y[order] > 0
+    starts = np.searchsorted(g, np.arange(relevant.size))
+    rank = np.arange(g.size) - starts[g]
+    top = hit & (rank < k)
+    hits = np.bincount(g[top], minlength=relevant.size)
+    dcg = np.bincount(g[top], weights=1.0 / np.log2(rank[top] + 2.0), minlength=relevant.size)
+    ideal_cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    ok = relevant > 0
+    ideal = ideal_cum[np.minimum(relevant, k)]
+    return {f"recall@{k}": round(float((hits[ok] / relevant[ok]).mean()), 4) if ok.any() else 0.0,
+            f"ndcg@{k}": round(float((dcg[ok] / ideal[ok]).mean()), 4) if ok.any() else 0.0}

@@ -1,4 +1,8 @@
-"""Shared-bottom multi-task ranker: one trunk, a send head and an accept head (logits)."""
+"""Shared-bottom multi-task ranker: one trunk and three heads (logits).
+
+send: P(request sent | shown); accept: P(accepted | sent), both learned from an impression log;
+connect: P(the pair forms a tie soon | candidate), learned from how the graph grew.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ class MultiTaskRanker(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.send_head = nn.Linear(width, 1)
         self.accept_head = nn.Linear(width, 1)
+        self.connect_head = nn.Linear(width, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
-        return self.send_head(h).squeeze(-1), self.accept_head(h).squeeze(-1)
+        return self.send_head(h).squeeze(-1), self.accept_head(h).squeeze(-1), self.connect_head(h).squeeze(-1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
 from ranker.metrics import head_report, ndcg_at_k
 from ranker.model import MultiTaskRanker
+from ranker.scorers import Scorer, TorchScorer, without_sources
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ class RankerConfig:
     batch_size: int = 1024
     negatives_per_positive: float = 10.0
     seed: int = 0
-    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
+    device: str = "cpu"            # the models are small: a GPU only adds transfer time
 
 
 def _loss(cfg: RankerConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -49,9 +51,16 @@ def _loss(cfg: RankerConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def predict_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Send and accept logits (the heads see no per-source columns, as in training)."""
     model.eval()
-    s, a = model(torch.from_numpy(x).to(device))
+    s, a, _ = model(torch.from_numpy(without_sources(x)).to(device))
     return s.cpu().numpy().astype(np.float64), a.cpu().numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def connect_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    model.eval()
+    return model(torch.from_numpy(x).to(device))[2].cpu().numpy().astype(np.float64)
 
 
 def predict(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu",
@@ -70,32 +79,68 @@ def calibrate(model: MultiTaskRanker, imp: Examples, snd: Examples, connected: n
     return choose_accept_weight(imp.group, connected, p_send, p_accept, base)
 
 
-def fit(cfg: RankerConfig, imp: Examples, snd: Examples) -> MultiTaskRanker:
-    """Alternate batches of impressions (send head) and sends (accept head) through one trunk."""
+Task = tuple[int, np.ndarray, np.ndarray]   # (head: 0 send, 1 accept, 2 connect), x, y
+
+
+def fit(cfg: RankerConfig, imp: Examples | None = None, snd: Examples | None = None,
+        conn: tuple[np.ndarray, np.ndarray] | None = None,
+        validate: Callable[[MultiTaskRanker], float] | None = None, patience: int = 3) -> MultiTaskRanker:
+    """Train the heads that have data through one trunk: each step takes a batch of every task.
+
+    With `validate`, the epoch with the best validation score is kept (stopping after `patience`
+    epochs without improvement).
+    """
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = MultiTaskRanker(imp.x.shape[1], cfg.hidden_channels, cfg.num_layers, cfg.dropout, cfg.linear).to(cfg.device)
+    tasks: list[Task] = [(h, x, y) for h, x, y in ((0, *_xy(imp)), (1, *_xy(snd)), (2, *(conn or (None, None))))
+                         if x is not None and y.size]
+    if not tasks:
+        raise ValueError("nothing to train on: no impressions, sends or connect examples")
+    width = tasks[0][1].shape[1]
+    model = MultiTaskRanker(width, hidden_channels=cfg.hidden_channels, num_layers=cfg.num_layers,
+                            dropout=cfg.dropout, linear=cfg.linear).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    xi, yi = torch.from_numpy(imp.x).to(cfg.device), torch.from_numpy(imp.y).to(cfg.device)
-    xs, ys = torch.from_numpy(snd.x).to(cfg.device), torch.from_numpy(snd.y).to(cfg.device)
-    steps = max(1, imp.y.size // cfg.batch_size)
+    data = [(h, torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)) for h, x, y in tasks]
+    steps = max(1, tasks[0][2].size // cfg.batch_size)
+    best, best_state, since_best = -np.inf, None, 0
     for _ in range(cfg.epochs):
         model.train()
-        perm_i = rng.permutation(imp.y.size)
+        perm = rng.permutation(tasks[0][2].size)
         for step in range(steps):
-            bi = torch.from_numpy(perm_i[step * cfg.batch_size:(step + 1) * cfg.batch_size]).to(cfg.device)
-            bs = torch.from_numpy(rng.integers(0, snd.y.size, min(cfg.batch_size, snd.y.size))).to(cfg.device)
-            send_logits, _ = model(xi[bi])
-            _, accept_logits = model(xs[bs])
-            loss = _loss(cfg, send_logits, yi[bi]) + _loss(cfg, accept_logits, ys[bs])
+            loss = torch.zeros((), device=cfg.device)
+            for i, (head, x, y) in enumerate(data):
+                idx = (perm[step * cfg.batch_size:(step + 1) * cfg.batch_size] if i == 0
+                       else rng.integers(0, y.numel(), min(cfg.batch_size, y.numel())))
+                b = torch.from_numpy(idx).to(cfg.device)
+                loss = loss + _loss(cfg, model(x[b])[head], y[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return model
+        if validate is not None:
+            score = validate(model)
+            if score > best:
+                best, since_best = score, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+                if since_best >= patience:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval()
 
 
-def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress: bool = False) -> dict:
-    """Build examples once, train every config, report each on the test period."""
+def _xy(ex: Examples | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    return (None, None) if ex is None else (ex.x, ex.y)
+
+
+def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress: bool = False,
+                 connect: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Build examples once, train every config, report each on the test period.
+
+    `connect` (features, labels from the graph's history, ranker/history.py) trains the connect
+    head alongside the send and accept heads through the shared trunk.
+    """
     start = time.perf_counter()
     imp, snd = build_examples(ctx, progress=progress)
     t1, t2 = time_periods(imp.ts)
@@ -109,9 +154,9 @@ def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress
     val_imp, val_snd = split["val"](imp), split["val"](snd)
     test_imp, test_snd = split["test"](imp), split["test"](snd)
     val_connected, connected = _connected(val_imp, snd), _connected(test_imp, snd)
-    results, models, calibrations = {}, {}, {}
+    results, models, calibrations, scorers = {}, {}, {}, {}
     for name, cfg in configs.items():
-        model = fit(cfg, train_imp, train_snd)
+        model = fit(cfg, train_imp, train_snd, connect)
         cal, val_ndcg = calibrate(model, val_imp, val_snd, val_connected, cfg.device)
         p_send, p_acc_imp = predict(model, test_imp.x, cfg.device, cal)  # both heads on the shown pairs
         _, p_acc = predict(model, test_snd.x, cfg.device, cal)
@@ -128,13 +173,14 @@ def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress
             "config": asdict(cfg),
         }
         models[name], calibrations[name] = model, cal
+        scorers[name] = TorchScorer(model, cal, mode="send_accept")
     mutual = test_imp.x[:, FEATURE_NAMES.index("mutual")]
     results["mutual_friends_heuristic"] = {
         "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, mutual), 4)}
     report = {"periods": {"train_until": t1, "test_from": t2}, "train_rows": int(train_imp.y.size),
               "train_send_rows": int(train_snd.y.size), "test_rows": int(test_imp.y.size),
               "features": list(FEATURE_NAMES), "results": results, "seconds": round(time.perf_counter() - start, 1)}
-    return {"report": report, "models": models, "calibrations": calibrations}
+    return {"report": report, "models": models, "calibrations": calibrations, "scorers": scorers}
 
 
 def _connected(imp: Examples, snd: Examples) -> np.ndarray:
@@ -144,11 +190,13 @@ def _connected(imp: Examples, snd: Examples) -> np.ndarray:
                     dtype=np.float64) * (imp.y > 0)
 
 
-def publish(model: MultiTaskRanker, cfg: RankerConfig, report: dict, store: ArtifactStore, snapshot_version: str | None,
-            calibration: Calibration | None = None) -> str:
+def publish(scorer: Scorer, cfg: RankerConfig | None, report: dict, store: ArtifactStore,
+            snapshot_version: str | None, embeddings_version: str | None = None) -> str:
+    """Write the scorer and its manifest (features, embeddings version, report) as a new current version."""
     staging = store.staging_dir()
-    torch.save(model.state_dict(), staging / "model.pt")
-    path = store.publish(staging, {"kind": "ranker", "snapshot_version": snapshot_version, "features":
-                                   list(FEATURE_NAMES), "config": asdict(cfg), "report": report,
-                                   "calibration": (calibration or Calibration()).to_dict()})
+    spec = {"kind": scorer.kind, **scorer.save(staging)}
+    path = store.publish(staging, {"kind": "ranker", "snapshot_version": snapshot_version,
+                                   "embeddings_version": embeddings_version, "features": list(FEATURE_NAMES),
+                                   "config": asdict(cfg) if cfg is not None else None, "scorer": spec,
+                                   "report": report})
     return path.name

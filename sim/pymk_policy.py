@@ -17,6 +17,7 @@ from graph.snapshot import Snapshot
 from ranker.calibration import Calibration
 from ranker.features import FeatureContext
 from ranker.model import MultiTaskRanker
+from ranker.scorers import TorchScorer
 from ranker.serve import ModelRanker
 from sim.behaviour import WorldState
 from sim.world import world_snapshot
@@ -50,7 +51,8 @@ class PymkPolicy:
             self.pipeline.close()
         snap = state_snapshot(self.state)
         cls = SendOnlyRanker if self.send_only else ModelRanker
-        ranker = cls(FeatureContext(snap), self.model, clock=lambda: self.now, calibration=self.calibration)
+        scorer = TorchScorer(self.model, self.calibration or Calibration(), mode="send_accept")
+        ranker = cls(FeatureContext(snap), scorer, clock=lambda: self.now)
         self.pipeline = CandidatePipeline(snap, [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap)],
                                           SnapshotStateReader(snap), PipelineConfig(per_source_k=100,
                                                                                     source_budget_s=5.0),

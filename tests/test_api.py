@@ -213,21 +213,25 @@ def test_against_real_neo4j_block_respected_in_next_response(neo4j_store, prefix
     assert client.get("/readyz").status_code == 200
 
 
-def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
+def _publish_embeddings(svc, settings, seed: int = 0):
     import faiss
     import numpy as np
 
     from candidates.ann import build_index
 
-    app, client, _store, settings = env
-    svc = app.extensions["pymk"]
     snap = svc.served.pipeline.snap
     emb_store = ArtifactStore(settings.embeddings_dir)
     staging = emb_store.staging_dir()
-    emb = np.random.default_rng(0).normal(size=(snap.num_users, 8)).astype(np.float32)
+    emb = np.random.default_rng(seed).normal(size=(snap.num_users, 8)).astype(np.float32)
     np.save(staging / "embeddings.npy", emb)
     faiss.write_index(build_index(emb), str(staging / "index.faiss"))
-    emb_store.publish(staging, {"kind": "embeddings", "snapshot_version": svc.served.snapshot_version})
+    return emb, emb_store.publish(staging, {"kind": "embeddings", "snapshot_version": svc.served.snapshot_version}).name
+
+
+def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
+    app, client, _store, settings = env
+    svc = app.extensions["pymk"]
+    _publish_embeddings(svc, settings)
     assert svc.reload(force=True)
     assert "ann" in [s.name for s in svc.served.pipeline.sources]
     resp = client.get("/v1/users/c0/suggestions?limit=50")
@@ -236,34 +240,71 @@ def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
     assert any("ann" in s["sources"] for s in resp.get_json()["suggestions"])
 
 
-def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
+def _publish_untrained_ranker(settings, emb_version=None) -> str:
+    """A randomly initialised connect-head ranker: its scores are arbitrary but fixed, which is all parity needs."""
+    import torch
+
+    from ranker.calibration import Calibration
     from ranker.features import FEATURE_NAMES
     from ranker.model import MultiTaskRanker
+    from ranker.scorers import TorchScorer
     from ranker.train import RankerConfig, publish
+
+    torch.manual_seed(0)
+    scorer = TorchScorer(MultiTaskRanker(len(FEATURE_NAMES)), Calibration(), mode="connect")
+    return publish(scorer, RankerConfig(), {"note": "untrained"}, ArtifactStore(settings.ranker_dir), None,
+                   emb_version)
+
+
+def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
+    import numpy as np
+
+    from candidates.pipeline import Recommendation
+    from graph.eventlog import EventLog
 
     app, client, _, settings = env
     svc = app.extensions["pymk"]
     store = ArtifactStore(settings.ranker_dir)
-    publish(MultiTaskRanker(len(FEATURE_NAMES)), RankerConfig(), {"note": "untrained"}, store, None)
+    _publish_untrained_ranker(settings)
     assert svc.reload(force=True) and svc.served.ranker_version == store.current_version()
     items = client.get("/v1/users/a1/suggestions").get_json()["suggestions"]
-    assert items and all(0 <= s["p_send"] <= 1 and 0 <= s["p_accept"] <= 1 for s in items)
-    assert [s["score"] for s in items] == sorted((s["score"] for s in items), reverse=True)
-    import numpy as np
-
-    from graph.eventlog import EventLog
-
     served = list(EventLog(settings.data_dir / "served").read_records())[-1]
-    logged = served["candidates"][0]
-    assert served["ranker"] == store.current_version() and logged["user_id"] == items[0]["user_id"]
-    snap = svc.served.pipeline.snap
-    again = svc.served.pipeline.ranker.ctx.pair_features(snap.index_of("a1"), np.array([snap.index_of(
-        logged["user_id"])]), logged["features_at"])[0]
-    assert np.allclose(again, logged["features"])  # the logged features are the ones it ranked with
+    assert served["ranker"] == store.current_version()
+    # parity through the serving object: ranking the same viewer again gives the served scores and the
+    # logged features, candidate by candidate
+    pipeline = svc.served.pipeline
+    again = {c.user_id: c for c in pipeline.ranked(pipeline.snap.index_of("a1"), Recommendation("a1", []))}
+    for item, logged in zip(items, served["candidates"], strict=True):
+        c = again[item["user_id"]]
+        assert item["p_connect"] == round(c.score("p_connect"), 6) == item["score"]
+        assert np.array_equal(np.float32(logged["features"]), c.proof["ranker"]["features"])
     staging = store.staging_dir()
     (staging / "model.pt").write_bytes(b"")
     store.publish(staging, {"kind": "ranker", "features": ["something_else"], "config": {}})
     assert svc.reload(force=True) and svc.served.ranker_version is None  # heuristic order, still serving
+    assert client.get("/v1/users/a1/suggestions").status_code == 200
+
+
+def test_ranker_ranks_with_the_embeddings_it_was_trained_with_and_refuses_others(env):
+
+    from ranker.features import FEATURE_NAMES
+
+    app, client, _, settings = env
+    svc = app.extensions["pymk"]
+    emb, emb_version = _publish_embeddings(svc, settings)
+    _publish_untrained_ranker(settings, emb_version)
+    assert svc.reload(force=True) and svc.served.ranker_version is not None
+    client.get("/v1/users/a1/suggestions")
+    from graph.eventlog import EventLog
+
+    logged = list(EventLog(settings.data_dir / "served").read_records())[-1]["candidates"]
+    snap = svc.served.pipeline.snap
+    col = FEATURE_NAMES.index("emb_sim")
+    for c in logged:  # emb_sim is the served embeddings' similarity, not the 0 it used to be
+        expected = float(emb[snap.index_of(c["user_id"])] @ emb[snap.index_of("a1")])
+        assert c["features"][col] == pytest.approx(expected, rel=1e-5) and expected != 0
+    _publish_embeddings(svc, settings, seed=1)  # newer embeddings: the ranker was not trained with them
+    assert svc.reload(force=True) and svc.served.ranker_version is None
     assert client.get("/v1/users/a1/suggestions").status_code == 200
 
 
@@ -274,14 +315,10 @@ def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_st
     from candidates.pipeline import Recommendation
     from graph.eventlog import EventLog
     from pymk.cli import main
-    from ranker.features import FEATURE_NAMES
-    from ranker.model import MultiTaskRanker
-    from ranker.train import RankerConfig, publish
 
     app, client, store, settings = env
     svc = app.extensions["pymk"]
-    publish(MultiTaskRanker(len(FEATURE_NAMES)), RankerConfig(), {"note": "untrained"},
-            ArtifactStore(settings.ranker_dir), None)
+    _publish_untrained_ranker(settings)
     assert svc.reload(force=True) and svc.served.precomputed_version is None
     online = _ids(client.get("/v1/users/a1/suggestions"))
     result = CliRunner().invoke(main, ["candidates", "precompute", "--all-users"],
@@ -301,9 +338,9 @@ def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_st
             assert np.isclose(s.proof["fof"]["adamic_adar"], f.proof["fof"]["adamic_adar"], rtol=1e-6)
         assert s.scores.keys() == f.scores.keys()
         assert all(np.isclose(s.scores[k], f.scores[k], rtol=1e-6) for k in s.scores)
-        at = s.proof["ranker"]["t"]  # stored features are exactly those it was ranked with, at the job's time
-        again = pipeline.ranker.ctx.pair_features(a1, np.array([s.index]), at)[0]
-        assert np.array_equal(np.float32(s.proof["ranker"]["features"]), again)
+        # stored features are exactly those the serving ranker computes now, at the same time
+        assert s.proof["ranker"]["t"] == f.proof["ranker"]["t"]
+        assert np.array_equal(np.float32(s.proof["ranker"]["features"]), f.proof["ranker"]["features"])
     assert pipeline.precomputed.get(pipeline.snap.index_of("c0")) is None  # no friends: ranked on request
     assert _ids(client.get("/v1/users/a1/suggestions")) == online
     served = list(EventLog(settings.data_dir / "served").read_records())[-1]

@@ -211,7 +211,7 @@ def test_registry_refuses_duplicates_and_unknown_names():
         reg.register("fof", FriendsOfFriendsSource)
     with pytest.raises(UnknownSourceError, match="'nope'"):
         reg.build("nope", two_cliques())
-    assert REGISTRY.names() == ["fof", "ppr", "coldstart"]
+    assert REGISTRY.names() == ["fof", "ppr", "coldstart", "popular", "trending"]
 
 
 def test_snapshot_state_reader_reads_requests_blocks_dismissals(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,50 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
                     meta={"source_store": store.server_info()})
+
+
+def restrict_ties(snap: Snapshot, keep: np.ndarray) -> Snapshot:
+    """The same users (same ids, indices, profiles) with only the CSR entries where `keep` is True.
+
+    `keep` must be symmetric (an entry and its reverse kept together); tables are shared, not copied.
+    """
+    rows = np.repeat(np.arange(snap.num_users), snap.degree)[keep]
+    indptr = np.zeros(snap.num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=snap.num_users), out=indptr[1:])
+    return replace(snap, indptr=indptr, indices=snap.indices[keep], since=snap.since[keep], meta=dict(snap.meta),
+                   _index=snap._index, _id_strings=snap._id_strings)
+
+
+def as_of(snap: Snapshot, t: float) -> Snapshot:
+    """The graph as it stood just before time t: ties formed at or after t, and later events, removed.
+
+    Ties of unknown time (NaN) are kept (they are taken to be old). Requests and blocks are cut too.
+    """
+    past = restrict_ties(snap, ~(snap.since >= t))
+    past.events = {k: v[snap.events["ts"] < t] for k, v in snap.events.items()}
+    past.requests = {k: v[snap.requests["sent_at"] < t] for k, v in snap.requests.items()}
+    past.blocks = {k: v[snap.blocks["at"] < t] for k, v in snap.blocks.items()}
+    past.meta["as_of"] = float(t)
+    return past
+
+
+def data_time(snap: Snapshot) -> float | None:
+    """The latest time the snapshot knows of (ties, events, requests), or None when nothing is timed.
+
+    Features are computed as of this time when serving: the snapshot cannot see anything later.
+    """
+    if "as_of" in snap.meta:
+        return float(snap.meta["as_of"])
+    parts = [a[np.isfinite(a)] for a in (snap.since, snap.events["ts"], snap.requests["sent_at"])]
+    parts = [p for p in parts if p.size]
+    return float(max(p.max() for p in parts)) if parts else None
+
+
+def recent_window_start(since: np.ndarray, t: float, share: float) -> float:
+    """Start of the window before t in which the last `share` of the ties formed before t formed.
+
+    A window measured in the graph's own tempo (ties, not days), so it means the same on a graph
+    that grows by the minute and on one that grows by the month. +inf when no tie has a time.
+    """
+    before = since[np.isfinite(since) & (since < t)]
+    return float(np.quantile(before, 1.0 - share)) if before.size else np.inf

@@ -1,0 +1,56 @@
+"""Popularity sources: the most connected people overall, and the people making the most new ties lately.
+
+Both rank every user once per snapshot, so a request only skips the viewer and their friends.
+"Lately" is the window, before the snapshot's data time, in which its latest 5% of ties formed
+(the graph's own tempo); a graph without tie times has no trending list.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candidates.types import Candidate
+from graph.snapshot import Snapshot, data_time, recent_window_start
+
+
+class _RankedUsers:
+    name = ""
+    description = ""
+
+    def __init__(self, snap: Snapshot, score: np.ndarray, unit: str) -> None:
+        self.snap = snap
+        self.unit = unit
+        keep = np.flatnonzero(score > 0)
+        self.order = keep[np.lexsort((keep, -score[keep]))]
+        self.score = score
+
+    def generate(self, user: int, k: int) -> list[Candidate]:
+        head = self.order[: k + int(self.snap.degree[user]) + 1]
+        head = head[(head != user) & ~np.isin(head, self.snap.neighbors(user))][:k]
+        return [Candidate.of(self.snap.external_id(c), c, self.name, float(self.score[c]),
+                             {self.unit: int(self.score[c])}) for c in head.tolist()]
+
+
+class PopularSource(_RankedUsers):
+    """Candidate source: the most connected users."""
+
+    name = "popular"
+    description = "people with the most friends"
+
+    def __init__(self, snap: Snapshot) -> None:
+        super().__init__(snap, snap.degree.astype(np.float64), "friends")
+
+
+class TrendingSource(_RankedUsers):
+    """Candidate source: users who made the most of the graph's latest `share` of new ties."""
+
+    name = "trending"
+    description = "people making many new connections lately"
+
+    def __init__(self, snap: Snapshot, share: float = 0.05) -> None:
+        at = data_time(snap)
+        rows = np.repeat(np.arange(snap.num_users), snap.degree)
+        recent = (snap.since >= recent_window_start(snap.since, at, share) if at is not None
+                  else np.zeros(rows.size, dtype=bool))
+        super().__init__(snap, np.bincount(rows, weights=recent.astype(np.float64), minlength=snap.num_users),
+                         "new_ties")

@@ -1,0 +1,251 @@
+"""Offline evaluation: time-split an edge list, suggest from the past, score against the future.
+
+Train on ties formed before T, suggest for users who form new ties after T, count a hit when a
+suggested pair becomes a tie after T. The learned ranker is trained on the training period only
+(inner cuts, inner validation; ranker/history.py, ranker/connect.py). Reports Recall@K, NDCG@K,
+MRR and Hits@K for the learned `pipeline`, the same pipeline ranked by reciprocal rank fusion
+(`rrf`), each source, the union of the sources' lists, and heuristic baselines (evaluation/baselines.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from candidates.filters import SnapshotStateReader
+from candidates.pipeline import CandidatePipeline, PipelineConfig
+from evaluation.baselines import neighbourhood_baselines, popularity_baselines
+from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.snapshot import Snapshot, from_pairs
+from graph.splits import time_split_mask
+from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
+from ranker.features import FeatureContext
+from ranker.history import HistoryConfig, build_sources, history_examples
+from ranker.scorers import RrfScorer
+from ranker.serve import ModelRanker
+
+log = logging.getLogger(__name__)
+KS = (1, 5, 10, 20, 50, 100)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Snapshot
+    test: dict[str, set[str]]      # user -> users they first tied with at or after the cut
+    cut: float | None
+    train_ties: int
+    test_ties: int
+    test_ties_unseen_users: int    # future ties touching a user absent before the cut
+
+
+def first_ties(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """Undirected ties, each at the time its pair first appears (repeated pairs are one tie)."""
+    first: dict[tuple[str, str], float] = {}
+    for row in read_edges(ByteCounter(path)):
+        if not isinstance(row, EdgeRow):
+            continue
+        key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
+        ts = np.nan if row.ts is None else row.ts
+        if key not in first or ts < first[key]:
+            first[key] = ts
+    return [a for a, _ in first], [b for _, b in first], np.fromiter(first.values(), np.float64, len(first))
+
+
+def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
+    """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none)."""
+    src, dst, ts = first_ties(path)
+    # No leakage: the snapshot sees only ties formed strictly before the cut; every tie used as a
+    # label formed at or after it, so nothing a source reads comes from the test period.
+    train, cut = time_split_mask(ts, train_share, seed)
+    keep = np.flatnonzero(train)
+    # a random holdout (no usable times) leaves the training graph untimed, not stamped with a constant
+    snap = from_pairs([src[i] for i in keep], [dst[i] for i in keep], ts[keep] if cut is not None else None)
+    test: dict[str, set[str]] = {}
+    unseen = 0
+    for s, d, is_train in zip(src, dst, train, strict=True):
+        if is_train:
+            continue
+        if not (snap.has_user(s) and snap.has_user(d)):
+            unseen += 1
+            continue
+        test.setdefault(s, set()).add(d)
+        test.setdefault(d, set()).add(s)
+    return Split(snap, test, cut, int(train.sum()), int((~train).sum()), unseen)
+
+
+def rank_metrics(ranked: list[str], relevant: set[str]) -> dict[str, float]:
+    hits = np.array([u in relevant for u in ranked[: max(KS)]], dtype=bool)
+    out: dict[str, float] = {}
+    first = np.flatnonzero(hits)
+    out["mrr"] = 1.0 / (first[0] + 1) if first.size else 0.0
+    gains = hits / np.log2(np.arange(2, hits.size + 2))
+    for k in KS:
+        out[f"recall@{k}"] = hits[:k].sum() / len(relevant)
+        out[f"hits@{k}"] = float(hits[:k].any())
+        ideal = (1.0 / np.log2(np.arange(2, min(k, len(relevant)) + 2))).sum()
+        out[f"ndcg@{k}"] = gains[:k].sum() / ideal
+    return out
+
+
+def _embedder(seed: int, progress: bool) -> Callable[[Snapshot], np.ndarray]:
+    def embed(snap: Snapshot) -> np.ndarray:
+        from gnn.features import build_features
+        from gnn.train import TrainConfig, train_link_model
+
+        return train_link_model(snap, build_features(snap), TrainConfig(seed=seed), progress=progress)[1]
+    return embed
+
+
+def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int = 0,
+             sources: list[str] | None = None, with_ann: bool = False, progress: bool = True,
+             history: HistoryConfig | None = None, connect: ConnectConfig | None = None) -> dict:
+    """One seed: learn the ranker on the training period, then score it and every baseline on the test period."""
+    start = time.perf_counter()
+    split = time_split(path, train_share, seed)
+    snap = split.train
+    # the training graph is the graph as of the cut: features are computed at the cut, like serving at its snapshot
+    snap.meta["as_of"] = split.cut if split.cut is not None else 0.0
+    embed = _embedder(seed, progress) if with_ann else None
+
+    # the ranker learns from the training period only (its own inner cuts and validation)
+    t0 = time.perf_counter()
+    train_ex, val_ex = history_examples(snap, replace(history or HistoryConfig(), seed=seed), embed, sources,
+                                        progress=progress)
+    try:
+        learned = train_connect(train_ex, val_ex, replace(connect or ConnectConfig(), seed=seed))
+    except NothingToLearnError as exc:  # too little history: the pipeline ranks by fusion of the sources
+        log.warning("%s: ranking by reciprocal rank fusion", exc)
+        learned = {"scorer": RrfScorer(), "report": {"chosen": "rrf", "reason": str(exc)}}
+    learn_seconds = time.perf_counter() - t0
+    emb = embed(snap) if embed else None
+    built = build_sources(snap, sources, emb)
+    config = PipelineConfig(per_source_k=max(KS), source_budget_s=600.0)
+    ranker = ModelRanker(FeatureContext(snap, emb), learned["scorer"])
+    pipelines = {"pipeline": CandidatePipeline(snap, built, SnapshotStateReader(snap), config, ranker=ranker),
+                 "rrf": CandidatePipeline(snap, built, SnapshotStateReader(snap), config)}
+    baselines = {**neighbourhood_baselines(snap), **popularity_baselines(snap, split.cut)}
+    rng = np.random.default_rng(seed)
+    eligible = sorted(u for u in split.test if snap.degree[snap.index_of(u)] > 0)
+    sample = [eligible[i] for i in rng.permutation(len(eligible))[:users]]
+    totals: dict[str, dict[str, float]] = {}
+    timings: dict[str, float] = {}
+
+    def add(name: str, ranked: list[str], relevant: set[str], seconds: float) -> None:
+        for metric, value in rank_metrics(ranked, relevant).items():
+            totals.setdefault(name, {}).setdefault(metric, 0.0)
+            totals[name][metric] += value
+        timings[name] = timings.get(name, 0.0) + seconds
+
+    ids = snap.id_strings
+    for u in tqdm(sample, desc="evaluating users", disable=not progress):
+        relevant, idx = split.test[u], snap.index_of(u)
+        lists = {}
+        for source in built:
+            t0 = time.perf_counter()
+            lists[source.name] = [c.user_id for c in source.generate(idx, max(KS))]
+            add(source.name, lists[source.name], relevant, time.perf_counter() - t0)
+        for name, pipeline in pipelines.items():
+            t0 = time.perf_counter()
+            add(name, [c.user_id for c in pipeline.recommend(u, max(KS)).candidates], relevant,
+                time.perf_counter() - t0)
+        unions = {"union": list(lists)}
+        if "ann" in lists:  # what the embeddings add on top of the graph sources, on the same users
+            unions["union_without_ann"] = [name for name in lists if name != "ann"]
+        for union_name, members in unions.items():
+            for k in KS:  # coverage of the union of the sources' top k (an unranked set)
+                union = set().union(*(set(lists[m][:k]) for m in members))
+                totals.setdefault(union_name, {}).setdefault(f"recall@{k}", 0.0)
+                totals[union_name][f"recall@{k}"] += len(union & relevant) / len(relevant)
+        for name, rank in baselines.items():
+            t0 = time.perf_counter()
+            add(name, [ids[i] for i in rank(idx, max(KS)).tolist()], relevant, time.perf_counter() - t0)
+    for pipeline in pipelines.values():
+        pipeline.close()
+    n = max(1, len(sample))
+    metrics = {name: {m: round(v / n, 4) for m, v in ms.items()} for name, ms in totals.items()}
+    report = {
+        "dataset": str(path), "seed": seed, "cut": split.cut, "train_ties": split.train_ties,
+        "test_ties": split.test_ties, "test_ties_with_unseen_users": split.test_ties_unseen_users,
+        "train_users": snap.num_users, "evaluated_users": len(sample), "ks": list(KS), "metrics": metrics,
+        "ms_per_user": {name: round(1000 * s / n, 3) for name, s in timings.items()},
+        "ranker": {**learned["report"], "seconds": round(learn_seconds, 1)},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    report["best_single"] = best_single(metrics, [s.name for s in built])
+    return report
+
+
+NOT_SINGLE = ("pipeline", "union", "union_without_ann")
+
+
+def best_single(metrics: dict[str, dict[str, float]], source_names: list[str], k: int = 20) -> dict:
+    """The best single source or baseline by Recall@k and by NDCG@k, and the pipeline's ratio to each."""
+    singles = [name for name in metrics if name not in NOT_SINGLE and f"ndcg@{k}" in metrics[name]]
+    out = {}
+    for metric in (f"recall@{k}", f"ndcg@{k}"):
+        best = max(singles, key=lambda name: metrics[name][metric])
+        value = metrics[best][metric]
+        out[metric] = {"name": best, "value": value,
+                       "pipeline": metrics["pipeline"][metric],
+                       "ratio": round(metrics["pipeline"][metric] / value, 3) if value else None}
+    return out
+
+
+def evaluate_seeds(path: Path, seeds: tuple[int, ...] = (0, 1, 2), **kwargs) -> dict:
+    """evaluate() for each seed; mean and sd of every metric, and of the pipeline's ratio to the best single."""
+    runs = [evaluate(path, seed=s, **kwargs) for s in seeds]
+    names = sorted(set.intersection(*(set(r["metrics"]) for r in runs)))
+    summary: dict[str, dict[str, list[float]]] = {}
+    for name in names:
+        for metric in runs[0]["metrics"][name]:
+            vals = [r["metrics"][name][metric] for r in runs]
+            summary.setdefault(name, {})[metric] = [round(float(np.mean(vals)), 4), round(float(np.std(vals)), 4)]
+    ratios = {}
+    for metric in ("recall@20", "ndcg@20"):
+        best = max((n for n in names if n not in NOT_SINGLE and metric in summary[n]),
+                   key=lambda n: summary[n][metric][0])
+        ratios[metric] = {"best_single": best, "best_single_mean": summary[best][metric][0],
+                          "pipeline_mean": summary["pipeline"][metric][0],
+                          "ratio": round(summary["pipeline"][metric][0] / max(summary[best][metric][0], 1e-12), 3)}
+    return {"dataset": str(path), "seeds": list(seeds), "ks": runs[0]["ks"], "summary": summary,
+            "pipeline_vs_best_single": ratios, "chosen_rankers": [r["ranker"]["chosen"] for r in runs],
+            "evaluated_users": runs[0]["evaluated_users"], "runs": runs,
+            "seconds": round(sum(r["seconds"] for r in runs), 1)}
+
+
+def write_report(report: dict, out: Path) -> tuple[Path, Path]:
+    """JSON report plus a PNG of Recall@K against K for every source and baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(report["dataset"]).stem
+    json_path, png_path = out / f"eval_{stem}.json", out / f"eval_{stem}.png"
+    json_path.write_text(json.dumps(report, indent=2))
+    # one seed's metrics, or the mean over seeds
+    curves = report.get("metrics") or {n: {m: v[0] for m, v in ms.items()} for n, ms in report["summary"].items()}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, metrics in curves.items():
+        style = "-" if name in ("pipeline", "rrf", "union") else "--"
+        ax.plot(report["ks"], [metrics[f"recall@{k}"] for k in report["ks"]], style, marker="o", label=name,
+                linewidth=2.5 if name == "pipeline" else 1.0)
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("Recall@K")
+    seeds = f", mean of seeds {report['seeds']}" if "seeds" in report else ""
+    ax.set_title(f"{stem}: {report['evaluated_users']} users{seeds}", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return json_path, png_path

@@ -1,0 +1,152 @@
+"""Learn to rank candidates by whether they connect, from the graph's history; choose the ranker on
+the inner validation cut only.
+
+Contenders, all on the same examples and features: the multi-task model's connect head (focal
+loss), logistic regression, LightGBM LambdaRank, reciprocal rank fusion of the sources, and each
+single heuristic feature (so a learned ranker is served only when it beats them on validation).
+The winner is refitted on training + validation examples with the number of epochs / boosting
+rounds that validation chose (the newest period carries the most signal), then published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from pymk.errors import PymkError
+from ranker.calibration import Calibration, fit_platt
+from ranker.features import FEATURE_NAMES
+from ranker.history import ConnectExamples
+from ranker.metrics import group_ranking_metrics
+from ranker.scorers import FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer
+from ranker.train import RankerConfig, connect_logits, fit
+
+log = logging.getLogger(__name__)
+HEURISTICS = ("mutual", "car", "adamic_adar", "resource_allocation", "jaccard", "log_ppr", "log_ppr_per_degree",
+              "log_deg_cand", "cand_new_ties_w1", "cand_new_ties_w5", "cand_new_ties_w20", "recent_mutual",
+              "emb_sim")
+K = 20
+
+
+class NothingToLearnError(PymkError, ValueError):
+    """The graph's history holds no new tie among the candidates of any cut."""
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    mlp: RankerConfig = field(default_factory=lambda: RankerConfig(loss="focal", epochs=20, lr=3e-3,
+                                                                   negatives_per_positive=20.0))
+    logistic: RankerConfig = field(default_factory=lambda: RankerConfig(loss="bce", linear=True, epochs=20, lr=1e-2,
+                                                                        negatives_per_positive=20.0))
+    lgbm_rounds: int = 400
+    lgbm_leaves: int = 31
+    lgbm_lr: float = 0.05
+    kinds: tuple[str, ...] = ("mlp_focal", "logistic", "lgbm_lambdarank")
+    refit: bool = True
+    seed: int = 0
+    threads: int = 2
+
+
+def downsample(ex: ConnectExamples, ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    pos = ex.y > 0
+    keep = pos | (rng.random(ex.y.size) < min(1.0, ratio * max(pos.sum(), 1) / max((~pos).sum(), 1)))
+    return ex.x[keep], ex.y[keep]
+
+
+def evaluate_scores(ex: ConnectExamples, score: np.ndarray) -> dict[str, float]:
+    return group_ranking_metrics(ex.group, ex.relevant, ex.y, score, ex.cand, K)
+
+
+def _objective(m: dict[str, float]) -> float:
+    return m[f"recall@{K}"] + m[f"ndcg@{K}"]
+
+
+def _fit_torch(cfg: RankerConfig, train: ConnectExamples, val: ConnectExamples | None, rng: np.random.Generator,
+               epochs: int | None = None) -> tuple[TorchScorer, int]:
+    x, y = downsample(train, cfg.negatives_per_positive, rng)
+    history: list[float] = []
+
+    def validate(model) -> float:
+        history.append(_objective(evaluate_scores(val, connect_logits(model, val.x))))
+        return history[-1]
+
+    model = fit(replace(cfg, epochs=epochs or cfg.epochs), conn=(x, y), validate=validate if val else None)
+    best_epoch = int(np.argmax(history)) + 1 if history else (epochs or cfg.epochs)
+    cal_ex = val if val is not None else train
+    cal = Calibration(connect=fit_platt(connect_logits(model, cal_ex.x), cal_ex.y))
+    return TorchScorer(model, cal, mode="connect"), best_epoch
+
+
+def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples | None,
+              rounds: int | None = None) -> tuple[LightGBMScorer, int]:
+    import lightgbm as lgb
+
+    params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [K], "learning_rate": cfg.lgbm_lr,
+              "num_leaves": cfg.lgbm_leaves, "min_data_in_leaf": 50, "feature_fraction": 0.8,
+              "bagging_fraction": 0.8, "bagging_freq": 1, "lambdarank_truncation_level": 2 * K, "seed": cfg.seed,
+              "deterministic": True, "force_row_wise": True, "num_threads": cfg.threads, "verbosity": -1}
+    data = lgb.Dataset(train.x, train.y, group=np.bincount(train.group), feature_name=list(FEATURE_NAMES),
+                       free_raw_data=False)
+    if val is None:
+        booster = lgb.train(params, data, num_boost_round=rounds or cfg.lgbm_rounds)
+        return LightGBMScorer(booster), rounds or cfg.lgbm_rounds
+    valid = lgb.Dataset(val.x, val.y, group=np.bincount(val.group), reference=data)
+    booster = lgb.train(params, data, num_boost_round=cfg.lgbm_rounds, valid_sets=[valid],
+                        callbacks=[lgb.early_stopping(40, verbose=False)])
+    best = booster.best_iteration or cfg.lgbm_rounds
+    return LightGBMScorer(booster), best
+
+
+def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples | None, rng, size=None):
+    if kind == "mlp_focal":
+        return _fit_torch(replace(cfg.mlp, seed=cfg.seed), train, val, rng, size)
+    if kind == "logistic":
+        return _fit_torch(replace(cfg.logistic, seed=cfg.seed), train, val, rng, size)
+    if kind == "lgbm_lambdarank":
+        return _fit_lgbm(cfg, train, val, size)
+    raise ValueError(f"unknown ranker kind {kind!r}")
+
+
+def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConfig | None = None) -> dict:
+    """Fit every contender, score each on validation, refit the best; returns scorer, choice and report."""
+    cfg = cfg or ConnectConfig()
+    if not (train.y.sum() and val.y.sum()):
+        raise NothingToLearnError(f"no positive examples to learn from (train {int(train.y.sum())}, "
+                         f"validation {int(val.y.sum())}): is the graph's history long enough?")
+    rng = np.random.default_rng(cfg.seed)
+    results: dict[str, dict] = {}
+    fitted: dict[str, tuple[Scorer, int | None]] = {}
+    for kind in cfg.kinds:
+        start = time.perf_counter()
+        scorer, size = _fit(kind, cfg, train, val, rng)
+        results[kind] = {**evaluate_scores(val, scorer(val.x)["score"]), "size": size,
+                         "seconds": round(time.perf_counter() - start, 1)}
+        fitted[kind] = (scorer, size)
+    fitted["rrf"] = (RrfScorer(), None)
+    results["rrf"] = evaluate_scores(val, fitted["rrf"][0](val.x)["score"])
+    for name in HEURISTICS:
+        scorer = FeatureScorer(name)
+        fitted[f"feature:{name}"] = (scorer, None)
+        results[f"feature:{name}"] = evaluate_scores(val, scorer(val.x)["score"])
+    best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in cfg.kinds))
+    scorer, size = fitted[best]
+    refitted = False
+    if cfg.refit and best in cfg.kinds:
+        both = ConnectExamples.concat([train, val])
+        scorer, _ = _fit(best, cfg, both, None, rng, size)
+        refitted = True
+    report = {"chosen": best, "refitted_on_train_and_validation": refitted, "validation": results,
+              "train_rows": int(train.y.size), "train_positives": int(train.y.sum()),
+              "validation_rows": int(val.y.size), "validation_positives": int(val.y.sum()),
+              "config": asdict(cfg)}
+    if isinstance(scorer, LightGBMScorer):
+        gain = scorer.booster.feature_importance("gain")
+        report["feature_importance_gain"] = {n: round(float(g), 2) for n, g in
+                                             sorted(zip(FEATURE_NAMES, gain, strict=True), key=lambda p: -p[1])}
+    log.info("ranker chosen on validation: %s (R@%d %.4f, NDCG@%d %.4f)", best, K, results[best][f"recall@{K}"],
+             K, results[best][f"ndcg@{K}"])
+    return {"scorer": scorer, "chosen": best, "report": report,
+            "config": cfg.mlp if best == "mlp_focal" else cfg.logistic if best == "logistic" else None}

@@ -1,0 +1,179 @@
+"""Training examples from how the graph grew: which suggestions would have turned into ties.
+
+For several cut times t inside the training graph, the serving stages (sources -> merge -> cheap
+filters) run on the graph as it stood at t; each candidate is labelled 1 when the pair forms a tie
+in the window after t. Features are computed by the same FeatureContext as serving, on the graph
+at t. A graph without tie times gets random holdouts instead of cuts (each "cut" hides a random
+share of ties and asks which of them the candidates recover).
+
+No leakage: the snapshot the sources and features read at a cut holds only ties formed before it,
+and only later ties are labels. The validation cut's label window lies after every training cut's
+label window, so model selection sees a later period than anything trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from candidates.base import CandidateSource
+from candidates.filters import SnapshotStateReader
+from candidates.pipeline import CandidatePipeline, PipelineConfig, Recommendation
+from candidates.registry import REGISTRY
+from graph.snapshot import Snapshot, as_of, restrict_ties
+from ranker.features import FEATURE_NAMES, FeatureContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    train_cuts: tuple[float, ...] = (0.5, 0.6, 0.7)   # tie-time quantiles of the training cuts
+    val_cut: float = 0.85                              # the validation cut (labels up to the end)
+    horizon: float = 0.15                              # label window, as a share of ties
+    viewers_per_cut: int = 800
+    per_source_k: int = 100
+    seed: int = 0
+
+
+@dataclass
+class ConnectExamples:
+    x: np.ndarray          # [rows, features] float32
+    y: np.ndarray          # 1: the pair formed a tie in the label window
+    group: np.ndarray      # one group per (cut, viewer), consecutive rows
+    viewer: np.ndarray
+    cand: np.ndarray
+    cut: np.ndarray        # which cut (index) the row comes from
+    relevant: np.ndarray   # per group: how many label ties the viewer has (candidates or not)
+
+    def subset(self, groups_mask: np.ndarray) -> ConnectExamples:
+        rows = groups_mask[self.group]
+        _, new_group = np.unique(self.group[rows], return_inverse=True)
+        return ConnectExamples(self.x[rows], self.y[rows], new_group, self.viewer[rows], self.cand[rows],
+                               self.cut[rows], self.relevant[groups_mask])
+
+    @staticmethod
+    def concat(parts: list[ConnectExamples]) -> ConnectExamples:
+        parts = [p for p in parts if p.y.size]
+        if not parts:
+            return ConnectExamples(np.zeros((0, len(FEATURE_NAMES)), np.float32), np.zeros(0, np.float32),
+                                   *(np.zeros(0, np.int64) for _ in range(5)))
+        offsets = np.cumsum([0] + [p.relevant.size for p in parts[:-1]])
+        return ConnectExamples(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                               np.concatenate([p.group + o for p, o in zip(parts, offsets, strict=True)]),
+                               *(np.concatenate([getattr(p, f) for p in parts])
+                                 for f in ("viewer", "cand", "cut", "relevant")))
+
+
+def build_sources(snap: Snapshot, names: list[str] | None = None, emb: np.ndarray | None = None
+                  ) -> list[CandidateSource]:
+    """The registered sources (or `names`), plus the embedding ANN source when embeddings are given."""
+    built = REGISTRY.build_all(snap, names)
+    if emb is not None:
+        from candidates.ann import EmbeddingAnnSource
+
+        built.append(EmbeddingAnnSource(snap, emb))
+    return built
+
+
+def time_cuts(snap: Snapshot, points: tuple[float, ...], horizon: float
+              ) -> list[tuple[Snapshot, float, np.ndarray, np.ndarray]] | None:
+    """(graph at the cut, cut time, label src, label dst) for each tie-time quantile; None if untimed."""
+    src, dst, since = snap.ties()
+    timed = np.isfinite(since)
+    if timed.mean() < 0.5 or np.unique(np.quantile(since[timed], points)).size < len(points):
+        return None  # untimed, or times that cannot order the ties (e.g. a constant weight column)
+    out = []
+    for i, q in enumerate(points):
+        t, end = np.quantile(since[timed], [q, min(1.0, q + horizon)])
+        label = timed & (since >= t) & ((since < end) | (end >= since[timed].max()))
+        out.append((as_of(snap, float(t)), float(t), src[label], dst[label]))
+        log.info("cut %d at %.0f: %d label ties", i, t, label.sum())
+    return out
+
+
+def holdout(snap: Snapshot, share: float, seed: int) -> tuple[Snapshot, np.ndarray, np.ndarray]:
+    """An untimed graph with a seeded random `share` of ties hidden, and the hidden ties."""
+    src, dst, _ = snap.ties()
+    hide = np.random.default_rng(seed).random(src.size) < share
+    past = restrict_ties(snap, ~_entry_mask(snap, src[hide], dst[hide]))
+    past.meta["as_of"] = 0.0
+    return past, src[hide], dst[hide]
+
+
+def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """CSR entries of the undirected pairs (a, b), both directions."""
+    rows = np.repeat(np.arange(snap.num_users, dtype=np.int64), snap.degree)
+    keys = rows * snap.num_users + snap.indices
+    pairs = np.concatenate([a * snap.num_users + b, b * snap.num_users + a])
+    return np.isin(keys, pairs)
+
+
+def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: np.ndarray, cut_id: int,
+                    viewers: int, per_source_k: int, rng: np.random.Generator, emb: np.ndarray | None = None,
+                    sources: list[str] | None = None, progress: bool = False) -> ConnectExamples:
+    """Candidates and labels for sampled viewers who form at least one new tie after the cut."""
+    deg = past.degree
+    ok = (deg[label_src] > 0) & (deg[label_dst] > 0)
+    a, b = np.concatenate([label_src[ok], label_dst[ok]]), np.concatenate([label_dst[ok], label_src[ok]])
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    users = np.unique(a)
+    chosen = np.sort(users[rng.permutation(users.size)[:viewers]])
+    built = build_sources(past, sources, emb)
+    pipeline = CandidatePipeline(past, built, SnapshotStateReader(past),
+                                 PipelineConfig(per_source_k=per_source_k, source_budget_s=600.0),
+                                 ranker=lambda _viewer, cands: cands)
+    ctx = FeatureContext(past, emb)
+    parts = []
+    for user in tqdm(chosen.tolist(), desc=f"cut {cut_id}", disable=not progress):
+        future = b[np.searchsorted(a, user, "left"):np.searchsorted(a, user, "right")]
+        cands = pipeline.ranked(user, Recommendation(viewer=past.external_id(user), candidates=[]))
+        if not cands:
+            continue
+        idx = np.array([c.index for c in cands], dtype=np.int64)
+        parts.append((ctx.features(user, cands, t), np.isin(idx, future).astype(np.float32), user, idx,
+                      future.size))
+    pipeline.close()
+    if not parts:
+        return ConnectExamples.concat([])
+    sizes = [p[3].size for p in parts]
+    return ConnectExamples(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+        np.repeat(np.arange(len(parts)), sizes), np.repeat([p[2] for p in parts], sizes),
+        np.concatenate([p[3] for p in parts]), np.full(sum(sizes), cut_id, dtype=np.int64),
+        np.array([p[4] for p in parts], dtype=np.int64))
+
+
+def history_examples(snap: Snapshot, cfg: HistoryConfig, embed: Callable[[Snapshot], np.ndarray] | None = None,
+                     sources: list[str] | None = None, progress: bool = False
+                     ) -> tuple[ConnectExamples, ConnectExamples]:
+    """(training examples, validation examples) from the graph's own history.
+
+    Timed graphs: one group of rows per training cut, validation from the last cut. Untimed graphs:
+    one holdout of `horizon` share of ties, its viewers split at random into training and
+    validation. `embed`, when given, trains embeddings on the earliest graph any cut sees (no cut
+    can see a tie the embeddings learned from after it); they feed the ANN source and `emb_sim`.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    cuts = time_cuts(snap, (*cfg.train_cuts, cfg.val_cut), cfg.horizon)
+    if cuts is not None:
+        emb = embed(cuts[0][0]) if embed is not None else None
+        parts = [examples_at_cut(past, t, ls, ld, i, cfg.viewers_per_cut, cfg.per_source_k, rng, emb, sources,
+                                 progress) for i, (past, t, ls, ld) in enumerate(cuts)]
+        train, val = ConnectExamples.concat(parts[:-1]), parts[-1]
+    else:
+        past, ls, ld = holdout(snap, cfg.horizon, cfg.seed)
+        emb = embed(past) if embed is not None else None
+        n_parts = len(cfg.train_cuts) + 1
+        both = examples_at_cut(past, 0.0, ls, ld, 0, cfg.viewers_per_cut * n_parts, cfg.per_source_k, rng, emb,
+                               sources, progress)
+        is_val = rng.random(both.relevant.size) < 1.0 / n_parts
+        train, val = both.subset(~is_val), both.subset(is_val)
+    log.info("history examples: %d training rows (%.2f%% positive), %d validation rows", train.y.size,
+             100 * train.y.mean() if train.y.size else 0.0, val.y.size)
+    return train, val

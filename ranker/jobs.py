@@ -1,0 +1,72 @@
+"""The ranker training job behind `pymk ranker train`: current artifacts in, a published ranker out."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from graph.snapshot import Snapshot, load_snapshot
+from graph.snapshot.format import EVENT_CODE
+from pymk.artifacts import ArtifactStore
+from pymk.settings import Settings
+from ranker.connect import ConnectConfig, downsample, train_connect
+from ranker.features import FeatureContext
+from ranker.history import ConnectExamples, HistoryConfig, history_examples
+from ranker.train import RankerConfig, publish, train_ranker
+
+log = logging.getLogger(__name__)
+MIN_IMPRESSIONS = 1_000
+
+
+def served_embeddings(settings: Settings, snap_version: str) -> tuple[np.ndarray | None, str | None]:
+    """The current embeddings when they were made from this snapshot (what serving will use), else none."""
+    store = ArtifactStore(settings.embeddings_dir)
+    version = store.current_version()
+    if version is None or store.manifest(store.current()).get("snapshot_version") != snap_version:
+        return None, None
+    return np.load(store.current() / "embeddings.npy"), version
+
+
+def _embedder(progress: bool):
+    def embed(past: Snapshot) -> np.ndarray:
+        from gnn.features import build_features
+        from gnn.train import TrainConfig, train_link_model
+
+        return train_link_model(past, build_features(past), TrainConfig(), progress=progress)[1]
+    return embed
+
+
+def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 8, compare: bool = False,
+                      progress: bool = False) -> dict:
+    snapshots = ArtifactStore(settings.snapshot_dir)
+    snap_path = snapshots.current()
+    snap = load_snapshot(snap_path)
+    emb, emb_version = served_embeddings(settings, snap_path.name)
+    # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties
+    embed = _embedder(progress) if emb is not None else None
+    train_ex, val_ex = history_examples(snap, history, embed, progress=progress)
+    store = ArtifactStore(settings.ranker_dir)
+    impressions = int((snap.events["type"] == EVENT_CODE["impression"]).sum())
+    if impressions < MIN_IMPRESSIONS:
+        learned = train_connect(train_ex, val_ex, ConnectConfig())
+        version = publish(learned["scorer"], learned["config"], learned["report"], store, snap_path.name,
+                          emb_version)
+        summary = [f"{name:<34} R@20 {m['recall@20']:.4f}  NDCG@20 {m['ndcg@20']:.4f}"
+                   for name, m in learned["report"]["validation"].items()]
+        return {"version": version, "chosen": learned["chosen"], "report": learned["report"],
+                "summary": ["validation (graph history, no impression log):", *summary]}
+    configs = {"focal": RankerConfig(epochs=epochs)}
+    if compare:
+        configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
+                       logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
+    # the connect head learns from every cut of the history, negatives downsampled as for the impressions
+    connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
+                         np.random.default_rng(0))
+    out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect)
+    version = publish(out["scorers"]["focal"], configs["focal"], out["report"], store, snap_path.name, emb_version)
+    summary = [f"{name:<26} send AUC {res.get('send_head', {}).get('auc')}  accept AUC "
+               f"{res.get('accept_head', {}).get('auc')}  NDCG@10(connections) {res['ndcg@10_connections']}"
+               for name, res in out["report"]["results"].items()]
+    return {"version": version, "chosen": "focal (send x accept)", "report": out["report"], "summary": summary}
+

@@ -1,0 +1,147 @@
+"""What turns a feature matrix into ranking scores, and how each kind is saved and loaded.
+
+Serving combines the heads as the model artifact says (`mode`):
+- `connect`: the connect head, P(tie forms | candidate), learned from the graph's history. Used
+  when there is no impression log, or when it ranks better than the send/accept product on the
+  validation period.
+- `send_accept`: calibrated P(send) * P(accept)^w from the impression-log heads (the send and
+  accept heads never see the per-source columns, which an impression log does not record).
+Other kinds chosen on the inner validation: a LightGBM LambdaRank model, reciprocal rank fusion of
+the sources, or one feature (a heuristic such as Adamic-Adar) when nothing learned beat it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from pymk.errors import ArtifactError
+from ranker.calibration import Calibration, sigmoid
+from ranker.features import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES
+from ranker.model import MultiTaskRanker
+
+RRF_K = 60
+
+
+class Scorer(Protocol):
+    kind: str
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Named scores per row; "score" is what the list is sorted by."""
+        ...
+
+    def save(self, directory: Path) -> dict: ...
+
+
+def without_sources(x: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    out[:, SOURCE_COLUMNS] = 0.0
+    return out
+
+
+@dataclass
+class TorchScorer:
+    model: MultiTaskRanker
+    calibration: Calibration
+    mode: str = "connect"   # connect | send_accept
+    kind: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("connect", "send_accept"):
+            raise ArtifactError(f"unknown torch scoring mode {self.mode!r}")
+        self.model.eval()
+
+    def logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            send, accept, _ = self.model(torch.from_numpy(without_sources(x)))
+            _, _, connect = self.model(torch.from_numpy(x)) if self.mode == "connect" else (None, None, None)
+        c = connect.numpy().astype(np.float64) if connect is not None else np.zeros(x.shape[0])
+        return send.numpy().astype(np.float64), accept.numpy().astype(np.float64), c
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        send, accept, connect = self.logits(x)
+        p_send, p_accept = self.calibration.probabilities(send, accept)
+        if self.mode == "connect":
+            p_connect = sigmoid(self.calibration.connect[0] * connect + self.calibration.connect[1])
+            return {"p_send": p_send, "p_accept": p_accept, "p_connect": p_connect, "score": p_connect}
+        return {"p_send": p_send, "p_accept": p_accept, "score": self.calibration.score(p_send, p_accept)}
+
+    def save(self, directory: Path) -> dict:
+        torch.save(self.model.state_dict(), directory / "model.pt")
+        return {"mode": self.mode, "calibration": self.calibration.to_dict()}
+
+
+@dataclass
+class LightGBMScorer:
+    booster: object            # lightgbm.Booster
+    kind: str = "lightgbm"
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)}
+
+    def save(self, directory: Path) -> dict:
+        self.booster.save_model(str(directory / "model.txt"))
+        return {}
+
+
+@dataclass
+class FeatureScorer:
+    """One feature as the score (ties broken by the candidate index when sorting)."""
+
+    feature: str
+    kind: str = "feature"
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": x[:, FEATURE_NAMES.index(self.feature)].astype(np.float64)}
+
+    def save(self, directory: Path) -> dict:
+        return {"feature": self.feature}
+
+
+@dataclass
+class RrfScorer:
+    """Reciprocal rank fusion of the sources' own ranks (from the per-source rank columns)."""
+
+    kind: str = "rrf"
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        score = np.zeros(x.shape[0])
+        for name in SOURCE_NAMES:
+            inv = x[:, FEATURE_NAMES.index(f"inv_rank_{name}")].astype(np.float64)
+            rank = np.divide(1.0, inv, out=np.full_like(inv, np.inf), where=inv > 0) - 1.0
+            score += np.where(inv > 0, 1.0 / (RRF_K + rank + 1.0), 0.0)
+        return {"score": score}
+
+    def save(self, directory: Path) -> dict:
+        return {}
+
+
+def load_scorer(artifact: Path, manifest: dict) -> Scorer:
+    """The scorer an artifact holds (its manifest's `scorer` section says which kind)."""
+    spec = manifest.get("scorer") or {}
+    kind = spec.get("kind")
+    if kind == "torch":
+        cfg = manifest["config"]
+        model = MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=cfg["hidden_channels"],
+                                num_layers=cfg["num_layers"], dropout=cfg["dropout"], linear=cfg["linear"])
+        try:
+            model.load_state_dict(torch.load(artifact / "model.pt", map_location="cpu", weights_only=True))
+        except (RuntimeError, FileNotFoundError) as exc:
+            raise ArtifactError(f"ranker {artifact.name}: cannot load model.pt: {exc}") from exc
+        return TorchScorer(model, Calibration.from_dict(spec.get("calibration")), spec.get("mode", "connect"))
+    if kind == "lightgbm":
+        import lightgbm
+
+        return LightGBMScorer(lightgbm.Booster(model_file=str(artifact / "model.txt")))
+    if kind == "feature":
+        if spec.get("feature") not in FEATURE_NAMES:
+            raise ArtifactError(f"ranker {artifact.name}: unknown feature {spec.get('feature')!r}")
+        return FeatureScorer(spec["feature"])
+    if kind == "rrf":
+        return RrfScorer()
+    raise ArtifactError(f"ranker {artifact.name}: unknown scorer kind {kind!r} in {json.dumps(spec)[:200]}")
