@@ -12,13 +12,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from candidates.assemble import assemble_pipeline
 from candidates.filters import FilterContext, StoreStateReader, apply_rules
 from candidates.pipeline import CandidatePipeline, Recommendation
 from candidates.types import Candidate
 from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
+from pymk.assemble import assemble_pipeline
 from pymk.errors import ArtifactError, UnknownUserError
 from pymk.settings import Settings
 

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import write_results
 from gnn.features import build_features
-from gnn.train import TrainConfig, auc_and_hits, train_link_model
+from gnn.train import TrainConfig, train_link_model
 from graph.snapshot import Snapshot, build_csr, from_edge_list
 from graph.splits import time_split_mask
+from pymk.metrics import auc_and_hits
 from sim.world import WorldConfig, generate_world, world_snapshot
 
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"

@@ -16,6 +16,10 @@ def load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def pm(v: list[float]) -> str:
+    return f"{v[0]:.4f} ± {v[1]:.4f}"
+
+
 def ms(p: dict) -> str:
     return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
 
@@ -76,22 +80,44 @@ def main() -> None:
             add(f"\nAgainst networkx on a {rg['users']:,}-user world ({rg['directed_edges']:,} directed entries): "
                 f"our FoF {ms(r['fof_top100_100k'])} ms vs `networkx.adamic_adar_index` over the same two-hop pairs "
                 f"{ms(r['baseline_networkx_adamic_adar_100k'])} ms: {r['fof_speedup_vs_networkx_p50']}x at p50.\n")
-    for name in ("CollegeMsg", "facebook_combined", "soc-sign-bitcoinalpha"):
-        if r := load(f"eval_{name}"):
-            cut = "random 20% holdout (no usable times)" if r["cut"] is None else f"time cut at {r['cut']:.0f}"
-            add(f"### Offline evaluation: {name} ({r['train_ties']:,} train ties, {r['test_ties']:,} test ties, "
-                f"{cut}, {r['evaluated_users']} users)\n")
-            add("| source | Recall@10 | Recall@50 | Recall@100 | NDCG@10 | MRR | ms/user |")
-            add("|---|---|---|---|---|---|---|")
-            for src, m in r["metrics"].items():
-                def f(k, m=m):
-                    return (f"{m[k]:.3f}" if k in m else "–")
-                add(f"| {src} | {f('recall@10')} | {f('recall@50')} | {f('recall@100')} | {f('ndcg@10')} | "
-                    f"{f('mrr')} | {r['ms_per_user'].get(src, '–')} |")
-            if "gnn" in r:
-                add(f"\nGraphSAGE trained on the training graph: validation AUC {r['gnn']['val_auc']:.3f}, "
-                    f"Hits@50 {r['gnn']['val_hits@50']:.3f}.")
-            add(f"Plot: `bench/out/eval_{name}.png` (`python -m pymk eval ... --with-ann`).\n")
+    if r := load("eval_graphs"):
+        add(f"### Learned pipeline vs the best single baseline ({r['date']}, {r['machine']}; mean ± sd over "
+            f"{r['seeds']} seeds, up to {r['users']:,} test users, {r['viewers_per_cut']} viewers per inner cut)\n")
+        add("| graph | pipeline R@20 | best single R@20 | ratio | pipeline NDCG@20 | best single NDCG@20 | ratio | "
+            "union of sources R@20 | ranker chosen (per seed) | ranker training s |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for g in r["graphs"]:
+            rec, nd = g["recall@20"], g["ndcg@20"]
+            add(f"| {g['graph']} | {pm(g['pipeline']['recall@20'])} | {rec['best_single']} "
+                f"{rec['best_single_mean']:.4f} | **{rec['ratio']:.3f}** | {pm(g['pipeline']['ndcg@20'])} | "
+                f"{nd['best_single']} "
+                f"{nd['best_single_mean']:.4f} | **{nd['ratio']:.3f}** | {pm(g['union_recall@20'])} | "
+                f"{', '.join(g['chosen'])} | {', '.join(str(s) for s in g['ranker_train_s'])} |")
+        add("")
+        for g in r["graphs"]:
+            e = load(f"eval_{g['graph']}")
+            if e is None:
+                continue
+            run = e["runs"][0]
+            cut = "random 20% holdout (no usable times)" if run["cut"] is None else f"time cut at {run['cut']:.0f}"
+            add(f"#### {g['graph']} ({run['train_ties']:,} train ties, {run['test_ties']:,} test ties, {cut}, "
+                f"{e['evaluated_users']} users)\n")
+            add("| row | Recall@20 | NDCG@20 | Recall@100 | MRR |\n|---|---|---|---|---|")
+            rows = sorted(e["summary"].items(), key=lambda kv: -kv[1]["recall@20"][0])
+            for name, m in rows:
+                add(f"| {name} | " + " | ".join(pm(m[k]) if k in m else "–"
+                                                for k in ("recall@20", "ndcg@20", "recall@100", "mrr")) + " |")
+            val = run["ranker"].get("validation", {})
+            if val:
+                best = sorted(val.items(), key=lambda kv: -kv[1]["recall@20"])[:6]
+                add("\nInner validation (seed 0), top 6 by Recall@20: " + "; ".join(
+                    f"{k} {v['recall@20']:.4f} / {v['ndcg@20']:.4f}" for k, v in best) + ".")
+            imp = run["ranker"].get("permutation_importance")
+            if imp:
+                add(f"Permutation importance of the chosen ranker ({run['ranker']['chosen']}, seed 0: drop in "
+                    "validation Recall@20 + NDCG@20 when the feature is shuffled), top 8: "
+                    + ", ".join(f"{k} {v:.4f}" for k, v in list(imp.items())[:8]) + ".")
+            add(f"Plot: `bench/out/eval_{g['graph']}.png`.\n")
     for name in ("gnn", "gnn_1m"):
         if r := load(name):
             add(f"### GraphSAGE and FAISS ({r['date']}, {r['machine']})\n")

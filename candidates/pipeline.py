@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from candidates.base import CandidateSource
 from candidates.filters import FilterContext, StateReader, apply_rules
 from candidates.precompute import PrecomputedCandidates
-from candidates.types import Candidate
+from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.format import EVENT_CODE
 
@@ -38,16 +37,6 @@ class PipelineConfig:
     per_source_k: int = 200
     source_budget_s: float = 0.25
     overfetch: int = 3           # candidates kept after ranking, per requested suggestion
-
-
-@dataclass
-class Recommendation:
-    viewer: str
-    candidates: list[Candidate]
-    removed: Counter = field(default_factory=Counter)
-    skipped_sources: dict[str, str] = field(default_factory=dict)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    precomputed: str | None = None    # version of the precomputed list used, if any
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:

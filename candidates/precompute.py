@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
-from candidates.types import Candidate
+from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
@@ -72,8 +72,6 @@ def _row(c: Candidate, features: list[np.ndarray]) -> list:
 def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | None], out: ArtifactStore,
                       keep: int = 60, progress: bool = True) -> Path:
     """Rank `users` (internal indices) with `pipeline` now and publish their top `keep` lists."""
-    from candidates.pipeline import Recommendation
-
     snap = pipeline.snap
     start = time.perf_counter()
     users = np.unique(np.asarray(users, np.int64))

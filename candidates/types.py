@@ -1,7 +1,8 @@
-"""The one record that flows through every stage: a frozen `Candidate`."""
+"""The one record that flows through every stage (a frozen `Candidate`), and a pipeline's answer."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -50,3 +51,15 @@ class Candidate:
 
     def score(self, name: str, default: float = 0.0) -> float:
         return float(self.scores.get(name, default))
+
+
+@dataclass
+class Recommendation:
+    """What the pipeline returns for one viewer: the list, and what was removed, skipped and timed."""
+
+    viewer: str
+    candidates: list[Candidate]
+    removed: Counter = field(default_factory=Counter)
+    skipped_sources: dict[str, str] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    precomputed: str | None = None    # version of the precomputed list used, if any

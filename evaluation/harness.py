@@ -25,6 +25,7 @@ from evaluation.baselines import neighbourhood_baselines, popularity_baselines
 from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.snapshot import Snapshot, from_pairs
 from graph.splits import time_split_mask
+from pymk.metrics import KS, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
 from ranker.history import HistoryConfig, build_sources, history_examples
@@ -32,7 +33,7 @@ from ranker.scorers import RrfScorer
 from ranker.serve import ModelRanker
 
 log = logging.getLogger(__name__)
-KS = (1, 5, 10, 20, 50, 100)
+
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,6 @@ def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
         test.setdefault(s, set()).add(d)
         test.setdefault(d, set()).add(s)
     return Split(snap, test, cut, int(train.sum()), int((~train).sum()), unseen)
-
-
-def rank_metrics(ranked: list[str], relevant: set[str]) -> dict[str, float]:
-    hits = np.array([u in relevant for u in ranked[: max(KS)]], dtype=bool)
-    out: dict[str, float] = {}
-    first = np.flatnonzero(hits)
-    out["mrr"] = 1.0 / (first[0] + 1) if first.size else 0.0
-    gains = hits / np.log2(np.arange(2, hits.size + 2))
-    for k in KS:
-        out[f"recall@{k}"] = hits[:k].sum() / len(relevant)
-        out[f"hits@{k}"] = float(hits[:k].any())
-        ideal = (1.0 / np.log2(np.arange(2, min(k, len(relevant)) + 2))).sum()
-        out[f"ndcg@{k}"] = gains[:k].sum() / ideal
-    return out
 
 
 def _embedder(seed: int, progress: bool) -> Callable[[Snapshot], np.ndarray]:
@@ -228,7 +215,7 @@ def write_report(report: dict, out: Path) -> tuple[Path, Path]:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    stem = Path(report["dataset"]).stem
+    stem = report.get("graph") or Path(report["dataset"]).stem
     json_path, png_path = out / f"eval_{stem}.json", out / f"eval_{stem}.png"
     json_path.write_text(json.dumps(report, indent=2))
     # one seed's metrics, or the mean over seeds

@@ -23,6 +23,7 @@ from gnn.sampler import sample_blocks
 from graph.snapshot import Snapshot, build_csr
 from graph.splits import time_split_mask
 from graph.walks import two_step_walk
+from pymk.metrics import auc_and_hits
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,6 @@ def negatives(indptr: np.ndarray, indices: np.ndarray, src: np.ndarray, hard_sha
     idx = np.flatnonzero(hard)[ok]
     neg[idx] = walk[ok]
     return neg
-
-
-def auc_and_hits(pos: np.ndarray, neg: np.ndarray, k: int = 50) -> dict[str, float]:
-    """ROC AUC (Mann-Whitney, ties counted half) and Hits@k (positives above the k-th best negative)."""
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="stable")
-    ranks = np.empty(scores.size)
-    ranks[order] = np.arange(1, scores.size + 1)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
-    auc = (ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)
-    kth = np.sort(neg)[-k] if neg.size >= k else -np.inf
-    return {"auc": float(auc), f"hits@{k}": float((pos > kth).mean())}
 
 
 @torch.no_grad()

@@ -15,10 +15,15 @@ from pymk.settings import Settings
 log = logging.getLogger("pymk")
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("neo4j").setLevel(logging.WARNING)
+def _setup_logging(verbosity: int) -> None:
+    """Warnings only by default (commands print their results); -v: progress of the stages; -vv: debug.
+
+    Third-party loggers (the neo4j driver, faiss's loader) stay at WARNING unless -vv.
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in ("neo4j", "faiss", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
 
 class _Cli(click.Group):
@@ -30,9 +35,9 @@ class _Cli(click.Group):
 
 
 @click.group(cls=_Cli)
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-v", "--verbose", count=True, help="-v: log each stage; -vv: debug, third-party libraries too.")
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: int) -> None:
     """pymk: people-you-may-know engine."""
     _setup_logging(verbose)
     ctx.obj = Settings.from_env()

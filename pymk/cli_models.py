@@ -163,9 +163,9 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
 
     import numpy as np
 
-    from candidates.assemble import assemble_pipeline
     from candidates.precompute import active_users, build_precomputed
     from pymk.artifacts import ArtifactStore
+    from pymk.assemble import assemble_pipeline
 
     built = assemble_pipeline(settings)
     # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)

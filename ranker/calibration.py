@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ranker.metrics import ndcg_at_k
+from pymk.metrics import ndcg_at_k
 
 ACCEPT_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
 

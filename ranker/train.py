@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from pymk.artifacts import ArtifactStore
+from pymk.metrics import head_report, ndcg_at_k
 from ranker.calibration import Calibration, choose_accept_weight, fit_platt
 from ranker.data import Examples, build_examples, downsample_negatives, time_periods
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
-from ranker.metrics import head_report, ndcg_at_k
 from ranker.model import MultiTaskRanker
 from ranker.scorers import Scorer, TorchScorer, without_sources
 

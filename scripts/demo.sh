@@ -9,18 +9,28 @@ export PYMK_DATA_DIR=${PYMK_DATA_DIR:-$PWD/var/demo}
 SAMPLE=$PYMK_DATA_DIR/sample
 USERS=${PYMK_DEMO_USERS:-5000}
 
-$PY -m pymk neo4j start
+mkdir -p "$PYMK_DATA_DIR"
+LOG=$PYMK_DATA_DIR/demo.log   # progress bars and warnings of every step; the screen gets the results
+: > "$LOG"
+step() {
+  if ! "$@" 2>>"$LOG"; then
+    echo "[demo] failed: $*; the end of $LOG:" >&2
+    tail -n 30 "$LOG" >&2
+    exit 1
+  fi
+}
+step $PY -m pymk neo4j start
 if [ ! -f "$SAMPLE/manifest.json" ]; then
-  $PY -m pymk sim generate --users "$USERS" --days 7 --seed 1 --out "$SAMPLE"
+  step $PY -m pymk sim generate --users "$USERS" --days 7 --seed 1 --out "$SAMPLE"
 fi
-$PY -m pymk ingest users "$SAMPLE/users.csv" --no-progress
-$PY -m pymk ingest edges "$SAMPLE/edges.txt" --no-progress
-$PY -m pymk ingest events "$SAMPLE/events.jsonl" --no-progress
-$PY -m pymk snapshot export
-$PY -m pymk embeddings refresh --epochs 30 --max-auc-drop 1.0
-$PY -m pymk ranker train --epochs 6
-$PY -m pymk candidates precompute
-$PY -m pymk suggest 1 2
+step $PY -m pymk ingest users "$SAMPLE/users.csv" --no-progress
+step $PY -m pymk ingest edges "$SAMPLE/edges.txt" --no-progress
+step $PY -m pymk ingest events "$SAMPLE/events.jsonl" --no-progress
+step $PY -m pymk snapshot export
+step $PY -m pymk embeddings refresh --epochs 30 --max-auc-drop 1.0
+step $PY -m pymk ranker train --epochs 6
+step $PY -m pymk candidates precompute
+step $PY -m pymk suggest 1 2
 
 # Serve the API and ask it for suggestions, as a client would.
 PORT=${PYMK_DEMO_PORT:-8080}

@@ -10,7 +10,7 @@ export PYMK_NEO4J_PORT=${PYMK_TEST_NEO4J_PORT:-7688}
 PY=.venv/bin/python
 
 if [ -z "${NEO4J_URI:-}" ]; then
-  trap '$PY -m pymk neo4j stop || true' EXIT
+  trap '$PY -m pymk neo4j stop >/dev/null 2>&1 || true' EXIT
   $PY -m pymk neo4j start
 fi
 echo "[test] ruff"

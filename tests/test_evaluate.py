@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from evaluation.harness import evaluate, rank_metrics, time_split, write_report
+from evaluation.harness import evaluate, time_split, write_report
+from pymk.metrics import rank_metrics
 
 
 def test_rank_metrics_by_hand():

@@ -11,11 +11,12 @@ from gnn.features import build_features
 from gnn.model import GraphSAGE, LinkEncoder, dot_decoder, link_loss
 from gnn.refresh import RefusedToPublishError, refresh_embeddings
 from gnn.sampler import sample_blocks, sample_neighbors
-from gnn.train import TrainConfig, auc_and_hits, sparse_adjacency, split_edges, train_link_model
+from gnn.train import TrainConfig, sparse_adjacency, split_edges, train_link_model
 from graph.memory_store import MemoryGraphStore
 from graph.records import Friendship, UserRecord
 from graph.snapshot import from_pairs, from_store, save_snapshot
 from pymk.artifacts import ArtifactStore
+from pymk.metrics import auc_and_hits
 from sim.world import WorldConfig, generate_world
 
 

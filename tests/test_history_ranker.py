@@ -10,10 +10,10 @@ import pytest
 from candidates.types import Candidate
 from evaluation.baselines import neighbourhood_baselines
 from graph.snapshot import as_of, from_pairs
+from pymk.metrics import group_ranking_metrics
 from ranker.connect import ConnectConfig, train_connect
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.history import HistoryConfig, history_examples
-from ranker.metrics import group_ranking_metrics
 
 
 def test_group_ranking_metrics_by_hand():

@@ -13,10 +13,10 @@ from graph.eventlog import EventLog
 from graph.memory_store import MemoryGraphStore
 from graph.records import Event, Friendship, UserRecord
 from graph.snapshot import from_store
+from pymk.metrics import average_precision, ndcg_at_k, normalized_entropy
 from ranker.data import build_examples
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
-from ranker.metrics import average_precision, ndcg_at_k, normalized_entropy
 from ranker.model import MultiTaskRanker
 
 

@@ -1,10 +1,42 @@
-"""Classifier and ranking metrics for the two heads: AUC, PR-AUC, normalized entropy, calibration, NDCG."""
+"""Every ranking and classification metric of the project, in one module with no heavy imports:
+AUC and Hits@k (link prediction), PR-AUC, normalized entropy and calibration (the heads), NDCG,
+Recall and MRR of ranked lists (offline evaluation), per-group Recall@k and NDCG@k (ranker training).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from gnn.train import auc_and_hits
+KS = (1, 5, 10, 20, 50, 100)
+
+
+def auc_and_hits(pos: np.ndarray, neg: np.ndarray, k: int = 50) -> dict[str, float]:
+    """ROC AUC (Mann-Whitney, ties counted half) and Hits@k (positives above the k-th best negative)."""
+    scores = np.concatenate([pos, neg])
+    order = scores.argsort(kind="stable")
+    ranks = np.empty(scores.size)
+    ranks[order] = np.arange(1, scores.size + 1)
+    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = (sums / counts)[inv]
+    auc = (ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)
+    kth = np.sort(neg)[-k] if neg.size >= k else -np.inf
+    return {"auc": float(auc), f"hits@{k}": float((pos > kth).mean())}
+
+
+def rank_metrics(ranked: list[str], relevant: set[str], ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """MRR, and Recall@k, Hits@k and NDCG@k for each k, of one ranked list against a relevant set."""
+    hits = np.array([u in relevant for u in ranked[: max(ks)]], dtype=bool)
+    out: dict[str, float] = {}
+    first = np.flatnonzero(hits)
+    out["mrr"] = 1.0 / (first[0] + 1) if first.size else 0.0
+    gains = hits / np.log2(np.arange(2, hits.size + 2))
+    for k in ks:
+        out[f"recall@{k}"] = hits[:k].sum() / len(relevant)
+        out[f"hits@{k}"] = float(hits[:k].any())
+        ideal = (1.0 / np.log2(np.arange(2, min(k, len(relevant)) + 2))).sum()
+        out[f"ndcg@{k}"] = gains[:k].sum() / ideal
+    return out
 
 
 def average_precision(y: np.ndarray, p: np.ndarray) -> float:
