@@ -84,8 +84,9 @@ class Services:
                 pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version,
                 pipeline.precomputed.version if pipeline.precomputed else None)
             self._pointers = wanted
-            if old.pipeline is not None:
-                old.pipeline.close()
+            # The old pipeline is not closed here: a request that picked it up just before the swap may
+            # still be running its sources. Its thread pool ends when the last such request lets go of it.
+            del old
             # The snapshot's id index and the models are millions of long-lived objects; moving them out
             # of the collector's reach keeps full collections (pauses of tens of ms) off the request path.
             pipeline.snap.build_index()

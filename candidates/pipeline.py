@@ -1,7 +1,9 @@
 """recommend(): sources -> merge -> cheap filters -> rank -> expensive filters -> re-rank -> truncate.
 
 The first four stages may have run ahead of time (candidates/precompute.py); the last three
-always run per request.
+always run per request. The hard rules (expensive filters, on fresh state) take the ranked list
+batch by batch, and then the fallback sources' candidates, until k survive: a list comes back
+short only when no eligible candidate is left.
 
 Each source runs under a time budget; one that fails or runs late is skipped and logged, never
 fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ from graph.snapshot.format import EVENT_CODE
 
 log = logging.getLogger(__name__)
 RRF_K = 60
+FALLBACK_SOURCES = ("popular",)   # asked for more when the hard rules leave a list short
 Ranker = Callable[[str, list[Candidate]], list[Candidate]]
 Reranker = Callable[..., list[Candidate]]
 
@@ -67,6 +70,7 @@ class CandidatePipeline:
         self.ranker = ranker or rrf_rank
         self.reranker = reranker
         self.precomputed: PrecomputedCandidates | None = None  # set by the server when versions match
+        self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
         ev = snap.events
         shown = ev["type"] == EVENT_CODE["impression"]
         order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
@@ -82,12 +86,35 @@ class CandidatePipeline:
             ranked = self.ranked(user, rec)
         else:
             rec.precomputed = self.precomputed.version
-        final = self.expensive_filters(user_id, ranked[: k * self.config.overfetch], rec)
+        final: list[Candidate] = []
+        # refill: the hard rules run batch by batch down the ranked list, then over the fallback
+        # sources, until k candidates survive or there are none left
+        for batch in self._batches(user, ranked, k * self.config.overfetch):
+            final += self.expensive_filters(user_id, batch, rec)
+            if len(final) >= k:
+                break
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def _batches(self, user: int, ranked: list[Candidate], size: int) -> Iterator[list[Candidate]]:
+        """The ranked list in batches of `size`, then what the fallback sources add to it."""
+        for i in range(0, len(ranked), size):
+            yield ranked[i:i + size]
+        seen = {c.index for c in ranked}
+        for source in self.fallback:
+            want = size + len(seen)
+            while True:  # ask for more and more until the source runs dry
+                got = source.generate(user, want)
+                extra = [c for c in got if c.index not in seen]
+                seen.update(c.index for c in extra)
+                for i in range(0, len(extra), size):
+                    yield extra[i:i + size]
+                if len(got) < want:
+                    break
+                want *= 2
 
     def ranked(self, user: int, rec: Recommendation) -> list[Candidate]:
         """The first four stages, also run ahead of time by the precompute job."""

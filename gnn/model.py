@@ -46,7 +46,8 @@ def with_self_loops(adj: torch.Tensor, num_nodes: int) -> torch.Tensor:
     if adj.layout == torch.sparse_csr:
         idx = torch.arange(num_nodes, device=adj.device)
         ptr = torch.arange(num_nodes + 1, device=adj.device)
-        eye = torch.sparse_csr_tensor(ptr, idx, torch.ones(num_nodes, device=adj.device), size=adj.shape)
+        eye = torch.sparse_csr_tensor(ptr, idx, torch.ones(num_nodes, device=adj.device), size=adj.shape,
+                                      check_invariants=False)
         return adj + eye
     loops = torch.arange(num_nodes, device=adj.device).repeat(2, 1)
     return torch.cat([adj, loops], dim=1)

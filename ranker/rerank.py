@@ -74,6 +74,13 @@ class Reranker:
                 chosen.append(c)
                 popular += int(is_popular)
         taken = {c.index for c in chosen}
+        # the caps are preferences, never a reason to return fewer than k: fill what is still empty
+        for c in deferred:
+            if len(chosen) == k:
+                break
+            if c.index not in taken:
+                chosen.append(c)
+                taken.add(c.index)
         rest = [c for c in pool if c.index not in taken]
         for slot in range(len(chosen)):
             if rest and self.rng.random() < cfg.explore_share:
