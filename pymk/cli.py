@@ -100,11 +100,15 @@ def neo4j_build() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=int, default=None, help="Rows per transaction (default PYMK_INGEST_BATCH).")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
+@click.option("--allow-rejects", is_flag=True, help="Exit 0 even when rows were rejected (good rows load either way).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_obj
 def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: int | None,
-           rejects: Path | None, no_progress: bool) -> None:
-    """Load edge lists, user CSVs or JSONL events into the graph (idempotent)."""
+           rejects: Path | None, allow_rejects: bool, no_progress: bool) -> None:
+    """Load edge lists, user CSVs or JSONL events into the graph (idempotent).
+
+    Exits 2 when any row was rejected (so scripts notice), unless --allow-rejects.
+    """
     from graph import ingest as ing
     from graph.connect import open_store
     from graph.eventlog import EventLog
@@ -129,6 +133,13 @@ def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: i
     if rejects is not None:
         rejects.write_text("".join(f"{err}\n" for rep in reports for err in rep.errors))
         click.echo(f"rejected rows written to {rejects}")
+    _exit_on_rejects(sum(rep.rejected for rep in reports), allow_rejects)
+
+
+def _exit_on_rejects(rejected: int, allowed: bool) -> None:
+    if rejected and not allowed:
+        click.echo(f"{rejected} row(s) rejected: exiting with status 2 (--allow-rejects to accept)", err=True)
+        sys.exit(2)
 
 
 @main.command("initial-load")
@@ -138,10 +149,11 @@ def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: i
               type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Edge list (repeatable).")
 @click.option("--max-memory", default="2G", show_default=True, help="Importer off-heap memory limit.")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
+@click.option("--allow-rejects", is_flag=True, help="Exit 0 even when rows were rejected.")
 @click.option("--no-progress", is_flag=True)
 @click.pass_obj
 def initial_load(settings: Settings, users: tuple[Path, ...], edges: tuple[Path, ...], max_memory: str,
-                 rejects: Path | None, no_progress: bool) -> None:
+                 rejects: Path | None, allow_rejects: bool, no_progress: bool) -> None:
     """Fill an EMPTY local database fast with Neo4j's offline importer (stops and restarts the server).
 
     Same validation and the same resulting graph as `ingest users` + `ingest edges`; use `ingest`
@@ -154,6 +166,7 @@ def initial_load(settings: Settings, users: tuple[Path, ...], edges: tuple[Path,
     if rejects is not None:
         rejects.write_text("".join(f"{err}\n" for err in report.errors))
         click.echo(f"rejected rows written to {rejects}")
+    _exit_on_rejects(report.rejected, allow_rejects)
 
 
 # ---- snapshots --------------------------------------------------------------------------------

@@ -168,6 +168,19 @@ def test_faiss_exact_equals_brute_force_and_hnsw_recall():
     assert np.mean(recalls) > 0.9
 
 
+def test_search_excluding_a_large_set_still_returns_the_exact_top_k():
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(2000, 16)).astype(np.float32)
+    exclude = set(rng.choice(2000, 1500, replace=False).tolist())
+    allowed = np.array(sorted(set(range(2000)) - exclude))
+    for index in (build_index(emb), build_index(emb, exact_max=100)):
+        ids, _ = search_excluding(index, emb[7], 10, exclude)
+        assert ids.size == 10 and not set(ids.tolist()) & exclude
+        truth = allowed[np.argsort(-(emb[allowed] @ emb[7]), kind="stable")[:10]]
+        overlap = len(set(ids.tolist()) & set(truth.tolist()))
+        assert overlap == 10 if type(index).__name__ == "IndexFlatIP" else overlap >= 8
+
+
 def test_ann_source_excludes_self_and_friends(sim_snapshot):
     emb = np.random.default_rng(1).normal(size=(sim_snapshot.num_users, 8)).astype(np.float32)
     src = EmbeddingAnnSource(sim_snapshot, emb)

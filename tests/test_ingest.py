@@ -92,3 +92,20 @@ def test_killed_ingestion_rerun_completes_without_duplicates(neo4j_store, prefix
     assert neo4j_store.counts().friendships - before.friendships == len(pairs)
     ids = {x for p in pairs for x in p}
     neo4j_store.delete_users(ids)
+
+
+@pytest.mark.integration
+def test_ingest_command_exits_non_zero_when_rows_are_rejected(neo4j_store, prefix, tmp_path):
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    path = tmp_path / "edges.txt"
+    path.write_text(f"{prefix}a {prefix}b 5\n{prefix}c\n")
+    rejects = tmp_path / "rejects.txt"
+    result = CliRunner().invoke(main, ["ingest", "edges", str(path), "--no-progress", "--rejects", str(rejects)])
+    assert result.exit_code == 2, result.output
+    assert "1 row(s) rejected" in result.output and rejects.read_text().startswith(f"{path}:2:")
+    assert neo4j_store.friends(f"{prefix}a") == [f"{prefix}b"]  # the good row loaded anyway
+    again = CliRunner().invoke(main, ["ingest", "edges", str(path), "--no-progress", "--allow-rejects"])
+    assert again.exit_code == 0, again.output
