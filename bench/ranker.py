@@ -25,7 +25,7 @@ from candidates.types import Candidate
 from ranker.calibration import Calibration
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.model import MultiTaskRanker
-from ranker.scorers import LightGBMScorer, TorchScorer
+from ranker.scorers import EnsembleScorer, LightGBMScorer, TorchScorer
 from ranker.serve import ModelRanker
 from sim.world import WorldConfig, generate_world, world_snapshot
 
@@ -46,6 +46,10 @@ def main(users: int, candidates: int, viewers: int) -> None:
                         lgb.Dataset(x_fit, (rng.random(20_000) < 0.05).astype(float), group=[100] * 200),
                         num_boost_round=400)
     gbdt = ModelRanker(ctx, LightGBMScorer(booster), clock=lambda: 2e9)
+    # the ensemble contender: connect head + logistic regression + the LightGBM model
+    members = [TorchScorer(MultiTaskRanker(len(FEATURE_NAMES)), Calibration()),
+               TorchScorer(MultiTaskRanker(len(FEATURE_NAMES), linear=True), Calibration()), LightGBMScorer(booster)]
+    ensemble = ModelRanker(ctx, EnsembleScorer(members, [0.0] * 3, [1.0] * 3), clock=lambda: 2e9)
     rng = np.random.default_rng(0)
     who = rng.choice(np.flatnonzero(snap.degree > 0), viewers, replace=False)
     batches = [[Candidate.of(snap.external_id(int(c)), int(c), "x", 0.0)
@@ -53,7 +57,8 @@ def main(users: int, candidates: int, viewers: int) -> None:
     for v, cands in zip(who[:10], batches[:10], strict=True):  # warm-up
         ranker(snap.external_id(int(v)), cands)
         gbdt(snap.external_id(int(v)), cands)
-    lat, feat_lat, gbdt_lat = [], [], []
+        ensemble(snap.external_id(int(v)), cands)
+    lat, feat_lat, gbdt_lat, ens_lat = [], [], [], []
     for v, cands in zip(who, batches, strict=True):
         t = time.perf_counter()
         ranker.ctx.features(int(v), cands, 2e9)
@@ -64,6 +69,9 @@ def main(users: int, candidates: int, viewers: int) -> None:
         t = time.perf_counter()
         gbdt(snap.external_id(int(v)), cands)
         gbdt_lat.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ensemble(snap.external_id(int(v)), cands)
+        ens_lat.append(time.perf_counter() - t)
     g = nx.Graph()
     g.add_edges_from((i, int(j)) for i in range(min(users, 100_000)) for j in snap.neighbors(i) if i < j)
     base = []
@@ -72,7 +80,7 @@ def main(users: int, candidates: int, viewers: int) -> None:
         sorted(cands, key=lambda c, v=int(v): -len(list(nx.common_neighbors(g, v, c.index))) if c.index in g else 0)
         base.append(time.perf_counter() - t)
     r = {"users": users, "candidates_per_viewer": candidates, "rank_total": percentiles(lat),
-         "rank_total_lightgbm_400_rounds": percentiles(gbdt_lat),
+         "rank_total_lightgbm_400_rounds": percentiles(gbdt_lat), "rank_total_ensemble": percentiles(ens_lat),
          "features_only": percentiles(feat_lat), "baseline_networkx_mutual_sort": percentiles(base)}
     r["speedup_vs_networkx_p50"] = round(r["baseline_networkx_mutual_sort"]["p50_ms"] / r["rank_total"]["p50_ms"], 1)
     write_results("ranker", r)

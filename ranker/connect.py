@@ -2,8 +2,9 @@
 the inner validation cut only.
 
 Contenders, all on the same examples and features: the multi-task model's connect head (focal
-loss), logistic regression, LightGBM LambdaRank, reciprocal rank fusion of the sources, and each
-single heuristic feature (so a learned ranker is served only when it beats them on validation).
+loss), logistic regression, LightGBM LambdaRank, the mean of those three's standardized scores,
+reciprocal rank fusion of the sources, and each single heuristic feature (so a learned ranker is
+served only when it beats them on validation).
 The winner is refitted on training + validation examples with the number of epochs / boosting
 rounds that validation chose (the newest period carries the most signal), then published.
 """
@@ -21,7 +22,7 @@ from pymk.metrics import group_ranking_metrics
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
 from ranker.history import ConnectExamples
-from ranker.scorers import FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer
+from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer
 from ranker.train import RankerConfig, connect_logits, fit
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,12 @@ def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExam
     raise ValueError(f"unknown ranker kind {kind!r}")
 
 
+def _ensemble(members: list[Scorer], x: np.ndarray) -> EnsembleScorer:
+    """Mean of the members' scores, each standardized by its mean and spread over `x` (no labels used)."""
+    scores = [m(x)["score"] for m in members]
+    return EnsembleScorer(members, [float(v.mean()) for v in scores], [float(v.std()) or 1.0 for v in scores])
+
+
 def permutation_importance(scorer: Scorer, val: ConnectExamples, rng: np.random.Generator, top: int = 15
                            ) -> dict[str, float]:
     """How much Recall@K + NDCG@K on validation drops when one feature is shuffled across rows (largest first)."""
@@ -139,19 +146,26 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         results[kind] = {**evaluate_scores(val, scorer(val.x)["score"]), "size": size,
                          "seconds": round(time.perf_counter() - start, 1)}
         fitted[kind] = (scorer, size)
+    learned = list(cfg.kinds)
+    if len(learned) > 1:
+        fitted["ensemble"] = (_ensemble([fitted[k][0] for k in learned], val.x), None)
+        results["ensemble"] = evaluate_scores(val, fitted["ensemble"][0](val.x)["score"])
     fitted["rrf"] = (RrfScorer(), None)
     results["rrf"] = evaluate_scores(val, fitted["rrf"][0](val.x)["score"])
     for name in HEURISTICS:
         scorer = FeatureScorer(name)
         fitted[f"feature:{name}"] = (scorer, None)
         results[f"feature:{name}"] = evaluate_scores(val, scorer(val.x)["score"])
-    best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in cfg.kinds))
+    best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in (*cfg.kinds, "ensemble")))
     scorer, size = fitted[best]
     importance = permutation_importance(scorer, val, np.random.default_rng(cfg.seed))
     refitted = False
-    if cfg.refit and best in cfg.kinds:
+    if cfg.refit and best in (*cfg.kinds, "ensemble"):
         both = ConnectExamples.concat([train, val])
-        scorer, _ = _fit(best, cfg, both, None, rng, size)
+        if best == "ensemble":
+            scorer = _ensemble([_fit(k, cfg, both, None, rng, fitted[k][1])[0] for k in learned], both.x)
+        else:
+            scorer, _ = _fit(best, cfg, both, None, rng, size)
         refitted = True
     report = {"chosen": best, "refitted_on_train_and_validation": refitted, "validation": results,
               "train_rows": int(train.y.size), "train_positives": int(train.y.sum()),
@@ -165,3 +179,4 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
              K, results[best][f"ndcg@{K}"])
     return {"scorer": scorer, "chosen": best, "report": report,
             "config": cfg.mlp if best == "mlp_focal" else cfg.logistic if best == "logistic" else None}
+

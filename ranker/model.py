@@ -15,6 +15,7 @@ class MultiTaskRanker(nn.Module):
                  linear: bool = False) -> None:
         super().__init__()
         self.linear = linear
+        self.hidden_channels, self.num_layers, self.dropout = hidden_channels, num_layers, dropout
         layers: list[nn.Module] = [nn.BatchNorm1d(in_features)]
         width = in_features
         if not linear:  # linear=True: logistic regression per head (the baseline)

@@ -6,8 +6,9 @@ Serving combines the heads as the model artifact says (`mode`):
   validation period.
 - `send_accept`: calibrated P(send) * P(accept)^w from the impression-log heads (the send and
   accept heads never see the per-source columns, which an impression log does not record).
-Other kinds chosen on the inner validation: a LightGBM LambdaRank model, reciprocal rank fusion of
-the sources, or one feature (a heuristic such as Adamic-Adar) when nothing learned beat it.
+Other kinds chosen on the inner validation: a LightGBM LambdaRank model, the mean of the learned
+models' standardized scores (ensemble), reciprocal rank fusion of the sources, or one feature (a
+heuristic such as Adamic-Adar) when nothing learned beat it.
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ class TorchScorer:
 
     def save(self, directory: Path) -> dict:
         torch.save(self.model.state_dict(), directory / "model.pt")
-        return {"mode": self.mode, "calibration": self.calibration.to_dict()}
+        m = self.model
+        shape = {"hidden_channels": m.hidden_channels, "num_layers": m.num_layers, "dropout": m.dropout,
+                 "linear": m.linear}
+        return {"mode": self.mode, "calibration": self.calibration.to_dict(), "model": shape}
 
 
 @dataclass
@@ -121,18 +125,48 @@ class RrfScorer:
         return {}
 
 
+@dataclass
+class EnsembleScorer:
+    """The mean of several scorers' standardized scores (means and spreads measured on validation)."""
+
+    members: list[Scorer]
+    mean: list[float]
+    std: list[float]
+    kind: str = "ensemble"
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [(m(x)["score"] - mu) / sd for m, mu, sd in zip(self.members, self.mean, self.std, strict=True)]
+        return {"score": np.mean(parts, axis=0)}
+
+    def save(self, directory: Path) -> dict:
+        specs = []
+        for i, member in enumerate(self.members):
+            (directory / f"member{i}").mkdir()
+            specs.append({"kind": member.kind, **member.save(directory / f"member{i}")})
+        return {"members": specs, "mean": self.mean, "std": self.std}
+
+
 def load_scorer(artifact: Path, manifest: dict) -> Scorer:
     """The scorer an artifact holds (its manifest's `scorer` section says which kind)."""
-    spec = manifest.get("scorer") or {}
+    return _load(artifact, manifest.get("scorer") or {}, artifact.name)
+
+
+def _load(directory: Path, spec: dict, name: str) -> Scorer:
     kind = spec.get("kind")
+    if kind == "ensemble":
+        return EnsembleScorer([_load(directory / f"member{i}", m, name) for i, m in enumerate(spec["members"])],
+                              list(spec["mean"]), list(spec["std"]))
+    artifact = directory
     if kind == "torch":
-        cfg = manifest["config"]
-        model = MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=cfg["hidden_channels"],
-                                num_layers=cfg["num_layers"], dropout=cfg["dropout"], linear=cfg["linear"])
+        shape = spec.get("model") or {}
+        try:
+            model = MultiTaskRanker(len(FEATURE_NAMES), **shape)
+        except TypeError as exc:
+            raise ArtifactError(f"ranker {name}: bad model shape {shape}: {exc}") from exc
         try:
             model.load_state_dict(torch.load(artifact / "model.pt", map_location="cpu", weights_only=True))
         except (RuntimeError, FileNotFoundError) as exc:
-            raise ArtifactError(f"ranker {artifact.name}: cannot load model.pt: {exc}") from exc
+            raise ArtifactError(f"ranker {name}: cannot load model.pt: {exc}") from exc
         return TorchScorer(model, Calibration.from_dict(spec.get("calibration")), spec.get("mode", "connect"))
     if kind == "lightgbm":
         import lightgbm
@@ -140,8 +174,8 @@ def load_scorer(artifact: Path, manifest: dict) -> Scorer:
         return LightGBMScorer(lightgbm.Booster(model_file=str(artifact / "model.txt")))
     if kind == "feature":
         if spec.get("feature") not in FEATURE_NAMES:
-            raise ArtifactError(f"ranker {artifact.name}: unknown feature {spec.get('feature')!r}")
+            raise ArtifactError(f"ranker {name}: unknown feature {spec.get('feature')!r}")
         return FeatureScorer(spec["feature"])
     if kind == "rrf":
         return RrfScorer()
-    raise ArtifactError(f"ranker {artifact.name}: unknown scorer kind {kind!r} in {json.dumps(spec)[:200]}")
+    raise ArtifactError(f"ranker {name}: unknown scorer kind {kind!r} in {json.dumps(spec)[:200]}")

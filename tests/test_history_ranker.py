@@ -123,3 +123,33 @@ def test_evaluation_is_deterministic_for_a_seed(tmp_path):
 
     assert a["metrics"] == b["metrics"] and without_timings(a) == without_timings(b)
     assert a["metrics"]["pipeline"]["recall@20"] > 0
+
+
+def test_every_scorer_kind_survives_publish_and_load(tmp_path):
+    import json
+
+    import lightgbm as lgb
+    import torch
+
+    from pymk.artifacts import ArtifactStore
+    from ranker.calibration import Calibration
+    from ranker.model import MultiTaskRanker
+    from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer, RrfScorer, TorchScorer, load_scorer
+    from ranker.train import publish
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, len(FEATURE_NAMES))).astype(np.float32)
+    booster = lgb.train({"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(x, (x[:, 0] > 0).astype(float), group=[30] * 10), num_boost_round=5)
+    torch.manual_seed(0)
+    mlp = TorchScorer(MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=8, num_layers=1),
+                      Calibration(connect=(2.0, -1.0)))
+    kinds = [mlp, LightGBMScorer(booster), FeatureScorer("adamic_adar"), RrfScorer(),
+             EnsembleScorer([mlp, LightGBMScorer(booster)], [0.1, -0.2], [2.0, 0.5])]
+    store = ArtifactStore(tmp_path)
+    for scorer in kinds:
+        publish(scorer, None, {}, store, None)
+        manifest = json.loads((store.current() / "manifest.json").read_text())
+        again = load_scorer(store.current(), manifest)
+        assert again.kind == scorer.kind
+        assert np.allclose(again(x)["score"], scorer(x)["score"], rtol=1e-6, atol=1e-9)
