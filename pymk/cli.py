@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from pymk.cli_models import COMMANDS
 from pymk.errors import PymkError
 from pymk.settings import Settings
 
@@ -280,4 +281,5 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, threads
     run(settings, host, port, workers, threads)
 
 
-from pymk import cli_models  # noqa: E402,F401  (registers the model and simulator commands)
+for _command in COMMANDS:  # the model and simulator commands, defined in pymk/cli_models.py
+    main.add_command(_command)

@@ -1,4 +1,5 @@
-"""CLI commands for the simulator, offline evaluation, embeddings and the ranker (registered on `main`)."""
+"""CLI commands for the simulator, offline evaluation, embeddings and the ranker (`COMMANDS`, added to
+`main` in pymk/cli.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ from pathlib import Path
 
 import click
 
-from pymk.cli import main
 from pymk.settings import Settings
 
 
 # ---- simulator --------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def sim() -> None:
     """Synthetic social world with hidden send/accept behaviour."""
 
@@ -56,7 +56,7 @@ def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> N
 
 
 # ---- offline evaluation -----------------------------------------------------------------------
-@main.command("eval")
+@click.command("eval")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--users", default=500, show_default=True, help="Test users sampled.")
 @click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
@@ -84,7 +84,7 @@ def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers
 
 
 # ---- embeddings -------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def embeddings() -> None:
     """GraphSAGE embeddings and their FAISS index."""
 
@@ -116,9 +116,9 @@ def embeddings_rollback(settings: Settings) -> None:
 
 
 # ---- ranker -----------------------------------------------------------------------------------
-@main.group()
+@click.group()
 def ranker() -> None:
-    """The multi-task send/accept ranker."""
+    """The ranker: learned from how the graph grew, and from the impression log when there is one."""
 
 
 @ranker.command("train")
@@ -143,7 +143,7 @@ def ranker_train(settings: Settings, epochs: int, compare: bool, viewers_per_cut
 
 
 # ---- precomputed candidate lists ----------------------------------------------------------------
-@main.group()
+@click.group()
 def candidates() -> None:
     """Candidate lists ranked ahead of time for likely viewers."""
 
@@ -175,3 +175,6 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
     path = build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep)
     built.pipeline.close()
     click.echo(f"precomputed {len(users)} users' lists -> {path}")
+
+
+COMMANDS = (sim, evaluate_cmd, embeddings, ranker, candidates)

@@ -16,8 +16,10 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   mkdir -p "$CACHE"
   $PY -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip >&2
-  # pip's own cache (~/.cache/pip) is reused too when the key changes.
-  "$VENV/bin/pip" install --quiet -r requirements.txt -r requirements-dev.txt >&2
+  # pip's own cache (~/.cache/pip) is reused too when the key changes. Progress stays visible: the
+  # first install downloads ~3 GB (torch's CUDA build) and takes minutes.
+  echo "[setup] installing requirements (~3 GB on a fresh machine)" >&2
+  "$VENV/bin/pip" install --progress-bar on -r requirements.txt -r requirements-dev.txt >&2
   touch "$VENV/.complete"
 else
   echo "[setup] reusing venv $VENV" >&2
