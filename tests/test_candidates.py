@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 
@@ -157,11 +158,16 @@ class _Evil:
 
 
 class _Slow:
+    """Cannot answer before the test lets it (after the request returned): over budget, deterministically."""
+
     name = "slow"
     description = "test"
 
+    def __init__(self):
+        self.release = threading.Event()
+
     def generate(self, user, k):
-        time.sleep(1.0)
+        self.release.wait(timeout=30)
         return []
 
 
@@ -191,10 +197,12 @@ def test_pipeline_never_returns_blocked_or_opted_out_and_survives_bad_sources():
     snap = two_cliques()
     snap.opted_out[snap.index_of("b2")] = True
     state = UserState("a1", frozenset({"a0", "a2", "a3"}), frozenset(), frozenset({"b1"}), {}, frozenset())
+    slow = _Slow()
     sources = [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap), _Evil(snap, ["b1", "b2", "b3"]),
-               _Slow(), _Broken()]
+               slow, _Broken()]
     pipe = CandidatePipeline(snap, sources, _FixedState(state, {"b3"}), PipelineConfig(source_budget_s=0.3))
     rec = pipe.recommend("a1", k=10)
+    slow.release.set()
     ids = [c.user_id for c in rec.candidates]
     assert ids == ["b0"]
     assert set(rec.skipped_sources) == {"slow", "broken"}
