@@ -7,7 +7,9 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from pymk.errors import UnknownUserError
+from pymk.errors import GraphStoreUnavailableError, UnknownUserError
+
+RETRY_AFTER_S = 5
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(UnknownUserError)
     def _unknown(err: UnknownUserError):
         return jsonify(error_body("unknown_user", str(err), "user_id")), 404
+
+    @app.errorhandler(GraphStoreUnavailableError)
+    def _store_down(err: GraphStoreUnavailableError):
+        # Suggestions are never served without the hard-rule check on fresh state (a block made a
+        # second ago must count), so with the store down the honest answer is "try again shortly".
+        log.warning("%s", err)
+        resp = jsonify(error_body("graph_store_unavailable", "the graph store cannot be reached; retry shortly"))
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp, 503
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):

@@ -25,6 +25,7 @@ from graph.records import (
     UserRecord,
     UserState,
 )
+from pymk.errors import GraphStoreUnavailableError
 from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,10 @@ def _user_from_props(props: dict[str, Any]) -> UserRecord:
     return UserRecord(id=str(props["id"]), **known)
 
 
+# the driver's errors for "cannot reach the server" (refused, dropped, timed out, no routing)
+UNAVAILABLE = (neo4j.exceptions.ServiceUnavailable, neo4j.exceptions.SessionExpired, OSError)
+
+
 class Neo4jGraphStore:
     """GraphStore backed by a Neo4j server reached over Bolt."""
 
@@ -161,6 +166,7 @@ class Neo4jGraphStore:
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._driver = GraphDatabase.driver(
             cfg.bolt_uri, auth=auth, max_transaction_retry_time=30.0, notifications_min_severity="OFF",
+            connection_timeout=cfg.connect_timeout_s, connection_acquisition_timeout=2 * cfg.connect_timeout_s,
         )
         self._db = cfg.database
         self._uri = cfg.bolt_uri
@@ -182,13 +188,20 @@ class Neo4jGraphStore:
             for query, params in statements:
                 tx.run(query, params).consume()
 
-        with self._driver.session(database=self._db) as session:
-            session.execute_write(work)
+        try:
+            with self._driver.session(database=self._db) as session:
+                session.execute_write(work)
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
-        """An auto-commit read: one round trip (serving reads are small and idempotent)."""
-        with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
-            return list(session.run(query, params))
+        """An auto-commit read: one round trip (serving reads are small and idempotent, never retried:
+        a server that cannot be reached is reported at once as GraphStoreUnavailableError)."""
+        try:
+            with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
+                return list(session.run(query, params))
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
         with self._driver.session(database=self._db, fetch_size=batch_size) as session:

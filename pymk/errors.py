@@ -29,3 +29,11 @@ class ArtifactError(PymkError):
 
 class ServerError(PymkError):
     """The local Neo4j server could not be built, started or stopped."""
+
+
+class GraphStoreUnavailableError(PymkError):
+    """The graph store (Neo4j) cannot be reached right now; retrying later may succeed."""
+
+    def __init__(self, uri: str, cause: Exception) -> None:
+        super().__init__(f"graph store {uri} unavailable: {cause.__class__.__name__}: {cause}")
+        self.uri = uri

@@ -51,6 +51,8 @@ class Neo4jSettings:
     # Call the bundled launcher's procedures (pymk.mergeFriendships) when the server has them;
     # PYMK_NEO4J_PROCEDURES=0: always plain Cypher.
     procedures: bool = True
+    # How long a request waits to reach the server before the store reports itself unavailable.
+    connect_timeout_s: float = 3.0
 
     @property
     def external(self) -> bool:
@@ -129,6 +131,7 @@ class Settings:
             heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024),
             pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512),
             procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
+            connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
         )
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000)
         if batch < 1:

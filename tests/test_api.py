@@ -418,3 +418,40 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.mark.integration
+def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_store, settings, prefix, tmp_path):
+    import dataclasses
+    import time
+    from urllib.parse import urlparse
+
+    from graph.neo4j_store import Neo4jGraphStore
+    from tests.tcp_proxy import TcpProxy
+
+    p = prefix
+    pairs = [(f"{p}a{i}", f"{p}a{j}") for i in range(4) for j in range(i + 1, 4)] + [(f"{p}a0", f"{p}b0")]
+    neo4j_store.add_friendships([Friendship(a, b) for a, b in pairs])
+    target = urlparse(settings.neo4j.bolt_uri)
+    proxy = TcpProxy(target.hostname, target.port)
+    # the API reaches the real server only through the proxy; connection timeout 1 s
+    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
+                                                connect_timeout_s=1.0))
+    app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0"})
+    save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
+    client = create_app(app_settings, store=store).test_client()
+    url = f"/v1/users/{p}a1/suggestions"
+    try:
+        assert client.get(url).status_code == 200
+        proxy.down()
+        start = time.perf_counter()
+        resp = client.get(url)
+        assert resp.status_code == 503 and time.perf_counter() - start < 5
+        assert resp.get_json()["error"]["code"] == "graph_store_unavailable" and resp.headers["Retry-After"] == "5"
+        assert client.get("/readyz").status_code == 503
+        proxy.up()
+        resp = client.get(url)  # the driver reconnects by itself: the very next request is served
+        assert resp.status_code == 200 and _ids(resp)[0] == f"{p}b0"
+    finally:
+        proxy.down()
+        store.close()
