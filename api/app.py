@@ -20,6 +20,7 @@ from api.errors import ApiError
 from api.ratelimit import RateLimiter
 from api.routes import bp
 from api.services import Services
+from graph.readers import TimeWindow, set_time_window
 from graph.store import GraphStore
 from pymk.settings import Settings
 
@@ -77,6 +78,7 @@ class OrjsonProvider(JSONProvider):
 def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> Flask:
     """Build the app. `store` defaults to the configured Neo4j store."""
     settings = settings or Settings.from_env()
+    set_time_window(TimeWindow(settings.ts_earliest, settings.ts_max_future_s))
     # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
     torch.set_num_threads(1)
     if store is None:

@@ -26,6 +26,7 @@ from typing import TextIO
 
 import orjson
 
+from graph.readers import time_window
 from graph.records import Event
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,12 @@ class EventLog:
         return self.root / f"{name}.jsonl"
 
     def append(self, events: Iterable[Event]) -> int:
-        """Append live events to this process's current segment (one write per call)."""
+        """Append live events to this process's current segment (one write per call). Refuses, before
+        writing anything, a batch holding a timestamp outside the accepted window (ValueError)."""
+        events = list(events)
+        window = time_window()
+        for ev in events:
+            window.check(ev.ts, ev.ts)
         return self._append_lines("".join(event_to_json(ev) + "\n" for ev in events))
 
     def append_records(self, records: Iterable[dict]) -> int:

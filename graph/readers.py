@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -84,8 +85,37 @@ class ByteCounter:
                     yield number, None
 
 
+@dataclass(frozen=True)
+class TimeWindow:
+    """The timestamps accepted anywhere (files, the API, the event log): none before `earliest`
+    (default 1970-01-01), none more than `max_future_s` ahead of the clock (default a day)."""
+
+    earliest: float = 0.0
+    max_future_s: float = 86_400.0
+
+    def check(self, ts: float, raw: object) -> float:
+        latest = time.time() + self.max_future_s
+        if not self.earliest <= ts <= latest:
+            raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
+                             f"{self.max_future_s:.0f} s]")
+        return ts
+
+
+_WINDOW = [TimeWindow()]
+
+
+def set_time_window(window: TimeWindow) -> None:
+    """Use `window` for every timestamp read from now on (the CLI and the API set it from Settings)."""
+    _WINDOW[0] = window
+
+
+def time_window() -> TimeWindow:
+    return _WINDOW[0]
+
+
 def parse_timestamp(raw: str) -> float:
-    """Epoch seconds from a number or an ISO 8601 string; ValueError quoting `raw` otherwise."""
+    """Epoch seconds from a number or an ISO 8601 string inside the accepted window; ValueError
+    quoting `raw` otherwise."""
     text = raw.strip()
     try:
         value = float(text)
@@ -96,10 +126,10 @@ def parse_timestamp(raw: str) -> float:
             raise ValueError(f"bad timestamp {raw!r}") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        return _WINDOW[0].check(dt.timestamp(), raw)
     if not math.isfinite(value):
         raise ValueError(f"bad timestamp {raw!r}")
-    return value
+    return _WINDOW[0].check(value, raw)
 
 
 def _header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
@@ -117,7 +147,10 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` (whitespace or commas, `#` comments) or CSV with a header."""
     path = str(source.path)
     columns: tuple[int, int, int | None] = (0, 1, 2)
+    header = None
     first = True
+    window = _WINDOW[0]
+    latest = time.time() + window.max_future_s
     for number, text in source.lines():
         if text is None:
             yield RowError(path, number, "line is not valid UTF-8")
@@ -139,11 +172,14 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         if len(tokens) <= max(src_i, dst_i):
             yield RowError(path, number, f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
             continue
+        if header is None and len(tokens) > 3:  # a CSV with a header may carry more columns; SNAP lines not
+            yield RowError(path, number, f"expected 'src dst [ts]', got {len(tokens)} fields in {stripped!r}")
+            continue
         ts: float | None = None
         if ts_i is not None and ts_i < len(tokens):
             try:
                 ts = float(tokens[ts_i])  # fast path; ISO strings and bad values go the long way
-                if ts != ts or ts in (math.inf, -math.inf):
+                if not window.earliest <= ts <= latest:
                     raise ValueError
             except ValueError:
                 try:

@@ -92,6 +92,10 @@ class Settings:
     neo4j: Neo4jSettings = field(default_factory=Neo4jSettings)
     ingest_batch_size: int = 10_000
     api: ApiSettings = field(default_factory=ApiSettings)
+    # accepted timestamps everywhere (files, API, event log): from `ts_earliest` (epoch seconds) to
+    # `ts_max_future_s` ahead of the clock
+    ts_earliest: float = 0.0
+    ts_max_future_s: float = 86_400.0
 
     @property
     def snapshot_dir(self) -> Path:
@@ -145,7 +149,9 @@ class Settings:
             workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
             threads=_env_int(env, "PYMK_API_THREADS", 4),
         )
-        return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api)
+        return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
+                   ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
+                   ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9))
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

@@ -85,6 +85,10 @@ def test_events_single_and_batch(env):
     from graph.eventlog import EventLog
 
     assert [e.type for e in EventLog(settings.event_log_dir).read()] == ["send", "impression", "dismiss"]
+    for bad in (1e300, -5):  # implausible times are a 400 naming the field, and nothing is logged
+        resp = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b3", "ts": bad}, headers=KEY)
+        assert resp.status_code == 400 and "outside the accepted window" in resp.get_json()["error"]["message"]
+    assert len(list(EventLog(settings.event_log_dir).read())) == 3
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

@@ -108,3 +108,37 @@ def test_parse_timestamp():
     assert parse_timestamp("1970-01-01T00:01:00+00:00") == 60.0
     with pytest.raises(ValueError, match="'nan'"):
         parse_timestamp("nan")
+
+
+def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tmp_path):
+    import time
+
+    ahead = time.time() + 2 * 86_400
+    rows = _edges(tmp_path, f"1 2 1e300\n3 4 -7\n5 6 {ahead:.0f}\n13 14 15 16\n7 8 100\n9 10 nan\n")
+    errors = {r.line: r.message for r in rows if isinstance(r, RowError)}
+    assert set(errors) == {1, 2, 3, 4, 6}
+    assert [r for r in rows if isinstance(r, EdgeRow)] == [EdgeRow(5, "7", "8", 100.0)]
+    assert "outside the accepted window" in errors[1] and "outside the accepted window" in errors[2]
+    assert "4 fields" in errors[4] and "bad timestamp" in errors[6]
+    for bad in (1e300, -5, ahead):
+        with pytest.raises(ValueError, match="outside the accepted window"):
+            parse_event({"type": "send", "src": "a", "dst": "b", "ts": bad})
+
+
+def test_time_window_is_configurable_and_the_event_log_refuses_outside_it(tmp_path):
+    from graph.eventlog import EventLog
+    from graph.readers import TimeWindow, set_time_window, time_window
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "events")
+    with pytest.raises(ValueError, match="outside the accepted window"):
+        log.append([Event("send", "a", "b", 5.0), Event("send", "a", "c", -1.0)])
+    assert list(log.read()) == []  # nothing of the refused batch was written
+    old = time_window()
+    try:
+        set_time_window(TimeWindow(earliest=1_000.0))
+        with pytest.raises(ValueError, match="outside the accepted window"):
+            parse_timestamp("500")
+        assert parse_timestamp("1500") == 1500.0
+    finally:
+        set_time_window(old)
