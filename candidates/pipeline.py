@@ -40,6 +40,8 @@ class PipelineConfig:
     per_source_k: int = 200
     source_budget_s: float = 0.25
     overfetch: int = 3           # candidates kept after ranking, per requested suggestion
+    concurrency: int = 4         # requests served at once (server threads): the source pool has a thread
+                                 # per source for each of them, so one request never waits on another's
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -75,7 +77,8 @@ class CandidatePipeline:
         shown = ev["type"] == EVENT_CODE["impression"]
         order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
         self._imp_src, self._imp_dst = ev["src"][shown][order], ev["dst"][shown][order]
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources)), thread_name_prefix="source")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
+                                        thread_name_prefix="source")
 
     def recommend(self, user_id: str, k: int = 20) -> Recommendation:
         rec = Recommendation(viewer=user_id, candidates=[])

@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 
 from candidates.filters import SnapshotStateReader, StateReader
-from candidates.pipeline import CandidatePipeline
+from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import load_snapshot
 from pymk.artifacts import ArtifactStore
@@ -46,8 +46,9 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     ann = next((s for s in sources if s.name == "ann"), None)
     ranker, ranker_version = _ranker(settings, snap, ann.emb if ann is not None else None,
                                      emb_version if ann is not None else None)
-    pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap), ranker=ranker, reranker=Reranker(
-        snap, RerankConfig(explore_share=settings.api.explore_share)))
+    pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap),
+                                 PipelineConfig(concurrency=settings.api.threads), ranker=ranker,
+                                 reranker=Reranker(snap, RerankConfig(explore_share=settings.api.explore_share)))
     return Assembled(pipeline, snap_version, emb_version, ranker_version)
 
 

@@ -259,3 +259,32 @@ def test_times_seen_counts_impressions_per_shown_user(tmp_path):
     assert pipe.times_seen(i("a")) == {i("c"): 2, i("d"): 1}
     assert pipe.times_seen(i("b")) == {}
     pipe.close()
+
+
+class _Sleepy:
+    def __init__(self, name: str) -> None:
+        self.name, self.description = name, "test"
+
+    def generate(self, user, k):
+        time.sleep(0.1)
+        return []
+
+
+def test_concurrent_requests_do_not_starve_each_others_sources():
+    """4 requests at once, two 100 ms sources each, a 250 ms budget: every source answers in every request.
+    (With a pool of one thread per source, shared by all requests, two of the four lost every source.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    snap = two_cliques()
+    pipe = CandidatePipeline(snap, [_Sleepy("s1"), _Sleepy("s2")], SnapshotStateReader(snap),
+                             PipelineConfig(source_budget_s=0.25, concurrency=4))
+    barrier = threading.Barrier(4)
+
+    def one(_):
+        barrier.wait()
+        return pipe.recommend("a1", 5).skipped_sources
+
+    with ThreadPoolExecutor(4) as ex:
+        skipped = list(ex.map(one, range(4)))
+    pipe.close()
+    assert skipped == [{}, {}, {}, {}]
