@@ -34,6 +34,7 @@ class Metrics:
     latency: Histogram
     suggestions: Counter
     removed: Counter
+    stages: Histogram
 
 
 def _metrics() -> Metrics:
@@ -54,6 +55,9 @@ def _instruments(reg: CollectorRegistry) -> tuple:
                   buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2)),
         Counter("pymk_suggestions_returned_total", "Suggestions returned", registry=reg),
         Counter("pymk_candidates_removed_total", "Candidates removed by hard rules", ["reason"], registry=reg),
+        Histogram("pymk_stage_seconds", "Time per pipeline stage of a suggestions request (sources by name; "
+                  "generate, filters, total)", ["stage"], registry=reg,
+                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)),
     )
 
 

@@ -92,6 +92,8 @@ def suggestions(user_id: str):
     current_app.extensions["pymk_metrics"].suggestions.inc(len(items))
     for reason, n in rec.removed.items():
         current_app.extensions["pymk_metrics"].removed.labels(reason).inc(n)
+    for stage, ms in rec.timings_ms.items():
+        current_app.extensions["pymk_metrics"].stages.labels(stage).observe(ms / 1000)
     return jsonify({"user_id": user_id, "bucket": bucket(user_id), "suggestions": items,
                     "skipped_sources": rec.skipped_sources, "snapshot_version": g.snapshot_version,
                     "embeddings_version": _svc().served.embeddings_version,

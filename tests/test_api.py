@@ -148,6 +148,8 @@ def test_health_ready_metrics_openapi_and_generic_errors(env, tmp_path):
     client.get("/v1/users/a1/suggestions")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'pymk_http_requests_total{endpoint="/v1/users/<user_id>/suggestions",status="200"}' in text
+    for stage in ("fof", "ppr", "generate", "filters", "total"):  # per-stage timings
+        assert f'pymk_stage_seconds_count{{stage="{stage}"}} 1.0' in text
     spec = client.get("/openapi.json").get_json()
     assert "/v1/events" in spec["paths"] and spec["openapi"].startswith("3.")
     assert client.get("/nope").get_json()["error"]["code"] == "not_found"
