@@ -12,9 +12,9 @@ import threading
 import time
 from dataclasses import dataclass
 
-from candidates.filters import FilterContext, StoreStateReader, apply_rules
+from candidates.filters import StoreStateReader
+from candidates.fresh import fresh_fof
 from candidates.pipeline import CandidatePipeline, Recommendation
-from candidates.types import Candidate
 from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
@@ -142,12 +142,6 @@ class Services:
         }])
 
     def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:
-        rows = self.store.friends_of_friends(user_id, limit=k * 3, max_friend_degree=5000)
-        cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
-                              {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
-                               "mutual_ids": list(r.mutual_ids[:20])}) for r in rows]
-        rec = Recommendation(viewer=user_id, candidates=[])
-        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in cands]))
-        rec.candidates = apply_rules(cands, ctx, rec.removed).kept[:k]
+        rec = fresh_fof(self.store, user_id, k)
         rec.skipped_sources["snapshot"] = "user is newer than the served snapshot"
         return rec

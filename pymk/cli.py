@@ -236,6 +236,7 @@ def snapshot_rollback(settings: Settings) -> None:
 @click.pass_obj
 def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_friend_degree: int) -> None:
     """Friends-of-friends suggestions straight from Neo4j, hard rules applied, with their proof."""
+    from candidates.fresh import fresh_fof
     from graph.connect import open_store
 
     store = open_store(settings)
@@ -243,16 +244,13 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
         for uid in user_ids:
             if store.get_user(uid) is None:
                 raise click.ClickException(f"unknown user {uid!r}")
-            state = store.user_state(uid)
-            rows = store.friends_of_friends(uid, limit=limit * 5, max_friend_degree=max_friend_degree)
-            excluded = state.pending | state.blocked | state.dismissed | set(state.declined)
-            opted_out = store.opted_out_among([r.candidate for r in rows])
-            kept = [r for r in rows if r.candidate not in excluded and r.candidate not in opted_out][:limit]
-            click.echo(f"user {uid} ({len(state.friends)} friends):")
-            for r in kept:
-                names = ", ".join(r.mutual_ids[:5]) + (", ..." if r.mutual_count > 5 else "")
-                click.echo(f"  {r.candidate:>8}  {r.mutual_count} mutual friends: {names}  "
-                           f"(Adamic-Adar {r.adamic_adar:.2f})")
+            kept = fresh_fof(store, uid, limit, max_friend_degree).candidates  # the one hard-rule path
+            click.echo(f"user {uid} ({len(store.friends(uid))} friends):")
+            for c in kept:
+                proof = c.proof["fof"]
+                m = proof["mutual_count"]
+                names = ", ".join(proof["mutual_ids"][:5]) + (", ..." if m > 5 else "")
+                click.echo(f"  {c.user_id:>8}  {m} mutual friends: {names}  (Adamic-Adar {proof['adamic_adar']:.2f})")
             if not kept:
                 click.echo("  (no friends-of-friends candidates yet)")
     finally:

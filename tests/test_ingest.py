@@ -109,3 +109,23 @@ def test_ingest_command_exits_non_zero_when_rows_are_rejected(neo4j_store, prefi
     assert neo4j_store.friends(f"{prefix}a") == [f"{prefix}b"]  # the good row loaded anyway
     again = CliRunner().invoke(main, ["ingest", "edges", str(path), "--no-progress", "--allow-rejects"])
     assert again.exit_code == 0, again.output
+
+
+@pytest.mark.integration
+def test_suggest_command_goes_through_the_hard_rules_with_the_decline_cool_down(neo4j_store, prefix):
+    from click.testing import CliRunner
+
+    from graph.records import Event, Friendship
+    from pymk.cli import main
+
+    p = prefix
+    neo4j_store.add_friendships([Friendship(f"{p}a", f"{p}b"), Friendship(f"{p}b", f"{p}c"),
+                                 Friendship(f"{p}a", f"{p}d"), Friendship(f"{p}d", f"{p}e")])
+    now = time.time()
+    long_ago = now - 400 * 86_400   # past the 90-day cool-down: may be suggested again
+    neo4j_store.apply_events([Event("send", f"{p}a", f"{p}c", long_ago), Event("decline", f"{p}c", f"{p}a", long_ago),
+                              Event("send", f"{p}a", f"{p}e", now - 60), Event("decline", f"{p}e", f"{p}a", now - 30)])
+    result = CliRunner().invoke(main, ["suggest", f"{p}a"])
+    assert result.exit_code == 0, result.output
+    shown = {line.split()[0] for line in result.output.splitlines()[1:]}
+    assert f"{p}c" in shown and f"{p}e" not in shown

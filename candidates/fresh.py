@@ -1,0 +1,23 @@
+"""Friends-of-friends straight from the graph store (Cypher), through the same hard rules as every path.
+
+Used for users newer than the served snapshot (the API) and by `pymk suggest`.
+"""
+
+from __future__ import annotations
+
+from candidates.filters import FilterContext, StoreStateReader, apply_rules
+from candidates.types import Candidate, Recommendation
+from graph.store import GraphStore
+
+
+def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
+              overfetch: int = 5) -> Recommendation:
+    """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state."""
+    rows = store.friends_of_friends(user_id, limit=k * overfetch, max_friend_degree=max_friend_degree)
+    cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
+                          {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
+                           "mutual_ids": list(r.mutual_ids[:20])}) for r in rows]
+    rec = Recommendation(viewer=user_id, candidates=[])
+    ctx = FilterContext(user_id, *StoreStateReader(store).rules(user_id, [c.user_id for c in cands]))
+    rec.candidates = apply_rules(cands, ctx, rec.removed).kept[:k]
+    return rec
