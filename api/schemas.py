@@ -27,6 +27,7 @@ class UserIn(_Strict):
     age_group: str | None = Field(default=None, max_length=32)
     language: str | None = Field(default=None, max_length=32)
     opted_out: bool | None = None
+    deactivated: bool | None = None
 
     def record(self) -> UserRecord:
         return UserRecord(**self.model_dump())

@@ -111,7 +111,7 @@ RULES = {
     "already_friends": lambda c, ctx: "already friends" if c.user_id in ctx.state.friends else None,
     "pending_request": lambda c, ctx: "request pending" if c.user_id in ctx.state.pending else None,
     "blocked": lambda c, ctx: "blocked" if c.user_id in ctx.state.blocked else None,
-    "opted_out": lambda c, ctx: "opted out of suggestions" if c.user_id in ctx.opted_out else None,
+    "opted_out": lambda c, ctx: "opted out of suggestions or deactivated" if c.user_id in ctx.opted_out else None,
     "declined": lambda c, ctx: ("declined within cool-down"
                                 if ctx.now - ctx.state.declined.get(c.user_id, -np.inf) < ctx.decline_cooldown_s
                                 else None),

@@ -35,7 +35,7 @@ from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
 ADMIN_TOOL = "org.neo4j.cli.AdminTool"
-_TYPES = {"created_at": "double", "lat": "double", "lon": "double", "opted_out": "boolean"}
+_TYPES = {"created_at": "double", "lat": "double", "lon": "double", "opted_out": "boolean", "deactivated": "boolean"}
 
 
 class InitialLoadError(PymkError):

@@ -141,7 +141,7 @@ class MemoryGraphStore:
         return {i for i in ids if i in self.users}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return {i for i in ids if i in self.users and self.users[i].opted_out}
+        return {i for i in ids if i in self.users and not self.users[i].suggestable}
 
     def friends(self, user_id: str) -> list[str]:
         return sorted(self.adj.get(user_id, ()))

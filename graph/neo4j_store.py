@@ -87,7 +87,9 @@ RETURN count(*) AS n
 """
 Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
-Q_OPTED_OUT = "UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true RETURN u.id AS id"
+Q_OPTED_OUT = """
+UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true OR u.deactivated = true RETURN u.id AS id
+"""
 Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
 Q_PENDING = """
 MATCH (u:User {id: $id})
@@ -97,7 +99,10 @@ RETURN [(u)<-[r:REQUESTED {status: 'pending'}]-(x) | x.id] AS incoming,
 Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
 # The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
 Q_RULES = """
-CALL () { UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true RETURN collect(x.id) AS opted }
+CALL () {
+  UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true OR x.deactivated = true
+  RETURN collect(x.id) AS opted
+}
 OPTIONAL MATCH (u:User {id: $id})
 RETURN opted,
        [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,

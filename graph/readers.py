@@ -226,8 +226,9 @@ def _user_from_row(row: dict[str, str]) -> UserRecord:
     fields["lon"] = _parse_float(row.get("lon") or "", "lon", -180.0, 180.0)
     if (fields["lat"] is None) != (fields["lon"] is None):
         raise ValueError("lat and lon must be given together")
-    opted = row.get("opted_out")
-    fields["opted_out"] = None if opted is None or opted.strip() == "" else _parse_bool(opted)
+    for flag in ("opted_out", "deactivated"):
+        value = row.get(flag)
+        fields[flag] = None if value is None or value.strip() == "" else _parse_bool(value)
     return UserRecord(id=uid, **fields)  # type: ignore[arg-type]
 
 

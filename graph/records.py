@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "created_at", "school", "employer", "city", "lat", "lon", "age_group", "language", "opted_out",
+    "deactivated",
 )
 CATEGORICAL_FIELDS: tuple[str, ...] = ("school", "employer", "city", "age_group", "language")
 EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block")
@@ -26,6 +27,11 @@ class UserRecord:
     age_group: str | None = None
     language: str | None = None
     opted_out: bool | None = None  # None: not given, so an existing opt-out is left alone
+    deactivated: bool | None = None  # a closed or suspended account: never suggested (like opted_out)
+
+    @property
+    def suggestable(self) -> bool:
+        return not (self.opted_out or self.deactivated)
 
     def properties(self) -> dict[str, object]:
         """Profile properties to write (None values are left out, so they are not stored)."""

@@ -461,3 +461,12 @@ def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_sto
     finally:
         proxy.down()
         store.close()
+
+
+def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(env):
+    _, client, _, _ = env
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
+    assert client.post("/v1/users", json={"id": "b0", "deactivated": True}, headers=KEY).status_code == 201
+    assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
+    assert client.post("/v1/users", json={"id": "b0", "deactivated": False}, headers=KEY).status_code == 201
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"

@@ -142,3 +142,12 @@ def test_time_window_is_configurable_and_the_event_log_refuses_outside_it(tmp_pa
         assert parse_timestamp("1500") == 1500.0
     finally:
         set_time_window(old)
+
+
+def test_users_csv_deactivated_column(tmp_path):
+    p = tmp_path / "users.csv"
+    p.write_text("id,deactivated\nu1,true\nu2,\nu3,nope\n")
+    rows = list(read_users(ByteCounter(p)))
+    assert rows[0].deactivated is True and not rows[0].suggestable
+    assert rows[1].deactivated is None and rows[1].suggestable
+    assert isinstance(rows[2], RowError) and rows[2].line == 4

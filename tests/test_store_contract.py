@@ -109,6 +109,10 @@ def test_opt_out_and_delete(store, prefix):
     store.set_opted_out(ids[1], True)
     store.upsert_users([UserRecord(id=ids[1], city="Oslo")])  # no opted_out column: opt-out stays
     assert store.opted_out_among(ids) == {ids[1]}
+    store.upsert_users([UserRecord(id=ids[2], deactivated=True)])  # deactivated accounts: never suggested either
+    assert store.opted_out_among(ids) == {ids[1], ids[2]} == store.viewer_rules(ids[0], ids)[1]
+    store.upsert_users([UserRecord(id=ids[2], deactivated=False)])
+    assert store.opted_out_among(ids) == {ids[1]}
     store.add_friendships([Friendship(ids[0], ids[1])])
     assert store.delete_users(ids[:1]) == 1
     assert store.delete_users_with_prefix(prefix) == 2

@@ -126,7 +126,7 @@ def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, di
         vocab[col] = sorted({v for v in values if v is not None})
         lookup = {v: i for i, v in enumerate(vocab[col])}
         categorical[col][order] = [lookup.get(v, -1) if v is not None else -1 for v in values]
-    opted[order] = [bool(u.opted_out) for u in users]
+    opted[order] = [not u.suggestable for u in users]  # opted out or deactivated: never suggested
     return numeric, categorical, vocab, opted
 
 

@@ -37,7 +37,7 @@ class Snapshot:
     numeric: dict[str, np.ndarray]        # created_at, lat, lon (float64, NaN = missing)
     categorical: dict[str, np.ndarray]    # code per user (int32, -1 = missing)
     vocab: dict[str, list[str]]
-    opted_out: np.ndarray                 # bool
+    opted_out: np.ndarray                 # bool: opted out or deactivated (never suggested)
     requests: dict[str, np.ndarray]       # src, dst, sent_at, status, responded_at
     blocks: dict[str, np.ndarray]         # src, dst, at
     events: dict[str, np.ndarray]         # type, src, dst, ts, position
