@@ -184,11 +184,13 @@ def main() -> None:
             add(f"\nDifference {pair}: {d:+.1f} connections / 1000 impressions [{lo:+.1f}, {hi:+.1f}].")
         add("")
     if r := load("ranker"):
-        add(f"### Ranking latency ({r['date']})\n")
-        add(f"{r['candidates_per_viewer']} candidates, {r['users']:,}-user world: features + both heads + sort "
-            f"{ms(r['rank_total'])} ms (features alone {ms(r['features_only'])} ms); baseline networkx "
-            f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} ms "
-            f"(ratio {r['speedup_vs_networkx_p50']}x at p50).\n")
+        add(f"### Ranking latency ({r['date']}, {r['machine']})\n")
+        add(f"{r['candidates_per_viewer']} candidates, {r['users']:,}-user world, p50 / p99 ms: features + the "
+            f"multi-task model's heads + sort {ms(r['rank_total'])}; with a 400-round LightGBM LambdaRank model "
+            f"{ms(r['rank_total_lightgbm_400_rounds'])}; with the ensemble (connect head + logistic + LightGBM) "
+            f"{ms(r['rank_total_ensemble'])}; features alone {ms(r['features_only'])}. Baseline: networkx "
+            f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} (ratio {r['speedup_vs_networkx_p50']}x "
+            "at p50: ours computes 50 features and scores them, the baseline one count).\n")
     if r := load("api"):
         add(f"### API under load ({r['date']}, {r['users']:,} users, {r['friendships']:,} friendships, "
             f"{r.get('workers', 1)} worker processes x {r.get('threads', 8)} threads, "
