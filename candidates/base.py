@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from pymk.errors import PymkError
@@ -28,27 +30,40 @@ class CandidateSource(Protocol):
     def generate(self, user: int, k: int) -> list[Candidate]: ...
 
 
-SourceFactory = Callable[[Snapshot], CandidateSource]
+SourceFactory = Callable[..., CandidateSource]
 
 
 class SourceRegistry:
-    """Name -> factory. Refuses duplicate names and fails loud on unknown ones."""
+    """Name -> factory. Refuses duplicate names and fails loud on unknown ones.
+
+    A source registered with `needs_embeddings` is built only when embeddings are given (its factory
+    is called as factory(snapshot, embeddings, index)); build_all leaves it out otherwise.
+    """
 
     def __init__(self) -> None:
-        self._factories: dict[str, SourceFactory] = {}
+        self._factories: dict[str, tuple[SourceFactory, bool]] = {}
 
-    def register(self, name: str, factory: SourceFactory) -> None:
+    def register(self, name: str, factory: SourceFactory, needs_embeddings: bool = False) -> None:
         if name in self._factories:
             raise ValueError(f"candidate source {name!r} is already registered")
-        self._factories[name] = factory
+        self._factories[name] = (factory, needs_embeddings)
 
     def names(self) -> list[str]:
         return list(self._factories)
 
-    def build(self, name: str, snapshot: Snapshot) -> CandidateSource:
+    def build(self, name: str, snapshot: Snapshot, embeddings: np.ndarray | None = None,
+              index: object | None = None) -> CandidateSource:
         if name not in self._factories:
             raise UnknownSourceError(name, self.names())
-        return self._factories[name](snapshot)
+        factory, needs_embeddings = self._factories[name]
+        if not needs_embeddings:
+            return factory(snapshot)
+        if embeddings is None:
+            raise ValueError(f"candidate source {name!r} needs embeddings")
+        return factory(snapshot, embeddings, index)
 
-    def build_all(self, snapshot: Snapshot, names: list[str] | None = None) -> list[CandidateSource]:
-        return [self.build(n, snapshot) for n in (names or self.names())]
+    def build_all(self, snapshot: Snapshot, names: list[str] | None = None, embeddings: np.ndarray | None = None,
+                  index: object | None = None) -> list[CandidateSource]:
+        """The named sources (default: all, those needing embeddings only when embeddings are given)."""
+        wanted = names or [n for n, (_, needs) in self._factories.items() if embeddings is not None or not needs]
+        return [self.build(n, snapshot, embeddings, index) for n in wanted]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from candidates.ann import EmbeddingAnnSource
 from candidates.base import SourceRegistry
 from candidates.coldstart import ColdStartSource
 from candidates.fof import FriendsOfFriendsSource
@@ -14,3 +15,4 @@ REGISTRY.register(PersonalizedPageRankSource.name, PersonalizedPageRankSource)
 REGISTRY.register(ColdStartSource.name, ColdStartSource)
 REGISTRY.register(PopularSource.name, PopularSource)
 REGISTRY.register(TrendingSource.name, TrendingSource)
+REGISTRY.register(EmbeddingAnnSource.name, EmbeddingAnnSource, needs_embeddings=True)

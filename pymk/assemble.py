@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from candidates.filters import SnapshotStateReader, StateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
@@ -41,11 +43,9 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     if snap_version is None:
         raise ArtifactError(f"no snapshot published under {settings.snapshot_dir}")
     snap = load_snapshot(snapshots.current())
-    sources = REGISTRY.build_all(snap)
-    emb_version = _add_ann_source(settings, snap, snap_version, sources)
-    ann = next((s for s in sources if s.name == "ann"), None)
-    ranker, ranker_version = _ranker(settings, snap, ann.emb if ann is not None else None,
-                                     emb_version if ann is not None else None)
+    emb_version, emb, index = _embeddings(settings, snap_version)
+    sources = REGISTRY.build_all(snap, embeddings=emb, index=index)  # the ANN source only with embeddings
+    ranker, ranker_version = _ranker(settings, snap, emb, emb_version if emb is not None else None)
     pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap),
                                  PipelineConfig(concurrency=settings.api.threads), ranker=ranker,
                                  reranker=Reranker(snap, RerankConfig(explore_share=settings.api.explore_share)))
@@ -69,19 +69,19 @@ def _ranker(settings: Settings, snap, emb, emb_version: str | None):
         return None, None
 
 
-def _add_ann_source(settings: Settings, snap, snap_version: str, sources: list) -> str | None:
-    """Add the ANN source when the current embeddings were computed from this snapshot."""
+def _embeddings(settings: Settings, snap_version: str) -> tuple[str | None, np.ndarray | None, object | None]:
+    """(current version, vectors, FAISS index) when the current embeddings were computed from this
+    snapshot; (version or None, None, None) otherwise."""
     embeddings = ArtifactStore(settings.embeddings_dir)
     version = embeddings.current_version()
     if version is None:
-        return None
-    from candidates.ann import EmbeddingAnnSource
-
+        return None, None, None
     path = embeddings.current()
     made_from = embeddings.manifest(path).get("snapshot_version")
     if made_from != snap_version:
         log.warning("embeddings %s were made from snapshot %s, not %s: serving without ANN",
                     version, made_from, snap_version)
-        return version
-    sources.append(EmbeddingAnnSource.load(snap, path))
-    return version
+        return version, None, None
+    import faiss
+
+    return version, np.load(path / "embeddings.npy"), faiss.read_index(str(path / "index.faiss"))

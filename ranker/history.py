@@ -72,12 +72,7 @@ class ConnectExamples:
 def build_sources(snap: Snapshot, names: list[str] | None = None, emb: np.ndarray | None = None
                   ) -> list[CandidateSource]:
     """The registered sources (or `names`), plus the embedding ANN source when embeddings are given."""
-    built = REGISTRY.build_all(snap, names)
-    if emb is not None:
-        from candidates.ann import EmbeddingAnnSource
-
-        built.append(EmbeddingAnnSource(snap, emb))
-    return built
+    return REGISTRY.build_all(snap, names, embeddings=emb)
 
 
 def time_cuts(snap: Snapshot, points: tuple[float, ...], horizon: float

@@ -219,7 +219,13 @@ def test_registry_refuses_duplicates_and_unknown_names():
         reg.register("fof", FriendsOfFriendsSource)
     with pytest.raises(UnknownSourceError, match="'nope'"):
         reg.build("nope", two_cliques())
-    assert REGISTRY.names() == ["fof", "ppr", "coldstart", "popular", "trending"]
+    assert REGISTRY.names() == ["fof", "ppr", "coldstart", "popular", "trending", "ann"]
+    snap = two_cliques()
+    assert "ann" not in [s.name for s in REGISTRY.build_all(snap)]  # no embeddings: no ANN source
+    emb = np.random.default_rng(0).normal(size=(snap.num_users, 4)).astype(np.float32)
+    assert [s.name for s in REGISTRY.build_all(snap, embeddings=emb)][-1] == "ann"
+    with pytest.raises(ValueError, match="'ann' needs embeddings"):
+        REGISTRY.build("ann", snap)
 
 
 def test_snapshot_state_reader_reads_requests_blocks_dismissals(tmp_path):
