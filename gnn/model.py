@@ -60,6 +60,13 @@ class GraphSAGE(nn.Module):
     and its neighbours, with no separate weight for the node itself, so a node's vector is always
     a smoothing of its neighbourhood. "mean" is SAGEConv's default: neighbour mean plus a root
     weight, which lets learnable id embeddings memorise training ties (see bench/gnn_tuning.py).
+
+    Why not PyG's `torch_geometric.nn.models.GraphSAGE` (BasicGNN): on one graph it is this very model
+    (same SAGEConv layers and parameter names; tests/test_gnn.py loads this state_dict into it with
+    root_weight=False over the self-looped adjacency and gets identical output), but BasicGNN passes
+    one adjacency to every layer. Mini-batch training here gets a different block per layer from our
+    CSR sampler (gnn/sampler.py): PyG's NeighborLoader, whose hierarchical format BasicGNN can trim,
+    needs pyg-lib or torch-sparse, which this platform cannot install. This loop is what the blocks need.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int = 64, out_channels: int = 64, num_layers: int = 2,

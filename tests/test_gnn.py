@@ -219,3 +219,22 @@ def test_shallow_variant_has_no_message_passing(sim_snapshot):
     adj = sparse_adjacency(sim_snapshot.num_users, split.train_src, split.train_dst, "cpu")
     empty = sparse_adjacency(sim_snapshot.num_users, np.zeros(0, np.int64), np.zeros(0, np.int64), "cpu")
     assert torch.allclose(model(feats, adj), model(feats, empty))  # the graph does not matter to it
+
+
+def test_our_graphsage_is_pyg_graphsage_on_a_whole_graph():
+    """The same parameters in PyG's BasicGNN GraphSAGE (no root weight, self-looped adjacency) give the
+    same vectors: the only reason for our layer loop is the sampler's per-layer blocks (gnn/model.py)."""
+    from torch_geometric.nn.models import GraphSAGE as PygGraphSAGE
+
+    from gnn.model import GraphSAGE, with_self_loops
+
+    torch.manual_seed(0)
+    n = 30
+    edges = torch.randint(0, n, (2, 80))
+    edges = edges[:, edges[0] != edges[1]]
+    edges = torch.cat([edges, edges.flip(0)], dim=1)
+    ours = GraphSAGE(8, hidden_channels=16, out_channels=4, num_layers=2, dropout=0.0).eval()
+    pyg = PygGraphSAGE(8, hidden_channels=16, num_layers=2, out_channels=4, dropout=0.0, root_weight=False).eval()
+    pyg.load_state_dict(ours.state_dict())
+    x = torch.randn(n, 8)
+    assert torch.allclose(ours(x, [edges, edges]), pyg(x, with_self_loops(edges, n)), atol=1e-6)
