@@ -15,9 +15,7 @@ from flask import Flask, g, request
 from flask.json.provider import JSONProvider
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import errors
-from api.errors import ApiError
-from api.ratelimit import RateLimiter
+from api import errors, ratelimit
 from api.routes import bp
 from api.services import Services
 from graph.readers import TimeWindow, set_time_window
@@ -95,17 +93,14 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.json = OrjsonProvider(app)
     app.extensions["pymk"] = Services(settings, store)
     metrics = app.extensions["pymk_metrics"] = _metrics()
-    limiter = RateLimiter(settings.api.rate_limit_per_minute)
     errors.register(app)
+    ratelimit.install(app, settings)
     app.register_blueprint(bp)
 
     @app.before_request
     def _start() -> None:
         g.start = time.perf_counter()
         g.snapshot_version = app.extensions["pymk"].served.snapshot_version
-        client = request.headers.get("X-API-Key") or request.remote_addr or "unknown"
-        if request.path not in ("/healthz", "/readyz", "/metrics") and not limiter.allow(client):
-            raise ApiError(429, "rate_limited", "too many requests; slow down")
 
     @app.after_request
     def _finish(resp):

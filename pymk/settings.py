@@ -75,6 +75,7 @@ class ApiSettings:
     api_keys: frozenset[str] = frozenset()
     max_request_bytes: int = 1 << 20
     rate_limit_per_minute: int = 6000          # per client (API key or address); 0 = off
+    rate_limit_storage: str | None = None      # limits storage URI shared by the workers (None: SQLite in data_dir)
     default_limit: int = 20
     max_limit: int = 100
     reload_check_s: float = 5.0                # how often to look for a newer snapshot to hot-swap
@@ -145,6 +146,7 @@ class Settings:
             api_keys=keys,
             max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
             rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
+            rate_limit_storage=env.get("PYMK_API_RATE_LIMIT_STORAGE") or None,
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
             workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
             threads=_env_int(env, "PYMK_API_THREADS", 4),

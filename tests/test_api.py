@@ -161,11 +161,25 @@ def test_health_ready_metrics_openapi_and_generic_errors(env, tmp_path):
     assert resp.status_code == 503 and "no snapshot" in resp.get_json()["error"]["message"]
 
 
-def test_rate_limit(tmp_path):
-    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_RATE_LIMIT": "6"})
-    client = create_app(settings, store=MemoryGraphStore()).test_client()
-    codes = [client.get("/v1/users/x/suggestions").status_code for _ in range(5)]
-    assert codes[0] == 404 and codes[-1] == 429
+def test_rate_limit_counts_validated_identities_across_apps_sharing_storage(tmp_path):
+    import uuid
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_RATE_LIMIT": "6",
+                                  "PYMK_API_KEYS": "k1,k2"})
+    # two apps on one data directory stand for two worker processes: they share the counters
+    first, second = (create_app(settings, store=MemoryGraphStore()).test_client() for _ in range(2))
+    codes = [c.get("/v1/users/x/suggestions").status_code for c in (first, second) * 3]
+    assert codes == [404] * 6
+    limited = second.get("/v1/users/x/suggestions")
+    assert limited.status_code == 429 and limited.get_json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 61
+    assert first.get("/healthz").status_code == 200  # probes are never limited
+    # a client inventing a key per request is still one client (its address): no escape
+    rotated = [first.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": uuid.uuid4().hex}).status_code
+               for _ in range(3)]
+    assert rotated == [429, 429, 429]
+    # a configured key on a write is its own identity, with its own budget
+    assert first.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "k1"}).status_code == 201
 
 
 def test_bucket_is_stable_and_splits_users(env):
