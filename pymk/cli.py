@@ -189,17 +189,11 @@ def _snapshots(settings: Settings):
 @click.pass_obj
 def snapshot_export(settings: Settings) -> None:
     """Neo4j + event log -> a new snapshot version (made current)."""
-    from graph.connect import open_store
-    from graph.eventlog import EventLog
-    from graph.snapshot import from_store, save_snapshot
+    from pymk.refresh import stage_snapshot
 
-    store = open_store(settings)
-    try:
-        snap = from_store(store, EventLog(settings.event_log_dir), progress=True)
-        path = save_snapshot(snap, _snapshots(settings), source=store.server_info())
-    finally:
-        store.close()
-    click.echo(f"snapshot {path.name}: {snap.num_users} users, {snap.num_edges} friendships")
+    version = stage_snapshot(settings, progress=True)
+    manifest = _snapshots(settings).manifest(_snapshots(settings).current())
+    click.echo(f"snapshot {version}: {manifest['num_users']} users, {manifest['num_friendships']} friendships")
 
 
 @snapshot.command("from-edges")

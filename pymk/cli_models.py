@@ -96,15 +96,13 @@ def embeddings() -> None:
 @click.pass_obj
 def embeddings_refresh(settings: Settings, epochs: int, max_auc_drop: float, no_features: bool) -> None:
     """Current snapshot -> train -> embeddings + FAISS index, published atomically."""
-    from gnn.refresh import refresh_embeddings
-    from gnn.train import TrainConfig
     from pymk.artifacts import ArtifactStore
+    from pymk.refresh import stage_embeddings
 
-    snap_path = ArtifactStore(settings.snapshot_dir).current()
-    res = refresh_embeddings(snap_path, ArtifactStore(settings.embeddings_dir), TrainConfig(
-        epochs=epochs, use_features=not no_features), max_auc_drop=max_auc_drop, progress=True)
-    click.echo(f"published {res.path.name}: val AUC {res.metrics['val_auc']:.4f}, "
-               f"Hits@50 {res.metrics['val_hits@50']:.4f}")
+    version = stage_embeddings(settings, epochs, max_auc_drop, use_features=not no_features, progress=True)
+    store = ArtifactStore(settings.embeddings_dir)
+    metrics = store.manifest(store.current())["metrics"]
+    click.echo(f"published {version}: val AUC {metrics['val_auc']:.4f}, Hits@50 {metrics['val_hits@50']:.4f}")
 
 
 @embeddings.command("rollback")
@@ -159,22 +157,28 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
 
     The API uses them while the snapshot, embeddings and ranker they were made with are served.
     """
-    from dataclasses import replace
-
-    import numpy as np
-
-    from candidates.precompute import active_users, build_precomputed
     from pymk.artifacts import ArtifactStore
-    from pymk.assemble import assemble_pipeline
+    from pymk.refresh import stage_precompute
 
-    built = assemble_pipeline(settings)
-    # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
-    built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
-    snap = built.pipeline.snap
-    users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
-    path = build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep)
-    built.pipeline.close()
-    click.echo(f"precomputed {len(users)} users' lists -> {path}")
+    version = stage_precompute(settings, active_days, all_users, keep, progress=True)
+    store = ArtifactStore(settings.candidates_dir)
+    click.echo(f"precomputed {store.manifest(store.current())['users']} users' lists -> {store.root / version}")
 
 
-COMMANDS = (sim, evaluate_cmd, embeddings, ranker, candidates)
+@click.command("refresh")
+@click.option("--stages", default=",".join(("snapshot", "embeddings", "ranker", "precompute")), show_default=True,
+              help="Comma-separated stages to run, in their fixed order.")
+@click.option("--resume", is_flag=True, help="Continue the newest unfinished run after its last finished stage.")
+@click.pass_obj
+def refresh(settings: Settings, stages: str, resume: bool) -> None:
+    """The nightly job: snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per stage."""
+    from pymk.refresh import run_refresh
+
+    state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True)
+    for stage, done in state["done"].items():
+        click.echo(f"{stage:<11} {done['version']:<28} {done['seconds']:>8.1f} s")
+    click.echo(f"refresh {state['run']} finished in {state['total_seconds']:.1f} s "
+               f"(manifest: {settings.data_dir / 'refresh' / state['run'] / 'manifest.json'})")
+
+
+COMMANDS = (sim, evaluate_cmd, embeddings, ranker, candidates, refresh)

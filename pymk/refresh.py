@@ -1,0 +1,150 @@
+"""The nightly refresh as one resumable job: snapshot -> embeddings -> ranker -> precomputed lists.
+
+Each stage is a plain function (also behind its own CLI command) that publishes a versioned
+artifact. The run keeps its state in `$PYMK_DATA_DIR/refresh/<run id>/manifest.json`, written
+atomically after every stage: which stages finished, the version each published, and its seconds.
+`resume` continues the newest unfinished run from its first unfinished stage, provided what the
+finished stages published is still what is current (otherwise it starts over: a newer snapshot
+was published meanwhile, and the later stages must be made from it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from graph.store import GraphStore
+from pymk.artifacts import ArtifactStore
+from pymk.settings import Settings
+
+log = logging.getLogger(__name__)
+STAGES = ("snapshot", "embeddings", "ranker", "precompute")
+
+
+def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress: bool = False) -> str:
+    """Neo4j (or `store`) + event log -> a new current snapshot version."""
+    from graph.connect import open_store
+    from graph.eventlog import EventLog
+    from graph.snapshot import from_store, save_snapshot
+
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        snap = from_store(store, EventLog(settings.event_log_dir), progress=progress)
+        return save_snapshot(snap, ArtifactStore(settings.snapshot_dir), source=store.server_info()).name
+    finally:
+        if own:
+            store.close()
+
+
+def stage_embeddings(settings: Settings, epochs: int = 60, max_auc_drop: float = 0.02, use_features: bool = True,
+                     progress: bool = False) -> str:
+    """Current snapshot -> GraphSAGE embeddings + FAISS index, published."""
+    from gnn.refresh import refresh_embeddings
+    from gnn.train import TrainConfig
+
+    res = refresh_embeddings(ArtifactStore(settings.snapshot_dir).current(), ArtifactStore(settings.embeddings_dir),
+                             TrainConfig(epochs=epochs, use_features=use_features), max_auc_drop=max_auc_drop,
+                             progress=progress)
+    return res.path.name
+
+
+def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800, progress: bool = False) -> str:
+    """Current snapshot (+ embeddings, + impression log) -> the ranker, published."""
+    from ranker.history import HistoryConfig
+    from ranker.jobs import train_and_publish
+
+    return train_and_publish(settings, HistoryConfig(viewers_per_cut=viewers_per_cut), epochs, progress=progress
+                             )["version"]
+
+
+def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = False, keep: int = 60,
+                     progress: bool = False) -> str:
+    """Rank the likely viewers' lists now with the served artifacts; publish them."""
+    from candidates.precompute import active_users, build_precomputed
+    from pymk.assemble import assemble_pipeline
+
+    built = assemble_pipeline(settings)
+    # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
+    built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
+    snap = built.pipeline.snap
+    users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
+    try:
+        return build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep,
+                                 progress=progress).name
+    finally:
+        built.pipeline.close()
+
+
+def _current(settings: Settings) -> dict[str, str | None]:
+    dirs = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,
+            "ranker": settings.ranker_dir, "precompute": settings.candidates_dir}
+    return {stage: ArtifactStore(path).current_version() for stage, path in dirs.items()}
+
+
+def _write(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict] | None:
+    root = settings.data_dir / "refresh"
+    runs = sorted(root.glob("*/manifest.json")) if root.exists() else []
+    if not runs:
+        return None
+    state = json.loads(runs[-1].read_text())
+    if state.get("finished") or tuple(state["stages"]) != stages:
+        return None
+    now = _current(settings)
+    if any(now[s] != state["done"][s]["version"] for s in state["done"]):
+        log.warning("refresh %s: a finished stage's artifact is no longer current; starting over", state["run"])
+        return None
+    return runs[-1], state
+
+
+def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
+                runners: dict[str, Callable[[], str]] | None = None, progress: bool = False) -> dict:
+    """Run `stages` in order (each publishes its artifact); returns the run's manifest.
+
+    `runners` maps a stage to a callable returning the published version (defaults: the stage_*
+    functions with default arguments).
+    """
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+    stages = tuple(s for s in STAGES if s in stages)
+    runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
+        ("snapshot", stage_snapshot), ("embeddings", stage_embeddings), ("ranker", stage_ranker),
+        ("precompute", stage_precompute))}, **(runners or {})}
+    found = _resumable(settings, stages) if resume else None
+    if found is None:
+        run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"
+        path = settings.data_dir / "refresh" / run / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"run": run, "stages": list(stages), "done": {}, "finished": False, "started_at": time.time()}
+    else:
+        path, state = found
+        log.info("resuming refresh %s after %s", state["run"], ", ".join(state["done"]) or "nothing")
+    for stage in stages:
+        if stage in state["done"]:
+            continue
+        start = time.perf_counter()
+        state["running"] = stage
+        _write(path, state)
+        version = runners[stage]()
+        state["done"][stage] = {"version": version, "seconds": round(time.perf_counter() - start, 2)}
+        log.info("refresh stage %s published %s in %.1fs", stage, version, state["done"][stage]["seconds"])
+        _write(path, state)
+    state.pop("running", None)
+    state["finished"] = True
+    state["total_seconds"] = round(sum(d["seconds"] for d in state["done"].values()), 2)
+    _write(path, state)
+    return state

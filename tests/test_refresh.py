@@ -1,0 +1,84 @@
+"""The refresh job: every stage publishes, the manifest times them, a failed run resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graph.eventlog import EventLog
+from graph.ingest import ingest_edges, ingest_events, ingest_users
+from graph.memory_store import MemoryGraphStore
+from pymk.artifacts import ArtifactStore
+from pymk.refresh import run_refresh, stage_embeddings, stage_ranker, stage_snapshot
+from pymk.settings import Settings
+from sim.export import SampleSpec, write_sample
+from sim.world import WorldConfig
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refresh")
+    sample = root / "sample"
+    write_sample(SampleSpec(WorldConfig(num_users=500, seed=3), log_days=2), sample)
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(root / "data")})
+    store = MemoryGraphStore()
+    ingest_users(store, sample / "users.csv", progress=False)
+    ingest_edges(store, sample / "edges.txt", progress=False)
+    ingest_events(store, sample / "events.jsonl", EventLog(settings.event_log_dir), progress=False)
+    return settings, store
+
+
+def _runners(settings, store, calls, fail_at=None):
+    def wrap(name, fn):
+        def run():
+            calls.append(name)
+            if name == fail_at:
+                raise RuntimeError(f"{name} broke")
+            return fn()
+        return run
+    return {"snapshot": wrap("snapshot", lambda: stage_snapshot(settings, store)),
+            "embeddings": wrap("embeddings", lambda: stage_embeddings(settings, epochs=3, max_auc_drop=1.0)),
+            "ranker": wrap("ranker", lambda: stage_ranker(settings, epochs=2, viewers_per_cut=60))}
+
+
+def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
+    settings, store = world
+    calls: list[str] = []
+    with pytest.raises(RuntimeError, match="ranker broke"):
+        run_refresh(settings, runners=_runners(settings, store, calls, fail_at="ranker"))
+    manifests = sorted((settings.data_dir / "refresh").glob("*/manifest.json"))
+    state = json.loads(manifests[-1].read_text())
+    assert list(state["done"]) == ["snapshot", "embeddings"] and state["running"] == "ranker"
+    snapshot_version = state["done"]["snapshot"]["version"]
+    assert ArtifactStore(settings.snapshot_dir).current_version() == snapshot_version
+
+    calls.clear()
+    done = run_refresh(settings, resume=True, runners=_runners(settings, store, calls))
+    assert calls == ["ranker"]  # precompute runs the default stage function (not counted here)
+    assert done["run"] == state["run"] and done["finished"] and done["done"]["snapshot"]["version"] == snapshot_version
+    assert list(done["done"]) == ["snapshot", "embeddings", "ranker", "precompute"]
+    for stage, directory in (("ranker", settings.ranker_dir), ("precompute", settings.candidates_dir)):
+        assert ArtifactStore(directory).current_version() == done["done"][stage]["version"]
+        assert done["done"][stage]["seconds"] >= 0
+    made_with = ArtifactStore(settings.candidates_dir).manifest(ArtifactStore(settings.candidates_dir).current())
+    assert made_with["snapshot_version"] == snapshot_version  # the lists come from this run's artifacts
+
+    # a finished run is not resumed: a new one starts; an unknown stage is refused by name
+    calls.clear()
+    again = run_refresh(settings, stages=("snapshot",), resume=True, runners=_runners(settings, store, calls))
+    assert calls == ["snapshot"] and again["run"] != done["run"]
+    with pytest.raises(ValueError, match="'nightly'"):
+        run_refresh(settings, stages=("nightly",))
+
+
+def test_resume_starts_over_when_a_finished_stage_is_no_longer_current(world):
+    settings, store = world
+    calls: list[str] = []
+    with pytest.raises(RuntimeError):
+        run_refresh(settings, stages=("snapshot", "embeddings"),
+                    runners=_runners(settings, store, calls, fail_at="embeddings"))
+    stage_snapshot(settings, store)  # someone published a newer snapshot meanwhile
+    calls.clear()
+    run_refresh(settings, stages=("snapshot", "embeddings"), resume=True, runners=_runners(settings, store, calls))
+    assert calls == ["snapshot", "embeddings"]
