@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +81,6 @@ def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
     return Split(snap, test, cut, int(train.sum()), int((~train).sum()), unseen)
 
 
-def _embedder(seed: int, progress: bool) -> Callable[[Snapshot], np.ndarray]:
-    def embed(snap: Snapshot) -> np.ndarray:
-        from gnn.features import build_features
-        from gnn.train import TrainConfig, train_link_model
-
-        return train_link_model(snap, build_features(snap), TrainConfig(seed=seed), progress=progress)[1]
-    return embed
-
-
 def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int = 0,
              sources: list[str] | None = None, with_ann: bool = False, progress: bool = True,
              history: HistoryConfig | None = None, connect: ConnectConfig | None = None) -> dict:
@@ -99,7 +90,11 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     snap = split.train
     # the training graph is the graph as of the cut: features are computed at the cut, like serving at its snapshot
     snap.meta["as_of"] = split.cut if split.cut is not None else 0.0
-    embed = _embedder(seed, progress) if with_ann else None
+    embed = None
+    if with_ann:  # embeddings trained on a graph of the training period only, like every other source
+        from gnn.train import embed_graph
+
+        embed = partial(embed_graph, seed=seed, progress=progress)
 
     # the ranker learns from the training period only (its own inner cuts and validation)
     t0 = time.perf_counter()

@@ -184,3 +184,10 @@ def _mini_batch_epoch(model, opt, feats, indptr, indices, src, dst, neg, cfg, rn
         opt.step()
         losses.append(float(loss.detach()))
     return float(np.mean(losses))
+
+
+def embed_graph(snap: Snapshot, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """Train GraphSAGE (default config) on `snap` alone and return every user's vector."""
+    from gnn.features import build_features
+
+    return train_link_model(snap, build_features(snap), TrainConfig(seed=seed), progress=progress)[1]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import numpy as np
 
-from graph.snapshot import Snapshot, load_snapshot
+from gnn.train import embed_graph
+from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
 from pymk.settings import Settings
@@ -28,15 +30,6 @@ def served_embeddings(settings: Settings, snap_version: str) -> tuple[np.ndarray
     return np.load(store.current() / "embeddings.npy"), version
 
 
-def _embedder(progress: bool):
-    def embed(past: Snapshot) -> np.ndarray:
-        from gnn.features import build_features
-        from gnn.train import TrainConfig, train_link_model
-
-        return train_link_model(past, build_features(past), TrainConfig(), progress=progress)[1]
-    return embed
-
-
 def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 8, compare: bool = False,
                       progress: bool = False) -> dict:
     snapshots = ArtifactStore(settings.snapshot_dir)
@@ -44,7 +37,7 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     snap = load_snapshot(snap_path)
     emb, emb_version = served_embeddings(settings, snap_path.name)
     # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties
-    embed = _embedder(progress) if emb is not None else None
+    embed = partial(embed_graph, progress=progress) if emb is not None else None
     train_ex, val_ex = history_examples(snap, history, embed, progress=progress)
     store = ArtifactStore(settings.ranker_dir)
     impressions = int((snap.events["type"] == EVENT_CODE["impression"]).sum())
