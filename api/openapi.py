@@ -23,7 +23,7 @@ def _write(model_schema: dict, ok: int) -> dict:
     return {
         "security": [{"apiKey": []}],
         "requestBody": {"required": True, "content": {"application/json": {"schema": model_schema}}},
-        "responses": {str(ok): {"description": "written"}, **_err(400, 401, 404, 413, 429)},
+        "responses": {str(ok): {"description": "written"}, **_err(400, 401, 404, 413, 429, 503)},
     }
 
 
@@ -39,7 +39,7 @@ def spec() -> dict:
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                     {"name": "explain", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
                 ],
-                "responses": {"200": {"description": "ranked suggestions with reasons"}, **_err(400, 404, 429)},
+                "responses": {"200": {"description": "ranked suggestions with reasons"}, **_err(400, 404, 429, 503)},
             }},
             "/v1/events": {"post": _write({"oneOf": [EVENT, {"type": "array", "items": EVENT,
                                                              "minItems": 1, "maxItems": 1000}]}, 202)},
