@@ -23,22 +23,35 @@ def _world(store) -> None:
 
 
 @pytest.fixture
-def env(tmp_path):
-    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1,k2",
-                                  "PYMK_API_MAX_REQUEST_BYTES": "20000", "PYMK_EXPLORE_SHARE": "0"})
+def app_settings(tmp_path) -> Settings:
+    return Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1,k2",
+                              "PYMK_API_MAX_REQUEST_BYTES": "20000", "PYMK_EXPLORE_SHARE": "0"})
+
+
+@pytest.fixture
+def world() -> MemoryGraphStore:
+    """The graph store behind the app (in memory): two cliques joined by a bridge, and c0."""
     store = MemoryGraphStore()
     _world(store)
-    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
-    app = create_app(settings, store=store)
-    return app, app.test_client(), store, settings
+    return store
+
+
+@pytest.fixture
+def app(app_settings, world):
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
+    return create_app(app_settings, store=world)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 def _ids(resp) -> list[str]:
     return [s["user_id"] for s in resp.get_json()["suggestions"]]
 
 
-def test_suggestions_with_explanations(env):
-    app, client, _, _ = env
+def test_suggestions_with_explanations(app, client):
     resp = client.get("/v1/users/a1/suggestions?limit=5")
     assert resp.status_code == 200
     body = resp.get_json()
@@ -51,8 +64,7 @@ def test_suggestions_with_explanations(env):
     assert "reasons" not in lean
 
 
-def test_unknown_user_is_a_json_404(env):
-    _, client, _, _ = env
+def test_unknown_user_is_a_json_404(client):
     resp = client.get("/v1/users/nobody/suggestions")
     assert resp.status_code == 404
     assert resp.get_json()["error"] == {"code": "unknown_user", "message": "unknown user 'nobody'", "field": "user_id"}
@@ -60,35 +72,32 @@ def test_unknown_user_is_a_json_404(env):
 
 @pytest.mark.parametrize(("query", "field"), [("limit=0", "limit"), ("limit=abc", "limit"), ("limit=101", "limit"),
                                               ("explain=maybe", "explain")])
-def test_bad_query_is_a_400_naming_the_field(env, query, field):
-    _, client, _, _ = env
+def test_bad_query_is_a_400_naming_the_field(client, query, field):
     resp = client.get(f"/v1/users/a1/suggestions?{query}")
     assert resp.status_code == 400 and resp.get_json()["error"]["field"] == field
 
 
-def test_writes_need_an_api_key(env):
-    _, client, _, _ = env
+def test_writes_need_an_api_key(client):
     assert client.post("/v1/users", json={"id": "z"}).status_code == 401
     resp = client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "nope"})
     assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "bad_api_key"
 
 
-def test_events_single_and_batch(env):
-    _, client, store, settings = env
+def test_events_single_and_batch(client, world, app_settings):
     assert client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b1", "ts": 5},
                        headers=KEY).status_code == 202
     resp = client.post("/v1/events", json=[{"type": "impression", "src": "a1", "dst": "b2", "ts": 6, "position": 0},
                                            {"type": "dismiss", "src": "a1", "dst": "b2", "ts": 7}], headers=KEY)
     assert resp.status_code == 202 and resp.get_json() == {"accepted": 2}
-    assert store.pending_requests("a1").outgoing == ("b1",)
-    assert store.user_state("a1").dismissed == {"b2"}
+    assert world.pending_requests("a1").outgoing == ("b1",)
+    assert world.user_state("a1").dismissed == {"b2"}
     from graph.eventlog import EventLog
 
-    assert [e.type for e in EventLog(settings.event_log_dir).read()] == ["send", "impression", "dismiss"]
+    assert [e.type for e in EventLog(app_settings.event_log_dir).read()] == ["send", "impression", "dismiss"]
     for bad in (1e300, -5):  # implausible times are a 400 naming the field, and nothing is logged
         resp = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b3", "ts": bad}, headers=KEY)
         assert resp.status_code == 400 and "outside the accepted window" in resp.get_json()["error"]["message"]
-    assert len(list(EventLog(settings.event_log_dir).read())) == 3
+    assert len(list(EventLog(app_settings.event_log_dir).read())) == 3
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [
@@ -98,15 +107,13 @@ def test_events_single_and_batch(env):
     ([], 400, "body"),
     ("just a string", 400, "[0]"),
 ])
-def test_bad_events(env, body, status, field):
-    _, client, store, _ = env
+def test_bad_events(client, world, body, status, field):
     resp = client.post("/v1/events", json=body, headers=KEY)
     assert resp.status_code == status and resp.get_json()["error"]["field"] == field
-    assert store.pending_requests("a1").outgoing == ()  # nothing of a bad batch was applied
+    assert world.pending_requests("a1").outgoing == ()  # nothing of a bad batch was applied
 
 
-def test_block_and_new_friendship_are_respected_immediately(env):
-    _, client, _, _ = env
+def test_block_and_new_friendship_are_respected_immediately(client):
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
     assert client.post("/v1/blocks", json={"src": "b0", "dst": "a1"}, headers=KEY).status_code == 201
     assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
@@ -125,14 +132,12 @@ def test_block_and_new_friendship_are_respected_immediately(env):
     ("/v1/friendships", {"a": "a1", "b": "b3", "since": "yesterday"}, 400, "since"),
     ("/v1/blocks", {"src": "ghost", "dst": "a1"}, 404, "src"),
 ])
-def test_bad_writes(env, path, body, status, field):
-    _, client, _, _ = env
+def test_bad_writes(client, path, body, status, field):
     resp = client.post(path, json=body, headers=KEY)
     assert resp.status_code == status and resp.get_json()["error"]["field"] == field
 
 
-def test_new_user_then_friendship_gets_fresh_suggestions(env):
-    _, client, _, _ = env
+def test_new_user_then_friendship_gets_fresh_suggestions(client):
     assert client.post("/v1/users", json={"id": "newbie", "city": "oslo"}, headers=KEY).status_code == 201
     assert client.get("/v1/users/newbie/suggestions").get_json()["suggestions"] == []
     client.post("/v1/friendships", json={"a": "newbie", "b": "a2"}, headers=KEY)
@@ -141,8 +146,7 @@ def test_new_user_then_friendship_gets_fresh_suggestions(env):
     assert "snapshot" in body["skipped_sources"]
 
 
-def test_health_ready_metrics_openapi_and_generic_errors(env, tmp_path):
-    _, client, store, _ = env
+def test_health_ready_metrics_openapi_and_generic_errors(client, world, tmp_path):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     client.get("/v1/users/a1/suggestions")
@@ -156,7 +160,7 @@ def test_health_ready_metrics_openapi_and_generic_errors(env, tmp_path):
     assert client.delete("/v1/users").status_code == 405
     big = client.post("/v1/events", data="x" * 30000, headers={**KEY, "Content-Type": "application/json"})
     assert big.status_code == 413 and "error" in big.get_json()
-    bare = create_app(Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / "empty")}), store=store).test_client()
+    bare = create_app(Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / "empty")}), store=world).test_client()
     resp = bare.get("/readyz")
     assert resp.status_code == 503 and "no snapshot" in resp.get_json()["error"]["message"]
 
@@ -182,20 +186,18 @@ def test_rate_limit_counts_validated_identities_across_apps_sharing_storage(tmp_
     assert first.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "k1"}).status_code == 201
 
 
-def test_bucket_is_stable_and_splits_users(env):
-    app, _, _, _ = env
+def test_bucket_is_stable_and_splits_users(app):
     with app.app_context():
         first = [bucket(f"u{i}") for i in range(400)]
         assert first == [bucket(f"u{i}") for i in range(400)]
         assert 120 < first.count("control") < 280
 
 
-def test_hot_swap_never_fails_a_request_that_started_on_the_old_pipeline(env):
-    app, client, store, settings = env
+def test_hot_swap_never_fails_a_request_that_started_on_the_old_pipeline(app, client, world, app_settings):
     svc = app.extensions["pymk"]
     before = svc.served  # what a request that started just before the swap holds
-    store.add_friendships([Friendship("a1", "x9")])
-    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
+    world.add_friendships([Friendship("a1", "x9")])
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
     assert svc.reload(force=True) and svc.served.snapshot_version != before.snapshot_version
     rec = before.pipeline.recommend("a1", 5)  # ...and runs its stages after it
     assert rec.candidates[0].user_id == "b0" and not rec.skipped_sources
@@ -235,10 +237,9 @@ def _publish_embeddings(svc, settings, seed: int = 0):
     return emb, emb_store.publish(staging, {"kind": "embeddings", "snapshot_version": svc.served.snapshot_version}).name
 
 
-def test_ann_source_is_served_when_embeddings_match_the_snapshot(env):
-    app, client, _store, settings = env
+def test_ann_source_is_served_when_embeddings_match_the_snapshot(app, client, app_settings):
     svc = app.extensions["pymk"]
-    _publish_embeddings(svc, settings)
+    _publish_embeddings(svc, app_settings)
     assert svc.reload(force=True)
     assert "ann" in [s.name for s in svc.served.pipeline.sources]
     resp = client.get("/v1/users/c0/suggestions?limit=50")
@@ -263,19 +264,18 @@ def _publish_untrained_ranker(settings, emb_version=None) -> str:
                    emb_version)
 
 
-def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
+def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(app, client, app_settings):
     import numpy as np
 
     from candidates.pipeline import Recommendation
     from graph.eventlog import EventLog
 
-    app, client, _, settings = env
     svc = app.extensions["pymk"]
-    store = ArtifactStore(settings.ranker_dir)
-    _publish_untrained_ranker(settings)
+    store = ArtifactStore(app_settings.ranker_dir)
+    _publish_untrained_ranker(app_settings)
     assert svc.reload(force=True) and svc.served.ranker_version == store.current_version()
     items = client.get("/v1/users/a1/suggestions").get_json()["suggestions"]
-    served = list(EventLog(settings.data_dir / "served").read_records())[-1]
+    served = list(EventLog(app_settings.data_dir / "served").read_records())[-1]
     assert served["ranker"] == store.current_version()
     # parity through the serving object: ranking the same viewer again gives the served scores and the
     # logged features, candidate by candidate
@@ -292,30 +292,30 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(env):
     assert client.get("/v1/users/a1/suggestions").status_code == 200
 
 
-def test_ranker_ranks_with_the_embeddings_it_was_trained_with_and_refuses_others(env):
+def test_ranker_ranks_with_the_embeddings_it_was_trained_with_and_refuses_others(app, client, app_settings):
 
     from ranker.features import FEATURE_NAMES
 
-    app, client, _, settings = env
     svc = app.extensions["pymk"]
-    emb, emb_version = _publish_embeddings(svc, settings)
-    _publish_untrained_ranker(settings, emb_version)
+    emb, emb_version = _publish_embeddings(svc, app_settings)
+    _publish_untrained_ranker(app_settings, emb_version)
     assert svc.reload(force=True) and svc.served.ranker_version is not None
     client.get("/v1/users/a1/suggestions")
     from graph.eventlog import EventLog
 
-    logged = list(EventLog(settings.data_dir / "served").read_records())[-1]["candidates"]
+    logged = list(EventLog(app_settings.data_dir / "served").read_records())[-1]["candidates"]
     snap = svc.served.pipeline.snap
     col = FEATURE_NAMES.index("emb_sim")
     for c in logged:  # emb_sim is the served embeddings' similarity, not the 0 it used to be
         expected = float(emb[snap.index_of(c["user_id"])] @ emb[snap.index_of("a1")])
         assert c["features"][col] == pytest.approx(expected, rel=1e-5) and expected != 0
-    _publish_embeddings(svc, settings, seed=1)  # newer embeddings: the ranker was not trained with them
+    _publish_embeddings(svc, app_settings, seed=1)  # newer embeddings: the ranker was not trained with them
     assert svc.reload(force=True) and svc.served.ranker_version is None
     assert client.get("/v1/users/a1/suggestions").status_code == 200
 
 
-def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_still_apply(env):
+def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_still_apply(app, client, world,
+                                                                                         app_settings):
     import numpy as np
     from click.testing import CliRunner
 
@@ -323,17 +323,16 @@ def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_st
     from graph.eventlog import EventLog
     from pymk.cli import main
 
-    app, client, store, settings = env
     svc = app.extensions["pymk"]
-    _publish_untrained_ranker(settings)
+    _publish_untrained_ranker(app_settings)
     assert svc.reload(force=True) and svc.served.precomputed_version is None
     online = _ids(client.get("/v1/users/a1/suggestions"))
     result = CliRunner().invoke(main, ["candidates", "precompute", "--all-users"],
-                                env={"PYMK_DATA_DIR": str(settings.data_dir)})
+                                env={"PYMK_DATA_DIR": str(app_settings.data_dir)})
     assert result.exit_code == 0, result.output
     assert svc.reload(force=True)
     pipeline = svc.served.pipeline
-    assert svc.served.precomputed_version == ArtifactStore(settings.candidates_dir).current_version()
+    assert svc.served.precomputed_version == ArtifactStore(app_settings.candidates_dir).current_version()
     a1 = pipeline.snap.index_of("a1")
     stored = pipeline.precomputed.get(a1)
     fresh = pipeline.ranked(a1, Recommendation("a1", []))
@@ -350,15 +349,15 @@ def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_st
         assert np.array_equal(np.float32(s.proof["ranker"]["features"]), f.proof["ranker"]["features"])
     assert pipeline.precomputed.get(pipeline.snap.index_of("c0")) is None  # no friends: ranked on request
     assert _ids(client.get("/v1/users/a1/suggestions")) == online
-    served = list(EventLog(settings.data_dir / "served").read_records())[-1]
+    served = list(EventLog(app_settings.data_dir / "served").read_records())[-1]
     assert served["precomputed"] == svc.served.precomputed_version
     assert client.post("/v1/blocks", json={"src": "b0", "dst": "a1"}, headers=KEY).status_code == 201
     assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))  # fresh rules beat the stored list
-    store.add_friendships([Friendship("a1", "c0", 2.0)])
-    save_snapshot(from_store(store), ArtifactStore(settings.snapshot_dir), source="test")
+    world.add_friendships([Friendship("a1", "c0", 2.0)])
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
     assert svc.reload(force=True) and svc.served.precomputed_version is None  # made for the old snapshot
     assert client.get("/v1/users/a1/suggestions").status_code == 200
-    assert list(EventLog(settings.data_dir / "served").read_records())[-1]["precomputed"] is None
+    assert list(EventLog(app_settings.data_dir / "served").read_records())[-1]["precomputed"] is None
 
 
 def test_active_users_are_the_recent_actors_and_targets():
@@ -477,8 +476,7 @@ def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_sto
         store.close()
 
 
-def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(env):
-    _, client, _, _ = env
+def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(client):
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
     assert client.post("/v1/users", json={"id": "b0", "deactivated": True}, headers=KEY).status_code == 201
     assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
