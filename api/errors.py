@@ -47,7 +47,11 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
-        return jsonify(error_body(err.name.lower().replace(" ", "_"), err.description or err.name)), err.code
+        resp = jsonify(error_body(err.name.lower().replace(" ", "_"), err.description or err.name))
+        for name, value in err.get_headers():  # e.g. Allow on a 405, which HTTP requires
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp, err.code
 
     @app.errorhandler(Exception)
     def _crash(err: Exception):

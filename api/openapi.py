@@ -1,53 +1,72 @@
-"""OpenAPI 3 description of the API (request schemas come from the pydantic models)."""
+"""OpenAPI 3 description of the API, generated from the pydantic models that validate the requests
+and describe the responses (tests/test_api_fuzz.py checks every response against it)."""
 
 from __future__ import annotations
 
-from api.schemas import BlockIn, FriendshipIn, UserIn
-from graph.records import EVENT_TYPES
+from pydantic import BaseModel
 
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}
-EVENT = {"type": "object", "required": ["type", "src", "dst", "ts"], "properties": {
-    "type": {"type": "string", "enum": list(EVENT_TYPES)},
-    "src": {"type": "string", "minLength": 1}, "dst": {"type": "string", "minLength": 1},
-    "ts": {"oneOf": [{"type": "number"}, {"type": "string", "format": "date-time"}]},
-    "position": {"type": "integer", "minimum": 0}}}
+from api.schemas import (
+    AcceptedOut,
+    BlockIn,
+    BlockOut,
+    ErrorOut,
+    FriendshipIn,
+    FriendshipOut,
+    StatusOut,
+    SuggestionsOut,
+    UserIn,
+    UserOut,
+)
+from graph.event_schema import EventIn
 
-
-def _err(*codes: int) -> dict:
-    return {str(c): {"description": "error", "content": {"application/json": {"schema": ERROR}}} for c in codes}
-
-
-def _write(model_schema: dict, ok: int) -> dict:
-    return {
-        "security": [{"apiKey": []}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": model_schema}}},
-        "responses": {str(ok): {"description": "written"}, **_err(400, 401, 404, 413, 429, 503)},
-    }
+REF = "#/components/schemas/{model}"
 
 
 def spec() -> dict:
+    components: dict[str, dict] = {}
+
+    def schema(model: type[BaseModel]) -> dict:
+        """The model's JSON schema; nested models go to components and are referenced."""
+        out = model.model_json_schema(ref_template=REF)
+        components.update(out.pop("$defs", {}))
+        return out
+
+    def body(model: type[BaseModel], description: str) -> dict:
+        return {"description": description, "content": {"application/json": {"schema": schema(model)}}}
+
+    def errors(*codes: int) -> dict:
+        return {str(c): body(ErrorOut, "error") for c in codes}
+
+    def write(request: dict, ok: int, response: type[BaseModel]) -> dict:
+        return {"security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
+                "responses": {str(ok): body(response, "written"), **errors(400, 401, 404, 413, 429, 503)}}
+
+    event = schema(EventIn)  # the model every event is validated with (files and API alike)
+    paths = {
+        "/v1/users/{user_id}/suggestions": {"get": {
+            "parameters": [
+                {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
+                {"name": "explain", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
+            ],
+            "responses": {"200": body(SuggestionsOut, "ranked suggestions with reasons"),
+                          **errors(400, 404, 429, 503)},
+        }},
+        "/v1/events": {"post": write({"oneOf": [event, {"type": "array", "items": event, "minItems": 1,
+                                                         "maxItems": 1000}]}, 202, AcceptedOut)},
+        "/v1/users": {"post": write(schema(UserIn), 201, UserOut)},
+        "/v1/friendships": {"post": write(schema(FriendshipIn), 201, FriendshipOut)},
+        "/v1/blocks": {"post": write(schema(BlockIn), 201, BlockOut)},
+        "/healthz": {"get": {"responses": {"200": body(StatusOut, "process is up")}}},
+        "/readyz": {"get": {"responses": {"200": body(StatusOut, "ready"), **errors(503)}}},
+        "/metrics": {"get": {"responses": {"200": {"description": "Prometheus metrics",
+                                                    "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
     return {
         "openapi": "3.0.3",
         "info": {"title": "pymk", "version": "1", "description": "People you may know: suggestions and feedback"},
-        "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
-        "paths": {
-            "/v1/users/{user_id}/suggestions": {"get": {
-                "parameters": [
-                    {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                    {"name": "explain", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
-                ],
-                "responses": {"200": {"description": "ranked suggestions with reasons"}, **_err(400, 404, 429, 503)},
-            }},
-            "/v1/events": {"post": _write({"oneOf": [EVENT, {"type": "array", "items": EVENT,
-                                                             "minItems": 1, "maxItems": 1000}]}, 202)},
-            "/v1/users": {"post": _write(UserIn.model_json_schema(), 201)},
-            "/v1/friendships": {"post": _write(FriendshipIn.model_json_schema(), 201)},
-            "/v1/blocks": {"post": _write(BlockIn.model_json_schema(), 201)},
-            "/healthz": {"get": {"responses": {"200": {"description": "process is up"}}}},
-            "/readyz": {"get": {"responses": {"200": {"description": "ready"}, **_err(503)}}},
-            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus metrics"}}}},
-        },
+        "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+                       "schemas": components},
+        "paths": paths,
     }

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from api.errors import ApiError
 from api.explain import reasons
 from api.schemas import BlockIn, FriendshipIn, UserIn
-from graph.readers import parse_event
+from graph.event_schema import parse_event
 from graph.records import Event, Friendship
 
 log = logging.getLogger(__name__)

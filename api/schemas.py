@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -47,3 +47,64 @@ class BlockIn(_Strict):
     src: str = Id
     dst: str = Id
     at: Timestamp = None
+
+
+# ---- responses (described in the OpenAPI document; the fuzz test checks every response against them) ----
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SuggestionOut(_Out):
+    user_id: str
+    position: int = Field(ge=0)
+    sources: list[str]
+    score: float
+    exploration: bool | None = None
+    p_send: float | None = Field(default=None, ge=0, le=1)
+    p_accept: float | None = Field(default=None, ge=0, le=1)
+    p_connect: float | None = Field(default=None, ge=0, le=1)
+    reasons: list[str] | None = None
+    proof: dict[str, Any] | None = None
+
+
+class SuggestionsOut(_Out):
+    user_id: str
+    bucket: str
+    suggestions: list[SuggestionOut]
+    skipped_sources: dict[str, str]
+    snapshot_version: str | None
+    embeddings_version: str | None
+    ranker_version: str | None
+
+
+class AcceptedOut(_Out):
+    accepted: int = Field(ge=1)
+
+
+class UserOut(_Out):
+    user_id: str
+
+
+class FriendshipOut(_Out):
+    a: str
+    b: str
+
+
+class BlockOut(_Out):
+    src: str
+    dst: str
+
+
+class StatusOut(_Out):
+    status: str
+    snapshot_version: str | None = None
+
+
+class ErrorDetail(_Out):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(_Out):
+    error: ErrorDetail

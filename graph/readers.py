@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from graph.records import CATEGORICAL_FIELDS, EVENT_TYPES, Event, UserRecord
+from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -266,6 +266,8 @@ def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
 
 def read_events(source: ByteCounter) -> Iterator[tuple[int, Event] | RowError]:
     """JSONL, one event per line: {"type", "src", "dst", "ts", ...}. Extra keys are kept."""
+    from graph.event_schema import parse_event  # the event model needs this module's timestamp parser
+
     path = str(source.path)
     for number, text in _nonblank(source):
         if isinstance(text, RowError):
@@ -275,26 +277,3 @@ def read_events(source: ByteCounter) -> Iterator[tuple[int, Event] | RowError]:
             yield number, parse_event(json.loads(text))
         except (ValueError, TypeError) as exc:
             yield RowError(path, number, str(exc))
-
-
-def parse_event(obj: object) -> Event:
-    """Validate one event object; ValueError naming the field at fault."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"event must be a JSON object, got {type(obj).__name__}")
-    etype = obj.get("type")
-    if etype not in EVENT_TYPES:
-        raise ValueError(f"field 'type' must be one of {', '.join(EVENT_TYPES)} (got {etype!r})")
-    for key in ("src", "dst"):
-        if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool) or str(obj[key]) == "":
-            raise ValueError(f"field {key!r} must be a non-empty string or integer (got {obj.get(key)!r})")
-    if str(obj["src"]) == str(obj["dst"]):
-        raise ValueError(f"'src' and 'dst' are the same user {obj['src']!r}")
-    raw_ts = obj.get("ts")
-    if isinstance(raw_ts, bool) or not isinstance(raw_ts, (int, float, str)):
-        raise ValueError(f"field 'ts' must be epoch seconds or ISO 8601 (got {raw_ts!r})")
-    ts = parse_timestamp(str(raw_ts))
-    position = obj.get("position")
-    if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
-        raise ValueError(f"field 'position' must be a non-negative integer (got {position!r})")
-    extra = {k: v for k, v in obj.items() if k not in ("type", "src", "dst", "ts", "position")}
-    return Event(etype, str(obj["src"]), str(obj["dst"]), ts, position, extra)

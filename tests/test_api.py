@@ -6,6 +6,7 @@ import pytest
 
 from api import create_app
 from api.routes import bucket
+from api.schemas import SuggestionsOut
 from graph.memory_store import MemoryGraphStore
 from graph.records import Friendship, UserRecord
 from graph.snapshot import from_store, save_snapshot
@@ -57,6 +58,7 @@ def test_suggestions_with_explanations(app, client):
     body = resp.get_json()
     assert body["suggestions"][0]["user_id"] == "b0"
     assert body["suggestions"][0]["reasons"][0] == "1 mutual friend: a0"
+    SuggestionsOut.model_validate(body)  # the body is what the OpenAPI description (from this model) says
     with app.app_context():
         assert body["bucket"] == bucket("a1")
     assert resp.headers["X-Pymk-Snapshot-Version"] == body["snapshot_version"] != "none"
@@ -274,7 +276,8 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(app, client, a
     store = ArtifactStore(app_settings.ranker_dir)
     _publish_untrained_ranker(app_settings)
     assert svc.reload(force=True) and svc.served.ranker_version == store.current_version()
-    items = client.get("/v1/users/a1/suggestions").get_json()["suggestions"]
+    body = client.get("/v1/users/a1/suggestions").get_json()
+    items = SuggestionsOut.model_validate(body).model_dump()["suggestions"]  # with the model's scores, too
     served = list(EventLog(app_settings.data_dir / "served").read_records())[-1]
     assert served["ranker"] == store.current_version()
     # parity through the serving object: ranking the same viewer again gives the served scores and the

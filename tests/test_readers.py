@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from graph.event_schema import parse_event
 from graph.readers import (
     ByteCounter,
     EdgeRow,
     RowError,
-    parse_event,
     parse_timestamp,
     read_edges,
     read_events,
