@@ -7,9 +7,10 @@ generator: requests are scheduled at a fixed rate and latency is measured from t
 so a slow server cannot hide its queueing (no coordinated omission). The generator runs on the same
 2 cores as the server and Neo4j, which the figures include.
 
-Two traffic mixes: `active` draws viewers from the active users (lists precomputed; every request
+Three traffic mixes: `active` draws viewers from the active users (lists precomputed; every request
 still reads fresh hard-rule state from Neo4j, re-ranks and explains), `inactive` from users without
-a list (all stages run on request), as when a dormant user comes back.
+a list (all stages run on request), as when a dormant user comes back, and `all` from every user
+with a friend (the mixed traffic of a real day).
 
     python bench/api.py [--users 100000] [--rates 50,100,200,300] [--inactive-rates 10,20,40] [--reuse]
 """
@@ -107,12 +108,14 @@ def _viewers(settings) -> tuple[list[str], list[str]]:
 @click.option("--seconds", default=15.0, show_default=True)
 @click.option("--trials", default=3, show_default=True, help="Runs per rate; medians are reported.")
 @click.option("--inactive-rates", default="10,20,40", show_default=True)
+@click.option("--all-rates", default="100,150,200", show_default=True,
+              help="Rates of the mixed traffic: viewers drawn from ALL users with a friend.")
 @click.option("--workers", default=4, show_default=True, help="Server worker processes.")
 @click.option("--threads", default=4, show_default=True, help="Threads per worker.")
 @click.option("--port", default=7698, show_default=True)
 @click.option("--reuse", is_flag=True, help="Serve the data a previous run left in bench/out/bench-api.")
-def main(users: int, rates: str, inactive_rates: str, seconds: float, trials: int, workers: int, threads: int,
-         port: int, reuse: bool) -> None:
+def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: float, trials: int, workers: int,
+         threads: int, port: int, reuse: bool) -> None:
     r: dict = {"users": users}
     reuse = reuse and (OUT / "bench-api" / "candidates" / "CURRENT").exists()
     with fresh_neo4j("bench-api", port, keep=reuse) as settings:
@@ -158,7 +161,9 @@ def main(users: int, rates: str, inactive_rates: str, seconds: float, trials: in
                 _load(8097, active, rate, secs)
             _load(8097, inactive, 10, 5)
             r["warmup_requests"] = sum(rate * secs for rate, secs in warmup) + 10 * 5
-            for mix, ids, series in (("runs", active, rates), ("runs_inactive", inactive, inactive_rates)):
+            mixes = (("runs", active, rates), ("runs_inactive", inactive, inactive_rates),
+                     ("runs_all", active + inactive, all_rates))
+            for mix, ids, series in mixes:
                 r[mix] = []
                 for rate in map(float, series.split(",")):
                     run = _trials(8097, ids, rate, seconds, trials)
