@@ -19,13 +19,14 @@ class _RankedUsers:
 
     def __init__(self, snap: Snapshot, score: np.ndarray, unit: str) -> None:
         self.snap = snap
+        self.degree = snap.degree  # computed once: Snapshot.degree is a fresh np.diff each call
         self.unit = unit
         keep = np.flatnonzero(score > 0)
         self.order = keep[np.lexsort((keep, -score[keep]))]
         self.score = score
 
     def generate(self, user: int, k: int) -> list[Candidate]:
-        head = self.order[: k + int(self.snap.degree[user]) + 1]
+        head = self.order[: k + int(self.degree[user]) + 1]
         head = head[(head != user) & ~np.isin(head, self.snap.neighbors(user))][:k]
         return [Candidate.of(self.snap.external_id(c), c, self.name, float(self.score[c]),
                              {self.unit: int(self.score[c])}) for c in head.tolist()]
@@ -49,8 +50,5 @@ class TrendingSource(_RankedUsers):
 
     def __init__(self, snap: Snapshot, share: float = 0.05) -> None:
         at = data_time(snap)
-        rows = np.repeat(np.arange(snap.num_users), snap.degree)
-        recent = (snap.since >= recent_window_start(snap.since, at, share) if at is not None
-                  else np.zeros(rows.size, dtype=bool))
-        super().__init__(snap, np.bincount(rows, weights=recent.astype(np.float64), minlength=snap.num_users),
-                         "new_ties")
+        start = recent_window_start(snap.since, at, share) if at is not None else np.inf
+        super().__init__(snap, snap.new_ties_since(start), "new_ties")

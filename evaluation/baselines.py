@@ -48,14 +48,13 @@ def popularity_baselines(snap: Snapshot, cut: float | None, recent_share: float 
     timed = snap.since[np.isfinite(snap.since)]
     if cut is not None and timed.size:
         start = cut - recent_share * (cut - timed.min())
-        rows = np.repeat(np.arange(snap.num_users), snap.degree)
-        out["recent_popularity"] = np.bincount(rows, weights=(snap.since >= start).astype(np.float64),
-                                               minlength=snap.num_users)
+        out["recent_popularity"] = snap.new_ties_since(start)
     ranked = {name: np.lexsort((np.arange(snap.num_users), -score)) for name, score in out.items()}
+    degree = snap.degree
 
     def make(order: np.ndarray) -> Baseline:
         def rank(user: int, k: int) -> np.ndarray:
-            head = order[: k + snap.degree[user] + 1]
+            head = order[: k + degree[user] + 1]
             head = head[(head != user) & ~np.isin(head, snap.neighbors(user))]
             return head[:k]
         return rank

@@ -105,11 +105,12 @@ class FeatureContext:
                 self._past.popitem(last=False)
         return self._past[t]
 
-    def _links_among_mutuals(self, g: Snapshot, via_pos: np.ndarray, via: np.ndarray, n_c: int) -> np.ndarray:
+    def _links_among_mutuals(self, g: Snapshot, deg: np.ndarray, via_pos: np.ndarray, via: np.ndarray,
+                             n_c: int) -> np.ndarray:
         """Friendships among each candidate's mutual friends with the viewer (the local community of the
         pair, as in Cannistraci's CAR index). Mutual friends with more than MAX_LINK_DEGREE friends are
         skipped as the first end of a link, which bounds the work per request."""
-        first = g.degree[via] <= MAX_LINK_DEGREE
+        first = deg[via] <= MAX_LINK_DEGREE
         offsets, owner = row_positions(g.indptr, via[first])
         n = np.int64(g.num_users)
         pair_keys = np.sort(via_pos.astype(np.int64) * n + via)
@@ -154,7 +155,7 @@ class FeatureContext:
                              minlength=n_c)
         deg_v = float(friends.size)
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
-        links = self._links_among_mutuals(g, via_pos, via, n_c)
+        links = self._links_among_mutuals(g, deg, via_pos, via, n_c)
 
         def new_ties(since: np.ndarray, owner: np.ndarray, n: int) -> list[np.ndarray]:
             return [np.bincount(owner, weights=(since >= w).astype(np.float64), minlength=n) for w in recent_start]

@@ -102,8 +102,7 @@ def holdout(snap: Snapshot, share: float, seed: int) -> tuple[Snapshot, np.ndarr
 
 def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """CSR entries of the undirected pairs (a, b), both directions."""
-    rows = np.repeat(np.arange(snap.num_users, dtype=np.int64), snap.degree)
-    keys = rows * snap.num_users + snap.indices
+    keys = snap.entry_rows() * snap.num_users + snap.indices
     pairs = np.concatenate([a * snap.num_users + b, b * snap.num_users + a])
     return np.isin(keys, pairs)
 

@@ -189,7 +189,7 @@ def restrict_ties(snap: Snapshot, keep: np.ndarray) -> Snapshot:
 
     `keep` must be symmetric (an entry and its reverse kept together); tables are shared, not copied.
     """
-    rows = np.repeat(np.arange(snap.num_users), snap.degree)[keep]
+    rows = snap.entry_rows()[keep]
     indptr = np.zeros(snap.num_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=snap.num_users), out=indptr[1:])
     return replace(snap, indptr=indptr, indices=snap.indices[keep], since=snap.since[keep], meta=dict(snap.meta),

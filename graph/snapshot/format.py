@@ -61,9 +61,18 @@ class Snapshot:
     def neighbors(self, i: int) -> np.ndarray:
         return self.indices[self.indptr[i]:self.indptr[i + 1]]
 
+    def entry_rows(self) -> np.ndarray:
+        """The row (user) of every CSR entry, aligned with `indices` and `since`."""
+        return np.repeat(np.arange(self.num_users, dtype=np.int64), self.degree)
+
+    def new_ties_since(self, start: float) -> np.ndarray:
+        """Per user, how many of its ties formed at or after `start` (float64; unknown times never count)."""
+        return np.bincount(self.entry_rows(), weights=(self.since >= start).astype(np.float64),
+                           minlength=self.num_users)
+
     def ties(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each friendship once, as (src, dst, since) arrays with src < dst (int64, int64, float64)."""
-        rows = np.repeat(np.arange(self.num_users), self.degree)
+        rows = self.entry_rows()
         upper = rows < self.indices
         return rows[upper], self.indices[upper].astype(np.int64), self.since[upper]
 
