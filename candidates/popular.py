@@ -13,6 +13,12 @@ from candidates.types import Candidate
 from graph.snapshot import Snapshot, data_time, recent_window_start
 
 
+def top_excluding(order: np.ndarray, snap: Snapshot, degree: np.ndarray, user: int, k: int) -> np.ndarray:
+    """The first k of a global `order` of users that are neither `user` nor one of its friends."""
+    head = order[: k + int(degree[user]) + 1]
+    return head[(head != user) & ~np.isin(head, snap.neighbors(user))][:k]
+
+
 class _RankedUsers:
     name = ""
     description = ""
@@ -26,8 +32,7 @@ class _RankedUsers:
         self.score = score
 
     def generate(self, user: int, k: int) -> list[Candidate]:
-        head = self.order[: k + int(self.degree[user]) + 1]
-        head = head[(head != user) & ~np.isin(head, self.snap.neighbors(user))][:k]
+        head = top_excluding(self.order, self.snap, self.degree, user, k)
         return [Candidate.of(self.snap.external_id(c), c, self.name, float(self.score[c]),
                              {self.unit: int(self.score[c])}) for c in head.tolist()]
 

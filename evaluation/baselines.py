@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from candidates.fof import fof_scores
+from candidates.popular import top_excluding
 from graph.snapshot import Snapshot
 
 Baseline = Callable[[int, int], np.ndarray]   # (viewer index, k) -> ranked candidate indices
@@ -53,10 +54,6 @@ def popularity_baselines(snap: Snapshot, cut: float | None, recent_share: float 
     degree = snap.degree
 
     def make(order: np.ndarray) -> Baseline:
-        def rank(user: int, k: int) -> np.ndarray:
-            head = order[: k + degree[user] + 1]
-            head = head[(head != user) & ~np.isin(head, snap.neighbors(user))]
-            return head[:k]
-        return rank
+        return lambda user, k: top_excluding(order, snap, degree, user, k)
 
     return {name: make(order) for name, order in ranked.items()}
