@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
 
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from pymk.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
 EXACT_MAX = 200_000
@@ -54,6 +54,22 @@ def search_excluding(index: faiss.Index, query: np.ndarray, k: int, exclude: set
     return ids[0][found].astype(np.int64), scores[0][found].astype(np.float32)
 
 
+def current_embeddings(store: ArtifactStore, snapshot_version: str
+                       ) -> tuple[str | None, np.ndarray | None, faiss.Index | None]:
+    """(current version, vectors, FAISS index) when the current embeddings were computed from this
+    snapshot; (version or None, None, None) otherwise (vectors of another graph would be wrong)."""
+    version = store.current_version()
+    if version is None:
+        return None, None, None
+    path = store.current()
+    made_from = store.manifest(path).get("snapshot_version")
+    if made_from != snapshot_version:
+        log.warning("embeddings %s were made from snapshot %s, not %s: not using them",
+                    version, made_from, snapshot_version)
+        return version, None, None
+    return version, np.load(path / "embeddings.npy"), faiss.read_index(str(path / "index.faiss"))
+
+
 class EmbeddingAnnSource:
     """Candidate source: users whose GraphSAGE vectors are closest to the viewer's."""
 
@@ -67,10 +83,6 @@ class EmbeddingAnnSource:
         self.emb = emb
         self.index = index if index is not None else build_index(emb)
 
-    @classmethod
-    def load(cls, snap: Snapshot, artifact: Path) -> EmbeddingAnnSource:
-        emb = np.load(artifact / "embeddings.npy")
-        return cls(snap, emb, faiss.read_index(str(artifact / "index.faiss")))
 
     def generate(self, user: int, k: int) -> list[Candidate]:
         exclude = {user, *self.snap.neighbors(user).tolist()}

@@ -8,8 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
+from candidates.ann import current_embeddings
 from candidates.filters import SnapshotStateReader, StateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
@@ -43,7 +42,7 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     if snap_version is None:
         raise ArtifactError(f"no snapshot published under {settings.snapshot_dir}")
     snap = load_snapshot(snapshots.current())
-    emb_version, emb, index = _embeddings(settings, snap_version)
+    emb_version, emb, index = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_version)
     sources = REGISTRY.build_all(snap, embeddings=emb, index=index)  # the ANN source only with embeddings
     ranker, ranker_version = _ranker(settings, snap, emb, emb_version if emb is not None else None)
     pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap),
@@ -67,21 +66,3 @@ def _ranker(settings: Settings, snap, emb, emb_version: str | None):
     except ArtifactError as exc:
         log.error("ranker %s not usable, ranking by heuristic: %s", version, exc)
         return None, None
-
-
-def _embeddings(settings: Settings, snap_version: str) -> tuple[str | None, np.ndarray | None, object | None]:
-    """(current version, vectors, FAISS index) when the current embeddings were computed from this
-    snapshot; (version or None, None, None) otherwise."""
-    embeddings = ArtifactStore(settings.embeddings_dir)
-    version = embeddings.current_version()
-    if version is None:
-        return None, None, None
-    path = embeddings.current()
-    made_from = embeddings.manifest(path).get("snapshot_version")
-    if made_from != snap_version:
-        log.warning("embeddings %s were made from snapshot %s, not %s: serving without ANN",
-                    version, made_from, snap_version)
-        return version, None, None
-    import faiss
-
-    return version, np.load(path / "embeddings.npy"), faiss.read_index(str(path / "index.faiss"))

@@ -7,6 +7,7 @@ from functools import partial
 
 import numpy as np
 
+from candidates.ann import current_embeddings
 from gnn.train import embed_graph
 from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
@@ -21,21 +22,14 @@ log = logging.getLogger(__name__)
 MIN_IMPRESSIONS = 1_000
 
 
-def served_embeddings(settings: Settings, snap_version: str) -> tuple[np.ndarray | None, str | None]:
-    """The current embeddings when they were made from this snapshot (what serving will use), else none."""
-    store = ArtifactStore(settings.embeddings_dir)
-    version = store.current_version()
-    if version is None or store.manifest(store.current()).get("snapshot_version") != snap_version:
-        return None, None
-    return np.load(store.current() / "embeddings.npy"), version
-
-
 def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 8, compare: bool = False,
                       progress: bool = False) -> dict:
     snapshots = ArtifactStore(settings.snapshot_dir)
     snap_path = snapshots.current()
     snap = load_snapshot(snap_path)
-    emb, emb_version = served_embeddings(settings, snap_path.name)
+    # the embeddings serving will use with this snapshot (none if the current ones were made from another)
+    version, emb, _ = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_path.name)
+    emb_version = version if emb is not None else None
     # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties
     embed = partial(embed_graph, progress=progress) if emb is not None else None
     train_ex, val_ex = history_examples(snap, history, embed, progress=progress)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from candidates.ann import EmbeddingAnnSource, build_index, search_excluding
+from candidates.ann import EmbeddingAnnSource, build_index, current_embeddings, search_excluding
 from gnn.features import build_features
 from gnn.model import GraphSAGE, LinkEncoder, dot_decoder, link_loss
 from gnn.refresh import RefusedToPublishError, refresh_embeddings
@@ -207,8 +207,9 @@ def test_refresh_writes_artifact_refuses_regressions_and_rolls_back(sim_snapshot
     second = refresh_embeddings(snap_path, out, cfg, max_auc_drop=1.0)
     assert out.current() == second.path
     assert out.rollback() == first.path.name
-    loaded = EmbeddingAnnSource.load(sim_snapshot, out.current())
-    assert loaded.emb.shape == (sim_snapshot.num_users, 64)
+    version, emb, index = current_embeddings(out, snap_path.name)  # what serving loads
+    assert version == first.path.name and emb.shape == (sim_snapshot.num_users, 64) and index.ntotal == emb.shape[0]
+    assert current_embeddings(out, "another-snapshot")[1:] == (None, None)
 
 
 def test_shallow_variant_has_no_message_passing(sim_snapshot):
