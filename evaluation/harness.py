@@ -35,7 +35,6 @@ from ranker.serve import ModelRanker
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Split:
     train: Snapshot
@@ -160,14 +159,14 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         "ranker": {**learned["report"], "seconds": round(learn_seconds, 1)},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    report["best_single"] = best_single(metrics, [s.name for s in built])
+    report["best_single"] = best_single(metrics)
     return report
 
 
 NOT_SINGLE = ("pipeline", "union", "union_without_ann")
 
 
-def best_single(metrics: dict[str, dict[str, float]], source_names: list[str], k: int = 20) -> dict:
+def best_single(metrics: dict[str, dict[str, float]], k: int = 20) -> dict:
     """The best single source or baseline by Recall@k and by NDCG@k, and the pipeline's ratio to each."""
     singles = [name for name in metrics if name not in NOT_SINGLE and f"ndcg@{k}" in metrics[name]]
     out = {}
@@ -189,13 +188,9 @@ def evaluate_seeds(path: Path, seeds: tuple[int, ...] = (0, 1, 2), **kwargs) -> 
         for metric in runs[0]["metrics"][name]:
             vals = [r["metrics"][name][metric] for r in runs]
             summary.setdefault(name, {})[metric] = [round(float(np.mean(vals)), 4), round(float(np.std(vals)), 4)]
-    ratios = {}
-    for metric in ("recall@20", "ndcg@20"):
-        best = max((n for n in names if n not in NOT_SINGLE and metric in summary[n]),
-                   key=lambda n: summary[n][metric][0])
-        ratios[metric] = {"best_single": best, "best_single_mean": summary[best][metric][0],
-                          "pipeline_mean": summary["pipeline"][metric][0],
-                          "ratio": round(summary["pipeline"][metric][0] / max(summary[best][metric][0], 1e-12), 3)}
+    means = best_single({name: {m: v[0] for m, v in ms.items()} for name, ms in summary.items()})
+    ratios = {metric: {"best_single": b["name"], "best_single_mean": b["value"], "pipeline_mean": b["pipeline"],
+                       "ratio": b["ratio"]} for metric, b in means.items()}
     return {"dataset": str(path), "seeds": list(seeds), "ks": runs[0]["ks"], "summary": summary,
             "pipeline_vs_best_single": ratios, "chosen_rankers": [r["ranker"]["chosen"] for r in runs],
             "evaluated_users": runs[0]["evaluated_users"], "runs": runs,

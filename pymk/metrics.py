@@ -10,15 +10,16 @@ import numpy as np
 KS = (1, 5, 10, 20, 50, 100)
 
 
+def mean_ranks(values: np.ndarray) -> np.ndarray:
+    """0-based rank of each value in ascending order; equal values share the mean of their ranks."""
+    _, inv, counts = np.unique(values, return_inverse=True, return_counts=True)
+    below = np.cumsum(counts) - counts
+    return (below + (counts - 1) / 2.0)[inv]
+
+
 def auc_and_hits(pos: np.ndarray, neg: np.ndarray, k: int = 50) -> dict[str, float]:
     """ROC AUC (Mann-Whitney, ties counted half) and Hits@k (positives above the k-th best negative)."""
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="stable")
-    ranks = np.empty(scores.size)
-    ranks[order] = np.arange(1, scores.size + 1)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
+    ranks = mean_ranks(np.concatenate([pos, neg])) + 1.0
     auc = (ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size)
     kth = np.sort(neg)[-k] if neg.size >= k else -np.inf
     return {"auc": float(auc), f"hits@{k}": float((pos > kth).mean())}

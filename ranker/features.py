@@ -23,6 +23,7 @@ from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of, recent_window_start
 from graph.snapshot.csr import row_positions
 from graph.snapshot.format import EVENT_CODE
+from pymk.metrics import mean_ranks
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -169,13 +170,8 @@ class FeatureContext:
             return out
 
         def pct_in_list(x: np.ndarray) -> np.ndarray:
-            order = np.argsort(x, kind="stable")
-            ranks = np.empty(n_c)
-            ranks[order] = np.arange(n_c)
             # equal values share their mean rank, so the feature does not depend on the list's order
-            _, inv, counts = np.unique(x, return_inverse=True, return_counts=True)
-            mean_rank = np.bincount(inv, weights=ranks) / counts
-            return mean_rank[inv] / max(n_c - 1, 1)
+            return mean_ranks(x) / max(n_c - 1, 1)
 
         v_owner = np.zeros(friends.size, dtype=np.int64)
         viewer_new = [np.full(n_c, w[0]) for w in new_ties(f_since, v_owner, 1)]

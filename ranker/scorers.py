@@ -21,12 +21,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from candidates.pipeline import RRF_K
 from pymk.errors import ArtifactError
 from ranker.calibration import Calibration, sigmoid
 from ranker.features import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES
 from ranker.model import MultiTaskRanker
-
-RRF_K = 60
 
 
 class Scorer(Protocol):
