@@ -22,8 +22,8 @@ from pymk.metrics import group_ranking_metrics
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
 from ranker.history import ConnectExamples
-from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer
-from ranker.train import RankerConfig, connect_logits, fit
+from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer, connect_logits
+from ranker.train import RankerConfig, fit
 
 log = logging.getLogger(__name__)
 HEURISTICS = ("mutual", "car", "adamic_adar", "resource_allocation", "jaccard", "log_ppr", "log_ppr_per_degree",

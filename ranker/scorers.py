@@ -44,6 +44,20 @@ def without_sources(x: np.ndarray) -> np.ndarray:
     return out
 
 
+@torch.no_grad()
+def predict_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Send and accept logits (the heads see no per-source columns, as in training)."""
+    model.eval()
+    s, a, _ = model(torch.from_numpy(without_sources(x)).to(device))
+    return s.cpu().numpy().astype(np.float64), a.cpu().numpy().astype(np.float64)
+
+
+@torch.no_grad()
+def connect_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+    model.eval()
+    return model(torch.from_numpy(x).to(device))[2].cpu().numpy().astype(np.float64)
+
+
 @dataclass
 class TorchScorer:
     model: MultiTaskRanker
@@ -56,19 +70,14 @@ class TorchScorer:
             raise ArtifactError(f"unknown torch scoring mode {self.mode!r}")
         self.model.eval()
 
-    def logits(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            send, accept, _ = self.model(torch.from_numpy(without_sources(x)))
-            _, _, connect = self.model(torch.from_numpy(x)) if self.mode == "connect" else (None, None, None)
-        c = connect.numpy().astype(np.float64) if connect is not None else np.zeros(x.shape[0])
-        return send.numpy().astype(np.float64), accept.numpy().astype(np.float64), c
-
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        send, accept, connect = self.logits(x)
-        p_send, p_accept = self.calibration.probabilities(send, accept)
+        """One pass of the model: the connect head in `connect` mode (the send and accept heads are
+        untrained without an impression log, so they are not reported), else send and accept."""
         if self.mode == "connect":
-            p_connect = sigmoid(self.calibration.connect[0] * connect + self.calibration.connect[1])
-            return {"p_send": p_send, "p_accept": p_accept, "p_connect": p_connect, "score": p_connect}
+            a, b = self.calibration.connect
+            p_connect = sigmoid(a * connect_logits(self.model, x) + b)
+            return {"p_connect": p_connect, "score": p_connect}
+        p_send, p_accept = self.calibration.probabilities(*predict_logits(self.model, x))
         return {"p_send": p_send, "p_accept": p_accept, "score": self.calibration.score(p_send, p_accept)}
 
     def save(self, directory: Path) -> dict:

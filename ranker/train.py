@@ -17,7 +17,7 @@ from ranker.data import Examples, build_examples, downsample_negatives, time_per
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
 from ranker.model import MultiTaskRanker
-from ranker.scorers import Scorer, TorchScorer, without_sources
+from ranker.scorers import Scorer, TorchScorer, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +47,6 @@ def _loss(cfg: RankerConfig, logits: torch.Tensor, y: torch.Tensor) -> torch.Ten
     if cfg.loss == "bce":
         return focal_loss(logits, y, None, 0.0)
     raise ValueError(f"loss must be focal, balanced or bce (got {cfg.loss!r})")
-
-
-@torch.no_grad()
-def predict_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Send and accept logits (the heads see no per-source columns, as in training)."""
-    model.eval()
-    s, a, _ = model(torch.from_numpy(without_sources(x)).to(device))
-    return s.cpu().numpy().astype(np.float64), a.cpu().numpy().astype(np.float64)
-
-
-@torch.no_grad()
-def connect_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> np.ndarray:
-    model.eval()
-    return model(torch.from_numpy(x).to(device))[2].cpu().numpy().astype(np.float64)
 
 
 def predict(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu",
