@@ -12,6 +12,7 @@ import time
 import faiss
 import numpy as np
 
+from candidates.base import Proposals, empty_proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from pymk.artifacts import ArtifactStore
@@ -84,8 +85,15 @@ class EmbeddingAnnSource:
         self.index = index if index is not None else build_index(emb)
 
 
+    def propose(self, users: np.ndarray, k: int) -> Proposals:
+        found = [search_excluding(self.index, self.emb[u], k, {u, *self.snap.neighbors(u).tolist()})
+                 for u in np.asarray(users).tolist()]
+        if not found:
+            return empty_proposals()
+        owner = np.repeat(np.arange(len(found)), [ids.size for ids, _ in found])
+        cand = np.concatenate([ids for ids, _ in found])
+        score = np.concatenate([s for _, s in found]).astype(np.float64)
+        return Proposals(owner, cand, score, lambda r: [{"similarity": s} for s in score[r].tolist()])
+
     def generate(self, user: int, k: int) -> list[Candidate]:
-        exclude = {user, *self.snap.neighbors(user).tolist()}
-        ids, scores = search_excluding(self.index, self.emb[user], k, exclude)
-        return [Candidate.of(self.snap.external_id(int(c)), int(c), self.name, float(s), {"similarity": float(s)})
-                for c, s in zip(ids.tolist(), scores.tolist(), strict=True)]
+        return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))

@@ -14,57 +14,81 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import gather_rows
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FofScores:
-    """Two-hop candidates of one viewer, ranked (mutual count, then Adamic-Adar, then id)."""
+    """Two-hop candidates of a block of viewers: rows grouped by owner (the viewer's position in the
+    block), each group ranked (mutual count, then Adamic-Adar, then id)."""
 
+    owner: np.ndarray
     candidates: np.ndarray    # internal indices
     mutual: np.ndarray
     adamic_adar: np.ndarray
     resource_allocation: np.ndarray
-    paths_cand: np.ndarray    # every scored path viewer -> via -> cand, for proof
+    paths_owner: np.ndarray   # every scored path viewer -> via -> cand, for proof
+    paths_cand: np.ndarray
     paths_via: np.ndarray
 
-    def mutual_ids_of(self, candidates: np.ndarray, limit: int) -> list[list[int]]:
-        """The first `limit` mutual friends (sorted) of each candidate, with one sort of all paths."""
-        order = np.lexsort((self.paths_via, self.paths_cand))
-        cand, via = self.paths_cand[order], self.paths_via[order]
-        lo = np.searchsorted(cand, candidates, "left")
-        hi = np.minimum(np.searchsorted(cand, candidates, "right"), lo + limit)
+    def mutual_ids_of(self, owner: np.ndarray, candidates: np.ndarray, limit: int) -> list[list[int]]:
+        """The first `limit` mutual friends (sorted) of each (owner, candidate), with one sort of all paths."""
+        n = int(max(self.paths_cand.max(initial=0), candidates.max(initial=0))) + 1
+        keys = pair_keys(self.paths_owner, self.paths_cand, n)
+        order = np.lexsort((self.paths_via, keys))
+        keys, via = keys[order], self.paths_via[order]
+        probe = pair_keys(owner, candidates, n)
+        lo = np.searchsorted(keys, probe, "left")
+        hi = np.minimum(np.searchsorted(keys, probe, "right"), lo + limit)
         return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
+
+def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_degree: int = 5000,
+              max_two_hop: int = 200_000) -> FofScores:
+    """Score every two-hop candidate of each of `users` (internal indices), all at once."""
+    users = np.asarray(users, dtype=np.int64)
+    n = snap.num_users
+    f_off, f_owner = row_positions(snap.indptr, users)
+    friends = snap.indices[f_off].astype(np.int64)
+    friend_keys = pair_keys(f_owner, friends, n)        # sorted: owners in order, neighbours sorted
+    fdeg = degree[friends]
+    ok = (fdeg >= 2) & (fdeg <= max_friend_degree)
+    owner, mids = f_owner[ok], friends[ok]
+    # per viewer, at most max_two_hop paths: its lowest-degree friends first (then by index)
+    order = np.lexsort((mids, degree[mids], owner))
+    owner, mids = owner[order], mids[order]
+    mdeg = degree[mids].astype(np.int64)
+    cum = np.cumsum(mdeg)
+    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if owner.size else np.zeros(0, np.int64)
+    before = np.repeat(cum[starts] - mdeg[starts], np.diff(np.r_[starts, owner.size]))
+    within = (cum - before <= max_two_hop) | (rank_in_group(owner) == 0)
+    owner, mids = owner[within], mids[within]
+    order = np.lexsort((mids, owner))                   # back to (owner, mid) order
+    owner, mids = owner[order], mids[order]
+    p_off, p_row = row_positions(snap.indptr, mids)
+    cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
+    is_friend, _ = lookup(friend_keys, pair_keys(p_owner, cand, n))
+    keep = (cand != users[p_owner]) & ~is_friend
+    cand, via, p_owner = cand[keep], via[keep], p_owner[keep]
+    uniq, inv = np.unique(pair_keys(p_owner, cand, n), return_inverse=True)
+    u_owner, u_cand = uniq // n, uniq % n
+    vdeg = degree[via].astype(np.float64)
+    mutual = np.bincount(inv, minlength=uniq.size)
+    aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
+    ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
+    order = np.lexsort((snap.ids[u_cand].astype(str), -np.round(aa, 9), -mutual, u_owner))
+    return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], p_owner, cand, via)
 
 
 def fof_scores(snap: Snapshot, user: int, degree: np.ndarray, max_friend_degree: int = 5000,
                max_two_hop: int = 200_000) -> FofScores:
     """Score every two-hop candidate of `user` (internal index)."""
-    friends = snap.neighbors(user)
-    fdeg = degree[friends]
-    mids = friends[(fdeg >= 2) & (fdeg <= max_friend_degree)]
-    if mids.size and degree[mids].sum() > max_two_hop:
-        order = np.argsort(degree[mids], kind="stable")
-        within = np.cumsum(degree[mids][order]) <= max_two_hop
-        within[0] = True
-        mids = np.sort(mids[order][within])
-    cand, via = gather_rows(snap.indptr, snap.indices, mids)
-    keep = cand != user
-    if friends.size:
-        pos = np.minimum(np.searchsorted(friends, cand), friends.size - 1)
-        keep &= friends[pos] != cand
-    cand, via = cand[keep], via[keep]
-    uniq, inv = np.unique(cand, return_inverse=True)
-    vdeg = degree[via].astype(np.float64)
-    mutual = np.bincount(inv, minlength=uniq.size)
-    aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
-    ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
-    order = np.lexsort((snap.ids[uniq].astype(str), -np.round(aa, 9), -mutual))
-    return FofScores(uniq[order], mutual[order], aa[order], ra[order], cand, via)
+    return fof_block(snap, np.array([user]), degree, max_friend_degree, max_two_hop)
 
 
 class FriendsOfFriendsSource:
@@ -81,15 +105,20 @@ class FriendsOfFriendsSource:
         self.max_two_hop = max_two_hop
         self.max_proof = max_proof
 
-    def generate(self, user: int, k: int) -> list[Candidate]:
-        s = fof_scores(self.snap, user, self.degree, self.max_friend_degree, self.max_two_hop)
-        out = []
+    def propose(self, users: np.ndarray, k: int) -> Proposals:
+        s = fof_block(self.snap, users, self.degree, self.max_friend_degree, self.max_two_hop)
+        top = rank_in_group(s.owner) < k
+        owner, cand, mutual = s.owner[top], s.candidates[top], s.mutual[top]
+        aa, ra = s.adamic_adar[top], s.resource_allocation[top]
         ids = self.snap.id_strings
-        top = s.candidates[:k]
-        for c, m, aa, ra, mutual in zip(top.tolist(), s.mutual[:k].tolist(), s.adamic_adar[:k].tolist(),
-                                        s.resource_allocation[:k].tolist(), s.mutual_ids_of(top, self.max_proof),
-                                        strict=True):
-            proof = {"mutual_count": m, "adamic_adar": aa, "resource_allocation": ra,
-                     "mutual_ids": [ids[x] for x in mutual]}
-            out.append(Candidate.of(ids[c], c, self.name, float(m), proof))
-        return out
+
+        def proof(rows: np.ndarray) -> list[dict]:
+            mutual_ids = s.mutual_ids_of(owner[rows], cand[rows], self.max_proof)
+            return [{"mutual_count": m, "adamic_adar": a, "resource_allocation": r, "mutual_ids": [ids[x] for x in via]}
+                    for m, a, r, via in zip(mutual[rows].tolist(), aa[rows].tolist(), ra[rows].tolist(), mutual_ids,
+                                            strict=True)]
+
+        return Proposals(owner, cand, mutual.astype(np.float64), proof)
+
+    def generate(self, user: int, k: int) -> list[Candidate]:
+        return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))

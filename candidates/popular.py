@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot, data_time, recent_window_start
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
 
 
 def top_excluding(order: np.ndarray, snap: Snapshot, degree: np.ndarray, user: int, k: int) -> np.ndarray:
@@ -31,10 +33,24 @@ class _RankedUsers:
         self.order = keep[np.lexsort((keep, -score[keep]))]
         self.score = score
 
+    def propose(self, users: np.ndarray, k: int) -> Proposals:
+        """Each viewer's first k of the global order that are neither the viewer nor a friend."""
+        users = np.asarray(users, dtype=np.int64)
+        head = self.order[: k + int(self.degree[users].max(initial=0)) + 1]
+        owner = np.repeat(np.arange(users.size), head.size)
+        cand = np.tile(head, users.size)
+        f_off, f_owner = row_positions(self.snap.indptr, users)
+        n = self.snap.num_users
+        is_friend, _ = lookup(pair_keys(f_owner, self.snap.indices[f_off].astype(np.int64), n),
+                              pair_keys(owner, cand, n))
+        rows = np.flatnonzero((cand != users[owner]) & ~is_friend)
+        rows = rows[rank_in_group(owner[rows]) < k]
+        owner, cand = owner[rows], cand[rows]
+        score = self.score[cand]
+        return Proposals(owner, cand, score, lambda r: [{self.unit: int(x)} for x in score[r].tolist()])
+
     def generate(self, user: int, k: int) -> list[Candidate]:
-        head = top_excluding(self.order, self.snap, self.degree, user, k)
-        return [Candidate.of(self.snap.external_id(c), c, self.name, float(self.score[c]),
-                             {self.unit: int(self.score[c])}) for c in head.tolist()]
+        return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))
 
 
 class PopularSource(_RankedUsers):

@@ -17,38 +17,52 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
+from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import row_positions
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
+
+
+def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, sources: np.ndarray,
+                       alpha: float = 0.15, eps: float = 1e-4, max_rounds: int = 200
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparse PPR estimates from each of `sources` at once: (owner, node, value) sorted by (owner, node),
+    owner being the source's position in `sources`. Each source's walk is pushed in its own rounds
+    exactly as if it ran alone (same values, bit for bit): the pairs are only keyed by owner."""
+    sources = np.asarray(sources, dtype=np.int64)
+    n = np.int64(indptr.size - 1)
+    alone = degree[sources] == 0     # nowhere to walk: all mass stays home
+    p_keys: list[np.ndarray] = [pair_keys(np.flatnonzero(alone), sources[alone], n)]
+    p_vals: list[np.ndarray] = [np.ones(int(alone.sum()))]
+    r_keys = pair_keys(np.flatnonzero(~alone), sources[~alone], n)
+    r_vals = np.ones(r_keys.size)
+    for _ in range(max_rounds):
+        r_nodes = r_keys % n
+        active = r_vals >= eps * degree[r_nodes]
+        if not active.any():
+            break
+        push_keys, push_nodes, push_vals = r_keys[active], r_nodes[active], r_vals[active]
+        p_keys.append(push_keys)
+        p_vals.append(alpha * push_vals)
+        share = (1 - alpha) * push_vals / degree[push_nodes]
+        offsets, _ = row_positions(indptr, push_nodes)
+        lens = degree[push_nodes]
+        base = np.repeat(push_keys - push_nodes, lens)     # owner * n of each pushed entry
+        targets = np.concatenate([base + indices[offsets], r_keys[~active]])
+        mass = np.concatenate([np.repeat(share, lens), r_vals[~active]])
+        r_keys, inv = np.unique(targets, return_inverse=True)
+        r_vals = np.bincount(inv, weights=mass, minlength=r_keys.size)
+    keys, inv = np.unique(np.concatenate(p_keys), return_inverse=True)
+    return keys // n, keys % n, np.bincount(inv, weights=np.concatenate(p_vals), minlength=keys.size)
 
 
 def forward_push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, source: int,
                  alpha: float = 0.15, eps: float = 1e-4, max_rounds: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Sparse PPR estimate from `source`: (node indices, values), with the error bound above."""
-    if degree[source] == 0:
-        return np.array([source]), np.array([1.0])
-    p_nodes: list[np.ndarray] = []
-    p_vals: list[np.ndarray] = []
-    r_nodes = np.array([source], dtype=np.int64)
-    r_vals = np.array([1.0])
-    for _ in range(max_rounds):
-        active = r_vals >= eps * degree[r_nodes]
-        if not active.any():
-            break
-        push_nodes, push_vals = r_nodes[active], r_vals[active]
-        p_nodes.append(push_nodes)
-        p_vals.append(alpha * push_vals)
-        share = (1 - alpha) * push_vals / degree[push_nodes]
-        offsets, _ = row_positions(indptr, push_nodes)
-        lens = degree[push_nodes]
-        targets = np.concatenate([indices[offsets], r_nodes[~active]])
-        mass = np.concatenate([np.repeat(share, lens), r_vals[~active]])
-        r_nodes, inv = np.unique(targets, return_inverse=True)
-        r_vals = np.bincount(inv, weights=mass, minlength=r_nodes.size)
-    nodes, inv = np.unique(np.concatenate(p_nodes), return_inverse=True)
-    return nodes, np.bincount(inv, weights=np.concatenate(p_vals), minlength=nodes.size)
+    _, nodes, values = forward_push_block(indptr, indices, degree, np.array([source]), alpha, eps, max_rounds)
+    return nodes, values
 
 
 def ppr_dense(adjacency: np.ndarray, source: int, alpha: float = 0.15) -> np.ndarray:
@@ -91,12 +105,32 @@ class PersonalizedPageRankSource:
         self.alpha = alpha
         self.eps = eps
 
+    def push(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return forward_push_block(self.snap.indptr, self.snap.indices, self.degree, users, self.alpha, self.eps)
+
+    def propose(self, users: np.ndarray, k: int,
+                push: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Proposals:
+        """`push`: this source's `push(users)` when the caller already has it."""
+        users = np.asarray(users, dtype=np.int64)
+        owner, nodes, values = push if push is not None else self.push(users)
+        return top_excluding_friends(self.snap, users, owner, nodes, values, k, self._proof(nodes, values))
+
+    def _proof(self, nodes: np.ndarray, values: np.ndarray):
+        return lambda rows: [{"ppr": v, "error_bound": self.eps * float(d)}
+                             for v, d in zip(values[rows].tolist(), self.degree[nodes[rows]].tolist(), strict=True)]
+
     def generate(self, user: int, k: int) -> list[Candidate]:
-        nodes, values = forward_push(self.snap.indptr, self.snap.indices, self.degree, user, self.alpha, self.eps)
-        friends = self.snap.neighbors(user)
-        keep = (nodes != user) & ~np.isin(nodes, friends)
-        nodes, values = nodes[keep], values[keep]
-        top = np.lexsort((nodes, -values))[:k]
-        return [Candidate.of(self.snap.external_id(int(c)), int(c), self.name, float(v),
-                             {"ppr": float(v), "error_bound": self.eps * float(self.degree[c])})
-                for c, v in zip(nodes[top].tolist(), values[top].tolist(), strict=True)]
+        return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))
+
+
+def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, nodes: np.ndarray,
+                          values: np.ndarray, k: int, proof) -> Proposals:
+    """Each owner's top k nodes by value (then index), leaving out the viewer and its friends; `proof`
+    takes rows of (nodes, values)."""
+    f_off, f_owner = row_positions(snap.indptr, users)
+    n = snap.num_users
+    is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off].astype(np.int64), n), pair_keys(owner, nodes, n))
+    rows = np.flatnonzero((nodes != users[owner]) & ~is_friend)
+    rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
+    rows = rows[rank_in_group(owner[rows]) < k]
+    return Proposals(owner[rows], nodes[rows], values[rows], lambda r: proof(rows[r]))

@@ -8,17 +8,24 @@ those versions are served; the online stages (hard rules on fresh graph state, r
 always run per request, so a block or a new friendship still counts at once. Users without a list
 are ranked on request. Lists are ranked as of the job's time, as the snapshot is a past state.
 
+Two engines give the same lists (tested): `online` runs the pipeline's own `ranked` per user;
+`block` (the default when the ranker can rank blocks) runs each stage over a block of users at once
+(sparse two-hop products, block PageRank pushes, one feature matrix and one model call per block),
+in worker processes when `workers` > 1; memory is bounded by the block size.
+
 Layout: offsets.npy (int64, num_users + 1; no list = empty range), lists.bin (per user, UTF-8
-JSON rows [index, sources, scores, proof without ranker features, feature row or -1]),
-features.npy (float32 ranker feature rows), manifest.json.
+JSON rows [index, sources, scores, proof without ranker features, feature row in the user's
+block or -1, t]), feature_offsets.npy (int64, num_users + 1: where each user's rows start in
+features.npy), features.npy (float32 ranker feature rows), manifest.json.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,7 +40,9 @@ from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# ranks a block of users: per user (user, lists.bin blob, its ranker feature rows)
+BlockRanker = Callable[[np.ndarray], list[tuple[int, bytes, np.ndarray]]]
 
 
 def active_users(snap: Snapshot, days: float) -> np.ndarray:
@@ -47,14 +56,15 @@ def active_users(snap: Snapshot, days: float) -> np.ndarray:
     return np.unique(np.concatenate([acted, shown])).astype(np.int64)
 
 
-def _compact(x):
+def compact(x):
     """Floats to 7 significant digits (stored lists are ~2x smaller; ranker features stay exact)."""
     if isinstance(x, float):
         return float(f"{x:.7g}")
     if isinstance(x, dict):
-        return {k: _compact(v) for k, v in x.items()}
+        return {k: float(f"{v:.7g}") if isinstance(v, float) else v if isinstance(v, str | int) else compact(v)
+                for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_compact(v) for v in x]
+        return [v if isinstance(v, str | int) else compact(v) for v in x]  # (long lists are of ids)
     return x
 
 
@@ -65,34 +75,91 @@ def _row(c: Candidate, features: list[np.ndarray]) -> list:
     if ranker is not None:
         feature_row = len(features)
         features.append(np.asarray(ranker["features"], np.float32))
-    return [c.index, list(c.sources), _compact(dict(c.scores)), _compact(proof), feature_row,
+    return [c.index, list(c.sources), compact(dict(c.scores)), compact(proof), feature_row,
             None if ranker is None else ranker["t"]]
 
 
+def online_block(pipeline, keep: int) -> BlockRanker:
+    """The reference engine: the pipeline's own per-user `ranked`, user by user."""
+    snap = pipeline.snap
+
+    def rank(users: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+        out = []
+        for user in users.tolist():
+            features: list[np.ndarray] = []
+            ranked = pipeline.ranked(user, Recommendation(snap.external_id(user), []))[:keep]
+            rows = [_row(c, features) for c in ranked]
+            out.append((user, orjson.dumps(rows), np.stack(features) if features else np.zeros((0, 0), np.float32)))
+        return out
+
+    return rank
+
+
+_WORKER_RANK: BlockRanker | None = None   # set before forking the workers, inherited by them
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)   # one process per core; each must not spawn a thread per core too
+
+
+def _worker(users: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+    return _WORKER_RANK(users)
+
+
+def _ranked_blocks(rank: BlockRanker, users: np.ndarray, block: int, workers: int
+                   ) -> Iterator[list[tuple[int, bytes, np.ndarray]]]:
+    blocks = [users[i:i + block] for i in range(0, users.size, block)]
+    if workers <= 1:
+        yield from map(rank, blocks)
+        return
+    global _WORKER_RANK
+    _WORKER_RANK = rank
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
+            yield from pool.imap(_worker, blocks)
+    finally:
+        _WORKER_RANK = None
+
+
 def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | None], out: ArtifactStore,
-                      keep: int = 60, progress: bool = True) -> Path:
-    """Rank `users` (internal indices) with `pipeline` now and publish their top `keep` lists."""
+                      keep: int = 60, progress: bool = True, rank: BlockRanker | None = None,
+                      block: int = 64, workers: int = 1) -> Path:
+    """Rank `users` (internal indices) now and publish their top `keep` lists: with `rank` (a block
+    engine) when given, else with `pipeline` user by user."""
     snap = pipeline.snap
     start = time.perf_counter()
     users = np.unique(np.asarray(users, np.int64))
+    rank = rank or online_block(pipeline, keep)
     offsets = np.zeros(snap.num_users + 1, np.int64)
+    feature_offsets = np.zeros(snap.num_users + 1, np.int64)
     features: list[np.ndarray] = []
     staging = out.staging_dir()
     sizes = np.zeros(snap.num_users, np.int64)
-    with open(staging / "lists.bin", "wb") as fh:
-        for user in tqdm(users.tolist(), desc="precompute", unit=" user", disable=not progress, mininterval=1.0):
-            ranked = pipeline.ranked(user, Recommendation(snap.external_id(user), []))[:keep]
-            blob = orjson.dumps([_row(c, features) for c in ranked])
-            fh.write(blob)
-            sizes[user] = len(blob)
+    rows = np.zeros(snap.num_users, np.int64)
+    with open(staging / "lists.bin", "wb") as fh, tqdm(total=users.size, desc="precompute", unit=" user",
+                                                        disable=not progress, mininterval=1.0) as bar:
+        for done in _ranked_blocks(rank, users, block, workers):
+            for user, blob, feats in done:
+                fh.write(blob)
+                sizes[user] = len(blob)
+                if feats.size:
+                    features.append(feats)
+                    rows[user] = feats.shape[0]
+            bar.update(len(done))
     np.cumsum(sizes, out=offsets[1:])
+    np.cumsum(rows, out=feature_offsets[1:])
     np.save(staging / "offsets.npy", offsets)
-    width = features[0].size if features else 0
-    np.save(staging / "features.npy", np.stack(features) if features else np.zeros((0, width), np.float32))
+    np.save(staging / "feature_offsets.npy", feature_offsets)
+    width = features[0].shape[1] if features else 0
+    np.save(staging / "features.npy", np.concatenate(features) if features else np.zeros((0, width), np.float32))
     seconds = time.perf_counter() - start
     path = out.publish(staging, {"kind": "precomputed_candidates", "format": FORMAT_VERSION, "keep": keep,
                                  "users": int(users.size), "num_users": snap.num_users, "seconds": round(seconds, 2),
-                                 "ms_per_user": round(1000 * seconds / max(1, users.size), 3), **versions})
+                                 "ms_per_user": round(1000 * seconds / max(1, users.size), 3),
+                                 "users_per_s": round(users.size / max(seconds, 1e-9), 1), "block": block,
+                                 "workers": workers, **versions})
     log.info("precomputed %d users' lists in %.1fs -> %s", users.size, seconds, path)
     return path
 
@@ -103,6 +170,9 @@ class PrecomputedCandidates:
     def __init__(self, path: Path, snap: Snapshot) -> None:
         try:
             self.manifest = json.loads((path / "manifest.json").read_text())
+            if self.manifest.get("format") != FORMAT_VERSION:
+                raise ValueError(f"format {self.manifest.get('format')}, this code reads {FORMAT_VERSION}")
+            self.feature_offsets = np.load(path / "feature_offsets.npy", mmap_mode="r").view(np.ndarray)
             # plain ndarray views of the memory maps: np.memmap's per-slice bookkeeping costs more than the read
             self.offsets = np.load(path / "offsets.npy", mmap_mode="r").view(np.ndarray)
             self.features = np.load(path / "features.npy", mmap_mode="r").view(np.ndarray)
@@ -124,9 +194,10 @@ class PrecomputedCandidates:
             return None
         ids = self.snap.id_strings
         out = []
+        first = int(self.feature_offsets[user])
         for index, sources, scores, proof, row, t in orjson.loads(self.lists[lo:hi].tobytes()):
             if row >= 0:
-                proof["ranker"] = {"t": t, "features": self.features[row].tolist()}
+                proof["ranker"] = {"t": t, "features": self.features[first + row].tolist()}
             out.append(Candidate(ids[index], index, tuple(sources), MappingProxyType(scores),
                                  MappingProxyType(proof)))
         return out

@@ -66,19 +66,36 @@ def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800
 
 
 def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = False, keep: int = 60,
-                     progress: bool = False) -> str:
-    """Rank the likely viewers' lists now with the served artifacts; publish them."""
+                     progress: bool = False, engine: str = "block", workers: int | None = None,
+                     block: int = 64) -> str:
+    """Rank the likely viewers' lists now with the served artifacts; publish them.
+
+    engine `block` ranks blocks of users at once in `workers` processes (default: one per core);
+    `online` runs the serving pipeline user by user (the reference; also used when the served
+    ranker is the heuristic order, which has no block form).
+    """
     from candidates.precompute import active_users, build_precomputed
     from pymk.assemble import assemble_pipeline
+    from ranker.batch import BlockRanker, NotBlockRankableError
 
+    if engine not in ("block", "online"):
+        raise ValueError(f"unknown precompute engine {engine!r} (block or online)")
     built = assemble_pipeline(settings)
     # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
     built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
     snap = built.pipeline.snap
     users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
+    rank = None
+    if engine == "block":
+        try:
+            rank = BlockRanker(built.pipeline, keep)
+        except NotBlockRankableError as exc:
+            log.warning("precompute: %s; ranking user by user", exc)
+    workers = workers or os.cpu_count() or 1
     try:
         return build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep,
-                                 progress=progress).name
+                                 progress=progress, rank=rank, block=block,
+                                 workers=workers if rank is not None else 1).name
     finally:
         built.pipeline.close()
 

@@ -14,16 +14,16 @@ list the serving stages produced for this viewer (sources run on the graph at t)
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 
-from candidates.ppr import forward_push
+from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of, recent_window_start
-from graph.snapshot.csr import row_positions
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
 from graph.snapshot.format import EVENT_CODE
-from pymk.metrics import mean_ranks
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -61,17 +61,64 @@ class _EventIndex:
         return (hi - lo).astype(np.float64)
 
 
+def ranks_in_groups(owner: np.ndarray, cand: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Each row's 0-based rank within its owner's rows by (-score, candidate index); NaN score: NaN rank."""
+    rows = np.flatnonzero(~np.isnan(score))
+    rows = rows[np.lexsort((cand[rows], -score[rows], owner[rows]))]
+    out = np.full(score.size, np.nan)
+    out[rows] = rank_in_group(owner[rows])
+    return out
+
+
+def group_mean_ranks(x: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Each row's ascending rank among its owner's rows, equal values sharing their mean rank, divided by
+    (rows of that owner - 1): 0 for the group's smallest, 1 for its largest."""
+    order = np.lexsort((x, owner))
+    xs, os = x[order], owner[order]
+    run = np.flatnonzero(np.r_[True, (xs[1:] != xs[:-1]) | (os[1:] != os[:-1])]) if x.size else np.zeros(0, int)
+    lens = np.diff(np.r_[run, x.size])
+    first = rank_in_group(os)[run]
+    out = np.empty(x.size)
+    out[order] = np.repeat(first + (lens - 1) / 2.0, lens)
+    size = np.bincount(owner, minlength=int(owner.max(initial=-1)) + 1)[owner]
+    return out / np.maximum(size - 1, 1)
+
+
 def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
     """For each source, every candidate's 0-based rank in that source's own order (NaN: not proposed)."""
     out: dict[str, np.ndarray] = {}
+    idx = np.array([c.index for c in candidates], dtype=np.int64)
+    owner = np.zeros(idx.size, dtype=np.int64)
     for name in SOURCE_NAMES:
-        rows = [(-c.scores[name], c.index, i) for i, c in enumerate(candidates) if name in c.scores]
-        if not rows:
-            continue
-        ranks = np.full(len(candidates), np.nan)
-        ranks[[i for *_, i in sorted(rows)]] = np.arange(len(rows))
-        out[name] = ranks
+        score = np.array([c.scores.get(name, np.nan) for c in candidates], dtype=np.float64)
+        if not np.isnan(score).all():
+            out[name] = ranks_in_groups(owner, idx, score)
     return out
+
+
+@dataclass(frozen=True)
+class GraphAt:
+    """The graph of ties before t, its degrees, the starts of the recency windows (RECENT_SHARES), and
+    per user: new ties in each window and the time of the latest tie (-inf: none with a known time)."""
+
+    g: Snapshot
+    deg: np.ndarray
+    recent_start: np.ndarray
+    new_ties: list[np.ndarray]
+    last_tie: np.ndarray
+
+    @staticmethod
+    def of(g: Snapshot, t: float) -> GraphAt:
+        deg = g.degree
+        recent_start = np.array([recent_window_start(g.since, t, q) for q in RECENT_SHARES])
+        rows = g.entry_rows()
+        new_ties = [np.bincount(rows, weights=(g.since >= w).astype(np.float64), minlength=g.num_users)
+                    for w in recent_start]
+        last_tie = np.full(g.num_users, -np.inf)
+        has = deg > 0
+        if has.any():
+            last_tie[has] = np.maximum.reduceat(np.nan_to_num(g.since, nan=-np.inf), g.indptr[:-1][has])
+        return GraphAt(g, deg, recent_start, new_ties, last_tie)
 
 
 class FeatureContext:
@@ -94,14 +141,12 @@ class FeatureContext:
         self.age_rank = snap.categorical.get("age_group")
         timed = snap.since[np.isfinite(snap.since)]
         self.latest_tie = float(timed.max()) if timed.size else -np.inf
-        self._past: OrderedDict[float, tuple[Snapshot, np.ndarray, np.ndarray]] = OrderedDict()
+        self._past: OrderedDict[float, GraphAt] = OrderedDict()
 
-    def graph_at(self, t: float) -> tuple[Snapshot, np.ndarray, np.ndarray]:
-        """The graph of ties before t (the snapshot itself when it has nothing later), its degrees, and
-        the starts of the recency windows (RECENT_SHARES), cached for the last few t."""
+    def graph_at(self, t: float) -> GraphAt:
+        """The graph of ties before t and what every pair reads of it per user, cached for the last few t."""
         if t not in self._past:
-            g = self.snap if t > self.latest_tie else as_of(self.snap, t)
-            self._past[t] = (g, g.degree, np.array([recent_window_start(g.since, t, q) for q in RECENT_SHARES]))
+            self._past[t] = GraphAt.of(self.snap if t > self.latest_tie else as_of(self.snap, t), t)
             if len(self._past) > 8:
                 self._past.popitem(last=False)
         return self._past[t]
@@ -113,11 +158,8 @@ class FeatureContext:
         skipped as the first end of a link, which bounds the work per request."""
         first = deg[via] <= MAX_LINK_DEGREE
         offsets, owner = row_positions(g.indptr, via[first])
-        n = np.int64(g.num_users)
-        pair_keys = np.sort(via_pos.astype(np.int64) * n + via)
-        probe = via_pos[first][owner].astype(np.int64) * n + g.indices[offsets]
-        pos = np.minimum(np.searchsorted(pair_keys, probe), max(pair_keys.size - 1, 0))
-        hit = pair_keys[pos] == probe if pair_keys.size else np.zeros(0, dtype=bool)
+        n = g.num_users
+        hit, _ = lookup(np.sort(pair_keys(via_pos, via, n)), pair_keys(via_pos[first][owner], g.indices[offsets], n))
         both_ends = np.bincount(via_pos[first][owner][hit], minlength=n_c).astype(np.float64)
         return both_ends / 2.0 if first.all() else both_ends  # each link seen from both ends unless one is skipped
 
@@ -129,98 +171,113 @@ class FeatureContext:
     def pair_features(self, viewer: int, candidates: np.ndarray, t: float,
                       ranks: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """[len(candidates), len(FEATURE_NAMES)] float32 features of (viewer, candidate) pairs at time t."""
-        g, deg, recent_start = self.graph_at(t)
+        cands = np.asarray(candidates, dtype=np.int64)
+        return self.block_features(np.array([viewer]), np.zeros(cands.size, dtype=np.int64), cands, t, ranks)
+
+    def block_features(self, viewers: np.ndarray, owner: np.ndarray, candidates: np.ndarray, t: float,
+                       ranks: dict[str, np.ndarray] | None = None,
+                       ppr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """Features of the pairs (viewers[owner[i]], candidates[i]) at time t, for a block of viewers at once
+        (row i's features depend only on its own viewer's rows: a block gives each viewer's rows exactly
+        what that viewer alone would get). `ppr`: the viewers' pushes (forward_push_block) if at hand."""
+        at = self.graph_at(t)
+        g, deg, recent_start = at.g, at.deg, at.recent_start
+        n = g.num_users
+        viewers, owner = np.asarray(viewers, dtype=np.int64), np.asarray(owner, dtype=np.int64)
         cands = np.asarray(candidates, dtype=np.int64)
         n_c = cands.size
-        friends, f_since = g.neighbors(viewer), g.since[g.indptr[viewer]:g.indptr[viewer + 1]]
-        c_off, c_pos = row_positions(g.indptr, cands)
-        c_nb, c_since = g.indices[c_off], g.since[c_off]
+        vrow = viewers[owner]
+        f_off, f_owner = row_positions(g.indptr, viewers)
+        f_since = g.since[f_off]
         deg_c = deg[cands].astype(np.float64)
-        if friends.size:
-            where = np.minimum(np.searchsorted(friends, c_nb), friends.size - 1)
-            is_mutual = friends[where] == c_nb
-        else:
-            where, is_mutual = np.zeros(c_nb.size, dtype=np.int64), np.zeros(c_nb.size, dtype=bool)
-        via_pos, via = c_pos[is_mutual], c_nb[is_mutual]
+        # mutual friends, found from the viewer's side: every path viewer - m - x, kept where x is a
+        # candidate of that viewer (a pair listed twice is computed once)
+        pairs, pair_of_row = np.unique(pair_keys(owner, cands, n), return_inverse=True)
+        friends = g.indices[f_off]
+        p_off, p_friend = row_positions(g.indptr, friends)
+        is_mutual, pos = lookup(pairs, pair_keys(f_owner[p_friend], g.indices[p_off], n))
+        via_pos, via, where = pos[is_mutual], friends[p_friend[is_mutual]], p_friend[is_mutual]
+        n_p = pairs.size
         via_deg = np.maximum(deg[via], 2).astype(np.float64)
-        mutual = np.bincount(via_pos, minlength=n_c).astype(np.float64)
-        aa = np.bincount(via_pos, weights=1.0 / np.log(via_deg), minlength=n_c)
-        ra = np.bincount(via_pos, weights=1.0 / via_deg, minlength=n_c)
+        mutual = np.bincount(via_pos, minlength=n_p).astype(np.float64)[pair_of_row]
+        aa = np.bincount(via_pos, weights=1.0 / np.log(via_deg), minlength=n_p)[pair_of_row]
+        ra = np.bincount(via_pos, weights=1.0 / via_deg, minlength=n_p)[pair_of_row]
         # Recency is measured in the graph's own tempo, never in days: a week means different things on a
         # graph that grows by the minute and on one that grows by the month, or in a busy and a quiet
         # period of one graph (a model trained on days-windows at busy inner cuts misranked a quiet test cut).
         tempo = t - recent_start[1] if np.isfinite(recent_start[1]) and t > recent_start[1] else np.inf
         # a path viewer - m - candidate counts by how recent its newer tie is (unknown times: weight 1)
-        newer = np.fmax(f_since[where[is_mutual]], c_since[is_mutual])
+        newer = np.fmax(f_since[where], g.since[p_off[is_mutual]])
         recent = np.bincount(via_pos, weights=np.where(np.isnan(newer), 1.0, np.exp(-(t - newer) / tempo)),
-                             minlength=n_c)
-        deg_v = float(friends.size)
+                             minlength=n_p)[pair_of_row]
+        deg_v = deg[viewers].astype(np.float64)[owner]
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
-        links = self._links_among_mutuals(g, deg, via_pos, via, n_c)
+        links = self._links_among_mutuals(g, deg, via_pos, via, n_p)[pair_of_row]
 
-        def new_ties(since: np.ndarray, owner: np.ndarray, n: int) -> list[np.ndarray]:
-            return [np.bincount(owner, weights=(since >= w).astype(np.float64), minlength=n) for w in recent_start]
-
-        def since_last(since: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
-            last = np.full(n, -np.inf)
-            np.maximum.at(last, owner, np.nan_to_num(since, nan=-np.inf))
+        def since_last(last: np.ndarray) -> np.ndarray:
             known = np.isfinite(last)
-            out = np.full(n, -1.0)
+            out = np.full(last.size, -1.0)
             out[known] = np.log1p(np.maximum(t - last[known], 0.0) / tempo)
             return out
 
-        def pct_in_list(x: np.ndarray) -> np.ndarray:
-            # equal values share their mean rank, so the feature does not depend on the list's order
-            return mean_ranks(x) / max(n_c - 1, 1)
-
-        v_owner = np.zeros(friends.size, dtype=np.int64)
-        viewer_new = [np.full(n_c, w[0]) for w in new_ties(f_since, v_owner, 1)]
-        cand_new = new_ties(c_since, c_pos, n_c)
-        ppr_nodes, ppr_vals = forward_push(g.indptr, g.indices, deg, viewer, self.ppr_alpha, self.ppr_eps)
-        pos = np.minimum(np.searchsorted(ppr_nodes, cands), ppr_nodes.size - 1)
-        ppr = np.where(ppr_nodes[pos] == cands, ppr_vals[pos], 0.0)
+        viewer_new = [w[vrow] for w in at.new_ties]
+        cand_new = [w[cands] for w in at.new_ties]
+        p_owner, p_nodes, p_vals = ppr if ppr is not None else forward_push_block(
+            g.indptr, g.indices, deg, viewers, self.ppr_alpha, self.ppr_eps)
+        hit, pos = lookup(pair_keys(p_owner, p_nodes, n), pair_keys(owner, cands, n))
+        ppr = np.where(hit, p_vals[pos], 0.0) if p_vals.size else np.zeros(n_c)
+        order = np.lexsort((cands, -ppr, owner))
         ppr_rank = np.empty(n_c)
-        ppr_rank[np.lexsort((cands, -ppr))] = np.arange(n_c)
+        ppr_rank[order] = rank_in_group(owner[order])
         cat = g.categorical
 
         def same(col: str) -> np.ndarray:
             codes = cat.get(col)
             if codes is None:
                 return np.zeros(n_c)
-            return ((codes[cands] == codes[viewer]) & (codes[viewer] >= 0)).astype(np.float64)
+            return ((codes[cands] == codes[vrow]) & (codes[vrow] >= 0)).astype(np.float64)
 
         lat, lon = g.numeric["lat"], g.numeric["lon"]
-        dist = haversine_km(lat[viewer], lon[viewer], lat[cands], lon[cands])
+        dist = haversine_km(lat[vrow], lon[vrow], lat[cands], lon[cands])
         missing = np.isnan(dist)
         age = self.age_rank
-        age_gap = (np.abs(age[cands] - age[viewer]) * ((age[cands] >= 0) & (age[viewer] >= 0))
+        age_gap = (np.abs(age[cands] - age[vrow]) * ((age[cands] >= 0) & (age[vrow] >= 0))
                    if age is not None else np.zeros(n_c))
-        v_arr = np.array([viewer])
-        sends_7d = self.sends_by_sender.count(v_arr, t - WEEK, t)[0]
+        sends_7d = self.sends_by_sender.count(viewers, t - WEEK, t)[owner]
         received = self.sends_by_receiver.count(cands, 0, t)
         accepted = self.accepts_by_responder.count(cands, 0, t)
         responded = self.responses_by_responder.count(cands, 0, t)
-        a, b = np.searchsorted(self.imp_src, viewer, "left"), np.searchsorted(self.imp_src, viewer, "right")
-        seen_dst = np.sort(self.imp_dst[a:b][np.floor(self.imp_ts[a:b]) < np.floor(t)])
-        pair_imp = (np.searchsorted(seen_dst, cands, "right") - np.searchsorted(seen_dst, cands, "left"))
-        emb_sim = ((self.emb[cands] @ self.emb[viewer]).astype(np.float64) if self.emb is not None
-                   else np.zeros(n_c))
+        pair_imp = self._impressions_before(viewers, owner, cands, t, n)
+        emb_sim = (np.einsum("ij,ij->i", self.emb[cands], self.emb[vrow]).astype(np.float64)
+                   if self.emb is not None else np.zeros(n_c))
         src_cols = []
         for name in SOURCE_NAMES:
             r = (ranks or {}).get(name)
             src_cols += ([np.zeros(n_c), np.zeros(n_c)] if r is None
                          else [(~np.isnan(r)).astype(np.float64), np.nan_to_num(1.0 / (1.0 + r), nan=0.0)])
         cols = [
-            mutual, np.log1p(mutual), aa, ra, jaccard, np.full(n_c, np.log1p(deg_v)), np.log1p(deg_c),
+            mutual, np.log1p(mutual), aa, ra, jaccard, np.log1p(deg_v), np.log1p(deg_c),
             links, mutual * links, links / np.maximum(mutual * (mutual - 1) / 2, 1.0),
             same("school"), same("employer"), same("city"), np.where(missing, 0.0, np.log1p(dist)),
-            missing.astype(np.float64), age_gap, same("language"), np.full(n_c, sends_7d),
+            missing.astype(np.float64), age_gap, same("language"), sends_7d,
             (accepted + 1.0) / (received + 2.0), np.log1p(np.maximum(received - responded, 0.0)),
-            pair_imp.astype(np.float64), emb_sim,
+            pair_imp, emb_sim,
             np.log(ppr + 1e-7), np.log1p(ppr_rank), np.log(ppr / np.maximum(deg_c, 1.0) + 1e-9),
             *viewer_new, *cand_new,
-            np.full(n_c, since_last(f_since, v_owner, 1)[0]), since_last(c_since, c_pos, n_c),
-            cand_new[2] / np.maximum(deg_c, 1.0), recent, pct_in_list(cand_new[1]), pct_in_list(deg_c),
-            *src_cols,
+            since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
+            cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
+            group_mean_ranks(deg_c, owner), *src_cols,
         ]
         return np.column_stack(cols).astype(np.float32)
+
+    def _impressions_before(self, viewers: np.ndarray, owner: np.ndarray, cands: np.ndarray, t: float,
+                            n: int) -> np.ndarray:
+        """How often each candidate was shown to its viewer in seconds before t."""
+        lo = np.searchsorted(self.imp_src, viewers, "left")
+        lens = np.searchsorted(self.imp_src, viewers, "right") - lo
+        pos = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
+        shown_to = np.repeat(np.arange(viewers.size), lens)
+        before = np.floor(self.imp_ts[pos]) < np.floor(t)
+        keys = np.sort(pair_keys(shown_to[before], self.imp_dst[pos][before].astype(np.int64), n))
+        probe = pair_keys(owner, cands, n)
+        return (np.searchsorted(keys, probe, "right") - np.searchsorted(keys, probe, "left")).astype(np.float64)

@@ -44,18 +44,36 @@ def without_sources(x: np.ndarray) -> np.ndarray:
     return out
 
 
+INFER_ROWS = 512
+
+
 @torch.no_grad()
+def _heads(model: MultiTaskRanker, x: np.ndarray, device: str) -> list[np.ndarray]:
+    """The three heads' logits, in fixed-size chunks of INFER_ROWS rows (the last one zero-padded).
+
+    A row's result then never depends on how many rows it was scored with: matrix kernels pick their
+    blocking by the row count, and the last bits of a score with it, so a user's list ranked in a
+    precompute block would otherwise not be bit-identical to the same list ranked on request.
+    """
+    model.eval()
+    out: list[list[np.ndarray]] = [[], [], []]
+    for start in range(0, x.shape[0], INFER_ROWS):
+        part = x[start:start + INFER_ROWS]
+        chunk = np.zeros((INFER_ROWS, x.shape[1]), dtype=np.float32)
+        chunk[:part.shape[0]] = part
+        for head, logits in zip(out, model(torch.from_numpy(chunk).to(device)), strict=True):
+            head.append(logits[:part.shape[0]].cpu().numpy().astype(np.float64))
+    return [np.concatenate(h) if h else np.zeros(0) for h in out]
+
+
 def predict_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Send and accept logits (the heads see no per-source columns, as in training)."""
-    model.eval()
-    s, a, _ = model(torch.from_numpy(without_sources(x)).to(device))
-    return s.cpu().numpy().astype(np.float64), a.cpu().numpy().astype(np.float64)
+    s, a, _ = _heads(model, without_sources(x), device)
+    return s, a
 
 
-@torch.no_grad()
 def connect_logits(model: MultiTaskRanker, x: np.ndarray, device: str = "cpu") -> np.ndarray:
-    model.eval()
-    return model(torch.from_numpy(x).to(device))[2].cpu().numpy().astype(np.float64)
+    return _heads(model, x, device)[2]
 
 
 @dataclass

@@ -17,3 +17,24 @@ def gather_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tu
     """Concatenated neighbour lists of `rows`, and for each entry the row it came from."""
     offsets, owner = row_positions(indptr, rows)
     return indices[offsets], rows[owner]
+
+
+def lookup(keys: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each probe: whether it is in the sorted array `keys`, and its position there (clipped)."""
+    if keys.size == 0:
+        return np.zeros(probe.shape, dtype=bool), np.zeros(probe.shape, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(keys, probe), keys.size - 1)
+    return keys[pos] == probe, pos
+
+
+def rank_in_group(group: np.ndarray) -> np.ndarray:
+    """0-based position of each entry within its run of equal values (`group` sorted)."""
+    if group.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    return np.arange(group.size) - np.repeat(starts, np.diff(np.r_[starts, group.size]))
+
+
+def pair_keys(owner: np.ndarray, node: np.ndarray, n: int) -> np.ndarray:
+    """One int64 key per (owner, node) pair, ordered as the pairs are (owner first)."""
+    return owner.astype(np.int64) * np.int64(n) + node

@@ -1,0 +1,121 @@
+"""The first four stages (sources -> merge -> cheap filters -> rank) for a block of viewers at once.
+
+The batch precompute's engine. Every stage runs over the whole block: each source's `propose`
+(two-hop products with hub caps, block PageRank pushes, one global order for the popularity lists),
+one merge by (viewer, candidate) key, the cheap filters as array masks, one feature matrix
+(`FeatureContext.block_features`) and one scorer call. Each viewer's list is the one
+`CandidatePipeline.ranked` gives it on request (same candidates, order, scores, proof and feature
+rows; tested), because the per-viewer path runs the same block code with a block of one.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import orjson
+
+from candidates.base import Proposals, empty_proposals, propose
+from candidates.pipeline import CandidatePipeline
+from candidates.ppr import PersonalizedPageRankSource
+from candidates.precompute import compact
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from ranker.features import SOURCE_NAMES, ranks_in_groups
+from ranker.serve import ModelRanker
+
+log = logging.getLogger(__name__)
+
+
+class NotBlockRankableError(ValueError):
+    """The pipeline's ranker is not the learned ranker (its order is not computed by blocks)."""
+
+
+class BlockRanker:
+    """Callable users -> [(user, lists.bin blob, feature rows)] for a pipeline with a ModelRanker."""
+
+    def __init__(self, pipeline: CandidatePipeline, keep: int = 60) -> None:
+        if not isinstance(pipeline.ranker, ModelRanker):
+            raise NotBlockRankableError(f"the pipeline ranks with {pipeline.ranker!r}, not a learned ranker")
+        self.pipeline = pipeline
+        self.ranker: ModelRanker = pipeline.ranker
+        self.keep = keep
+
+    def _push(self, users: np.ndarray, t: float):
+        """The viewers' PageRank pushes, once for the PPR source and the features when both would make
+        the same one (same graph, same parameters); else None."""
+        ctx = self.ranker.ctx
+        for source in self.pipeline.sources:
+            if (isinstance(source, PersonalizedPageRankSource) and ctx.graph_at(t).g is source.snap
+                    and (source.alpha, source.eps) == (ctx.ppr_alpha, ctx.ppr_eps)):
+                return source.push(users)
+        return None
+
+    def _proposals(self, users: np.ndarray, push) -> list[Proposals]:
+        out = []
+        k = self.pipeline.config.per_source_k
+        for source in self.pipeline.sources:
+            try:
+                if push is not None and isinstance(source, PersonalizedPageRankSource):
+                    out.append(source.propose(users, k, push))
+                else:
+                    out.append(propose(source, users, k))
+            except Exception:  # as on request: a broken source degrades the lists, never fails them
+                log.exception("source %s failed for a block of %d users", source.name, users.size)
+                out.append(empty_proposals())
+        return out
+
+    def __call__(self, users: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+        snap = self.pipeline.snap
+        n = snap.num_users
+        users = np.asarray(users, dtype=np.int64)
+        t = self.ranker.clock()
+        push = self._push(users, t)
+        props = self._proposals(users, push)
+        names = [s.name for s in self.pipeline.sources]
+        # merge: one row per (viewer, candidate); per source its score and its row in that source
+        src = np.concatenate([np.full(p.cand.size, j) for j, p in enumerate(props)]).astype(np.int64)
+        keys = np.concatenate([pair_keys(p.owner, p.cand, n) for p in props])
+        uniq, inv = np.unique(keys, return_inverse=True)
+        score = np.full((uniq.size, len(props)), np.nan)
+        score[inv, src] = np.concatenate([p.score for p in props])
+        src_row = np.full((uniq.size, len(props)), -1, dtype=np.int64)
+        src_row[inv, src] = np.concatenate([np.arange(p.cand.size) for p in props])
+        owner, cand = uniq // n, uniq % n
+        # cheap filters: the viewer, friends as of the snapshot, opted-out users
+        f_off, f_owner = row_positions(snap.indptr, users)
+        is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off], n), uniq)
+        kept = np.flatnonzero((cand != users[owner]) & ~is_friend & ~snap.opted_out[cand])
+        owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
+        # rank
+        ranks = {name: ranks_in_groups(owner, cand, score[:, j]) for j, name in enumerate(names)
+                 if name in SOURCE_NAMES and not np.isnan(score[:, j]).all()}
+        x = self.ranker.ctx.block_features(users, owner, cand, t, ranks, push)
+        outputs = self.ranker.scorer(x)
+        order = np.lexsort((cand, -outputs["score"], owner))
+        order = order[rank_in_group(owner[order]) < self.keep]
+        return self._lists(users, owner, cand, score, src_row, x, outputs, order, props, names, t)
+
+    def _lists(self, users, owner, cand, score, src_row, x, outputs, order, props, names, t):
+        """The lists.bin rows of the kept rows (`order`: grouped by owner, best first)."""
+        proofs: list[dict[int, object]] = []
+        for j, p in enumerate(props):   # each source builds the proof of its kept rows in one call
+            rows = src_row[order, j]
+            rows = rows[rows >= 0]
+            proofs.append(dict(zip(rows.tolist(), p.proof(rows), strict=True)))
+        extra = {name: v[order].tolist() for name, v in outputs.items()}
+        per_user: list[list] = [[] for _ in range(users.size)]
+        feats: list[list[int]] = [[] for _ in range(users.size)]
+        for i, r in enumerate(order.tolist()):
+            o = int(owner[r])
+            present = [j for j in range(len(names)) if src_row[r, j] >= 0]
+            scores = {names[j]: float(score[r, j]) for j in present}
+            scores.update((name, v[i]) for name, v in extra.items())
+            proof = {names[j]: proofs[j][int(src_row[r, j])] for j in present
+                     if proofs[j][int(src_row[r, j])] is not None}
+            per_user[o].append([int(cand[r]), [names[j] for j in present], compact(scores), compact(proof),
+                                len(feats[o]), t])
+            feats[o].append(r)
+        width = x.shape[1]
+        return [(int(u), orjson.dumps(per_user[i]),
+                 x[feats[i]] if feats[i] else np.zeros((0, width), np.float32))
+                for i, u in enumerate(users.tolist())]

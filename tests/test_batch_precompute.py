@@ -1,0 +1,99 @@
+"""The batch precompute gives every user exactly the list the serving path gives it on request."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from candidates.base import propose
+from candidates.filters import SnapshotStateReader
+from candidates.pipeline import CandidatePipeline, PipelineConfig
+from candidates.precompute import PrecomputedCandidates, build_precomputed
+from candidates.registry import REGISTRY
+from candidates.types import Recommendation
+from graph.snapshot.format import EVENT_CODE
+from pymk.artifacts import ArtifactStore
+from ranker.batch import BlockRanker, NotBlockRankableError
+from ranker.calibration import Calibration
+from ranker.features import FEATURE_NAMES, FeatureContext
+from ranker.model import MultiTaskRanker
+from ranker.scorers import TorchScorer
+from ranker.serve import ModelRanker
+from sim.world import WorldConfig, generate_world, world_snapshot
+
+
+@pytest.fixture(scope="module")
+def served():
+    """A simulated world with events, opt-outs, cold-start users and embeddings, served by the full
+    registered source set and a (random-weight) multi-task model."""
+    snap = world_snapshot(generate_world(WorldConfig(num_users=700, seed=5)))
+    rng = np.random.default_rng(0)
+    n, m = snap.num_users, 3000
+    t_max = float(np.nanmax(snap.since))
+    types = rng.choice([EVENT_CODE[x] for x in ("send", "accept", "decline", "impression")], m)
+    snap = replace(snap, opted_out=rng.random(n) < 0.05, events={
+        "type": types.astype(np.int8), "src": rng.integers(0, n, m), "dst": rng.integers(0, n, m),
+        "ts": t_max - rng.random(m) * 30 * 86_400.0, "position": rng.integers(0, 20, m)})
+    emb = rng.normal(size=(n, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    torch.manual_seed(0)
+    scorer = TorchScorer(MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=16), Calibration(connect=(1.0, 0.0)))
+    pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap, embeddings=emb), SnapshotStateReader(snap),
+                                 PipelineConfig(per_source_k=40, source_budget_s=60.0),
+                                 ranker=ModelRanker(FeatureContext(snap, emb), scorer))
+    yield pipeline
+    pipeline.close()
+
+
+def test_every_source_proposes_for_a_block_what_it_generates_for_each_user(served):
+    users = np.array([0, 3, 4, 50, 699, 3])   # a viewer twice in a block is two viewers
+    for source in served.sources:
+        block = propose(source, users, 25)
+        proofs = block.proof(np.arange(block.cand.size))
+        for i, user in enumerate(users.tolist()):
+            rows = np.flatnonzero(block.owner == i)
+            one = source.generate(user, 25)
+            assert [c.index for c in one] == block.cand[rows].tolist(), source.name
+            assert [c.score(source.name) for c in one] == block.score[rows].tolist(), source.name
+            assert [c.proof.get(source.name) for c in one] == [proofs[r] for r in rows], source.name
+
+
+def test_block_features_equal_one_viewer_at_a_time(served):
+    ctx = served.ranker.ctx
+    t = served.ranker.clock()
+    viewers = np.array([5, 9, 300])
+    cands = [np.arange(0, 700, 7), np.arange(1, 700, 11), np.array([300, 5, 9, 9])]  # incl. self, repeats
+    owner = np.repeat(np.arange(3), [c.size for c in cands])
+    block = ctx.block_features(viewers, owner, np.concatenate(cands), t)
+    for i, v in enumerate(viewers.tolist()):
+        assert np.array_equal(block[owner == i], ctx.pair_features(v, cands[i], t))
+
+
+@pytest.mark.parametrize("block,workers", [(1, 1), (17, 1), (64, 2)])
+def test_batch_precompute_lists_are_identical_to_the_online_path(served, tmp_path, block, workers):
+    snap = served.snap
+    users = np.flatnonzero(snap.degree >= 0)[::3]   # includes users without friends and cold-start ones
+    online = build_precomputed(served, users, {}, ArtifactStore(tmp_path / "online"), keep=25, progress=False)
+    batch = build_precomputed(served, users, {}, ArtifactStore(tmp_path / "batch"), keep=25, progress=False,
+                              rank=BlockRanker(served, keep=25), block=block, workers=workers)
+    assert (online / "lists.bin").read_bytes() == (batch / "lists.bin").read_bytes()
+    for name in ("offsets.npy", "feature_offsets.npy", "features.npy"):
+        assert np.array_equal(np.load(online / name), np.load(batch / name)), name
+    read = PrecomputedCandidates(batch, snap)
+    for user in users[:40].tolist():   # and what is read back is what the pipeline ranks on request
+        ranked = served.ranked(user, Recommendation(snap.external_id(user), []))[:25]
+        got = read.get(user)
+        assert [c.index for c in got] == [c.index for c in ranked]
+        assert [c.sources for c in got] == [c.sources for c in ranked]
+        assert all(np.allclose(g.proof["ranker"]["features"], r.proof["ranker"]["features"])
+                   for g, r in zip(got, ranked, strict=True))
+
+
+def test_the_heuristic_order_has_no_block_engine(served):
+    pipeline = CandidatePipeline(served.snap, served.sources[:1], SnapshotStateReader(served.snap))
+    with pytest.raises(NotBlockRankableError, match="not a learned ranker"):
+        BlockRanker(pipeline)
+    pipeline.close()
