@@ -39,6 +39,9 @@ class BlockRanker:
         self.pipeline = pipeline
         self.ranker: ModelRanker = pipeline.ranker
         self.keep = keep
+        # what every block reads, built once here (before worker processes fork and share it)
+        self.ranker.ctx.graph_at(self.ranker.clock())
+        _ = pipeline.snap.id_strings
 
     def _push(self, users: np.ndarray, t: float):
         """The viewers' PageRank pushes, once for the PPR source and the features when both would make

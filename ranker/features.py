@@ -27,7 +27,6 @@ from graph.snapshot.format import EVENT_CODE
 
 DAY = 86_400.0
 WEEK = 7 * DAY
-MAX_LINK_DEGREE = 2_000
 RECENT_SHARES = (0.01, 0.05, 0.2)   # recency windows: the spans holding the graph's latest 1%, 5%, 20% of ties
 SOURCE_NAMES = ("fof", "ppr", "coldstart", "ann", "popular", "trending")
 SOURCE_FEATURES = tuple(f"{kind}_{s}" for s in SOURCE_NAMES for kind in ("in", "inv_rank"))
@@ -151,17 +150,18 @@ class FeatureContext:
                 self._past.popitem(last=False)
         return self._past[t]
 
-    def _links_among_mutuals(self, g: Snapshot, deg: np.ndarray, via_pos: np.ndarray, via: np.ndarray,
-                             n_c: int) -> np.ndarray:
-        """Friendships among each candidate's mutual friends with the viewer (the local community of the
-        pair, as in Cannistraci's CAR index). Mutual friends with more than MAX_LINK_DEGREE friends are
-        skipped as the first end of a link, which bounds the work per request."""
-        first = deg[via] <= MAX_LINK_DEGREE
-        offsets, owner = row_positions(g.indptr, via[first])
-        n = g.num_users
-        hit, _ = lookup(np.sort(pair_keys(via_pos, via, n)), pair_keys(via_pos[first][owner], g.indices[offsets], n))
-        both_ends = np.bincount(via_pos[first][owner][hit], minlength=n_c).astype(np.float64)
-        return both_ends / 2.0 if first.all() else both_ends  # each link seen from both ends unless one is skipped
+    @staticmethod
+    def _links_among_mutuals(friend_rows: int, ego_from: np.ndarray, ego_to: np.ndarray, via_pos: np.ndarray,
+                             via: np.ndarray, where: np.ndarray, n: int, n_p: int) -> np.ndarray:
+        """Friendships among each pair's mutual friends (the local community of the pair, as in
+        Cannistraci's CAR index). Both ends of such a link are friends of the viewer, so each mutual
+        friend's links are looked up in the viewer's ego network (`ego_from` -> `ego_to`: friend entry
+        -> a friend it is friends with), a far smaller list than all its friends."""
+        ego_ptr = np.zeros(friend_rows + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ego_from, minlength=friend_rows), out=ego_ptr[1:])
+        offsets, entry = row_positions(ego_ptr, where)
+        hit, _ = lookup(np.sort(pair_keys(via_pos, via, n)), pair_keys(via_pos[entry], ego_to[offsets], n))
+        return np.bincount(via_pos[entry][hit], minlength=n_p) / 2.0   # each link is seen from both ends
 
     def features(self, viewer: int, candidates: list[Candidate], t: float) -> np.ndarray:
         """Features of a candidate list as the pipeline produced it (source membership and ranks included)."""
@@ -195,7 +195,9 @@ class FeatureContext:
         pairs, pair_of_row = np.unique(pair_keys(owner, cands, n), return_inverse=True)
         friends = g.indices[f_off]
         p_off, p_friend = row_positions(g.indptr, friends)
-        is_mutual, pos = lookup(pairs, pair_keys(f_owner[p_friend], g.indices[p_off], n))
+        path_keys = pair_keys(f_owner[p_friend], g.indices[p_off], n)
+        is_mutual, pos = lookup(pairs, path_keys)
+        is_ego, _ = lookup(pair_keys(f_owner, friends, n), path_keys)  # paths back into the viewer's friends
         via_pos, via, where = pos[is_mutual], friends[p_friend[is_mutual]], p_friend[is_mutual]
         n_p = pairs.size
         via_deg = np.maximum(deg[via], 2).astype(np.float64)
@@ -212,7 +214,8 @@ class FeatureContext:
                              minlength=n_p)[pair_of_row]
         deg_v = deg[viewers].astype(np.float64)[owner]
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
-        links = self._links_among_mutuals(g, deg, via_pos, via, n_p)[pair_of_row]
+        links = self._links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
+                                          where, n, n_p)[pair_of_row]
 
         def since_last(last: np.ndarray) -> np.ndarray:
             known = np.isfinite(last)

@@ -210,15 +210,18 @@ def as_of(snap: Snapshot, t: float) -> Snapshot:
 
 
 def data_time(snap: Snapshot) -> float | None:
-    """The latest time the snapshot knows of (ties, events, requests), or None when nothing is timed.
+    """The time just after everything the snapshot holds (ties, events, requests; one second after the
+    latest, as counters work in whole seconds), or None when nothing is timed; for a graph cut by
+    `as_of`, its cut time.
 
-    Features are computed as of this time when serving: the snapshot cannot see anything later.
+    Features are computed as of this time when serving: "before t" then covers the whole snapshot,
+    and nothing later can be seen.
     """
     if "as_of" in snap.meta:
         return float(snap.meta["as_of"])
     parts = [a[np.isfinite(a)] for a in (snap.since, snap.events["ts"], snap.requests["sent_at"])]
     parts = [p for p in parts if p.size]
-    return float(max(p.max() for p in parts)) if parts else None
+    return float(max(p.max() for p in parts)) + 1.0 if parts else None
 
 
 def recent_window_start(since: np.ndarray, t: float, share: float) -> float:
