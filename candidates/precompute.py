@@ -25,7 +25,7 @@ import json
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
@@ -128,20 +128,32 @@ def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | 
                       block: int = 64, workers: int = 1) -> Path:
     """Rank `users` (internal indices) now and publish their top `keep` lists: with `rank` (a block
     engine) when given, else with `pipeline` user by user."""
-    snap = pipeline.snap
-    start = time.perf_counter()
     users = np.unique(np.asarray(users, np.int64))
-    rank = rank or online_block(pipeline, keep)
-    offsets = np.zeros(snap.num_users + 1, np.int64)
-    feature_offsets = np.zeros(snap.num_users + 1, np.int64)
+    results = _ranked_blocks(rank or online_block(pipeline, keep), users, block, workers)
+    return publish_lists(pipeline.snap.num_users, users, results, out,
+                         {"keep": keep, "block": block, "workers": workers, "engine": "block" if rank else "online",
+                          **versions}, progress)
+
+
+def publish_lists(num_users: int, users: np.ndarray, results: Iterable[list[tuple[int, bytes, np.ndarray]]],
+                  out: ArtifactStore, manifest: dict, progress: bool = True) -> Path:
+    """Write ranked lists arriving in increasing user order (batches of (user, blob, feature rows))
+    as one artifact and publish it."""
+    start = time.perf_counter()
+    offsets = np.zeros(num_users + 1, np.int64)
+    feature_offsets = np.zeros(num_users + 1, np.int64)
     features: list[np.ndarray] = []
     staging = out.staging_dir()
-    sizes = np.zeros(snap.num_users, np.int64)
-    rows = np.zeros(snap.num_users, np.int64)
+    sizes = np.zeros(num_users, np.int64)
+    rows = np.zeros(num_users, np.int64)
+    last = -1
     with open(staging / "lists.bin", "wb") as fh, tqdm(total=users.size, desc="precompute", unit=" user",
                                                         disable=not progress, mininterval=1.0) as bar:
-        for done in _ranked_blocks(rank, users, block, workers):
+        for done in results:
             for user, blob, feats in done:
+                if user <= last:
+                    raise ValueError(f"precomputed lists must arrive in increasing user order ({user} after {last})")
+                last = user
                 fh.write(blob)
                 sizes[user] = len(blob)
                 if feats.size:
@@ -155,11 +167,10 @@ def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | 
     width = features[0].shape[1] if features else 0
     np.save(staging / "features.npy", np.concatenate(features) if features else np.zeros((0, width), np.float32))
     seconds = time.perf_counter() - start
-    path = out.publish(staging, {"kind": "precomputed_candidates", "format": FORMAT_VERSION, "keep": keep,
-                                 "users": int(users.size), "num_users": snap.num_users, "seconds": round(seconds, 2),
+    path = out.publish(staging, {"kind": "precomputed_candidates", "format": FORMAT_VERSION, "users": int(users.size),
+                                 "num_users": num_users, "seconds": round(seconds, 2),
                                  "ms_per_user": round(1000 * seconds / max(1, users.size), 3),
-                                 "users_per_s": round(users.size / max(seconds, 1e-9), 1), "block": block,
-                                 "workers": workers, **versions})
+                                 "users_per_s": round(users.size / max(seconds, 1e-9), 1), **manifest})
     log.info("precomputed %d users' lists in %.1fs -> %s", users.size, seconds, path)
     return path
 

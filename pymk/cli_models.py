@@ -151,13 +151,16 @@ def candidates() -> None:
               help="Rank users active in the snapshot's last N days of events.")
 @click.option("--all-users", is_flag=True, help="Rank every user with at least one friend instead.")
 @click.option("--keep", default=60, show_default=True, help="Ranked candidates kept per user.")
-@click.option("--engine", type=click.Choice(["block", "online"]), default="block", show_default=True,
-              help="block: stages over blocks of users in worker processes; online: the serving path per user.")
+@click.option("--engine", type=click.Choice(["block", "online", "spark"]), default="block", show_default=True,
+              help="block: stages over blocks of users in worker processes; online: the serving path per user; "
+                   "spark: the block engine on Spark, two-hop candidates as Spark joins.")
+@click.option("--master", default="local[*]", show_default=True,
+              help="Spark master for --engine spark ('' under spark-submit; SPARK_REMOTE selects Spark Connect).")
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
 @click.option("--block", default=64, show_default=True, help="Users per block.")
 @click.pass_obj
 def candidates_precompute(settings: Settings, active_days: float, all_users: bool, keep: int, engine: str,
-                          workers: int | None, block: int) -> None:
+                          master: str, workers: int | None, block: int) -> None:
     """Run sources -> merge -> cheap filters -> rank now with the served artifacts; publish the lists.
 
     The API uses them while the snapshot, embeddings and ranker they were made with are served.
@@ -166,7 +169,7 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
     from pymk.refresh import stage_precompute
 
     version = stage_precompute(settings, active_days, all_users, keep, progress=True, engine=engine, workers=workers,
-                               block=block)
+                               block=block, master=master or None)
     store = ArtifactStore(settings.candidates_dir)
     click.echo(f"precomputed {store.manifest(store.current())['users']} users' lists -> {store.root / version}")
 

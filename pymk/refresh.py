@@ -67,20 +67,22 @@ def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800
 
 def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = False, keep: int = 60,
                      progress: bool = False, engine: str = "block", workers: int | None = None,
-                     block: int = 64, limit: int | None = None, seed: int = 0) -> str:
+                     block: int = 64, limit: int | None = None, seed: int = 0,
+                     master: str | None = "local[*]") -> str:
     """Rank the likely viewers' lists now with the served artifacts; publish them.
 
     engine `block` ranks blocks of users at once in `workers` processes (default: one per core);
     `online` runs the serving pipeline user by user (the reference; also used when the served
-    ranker is the heuristic order, which has no block form). `limit`: rank a random `limit` of the
+    ranker is the heuristic order, which has no block form); `spark` runs the block engine on Spark
+    (`master`; pymk/spark_precompute.py). `limit`: rank a random `limit` of the
     users only (dry runs and benchmarks).
     """
     from candidates.precompute import active_users, build_precomputed
     from pymk.assemble import assemble_pipeline
     from ranker.batch import BlockRanker, NotBlockRankableError
 
-    if engine not in ("block", "online"):
-        raise ValueError(f"unknown precompute engine {engine!r} (block or online)")
+    if engine not in ("block", "online", "spark"):
+        raise ValueError(f"unknown precompute engine {engine!r} (block, online or spark)")
     built = assemble_pipeline(settings)
     # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
     built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
@@ -88,6 +90,13 @@ def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bo
     users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
     if limit is not None and users.size > limit:
         users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
+    if engine == "spark":
+        from pymk.spark_precompute import spark_precompute
+
+        try:
+            return spark_precompute(settings, built, users, keep, block, master, progress).name
+        finally:
+            built.pipeline.close()
     rank = None
     if engine == "block":
         try:

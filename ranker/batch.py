@@ -53,12 +53,14 @@ class BlockRanker:
                 return source.push(users)
         return None
 
-    def _proposals(self, users: np.ndarray, push) -> list[Proposals]:
+    def _proposals(self, users: np.ndarray, push, given: dict[str, Proposals]) -> list[Proposals]:
         out = []
         k = self.pipeline.config.per_source_k
         for source in self.pipeline.sources:
             try:
-                if push is not None and isinstance(source, PersonalizedPageRankSource):
+                if source.name in given:
+                    out.append(given[source.name])
+                elif push is not None and isinstance(source, PersonalizedPageRankSource):
                     out.append(source.propose(users, k, push))
                 else:
                     out.append(propose(source, users, k))
@@ -67,13 +69,16 @@ class BlockRanker:
                 out.append(empty_proposals())
         return out
 
-    def __call__(self, users: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+    def __call__(self, users: np.ndarray, given: dict[str, Proposals] | None = None
+                 ) -> list[tuple[int, bytes, np.ndarray]]:
+        """Each user's ranked list; `given`: proposals of some sources computed elsewhere (by Spark),
+        used in place of running those sources here."""
         snap = self.pipeline.snap
         n = snap.num_users
         users = np.asarray(users, dtype=np.int64)
         t = self.ranker.clock()
         push = self._push(users, t)
-        props = self._proposals(users, push)
+        props = self._proposals(users, push, given or {})
         names = [s.name for s in self.pipeline.sources]
         # merge: one row per (viewer, candidate); per source its score and its row in that source
         src = np.concatenate([np.full(p.cand.size, j) for j, p in enumerate(props)]).astype(np.int64)
