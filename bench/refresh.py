@@ -83,22 +83,26 @@ def _snapshot_stage(data: Path, users: int, mean_degree: float, seed: int) -> Ca
     return run
 
 
-def _precompute_stage(data: Path, sample: int | None, workers: int, block: int, seed: int) -> Callable[[], dict]:
+def _precompute_stage(data: Path, sample: int | None, workers: int, block: int, seed: int,
+                      engine: str = "block") -> Callable[[], dict]:
     def run() -> dict:
+        from pymk.artifacts import ArtifactStore
         from pymk.refresh import stage_precompute
 
         settings = _settings(data)
-        stage_precompute(settings, all_users=True, workers=workers, block=block, limit=sample, seed=seed)
-        from pymk.artifacts import ArtifactStore
-
+        start = time.perf_counter()
+        stage_precompute(settings, all_users=True, workers=workers, block=block, limit=sample, seed=seed,
+                         engine=engine, master=f"local[{workers}]")
         store = ArtifactStore(settings.candidates_dir)
         m = store.manifest(store.current())
-        return {k: m[k] for k in ("users", "seconds", "users_per_s", "ms_per_user", "workers", "block")}
+        keys = ("users", "users_per_s", "ms_per_user", "block", "workers", "parallelism",
+                "ranking_task_users_per_core_s")
+        return {"stage_s": round(time.perf_counter() - start, 1), **{k: m[k] for k in keys if k in m}}
     return run
 
 
 def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, workers: int, block: int,
-             seed: int, keep: bool) -> dict:
+             seed: int, keep: bool, spark_sample: int = 0) -> dict:
     from pymk.refresh import stage_embeddings, stage_ranker
 
     data = OUT / f"refresh-{users}"
@@ -118,6 +122,13 @@ def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, wo
     rate = r["precompute"]["users_per_s"]
     r["precompute_all_users_s"] = (round(r["precompute"]["seconds"], 1) if not sample
                                    else round(with_friend / rate, 1))
+    if spark_sample:  # the same engine on Spark local[workers], beside the in-process run, on a sample
+        r["spark"] = _in_child(_precompute_stage(data, spark_sample, workers, block, seed, engine="spark"))
+        r["spark_inprocess"] = _in_child(_precompute_stage(data, spark_sample, workers, block, seed))
+        per_core = r["spark"]["users_per_s"] / workers
+        # executor cores Spark needs to rank as many users/s as this whole machine does in-process
+        r["spark_cores_to_overtake_this_machine"] = round(r["spark_inprocess"]["users_per_s"] / per_core, 1)
+        print("spark", r["spark"], r["spark_inprocess"], flush=True)
     r["refresh_s"] = round(r["snapshot"]["snapshot_s"] + r["embeddings"]["seconds"] + r["ranker"]["seconds"]
                            + r["precompute_all_users_s"], 1)
     if not keep:
@@ -133,18 +144,21 @@ def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, wo
               "early stopping; the stage's time grows linearly with them).")
 @click.option("--precompute-sample", default="0,0,50000", show_default=True,
               help="Per size: users to precompute (0 = all with a friend); the full time is extrapolated.")
+@click.option("--spark-sample", default=3000, show_default=True,
+              help="Users ranked on Spark local[workers] (and in-process, to compare) at the first size; 0: skip.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True)
 @click.option("--block", default=64, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the data directories under bench/out.")
-def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, workers: int, block: int, seed: int,
-         keep: bool) -> None:
+def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, spark_sample: int, workers: int,
+         block: int, seed: int, keep: bool) -> None:
     sizes = [int(x) for x in users.split(",")]
     samples = [int(x) for x in precompute_sample.split(",")]
     samples += [0] * (len(sizes) - len(samples))
     runs = []
-    for size, sample in zip(sizes, samples, strict=False):
-        runs.append(run_size(size, mean_degree, epochs, sample or None, workers, block, seed, keep))
+    for i, (size, sample) in enumerate(zip(sizes, samples, strict=False)):
+        runs.append(run_size(size, mean_degree, epochs, sample or None, workers, block, seed, keep,
+                             spark_sample if i == 0 else 0))
         own_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         write_results("refresh", {"mean_degree": mean_degree, "runs": runs, "bench_peak_rss_mb": own_mb})
     base = runs[0]

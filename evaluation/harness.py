@@ -91,9 +91,9 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     snap.meta["as_of"] = split.cut if split.cut is not None else 0.0
     embed = None
     if with_ann:  # embeddings trained on a graph of the training period only, like every other source
-        from gnn.train import embed_graph
+        from gnn.train import TrainConfig, embed_graph
 
-        embed = partial(embed_graph, seed=seed, progress=progress)
+        embed = partial(embed_graph, cfg=TrainConfig(seed=seed), progress=progress)
 
     # the ranker learns from the training period only (its own inner cuts and validation)
     t0 = time.perf_counter()

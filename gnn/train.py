@@ -186,8 +186,8 @@ def _mini_batch_epoch(model, opt, feats, indptr, indices, src, dst, neg, cfg, rn
     return float(np.mean(losses))
 
 
-def embed_graph(snap: Snapshot, seed: int = 0, progress: bool = False) -> np.ndarray:
-    """Train GraphSAGE (default config) on `snap` alone and return every user's vector."""
+def embed_graph(snap: Snapshot, cfg: TrainConfig | None = None, progress: bool = False) -> np.ndarray:
+    """Train GraphSAGE (`cfg`, default config) on `snap` alone and return every user's vector."""
     from gnn.features import build_features
 
-    return train_link_model(snap, build_features(snap), TrainConfig(seed=seed), progress=progress)[1]
+    return train_link_model(snap, build_features(snap), cfg or TrainConfig(), progress=progress)[1]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from pymk.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 FOF_SCHEMA = "v long, cand long, mutual long, aa double, ra double, mutual_ids array<long>, rank int"
-RANKED_SCHEMA = "user long, blob binary, features binary, rows int"
+RANKED_SCHEMA = "user long, blob binary, features binary, rows int, task_ms double"
 _EXECUTOR: dict = {}   # per Python worker: what it has loaded (reused across tasks)
 
 
@@ -138,6 +139,7 @@ def _rank_block(pdf, data_dir: str, versions: dict, keep: int):
     """One block of viewers (marker rows have no candidate) and their Spark two-hop rows -> ranked lists."""
     import pandas as pd
 
+    start = time.perf_counter()
     rank = _block_ranker(data_dir, versions, keep)
     ids = rank.pipeline.snap.id_strings
     users = np.unique(pdf["v"].to_numpy(np.int64))
@@ -157,12 +159,17 @@ def _rank_block(pdf, data_dir: str, versions: dict, keep: int):
     done = rank(users, {"fof": Proposals(owner, cand, mutual.astype(np.float64), proof)})
     return pd.DataFrame({"user": [u for u, _, _ in done], "blob": [b for _, b, _ in done],
                          "features": [f.astype(np.float32).tobytes() for _, _, f in done],
-                         "rows": np.array([f.shape[0] for _, _, f in done], dtype=np.int32)})
+                         "rows": np.array([f.shape[0] for _, _, f in done], dtype=np.int32),
+                         "task_ms": np.full(len(done), 1000 * (time.perf_counter() - start) / max(len(done), 1))})
 
 
-def _batches(rows, width: int, size: int = 256):
-    batch = []
+def _batches(rows, width: int, manifest: dict, size: int = 256):
+    """Result rows in batches; adds to `manifest` (written once all arrived) the users ranked per second
+    of ranking task time (the per-core throughput of the executors)."""
+    batch, task_ms, users = [], 0.0, 0
     for row in rows:
+        task_ms += row["task_ms"]
+        users += 1
         feats = np.frombuffer(row["features"], dtype=np.float32).reshape(row["rows"], width)
         batch.append((int(row["user"]), bytes(row["blob"]), feats))
         if len(batch) == size:
@@ -170,6 +177,7 @@ def _batches(rows, width: int, size: int = 256):
             batch = []
     if batch:
         yield batch
+    manifest["ranking_task_users_per_core_s"] = round(users / max(task_ms / 1000, 1e-9), 1)
 
 
 def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 60, block: int = 64,
@@ -206,7 +214,8 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
 
     ranked = parts.groupBy("block").applyInPandas(rank, RANKED_SCHEMA)
     rows = ranked.orderBy("user").toLocalIterator()
-    return publish_lists(built.pipeline.snap.num_users, users, _batches(rows, len(FEATURE_NAMES)),
-                         ArtifactStore(settings.candidates_dir),
-                         {"keep": keep, "block": block, "engine": "spark", "spark_master": spark.conf.get(
-                             "spark.master", "remote"), **built.versions}, progress)
+    manifest = {"keep": keep, "block": block, "engine": "spark", "spark_master": spark.conf.get("spark.master",
+                                                                                               "remote"),
+                "parallelism": spark.sparkContext.defaultParallelism, **built.versions}
+    return publish_lists(built.pipeline.snap.num_users, users, _batches(rows, len(FEATURE_NAMES), manifest),
+                         ArtifactStore(settings.candidates_dir), manifest, progress)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from functools import partial
 
 import numpy as np
 
 from candidates.ann import current_embeddings
-from gnn.train import embed_graph
+from gnn.train import TrainConfig, embed_graph
 from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
@@ -30,8 +31,15 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     # the embeddings serving will use with this snapshot (none if the current ones were made from another)
     version, emb, _ = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_path.name)
     emb_version = version if emb is not None else None
-    # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties
-    embed = partial(embed_graph, progress=progress) if emb is not None else None
+    # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties,
+    # and the way the served ones were (their manifest's config), so emb_sim means the same in both
+    embed = None
+    if emb is not None:
+        embeddings = ArtifactStore(settings.embeddings_dir)
+        config = embeddings.manifest(embeddings.current()).get("config") or {}
+        known = {f.name for f in fields(TrainConfig)}
+        cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known})
+        embed = partial(embed_graph, cfg=cfg, progress=progress)
     train_ex, val_ex = history_examples(snap, history, embed, progress=progress)
     store = ArtifactStore(settings.ranker_dir)
     impressions = int((snap.events["type"] == EVENT_CODE["impression"]).sum())
