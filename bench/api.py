@@ -7,10 +7,11 @@ generator: requests are scheduled at a fixed rate and latency is measured from t
 so a slow server cannot hide its queueing (no coordinated omission). The generator runs on the same
 2 cores as the server and Neo4j, which the figures include.
 
-Three traffic mixes: `active` draws viewers from the active users (lists precomputed; every request
+Three traffic mixes: `active` draws viewers from the users with a precomputed list (every request
 still reads fresh hard-rule state from Neo4j, re-ranks and explains), `inactive` from users without
 a list (all stages run on request), as when a dormant user comes back, and `all` from every user
-with a friend (the mixed traffic of a real day).
+(the mixed traffic of a real day). `--precompute all` (default) ranks every user with a friend ahead
+of time, as the nightly batch job does; `--precompute active` only those active in the logged day.
 
     python bench/api.py [--users 100000] [--rates 50,100,200,300] [--inactive-rates 10,20,40] [--reuse]
 """
@@ -92,14 +93,13 @@ def _trials(port: int, users: list[str], rate: float, seconds: float, trials: in
 
 
 def _viewers(settings) -> tuple[list[str], list[str]]:
-    """External ids of users with a precomputed list (active) and of users with friends but none."""
+    """External ids of the users with a precomputed list and of all the others (friendless ones too)."""
     from pymk.artifacts import ArtifactStore
 
     ids = np.load(ArtifactStore(settings.snapshot_dir).current() / "ids.npy").astype(str)
-    snap_indptr = np.load(ArtifactStore(settings.snapshot_dir).current() / "indptr.npy")
     offsets = np.load(ArtifactStore(settings.candidates_dir).current() / "offsets.npy")
     has_list = np.diff(offsets) > 0
-    return ids[has_list].tolist(), ids[~has_list & (np.diff(snap_indptr) > 0)].tolist()
+    return ids[has_list].tolist(), ids[~has_list].tolist()
 
 
 @click.command()
@@ -114,9 +114,12 @@ def _viewers(settings) -> tuple[list[str], list[str]]:
 @click.option("--threads", default=4, show_default=True, help="Threads per worker.")
 @click.option("--port", default=7698, show_default=True)
 @click.option("--reuse", is_flag=True, help="Serve the data a previous run left in bench/out/bench-api.")
+@click.option("--precompute", "precompute_for", type=click.Choice(["all", "active"]), default="all",
+              show_default=True, help="Precompute lists for every user with a friend (the nightly batch job), "
+                                      "or for the users active in the logged period only.")
 def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: float, trials: int, workers: int,
-         threads: int, port: int, reuse: bool) -> None:
-    r: dict = {"users": users}
+         threads: int, port: int, reuse: bool, precompute_for: str) -> None:
+    r: dict = {"users": users, "precomputed_for": precompute_for}
     reuse = reuse and (OUT / "bench-api" / "candidates" / "CURRENT").exists()
     with fresh_neo4j("bench-api", port, keep=reuse) as settings:
         env = {**os.environ, "PYMK_DATA_DIR": str(settings.data_dir), "PYMK_NEO4J_PORT": str(port),
@@ -132,15 +135,14 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
             _cli(env, "snapshot", "export")
             _cli(env, "ranker", "train", "--epochs", "3")
             r["setup_s"] = round(time.perf_counter() - t, 1)
-            t = time.perf_counter()
-            _cli(env, "candidates", "precompute", "--active-days", "7")
-            r["precompute_s"] = round(time.perf_counter() - t, 1)
         else:
-            r.update({k: v for k, v in json.loads((OUT / "api.json").read_text()).items()
-                      if k in ("setup_s", "precompute_s")})
+            r.update({k: v for k, v in json.loads((OUT / "api.json").read_text()).items() if k == "setup_s"})
+        t = time.perf_counter()
+        _cli(env, "candidates", "precompute", *(["--all-users"] if precompute_for == "all" else ["--active-days", "7"]))
+        r["precompute_s"] = round(time.perf_counter() - t, 1)
         r["friendships"] = json.loads((sample / "manifest.json").read_text())["friendships"]
         active, inactive = _viewers(settings)
-        r.update(active_users=len(active), workers=workers, threads=threads)
+        r.update(active_users=len(active), users_without_list=len(inactive), workers=workers, threads=threads)
         server = subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", "8097", "--workers",
                                    str(workers), "--threads", str(threads)],
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,11 +161,14 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
             warmup = ((50, 20), (100, 40), (150, 30), (200, 30))
             for rate, secs in warmup:
                 _load(8097, active, rate, secs)
-            _load(8097, inactive, 10, 5)
-            r["warmup_requests"] = sum(rate * secs for rate, secs in warmup) + 10 * 5
+            if inactive:
+                _load(8097, inactive, 10, 5)
+            r["warmup_requests"] = sum(rate * secs for rate, secs in warmup) + (10 * 5 if inactive else 0)
             mixes = (("runs", active, rates), ("runs_inactive", inactive, inactive_rates),
                      ("runs_all", active + inactive, all_rates))
             for mix, ids, series in mixes:
+                if not ids:
+                    continue  # every user with a friend has a list: there is no "without a list" mix
                 r[mix] = []
                 for rate in map(float, series.split(",")):
                     run = _trials(8097, ids, rate, seconds, trials)

@@ -102,7 +102,7 @@ def _precompute_stage(data: Path, sample: int | None, workers: int, block: int, 
 
 
 def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, workers: int, block: int,
-             seed: int, keep: bool, spark_sample: int = 0) -> dict:
+             seed: int, keep: bool, spark_sample: tuple[int, int] | None = None) -> dict:
     from pymk.refresh import stage_embeddings, stage_ranker
 
     data = OUT / f"refresh-{users}"
@@ -122,12 +122,21 @@ def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, wo
     rate = r["precompute"]["users_per_s"]
     r["precompute_all_users_s"] = (round(r["precompute"]["seconds"], 1) if not sample
                                    else round(with_friend / rate, 1))
-    if spark_sample:  # the same engine on Spark local[workers], beside the in-process run, on a sample
-        r["spark"] = _in_child(_precompute_stage(data, spark_sample, workers, block, seed, engine="spark"))
-        r["spark_inprocess"] = _in_child(_precompute_stage(data, spark_sample, workers, block, seed))
-        per_core = r["spark"]["users_per_s"] / workers
-        # executor cores Spark needs to rank as many users/s as this whole machine does in-process
-        r["spark_cores_to_overtake_this_machine"] = round(r["spark_inprocess"]["users_per_s"] / per_core, 1)
+    if spark_sample:  # the same engine on Spark local[workers], beside the in-process run, on two samples
+        small, large = spark_sample
+        r["spark"] = [_in_child(_precompute_stage(data, n, workers, block, seed, engine="spark"))
+                      for n in (small, large)]
+        r["spark_inprocess"] = _in_child(_precompute_stage(data, large, workers, block, seed))
+        # wall = fixed + users * marginal: the marginal cost is what more executors divide
+        marginal = (r["spark"][1]["seconds"] - r["spark"][0]["seconds"]) / (large - small)
+        r["spark_fixed_s"] = round(r["spark"][0]["seconds"] - small * marginal, 1)
+        r["spark_users_per_core_s"] = round(1.0 / (marginal * workers), 1)
+        # executor cores Spark needs to rank all users with a friend sooner than this machine in-process
+        total = r["snapshot"]["users"]
+        own = total / r["spark_inprocess"]["users_per_s"]
+        r["spark_cores_to_overtake_this_machine"] = (
+            round(total / (r["spark_users_per_core_s"] * (own - r["spark_fixed_s"])), 1)
+            if own > r["spark_fixed_s"] else None)
         print("spark", r["spark"], r["spark_inprocess"], flush=True)
     r["refresh_s"] = round(r["snapshot"]["snapshot_s"] + r["embeddings"]["seconds"] + r["ranker"]["seconds"]
                            + r["precompute_all_users_s"], 1)
@@ -144,23 +153,26 @@ def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, wo
               "early stopping; the stage's time grows linearly with them).")
 @click.option("--precompute-sample", default="0,0,50000", show_default=True,
               help="Per size: users to precompute (0 = all with a friend); the full time is extrapolated.")
-@click.option("--spark-sample", default=3000, show_default=True,
-              help="Users ranked on Spark local[workers] (and in-process, to compare) at the first size; 0: skip.")
+@click.option("--spark-sample", default="1500,6000", show_default=True,
+              help="Two user counts ranked on Spark local[workers] at the first size (and the larger in-process, "
+                   "to compare); '' to skip.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True)
 @click.option("--block", default=64, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--keep", is_flag=True, help="Keep the data directories under bench/out.")
-def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, spark_sample: int, workers: int,
-         block: int, seed: int, keep: bool) -> None:
+@click.option("--out", "out_name", default="refresh", show_default=True, help="Results: bench/out/NAME.json.")
+def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, spark_sample: str, workers: int,
+         block: int, seed: int, keep: bool, out_name: str) -> None:
     sizes = [int(x) for x in users.split(",")]
     samples = [int(x) for x in precompute_sample.split(",")]
     samples += [0] * (len(sizes) - len(samples))
+    spark = tuple(int(x) for x in spark_sample.split(",")) if spark_sample else None
     runs = []
     for i, (size, sample) in enumerate(zip(sizes, samples, strict=False)):
         runs.append(run_size(size, mean_degree, epochs, sample or None, workers, block, seed, keep,
-                             spark_sample if i == 0 else 0))
+                             spark if i == 0 else None))
         own_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-        write_results("refresh", {"mean_degree": mean_degree, "runs": runs, "bench_peak_rss_mb": own_mb})
+        write_results(out_name, {"mean_degree": mean_degree, "runs": runs, "bench_peak_rss_mb": own_mb})
     base = runs[0]
     for run in runs[1:]:
         growth = {s: round(run[s]["seconds"] / max(base[s]["seconds"], 1e-9), 2) for s in ("embeddings", "ranker")}

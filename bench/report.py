@@ -192,11 +192,13 @@ def main() -> None:
             f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} (ratio {r['speedup_vs_networkx_p50']}x "
             "at p50: ours computes 50 features and scores them, the baseline one count).\n")
     if r := load("api"):
+        listed = ("every user with a friend" if r.get("precomputed_for") == "all"
+                  else "the users active in the logged day")
         add(f"### API under load ({r['date']}, {r['users']:,} users, {r['friendships']:,} friendships, "
-            f"{r.get('workers', 1)} worker processes x {r.get('threads', 8)} threads, "
-            f"{r.get('active_users', 0):,} active users with precomputed lists)\n")
-        for key, label in (("runs", "active users (precomputed lists)"), ("runs_inactive", "users without a list"),
-                           ("runs_all", "all users with a friend (mixed: lists precomputed for the active ones)")):
+            f"{r.get('workers', 1)} worker processes x {r.get('threads', 8)} threads, lists precomputed for "
+            f"{listed}: {r.get('active_users', 0):,} users, in {r.get('precompute_s', '?')} s)\n")
+        for key, label in (("runs", "users with a precomputed list"), ("runs_inactive", "users without a list"),
+                           ("runs_all", "all users (the mixed traffic)")):
             if not r.get(key):
                 continue
             add(f"{label}; medians over trials, p99 of every trial in the last column:\n")
@@ -207,6 +209,32 @@ def main() -> None:
                     f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | "
                     f"{', '.join(f'{x:.0f}' for x in run.get('trials_p99_ms', [run['p99_ms']]))} |")
             add("")
+    if r := load("refresh"):
+        add(f"### The nightly refresh at scale ({r['date']}, {r['machine']}; simulator worlds, mean degree "
+            f"{r['mean_degree']:.0f}; each stage in its own process)\n")
+        add("| users | directed edges | snapshot s | embeddings s (epochs) | ranker s | precompute users/s "
+            "| precompute s (all users with a friend) | refresh s | peak RSS MB (emb / ranker / precompute) |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for run in r["runs"]:
+            sn, em, rk, pc = run["snapshot"], run["embeddings"], run["ranker"], run["precompute"]
+            sampled = "" if pc["users"] >= sn["users"] * 0.9 else f" ({pc['users']:,}-user sample, extrapolated)"
+            add(f"| {sn['users']:,} | {sn['directed_edges']:,} | {sn['snapshot_s']} | {em['seconds']} "
+                f"({em['epochs']}) | {rk['seconds']} | {pc['users_per_s']} | {run['precompute_all_users_s']}"
+                f"{sampled} | {run['refresh_s']} | {em['peak_rss_mb']} / {rk['peak_rss_mb']} / "
+                f"{pc['peak_rss_mb']} |")
+        add("")
+        spark = load("refresh_spark")
+        if spark and (first := spark["runs"][0]).get("spark"):
+            small, large = first["spark"]
+            add(f"Spark (`--engine spark`, local[{first['spark_inprocess']['workers']}], same machine, "
+                f"{first['snapshot']['users']:,}-user world): {small['users']:,} users in {small['seconds']} s, "
+                f"{large['users']:,} in {large['seconds']} s (in-process block engine: {large['users']:,} in "
+                f"{first['spark_inprocess']['seconds']} s, {first['spark_inprocess']['users_per_s']} users/s). "
+                f"Fitted: {first['spark_fixed_s']} s fixed (session, Parquet export, loading the artifacts in "
+                f"each Python worker, the final sort) + {first['spark_users_per_core_s']} users/s per executor "
+                f"core (ranking tasks alone: {large.get('ranking_task_users_per_core_s')} users/s per core); "
+                f"executor cores to rank all {first['snapshot']['users']:,} users sooner than this machine "
+                f"in-process: {first['spark_cores_to_overtake_this_machine']}.\n")
     if r := load("gnn_tuning"):
         add(f"### GraphSAGE aggregators vs the shallow pure-id model under training configs ({r['date']}, "
             f"ego-Facebook, ids only, held-out ties, mean over {r['seeds']} seeds)\n")

@@ -136,10 +136,10 @@ def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | 
 
 
 def publish_lists(num_users: int, users: np.ndarray, results: Iterable[list[tuple[int, bytes, np.ndarray]]],
-                  out: ArtifactStore, manifest: dict, progress: bool = True) -> Path:
+                  out: ArtifactStore, manifest: dict, progress: bool = True, started: float | None = None) -> Path:
     """Write ranked lists arriving in increasing user order (batches of (user, blob, feature rows))
-    as one artifact and publish it."""
-    start = time.perf_counter()
+    as one artifact and publish it; its time counts from `started` (perf_counter; default: now)."""
+    start = time.perf_counter() if started is None else started
     offsets = np.zeros(num_users + 1, np.int64)
     feature_offsets = np.zeros(num_users + 1, np.int64)
     features: list[np.ndarray] = []

@@ -49,15 +49,17 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
 
     if os.environ.get("SPARK_REMOTE"):
         return SparkSession.builder.appName(app).remote(os.environ["SPARK_REMOTE"]).getOrCreate()
-    # local workers run this interpreter and import this checkout; on a cluster ship both (README)
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    os.environ["PYTHONPATH"] = path
-    builder = SparkSession.builder.appName(app).config("spark.ui.enabled", "false") \
-        .config("spark.executorEnv.PYTHONPATH", path).config("spark.sql.adaptive.enabled", "true") \
+    builder = SparkSession.builder.appName(app).config("spark.sql.adaptive.enabled", "true") \
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     if master:
         builder = builder.master(master)
+    if master and master.startswith("local"):
+        # local workers run this interpreter and import this checkout (a cluster gets both from
+        # spark-submit's --archives and --py-files, README)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        os.environ["PYTHONPATH"] = path
+        builder = builder.config("spark.ui.enabled", "false").config("spark.executorEnv.PYTHONPATH", path)
     return builder.getOrCreate()
 
 
@@ -183,6 +185,7 @@ def _batches(rows, width: int, manifest: dict, size: int = 256):
 def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 60, block: int = 64,
                      master: str | None = "local[*]", progress: bool = False) -> Path:
     """Rank `users` on Spark with the artifacts `built` was assembled from; publish their lists."""
+    started = time.perf_counter()
     from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
 
     from ranker.batch import BlockRanker
@@ -218,4 +221,4 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
                                                                                                "remote"),
                 "parallelism": spark.sparkContext.defaultParallelism, **built.versions}
     return publish_lists(built.pipeline.snap.num_users, users, _batches(rows, len(FEATURE_NAMES), manifest),
-                         ArtifactStore(settings.candidates_dir), manifest, progress)
+                         ArtifactStore(settings.candidates_dir), manifest, progress, started)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
+
+import numpy as np
 
 from candidates.types import Candidate
 from graph.snapshot import data_time
@@ -50,17 +52,44 @@ class ModelRanker:
             ctx = FeatureContext(ctx.snap)
         return cls(ctx, load_scorer(artifact, manifest), manifest.get("version"))
 
-    def __call__(self, viewer_id: str, candidates: list[Candidate]) -> list[Candidate]:
+    def __call__(self, viewer_id: str, candidates: list[Candidate]) -> Sequence[Candidate]:
         if not candidates:
             return []
         viewer = self.ctx.snap.index_of(viewer_id)
         t = self.clock()
         x = self.ctx.features(viewer, candidates, t)
-        scores = {name: values.tolist() for name, values in self.scorer(x).items()}
-        names = list(scores)
-        # the exact feature vector each candidate was ranked with travels with it, for feature logging
-        ranked = [Candidate(c.user_id, c.index, c.sources,
-                            MappingProxyType({**c.scores, **dict(zip(names, vals, strict=True))}),
-                            MappingProxyType({**c.proof, "ranker": {"t": t, "features": row}}))
-                  for c, row, *vals in zip(candidates, x, *scores.values(), strict=True)]
-        return sorted(ranked, key=lambda c: (-c.score("score"), c.index))
+        scores = self.scorer(x)
+        order = np.lexsort((np.array([c.index for c in candidates]), -scores["score"]))
+        return RankedList(candidates, order, x, scores, t)
+
+
+class RankedList(Sequence[Candidate]):
+    """Candidates in ranked order, each carrying its scores and the exact feature vector it was ranked
+    with (for feature logging); built only when read, as a request reads just the head of the list."""
+
+    def __init__(self, candidates: list[Candidate], order: np.ndarray, x: np.ndarray,
+                 scores: dict[str, np.ndarray], t: float) -> None:
+        self._candidates, self._order, self._x, self._scores, self._t = candidates, order, x, scores, t
+        self._built: dict[int, Candidate] = {}
+
+    def __len__(self) -> int:
+        return int(self._order.size)
+
+    def _build(self, i: int) -> Candidate:
+        if i not in self._built:
+            r = int(self._order[i])
+            c = self._candidates[r]
+            extra = {name: float(v[r]) for name, v in self._scores.items()}
+            self._built[i] = Candidate(c.user_id, c.index, c.sources, MappingProxyType({**c.scores, **extra}),
+                                       MappingProxyType({**c.proof, "ranker": {"t": self._t,
+                                                                               "features": self._x[r]}}))
+        return self._built[i]
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._build(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._build(i)

@@ -82,3 +82,20 @@ def test_resume_starts_over_when_a_finished_stage_is_no_longer_current(world):
     calls.clear()
     run_refresh(settings, stages=("snapshot", "embeddings"), resume=True, runners=_runners(settings, store, calls))
     assert calls == ["snapshot", "embeddings"]
+
+
+def test_the_ranker_trains_its_cut_embeddings_like_the_served_ones(world, monkeypatch):
+    import ranker.jobs as jobs
+
+    settings, store = world
+    stage_snapshot(settings, store)
+    stage_embeddings(settings, epochs=2, max_auc_drop=1.0)
+    seen, real = [], jobs.embed_graph
+
+    def spy(snap, cfg=None, progress=False):
+        seen.append(cfg)
+        return real(snap, cfg, progress)
+
+    monkeypatch.setattr(jobs, "embed_graph", spy)
+    stage_ranker(settings, epochs=1, viewers_per_cut=30)
+    assert len(seen) == 1 and seen[0].epochs == 2 and seen[0].fanouts == (15, 10)
