@@ -11,6 +11,7 @@ rows; tested), because the per-viewer path runs the same block code with a block
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -20,7 +21,7 @@ from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.precompute import compact
 from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
-from ranker.features import SOURCE_NAMES, ranks_in_groups
+from ranker.features import SOURCE_NAMES, FeatureContext, ranks_in_groups
 from ranker.serve import ModelRanker
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,82 @@ log = logging.getLogger(__name__)
 
 class NotBlockRankableError(ValueError):
     """The pipeline's ranker is not the learned ranker (its order is not computed by blocks)."""
+
+
+@dataclass
+class Block:
+    """A block of viewers after sources -> merge -> cheap filters, with the features of every row.
+
+    Rows are grouped by owner (the viewer's position in `users`) and sorted by candidate within it.
+    `score[:, j]` is source j's score of the row (NaN: not proposed), `src_row[:, j]` its row in
+    that source's proposals (-1: none)."""
+
+    users: np.ndarray
+    owner: np.ndarray
+    cand: np.ndarray
+    score: np.ndarray
+    src_row: np.ndarray
+    props: list[Proposals]
+    names: list[str]
+    x: np.ndarray
+    t: float
+
+
+def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.ndarray, t: float,
+                    given: dict[str, Proposals] | None = None) -> Block:
+    """The first three stages and the ranking features for a block of viewers, at time t."""
+    snap = pipeline.snap
+    n = snap.num_users
+    users = np.asarray(users, dtype=np.int64)
+    push = _shared_push(pipeline, ctx, users, t)
+    props = _proposals(pipeline, users, push, given or {})
+    names = [s.name for s in pipeline.sources]
+    # merge: one row per (viewer, candidate); per source its score and its row in that source
+    src = np.concatenate([np.full(p.cand.size, j) for j, p in enumerate(props)]).astype(np.int64)
+    keys = np.concatenate([pair_keys(p.owner, p.cand, n) for p in props])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    score = np.full((uniq.size, len(props)), np.nan)
+    score[inv, src] = np.concatenate([p.score for p in props])
+    src_row = np.full((uniq.size, len(props)), -1, dtype=np.int64)
+    src_row[inv, src] = np.concatenate([np.arange(p.cand.size) for p in props])
+    owner, cand = uniq // n, uniq % n
+    # cheap filters: the viewer, friends as of the snapshot, opted-out users
+    f_off, f_owner = row_positions(snap.indptr, users)
+    is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off], n), uniq)
+    kept = np.flatnonzero((cand != users[owner]) & ~is_friend & ~snap.opted_out[cand])
+    owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
+    ranks = {name: ranks_in_groups(owner, cand, score[:, j]) for j, name in enumerate(names)
+             if name in SOURCE_NAMES and not np.isnan(score[:, j]).all()}
+    x = ctx.block_features(users, owner, cand, t, ranks, push)
+    return Block(users, owner, cand, score, src_row, props, names, x, t)
+
+
+def _shared_push(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.ndarray, t: float):
+    """The viewers' PageRank pushes, once for the PPR source and the features when both would make
+    the same one (same graph, same parameters); else None."""
+    for source in pipeline.sources:
+        if (isinstance(source, PersonalizedPageRankSource) and ctx.graph_at(t).g is source.snap
+                and (source.alpha, source.eps) == (ctx.ppr_alpha, ctx.ppr_eps)):
+            return source.push(users)
+    return None
+
+
+def _proposals(pipeline: CandidatePipeline, users: np.ndarray, push, given: dict[str, Proposals]
+               ) -> list[Proposals]:
+    out = []
+    k = pipeline.config.per_source_k
+    for source in pipeline.sources:
+        try:
+            if source.name in given:
+                out.append(given[source.name])
+            elif push is not None and isinstance(source, PersonalizedPageRankSource):
+                out.append(source.propose(users, k, push))
+            else:
+                out.append(propose(source, users, k))
+        except Exception:  # as on request: a broken source degrades the lists, never fails them
+            log.exception("source %s failed for a block of %d users", source.name, users.size)
+            out.append(empty_proposals())
+    return out
 
 
 class BlockRanker:
@@ -43,65 +120,15 @@ class BlockRanker:
         self.ranker.ctx.graph_at(self.ranker.clock())
         _ = pipeline.snap.id_strings
 
-    def _push(self, users: np.ndarray, t: float):
-        """The viewers' PageRank pushes, once for the PPR source and the features when both would make
-        the same one (same graph, same parameters); else None."""
-        ctx = self.ranker.ctx
-        for source in self.pipeline.sources:
-            if (isinstance(source, PersonalizedPageRankSource) and ctx.graph_at(t).g is source.snap
-                    and (source.alpha, source.eps) == (ctx.ppr_alpha, ctx.ppr_eps)):
-                return source.push(users)
-        return None
-
-    def _proposals(self, users: np.ndarray, push, given: dict[str, Proposals]) -> list[Proposals]:
-        out = []
-        k = self.pipeline.config.per_source_k
-        for source in self.pipeline.sources:
-            try:
-                if source.name in given:
-                    out.append(given[source.name])
-                elif push is not None and isinstance(source, PersonalizedPageRankSource):
-                    out.append(source.propose(users, k, push))
-                else:
-                    out.append(propose(source, users, k))
-            except Exception:  # as on request: a broken source degrades the lists, never fails them
-                log.exception("source %s failed for a block of %d users", source.name, users.size)
-                out.append(empty_proposals())
-        return out
-
     def __call__(self, users: np.ndarray, given: dict[str, Proposals] | None = None
                  ) -> list[tuple[int, bytes, np.ndarray]]:
         """Each user's ranked list; `given`: proposals of some sources computed elsewhere (by Spark),
         used in place of running those sources here."""
-        snap = self.pipeline.snap
-        n = snap.num_users
-        users = np.asarray(users, dtype=np.int64)
-        t = self.ranker.clock()
-        push = self._push(users, t)
-        props = self._proposals(users, push, given or {})
-        names = [s.name for s in self.pipeline.sources]
-        # merge: one row per (viewer, candidate); per source its score and its row in that source
-        src = np.concatenate([np.full(p.cand.size, j) for j, p in enumerate(props)]).astype(np.int64)
-        keys = np.concatenate([pair_keys(p.owner, p.cand, n) for p in props])
-        uniq, inv = np.unique(keys, return_inverse=True)
-        score = np.full((uniq.size, len(props)), np.nan)
-        score[inv, src] = np.concatenate([p.score for p in props])
-        src_row = np.full((uniq.size, len(props)), -1, dtype=np.int64)
-        src_row[inv, src] = np.concatenate([np.arange(p.cand.size) for p in props])
-        owner, cand = uniq // n, uniq % n
-        # cheap filters: the viewer, friends as of the snapshot, opted-out users
-        f_off, f_owner = row_positions(snap.indptr, users)
-        is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off], n), uniq)
-        kept = np.flatnonzero((cand != users[owner]) & ~is_friend & ~snap.opted_out[cand])
-        owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
-        # rank
-        ranks = {name: ranks_in_groups(owner, cand, score[:, j]) for j, name in enumerate(names)
-                 if name in SOURCE_NAMES and not np.isnan(score[:, j]).all()}
-        x = self.ranker.ctx.block_features(users, owner, cand, t, ranks, push)
-        outputs = self.ranker.scorer(x)
-        order = np.lexsort((cand, -outputs["score"], owner))
-        order = order[rank_in_group(owner[order]) < self.keep]
-        return self._lists(users, owner, cand, score, src_row, x, outputs, order, props, names, t)
+        b = candidate_block(self.pipeline, self.ranker.ctx, users, self.ranker.clock(), given)
+        outputs = self.ranker.scorer(b.x)
+        order = np.lexsort((b.cand, -outputs["score"], b.owner))
+        order = order[rank_in_group(b.owner[order]) < self.keep]
+        return self._lists(b.users, b.owner, b.cand, b.score, b.src_row, b.x, outputs, order, b.props, b.names, b.t)
 
     def _lists(self, users, owner, cand, score, src_row, x, outputs, order, props, names, t):
         """The lists.bin rows of the kept rows (`order`: grouped by owner, best first)."""
