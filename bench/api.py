@@ -179,7 +179,7 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
         finally:
             server.terminate()
             server.wait(timeout=30)
-    write_results("api", r)
+    write_results("api" if precompute_for == "all" else "api_active", r)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -36,12 +37,18 @@ class FofScores:
     paths_cand: np.ndarray
     paths_via: np.ndarray
 
-    def mutual_ids_of(self, owner: np.ndarray, candidates: np.ndarray, limit: int) -> list[list[int]]:
-        """The first `limit` mutual friends (sorted) of each (owner, candidate), with one sort of all paths."""
-        n = int(max(self.paths_cand.max(initial=0), candidates.max(initial=0))) + 1
+    @cached_property
+    def _sorted_paths(self) -> tuple[int, np.ndarray, np.ndarray]:
+        n = int(self.paths_cand.max(initial=0)) + 1
         keys = pair_keys(self.paths_owner, self.paths_cand, n)
         order = np.lexsort((self.paths_via, keys))
-        keys, via = keys[order], self.paths_via[order]
+        return n, keys[order], self.paths_via[order]
+
+    def mutual_ids_of(self, owner: np.ndarray, candidates: np.ndarray, limit: int) -> list[list[int]]:
+        """The first `limit` mutual friends (sorted) of each (owner, candidate), the paths sorted once."""
+        n, keys, via = self._sorted_paths
+        if candidates.size and int(candidates.max()) >= n:   # not a candidate of these paths
+            candidates = np.where(candidates >= n, -1, candidates)
         probe = pair_keys(owner, candidates, n)
         lo = np.searchsorted(keys, probe, "left")
         hi = np.minimum(np.searchsorted(keys, probe, "right"), lo + limit)

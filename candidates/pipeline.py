@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
-from candidates.base import CandidateSource
+from candidates.base import CandidateSource, Proposals, empty_proposals, propose
 from candidates.filters import FilterContext, StateReader, apply_rules
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
@@ -33,6 +34,7 @@ RRF_K = 60
 FALLBACK_SOURCES = ("popular",)   # asked for more when the hard rules leave a list short
 Ranker = Callable[[str, list[Candidate]], list[Candidate]]
 Reranker = Callable[..., list[Candidate]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,15 @@ class CandidatePipeline:
                     break
                 want *= 2
 
-    def ranked(self, user: int, rec: Recommendation) -> list[Candidate]:
-        """The first four stages, also run ahead of time by the precompute job."""
+    def ranked(self, user: int, rec: Recommendation) -> Sequence[Candidate]:
+        """The first four stages, also run ahead of time by the precompute job.
+
+        A ranker that ranks proposals as arrays (`rank_proposals`, the learned ranker) gets the
+        sources' proposals and does merge, cheap filters and rank itself, with the batch job's code
+        (its Candidates are built only for the head of the list a request reads)."""
+        rank_proposals = getattr(self.ranker, "rank_proposals", None)
+        if rank_proposals is not None:
+            return rank_proposals(self, user, self.proposals(user, rec), rec)
         generated = self.generate(user, rec)
         merged = self.merge(generated)
         kept = self.cheap_filters(user, merged, rec)
@@ -133,29 +142,40 @@ class CandidatePipeline:
         return dict(zip(shown.tolist(), counts.tolist(), strict=True))
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
+        """Every source's candidates (a source over its budget or failing is skipped, with the reason)."""
+        done = self._run_sources(lambda s: s.generate(user, self.config.per_source_k), user, rec)
+        return [got for got in done.values() if got is not None]
+
+    def proposals(self, user: int, rec: Recommendation) -> dict[str, Proposals]:
+        """Every source's proposals as arrays (a skipped source proposes nothing)."""
+        one = np.array([user])
+        done = self._run_sources(lambda s: propose(s, one, self.config.per_source_k), user, rec)
+        return {name: got if got is not None else empty_proposals() for name, got in done.items()}
+
+    def _run_sources(self, run: Callable[[CandidateSource], T], user: int, rec: Recommendation) -> dict[str, T | None]:
+        """`run` on every source at once under the time budget; None for a source late or failing."""
         started = time.perf_counter()
-        futures = {self._pool.submit(self._timed, s, user): s for s in self.sources}
+        futures = {self._pool.submit(self._timed, run, s): s for s in self.sources}
         _, late = wait(futures, timeout=self.config.source_budget_s)
-        out = []
+        out: dict[str, T | None] = {}
         for fut, source in futures.items():
+            out[source.name] = None
             if fut in late:
                 rec.skipped_sources[source.name] = f"over budget ({self.config.source_budget_s * 1000:.0f} ms)"
                 log.warning("source %s skipped for user %d: over its time budget", source.name, user)
                 continue
             try:
-                candidates, ms = fut.result()
+                out[source.name], rec.timings_ms[source.name] = fut.result()
             except Exception as exc:  # a broken source degrades the answer, never fails it
                 rec.skipped_sources[source.name] = f"failed: {exc!r}"
                 log.exception("source %s failed for user %d", source.name, user)
-                continue
-            rec.timings_ms[source.name] = ms
-            out.append(candidates)
         rec.timings_ms["generate"] = (time.perf_counter() - started) * 1000
         return out
 
-    def _timed(self, source: CandidateSource, user: int) -> tuple[list[Candidate], float]:
+    @staticmethod
+    def _timed(run: Callable[[CandidateSource], T], source: CandidateSource) -> tuple[T, float]:
         start = time.perf_counter()
-        result = source.generate(user, self.config.per_source_k)
+        result = run(source)
         return result, (time.perf_counter() - start) * 1000
 
     @staticmethod

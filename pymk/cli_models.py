@@ -147,9 +147,9 @@ def candidates() -> None:
 
 
 @candidates.command("precompute")
-@click.option("--active-days", default=7.0, show_default=True,
-              help="Rank users active in the snapshot's last N days of events.")
-@click.option("--all-users", is_flag=True, help="Rank every user with at least one friend instead.")
+@click.option("--active-days", type=float, default=None,
+              help="Rank only the users active in the snapshot's last N days of events.")
+@click.option("--all-users", is_flag=True, help="Rank every user with at least one friend (the default).")
 @click.option("--keep", default=60, show_default=True, help="Ranked candidates kept per user.")
 @click.option("--engine", type=click.Choice(["block", "online", "spark"]), default="block", show_default=True,
               help="block: stages over blocks of users in worker processes; online: the serving path per user; "
@@ -159,7 +159,7 @@ def candidates() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
 @click.option("--block", default=64, show_default=True, help="Users per block.")
 @click.pass_obj
-def candidates_precompute(settings: Settings, active_days: float, all_users: bool, keep: int, engine: str,
+def candidates_precompute(settings: Settings, active_days: float | None, all_users: bool, keep: int, engine: str,
                           master: str, workers: int | None, block: int) -> None:
     """Run sources -> merge -> cheap filters -> rank now with the served artifacts; publish the lists.
 
@@ -168,8 +168,10 @@ def candidates_precompute(settings: Settings, active_days: float, all_users: boo
     from pymk.artifacts import ArtifactStore
     from pymk.refresh import stage_precompute
 
-    version = stage_precompute(settings, active_days, all_users, keep, progress=True, engine=engine, workers=workers,
-                               block=block, master=master or None)
+    if all_users and active_days is not None:
+        raise click.UsageError("--all-users and --active-days exclude each other")
+    version = stage_precompute(settings, active_days or 7.0, active_days is None, keep, progress=True, engine=engine,
+                               workers=workers, block=block, master=master or None)
     store = ArtifactStore(settings.candidates_dir)
     click.echo(f"precomputed {store.manifest(store.current())['users']} users' lists -> {store.root / version}")
 

@@ -65,11 +65,12 @@ def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800
                              )["version"]
 
 
-def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = False, keep: int = 60,
+def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = True, keep: int = 60,
                      progress: bool = False, engine: str = "block", workers: int | None = None,
                      block: int = 64, limit: int | None = None, seed: int = 0,
                      master: str | None = "local[*]") -> str:
-    """Rank the likely viewers' lists now with the served artifacts; publish them.
+    """Rank every user's list (every user with a friend; with all_users=False, those active in the
+    last `active_days` of events) now with the served artifacts; publish them.
 
     engine `block` ranks blocks of users at once in `workers` processes (default: one per core);
     `online` runs the serving pipeline user by user (the reference; also used when the served

@@ -11,7 +11,10 @@ rows; tested), because the per-viewer path runs the same block code with a block
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import orjson
@@ -20,8 +23,9 @@ from candidates.base import Proposals, empty_proposals, propose
 from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.precompute import compact
+from candidates.types import Candidate, Recommendation
 from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
-from ranker.features import SOURCE_NAMES, FeatureContext, ranks_in_groups
+from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext, ranks_in_groups
 from ranker.serve import ModelRanker
 
 log = logging.getLogger(__name__)
@@ -48,6 +52,7 @@ class Block:
     names: list[str]
     x: np.ndarray
     t: float
+    removed: Counter   # rows the cheap filters removed, by reason
 
 
 def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.ndarray, t: float,
@@ -71,12 +76,75 @@ def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.
     # cheap filters: the viewer, friends as of the snapshot, opted-out users
     f_off, f_owner = row_positions(snap.indptr, users)
     is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off], n), uniq)
-    kept = np.flatnonzero((cand != users[owner]) & ~is_friend & ~snap.opted_out[cand])
+    is_self = cand == users[owner]
+    is_friend &= ~is_self
+    opted_out = snap.opted_out[cand] & ~is_self & ~is_friend
+    removed = Counter({k: int(v.sum()) for k, v in (("self", is_self), ("already_friends", is_friend),
+                                                    ("opted_out", opted_out)) if v.any()})
+    kept = np.flatnonzero(~is_self & ~is_friend & ~opted_out)
     owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
     ranks = {name: ranks_in_groups(owner, cand, score[:, j]) for j, name in enumerate(names)
              if name in SOURCE_NAMES and not np.isnan(score[:, j]).all()}
-    x = ctx.block_features(users, owner, cand, t, ranks, push)
-    return Block(users, owner, cand, score, src_row, props, names, x, t)
+    x = (ctx.block_features(users, owner, cand, t, ranks, push) if cand.size
+         else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32))
+    return Block(users, owner, cand, score, src_row, props, names, x, t, removed)
+
+
+def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props: dict[str, Proposals],
+             rec: Recommendation) -> BlockList:
+    """One viewer's ranked list on request, from its sources' proposals: the batch job's stages."""
+    b = candidate_block(pipeline, ranker.ctx, np.array([user]), ranker.clock(), props)
+    rec.removed.update(b.removed)
+    if not b.cand.size:
+        return []
+    outputs = ranker.scorer(b.x)
+    return BlockList(b, outputs, np.lexsort((b.cand, -outputs["score"])), pipeline.snap.id_strings)
+
+
+class BlockList(Sequence[Candidate]):
+    """A block's rows in ranked order as Candidates (sources, scores, proof, the ranker's feature
+    row), each built only when read: a request reads the head of the list."""
+
+    def __init__(self, block: Block, outputs: dict[str, np.ndarray], order: np.ndarray, ids: list[str]) -> None:
+        self.block, self.outputs, self.order, self.ids = block, outputs, order, ids
+        self._built: dict[int, Candidate] = {}
+
+    def __len__(self) -> int:
+        return int(self.order.size)
+
+    def _build(self, positions: list[int]) -> list[Candidate]:
+        todo = [i for i in positions if i not in self._built]
+        if todo:
+            b = self.block
+            rows = self.order[todo]
+            proofs = []   # each source builds the proof of the rows it proposed in one call
+            for j, p in enumerate(b.props):
+                mine = b.src_row[rows, j]
+                mine = mine[mine >= 0]
+                proofs.append(dict(zip(mine.tolist(), p.proof(mine), strict=True)))
+            for i, r in zip(todo, rows.tolist(), strict=True):
+                present = [j for j in range(len(b.names)) if b.src_row[r, j] >= 0]
+                scores = {b.names[j]: float(b.score[r, j]) for j in present}
+                scores.update((name, float(v[r])) for name, v in self.outputs.items())
+                proof = {b.names[j]: proofs[j][int(b.src_row[r, j])] for j in present
+                         if proofs[j][int(b.src_row[r, j])] is not None}
+                proof["ranker"] = {"t": b.t, "features": b.x[r]}
+                c = int(b.cand[r])
+                self._built[i] = Candidate(self.ids[c], c, tuple(b.names[j] for j in present),
+                                           MappingProxyType(scores), MappingProxyType(proof))
+        return [self._built[i] for i in positions]
+
+    def __iter__(self):
+        return iter(self._build(list(range(len(self)))))   # all at once: one proof call per source
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._build(list(range(*i.indices(len(self)))))
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._build([i])[0]
 
 
 def _shared_push(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.ndarray, t: float):
@@ -125,6 +193,8 @@ class BlockRanker:
         """Each user's ranked list; `given`: proposals of some sources computed elsewhere (by Spark),
         used in place of running those sources here."""
         b = candidate_block(self.pipeline, self.ranker.ctx, users, self.ranker.clock(), given)
+        if not b.cand.size:
+            return [(int(u), orjson.dumps([]), b.x) for u in b.users.tolist()]
         outputs = self.ranker.scorer(b.x)
         order = np.lexsort((b.cand, -outputs["score"], b.owner))
         order = order[rank_in_group(b.owner[order]) < self.keep]

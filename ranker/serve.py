@@ -63,6 +63,13 @@ class ModelRanker:
         return RankedList(candidates, order, x, scores, t)
 
 
+    def rank_proposals(self, pipeline, user: int, proposals: dict, rec) -> Sequence[Candidate]:
+        """Merge, cheap filters and rank of one viewer's source proposals (as the batch job does)."""
+        from ranker.batch import rank_one
+
+        return rank_one(self, pipeline, user, proposals, rec)
+
+
 class RankedList(Sequence[Candidate]):
     """Candidates in ranked order, each carrying its scores and the exact feature vector it was ranked
     with (for feature logging); built only when read, as a request reads just the head of the list."""

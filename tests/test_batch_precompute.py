@@ -97,3 +97,21 @@ def test_the_heuristic_order_has_no_block_engine(served):
     with pytest.raises(NotBlockRankableError, match="not a learned ranker"):
         BlockRanker(pipeline)
     pipeline.close()
+
+
+def test_a_request_ranks_through_the_block_stages_as_the_candidate_path_did(served):
+    """pipeline.ranked hands the learned ranker its sources' proposals (arrays); the list equals the one
+    built from Candidates (generate -> merge -> cheap filters -> ModelRanker), removals counted alike."""
+    snap = served.snap
+    for user in (0, 4, 17, 250, 699):
+        new_rec, old_rec = Recommendation(snap.external_id(user), []), Recommendation(snap.external_id(user), [])
+        new = served.ranked(user, new_rec)
+        kept = served.cheap_filters(user, served.merge(served.generate(user, old_rec)), old_rec)
+        old = served.ranker(snap.external_id(user), kept)
+        assert len(new) == len(old) and new_rec.removed == old_rec.removed
+        for a, b in zip(new[:], old[:], strict=True):
+            assert (a.user_id, a.index, a.sources, dict(a.scores)) == (b.user_id, b.index, b.sources, dict(b.scores))
+            pa, pb = dict(a.proof), dict(b.proof)
+            assert np.array_equal(pa.pop("ranker")["features"], pb.pop("ranker")["features"])
+            assert pa == pb
+        assert set(new_rec.timings_ms) >= {s.name for s in served.sources} | {"generate"}
