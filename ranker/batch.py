@@ -101,6 +101,26 @@ def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props:
     return BlockList(b, outputs, np.lexsort((b.cand, -outputs["score"])), pipeline.snap.id_strings)
 
 
+def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray) -> list[tuple[list[str], dict, dict]]:
+    """(sources, scores, proof) of the given rows of a block: each source builds the proof of the rows
+    it proposed in one call."""
+    proofs = []
+    for j, p in enumerate(b.props):
+        mine = b.src_row[rows, j]
+        mine = mine[mine >= 0]
+        proofs.append(dict(zip(mine.tolist(), p.proof(mine), strict=True)))
+    extra = {name: v[rows].tolist() for name, v in outputs.items()}
+    out = []
+    for i, r in enumerate(rows.tolist()):
+        present = [j for j in range(len(b.names)) if b.src_row[r, j] >= 0]
+        scores = {b.names[j]: float(b.score[r, j]) for j in present}
+        scores.update((name, v[i]) for name, v in extra.items())
+        proof = {b.names[j]: proofs[j][int(b.src_row[r, j])] for j in present
+                 if proofs[j][int(b.src_row[r, j])] is not None}
+        out.append(([b.names[j] for j in present], scores, proof))
+    return out
+
+
 class BlockList(Sequence[Candidate]):
     """A block's rows in ranked order as Candidates (sources, scores, proof, the ranker's feature
     row), each built only when read: a request reads the head of the list."""
@@ -115,23 +135,12 @@ class BlockList(Sequence[Candidate]):
     def _build(self, positions: list[int]) -> list[Candidate]:
         todo = [i for i in positions if i not in self._built]
         if todo:
-            b = self.block
-            rows = self.order[todo]
-            proofs = []   # each source builds the proof of the rows it proposed in one call
-            for j, p in enumerate(b.props):
-                mine = b.src_row[rows, j]
-                mine = mine[mine >= 0]
-                proofs.append(dict(zip(mine.tolist(), p.proof(mine), strict=True)))
-            for i, r in zip(todo, rows.tolist(), strict=True):
-                present = [j for j in range(len(b.names)) if b.src_row[r, j] >= 0]
-                scores = {b.names[j]: float(b.score[r, j]) for j in present}
-                scores.update((name, float(v[r])) for name, v in self.outputs.items())
-                proof = {b.names[j]: proofs[j][int(b.src_row[r, j])] for j in present
-                         if proofs[j][int(b.src_row[r, j])] is not None}
-                proof["ranker"] = {"t": b.t, "features": b.x[r]}
+            b, rows = self.block, self.order[todo]
+            for i, r, (sources, scores, proof) in zip(todo, rows.tolist(), row_parts(b, self.outputs, rows),
+                                                      strict=True):
                 c = int(b.cand[r])
-                self._built[i] = Candidate(self.ids[c], c, tuple(b.names[j] for j in present),
-                                           MappingProxyType(scores), MappingProxyType(proof))
+                self._built[i] = Candidate(self.ids[c], c, tuple(sources), MappingProxyType(scores),
+                                           MappingProxyType({**proof, "ranker": {"t": b.t, "features": b.x[r]}}))
         return [self._built[i] for i in positions]
 
     def __iter__(self):
@@ -198,29 +207,16 @@ class BlockRanker:
         outputs = self.ranker.scorer(b.x)
         order = np.lexsort((b.cand, -outputs["score"], b.owner))
         order = order[rank_in_group(b.owner[order]) < self.keep]
-        return self._lists(b.users, b.owner, b.cand, b.score, b.src_row, b.x, outputs, order, b.props, b.names, b.t)
+        return self._lists(b, outputs, order)
 
-    def _lists(self, users, owner, cand, score, src_row, x, outputs, order, props, names, t):
-        """The lists.bin rows of the kept rows (`order`: grouped by owner, best first)."""
-        proofs: list[dict[int, object]] = []
-        for j, p in enumerate(props):   # each source builds the proof of its kept rows in one call
-            rows = src_row[order, j]
-            rows = rows[rows >= 0]
-            proofs.append(dict(zip(rows.tolist(), p.proof(rows), strict=True)))
-        extra = {name: v[order].tolist() for name, v in outputs.items()}
-        per_user: list[list] = [[] for _ in range(users.size)]
-        feats: list[list[int]] = [[] for _ in range(users.size)]
-        for i, r in enumerate(order.tolist()):
-            o = int(owner[r])
-            present = [j for j in range(len(names)) if src_row[r, j] >= 0]
-            scores = {names[j]: float(score[r, j]) for j in present}
-            scores.update((name, v[i]) for name, v in extra.items())
-            proof = {names[j]: proofs[j][int(src_row[r, j])] for j in present
-                     if proofs[j][int(src_row[r, j])] is not None}
-            per_user[o].append([int(cand[r]), [names[j] for j in present], compact(scores), compact(proof),
-                                len(feats[o]), t])
+    @staticmethod
+    def _lists(b: Block, outputs: dict[str, np.ndarray], order: np.ndarray) -> list[tuple[int, bytes, np.ndarray]]:
+        """Each user's lists.bin rows and feature rows, from the kept rows (`order`: grouped by owner,
+        best first)."""
+        per_user: list[list] = [[] for _ in range(b.users.size)]
+        feats: list[list[int]] = [[] for _ in range(b.users.size)]
+        for r, (sources, scores, proof) in zip(order.tolist(), row_parts(b, outputs, order), strict=True):
+            o = int(b.owner[r])
+            per_user[o].append([int(b.cand[r]), sources, compact(scores), compact(proof), len(feats[o]), b.t])
             feats[o].append(r)
-        width = x.shape[1]
-        return [(int(u), orjson.dumps(per_user[i]),
-                 x[feats[i]] if feats[i] else np.zeros((0, width), np.float32))
-                for i, u in enumerate(users.tolist())]
+        return [(int(u), orjson.dumps(per_user[i]), b.x[feats[i]]) for i, u in enumerate(b.users.tolist())]
