@@ -115,3 +115,15 @@ def test_a_request_ranks_through_the_block_stages_as_the_candidate_path_did(serv
             assert np.array_equal(pa.pop("ranker")["features"], pb.pop("ranker")["features"])
             assert pa == pb
         assert set(new_rec.timings_ms) >= {s.name for s in served.sources} | {"generate"}
+
+
+def test_an_artifact_of_another_format_is_refused_by_name(served, tmp_path):
+    import json
+
+    from pymk.errors import ArtifactError
+
+    path = build_precomputed(served, np.array([0, 1]), {}, ArtifactStore(tmp_path), keep=5, progress=False)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
+    with pytest.raises(ArtifactError, match="format 1, this code reads 2"):
+        PrecomputedCandidates(path, served.snap)
