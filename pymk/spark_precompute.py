@@ -182,6 +182,13 @@ def _batches(rows, width: int, manifest: dict, size: int = 256):
     manifest["ranking_task_users_per_core_s"] = round(users / max(task_ms / 1000, 1e-9), 1)
 
 
+def _parallelism(spark) -> int | None:
+    try:
+        return spark.sparkContext.defaultParallelism
+    except Exception:  # Spark Connect clients have no SparkContext
+        return None
+
+
 def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 60, block: int = 64,
                      master: str | None = "local[*]", progress: bool = False) -> Path:
     """Rank `users` on Spark with the artifacts `built` was assembled from; publish their lists."""
@@ -219,6 +226,6 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
     rows = ranked.orderBy("user").toLocalIterator()
     manifest = {"keep": keep, "block": block, "engine": "spark", "spark_master": spark.conf.get("spark.master",
                                                                                                "remote"),
-                "parallelism": spark.sparkContext.defaultParallelism, **built.versions}
+                "parallelism": _parallelism(spark), **built.versions}
     return publish_lists(built.pipeline.snap.num_users, users, _batches(rows, len(FEATURE_NAMES), manifest),
                          ArtifactStore(settings.candidates_dir), manifest, progress, started)
