@@ -18,7 +18,7 @@ import numpy as np
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,6 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     n = snap.num_users
     f_off, f_owner = row_positions(snap.indptr, users)
     friends = snap.indices[f_off].astype(np.int64)
-    friend_keys = pair_keys(f_owner, friends, n)        # sorted: owners in order, neighbours sorted
     fdeg = degree[friends]
     ok = (fdeg >= 2) & (fdeg <= max_friend_degree)
     owner, mids = f_owner[ok], friends[ok]
@@ -79,8 +78,7 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     owner, mids = owner[order], mids[order]
     p_off, p_row = row_positions(snap.indptr, mids)
     cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
-    is_friend, _ = lookup(friend_keys, pair_keys(p_owner, cand, n))
-    keep = (cand != users[p_owner]) & ~is_friend
+    keep = (cand != users[p_owner]) & ~is_neighbour(snap.indptr, snap.indices, users, p_owner, cand)
     cand, via, p_owner = cand[keep], via[keep], p_owner[keep]
     uniq, inv = np.unique(pair_keys(p_owner, cand, n), return_inverse=True)
     u_owner, u_cand = uniq // n, uniq % n

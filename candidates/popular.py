@@ -12,13 +12,25 @@ import numpy as np
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot, data_time, recent_window_start
-from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, rank_in_group
+
+
+def top_excluding_block(order: np.ndarray, snap: Snapshot, degree: np.ndarray, users: np.ndarray, k: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """For each of `users`, the first k of a global `order` of users that are neither that user nor one
+    of its friends, as (owner: position in `users`, candidate) rows grouped by owner."""
+    users = np.asarray(users, dtype=np.int64)
+    head = order[: k + int(degree[users].max(initial=0)) + 1]
+    owner = np.repeat(np.arange(users.size), head.size)
+    cand = np.tile(head, users.size)
+    rows = np.flatnonzero((cand != users[owner]) & ~is_neighbour(snap.indptr, snap.indices, users, owner, cand))
+    rows = rows[rank_in_group(owner[rows]) < k]
+    return owner[rows], cand[rows]
 
 
 def top_excluding(order: np.ndarray, snap: Snapshot, degree: np.ndarray, user: int, k: int) -> np.ndarray:
     """The first k of a global `order` of users that are neither `user` nor one of its friends."""
-    head = order[: k + int(degree[user]) + 1]
-    return head[(head != user) & ~np.isin(head, snap.neighbors(user))][:k]
+    return top_excluding_block(order, snap, degree, np.array([user]), k)[1]
 
 
 class _RankedUsers:
@@ -35,17 +47,7 @@ class _RankedUsers:
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         """Each viewer's first k of the global order that are neither the viewer nor a friend."""
-        users = np.asarray(users, dtype=np.int64)
-        head = self.order[: k + int(self.degree[users].max(initial=0)) + 1]
-        owner = np.repeat(np.arange(users.size), head.size)
-        cand = np.tile(head, users.size)
-        f_off, f_owner = row_positions(self.snap.indptr, users)
-        n = self.snap.num_users
-        is_friend, _ = lookup(pair_keys(f_owner, self.snap.indices[f_off].astype(np.int64), n),
-                              pair_keys(owner, cand, n))
-        rows = np.flatnonzero((cand != users[owner]) & ~is_friend)
-        rows = rows[rank_in_group(owner[rows]) < k]
-        owner, cand = owner[rows], cand[rows]
+        owner, cand = top_excluding_block(self.order, self.snap, self.degree, users, k)
         score = self.score[cand]
         return Proposals(owner, cand, score, lambda r: [{self.unit: int(x)} for x in score[r].tolist()])
 

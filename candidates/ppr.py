@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, 
                           values: np.ndarray, k: int, proof) -> Proposals:
     """Each owner's top k nodes by value (then index), leaving out the viewer and its friends; `proof`
     takes rows of (nodes, values)."""
-    f_off, f_owner = row_positions(snap.indptr, users)
-    n = snap.num_users
-    is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off].astype(np.int64), n), pair_keys(owner, nodes, n))
+    is_friend = is_neighbour(snap.indptr, snap.indices, users, owner, nodes)
     rows = np.flatnonzero((nodes != users[owner]) & ~is_friend)
     rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
     rows = rows[rank_in_group(owner[rows]) < k]

@@ -24,7 +24,7 @@ from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.precompute import compact
 from candidates.types import Candidate, Recommendation
-from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group
 from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext, ranks_in_groups
 from ranker.serve import ModelRanker
 
@@ -74,8 +74,7 @@ def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.
     src_row[inv, src] = np.concatenate([np.arange(p.cand.size) for p in props])
     owner, cand = uniq // n, uniq % n
     # cheap filters: the viewer, friends as of the snapshot, opted-out users
-    f_off, f_owner = row_positions(snap.indptr, users)
-    is_friend, _ = lookup(pair_keys(f_owner, snap.indices[f_off], n), uniq)
+    is_friend = is_neighbour(snap.indptr, snap.indices, users, owner, cand)
     is_self = cand == users[owner]
     is_friend &= ~is_self
     opted_out = snap.opted_out[cand] & ~is_self & ~is_friend

@@ -22,7 +22,7 @@ from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of, recent_window_start
-from graph.snapshot.csr import lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions
 from graph.snapshot.format import EVENT_CODE
 
 DAY = 86_400.0
@@ -197,7 +197,8 @@ class FeatureContext:
         p_off, p_friend = row_positions(g.indptr, friends)
         path_keys = pair_keys(f_owner[p_friend], g.indices[p_off], n)
         is_mutual, pos = lookup(pairs, path_keys)
-        is_ego, _ = lookup(pair_keys(f_owner, friends, n), path_keys)  # paths back into the viewer's friends
+        # paths back into the viewer's friends: its ego network's links
+        is_ego = is_neighbour(g.indptr, g.indices, viewers, f_owner[p_friend], g.indices[p_off])
         via_pos, via, where = pos[is_mutual], friends[p_friend[is_mutual]], p_friend[is_mutual]
         n_p = pairs.size
         via_deg = np.maximum(deg[via], 2).astype(np.float64)

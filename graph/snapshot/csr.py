@@ -38,3 +38,11 @@ def rank_in_group(group: np.ndarray) -> np.ndarray:
 def pair_keys(owner: np.ndarray, node: np.ndarray, n: int) -> np.ndarray:
     """One int64 key per (owner, node) pair, ordered as the pairs are (owner first)."""
     return owner.astype(np.int64) * np.int64(n) + node
+
+
+def is_neighbour(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, owner: np.ndarray,
+                 nodes: np.ndarray) -> np.ndarray:
+    """Whether each nodes[i] is a neighbour of rows[owner[i]] (neighbour lists sorted, as in a snapshot)."""
+    offsets, of = row_positions(indptr, rows)
+    n = indptr.size - 1
+    return lookup(pair_keys(of, indices[offsets], n), pair_keys(owner, nodes, n))[0]
