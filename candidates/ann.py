@@ -84,7 +84,6 @@ class EmbeddingAnnSource:
         self.emb = emb
         self.index = index if index is not None else build_index(emb)
 
-
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         found = [search_excluding(self.index, self.emb[u], k, {u, *self.snap.neighbors(u).tolist()})
                  for u in np.asarray(users).tolist()]

@@ -36,20 +36,18 @@ class FofScores:
     paths_owner: np.ndarray   # every scored path viewer -> via -> cand, for proof
     paths_cand: np.ndarray
     paths_via: np.ndarray
+    num_users: int
 
     @cached_property
-    def _sorted_paths(self) -> tuple[int, np.ndarray, np.ndarray]:
-        n = int(self.paths_cand.max(initial=0)) + 1
-        keys = pair_keys(self.paths_owner, self.paths_cand, n)
+    def _sorted_paths(self) -> tuple[np.ndarray, np.ndarray]:
+        keys = pair_keys(self.paths_owner, self.paths_cand, self.num_users)
         order = np.lexsort((self.paths_via, keys))
-        return n, keys[order], self.paths_via[order]
+        return keys[order], self.paths_via[order]
 
     def mutual_ids_of(self, owner: np.ndarray, candidates: np.ndarray, limit: int) -> list[list[int]]:
         """The first `limit` mutual friends (sorted) of each (owner, candidate), the paths sorted once."""
-        n, keys, via = self._sorted_paths
-        if candidates.size and int(candidates.max()) >= n:   # not a candidate of these paths
-            candidates = np.where(candidates >= n, -1, candidates)
-        probe = pair_keys(owner, candidates, n)
+        keys, via = self._sorted_paths
+        probe = pair_keys(owner, candidates, self.num_users)
         lo = np.searchsorted(keys, probe, "left")
         hi = np.minimum(np.searchsorted(keys, probe, "right"), lo + limit)
         return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
@@ -87,7 +85,7 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
     ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
     order = np.lexsort((snap.ids[u_cand].astype(str), -np.round(aa, 9), -mutual, u_owner))
-    return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], p_owner, cand, via)
+    return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], p_owner, cand, via, n)
 
 
 def fof_scores(snap: Snapshot, user: int, degree: np.ndarray, max_friend_degree: int = 5000,

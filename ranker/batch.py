@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -26,7 +25,7 @@ from candidates.precompute import compact
 from candidates.types import Candidate, Recommendation
 from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group
 from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext, ranks_in_groups
-from ranker.serve import ModelRanker
+from ranker.serve import LazyRankedList, ModelRanker
 
 log = logging.getLogger(__name__)
 
@@ -120,39 +119,21 @@ def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray) -> lis
     return out
 
 
-class BlockList(Sequence[Candidate]):
-    """A block's rows in ranked order as Candidates (sources, scores, proof, the ranker's feature
-    row), each built only when read: a request reads the head of the list."""
+class BlockList(LazyRankedList):
+    """A block's rows in ranked order as Candidates (sources, scores, proof, the ranker's feature row)."""
 
     def __init__(self, block: Block, outputs: dict[str, np.ndarray], order: np.ndarray, ids: list[str]) -> None:
+        super().__init__(int(order.size))
         self.block, self.outputs, self.order, self.ids = block, outputs, order, ids
-        self._built: dict[int, Candidate] = {}
 
-    def __len__(self) -> int:
-        return int(self.order.size)
-
-    def _build(self, positions: list[int]) -> list[Candidate]:
-        todo = [i for i in positions if i not in self._built]
-        if todo:
-            b, rows = self.block, self.order[todo]
-            for i, r, (sources, scores, proof) in zip(todo, rows.tolist(), row_parts(b, self.outputs, rows),
-                                                      strict=True):
-                c = int(b.cand[r])
-                self._built[i] = Candidate(self.ids[c], c, tuple(sources), MappingProxyType(scores),
-                                           MappingProxyType({**proof, "ranker": {"t": b.t, "features": b.x[r]}}))
-        return [self._built[i] for i in positions]
-
-    def __iter__(self):
-        return iter(self._build(list(range(len(self)))))   # all at once: one proof call per source
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return self._build(list(range(*i.indices(len(self)))))
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._build([i])[0]
+    def _make(self, positions: list[int]) -> list[Candidate]:
+        b, rows = self.block, self.order[positions]
+        out = []
+        for r, (sources, scores, proof) in zip(rows.tolist(), row_parts(b, self.outputs, rows), strict=True):
+            c = int(b.cand[r])
+            out.append(Candidate(self.ids[c], c, tuple(sources), MappingProxyType(scores),
+                                 MappingProxyType({**proof, "ranker": {"t": b.t, "features": b.x[r]}})))
+        return out
 
 
 def _shared_push(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.ndarray, t: float):

@@ -62,7 +62,6 @@ class ModelRanker:
         order = np.lexsort((np.array([c.index for c in candidates]), -scores["score"]))
         return RankedList(candidates, order, x, scores, t)
 
-
     def rank_proposals(self, pipeline, user: int, proposals: dict, rec) -> Sequence[Candidate]:
         """Merge, cheap filters and rank of one viewer's source proposals (as the batch job does)."""
         from ranker.batch import rank_one
@@ -70,33 +69,53 @@ class ModelRanker:
         return rank_one(self, pipeline, user, proposals, rec)
 
 
-class RankedList(Sequence[Candidate]):
-    """Candidates in ranked order, each carrying its scores and the exact feature vector it was ranked
-    with (for feature logging); built only when read, as a request reads just the head of the list."""
+class LazyRankedList(Sequence[Candidate]):
+    """Candidates in ranked order, each built only when first read (a request reads just the head of
+    its list); subclasses say how to make the Candidates at some positions."""
 
-    def __init__(self, candidates: list[Candidate], order: np.ndarray, x: np.ndarray,
-                 scores: dict[str, np.ndarray], t: float) -> None:
-        self._candidates, self._order, self._x, self._scores, self._t = candidates, order, x, scores, t
+    def __init__(self, size: int) -> None:
+        self._size = size
         self._built: dict[int, Candidate] = {}
 
-    def __len__(self) -> int:
-        return int(self._order.size)
+    def _make(self, positions: list[int]) -> list[Candidate]:
+        raise NotImplementedError
 
-    def _build(self, i: int) -> Candidate:
-        if i not in self._built:
-            r = int(self._order[i])
-            c = self._candidates[r]
-            extra = {name: float(v[r]) for name, v in self._scores.items()}
-            self._built[i] = Candidate(c.user_id, c.index, c.sources, MappingProxyType({**c.scores, **extra}),
-                                       MappingProxyType({**c.proof, "ranker": {"t": self._t,
-                                                                               "features": self._x[r]}}))
-        return self._built[i]
+    def _build(self, positions: list[int]) -> list[Candidate]:
+        todo = [i for i in positions if i not in self._built]
+        if todo:
+            self._built.update(zip(todo, self._make(todo), strict=True))
+        return [self._built[i] for i in positions]
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self):
+        return iter(self._build(list(range(self._size))))   # all at once
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [self._build(j) for j in range(*i.indices(len(self)))]
+            return self._build(list(range(*i.indices(self._size))))
         if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
+            i += self._size
+        if not 0 <= i < self._size:
             raise IndexError(i)
-        return self._build(i)
+        return self._build([i])[0]
+
+
+class RankedList(LazyRankedList):
+    """The ranked Candidates of a list, each carrying its scores and the exact feature vector it was
+    ranked with (for feature logging)."""
+
+    def __init__(self, candidates: list[Candidate], order: np.ndarray, x: np.ndarray,
+                 scores: dict[str, np.ndarray], t: float) -> None:
+        super().__init__(int(order.size))
+        self._candidates, self._order, self._x, self._scores, self._t = candidates, order, x, scores, t
+
+    def _make(self, positions: list[int]) -> list[Candidate]:
+        out = []
+        for r in self._order[positions].tolist():
+            c = self._candidates[r]
+            extra = {name: float(v[r]) for name, v in self._scores.items()}
+            out.append(Candidate(c.user_id, c.index, c.sources, MappingProxyType({**c.scores, **extra}),
+                                 MappingProxyType({**c.proof, "ranker": {"t": self._t, "features": self._x[r]}})))
+        return out
