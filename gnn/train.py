@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -50,6 +50,12 @@ class TrainConfig:
     batch_size: int = 4096
     seed: int = 0
     device: str = "cpu"   # CPU everywhere by default (tests too); "cuda" when asked for
+
+    @classmethod
+    def from_dict(cls, config: dict) -> TrainConfig:
+        """The config an embeddings manifest recorded (asdict; JSON turned its tuples into lists)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known})
 
 
 @dataclass(frozen=True)

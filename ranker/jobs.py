@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 from functools import partial
 
 import numpy as np
@@ -36,9 +35,7 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     embed = None
     if emb is not None:
         embeddings = ArtifactStore(settings.embeddings_dir)
-        config = embeddings.manifest(embeddings.current()).get("config") or {}
-        known = {f.name for f in fields(TrainConfig)}
-        cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known})
+        cfg = TrainConfig.from_dict(embeddings.manifest(embeddings.current()).get("config") or {})
         embed = partial(embed_graph, cfg=cfg, progress=progress)
     train_ex, val_ex = history_examples(snap, history, embed, progress=progress)
     store = ArtifactStore(settings.ranker_dir)
