@@ -77,15 +77,29 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     p_off, p_row = row_positions(snap.indptr, mids)
     cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
     keep = (cand != users[p_owner]) & ~is_neighbour(snap.indptr, snap.indices, users, p_owner, cand)
-    cand, via, p_owner = cand[keep], via[keep], p_owner[keep]
-    uniq, inv = np.unique(pair_keys(p_owner, cand, n), return_inverse=True)
+    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.ids, n)
+
+
+def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, ids: np.ndarray,
+                n: int) -> FofScores:
+    """Score two-hop paths viewer (owner) -> via -> cand: per pair, mutual count, Adamic-Adar and
+    resource allocation, summed in the order the paths come in (so callers that pass them in the
+    same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then `ids`."""
+    uniq, inv = np.unique(pair_keys(owner, cand, n), return_inverse=True)
     u_owner, u_cand = uniq // n, uniq % n
-    vdeg = degree[via].astype(np.float64)
+    vdeg = via_degree.astype(np.float64)
     mutual = np.bincount(inv, minlength=uniq.size)
     aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
     ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
-    order = np.lexsort((snap.ids[u_cand].astype(str), -np.round(aa, 9), -mutual, u_owner))
-    return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], p_owner, cand, via, n)
+    order = np.lexsort((ids[u_cand].astype(str), -np.round(aa, 9), -mutual, u_owner))
+    return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], owner, cand, via, n)
+
+
+def fof_proofs(mutual: list[int], adamic_adar: list[float], resource_allocation: list[float],
+               mutual_ids: list[list[int]], ids: list[str]) -> list[dict]:
+    """The proof the friends-of-friends source gives each candidate (mutual friends by external id)."""
+    return [{"mutual_count": m, "adamic_adar": a, "resource_allocation": r, "mutual_ids": [ids[x] for x in via]}
+            for m, a, r, via in zip(mutual, adamic_adar, resource_allocation, mutual_ids, strict=True)]
 
 
 def fof_scores(snap: Snapshot, user: int, degree: np.ndarray, max_friend_degree: int = 5000,
@@ -116,10 +130,8 @@ class FriendsOfFriendsSource:
         ids = self.snap.id_strings
 
         def proof(rows: np.ndarray) -> list[dict]:
-            mutual_ids = s.mutual_ids_of(owner[rows], cand[rows], self.max_proof)
-            return [{"mutual_count": m, "adamic_adar": a, "resource_allocation": r, "mutual_ids": [ids[x] for x in via]}
-                    for m, a, r, via in zip(mutual[rows].tolist(), aa[rows].tolist(), ra[rows].tolist(), mutual_ids,
-                                            strict=True)]
+            return fof_proofs(mutual[rows].tolist(), aa[rows].tolist(), ra[rows].tolist(),
+                              s.mutual_ids_of(owner[rows], cand[rows], self.max_proof), ids)
 
         return Proposals(owner, cand, mutual.astype(np.float64), proof)
 

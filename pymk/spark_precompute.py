@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from candidates.base import Proposals
+from candidates.fof import fof_proofs, score_paths
 from candidates.precompute import publish_lists
 from graph.snapshot.parquet import export_parquet
 from pymk.artifacts import ArtifactStore
@@ -77,20 +78,15 @@ def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
     import pandas as pd
 
     x, m, dm = (pdf[c].to_numpy(np.int64) for c in ("x", "m", "dm"))
-    order = np.lexsort((m, x))                    # per candidate, its mutual friends in increasing order
-    x, m, dm = x[order], m[order], dm[order]
-    uniq, inv = np.unique(x, return_inverse=True)
-    vdeg = dm.astype(np.float64)
-    mutual = np.bincount(inv, minlength=uniq.size)
-    aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
-    ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
-    top = np.lexsort((_ids(parquet_dir)[uniq], -np.round(aa, 9), -mutual))[:k]
-    start = np.searchsorted(x, uniq[top])
-    return pd.DataFrame({"v": np.full(top.size, int(pdf["v"].iloc[0]), dtype=np.int64), "cand": uniq[top],
-                         "mutual": mutual[top], "aa": aa[top], "ra": ra[top],
-                         "mutual_ids": [m[a:a + min(max_proof, int(c))].tolist()
-                                        for a, c in zip(start.tolist(), mutual[top].tolist(), strict=True)],
-                         "rank": np.arange(top.size, dtype=np.int32)})
+    order = np.lexsort((m, x))   # per candidate, its mutual friends in increasing order, as fof_block has them
+    ids = _ids(parquet_dir)
+    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], ids, ids.size)
+    top = slice(0, k)
+    return pd.DataFrame({"v": np.full(s.candidates[top].size, int(pdf["v"].iloc[0]), dtype=np.int64),
+                         "cand": s.candidates[top], "mutual": s.mutual[top], "aa": s.adamic_adar[top],
+                         "ra": s.resource_allocation[top],
+                         "mutual_ids": s.mutual_ids_of(s.owner[top], s.candidates[top], max_proof),
+                         "rank": np.arange(s.candidates[top].size, dtype=np.int32)})
 
 
 def two_hop(spark, parquet_dir: Path, viewers, max_friend_degree: int, max_two_hop: int, k: int, max_proof: int):
@@ -153,10 +149,8 @@ def _rank_block(pdf, data_dir: str, versions: dict, keep: int):
     ra, mutual_ids = fof["ra"].to_numpy(np.float64)[order], fof["mutual_ids"].to_numpy()[order]
 
     def proof(rows: np.ndarray) -> list[dict]:
-        return [{"mutual_count": c, "adamic_adar": a, "resource_allocation": r,
-                 "mutual_ids": [ids[x] for x in mutual_ids[i]]}
-                for i, c, a, r in zip(rows.tolist(), mutual[rows].tolist(), aa[rows].tolist(), ra[rows].tolist(),
-                                      strict=True)]
+        return fof_proofs(mutual[rows].tolist(), aa[rows].tolist(), ra[rows].tolist(),
+                          [mutual_ids[i] for i in rows.tolist()], ids)
 
     done = rank(users, {"fof": Proposals(owner, cand, mutual.astype(np.float64), proof)})
     return pd.DataFrame({"user": [u for u, _, _ in done], "blob": [b for _, b, _ in done],
