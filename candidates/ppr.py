@@ -13,6 +13,7 @@ The walk restarts at the viewer with probability `alpha` at each step.
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,7 @@ from graph.snapshot import Snapshot
 from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
+PUSH_MEMO = 64   # single-viewer pushes a source keeps (one per request in flight is what is reused)
 
 
 def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, sources: np.ndarray,
@@ -104,9 +106,22 @@ class PersonalizedPageRankSource:
         self.degree = snap.degree
         self.alpha = alpha
         self.eps = eps
+        # A request pushes its viewer's walk twice (this source's proposals, then the ranking
+        # features): the last few single-viewer pushes are kept (read-only arrays).
+        self._push_one = lru_cache(maxsize=PUSH_MEMO)(self._push_one_uncached)
 
     def push(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        users = np.asarray(users, dtype=np.int64)
+        if users.size == 1:
+            return self._push_one(int(users[0]))
         return forward_push_block(self.snap.indptr, self.snap.indices, self.degree, users, self.alpha, self.eps)
+
+    def _push_one_uncached(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = forward_push_block(self.snap.indptr, self.snap.indices, self.degree, np.array([user]), self.alpha,
+                                 self.eps)
+        for a in out:
+            a.flags.writeable = False
+        return out
 
     def propose(self, users: np.ndarray, k: int,
                 push: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Proposals:

@@ -117,6 +117,25 @@ def test_a_request_ranks_through_the_block_stages_as_the_candidate_path_did(serv
         assert set(new_rec.timings_ms) >= {s.name for s in served.sources} | {"generate"}
 
 
+def test_a_request_pushes_its_viewers_walk_once(served, monkeypatch):
+    """The PPR source's proposals and the ranking features share one push per request (memoised per
+    viewer, read-only), and the memoised push is the block push's."""
+    import candidates.ppr as ppr
+
+    calls = []
+    real = ppr.forward_push_block
+    monkeypatch.setattr(ppr, "forward_push_block", lambda *a, **kw: calls.append(a[3].size) or real(*a, **kw))
+    source = next(s for s in served.sources if isinstance(s, ppr.PersonalizedPageRankSource))
+    source._push_one.cache_clear()
+    served.ranked(123, Recommendation(served.snap.external_id(123), []))
+    assert calls == [1]
+    memo = source.push(np.array([123]))
+    assert not any(a.flags.writeable for a in memo)
+    block = source.push(np.array([7, 123, 9]))
+    rows = block[0] == 1
+    assert np.array_equal(memo[1], block[1][rows]) and np.array_equal(memo[2], block[2][rows])
+
+
 def test_an_artifact_of_another_format_is_refused_by_name(served, tmp_path):
     import json
 
