@@ -6,8 +6,8 @@ Neo4j driver, snapshot and models; the precomputed lists are memory-mapped, so t
 them). Prometheus metrics are then aggregated across workers through PROMETHEUS_MULTIPROC_DIR,
 which must be set before prometheus_client is first imported (`pymk serve` sets it before it
 imports the api package).
-Rate limits stay per worker, so one client may get up to `workers` times the configured rate;
-put an exact global limit at the load balancer if that matters. `workers == 1` uses waitress.
+Rate-limit counters are shared by the workers too (api/ratelimit.py: a SQLite file by default, any
+storage `limits` supports across machines). `workers == 1` uses waitress.
 """
 
 from __future__ import annotations
