@@ -23,7 +23,10 @@ class UnknownSourceError(PymkError, KeyError):
 
 @runtime_checkable
 class CandidateSource(Protocol):
-    """Proposes candidates for a viewer (internal index) from a snapshot."""
+    """Proposes candidates for a viewer (internal index) from a snapshot.
+
+    Optional: `propose(users, k) -> Proposals` for a block of viewers, and `inline = True` for a source
+    whose work is in memory and bounded (it then runs in the request's thread, not the source pool)."""
 
     name: str
     description: str

@@ -23,6 +23,7 @@ class ColdStartSource:
 
     name = "coldstart"
     description = "people from your school, workplace or city who are well connected there"
+    inline = True   # in-memory, bounded work: runs in the request's own thread (pipeline._run_sources)
 
     def __init__(self, snap: Snapshot, min_friends: int = 3, per_group: int = 200,
                  pagerank: np.ndarray | None = None) -> None:

@@ -153,22 +153,38 @@ class CandidatePipeline:
         return {name: got if got is not None else empty_proposals() for name, got in done.items()}
 
     def _run_sources(self, run: Callable[[CandidateSource], T], user: int, rec: Recommendation) -> dict[str, T | None]:
-        """`run` on every source at once under the time budget; None for a source late or failing."""
+        """`run` on every source at once under the time budget; None for a source late or failing.
+
+        Sources marked `inline` (in-memory, bounded work: a few ms at most) run in the request's own
+        thread while the others run in the pool: handing a millisecond of numpy to another thread and
+        back costs a large share of that millisecond in thread switches when every core is busy."""
         started = time.perf_counter()
-        futures = {self._pool.submit(self._timed, run, s): s for s in self.sources}
-        _, late = wait(futures, timeout=self.config.source_budget_s)
-        out: dict[str, T | None] = {}
+        pooled = [s for s in self.sources if not getattr(s, "inline", False)]
+        futures = {self._pool.submit(self._timed, run, s): s for s in pooled}
+        results: dict[str, tuple[T, float] | BaseException] = {}
+        for source in self.sources:
+            if getattr(source, "inline", False):
+                try:
+                    results[source.name] = self._timed(run, source)
+                except Exception as exc:
+                    results[source.name] = exc
+        left = max(0.0, self.config.source_budget_s - (time.perf_counter() - started))
+        _, late = wait(futures, timeout=left) if futures else (set(), set())
         for fut, source in futures.items():
+            if fut not in late:
+                results[source.name] = fut.exception() or fut.result()
+        out: dict[str, T | None] = {}
+        for source in self.sources:
             out[source.name] = None
-            if fut in late:
+            got = results.get(source.name)
+            if got is None:
                 rec.skipped_sources[source.name] = f"over budget ({self.config.source_budget_s * 1000:.0f} ms)"
                 log.warning("source %s skipped for user %d: over its time budget", source.name, user)
-                continue
-            try:
-                out[source.name], rec.timings_ms[source.name] = fut.result()
-            except Exception as exc:  # a broken source degrades the answer, never fails it
-                rec.skipped_sources[source.name] = f"failed: {exc!r}"
-                log.exception("source %s failed for user %d", source.name, user)
+            elif isinstance(got, BaseException):  # a broken source degrades the answer, never fails it
+                rec.skipped_sources[source.name] = f"failed: {got!r}"
+                log.error("source %s failed for user %d", source.name, user, exc_info=got)
+            else:
+                out[source.name], rec.timings_ms[source.name] = got
         rec.timings_ms["generate"] = (time.perf_counter() - started) * 1000
         return out
 

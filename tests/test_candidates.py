@@ -17,7 +17,7 @@ from candidates.fof import FriendsOfFriendsSource, fof_scores
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.ppr import PersonalizedPageRankSource, forward_push, global_pagerank, ppr_dense
 from candidates.registry import REGISTRY
-from candidates.types import Candidate
+from candidates.types import Candidate, Recommendation
 from graph.records import UserState
 from graph.snapshot import from_pairs
 
@@ -209,6 +209,35 @@ def test_pipeline_never_returns_blocked_or_opted_out_and_survives_bad_sources():
     assert rec.removed["blocked"] == 1 and rec.removed["opted_out"] == 2  # b2 by snapshot, b3 fresh
     top = rec.candidates[0]
     assert set(top.sources) == {"fof", "ppr"} and top.proof["fof"]["mutual_ids"] == ["a0"]
+    pipe.close()
+
+
+def test_inline_sources_run_in_the_request_thread_and_fail_alone():
+    """Sources marked inline run in the caller's thread, pooled ones elsewhere; an inline source that
+    raises is skipped with its reason like a pooled one, and a late pooled one is still cut off."""
+    snap = two_cliques()
+    where: dict[str, str] = {}
+
+    class Spy(_Evil):
+        def generate(self, user, k):
+            where[self.name] = threading.current_thread().name
+            return super().generate(user, k)
+
+    inline_spy, pooled_spy = Spy(snap, ["b0"]), Spy(snap, ["b1"])
+    inline_spy.name, inline_spy.inline, pooled_spy.name = "inline_spy", True, "pooled_spy"
+    broken = _Broken()
+    broken.inline = True
+    slow = _Slow()
+    assert all(s.inline for s in REGISTRY.build_all(snap))   # every in-memory source runs inline
+    pipe = CandidatePipeline(snap, [inline_spy, pooled_spy, broken, slow], SnapshotStateReader(snap),
+                             PipelineConfig(source_budget_s=0.3))
+    rec = Recommendation("a1", [])
+    got = pipe.generate(snap.index_of("a1"), rec)
+    slow.release.set()
+    assert where == {"inline_spy": threading.current_thread().name, "pooled_spy": where["pooled_spy"]}
+    assert where["pooled_spy"].startswith("source")
+    assert [[c.user_id for c in g] for g in got] == [["b0"], ["b1"]]
+    assert rec.skipped_sources == {"broken": "failed: RuntimeError('boom')", "slow": "over budget (300 ms)"}
     pipe.close()
 
 
