@@ -12,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from candidates.filters import StoreStateReader
 from candidates.fresh import fresh_fof
 from candidates.pipeline import CandidatePipeline, Recommendation
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _as_list(features) -> list[float] | None:
-    return None if features is None else [float(v) for v in features]
+    return None if features is None else np.asarray(features, dtype=np.float64).tolist()
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,8 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     owner, mids = owner[order], mids[order]
     mdeg = degree[mids].astype(np.int64)
     cum = np.cumsum(mdeg)
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if owner.size else np.zeros(0, np.int64)
-    before = np.repeat(cum[starts] - mdeg[starts], np.diff(np.r_[starts, owner.size]))
+    starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1]))) if owner.size else np.zeros(0, np.int64)
+    before = np.repeat(cum[starts] - mdeg[starts], np.diff(np.append(starts, owner.size)))
     within = (cum - before <= max_two_hop) | (rank_in_group(owner) == 0)
     owner, mids = owner[within], mids[within]
     order = np.lexsort((mids, owner))                   # back to (owner, mid) order

@@ -74,8 +74,9 @@ def group_mean_ranks(x: np.ndarray, owner: np.ndarray) -> np.ndarray:
     (rows of that owner - 1): 0 for the group's smallest, 1 for its largest."""
     order = np.lexsort((x, owner))
     xs, os = x[order], owner[order]
-    run = np.flatnonzero(np.r_[True, (xs[1:] != xs[:-1]) | (os[1:] != os[:-1])]) if x.size else np.zeros(0, int)
-    lens = np.diff(np.r_[run, x.size])
+    new_run = np.concatenate(([True], (xs[1:] != xs[:-1]) | (os[1:] != os[:-1])))
+    run = np.flatnonzero(new_run) if x.size else np.zeros(0, int)
+    lens = np.diff(np.append(run, x.size))
     first = rank_in_group(os)[run]
     out = np.empty(x.size)
     out[order] = np.repeat(first + (lens - 1) / 2.0, lens)

@@ -44,21 +44,25 @@ class Reranker:
         cfg, seen = self.cfg, seen or {}
         keys = {c.index: c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0) for c in ranked}
         pool = sorted(ranked, key=lambda c: (-keys[c.index], c.index))
+        # each candidate's city group (-1: none) and whether it is popular, looked up for the pool at once
+        idx = np.fromiter((c.index for c in pool), np.int64, len(pool))
+        known = idx >= 0
+        at = np.where(known, idx, 0)
+        groups = (np.where(known, self.city[at], -1) if self.city is not None else np.full(idx.size, -1)).tolist()
+        popular_of = (known & (self.degree[at] >= self.popular_degree)).tolist()
         chosen: list[Candidate] = []
         by_source: dict[str, int] = {}
         by_group: dict[int, int] = {}
         popular = 0
         cap_source = max(1, int(np.ceil(cfg.max_source_share * k)))
         cap_group = max(1, int(np.ceil(cfg.max_group_share * k)))
-        deferred: list[Candidate] = []
-        for c in pool:
+        deferred: list[tuple[Candidate, bool]] = []
+        for c, group, is_popular in zip(pool, groups, popular_of, strict=True):
             if len(chosen) == k:
                 break
-            group = int(self.city[c.index]) if self.city is not None and c.index >= 0 else -1
-            is_popular = c.index >= 0 and self.degree[c.index] >= self.popular_degree
             if (by_source.get(c.sources[0], 0) >= cap_source or (group >= 0 and by_group.get(group, 0) >= cap_group)
                     or (is_popular and popular >= cfg.max_popular)):
-                deferred.append(c)
+                deferred.append((c, is_popular))
                 continue
             chosen.append(c)
             by_source[c.sources[0]] = by_source.get(c.sources[0], 0) + 1
@@ -66,16 +70,15 @@ class Reranker:
                 by_group[group] = by_group.get(group, 0) + 1
             popular += int(is_popular)
         # diversity may leave slots empty on a narrow pool: fill them (popular cap still holds)
-        for c in deferred:
+        for c, is_popular in deferred:
             if len(chosen) == k:
                 break
-            is_popular = c.index >= 0 and self.degree[c.index] >= self.popular_degree
             if not (is_popular and popular >= cfg.max_popular):
                 chosen.append(c)
                 popular += int(is_popular)
         taken = {c.index for c in chosen}
         # the caps are preferences, never a reason to return fewer than k: fill what is still empty
-        for c in deferred:
+        for c, _ in deferred:
             if len(chosen) == k:
                 break
             if c.index not in taken:

@@ -31,8 +31,8 @@ def rank_in_group(group: np.ndarray) -> np.ndarray:
     """0-based position of each entry within its run of equal values (`group` sorted)."""
     if group.size == 0:
         return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
-    return np.arange(group.size) - np.repeat(starts, np.diff(np.r_[starts, group.size]))
+    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+    return np.arange(group.size) - np.repeat(starts, np.diff(np.append(starts, group.size)))
 
 
 def pair_keys(owner: np.ndarray, node: np.ndarray, n: int) -> np.ndarray:
