@@ -24,7 +24,7 @@ from graph.snapshot import Snapshot
 from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
-PUSH_MEMO = 64   # single-viewer pushes a source keeps (one per request in flight is what is reused)
+PUSH_MEMO = 16   # single-viewer pushes a source keeps: one per request in flight is reused (server threads: 4)
 
 
 def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, sources: np.ndarray,
