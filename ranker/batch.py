@@ -88,6 +88,18 @@ def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.
     return Block(users, owner, cand, score, src_row, props, names, x, t, removed)
 
 
+def merge_order(b: Block) -> np.ndarray:
+    """The block's rows in the order the Candidate path merges them: by viewer, then by the first
+    source (in the pipeline's order) that proposed the row, then by its place in that source's list.
+
+    Row order carries no information when scoring, but a learning-to-rank objective reads it: LambdaRank
+    breaks the ties of its first rounds (all scores equal) by position, so training rows go in this
+    order (a source's own ranking), not by candidate index (arbitrary ids)."""
+    proposed = b.src_row >= 0
+    first = np.argmax(proposed, axis=1)
+    return np.lexsort((b.src_row[np.arange(first.size), first], first, b.owner))
+
+
 def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props: dict[str, Proposals],
              rec: Recommendation) -> BlockList:
     """One viewer's ranked list on request, from its sources' proposals: the batch job's stages."""

@@ -25,7 +25,7 @@ from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import Snapshot, as_of, restrict_ties
-from ranker.batch import candidate_block
+from ranker.batch import candidate_block, merge_order
 from ranker.features import FEATURE_NAMES, FeatureContext
 
 log = logging.getLogger(__name__)
@@ -130,14 +130,16 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
     # ones the serving pipeline gives it alone, tested)
     for start in tqdm(range(0, chosen.size, BLOCK), desc=f"cut {cut_id}", disable=not progress):
         block = candidate_block(pipeline, ctx, chosen[start:start + BLOCK], t)
-        bounds = np.searchsorted(block.owner, np.arange(block.users.size + 1))
+        order = merge_order(block)   # each viewer's rows in its sources' order (see merge_order)
+        owner, cands, x = block.owner[order], block.cand[order], block.x[order]
+        bounds = np.searchsorted(owner, np.arange(block.users.size + 1))
         for i, user in enumerate(block.users.tolist()):
             lo, hi = bounds[i], bounds[i + 1]
             if lo == hi:
                 continue
             future = b[np.searchsorted(a, user, "left"):np.searchsorted(a, user, "right")]
-            idx = block.cand[lo:hi]
-            parts.append((block.x[lo:hi], np.isin(idx, future).astype(np.float32), user, idx, future.size))
+            idx = cands[lo:hi]
+            parts.append((x[lo:hi], np.isin(idx, future).astype(np.float32), user, idx, future.size))
     pipeline.close()
     if not parts:
         return ConnectExamples.concat([])

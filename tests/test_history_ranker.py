@@ -182,3 +182,30 @@ def test_training_rows_equal_what_the_serving_ranker_computes_at_the_cut():
                 assert np.array_equal(by_index[int(ex.cand[r])], ex.x[r])
     finally:
         serving.close()
+
+
+def test_training_rows_come_in_the_pipelines_merge_order():
+    """Within each viewer, history rows follow the Candidate path's merge (sources in the pipeline's
+    order, each in its own order, first proposal wins): LambdaRank breaks its first rounds' ties by
+    position, so the order is a source's ranking, never the candidates' ids."""
+    from candidates.filters import SnapshotStateReader
+    from candidates.pipeline import CandidatePipeline, PipelineConfig
+    from candidates.types import Recommendation
+    from ranker.history import build_sources, examples_at_cut, time_cuts
+
+    snap = from_pairs(*_anti_popular_history(n=200, steps=500, seed=2))
+    (past, t, ls, ld), = time_cuts(snap, (0.7,), 0.2)
+    ex = examples_at_cut(past, t, ls, ld, 0, viewers=15, per_source_k=30, rng=np.random.default_rng(0))
+    pipe = CandidatePipeline(past, build_sources(past), SnapshotStateReader(past), PipelineConfig(per_source_k=30))
+    try:
+        unsorted = 0
+        for g in range(ex.relevant.size):
+            rows = np.flatnonzero(ex.group == g)
+            viewer = int(ex.viewer[rows[0]])
+            rec = Recommendation(past.external_id(viewer), [])
+            merged = pipe.cheap_filters(viewer, pipe.merge(pipe.generate(viewer, rec)), rec)
+            assert ex.cand[rows].tolist() == [c.index for c in merged]
+            unsorted += int(np.any(np.diff(ex.cand[rows]) < 0))
+        assert unsorted  # the order is not the candidates' ids
+    finally:
+        pipe.close()
