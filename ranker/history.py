@@ -122,8 +122,7 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
     chosen = np.sort(users[rng.permutation(users.size)[:viewers]])
     built = build_sources(past, sources, emb)
     pipeline = CandidatePipeline(past, built, SnapshotStateReader(past),
-                                 PipelineConfig(per_source_k=per_source_k, source_budget_s=600.0),
-                                 ranker=lambda _viewer, cands: cands)
+                                 PipelineConfig(per_source_k=per_source_k, source_budget_s=600.0))
     ctx = FeatureContext(past, emb)
     parts = []
     # the serving stages over blocks of viewers at once (ranker/batch.py: each viewer's rows are the
