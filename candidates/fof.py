@@ -18,7 +18,7 @@ import numpy as np
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import group_starts, is_neighbour, pair_keys, rank_in_group, row_positions
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     owner, mids = owner[order], mids[order]
     mdeg = degree[mids].astype(np.int64)
     cum = np.cumsum(mdeg)
-    starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1]))) if owner.size else np.zeros(0, np.int64)
+    starts = group_starts(owner)
     before = np.repeat(cum[starts] - mdeg[starts], np.diff(np.append(starts, owner.size)))
     within = (cum - before <= max_two_hop) | (rank_in_group(owner) == 0)
     owner, mids = owner[within], mids[within]

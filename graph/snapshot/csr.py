@@ -27,11 +27,16 @@ def lookup(keys: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return keys[pos] == probe, pos
 
 
-def rank_in_group(group: np.ndarray) -> np.ndarray:
-    """0-based position of each entry within its run of equal values (`group` sorted)."""
+def group_starts(group: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of `group` (sorted) starts."""
     if group.size == 0:
         return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+    return np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+
+
+def rank_in_group(group: np.ndarray) -> np.ndarray:
+    """0-based position of each entry within its run of equal values (`group` sorted)."""
+    starts = group_starts(group)
     return np.arange(group.size) - np.repeat(starts, np.diff(np.append(starts, group.size)))
 
 
