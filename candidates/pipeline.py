@@ -27,6 +27,7 @@ from candidates.filters import FilterContext, StateReader, apply_rules
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import run_bounds
 from graph.snapshot.format import EVENT_CODE
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class CandidatePipeline:
 
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log)."""
-        lo, hi = np.searchsorted(self._imp_src, user, "left"), np.searchsorted(self._imp_src, user, "right")
+        lo, hi = run_bounds(self._imp_src, user)
         shown, counts = np.unique(self._imp_dst[lo:hi], return_counts=True)
         return dict(zip(shown.tolist(), counts.tolist(), strict=True))
 

@@ -114,20 +114,23 @@ def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props:
 def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray) -> list[tuple[list[str], dict, dict]]:
     """(sources, scores, proof) of the given rows of a block: each source builds the proof of the rows
     it proposed in one call."""
+    src_row = b.src_row[rows]
     proofs = []
     for j, p in enumerate(b.props):
-        mine = b.src_row[rows, j]
+        mine = src_row[:, j]
         mine = mine[mine >= 0]
         proofs.append(dict(zip(mine.tolist(), p.proof(mine), strict=True)))
-    extra = {name: v[rows].tolist() for name, v in outputs.items()}
+    # a row's sources as a bit mask; the (source position, name) pairs of each mask worked out once
+    masks = ((src_row >= 0) << np.arange(len(b.names))).sum(axis=1).tolist()
+    present = {m: [(j, b.names[j]) for j in range(len(b.names)) if m >> j & 1] for m in set(masks)}
+    extra = [(name, v[rows].tolist()) for name, v in outputs.items()]
     out = []
-    for i, r in enumerate(rows.tolist()):
-        present = [j for j in range(len(b.names)) if b.src_row[r, j] >= 0]
-        scores = {b.names[j]: float(b.score[r, j]) for j in present}
-        scores.update((name, v[i]) for name, v in extra.items())
-        proof = {b.names[j]: proofs[j][int(b.src_row[r, j])] for j in present
-                 if proofs[j][int(b.src_row[r, j])] is not None}
-        out.append(([b.names[j] for j in present], scores, proof))
+    for i, (m, score, at) in enumerate(zip(masks, b.score[rows].tolist(), src_row.tolist(), strict=True)):
+        scores = {name: score[j] for j, name in present[m]}
+        for name, v in extra:
+            scores[name] = v[i]
+        proof = {name: pf for j, name in present[m] if (pf := proofs[j][at[j]]) is not None}
+        out.append(([name for _, name in present[m]], scores, proof))
     return out
 
 

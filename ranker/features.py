@@ -22,7 +22,7 @@ from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of, recent_window_start
-from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions, run_bounds
 from graph.snapshot.format import EVENT_CODE
 
 DAY = 86_400.0
@@ -278,8 +278,8 @@ class FeatureContext:
     def _impressions_before(self, viewers: np.ndarray, owner: np.ndarray, cands: np.ndarray, t: float,
                             n: int) -> np.ndarray:
         """How often each candidate was shown to its viewer in seconds before t."""
-        lo = np.searchsorted(self.imp_src, viewers, "left")
-        lens = np.searchsorted(self.imp_src, viewers, "right") - lo
+        lo, hi = run_bounds(self.imp_src, viewers)
+        lens = hi - lo
         pos = np.repeat(lo - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
         shown_to = np.repeat(np.arange(viewers.size), lens)
         before = np.floor(self.imp_ts[pos]) < np.floor(t)

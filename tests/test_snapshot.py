@@ -116,3 +116,17 @@ def test_artifact_store_publish_and_rollback(tmp_path):
     assert len(store.versions()) == 3  # oldest pruned
     assert store.rollback() == paths[2].name
     assert (store.current() / "x.txt").read_text() == "2"
+
+
+def test_run_bounds_matches_searchsorted_and_keeps_the_array_dtype():
+    from graph.snapshot.csr import run_bounds
+
+    rng = np.random.default_rng(0)
+    values = np.sort(rng.integers(0, 50, 500)).astype(np.int32)
+    probe = np.arange(-2, 53, dtype=np.int64)
+    lo, hi = run_bounds(values, probe)
+    assert (lo == np.searchsorted(values, probe, "left")).all()
+    assert (hi == np.searchsorted(values, probe, "right")).all()
+    assert ((hi - lo) == np.array([(values == p).sum() for p in probe])).all()
+    one_lo, one_hi = run_bounds(values, 7)   # a single Python int, as the pipeline asks
+    assert (int(one_lo), int(one_hi)) == (int(lo[9]), int(hi[9]))

@@ -27,6 +27,16 @@ def lookup(keys: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return keys[pos] == probe, pos
 
 
+def run_bounds(sorted_values: np.ndarray, probe) -> tuple[np.ndarray, np.ndarray]:
+    """Where each probe's run of equal values starts and ends in `sorted_values`.
+
+    The probes are cast to the array's dtype first (they must fit it, as user indices do): searching
+    an int32 array for int64 values makes numpy convert the whole array on every call (~80 us per
+    call on 170k impressions instead of ~1 us)."""
+    probe = np.asarray(probe).astype(sorted_values.dtype, copy=False)
+    return np.searchsorted(sorted_values, probe, "left"), np.searchsorted(sorted_values, probe, "right")
+
+
 def group_starts(group: np.ndarray) -> np.ndarray:
     """Where each run of equal values of `group` (sorted) starts."""
     if group.size == 0:
