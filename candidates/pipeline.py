@@ -32,6 +32,10 @@ from graph.snapshot.format import EVENT_CODE
 
 log = logging.getLogger(__name__)
 RRF_K = 60
+# What each source proposes per viewer. The ranker's training examples are built with the same number
+# (ranker/history.py, recorded in its manifest; serving takes it from there): a candidate's rank in its
+# source and its percentiles within the viewer's list mean the same thing only if the lists are as long.
+PER_SOURCE_K = 100
 FALLBACK_SOURCES = ("popular",)   # asked for more when the hard rules leave a list short
 Ranker = Callable[[str, list[Candidate]], list[Candidate]]
 Reranker = Callable[..., list[Candidate]]
@@ -40,7 +44,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    per_source_k: int = 200
+    per_source_k: int = PER_SOURCE_K
     source_budget_s: float = 0.25
     overfetch: int = 3           # candidates kept after ranking, per requested suggestion
     concurrency: int = 4         # requests served at once (server threads): the source pool has a thread

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from candidates.ann import current_embeddings
 from candidates.filters import SnapshotStateReader, StateReader
-from candidates.pipeline import CandidatePipeline, PipelineConfig
+from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import load_snapshot
 from pymk.artifacts import ArtifactStore
@@ -46,7 +46,8 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     sources = REGISTRY.build_all(snap, embeddings=emb, index=index)  # the ANN source only with embeddings
     ranker, ranker_version = _ranker(settings, snap, emb, emb_version if emb is not None else None)
     pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap),
-                                 PipelineConfig(concurrency=settings.api.threads), ranker=ranker,
+                                 PipelineConfig(per_source_k=ranker.per_source_k if ranker else PER_SOURCE_K,
+                                                concurrency=settings.api.threads), ranker=ranker,
                                  reranker=Reranker(snap, RerankConfig(explore_share=settings.api.explore_share)))
     return Assembled(pipeline, snap_version, emb_version, ranker_version)
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from candidates.base import CandidateSource
 from candidates.filters import SnapshotStateReader
-from candidates.pipeline import CandidatePipeline, PipelineConfig
+from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import Snapshot, as_of, restrict_ties
 from ranker.batch import candidate_block, merge_order
@@ -38,7 +38,7 @@ class HistoryConfig:
     val_cut: float = 0.85                              # the validation cut (labels up to the end)
     horizon: float = 0.15                              # label window, as a share of ties
     viewers_per_cut: int = 800
-    per_source_k: int = 100
+    per_source_k: int = PER_SOURCE_K   # as serving proposes (the ranker's manifest records it)
     seed: int = 0
 
 

@@ -43,7 +43,7 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     if impressions < MIN_IMPRESSIONS:
         learned = train_connect(train_ex, val_ex, ConnectConfig())
         version = publish(learned["scorer"], learned["config"], learned["report"], store, snap_path.name,
-                          emb_version)
+                          emb_version, history.per_source_k)
         summary = [f"{name:<34} R@20 {m['recall@20']:.4f}  NDCG@20 {m['ndcg@20']:.4f}"
                    for name, m in learned["report"]["validation"].items()]
         return {"version": version, "chosen": learned["chosen"], "report": learned["report"],
@@ -56,7 +56,8 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
                          np.random.default_rng(0))
     out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect)
-    version = publish(out["scorers"]["focal"], configs["focal"], out["report"], store, snap_path.name, emb_version)
+    version = publish(out["scorers"]["focal"], configs["focal"], out["report"], store, snap_path.name, emb_version,
+                      history.per_source_k)
     summary = [f"{name:<26} send AUC {res.get('send_head', {}).get('auc')}  accept AUC "
                f"{res.get('accept_head', {}).get('auc')}  NDCG@10(connections) {res['ndcg@10_connections']}"
                for name, res in out["report"]["results"].items()]

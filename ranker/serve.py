@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from candidates.pipeline import PER_SOURCE_K
 from candidates.types import Candidate
 from graph.snapshot import data_time
 from pymk.errors import ArtifactError
@@ -29,10 +30,11 @@ class ModelRanker:
     """Callable (viewer id, candidates) -> candidates ordered by the scorer's score."""
 
     def __init__(self, ctx: FeatureContext, scorer: Scorer, version: str | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, per_source_k: int = PER_SOURCE_K) -> None:
         self.ctx = ctx
         self.scorer = scorer
         self.version = version
+        self.per_source_k = per_source_k   # what each source proposed in its training examples
         at = data_time(ctx.snap)
         self.clock = clock or ((lambda: at) if at is not None else time.time)
 
@@ -50,7 +52,8 @@ class ModelRanker:
         if wanted is None and ctx.emb is not None:
             log.warning("ranker %s was trained without embeddings: emb_sim is ignored", artifact.name)
             ctx = FeatureContext(ctx.snap)
-        return cls(ctx, load_scorer(artifact, manifest), manifest.get("version"))
+        return cls(ctx, load_scorer(artifact, manifest), manifest.get("version"),
+                   per_source_k=int(manifest.get("per_source_k", PER_SOURCE_K)))
 
     def __call__(self, viewer_id: str, candidates: list[Candidate]) -> Sequence[Candidate]:
         if not candidates:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from candidates.pipeline import PER_SOURCE_K
 from pymk.artifacts import ArtifactStore
 from pymk.metrics import head_report, ndcg_at_k
 from ranker.calibration import Calibration, choose_accept_weight, fit_platt
@@ -177,12 +178,15 @@ def _connected(imp: Examples, snd: Examples) -> np.ndarray:
 
 
 def publish(scorer: Scorer, cfg: RankerConfig | None, report: dict, store: ArtifactStore,
-            snapshot_version: str | None, embeddings_version: str | None = None) -> str:
-    """Write the scorer and its manifest (features, embeddings version, report) as a new current version."""
+            snapshot_version: str | None, embeddings_version: str | None = None,
+            per_source_k: int = PER_SOURCE_K) -> str:
+    """Write the scorer and its manifest (features, embeddings version, the candidates per source its
+    examples were built with, report) as a new current version."""
     staging = store.staging_dir()
     spec = {"kind": scorer.kind, **scorer.save(staging)}
     path = store.publish(staging, {"kind": "ranker", "snapshot_version": snapshot_version,
                                    "embeddings_version": embeddings_version, "features": list(FEATURE_NAMES),
+                                   "per_source_k": per_source_k,
                                    "config": asdict(cfg) if cfg is not None else None, "scorer": spec,
                                    "report": report})
     return path.name

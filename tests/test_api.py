@@ -250,7 +250,7 @@ def test_ann_source_is_served_when_embeddings_match_the_snapshot(app, client, ap
     assert any("ann" in s["sources"] for s in resp.get_json()["suggestions"])
 
 
-def _publish_untrained_ranker(settings, emb_version=None) -> str:
+def _publish_untrained_ranker(settings, emb_version=None, per_source_k=None) -> str:
     """A randomly initialised connect-head ranker: its scores are arbitrary but fixed, which is all parity needs."""
     import torch
 
@@ -262,8 +262,22 @@ def _publish_untrained_ranker(settings, emb_version=None) -> str:
 
     torch.manual_seed(0)
     scorer = TorchScorer(MultiTaskRanker(len(FEATURE_NAMES)), Calibration(), mode="connect")
+    extra = {"per_source_k": per_source_k} if per_source_k is not None else {}
     return publish(scorer, RankerConfig(), {"note": "untrained"}, ArtifactStore(settings.ranker_dir), None,
-                   emb_version)
+                   emb_version, **extra)
+
+
+def test_sources_propose_as_many_candidates_as_the_rankers_examples_had(app, app_settings):
+    """List-relative features (rank in a source, percentiles in the viewer's list) mean what they meant in
+    training only if every source proposes as many candidates when serving as when the examples were built."""
+    from candidates.pipeline import PER_SOURCE_K
+
+    svc = app.extensions["pymk"]
+    assert svc.served.pipeline.config.per_source_k == PER_SOURCE_K     # heuristic order: the default
+    _publish_untrained_ranker(app_settings, per_source_k=7)
+    assert svc.reload(force=True) and svc.served.pipeline.config.per_source_k == 7
+    _publish_untrained_ranker(app_settings)
+    assert svc.reload(force=True) and svc.served.pipeline.config.per_source_k == PER_SOURCE_K
 
 
 def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(app, client, app_settings):
