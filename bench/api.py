@@ -21,6 +21,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -80,16 +81,52 @@ def _load(port: int, users: list[str], rate: float, seconds: float, threads: int
             "errors": errors[0], **percentiles(lat)}
 
 
+def _histograms(port: int) -> dict[tuple[str, str], dict[float, float]]:
+    """The server's latency histograms (all workers): (metric, stage or endpoint) -> {bucket bound s: count}."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    out: dict[tuple[str, str], dict[float, float]] = {}
+    for line in conn.getresponse().read().decode().splitlines():
+        m = re.match(r'(pymk_stage_seconds|pymk_http_request_seconds)_bucket\{(.*)\} (\S+)$', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            name = labels.get("stage") or labels.get("endpoint", "")
+            out.setdefault((m.group(1), name), {})[float(labels["le"])] = float(m.group(3))
+    return out
+
+
+def _server_quantiles(before: dict, after: dict, qs: tuple[float, ...] = (0.5, 0.99)) -> dict[str, dict]:
+    """Per stage (and the whole suggestions handler, `http`), the histogram bucket that holds each
+    quantile of the requests between two scrapes, as its upper bound in ms: where slow requests spent
+    their time, and whether the handler's time explains what the client saw (else: queueing before it)."""
+    out = {}
+    for (metric, name), counts in after.items():
+        if metric == "pymk_http_request_seconds" and "suggestions" not in name:
+            continue
+        bounds = sorted(counts)
+        cum = np.array([counts[b] - before.get((metric, name), {}).get(b, 0.0) for b in bounds])
+        if not cum.size or cum[-1] <= 0:
+            continue
+        label = "http" if metric == "pymk_http_request_seconds" else name
+        upper = [bounds[int(np.searchsorted(cum, q * cum[-1]))] for q in qs]
+        out[label] = {f"p{round(q * 100)}_le_ms": round(u * 1000, 1) if np.isfinite(u) else None
+                      for q, u in zip(qs, upper, strict=True)}
+    return out
+
+
 def _trials(port: int, users: list[str], rate: float, seconds: float, trials: int) -> dict:
-    """Several runs at one rate (this shared 2-core machine is noisy): medians, plus every trial."""
+    """Several runs at one rate (this shared 2-core machine is noisy): medians, plus every trial, and
+    from the server's own histograms the bucket each stage's p50 and p99 fell in over all trials."""
+    before = _histograms(port)
     runs = [_load(port, users, rate, seconds) for _ in range(trials)]
+    stages = _server_quantiles(before, _histograms(port))
 
     def med(key: str) -> float:
         return round(float(np.median([x[key] for x in runs])), 3)
 
     return {"target_rps": rate, "achieved_rps": med("achieved_rps"), "requests": sum(x["requests"] for x in runs),
             "errors": sum(x["errors"] for x in runs), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
-            "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in runs]}
+            "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in runs], "server_stages": stages}
 
 
 def _viewers(settings) -> tuple[list[str], list[str]]:
@@ -167,8 +204,8 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
             mixes = (("runs", active, rates), ("runs_inactive", inactive, inactive_rates),
                      ("runs_all", active + inactive, all_rates))
             for mix, ids, series in mixes:
-                if not ids:
-                    continue  # every user with a friend has a list: there is no "without a list" mix
+                if not ids or not series:
+                    continue  # every user with a friend has a list (no "without a list" mix), or skipped
                 r[mix] = []
                 for rate in map(float, series.split(",")):
                     run = _trials(8097, ids, rate, seconds, trials)
