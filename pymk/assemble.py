@@ -41,7 +41,9 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
     snap_version = snapshots.current_version()
     if snap_version is None:
         raise ArtifactError(f"no snapshot published under {settings.snapshot_dir}")
-    snap = load_snapshot(snapshots.current())
+    # memory-mapped, read-only: the worker processes of a server (and of the precompute job) share one
+    # copy of the graph's arrays through the page cache instead of holding one each
+    snap = load_snapshot(snapshots.current(), mmap=True)
     emb_version, emb, index = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_version)
     sources = REGISTRY.build_all(snap, embeddings=emb, index=index)  # the ANN source only with embeddings
     ranker, ranker_version = _ranker(settings, snap, emb, emb_version if emb is not None else None)

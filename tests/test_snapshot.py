@@ -56,6 +56,10 @@ def test_from_edge_list_and_round_trip(tmp_path):
     assert back.external_id(back.index_of("3")) == "3"
     with pytest.raises(UnknownUserError, match="'99'"):
         back.index_of("99")
+    # as served: mapped read-only, shared by worker processes, as plain ndarrays (no np.memmap hooks)
+    mapped = load_snapshot(out, mmap=True)
+    assert type(mapped.indices) is np.ndarray and not mapped.indices.flags.writeable
+    assert np.array_equal(mapped.indices, snap.indices) and np.array_equal(mapped.since, snap.since)
 
 
 def test_export_from_store_carries_profiles_requests_blocks_events(tmp_path):

@@ -155,7 +155,9 @@ def load_snapshot(path: Path, mmap: bool = False) -> Snapshot:
         arr = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         if list(arr.shape) != spec["shape"] or str(arr.dtype) != spec["dtype"]:
             raise ArtifactError(f"{path}/{name}.npy is {arr.dtype}{list(arr.shape)}, manifest says {spec}")
-        arrays[name] = arr
+        # a mapped array as a plain ndarray view of the mapping: np.memmap's Python-level view hooks
+        # cost ~2 us on every slice, and the hot paths slice these arrays dozens of times a request
+        arrays[name] = np.asarray(arr)
 
     def group(prefix: str) -> dict[str, np.ndarray]:
         return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
