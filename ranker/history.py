@@ -25,6 +25,7 @@ from candidates.filters import SnapshotStateReader
 from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import Snapshot, as_of, restrict_ties
+from graph.snapshot.csr import run_bounds
 from ranker.batch import candidate_block, merge_order
 from ranker.features import FEATURE_NAMES, FeatureContext
 
@@ -136,7 +137,8 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
             lo, hi = bounds[i], bounds[i + 1]
             if lo == hi:
                 continue
-            future = b[np.searchsorted(a, user, "left"):np.searchsorted(a, user, "right")]
+            lo_f, hi_f = run_bounds(a, user)
+            future = b[lo_f:hi_f]
             idx = cands[lo:hi]
             parts.append((x[lo:hi], np.isin(idx, future).astype(np.float32), user, idx, future.size))
     pipeline.close()
