@@ -23,7 +23,7 @@ from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
 from graph.readers import ByteCounter, EdgeRow, read_edges
-from graph.snapshot import Snapshot, from_pairs
+from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
 from pymk.metrics import KS, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
@@ -45,28 +45,53 @@ class Split:
     test_ties_unseen_users: int    # future ties touching a user absent before the cut
 
 
-def first_ties(path: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """Undirected ties, each at the time its pair first appears (repeated pairs are one tie)."""
+@dataclass(frozen=True)
+class EdgeList:
+    """Undirected ties, each at the time its pair first appears (repeated pairs are one tie), and,
+    where the file repeats pairs (a message graph), every timed row as an interaction."""
+
+    src: list[str]
+    dst: list[str]
+    ts: np.ndarray
+    said: tuple[list[str], list[str], np.ndarray] | None   # interactions: src, dst, ts
+
+
+def read_ties(path: Path) -> EdgeList:
     first: dict[tuple[str, str], float] = {}
+    rows: list[tuple[str, str, float]] = []
+    repeats = False
     for row in read_edges(ByteCounter(path)):
         if not isinstance(row, EdgeRow):
             continue
         key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
         ts = np.nan if row.ts is None else row.ts
+        repeats |= key in first
         if key not in first or ts < first[key]:
             first[key] = ts
-    return [a for a, _ in first], [b for _, b in first], np.fromiter(first.values(), np.float64, len(first))
+        if row.ts is not None:
+            rows.append((row.src, row.dst, row.ts))
+    said = None
+    if repeats and rows:
+        said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))
+    return EdgeList([a for a, _ in first], [b for _, b in first],
+                    np.fromiter(first.values(), np.float64, len(first)), said)
 
 
 def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
     """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none)."""
-    src, dst, ts = first_ties(path)
-    # No leakage: the snapshot sees only ties formed strictly before the cut; every tie used as a
-    # label formed at or after it, so nothing a source reads comes from the test period.
+    edges = read_ties(path)
+    src, dst, ts = edges.src, edges.dst, edges.ts
+    # No leakage: the snapshot sees only ties formed strictly before the cut, and only interactions
+    # before it; every tie used as a label formed at or after it, so nothing a source reads comes
+    # from the test period.
     train, cut = time_split_mask(ts, train_share, seed)
     keep = np.flatnonzero(train)
     # a random holdout (no usable times) leaves the training graph untimed, not stamped with a constant
     snap = from_pairs([src[i] for i in keep], [dst[i] for i in keep], ts[keep] if cut is not None else None)
+    if edges.said is not None and cut is not None:
+        s_src, s_dst, s_ts = edges.said
+        before = np.flatnonzero(s_ts < cut)
+        snap.events = interaction_table(snap, [s_src[i] for i in before], [s_dst[i] for i in before], s_ts[before])
     test: dict[str, set[str]] = {}
     unseen = 0
     for s, d, is_train in zip(src, dst, train, strict=True):

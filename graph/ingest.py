@@ -100,15 +100,26 @@ def _run(
     return report
 
 
-def ingest_edges(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True) -> IngestReport:
-    """Load an edge list as friendships (missing users are created; `since` keeps the earliest ts)."""
+def ingest_edges(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True,
+                 interactions: EventLog | None = None) -> IngestReport:
+    """Load an edge list as friendships (missing users are created; `since` keeps the earliest ts).
+
+    `interactions`: an event log to copy every timed row into as an "interaction" event (for an edge
+    list that repeats pairs, such as messages: how often two users talk is a ranking feature), as one
+    segment named after the file's content, so re-ingesting the file never duplicates.
+    """
     source = ByteCounter(path)
+    with ExitStack() as stack:
+        write_log = (stack.enter_context(interactions.segment_writer(f"interactions-{file_digest(path)}"))
+                     if interactions is not None else None)
 
-    def flush(batch: list[EdgeRow]) -> list[RowError]:
-        store.add_friendships([Friendship(r.src, r.dst, r.ts) for r in batch])
-        return []
+        def flush(batch: list[EdgeRow]) -> list[RowError]:
+            store.add_friendships([Friendship(r.src, r.dst, r.ts) for r in batch])
+            if write_log is not None:
+                write_log([Event("interaction", r.src, r.dst, r.ts) for r in batch if r.ts is not None])
+            return []
 
-    return _run("edges", source, read_edges(source), flush, batch_size, progress)
+        return _run("edges", source, read_edges(source), flush, batch_size, progress)
 
 
 def ingest_users(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True) -> IngestReport:

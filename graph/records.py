@@ -9,7 +9,9 @@ PROFILE_FIELDS: tuple[str, ...] = (
     "deactivated",
 )
 CATEGORICAL_FIELDS: tuple[str, ...] = ("school", "employer", "city", "age_group", "language")
-EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block")
+# "interaction": a message, comment or other contact between two users (logged only; no state changes).
+# New types go at the end: a type's code is its position, and stored snapshots keep their codes.
+EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block", "interaction")
 REQUEST_STATUSES: tuple[str, ...] = ("pending", "accepted", "declined")
 
 

@@ -105,10 +105,13 @@ def neo4j_build() -> None:
 @click.option("--batch-size", type=int, default=None, help="Rows per transaction (default PYMK_INGEST_BATCH).")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
 @click.option("--allow-rejects", is_flag=True, help="Exit 0 even when rows were rejected (good rows load either way).")
+@click.option("--interactions", is_flag=True,
+              help="edges: also log every timed row as an interaction event (an edge list that repeats pairs, "
+                   "such as messages: the ranker counts them).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_obj
 def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: int | None,
-           rejects: Path | None, allow_rejects: bool, no_progress: bool) -> None:
+           rejects: Path | None, allow_rejects: bool, interactions: bool, no_progress: bool) -> None:
     """Load edge lists, user CSVs or JSONL events into the graph (idempotent).
 
     Exits 2 when any row was rejected (so scripts notice), unless --allow-rejects.
@@ -124,7 +127,8 @@ def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: i
         store.ensure_schema()
         for path in paths:
             if kind == "edges":
-                reports.append(ing.ingest_edges(store, path, size, progress=not no_progress))
+                said = EventLog(settings.event_log_dir) if interactions else None
+                reports.append(ing.ingest_edges(store, path, size, progress=not no_progress, interactions=said))
             elif kind == "users":
                 reports.append(ing.ingest_users(store, path, size, progress=not no_progress))
             else:

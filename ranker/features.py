@@ -39,6 +39,7 @@ FEATURE_NAMES = (
     "viewer_new_ties_w1", "viewer_new_ties_w5", "viewer_new_ties_w20", "cand_new_ties_w1", "cand_new_ties_w5",
     "cand_new_ties_w20", "viewer_since_last_tie", "cand_since_last_tie", "cand_growth_w20", "recent_mutual",
     "cand_recent_pct_in_list", "cand_degree_pct_in_list",
+    "viewer_side_strength", "cand_side_strength", "viewer_interactions_w5", "cand_interactions_w5",
     *SOURCE_FEATURES,
 )
 # Columns an impression-log example cannot have (which sources proposed the shown user was not
@@ -99,13 +100,18 @@ def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class GraphAt:
     """The graph of ties before t, its degrees, the starts of the recency windows (RECENT_SHARES), and
-    per user: new ties in each window and the time of the latest tie (-inf: none with a known time)."""
+    per user: new ties in each window and the time of the latest tie (-inf: none with a known time).
+    Where interaction events are logged (messages between users; an edge list that repeats pairs):
+    per tie (CSR entry) log1p of the interactions on it before t, and per user its interactions in the
+    middle recency window."""
 
     g: Snapshot
     deg: np.ndarray
     recent_start: np.ndarray
     new_ties: list[np.ndarray]
     last_tie: np.ndarray
+    strength: np.ndarray
+    interactions: np.ndarray
 
     @staticmethod
     def of(g: Snapshot, t: float) -> GraphAt:
@@ -118,7 +124,16 @@ class GraphAt:
         has = deg > 0
         if has.any():
             last_tie[has] = np.maximum.reduceat(np.nan_to_num(g.since, nan=-np.inf), g.indptr[:-1][has])
-        return GraphAt(g, deg, recent_start, new_ties, last_tie)
+        ev = g.events
+        said = (ev["type"] == EVENT_CODE["interaction"]) & (np.floor(ev["ts"]) < np.floor(t))
+        a, b = ev["src"][said].astype(np.int64), ev["dst"][said].astype(np.int64)
+        n = g.num_users
+        keys, counts = np.unique(pair_keys(np.minimum(a, b), np.maximum(a, b), n), return_counts=True)
+        hit, pos = lookup(keys, pair_keys(np.minimum(rows, g.indices), np.maximum(rows, g.indices), n))
+        strength = np.where(hit, np.log1p(counts[pos] if counts.size else 0.0), 0.0)
+        recent = ev["ts"][said] >= recent_start[1]
+        interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions)
 
 
 class FeatureContext:
@@ -214,6 +229,9 @@ class FeatureContext:
         newer = np.fmax(f_since[where], g.since[p_off[is_mutual]])
         recent = np.bincount(via_pos, weights=np.where(np.isnan(newer), 1.0, np.exp(-(t - newer) / tempo)),
                              minlength=n_p)[pair_of_row]
+        # how much the viewer talks to the mutual friends, and they to the candidate (0 without interactions)
+        viewer_side = np.bincount(via_pos, weights=at.strength[f_off[where]], minlength=n_p)[pair_of_row]
+        cand_side = np.bincount(via_pos, weights=at.strength[p_off[is_mutual]], minlength=n_p)[pair_of_row]
         deg_v = deg[viewers].astype(np.float64)[owner]
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
         links = self._links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
@@ -271,7 +289,8 @@ class FeatureContext:
             *viewer_new, *cand_new,
             since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
             cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
-            group_mean_ranks(deg_c, owner), *src_cols,
+            group_mean_ranks(deg_c, owner), viewer_side, cand_side, np.log1p(at.interactions[vrow]),
+            np.log1p(at.interactions[cands]), *src_cols,
         ]
         return np.column_stack(cols).astype(np.float32)
 

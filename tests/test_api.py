@@ -89,17 +89,19 @@ def test_events_single_and_batch(client, world, app_settings):
     assert client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b1", "ts": 5},
                        headers=KEY).status_code == 202
     resp = client.post("/v1/events", json=[{"type": "impression", "src": "a1", "dst": "b2", "ts": 6, "position": 0},
-                                           {"type": "dismiss", "src": "a1", "dst": "b2", "ts": 7}], headers=KEY)
-    assert resp.status_code == 202 and resp.get_json() == {"accepted": 2}
+                                           {"type": "dismiss", "src": "a1", "dst": "b2", "ts": 7},
+                                           {"type": "interaction", "src": "a1", "dst": "b3", "ts": 8}], headers=KEY)
+    assert resp.status_code == 202 and resp.get_json() == {"accepted": 3}
     assert world.pending_requests("a1").outgoing == ("b1",)
-    assert world.user_state("a1").dismissed == {"b2"}
+    assert world.user_state("a1").dismissed == {"b2"}   # an interaction changes no state: it is only logged
     from graph.eventlog import EventLog
 
-    assert [e.type for e in EventLog(app_settings.event_log_dir).read()] == ["send", "impression", "dismiss"]
+    assert [e.type for e in EventLog(app_settings.event_log_dir).read()] == ["send", "impression", "dismiss",
+                                                                             "interaction"]
     for bad in (1e300, -5):  # implausible times are a 400 naming the field, and nothing is logged
         resp = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b3", "ts": bad}, headers=KEY)
         assert resp.status_code == 400 and "outside the accepted window" in resp.get_json()["error"]["message"]
-    assert len(list(EventLog(app_settings.event_log_dir).read())) == 3
+    assert len(list(EventLog(app_settings.event_log_dir).read())) == 4
 
 
 @pytest.mark.parametrize(("body", "status", "field"), [

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from evaluation.harness import evaluate, time_split, write_report
+from graph.snapshot.format import EVENT_CODE
 from pymk.metrics import rank_metrics
 
 
@@ -40,6 +41,19 @@ def test_time_split_has_no_leakage(tmp_path):
     for u, vs in split.test.items():
         i = split.train.index_of(u)
         assert not {split.train.external_id(int(j)) for j in split.train.neighbors(i)} & vs
+
+
+def test_time_split_keeps_interactions_before_the_cut_where_pairs_repeat(tmp_path):
+    split = time_split(_timed_edges(tmp_path), train_share=0.6)   # "b a 6" repeats a-b: a message graph
+    ev = split.train.events
+    ids = split.train.id_strings
+    got = sorted((ids[s], ids[d], t) for s, d, t in zip(ev["src"], ev["dst"], ev["ts"], strict=True))
+    assert got == [("a", "b", 1.0), ("b", "a", 6.0), ("b", "c", 2.0), ("c", "d", 3.0), ("d", "a", 4.0),
+                   ("e", "a", 5.0)]   # every row before the cut (9), none after
+    assert set(ev["type"].tolist()) == {EVENT_CODE["interaction"]}
+    once = tmp_path / "once.txt"
+    once.write_text("a b 1\nb c 2\nc d 3\na c 10\n")
+    assert time_split(once, train_share=0.6).train.events["ts"].size == 0   # no repeats: ties, not messages
 
 
 def test_harness_finds_triangle_closures_and_writes_report(tmp_path):

@@ -68,6 +68,47 @@ def test_features_at_t_do_not_change_when_later_ties_are_added():
     assert not np.array_equal(a, FeatureContext(later).features(viewer, cands, 95.0))  # later t does see them
 
 
+def _said(snap, rows):
+    """An interaction event table for (src, dst, ts) rows of external ids."""
+    from graph.snapshot import interaction_table
+
+    return interaction_table(snap, [r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows]))
+
+
+def test_tie_strength_features_count_interactions_before_t_by_hand():
+    # viewer v, mutual friends m1 and m2 of candidate c; v talked 3 times to m1, m2 twice to c
+    snap = from_pairs(["v", "v", "m1", "m2", "c"], ["m1", "m2", "c", "c", "x"], [1.0, 1.0, 1.0, 1.0, 1.0])
+    rows = [("v", "m1", 2.0), ("m1", "v", 3.0), ("v", "m1", 4.0), ("m2", "c", 5.0), ("c", "m2", 6.0),
+            ("v", "m2", 50.0)]   # at t=50: not before t=50, never counted
+    snap.events = _said(snap, rows)
+    f = FeatureContext(snap).pair_features(snap.index_of("v"), np.array([snap.index_of("c")]), 50.0)[0]
+    col = {n: f[i] for i, n in enumerate(FEATURE_NAMES)}
+    assert col["viewer_side_strength"] == pytest.approx(np.log1p(3) + 0.0)   # v-m1: 3, v-m2: none before t
+    assert col["cand_side_strength"] == pytest.approx(0.0 + np.log1p(2))      # m1-c: none, m2-c: 2
+    # the middle recency window here is everything (all ties at t=1): v took part in 3 interactions, c in 2
+    assert col["viewer_interactions_w5"] == pytest.approx(np.log1p(3))
+    assert col["cand_interactions_w5"] == pytest.approx(np.log1p(2))
+    later = FeatureContext(snap).pair_features(snap.index_of("v"), np.array([snap.index_of("c")]), 51.0)[0]
+    assert later[FEATURE_NAMES.index("viewer_side_strength")] == pytest.approx(np.log1p(3) + np.log1p(1))
+
+
+def test_interaction_features_at_t_do_not_change_when_later_interactions_are_added():
+    src, dst, ts = _random_timed_graph()
+    rng = np.random.default_rng(1)
+    past = [(src[i], dst[i], float(t)) for i, t in zip(rng.integers(0, len(src), 300), rng.random(300) * 60,
+                                                    strict=True)]
+    future = [(src[i], dst[i], 60.0 + float(t)) for i, t in zip(rng.integers(0, len(src), 300),
+                                                               rng.random(300) * 40, strict=True)]
+    now, later = from_pairs(src, dst, list(ts)), from_pairs(src, dst, list(ts))
+    now.events, later.events = _said(now, past), _said(later, past + future)
+    viewer = now.index_of("3")
+    cands = np.arange(10, 40)
+    a = FeatureContext(now).pair_features(viewer, cands, 60.0)
+    assert np.array_equal(a, FeatureContext(later).pair_features(viewer, cands, 60.0))
+    assert a[:, FEATURE_NAMES.index("viewer_side_strength")].any()
+    assert not np.array_equal(a, FeatureContext(later).pair_features(viewer, cands, 95.0))
+
+
 def _anti_popular_history(n: int = 400, steps: int = 1500, seed: int = 0) -> tuple[list, list, list]:
     """A graph whose new ties follow a planted rule no heuristic encodes: each new tie goes from a random
     user to its two-hop candidate with the FEWEST friends (textbook heuristics favour the most)."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from graph.eventlog import EventLog
@@ -48,6 +49,26 @@ def test_malformed_lines_are_reported_and_good_lines_load(store, prefix, tmp_pat
     assert f"{path}:2:" in caplog.text and f"{path}:4: bad timestamp 'yesterday'" in caplog.text
     assert store.friends(f"{prefix}b") == [f"{prefix}a", f"{prefix}c"]
     assert store.friends(f"{prefix}d") == [f"{prefix}e"]
+
+
+def test_a_message_edge_list_loads_each_pair_once_and_logs_every_message(store, prefix, tmp_path):
+    from graph.snapshot import from_store
+    from graph.snapshot.format import EVENT_CODE
+
+    path = tmp_path / "messages.txt"
+    path.write_text(f"{prefix}a {prefix}b 10\n{prefix}b {prefix}a 11\n{prefix}a {prefix}b 12\n{prefix}b {prefix}c 13\n"
+                    f"{prefix}c {prefix}d\n")   # the untimed row is a tie, not an interaction
+    log = EventLog(tmp_path / "log")
+    report = ingest_edges(store, path, batch_size=2, progress=False, interactions=log)
+    assert (report.loaded, report.rejected) == (5, 0)
+    assert store.friends(f"{prefix}b") == [f"{prefix}a", f"{prefix}c"]
+    ingest_edges(store, path, progress=False, interactions=log)   # re-run: the same one segment
+    said = [(e.type, e.src.removeprefix(prefix), e.dst.removeprefix(prefix), e.ts) for e in log.read()]
+    assert said == [("interaction", "a", "b", 10.0), ("interaction", "b", "a", 11.0),
+                    ("interaction", "a", "b", 12.0), ("interaction", "b", "c", 13.0)]
+    snap = from_store(store, log)
+    mine = np.isin(snap.events["src"], [snap.index_of(f"{prefix}{x}") for x in "abc"])
+    assert (snap.events["type"][mine] == EVENT_CODE["interaction"]).sum() == 4
 
 
 def test_users_then_events_with_unknown_users_rejected(store, prefix, tmp_path):

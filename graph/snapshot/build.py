@@ -114,6 +114,14 @@ def from_pairs(src: list[str], dst: list[str], ts: list[float] | None = None) ->
                     np.zeros(len(ids), dtype=bool), requests, blocks, events, meta={})
 
 
+def interaction_table(snap: Snapshot, src: list[str], dst: list[str], ts: np.ndarray) -> dict[str, np.ndarray]:
+    """An event table of interactions (both users must be in the snapshot), in time order."""
+    order = np.argsort(ts, kind="stable")
+    s, d = map_ids(snap.ids, np.asarray(src, dtype=str)), map_ids(snap.ids, np.asarray(dst, dtype=str))
+    return {"type": np.full(order.size, EVENT_CODE["interaction"], np.int8), "src": s[order], "dst": d[order],
+            "ts": np.asarray(ts, dtype=np.float64)[order], "position": np.full(order.size, -1, np.int16)}
+
+
 def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, dict, dict, np.ndarray]:
     n = len(ids)
     numeric, categorical, vocab = empty_columns(n)
