@@ -79,7 +79,8 @@ def main(users: int, candidates: int, viewers: int) -> None:
         t = time.perf_counter()
         sorted(cands, key=lambda c, v=int(v): -len(list(nx.common_neighbors(g, v, c.index))) if c.index in g else 0)
         base.append(time.perf_counter() - t)
-    r = {"users": users, "candidates_per_viewer": candidates, "rank_total": percentiles(lat),
+    r = {"users": users, "candidates_per_viewer": candidates, "features": len(FEATURE_NAMES),
+         "rank_total": percentiles(lat),
          "rank_total_lightgbm_400_rounds": percentiles(gbdt_lat), "rank_total_ensemble": percentiles(ens_lat),
          "features_only": percentiles(feat_lat), "baseline_networkx_mutual_sort": percentiles(base)}
     r["speedup_vs_networkx_p50"] = round(r["baseline_networkx_mutual_sort"]["p50_ms"] / r["rank_total"]["p50_ms"], 1)

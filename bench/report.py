@@ -190,7 +190,7 @@ def main() -> None:
             f"{ms(r['rank_total_lightgbm_400_rounds'])}; with the ensemble (connect head + logistic + LightGBM) "
             f"{ms(r['rank_total_ensemble'])}; features alone {ms(r['features_only'])}. Baseline: networkx "
             f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} (ratio {r['speedup_vs_networkx_p50']}x "
-            "at p50: ours computes 50 features and scores them, the baseline one count).\n")
+            f"at p50: ours computes {r.get('features', 'its')} features and scores them, the baseline one count).\n")
     for r in filter(None, (load("api"), load("api_active"))):
         listed = ("every user with a friend" if r.get("precomputed_for") == "all"
                   else "the users active in the logged day")
