@@ -28,6 +28,7 @@ from graph.snapshot.format import EVENT_CODE
 DAY = 86_400.0
 WEEK = 7 * DAY
 RECENT_SHARES = (0.01, 0.05, 0.2)   # recency windows: the spans holding the graph's latest 1%, 5%, 20% of ties
+SPAN_SHARE = 0.1   # and the latest 10% of the time since the graph's first tie (the recent-popularity baseline's)
 SOURCE_NAMES = ("fof", "ppr", "coldstart", "ann", "popular", "trending")
 SOURCE_FEATURES = tuple(f"{kind}_{s}" for s in SOURCE_NAMES for kind in ("in", "inv_rank"))
 FEATURE_NAMES = (
@@ -40,6 +41,7 @@ FEATURE_NAMES = (
     "cand_new_ties_w20", "viewer_since_last_tie", "cand_since_last_tie", "cand_growth_w20", "recent_mutual",
     "cand_recent_pct_in_list", "cand_degree_pct_in_list",
     "viewer_side_strength", "cand_side_strength", "viewer_interactions_w5", "cand_interactions_w5",
+    "cand_new_ties_span10",
     *SOURCE_FEATURES,
 )
 # Columns an impression-log example cannot have (which sources proposed the shown user was not
@@ -112,6 +114,7 @@ class GraphAt:
     last_tie: np.ndarray
     strength: np.ndarray
     interactions: np.ndarray
+    new_ties_span: np.ndarray
 
     @staticmethod
     def of(g: Snapshot, t: float) -> GraphAt:
@@ -133,7 +136,10 @@ class GraphAt:
         strength = np.where(hit, np.log1p(counts[pos] if counts.size else 0.0), 0.0)
         recent = ev["ts"][said] >= recent_start[1]
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions)
+        timed = g.since[np.isfinite(g.since) & (g.since < t)]
+        span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
+        new_ties_span = np.bincount(rows, weights=(g.since >= span_start).astype(np.float64), minlength=n)
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_span)
 
 
 class FeatureContext:
@@ -290,7 +296,7 @@ class FeatureContext:
             since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
             cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
             group_mean_ranks(deg_c, owner), viewer_side, cand_side, np.log1p(at.interactions[vrow]),
-            np.log1p(at.interactions[cands]), *src_cols,
+            np.log1p(at.interactions[cands]), at.new_ties_span[cands], *src_cols,
         ]
         return np.column_stack(cols).astype(np.float32)
 

@@ -92,6 +92,16 @@ def test_tie_strength_features_count_interactions_before_t_by_hand():
     assert later[FEATURE_NAMES.index("viewer_side_strength")] == pytest.approx(np.log1p(3) + np.log1p(1))
 
 
+def test_recent_span_feature_counts_ties_in_the_last_tenth_of_the_graphs_time_by_hand():
+    # the first tie at 0, t = 100: the window is [90, 100); c made ties at 95 and 99 (and 50), x at 20
+    snap = from_pairs(["a", "c", "c", "c", "x"], ["b", "d", "e", "f", "y"], [0.0, 95.0, 99.0, 50.0, 20.0])
+    f = FeatureContext(snap).pair_features(snap.index_of("a"), np.array([snap.index_of(u) for u in "cxf"]), 100.0)
+    assert f[:, FEATURE_NAMES.index("cand_new_ties_span10")].tolist() == [2.0, 0.0, 0.0]
+    # at t = 99 the window is [89.1, 99): the tie at 99 is not yet formed
+    f = FeatureContext(snap).pair_features(snap.index_of("a"), np.array([snap.index_of("c")]), 99.0)
+    assert f[0, FEATURE_NAMES.index("cand_new_ties_span10")] == 1.0
+
+
 def test_interaction_features_at_t_do_not_change_when_later_interactions_are_added():
     src, dst, ts = _random_timed_graph()
     rng = np.random.default_rng(1)
