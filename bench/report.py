@@ -24,6 +24,14 @@ def ms(p: dict) -> str:
     return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
 
 
+def _curve(kind: str, c: dict) -> str:
+    """A learning curve in words: where validation peaked, and what training did from there."""
+    val, train, steps = c["validation"], c["train"], c["steps"]
+    b = max(range(len(val)), key=val.__getitem__)
+    return (f"{kind} best {c['step']} {steps[b]} of {steps[-1]} (validation {val[0]:.3f} -> {val[b]:.3f} -> "
+            f"{val[-1]:.3f}; training {train[0]:.3f} -> {train[b]:.3f} -> {train[-1]:.3f})")
+
+
 def main() -> None:
     lines: list[str] = []
     add = lines.append
@@ -117,6 +125,11 @@ def main() -> None:
                 add(f"Permutation importance of the chosen ranker ({run['ranker']['chosen']}, seed 0: drop in "
                     "validation Recall@20 + NDCG@20 when the feature is shuffled), top 8: "
                     + ", ".join(f"{k} {v:.4f}" for k, v in list(imp.items())[:8]) + ".")
+            curves = run["ranker"].get("learning_curves")
+            if curves:
+                add("Learning curves (seed 0; Recall@20 + NDCG@20 on a probe of the training examples / on "
+                    "validation): " + "; ".join(_curve(k, c) for k, c in curves.items() if c.get("validation"))
+                    + f". Plot: `bench/out/eval_{g['graph']}_learning.png`.")
             add(f"Plot: `bench/out/eval_{g['graph']}.png`.\n")
     for name in ("gnn", "gnn_1m"):
         if r := load(name):

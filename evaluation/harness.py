@@ -223,31 +223,17 @@ def evaluate_seeds(path: Path, seeds: tuple[int, ...] = (0, 1, 2), **kwargs) -> 
 
 
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:
-    """JSON report plus a PNG of Recall@K against K for every source and baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """The JSON report, a PNG of Recall@K against K for every row, and (when the ranker was learned) a
+    PNG of its contenders' learning curves; returns the JSON and the Recall@K plot."""
+    from evaluation.plots import learning_curves_plot, recall_plot
 
     out.mkdir(parents=True, exist_ok=True)
     stem = report.get("graph") or Path(report["dataset"]).stem
-    json_path, png_path = out / f"eval_{stem}.json", out / f"eval_{stem}.png"
+    json_path = out / f"eval_{stem}.json"
     json_path.write_text(json.dumps(report, indent=2))
-    # one seed's metrics, or the mean over seeds
-    curves = report.get("metrics") or {n: {m: v[0] for m, v in ms.items()} for n, ms in report["summary"].items()}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, metrics in curves.items():
-        style = "-" if name in ("pipeline", "rrf", "union") else "--"
-        ax.plot(report["ks"], [metrics[f"recall@{k}"] for k in report["ks"]], style, marker="o", label=name,
-                linewidth=2.5 if name == "pipeline" else 1.0)
-    ax.set_xscale("log")
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K")
-    seeds = f", mean of seeds {report['seeds']}" if "seeds" in report else ""
-    ax.set_title(f"{stem}: {report['evaluated_users']} users{seeds}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
+    png_path = recall_plot(report, stem, out / f"eval_{stem}.png")
+    first = (report.get("runs") or [report])[0]
+    curves = first.get("ranker", {}).get("learning_curves")
+    if curves:
+        learning_curves_plot(curves, f"{stem}, seed {first.get('seed', 0)}", out / f"eval_{stem}_learning.png")
     return json_path, png_path

@@ -65,12 +65,23 @@ def _objective(m: dict[str, float]) -> float:
     return m[f"recall@{K}"] + m[f"ndcg@{K}"]
 
 
+def probe_groups(ex: ConnectExamples, groups: int = 400) -> ConnectExamples:
+    """Evenly spaced groups of the training examples, to score a learning curve's training side cheaply."""
+    n = ex.relevant.size
+    mask = np.zeros(n, dtype=bool)
+    mask[np.linspace(0, n - 1, min(groups, n)).astype(np.int64)] = True
+    return ex.subset(mask)
+
+
 def _fit_torch(cfg: RankerConfig, train: ConnectExamples, val: ConnectExamples | None, rng: np.random.Generator,
-               epochs: int | None = None) -> tuple[TorchScorer, int]:
+               epochs: int | None = None) -> tuple[TorchScorer, int, dict]:
     x, y = downsample(train, cfg.negatives_per_positive, rng)
     history: list[float] = []
+    probe = probe_groups(train)
+    on_train: list[float] = []
 
     def validate(model) -> float:
+        on_train.append(round(_objective(evaluate_scores(probe, connect_logits(model, probe.x))), 4))
         history.append(_objective(evaluate_scores(val, connect_logits(model, val.x))))
         return history[-1]
 
@@ -78,11 +89,13 @@ def _fit_torch(cfg: RankerConfig, train: ConnectExamples, val: ConnectExamples |
     best_epoch = int(np.argmax(history)) + 1 if history else (epochs or cfg.epochs)
     cal_ex = val if val is not None else train
     cal = Calibration(connect=fit_platt(connect_logits(model, cal_ex.x), cal_ex.y))
-    return TorchScorer(model, cal, mode="connect"), best_epoch
+    curve = {"metric": f"recall@{K} + ndcg@{K}", "step": "epoch", "steps": list(range(1, len(history) + 1)),
+             "train": on_train, "validation": [round(v, 4) for v in history]}
+    return TorchScorer(model, cal, mode="connect"), best_epoch, curve
 
 
 def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples | None,
-              rounds: int | None = None) -> tuple[LightGBMScorer, int]:
+              rounds: int | None = None) -> tuple[LightGBMScorer, int, dict]:
     import lightgbm as lgb
 
     params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [K], "learning_rate": cfg.lgbm_lr,
@@ -93,12 +106,25 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
                        free_raw_data=False)
     if val is None:
         booster = lgb.train(params, data, num_boost_round=rounds or cfg.lgbm_rounds)
-        return LightGBMScorer(booster), rounds or cfg.lgbm_rounds
+        return LightGBMScorer(booster), rounds or cfg.lgbm_rounds, {}
     valid = lgb.Dataset(val.x, val.y, group=np.bincount(val.group), reference=data)
     booster = lgb.train(params, data, num_boost_round=cfg.lgbm_rounds, valid_sets=[valid],
                         callbacks=[lgb.early_stopping(40, verbose=False)])
     best = booster.best_iteration or cfg.lgbm_rounds
-    return LightGBMScorer(booster), best
+    return LightGBMScorer(booster), best, _boosting_curve(booster, probe_groups(train), val)
+
+
+def _boosting_curve(booster, probe: ConnectExamples, val: ConnectExamples, points: int = 12) -> dict:
+    """Recall@K + NDCG@K on the training probe and on validation after 1 ... all rounds grown (the
+    rounds past the best are those early stopping waited through)."""
+    grown = booster.current_iteration()
+    steps = sorted({int(r) for r in np.linspace(1, grown, min(points, grown))})
+
+    def at(ex: ConnectExamples, rounds: int) -> float:
+        return round(_objective(evaluate_scores(ex, booster.predict(ex.x, num_iteration=rounds, num_threads=2))), 4)
+
+    return {"metric": f"recall@{K} + ndcg@{K}", "step": "round", "steps": steps,
+            "train": [at(probe, r) for r in steps], "validation": [at(val, r) for r in steps]}
 
 
 def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples | None, rng, size=None):
@@ -140,9 +166,10 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
     rng = np.random.default_rng(cfg.seed)
     results: dict[str, dict] = {}
     fitted: dict[str, tuple[Scorer, int | None]] = {}
+    curves: dict[str, dict] = {}
     for kind in cfg.kinds:
         start = time.perf_counter()
-        scorer, size = _fit(kind, cfg, train, val, rng)
+        scorer, size, curves[kind] = _fit(kind, cfg, train, val, rng)
         results[kind] = {**evaluate_scores(val, scorer(val.x)["score"]), "size": size,
                          "seconds": round(time.perf_counter() - start, 1)}
         fitted[kind] = (scorer, size)
@@ -165,12 +192,12 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         if best == "ensemble":
             scorer = _ensemble([_fit(k, cfg, both, None, rng, fitted[k][1])[0] for k in learned], both.x)
         else:
-            scorer, _ = _fit(best, cfg, both, None, rng, size)
+            scorer = _fit(best, cfg, both, None, rng, size)[0]
         refitted = True
     report = {"chosen": best, "refitted_on_train_and_validation": refitted, "validation": results,
               "train_rows": int(train.y.size), "train_positives": int(train.y.sum()),
               "validation_rows": int(val.y.size), "validation_positives": int(val.y.sum()),
-              "permutation_importance": importance, "config": asdict(cfg)}
+              "permutation_importance": importance, "learning_curves": curves, "config": asdict(cfg)}
     if isinstance(scorer, LightGBMScorer):
         gain = scorer.booster.feature_importance("gain")
         report["feature_importance_gain"] = {n: round(float(g), 2) for n, g in

@@ -66,3 +66,8 @@ def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
     json_path, png_path = write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text())["metrics"]["fof"]["recall@5"] == 1.0
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report["ranker"]["learning_curves"] = {"mlp_focal": {"metric": "recall@20 + ndcg@20", "step": "epoch",
+                                                         "steps": [1, 2, 3], "train": [0.1, 0.2, 0.3],
+                                                         "validation": [0.1, 0.15, 0.12]}}
+    write_report(report, tmp_path / "out")
+    assert (tmp_path / "out" / "eval_timed_learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

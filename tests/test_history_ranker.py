@@ -158,6 +158,16 @@ def test_connect_head_learns_a_planted_rule():
     col = FEATURE_NAMES.index("log_deg_cand")
     lo[:, col], hi[:, col] = 0.5, 4.0
     assert (out["scorer"](lo)["score"] > out["scorer"](hi)["score"]).mean() > 0.8
+    # its learning curve: one point per epoch on both sides; the model kept is the best validation epoch's
+    curve = out["report"]["learning_curves"]["mlp_focal"]
+    assert len(curve["train"]) == len(curve["validation"]) == len(curve["steps"]) >= 1
+    assert max(curve["validation"]) == pytest.approx(res["mlp_focal"]["recall@20"] + res["mlp_focal"]["ndcg@20"],
+                                                     abs=2e-4)
+    boosted = train_connect(train, val, ConnectConfig(kinds=("lgbm_lambdarank",), refit=False, lgbm_rounds=60))
+    curve = boosted["report"]["learning_curves"]["lgbm_lambdarank"]
+    assert curve["steps"][0] == 1 and curve["steps"] == sorted(curve["steps"])
+    assert curve["steps"][-1] == boosted["scorer"].booster.current_iteration()
+    assert len(curve["train"]) == len(curve["validation"]) == len(curve["steps"])
 
 
 def test_evaluation_is_deterministic_for_a_seed(tmp_path):
