@@ -227,8 +227,15 @@ def test_training_rows_equal_what_the_serving_ranker_computes_at_the_cut():
     from ranker.serve import ModelRanker
 
     snap = from_pairs(*_anti_popular_history(n=200, steps=500, seed=2))
+    # messages along the ties, some before the cut and some after it (the tie-strength features read them)
+    a, b, since = snap.ties()
+    rng = np.random.default_rng(3)
+    pick = rng.integers(0, a.size, 1500)
+    ids = snap.id_strings
+    snap.events = _said(snap, [(ids[a[i]], ids[b[i]], float(since[i] + rng.random() * 50)) for i in pick.tolist()])
     (past, t, ls, ld), = time_cuts(snap, (0.7,), 0.2)
     ex = examples_at_cut(past, t, ls, ld, 0, viewers=15, per_source_k=30, rng=np.random.default_rng(0))
+    assert ex.x[:, FEATURE_NAMES.index("viewer_side_strength")].any()
     serving = CandidatePipeline(past, build_sources(past), SnapshotStateReader(past), PipelineConfig(per_source_k=30),
                                 ranker=ModelRanker(FeatureContext(past), FeatureScorer("adamic_adar")))
     try:
@@ -255,8 +262,15 @@ def test_training_rows_come_in_the_pipelines_merge_order():
     from ranker.history import build_sources, examples_at_cut, time_cuts
 
     snap = from_pairs(*_anti_popular_history(n=200, steps=500, seed=2))
+    # messages along the ties, some before the cut and some after it (the tie-strength features read them)
+    a, b, since = snap.ties()
+    rng = np.random.default_rng(3)
+    pick = rng.integers(0, a.size, 1500)
+    ids = snap.id_strings
+    snap.events = _said(snap, [(ids[a[i]], ids[b[i]], float(since[i] + rng.random() * 50)) for i in pick.tolist()])
     (past, t, ls, ld), = time_cuts(snap, (0.7,), 0.2)
     ex = examples_at_cut(past, t, ls, ld, 0, viewers=15, per_source_k=30, rng=np.random.default_rng(0))
+    assert ex.x[:, FEATURE_NAMES.index("viewer_side_strength")].any()
     pipe = CandidatePipeline(past, build_sources(past), SnapshotStateReader(past), PipelineConfig(per_source_k=30))
     try:
         unsorted = 0
