@@ -108,8 +108,10 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
         booster = lgb.train(params, data, num_boost_round=rounds or cfg.lgbm_rounds)
         return LightGBMScorer(booster), rounds or cfg.lgbm_rounds, {}
     valid = lgb.Dataset(val.x, val.y, group=np.bincount(val.group), reference=data)
+    # keep_training_booster: the rounds past the best stay for the learning curve (predictions and the
+    # saved model use the best iteration)
     booster = lgb.train(params, data, num_boost_round=cfg.lgbm_rounds, valid_sets=[valid],
-                        callbacks=[lgb.early_stopping(40, verbose=False)])
+                        callbacks=[lgb.early_stopping(40, verbose=False)], keep_training_booster=True)
     best = booster.best_iteration or cfg.lgbm_rounds
     return LightGBMScorer(booster), best, _boosting_curve(booster, probe_groups(train), val)
 
