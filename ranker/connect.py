@@ -77,7 +77,7 @@ def _fit_torch(cfg: RankerConfig, train: ConnectExamples, val: ConnectExamples |
                epochs: int | None = None) -> tuple[TorchScorer, int, dict]:
     x, y = downsample(train, cfg.negatives_per_positive, rng)
     history: list[float] = []
-    probe = probe_groups(train)
+    probe = probe_groups(train) if val is not None else train
     on_train: list[float] = []
 
     def validate(model) -> float:
