@@ -108,10 +108,16 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
         booster = lgb.train(params, data, num_boost_round=rounds or cfg.lgbm_rounds)
         return LightGBMScorer(booster), rounds or cfg.lgbm_rounds, {}
     valid = lgb.Dataset(val.x, val.y, group=np.bincount(val.group), reference=data)
-    # keep_training_booster: the rounds past the best stay for the learning curve (predictions and the
-    # saved model use the best iteration)
-    booster = lgb.train(params, data, num_boost_round=cfg.lgbm_rounds, valid_sets=[valid],
-                        callbacks=[lgb.early_stopping(40, verbose=False)], keep_training_booster=True)
+
+    def objective(preds: np.ndarray, _: object) -> tuple[str, float, bool]:
+        return f"recall@{K}+ndcg@{K}", _objective(evaluate_scores(val, preds)), True
+
+    # Stopped on the objective every contender is chosen by (LightGBM's own NDCG@K scores a group
+    # without positives as 1 and ignores recall). keep_training_booster: the rounds past the best stay
+    # for the learning curve (predictions and the saved model use the best iteration).
+    booster = lgb.train({**params, "metric": "None"}, data, num_boost_round=cfg.lgbm_rounds, valid_sets=[valid],
+                        feval=objective, callbacks=[lgb.early_stopping(40, verbose=False)],
+                        keep_training_booster=True)
     best = booster.best_iteration or cfg.lgbm_rounds
     return LightGBMScorer(booster), best, _boosting_curve(booster, probe_groups(train), val)
 
