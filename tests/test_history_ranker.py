@@ -216,18 +216,12 @@ def test_every_scorer_kind_survives_publish_and_load(tmp_path):
         assert np.allclose(again(x)["score"], scorer(x)["score"], rtol=1e-6, atol=1e-9)
 
 
-def test_training_rows_equal_what_the_serving_ranker_computes_at_the_cut():
-    """Train/serve parity through the serving objects: the pipeline and ModelRanker over the graph as of a
-    cut produce, for each candidate, exactly the feature row the history examples hold for it."""
-    from candidates.filters import SnapshotStateReader
-    from candidates.pipeline import CandidatePipeline, PipelineConfig
-    from candidates.types import Recommendation
-    from ranker.history import build_sources, examples_at_cut, time_cuts
-    from ranker.scorers import FeatureScorer
-    from ranker.serve import ModelRanker
+def _examples_with_messages():
+    """(graph at the cut, cut time, history examples at it) on a small timed graph whose ties carry
+    messages, some before the cut and some after it (the tie-strength features read them)."""
+    from ranker.history import examples_at_cut, time_cuts
 
     snap = from_pairs(*_anti_popular_history(n=200, steps=500, seed=2))
-    # messages along the ties, some before the cut and some after it (the tie-strength features read them)
     a, b, since = snap.ties()
     rng = np.random.default_rng(3)
     pick = rng.integers(0, a.size, 1500)
@@ -236,6 +230,20 @@ def test_training_rows_equal_what_the_serving_ranker_computes_at_the_cut():
     (past, t, ls, ld), = time_cuts(snap, (0.7,), 0.2)
     ex = examples_at_cut(past, t, ls, ld, 0, viewers=15, per_source_k=30, rng=np.random.default_rng(0))
     assert ex.x[:, FEATURE_NAMES.index("viewer_side_strength")].any()
+    return past, t, ex
+
+
+def test_training_rows_equal_what_the_serving_ranker_computes_at_the_cut():
+    """Train/serve parity through the serving objects: the pipeline and ModelRanker over the graph as of a
+    cut produce, for each candidate, exactly the feature row the history examples hold for it."""
+    from candidates.filters import SnapshotStateReader
+    from candidates.pipeline import CandidatePipeline, PipelineConfig
+    from candidates.types import Recommendation
+    from ranker.history import build_sources
+    from ranker.scorers import FeatureScorer
+    from ranker.serve import ModelRanker
+
+    past, t, ex = _examples_with_messages()
     serving = CandidatePipeline(past, build_sources(past), SnapshotStateReader(past), PipelineConfig(per_source_k=30),
                                 ranker=ModelRanker(FeatureContext(past), FeatureScorer("adamic_adar")))
     try:
@@ -259,18 +267,9 @@ def test_training_rows_come_in_the_pipelines_merge_order():
     from candidates.filters import SnapshotStateReader
     from candidates.pipeline import CandidatePipeline, PipelineConfig
     from candidates.types import Recommendation
-    from ranker.history import build_sources, examples_at_cut, time_cuts
+    from ranker.history import build_sources
 
-    snap = from_pairs(*_anti_popular_history(n=200, steps=500, seed=2))
-    # messages along the ties, some before the cut and some after it (the tie-strength features read them)
-    a, b, since = snap.ties()
-    rng = np.random.default_rng(3)
-    pick = rng.integers(0, a.size, 1500)
-    ids = snap.id_strings
-    snap.events = _said(snap, [(ids[a[i]], ids[b[i]], float(since[i] + rng.random() * 50)) for i in pick.tolist()])
-    (past, t, ls, ld), = time_cuts(snap, (0.7,), 0.2)
-    ex = examples_at_cut(past, t, ls, ld, 0, viewers=15, per_source_k=30, rng=np.random.default_rng(0))
-    assert ex.x[:, FEATURE_NAMES.index("viewer_side_strength")].any()
+    past, _, ex = _examples_with_messages()
     pipe = CandidatePipeline(past, build_sources(past), SnapshotStateReader(past), PipelineConfig(per_source_k=30))
     try:
         unsorted = 0
