@@ -121,8 +121,11 @@ class GraphAt:
         deg = g.degree
         recent_start = np.array([recent_window_start(g.since, t, q) for q in RECENT_SHARES])
         rows = g.entry_rows()
-        new_ties = [np.bincount(rows, weights=(g.since >= w).astype(np.float64), minlength=g.num_users)
-                    for w in recent_start]
+
+        def new_ties_since(start: float) -> np.ndarray:   # Snapshot.new_ties_since, on rows built once
+            return np.bincount(rows, weights=(g.since >= start).astype(np.float64), minlength=g.num_users)
+
+        new_ties = [new_ties_since(w) for w in recent_start]
         last_tie = np.full(g.num_users, -np.inf)
         has = deg > 0
         if has.any():
@@ -138,8 +141,7 @@ class GraphAt:
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
         timed = g.since[np.isfinite(g.since) & (g.since < t)]
         span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
-        new_ties_span = np.bincount(rows, weights=(g.since >= span_start).astype(np.float64), minlength=n)
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_span)
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start))
 
 
 class FeatureContext:
