@@ -14,21 +14,19 @@ list the serving stages produced for this viewer (sources run on the graph at t)
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 
 from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
-from graph.snapshot import Snapshot, as_of, recent_window_start
+from graph.snapshot import Snapshot, as_of
 from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions, run_bounds
 from graph.snapshot.format import EVENT_CODE
+from ranker.graph_at import GraphAt
 
 DAY = 86_400.0
 WEEK = 7 * DAY
-RECENT_SHARES = (0.01, 0.05, 0.2)   # recency windows: the spans holding the graph's latest 1%, 5%, 20% of ties
-SPAN_SHARE = 0.1   # and the latest 10% of the time since the graph's first tie (the recent-popularity baseline's)
 SOURCE_NAMES = ("fof", "ppr", "coldstart", "ann", "popular", "trending")
 SOURCE_FEATURES = tuple(f"{kind}_{s}" for s in SOURCE_NAMES for kind in ("in", "inv_rank"))
 FEATURE_NAMES = (
@@ -97,51 +95,6 @@ def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
         if not np.isnan(score).all():
             out[name] = ranks_in_groups(owner, idx, score)
     return out
-
-
-@dataclass(frozen=True)
-class GraphAt:
-    """The graph of ties before t, its degrees, the starts of the recency windows (RECENT_SHARES), and
-    per user: new ties in each window and the time of the latest tie (-inf: none with a known time).
-    Where interaction events are logged (messages between users; an edge list that repeats pairs):
-    per tie (CSR entry) log1p of the interactions on it before t, and per user its interactions in the
-    middle recency window."""
-
-    g: Snapshot
-    deg: np.ndarray
-    recent_start: np.ndarray
-    new_ties: list[np.ndarray]
-    last_tie: np.ndarray
-    strength: np.ndarray
-    interactions: np.ndarray
-    new_ties_span: np.ndarray
-
-    @staticmethod
-    def of(g: Snapshot, t: float) -> GraphAt:
-        deg = g.degree
-        recent_start = np.array([recent_window_start(g.since, t, q) for q in RECENT_SHARES])
-        rows = g.entry_rows()
-
-        def new_ties_since(start: float) -> np.ndarray:   # Snapshot.new_ties_since, on rows built once
-            return np.bincount(rows, weights=(g.since >= start).astype(np.float64), minlength=g.num_users)
-
-        new_ties = [new_ties_since(w) for w in recent_start]
-        last_tie = np.full(g.num_users, -np.inf)
-        has = deg > 0
-        if has.any():
-            last_tie[has] = np.maximum.reduceat(np.nan_to_num(g.since, nan=-np.inf), g.indptr[:-1][has])
-        ev = g.events
-        said = (ev["type"] == EVENT_CODE["interaction"]) & (np.floor(ev["ts"]) < np.floor(t))
-        a, b = ev["src"][said].astype(np.int64), ev["dst"][said].astype(np.int64)
-        n = g.num_users
-        keys, counts = np.unique(pair_keys(np.minimum(a, b), np.maximum(a, b), n), return_counts=True)
-        hit, pos = lookup(keys, pair_keys(np.minimum(rows, g.indices), np.maximum(rows, g.indices), n))
-        strength = np.where(hit, np.log1p(counts[pos] if counts.size else 0.0), 0.0)
-        recent = ev["ts"][said] >= recent_start[1]
-        interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
-        timed = g.since[np.isfinite(g.since) & (g.since < t)]
-        span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start))
 
 
 class FeatureContext:
