@@ -91,9 +91,9 @@ def ndcg_at_k(groups: np.ndarray, relevance: np.ndarray, scores: np.ndarray, k: 
     return float(np.mean(out)) if out else 0.0
 
 
-def group_ranking_metrics(group: np.ndarray, relevant: np.ndarray, y: np.ndarray, score: np.ndarray,
-                          tiebreak: np.ndarray, k: int = 20) -> dict[str, float]:
-    """Mean Recall@k and NDCG@k over groups with relevant items.
+def group_ranking_values(group: np.ndarray, relevant: np.ndarray, y: np.ndarray, score: np.ndarray,
+                         tiebreak: np.ndarray, k: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Recall@k and NDCG@k of each group with relevant items (in group order).
 
     `group` numbers rows 0..G-1; `relevant[g]` is how many items are relevant to group g in all
     (found among its rows or not), so recall is against everything the viewer went on to connect with.
@@ -109,5 +109,12 @@ def group_ranking_metrics(group: np.ndarray, relevant: np.ndarray, y: np.ndarray
     ideal_cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     ok = relevant > 0
     ideal = ideal_cum[np.minimum(relevant, k)]
-    return {f"recall@{k}": round(float((hits[ok] / relevant[ok]).mean()), 4) if ok.any() else 0.0,
-            f"ndcg@{k}": round(float((dcg[ok] / ideal[ok]).mean()), 4) if ok.any() else 0.0}
+    return hits[ok] / relevant[ok], dcg[ok] / ideal[ok]
+
+
+def group_ranking_metrics(group: np.ndarray, relevant: np.ndarray, y: np.ndarray, score: np.ndarray,
+                          tiebreak: np.ndarray, k: int = 20) -> dict[str, float]:
+    """Mean Recall@k and NDCG@k over groups with relevant items (see group_ranking_values)."""
+    recall, ndcg = group_ranking_values(group, relevant, y, score, tiebreak, k)
+    return {f"recall@{k}": round(float(recall.mean()), 4) if recall.size else 0.0,
+            f"ndcg@{k}": round(float(ndcg.mean()), 4) if ndcg.size else 0.0}

@@ -4,7 +4,8 @@ the inner validation cut only.
 Contenders, all on the same examples and features: the multi-task model's connect head (focal
 loss), logistic regression, LightGBM LambdaRank, the mean of those three's standardized scores,
 reciprocal rank fusion of the sources, and each single heuristic feature (so a learned ranker is
-served only when it beats them on validation).
+served only when it beats them on validation). A single learned contender that wins on validation
+is served only when its lead over the ensemble exceeds one standard error (paired over viewers).
 The winner is refitted on training + validation examples with the number of epochs / boosting
 rounds that validation chose (the newest period carries the most signal), then published.
 """
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from pymk.errors import PymkError
-from pymk.metrics import group_ranking_metrics
+from pymk.metrics import group_ranking_metrics, group_ranking_values
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
 from ranker.history import ConnectExamples
@@ -63,6 +64,19 @@ def evaluate_scores(ex: ConnectExamples, score: np.ndarray) -> dict[str, float]:
 
 def _objective(m: dict[str, float]) -> float:
     return m[f"recall@{K}"] + m[f"ndcg@{K}"]
+
+
+def prefer_ensemble(val: ConnectExamples, best: Scorer, ensemble: Scorer) -> dict[str, float | bool]:
+    """Whether the ensemble replaces the single contender that won on validation: yes unless the
+    winner's lead, paired over the validation viewers, exceeds one standard error (the one-standard-
+    error rule: the choice between near ties is noise, and the mean of several models is the one
+    whose ranking moves least when the test period differs from the validation period)."""
+    per_viewer = [np.add(*group_ranking_values(val.group, val.relevant, val.y, s(val.x)["score"], val.cand, K))
+                  for s in (best, ensemble)]
+    lead = per_viewer[0] - per_viewer[1]
+    se = float(lead.std(ddof=1) / np.sqrt(lead.size)) if lead.size > 1 else 0.0
+    return {"lead": round(float(lead.mean()), 4), "standard_error": round(se, 4),
+            "ensemble": bool(lead.mean() <= se)}
 
 
 def probe_groups(ex: ConnectExamples, groups: int = 400) -> ConnectExamples:
@@ -192,6 +206,10 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         fitted[f"feature:{name}"] = (scorer, None)
         results[f"feature:{name}"] = evaluate_scores(val, scorer(val.x)["score"])
     best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in (*cfg.kinds, "ensemble")))
+    selection = {"best_on_validation": best}
+    if best in cfg.kinds and "ensemble" in fitted:
+        selection.update(prefer_ensemble(val, fitted[best][0], fitted["ensemble"][0]))
+        best = "ensemble" if selection["ensemble"] else best
     scorer, size = fitted[best]
     importance = permutation_importance(scorer, val, np.random.default_rng(cfg.seed))
     refitted = False
@@ -202,7 +220,8 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         else:
             scorer = _fit(best, cfg, both, None, rng, size)[0]
         refitted = True
-    report = {"chosen": best, "refitted_on_train_and_validation": refitted, "validation": results,
+    report = {"chosen": best, "selection": selection, "refitted_on_train_and_validation": refitted,
+              "validation": results,
               "train_rows": int(train.y.size), "train_positives": int(train.y.sum()),
               "validation_rows": int(val.y.size), "validation_positives": int(val.y.sum()),
               "permutation_importance": importance, "learning_curves": curves, "config": asdict(cfg)}

@@ -11,9 +11,9 @@ from candidates.types import Candidate
 from evaluation.baselines import neighbourhood_baselines
 from graph.snapshot import as_of, from_pairs
 from pymk.metrics import group_ranking_metrics
-from ranker.connect import ConnectConfig, train_connect
+from ranker.connect import ConnectConfig, prefer_ensemble, train_connect
 from ranker.features import FEATURE_NAMES, FeatureContext
-from ranker.history import HistoryConfig, history_examples
+from ranker.history import ConnectExamples, HistoryConfig, history_examples
 
 
 def test_group_ranking_metrics_by_hand():
@@ -25,6 +25,29 @@ def test_group_ranking_metrics_by_hand():
     assert m["recall@3"] == pytest.approx((2 / 3 + 1) / 2, abs=1e-4)
     ideal0 = 1 + 1 / np.log2(3) + 1 / np.log2(4)
     assert m["ndcg@3"] == pytest.approx(((1 / np.log2(3) + 1 / np.log2(4)) / ideal0 + 1) / 2, abs=1e-4)
+
+
+def _two_row_groups(best_first: np.ndarray) -> ConnectExamples:
+    """One relevant candidate per viewer, among two rows; column 0 ranks it first where `best_first`,
+    column 1 everywhere else."""
+    n = best_first.size
+    y = np.tile([1.0, 0.0], n).astype(np.float32)
+    col0 = np.where(np.repeat(best_first, 2), y, 1 - y)
+    x = np.stack([col0, 1 - col0], axis=1).astype(np.float32)
+    return ConnectExamples(x, y, np.repeat(np.arange(n), 2), np.repeat(np.arange(n), 2), np.tile([1, 2], n),
+                           np.zeros(2 * n, np.int64), np.ones(n, np.int64))
+
+
+def test_one_standard_error_rule_keeps_a_clear_winner_and_prefers_the_ensemble_in_a_near_tie():
+    best, ensemble = (lambda x: {"score": x[:, 0]}), (lambda x: {"score": x[:, 1]})
+    a = 1 - 1 / np.log2(3)   # recall + NDCG@20 of a hit at rank 1 (2.0) minus one at rank 2
+    clear = prefer_ensemble(_two_row_groups(np.ones(10, bool)), best, ensemble)
+    assert clear == {"lead": pytest.approx(a, abs=1e-4), "standard_error": 0.0, "ensemble": False}
+    # ahead for 6 viewers, behind for 4: lead 0.2a, standard error sqrt(1.0667 / 10) a
+    near = prefer_ensemble(_two_row_groups(np.arange(10) < 6), best, ensemble)
+    assert near["lead"] == pytest.approx(0.2 * a, abs=1e-4)
+    assert near["standard_error"] == pytest.approx(np.sqrt(9.6 / 9 / 10) * a, abs=1e-4)
+    assert near["ensemble"] is True
 
 
 def _random_timed_graph(n: int = 60, m: int = 240, seed: int = 0):
