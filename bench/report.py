@@ -32,6 +32,15 @@ def _curve(kind: str, c: dict) -> str:
             f"{val[-1]:.3f}; training {train[0]:.3f} -> {train[b]:.3f} -> {train[-1]:.3f})")
 
 
+def _pick(sel: dict | None) -> str:
+    if not sel:
+        return ""
+    if "lead" not in sel:
+        return sel["best_on_validation"]
+    served = "ensemble" if sel["ensemble"] else sel["best_on_validation"]
+    return f"{sel['best_on_validation']} +{sel['lead']:.4f} (se {sel['standard_error']:.4f}) -> {served}"
+
+
 def main() -> None:
     lines: list[str] = []
     add = lines.append
@@ -120,6 +129,10 @@ def main() -> None:
                 best = sorted(val.items(), key=lambda kv: -kv[1]["recall@20"])[:6]
                 add("\nInner validation (seed 0), top 6 by Recall@20: " + "; ".join(
                     f"{k} {v['recall@20']:.4f} / {v['ndcg@20']:.4f}" for k, v in best) + ".")
+            picks = [_pick(x["ranker"].get("selection")) for x in e["runs"]]
+            if any(picks):
+                add("Choice per seed (the best single contender on validation against the ensemble, its lead and "
+                    "one standard error, paired over viewers): " + "; ".join(picks) + ".")
             imp = run["ranker"].get("permutation_importance")
             if imp:
                 add(f"Permutation importance of the chosen ranker ({run['ranker']['chosen']}, seed 0: drop in "
