@@ -207,6 +207,13 @@ def test_evaluation_is_deterministic_for_a_seed(tmp_path):
 
     assert a["metrics"] == b["metrics"] and without_timings(a) == without_timings(b)
     assert a["metrics"]["pipeline"]["recall@20"] > 0
+    # the choice as the one-standard-error rule makes it, and recorded
+    sel, chosen = a["ranker"]["selection"], a["ranker"]["chosen"]
+    assert sel == b["ranker"]["selection"]
+    if sel["best_on_validation"] in ("mlp_focal", "lgbm_lambdarank"):
+        assert chosen == ("ensemble" if sel["ensemble"] else sel["best_on_validation"])
+    else:
+        assert chosen == sel["best_on_validation"]
 
 
 def test_every_scorer_kind_survives_publish_and_load(tmp_path):
