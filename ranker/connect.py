@@ -31,6 +31,12 @@ HEURISTICS = ("mutual", "car", "adamic_adar", "resource_allocation", "jaccard", 
               "log_deg_cand", "cand_new_ties_w1", "cand_new_ties_w5", "cand_new_ties_w20", "recent_mutual",
               "emb_sim")
 K = 20
+# What LightGBM's score may only rise with, all else equal: the proximity measures (triadic closure)
+# and the candidate's recent activity. A prior, the same on every graph: without it the trees also
+# fit the non-monotone wiggles of the inner cuts, which the next period need not repeat.
+INCREASING = ("mutual", "log_mutual", "adamic_adar", "resource_allocation", "log_ppr", "recent_mutual",
+              "viewer_side_strength", "cand_side_strength", "cand_new_ties_w1", "cand_new_ties_w5",
+              "cand_new_ties_w20", "cand_new_ties_span10", "cand_interactions_w5")
 
 
 class NothingToLearnError(PymkError, ValueError):
@@ -46,10 +52,16 @@ class ConnectConfig:
     lgbm_rounds: int = 400
     lgbm_leaves: int = 31
     lgbm_lr: float = 0.05
+    lgbm_increasing: tuple[str, ...] = INCREASING
     kinds: tuple[str, ...] = ("mlp_focal", "logistic", "lgbm_lambdarank")
     refit: bool = True
     seed: int = 0
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.lgbm_increasing) - set(FEATURE_NAMES))
+        if unknown:
+            raise ValueError(f"lgbm_increasing names features this code does not compute: {unknown}")
 
 
 def downsample(ex: ConnectExamples, ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +127,8 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
     params = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [K], "learning_rate": cfg.lgbm_lr,
               "num_leaves": cfg.lgbm_leaves, "min_data_in_leaf": 50, "feature_fraction": 0.8,
               "bagging_fraction": 0.8, "bagging_freq": 1, "lambdarank_truncation_level": 2 * K, "seed": cfg.seed,
+              "monotone_constraints": [int(f in cfg.lgbm_increasing) for f in FEATURE_NAMES],
+              "monotone_constraints_method": "basic",
               "deterministic": True, "force_row_wise": True, "num_threads": cfg.threads, "verbosity": -1}
     data = lgb.Dataset(train.x, train.y, group=np.bincount(train.group), feature_name=list(FEATURE_NAMES),
                        free_raw_data=False)
