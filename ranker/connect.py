@@ -3,10 +3,10 @@ the inner validation cut only.
 
 Contenders, all on the same examples and features: the multi-task model's connect head (focal
 loss), logistic regression, LightGBM LambdaRank (under a monotone prior, INCREASING), the mean of
-those three's standardized scores,
-reciprocal rank fusion of the sources, and each single heuristic feature (so a learned ranker is
-served only when it beats them on validation). A single learned contender that wins on validation
-is served only when its lead over the ensemble exceeds one standard error (paired over viewers).
+those three's standardized scores, reciprocal rank fusion of the sources, and each single heuristic
+feature (so a learned ranker is served only when it beats them on validation). A single learned
+contender that wins on validation is served only when its lead over the ensemble exceeds one
+standard error (paired over viewers).
 The winner is refitted on training + validation examples with the number of epochs / boosting
 rounds that validation chose (the newest period carries the most signal), then published.
 """
