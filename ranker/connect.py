@@ -79,13 +79,14 @@ def _objective(m: dict[str, float]) -> float:
     return m[f"recall@{K}"] + m[f"ndcg@{K}"]
 
 
-def prefer_ensemble(val: ConnectExamples, best: Scorer, ensemble: Scorer) -> dict[str, float | bool]:
+def prefer_ensemble(val: ConnectExamples, best: np.ndarray, ensemble: np.ndarray) -> dict[str, float | bool]:
     """Whether the ensemble replaces the single contender that won on validation: yes unless the
     winner's lead, paired over the validation viewers, exceeds one standard error (the one-standard-
     error rule: the choice between near ties is noise, and the mean of several models is the one
-    whose ranking moves least when the test period differs from the validation period)."""
-    per_viewer = [np.add(*group_ranking_values(val.group, val.relevant, val.y, s(val.x)["score"], val.cand, K))
-                  for s in (best, ensemble)]
+    whose ranking moves least when the test period differs from the validation period). `best` and
+    `ensemble` are their scores of the validation rows."""
+    per_viewer = [np.add(*group_ranking_values(val.group, val.relevant, val.y, score, val.cand, K))
+                  for score in (best, ensemble)]
     lead = per_viewer[0] - per_viewer[1]
     se = float(lead.std(ddof=1) / np.sqrt(lead.size)) if lead.size > 1 else 0.0
     return {"lead": round(float(lead.mean()), 4), "standard_error": round(se, 4),
@@ -204,16 +205,19 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
     results: dict[str, dict] = {}
     fitted: dict[str, tuple[Scorer, int | None]] = {}
     curves: dict[str, dict] = {}
+    on_val: dict[str, np.ndarray] = {}   # the learned contenders' scores of the validation rows
     for kind in cfg.kinds:
         start = time.perf_counter()
         scorer, size, curves[kind] = _fit(kind, cfg, train, val, rng)
-        results[kind] = {**evaluate_scores(val, scorer(val.x)["score"]), "size": size,
+        on_val[kind] = scorer(val.x)["score"]
+        results[kind] = {**evaluate_scores(val, on_val[kind]), "size": size,
                          "seconds": round(time.perf_counter() - start, 1)}
         fitted[kind] = (scorer, size)
     learned = list(cfg.kinds)
     if len(learned) > 1:
         fitted["ensemble"] = (_ensemble([fitted[k][0] for k in learned], val.x), None)
-        results["ensemble"] = evaluate_scores(val, fitted["ensemble"][0](val.x)["score"])
+        on_val["ensemble"] = fitted["ensemble"][0](val.x)["score"]
+        results["ensemble"] = evaluate_scores(val, on_val["ensemble"])
     fitted["rrf"] = (RrfScorer(), None)
     results["rrf"] = evaluate_scores(val, fitted["rrf"][0](val.x)["score"])
     for name in HEURISTICS:
@@ -223,7 +227,7 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
     best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in (*cfg.kinds, "ensemble")))
     selection = {"best_on_validation": best}
     if best in cfg.kinds and "ensemble" in fitted:
-        selection.update(prefer_ensemble(val, fitted[best][0], fitted["ensemble"][0]))
+        selection.update(prefer_ensemble(val, on_val[best], on_val["ensemble"]))
         best = "ensemble" if selection["ensemble"] else best
     scorer, size = fitted[best]
     importance = permutation_importance(scorer, val, np.random.default_rng(cfg.seed))

@@ -39,12 +39,13 @@ def _two_row_groups(best_first: np.ndarray) -> ConnectExamples:
 
 
 def test_one_standard_error_rule_keeps_a_clear_winner_and_prefers_the_ensemble_in_a_near_tie():
-    best, ensemble = (lambda x: {"score": x[:, 0]}), (lambda x: {"score": x[:, 1]})
     a = 1 - 1 / np.log2(3)   # recall + NDCG@20 of a hit at rank 1 (2.0) minus one at rank 2
-    clear = prefer_ensemble(_two_row_groups(np.ones(10, bool)), best, ensemble)
+    ex = _two_row_groups(np.ones(10, bool))
+    clear = prefer_ensemble(ex, ex.x[:, 0], ex.x[:, 1])
     assert clear == {"lead": pytest.approx(a, abs=1e-4), "standard_error": 0.0, "ensemble": False}
     # ahead for 6 viewers, behind for 4: lead 0.2a, standard error sqrt(1.0667 / 10) a
-    near = prefer_ensemble(_two_row_groups(np.arange(10) < 6), best, ensemble)
+    ex = _two_row_groups(np.arange(10) < 6)
+    near = prefer_ensemble(ex, ex.x[:, 0], ex.x[:, 1])
     assert near["lead"] == pytest.approx(0.2 * a, abs=1e-4)
     assert near["standard_error"] == pytest.approx(np.sqrt(9.6 / 9 / 10) * a, abs=1e-4)
     assert near["ensemble"] is True
