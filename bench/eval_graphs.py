@@ -57,6 +57,7 @@ def main(graphs: str, seeds: int, users: int, viewers_per_cut: int) -> None:
         rows.append({"graph": report["graph"], **{m: r[m] for m in r},
                      "pipeline": {m: report["summary"]["pipeline"][m] for m in ("recall@20", "ndcg@20")},
                      "union_recall@20": report["summary"]["union"]["recall@20"],
+                     "pool_oracle": report["summary"].get("pool_oracle"),
                      "chosen": report["chosen_rankers"],
                      "ranker_train_s": [run["ranker"].get("seconds") for run in report["runs"]],
                      "seconds": round(time.perf_counter() - start, 1)})

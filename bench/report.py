@@ -20,6 +20,12 @@ def pm(v: list[float]) -> str:
     return f"{v[0]:.4f} ± {v[1]:.4f}"
 
 
+def oracle(graph: dict) -> str:
+    """The best possible ranking of the pipeline's pool (evaluation.harness.pool_oracle), if measured."""
+    m = graph.get("pool_oracle")
+    return f"{m['recall@20'][0]:.4f} / {m['ndcg@20'][0]:.4f}" if m else "–"
+
+
 def ms(p: dict) -> str:
     return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
 
@@ -101,14 +107,15 @@ def main() -> None:
         add(f"### Learned pipeline vs the best single baseline ({r['date']}, {r['machine']}; mean ± sd over "
             f"{r['seeds']} seeds, up to {r['users']:,} test users, {r['viewers_per_cut']} viewers per inner cut)\n")
         add("| graph | pipeline R@20 | best single R@20 | ratio | pipeline NDCG@20 | best single NDCG@20 | ratio | "
-            "union of sources R@20 | ranker chosen (per seed) | ranker training s |")
-        add("|---|---|---|---|---|---|---|---|---|---|")
+            "union of sources R@20 | best ranking of the pool R@20 / NDCG@20 | ranker chosen (per seed) | "
+            "ranker training s |")
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
         for g in r["graphs"]:
             rec, nd = g["recall@20"], g["ndcg@20"]
             add(f"| {g['graph']} | {pm(g['pipeline']['recall@20'])} | {rec['best_single']} "
                 f"{rec['best_single_mean']:.4f} | **{rec['ratio']:.3f}** | {pm(g['pipeline']['ndcg@20'])} | "
                 f"{nd['best_single']} "
-                f"{nd['best_single_mean']:.4f} | **{nd['ratio']:.3f}** | {pm(g['union_recall@20'])} | "
+                f"{nd['best_single_mean']:.4f} | **{nd['ratio']:.3f}** | {pm(g['union_recall@20'])} | {oracle(g)} | "
                 f"{', '.join(g['chosen'])} | {', '.join(str(s) for s in g['ranker_train_s'])} |")
         add("")
         for g in r["graphs"]:

@@ -169,6 +169,10 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
                 union = set().union(*(set(lists[m][:k]) for m in members))
                 totals.setdefault(union_name, {}).setdefault(f"recall@{k}", 0.0)
                 totals[union_name][f"recall@{k}"] += len(union & relevant) / len(relevant)
+        pool = set().union(*(set(ranked) for ranked in lists.values()))
+        for metric, value in pool_oracle(pool, relevant).items():
+            totals.setdefault("pool_oracle", {}).setdefault(metric, 0.0)
+            totals["pool_oracle"][metric] += value
         for name, rank in baselines.items():
             t0 = time.perf_counter()
             add(name, [ids[i] for i in rank(idx, max(KS)).tolist()], relevant, time.perf_counter() - t0)
@@ -188,7 +192,20 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     return report
 
 
-NOT_SINGLE = ("pipeline", "union", "union_without_ann")
+NOT_SINGLE = ("pipeline", "union", "union_without_ann", "pool_oracle")
+
+
+def pool_oracle(pool: set[str], relevant: set[str], ks: tuple[int, ...] = KS) -> dict[str, float]:
+    """Recall@k and NDCG@k of the best possible ranking of `pool` (every source's full list, what the
+    pipeline ranks): the ceiling of any ranker of these candidates."""
+    hits = len(pool & relevant)
+    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
+    out = {}
+    for k in ks:
+        found = min(hits, k)
+        out[f"recall@{k}"] = found / len(relevant)
+        out[f"ndcg@{k}"] = float(discounts[:found].sum() / discounts[:min(k, len(relevant))].sum())
+    return out
 
 
 def best_single(metrics: dict[str, dict[str, float]], k: int = 20) -> dict:

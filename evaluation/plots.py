@@ -15,7 +15,7 @@ def recall_plot(report: dict, stem: str, path: Path) -> Path:
     curves = report.get("metrics") or {n: {m: v[0] for m, v in ms.items()} for n, ms in report["summary"].items()}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, metrics in curves.items():
-        style = "-" if name in ("pipeline", "rrf", "union") else "--"
+        style = ":" if name == "pool_oracle" else "-" if name in ("pipeline", "rrf", "union") else "--"
         ax.plot(report["ks"], [metrics[f"recall@{k}"] for k in report["ks"]], style, marker="o", label=name,
                 linewidth=2.5 if name == "pipeline" else 1.0)
     ax.set_xscale("log")

@@ -61,6 +61,7 @@ def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
     m = report["metrics"]
     assert m["fof"]["recall@5"] == 1.0   # every future tie closes a triangle
     assert m["union"]["recall@5"] == 1.0
+    assert m["pool_oracle"]["recall@20"] == m["pool_oracle"]["ndcg@20"] == 1.0   # every future tie is in the pool
     assert m["adamic_adar"]["recall@5"] == 1.0 and m["pipeline"]["recall@5"] == 1.0
     assert report["evaluated_users"] == 5
     json_path, png_path = write_report(report, tmp_path / "out")
@@ -71,3 +72,15 @@ def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
                                                          "validation": [0.1, 0.15, 0.12]}}
     write_report(report, tmp_path / "out")
     assert (tmp_path / "out" / "eval_timed_learning.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pool_oracle_is_the_best_ranking_of_the_pool():
+    from evaluation.harness import pool_oracle
+
+    # 2 of 3 relevant users in the pool: the best ranking puts both first
+    got = pool_oracle({"a", "b", "x", "y"}, {"a", "b", "c"}, ks=(1, 2))
+    assert got["recall@1"] == pytest.approx(1 / 3) and got["recall@2"] == pytest.approx(2 / 3)
+    assert got["ndcg@1"] == got["ndcg@2"] == 1.0
+    got = pool_oracle({"a", "x"}, {"a", "b", "c"}, ks=(2,))   # one hit at rank 1 of an ideal two
+    assert got["recall@2"] == pytest.approx(1 / 3) and got["ndcg@2"] == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    assert pool_oracle(set(), {"a"}, ks=(20,)) == {"recall@20": 0.0, "ndcg@20": 0.0}
