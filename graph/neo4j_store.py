@@ -1,6 +1,6 @@
 """GraphStore over Neo4j's Bolt protocol: the only module that imports `neo4j`.
 
-Every query is a constant string with parameters; batches are written with UNWIND inside one
+Every query is a constant string with parameters (graph/cypher.py); batches are written with UNWIND inside one
 managed transaction (retried by the driver on transient errors), so a batch applies whole or not.
 Friendships are stored once per pair, directed from the smaller id to the larger, read undirected.
 """
@@ -14,6 +14,35 @@ from typing import Any
 import neo4j
 from neo4j import GraphDatabase
 
+from graph.cypher import (
+    Q_ALL_BLOCKS,
+    Q_ALL_FRIENDS,
+    Q_ALL_REQUESTS,
+    Q_ALL_USERS,
+    Q_BLOCK,
+    Q_BLOCKED,
+    Q_BULK_FRIENDS,
+    Q_COUNTS,
+    Q_DELETE_PREFIX,
+    Q_DELETE_USERS,
+    Q_DISMISS,
+    Q_EXISTING,
+    Q_FOF,
+    Q_FRIENDS,
+    Q_GET_USER,
+    Q_MERGE_FRIENDS,
+    Q_MERGE_IDS,
+    Q_OPTED_OUT,
+    Q_PENDING,
+    Q_PROCEDURES,
+    Q_REMOVE_FRIEND,
+    Q_RESPOND,
+    Q_RULES,
+    Q_SEND,
+    Q_SET_OPT_OUT,
+    Q_UPSERT_USERS,
+    SCHEMA,
+)
 from graph.records import (
     PROFILE_FIELDS,
     Event,
@@ -30,119 +59,6 @@ from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
 
-SCHEMA = (
-    "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
-    "CREATE INDEX user_created_at IF NOT EXISTS FOR (u:User) ON (u.created_at)",
-    "CREATE INDEX user_city IF NOT EXISTS FOR (u:User) ON (u.city)",
-    "CREATE INDEX requested_status IF NOT EXISTS FOR ()-[r:REQUESTED]-() ON (r.status)",
-)
-Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
-Q_UPSERT_USERS = "UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props"
-Q_MERGE_FRIENDS = """
-UNWIND $rows AS row
-MATCH (a:User {id: row.a}) MATCH (b:User {id: row.b})
-MERGE (a)-[r:FRIENDS_WITH]->(b)
-ON CREATE SET r.since = row.since
-ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR row.since < r.since)
-                            THEN row.since ELSE r.since END
-"""
-# Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
-# (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
-Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
-Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN collect(name) AS names"
-Q_REMOVE_FRIEND = """
-MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
-"""
-Q_SEND = """
-UNWIND $rows AS row
-MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
-MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
-"""
-Q_RESPOND = """
-UNWIND $rows AS row
-MATCH (me:User {id: row.src}) MATCH (other:User {id: row.dst})
-MERGE (other)-[r:REQUESTED]->(me) ON CREATE SET r.sent_at = row.ts
-SET r.status = row.status, r.responded_at = row.ts
-"""
-Q_BLOCK = """
-UNWIND $rows AS row
-MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
-MERGE (a)-[k:BLOCKED]->(b) ON CREATE SET k.at = row.ts
-WITH a, b
-OPTIONAL MATCH (a)-[f:FRIENDS_WITH]-(b)
-DELETE f
-"""
-Q_DISMISS = """
-UNWIND $rows AS row
-MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
-MERGE (a)-[d:DISMISSED]->(b) ON CREATE SET d.at = row.ts
-ON MATCH SET d.at = CASE WHEN row.ts > d.at THEN row.ts ELSE d.at END
-"""
-Q_SET_OPT_OUT = "MATCH (u:User {id: $id}) SET u.opted_out = $value RETURN count(u) AS n"
-Q_DELETE_USERS = "UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u RETURN count(*) AS n"
-Q_DELETE_PREFIX = """
-MATCH (u:User) WHERE u.id STARTS WITH $prefix
-CALL (u) { DETACH DELETE u } IN TRANSACTIONS OF 5000 ROWS
-RETURN count(*) AS n
-"""
-Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
-Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
-Q_OPTED_OUT = """
-UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true OR u.deactivated = true RETURN u.id AS id
-"""
-Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
-Q_PENDING = """
-MATCH (u:User {id: $id})
-RETURN [(u)<-[r:REQUESTED {status: 'pending'}]-(x) | x.id] AS incoming,
-       [(u)-[r:REQUESTED {status: 'pending'}]->(x) | x.id] AS outgoing
-"""
-Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
-# The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
-Q_RULES = """
-CALL () {
-  UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true OR x.deactivated = true
-  RETURN collect(x.id) AS opted
-}
-OPTIONAL MATCH (u:User {id: $id})
-RETURN opted,
-       [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
-       [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
-       [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
-       [(u)-[r:REQUESTED {status: 'declined'}]-(d) | [d.id, r.responded_at]] AS declined,
-       [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
-"""
-Q_FOF = """
-MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
-WITH u, f, COUNT { (f)-[:FRIENDS_WITH]-() } AS fdeg
-WHERE fdeg <= $max_deg
-MATCH (f)-[:FRIENDS_WITH]-(c:User)
-WHERE c <> u AND NOT EXISTS { (u)-[:FRIENDS_WITH]-(c) }
-WITH c, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
-RETURN c.id AS candidate, size(mutual) AS mutual_count, aa, mutual
-ORDER BY mutual_count DESC, round(aa, 9) DESC, candidate ASC
-LIMIT $limit
-"""
-Q_COUNTS = {
-    "users": "MATCH (u:User) RETURN count(u) AS n",
-    "friendships": "MATCH ()-[r:FRIENDS_WITH]->() RETURN count(r) AS n",
-    "requests": "MATCH ()-[r:REQUESTED]->() RETURN count(r) AS n",
-    "blocks": "MATCH ()-[r:BLOCKED]->() RETURN count(r) AS n",
-    "dismissals": "MATCH ()-[r:DISMISSED]->() RETURN count(r) AS n",
-}
-Q_ALL_USERS = "MATCH (u:User) RETURN properties(u) AS p"
-# One record per user with its outgoing ties (each tie is stored once, a -> b): ~4x faster to stream
-# over Bolt than one record per tie.
-Q_ALL_FRIENDS = """
-MATCH (a:User)
-CALL (a) { MATCH (a)-[r:FRIENDS_WITH]->(b:User) RETURN collect([b.id, r.since]) AS ties }
-WITH a, ties WHERE size(ties) > 0
-RETURN a.id AS a, ties
-"""
-Q_ALL_REQUESTS = """
-MATCH (a:User)-[r:REQUESTED]->(b:User)
-RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
-"""
-Q_ALL_BLOCKS = "MATCH (a:User)-[r:BLOCKED]->(b:User) RETURN a.id AS src, b.id AS dst, r.at AS at"
 
 
 def _state(user_id: str, r: neo4j.Record | None) -> UserState:
