@@ -197,15 +197,9 @@ NOT_SINGLE = ("pipeline", "union", "union_without_ann", "pool_oracle")
 
 def pool_oracle(pool: set[str], relevant: set[str], ks: tuple[int, ...] = KS) -> dict[str, float]:
     """Recall@k and NDCG@k of the best possible ranking of `pool` (every source's full list, what the
-    pipeline ranks): the ceiling of any ranker of these candidates."""
-    hits = len(pool & relevant)
-    discounts = 1.0 / np.log2(np.arange(2, max(ks) + 2))
-    out = {}
-    for k in ks:
-        found = min(hits, k)
-        out[f"recall@{k}"] = found / len(relevant)
-        out[f"ndcg@{k}"] = float(discounts[:found].sum() / discounts[:min(k, len(relevant))].sum())
-    return out
+    pipeline ranks): its relevant users first. The ceiling of any ranker of these candidates."""
+    best = rank_metrics(sorted(pool & relevant), relevant, ks)
+    return {m: float(v) for m, v in best.items() if m.startswith(("recall@", "ndcg@"))}
 
 
 def best_single(metrics: dict[str, dict[str, float]], k: int = 20) -> dict:
