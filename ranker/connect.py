@@ -30,14 +30,14 @@ from ranker.train import RankerConfig, fit
 log = logging.getLogger(__name__)
 HEURISTICS = ("mutual", "car", "adamic_adar", "resource_allocation", "jaccard", "log_ppr", "log_ppr_per_degree",
               "log_deg_cand", "cand_new_ties_w1", "cand_new_ties_w5", "cand_new_ties_w20", "recent_mutual",
-              "emb_sim")
+              "emb_sim", "paths3_norm")
 K = 20
 # What LightGBM's score may only rise with, all else equal: the proximity measures (triadic closure)
 # and the candidate's recent activity. A prior, the same on every graph: without it the trees also
 # fit the non-monotone wiggles of the inner cuts, which the next period need not repeat.
 INCREASING = ("mutual", "log_mutual", "adamic_adar", "resource_allocation", "log_ppr", "recent_mutual",
               "viewer_side_strength", "cand_side_strength", "cand_new_ties_w1", "cand_new_ties_w5",
-              "cand_new_ties_w20", "cand_new_ties_span10", "cand_interactions_w5")
+              "cand_new_ties_w20", "cand_new_ties_span10", "cand_interactions_w5", "log_paths3", "paths3_norm")
 
 
 class NothingToLearnError(PymkError, ValueError):

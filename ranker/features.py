@@ -24,6 +24,7 @@ from graph.snapshot import Snapshot, as_of
 from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions, run_bounds
 from graph.snapshot.format import EVENT_CODE
 from ranker.graph_at import GraphAt
+from ranker.paths import links_among_mutuals, paths_of_length_3
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -39,7 +40,7 @@ FEATURE_NAMES = (
     "cand_new_ties_w20", "viewer_since_last_tie", "cand_since_last_tie", "cand_growth_w20", "recent_mutual",
     "cand_recent_pct_in_list", "cand_degree_pct_in_list",
     "viewer_side_strength", "cand_side_strength", "viewer_interactions_w5", "cand_interactions_w5",
-    "cand_new_ties_span10",
+    "cand_new_ties_span10", "log_paths3", "paths3_norm",
     *SOURCE_FEATURES,
 )
 # Columns an impression-log example cannot have (which sources proposed the shown user was not
@@ -127,19 +128,6 @@ class FeatureContext:
                 self._past.popitem(last=False)
         return self._past[t]
 
-    @staticmethod
-    def _links_among_mutuals(friend_rows: int, ego_from: np.ndarray, ego_to: np.ndarray, via_pos: np.ndarray,
-                             via: np.ndarray, where: np.ndarray, n: int, n_p: int) -> np.ndarray:
-        """Friendships among each pair's mutual friends (the local community of the pair, as in
-        Cannistraci's CAR index). Both ends of such a link are friends of the viewer, so each mutual
-        friend's links are looked up in the viewer's ego network (`ego_from` -> `ego_to`: friend entry
-        -> a friend it is friends with), a far smaller list than all its friends."""
-        ego_ptr = np.zeros(friend_rows + 1, dtype=np.int64)
-        np.cumsum(np.bincount(ego_from, minlength=friend_rows), out=ego_ptr[1:])
-        offsets, entry = row_positions(ego_ptr, where)
-        hit, _ = lookup(np.sort(pair_keys(via_pos, via, n)), pair_keys(via_pos[entry], ego_to[offsets], n))
-        return np.bincount(via_pos[entry][hit], minlength=n_p) / 2.0   # each link is seen from both ends
-
     def features(self, viewer: int, candidates: list[Candidate], t: float) -> np.ndarray:
         """Features of a candidate list as the pipeline produced it (source membership and ranks included)."""
         return self.pair_features(viewer, np.array([c.index for c in candidates], dtype=np.int64), t,
@@ -195,8 +183,11 @@ class FeatureContext:
         cand_side = np.bincount(via_pos, weights=at.strength[p_off[is_mutual]], minlength=n_p)[pair_of_row]
         deg_v = deg[viewers].astype(np.float64)[owner]
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
-        links = self._links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
-                                          where, n, n_p)[pair_of_row]
+        links = links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
+                                    where, n, n_p)[pair_of_row]
+
+        paths3, paths3_norm = paths_of_length_3(g, deg, owner, cands, path_keys, friends[p_friend])
+        paths3_norm /= np.sqrt(np.maximum(deg_v, 1.0) * np.maximum(deg_c, 1.0))
 
         def since_last(last: np.ndarray) -> np.ndarray:
             known = np.isfinite(last)
@@ -251,7 +242,7 @@ class FeatureContext:
             since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
             cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
             group_mean_ranks(deg_c, owner), viewer_side, cand_side, np.log1p(at.interactions[vrow]),
-            np.log1p(at.interactions[cands]), at.new_ties_span[cands], *src_cols,
+            np.log1p(at.interactions[cands]), at.new_ties_span[cands], np.log1p(paths3), paths3_norm, *src_cols,
         ]
         return np.column_stack(cols).astype(np.float32)
 

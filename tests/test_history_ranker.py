@@ -92,6 +92,34 @@ def test_features_at_t_do_not_change_when_later_ties_are_added():
     assert not np.array_equal(a, FeatureContext(later).features(viewer, cands, 95.0))  # later t does see them
 
 
+def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
+    import ranker.paths
+
+    src, dst, _ = _random_timed_graph()
+    snap = from_pairs(src, dst)
+    n = snap.num_users
+    a = np.zeros((n, n))
+    a[np.repeat(np.arange(n), np.diff(snap.indptr)), snap.indices] = 1.0
+    deg = a.sum(1)
+    dinv = np.diag(1 / np.sqrt(np.maximum(deg, 1)))
+    paths, norm = np.linalg.matrix_power(a, 3), np.linalg.matrix_power(dinv @ a @ dinv, 3)
+    viewer = snap.index_of("3")
+    cands = np.array([i for i in range(n) if i != viewer and not a[viewer, i]])
+    f = FeatureContext(snap).pair_features(viewer, cands, 0.0)
+    assert np.allclose(f[:, FEATURE_NAMES.index("log_paths3")], np.log1p(paths[viewer, cands]), atol=1e-5)
+    assert np.allclose(f[:, FEATURE_NAMES.index("paths3_norm")], norm[viewer, cands], atol=1e-6)
+    # a candidate with more neighbours than the sample: its evenly spaced neighbours, the sum scaled up
+    monkeypatch.setattr(ranker.paths, "PATHS3_SAMPLE", 3)
+    hub = int(cands[np.argmax(deg[cands])])
+    row = snap.indices[snap.indptr[hub]:snap.indptr[hub + 1]]
+    d = row.size
+    sample = row[np.arange(3) * d // 3]
+    walks = np.linalg.matrix_power(a, 2)[viewer]
+    got = FeatureContext(snap).pair_features(viewer, np.array([hub]), 0.0)[0]
+    assert d > 3
+    assert got[FEATURE_NAMES.index("log_paths3")] == pytest.approx(np.log1p(walks[sample].sum() * d / 3), rel=1e-5)
+
+
 def _said(snap, rows):
     """An interaction event table for (src, dst, ts) rows of external ids."""
     from graph.snapshot import interaction_table
