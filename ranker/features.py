@@ -186,7 +186,8 @@ class FeatureContext:
         links = links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
                                     where, n, n_p)[pair_of_row]
 
-        paths3, paths3_norm = paths_of_length_3(g, deg, owner, cands, path_keys, friends[p_friend])
+        paths3, paths3_norm = paths_of_length_3(g, deg, owner, cands, f_owner[p_friend], g.indices[p_off],
+                                                friends[p_friend])
         paths3_norm /= np.sqrt(np.maximum(deg_v, 1.0) * np.maximum(deg_c, 1.0))
 
         def since_last(last: np.ndarray) -> np.ndarray:
