@@ -120,6 +120,25 @@ def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
     assert got[FEATURE_NAMES.index("log_paths3")] == pytest.approx(np.log1p(walks[sample].sum() * d / 3), rel=1e-5)
 
 
+def test_paths_of_length_3_are_the_same_when_threads_compute_them_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    src, dst, _ = _random_timed_graph(n=300, m=3000)
+    snap = from_pairs(src, dst)
+    ctx = FeatureContext(snap)
+    cols = [FEATURE_NAMES.index("log_paths3"), FEATURE_NAMES.index("paths3_norm")]
+    cands = np.arange(snap.num_users)
+
+    def paths(viewer: int) -> np.ndarray:
+        return ctx.pair_features(viewer, cands[cands != viewer], 0.0)[:, cols]
+
+    alone = [paths(v) for v in range(40)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(paths, list(range(40)) * 5))
+    assert all(np.array_equal(a, b) for a, b in zip(alone * 5, together, strict=True))
+    assert any(a.any() for a in alone)
+
+
 def _said(snap, rows):
     """An interaction event table for (src, dst, ts) rows of external ids."""
     from graph.snapshot import interaction_table
