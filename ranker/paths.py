@@ -66,7 +66,7 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
 
     Viewer by viewer, its two-hop walks (viewer `path_owner` - a `path_via` - b `path_end`) are
     summed per b into a dense per-thread array (n floats, reused; an index search of every probe over
-    the whole block's walks cost ~2x more) and read at the candidate's neighbours b, at most
+    the whole block's walks cost ~3x more) and read at the candidate's neighbours b, at most
     PATHS3_SAMPLE of them, the sum scaled up. A viewer's result never depends on its block."""
     n, n_c = g.num_users, cands.size
     count, norm = np.zeros(n_c), np.zeros(n_c)
