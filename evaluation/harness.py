@@ -211,7 +211,8 @@ def best_single(metrics: dict[str, dict[str, float]], k: int = 20) -> dict:
         value = metrics[best][metric]
         out[metric] = {"name": best, "value": value,
                        "pipeline": metrics["pipeline"][metric],
-                       "ratio": round(metrics["pipeline"][metric] / value, 3) if value else None}
+                       # not rounded: 1.0996 must not read as a 1.10 target met
+                       "ratio": metrics["pipeline"][metric] / value if value else None}
     return out
 
 

@@ -78,7 +78,7 @@ def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers
         click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m][0]:.4f}±{metrics[m][1]:.4f}" for m in
                                                ("recall@20", "ndcg@20") if m in metrics))
     for metric, r in report["pipeline_vs_best_single"].items():
-        click.echo(f"pipeline {metric} = {r['ratio']:.3f} x best single ({r['best_single']})")
+        click.echo(f"pipeline {metric} = {r['ratio']:.4f} x best single ({r['best_single']})")
     click.echo(f"rankers chosen on validation: {report['chosen_rankers']}")
     click.echo(f"report: {json_path}  plot: {png_path}")
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from evaluation.harness import evaluate, time_split, write_report
+from evaluation.harness import best_single, evaluate, time_split, write_report
 from graph.snapshot.format import EVENT_CODE
 from pymk.metrics import rank_metrics
 
@@ -84,3 +84,13 @@ def test_pool_oracle_is_the_best_ranking_of_the_pool():
     got = pool_oracle({"a", "x"}, {"a", "b", "c"}, ks=(2,))   # one hit at rank 1 of an ideal two
     assert got["recall@2"] == pytest.approx(1 / 3) and got["ndcg@2"] == pytest.approx(1 / (1 + 1 / math.log2(3)))
     assert pool_oracle(set(), {"a"}, ks=(20,)) == {"recall@20": 0.0, "ndcg@20": 0.0}
+
+
+def test_the_ratio_to_the_best_single_baseline_is_not_rounded_up_to_a_target():
+    metrics = {"pipeline": {"recall@20": 0.3853, "ndcg@20": 0.22}, "recent_popularity": {"recall@20": 0.3504,
+                                                                                          "ndcg@20": 0.2},
+               "union": {"recall@20": 0.9, "ndcg@20": 0.9}}   # not a single baseline: never the best single
+    best = best_single(metrics)
+    assert best["recall@20"]["name"] == "recent_popularity"
+    assert best["recall@20"]["ratio"] == pytest.approx(0.3853 / 0.3504) and best["recall@20"]["ratio"] < 1.10
+    assert best["ndcg@20"]["ratio"] == pytest.approx(1.10)
