@@ -44,9 +44,9 @@ def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return order, bounds
 
 
-def _neighbour_sample(g: Snapshot, d: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each candidate's neighbours, at most PATHS3_SAMPLE of them evenly spaced over its list, and the
-    row (candidate position) of each."""
+def _neighbour_sample(g: Snapshot, d: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each candidate's neighbours, at most PATHS3_SAMPLE of them evenly spaced over its list; the row
+    (candidate position) of each; per candidate, what a sum over its sample is scaled by."""
     take = np.minimum(d, PATHS3_SAMPLE)
     if (take == d).all():
         offsets, row = row_positions(g.indptr, cands)
@@ -54,7 +54,7 @@ def _neighbour_sample(g: Snapshot, d: np.ndarray, cands: np.ndarray) -> tuple[np
         row = np.repeat(np.arange(cands.size), take)
         step = np.arange(row.size) - np.repeat(np.cumsum(take) - take, take)
         offsets = g.indptr[cands][row] + step * d[row] // take[row]
-    return g.indices[offsets], row
+    return g.indices[offsets], row, d / np.maximum(take, 1)
 
 
 def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np.ndarray, path_owner: np.ndarray,
@@ -81,8 +81,7 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
     for v in np.flatnonzero((np.diff(c_bounds) > 0) & (np.diff(w_bounds) > 0)).tolist():
         e, via = ends[w_bounds[v]:w_bounds[v + 1]], inv_via[w_bounds[v]:w_bounds[v + 1]]
         rows = c_order[c_bounds[v]:c_bounds[v + 1]]
-        b, local = _neighbour_sample(g, d[rows], cands[rows])
-        scale = d[rows] / np.maximum(np.minimum(d[rows], PATHS3_SAMPLE), 1)
+        b, local, scale = _neighbour_sample(g, d[rows], cands[rows])
         try:
             np.add.at(buf, e, 1.0)
             count[rows] = np.bincount(local, weights=buf[b], minlength=rows.size) * scale
