@@ -143,10 +143,13 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     totals: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
 
-    def add(name: str, ranked: list[str], relevant: set[str], seconds: float) -> None:
-        for metric, value in rank_metrics(ranked, relevant).items():
+    def accumulate(name: str, values: dict[str, float]) -> None:
+        for metric, value in values.items():
             totals.setdefault(name, {}).setdefault(metric, 0.0)
             totals[name][metric] += value
+
+    def add(name: str, ranked: list[str], relevant: set[str], seconds: float) -> None:
+        accumulate(name, rank_metrics(ranked, relevant))
         timings[name] = timings.get(name, 0.0) + seconds
 
     ids = snap.id_strings
@@ -165,14 +168,10 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         if "ann" in lists:  # what the embeddings add on top of the graph sources, on the same users
             unions["union_without_ann"] = [name for name in lists if name != "ann"]
         for union_name, members in unions.items():
-            for k in KS:  # coverage of the union of the sources' top k (an unranked set)
-                union = set().union(*(set(lists[m][:k]) for m in members))
-                totals.setdefault(union_name, {}).setdefault(f"recall@{k}", 0.0)
-                totals[union_name][f"recall@{k}"] += len(union & relevant) / len(relevant)
+            accumulate(union_name, {f"recall@{k}": union_coverage([lists[m][:k] for m in members], relevant)
+                                    for k in KS})
         pool = set().union(*(set(ranked) for ranked in lists.values()))
-        for metric, value in pool_oracle(pool, relevant).items():
-            totals.setdefault("pool_oracle", {}).setdefault(metric, 0.0)
-            totals["pool_oracle"][metric] += value
+        accumulate("pool_oracle", pool_oracle(pool, relevant))
         for name, rank in baselines.items():
             t0 = time.perf_counter()
             add(name, [ids[i] for i in rank(idx, max(KS)).tolist()], relevant, time.perf_counter() - t0)
@@ -193,6 +192,11 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
 
 
 NOT_SINGLE = ("pipeline", "union", "union_without_ann", "pool_oracle")
+
+
+def union_coverage(lists: list[list[str]], relevant: set[str]) -> float:
+    """Share of `relevant` in the union of the lists (an unranked set)."""
+    return len(set().union(*map(set, lists)) & relevant) / len(relevant)
 
 
 def pool_oracle(pool: set[str], relevant: set[str], ks: tuple[int, ...] = KS) -> dict[str, float]:
