@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from evaluation.harness import best_single, evaluate, time_split, write_report
+from evaluation.harness import best_single, evaluate, pool_oracle, time_split, write_report
 from graph.snapshot.format import EVENT_CODE
 from pymk.metrics import rank_metrics
 
@@ -75,8 +75,6 @@ def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
 
 
 def test_pool_oracle_is_the_best_ranking_of_the_pool():
-    from evaluation.harness import pool_oracle
-
     # 2 of 3 relevant users in the pool: the best ranking puts both first
     got = pool_oracle({"a", "b", "x", "y"}, {"a", "b", "c"}, ks=(1, 2))
     assert got["recall@1"] == pytest.approx(1 / 3) and got["recall@2"] == pytest.approx(2 / 3)
