@@ -87,7 +87,8 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
             count[rows] = np.bincount(local, weights=buf[b], minlength=rows.size) * scale
             buf[e] = 0.0
             np.add.at(buf, e, via)
-            norm[rows] = np.bincount(local, weights=buf[b] / np.maximum(deg[b], 1), minlength=rows.size) * scale
+            buf[e] /= np.maximum(deg[e], 1)   # per b once, not per probe of b (the same quotients)
+            norm[rows] = np.bincount(local, weights=buf[b], minlength=rows.size) * scale
         finally:
             buf[e] = 0.0
     return count, norm
