@@ -45,7 +45,7 @@ class Services:
         self.settings = settings
         self.store = store
         self.events = EventLog(settings.event_log_dir)
-        self.served_log = EventLog(settings.data_dir / "served")
+        self.served_log = EventLog(settings.data_dir / "served", retention_s=settings.api.served_log_retention_h * 3600)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
         self.embeddings = ArtifactStore(settings.embeddings_dir)
         self.rankers = ArtifactStore(settings.ranker_dir)
@@ -132,15 +132,22 @@ class Services:
         return rec
 
     def log_served(self, rec: Recommendation, served: Served) -> None:
-        """One record per response with every candidate's scores and ranking features (feature
-        logging: training can use exactly what serving saw, so there is no skew)."""
+        """One record per response (`served_log`): the candidates, their sources and scores, and with
+        "features" every candidate's ranking features (feature logging: training can use exactly what
+        serving saw, so there is no skew)."""
+        mode = self.settings.api.served_log
+        if mode == "off":
+            return
+        candidates = [{"user_id": c.user_id, "position": i, "sources": list(c.sources), "scores": dict(c.scores)}
+                      for i, c in enumerate(rec.candidates)]
+        if mode == "features":
+            for row, c in zip(candidates, rec.candidates, strict=True):
+                ranker = c.proof.get("ranker", {})
+                row.update(features=_as_list(ranker.get("features")), features_at=ranker.get("t"))
         self.served_log.append_records([{
             "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
             "ranker": served.ranker_version, "embeddings": served.embeddings_version, "precomputed": rec.precomputed,
-            "candidates": [{"user_id": c.user_id, "position": i, "sources": list(c.sources),
-                            "scores": dict(c.scores), "features": _as_list(c.proof.get("ranker", {}).get("features")),
-                            "features_at": c.proof.get("ranker", {}).get("t")}
-                           for i, c in enumerate(rec.candidates)],
+            "candidates": candidates,
         }])
 
     def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:

@@ -51,8 +51,12 @@ def event_to_json(ev: Event) -> str:
 class EventLog:
     """A directory of JSONL segments."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, retention_s: float = 0.0) -> None:
+        """`retention_s` > 0: live segments (any process's) last written longer ago than this are
+        deleted whenever this process starts a new live segment. For logs nothing reads back as data
+        (the served log); the event log keeps everything."""
         self.root = root
+        self.retention_s = retention_s
         self._lock = threading.Lock()
         self._live: tuple[str, TextIO] | None = None  # this process's open live segment
 
@@ -106,10 +110,27 @@ class EventLog:
                     self._live[1].close()
                 self.root.mkdir(parents=True, exist_ok=True)
                 self._live = (name, open(self.root / name, "a"))  # noqa: SIM115 (kept open across calls)
+                if self.retention_s > 0:
+                    self.expire()
             f = self._live[1]
             f.write(lines)
             f.flush()  # readers see every call's records once it returns
         return lines.count("\n")
+
+    def expire(self, now: float | None = None) -> list[Path]:
+        """Delete the live segments last written more than `retention_s` ago; the deleted paths."""
+        cutoff = (time.time() if now is None else now) - self.retention_s
+        gone = []
+        for seg in self.root.glob("live-*.jsonl"):
+            try:
+                if seg.stat().st_mtime < cutoff:
+                    seg.unlink()
+                    gone.append(seg)
+            except FileNotFoundError:  # another worker expired it first
+                continue
+        if gone:
+            log.info("%s: deleted %d live segments older than %.0f h", self.root, len(gone), self.retention_s / 3600)
+        return gone
 
     def read_records(self) -> Iterator[dict]:
         """Every JSON record in every segment, as dicts."""

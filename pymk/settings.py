@@ -63,6 +63,16 @@ class Neo4jSettings:
         return self.uri or f"bolt://{self.host}:{self.port}"
 
 
+SERVED_LOG_MODES = ("off", "ids", "features")
+
+
+def _served_log(env: dict[str, str]) -> str:
+    mode = env.get("PYMK_SERVED_LOG", "ids").strip().lower()
+    if mode not in SERVED_LOG_MODES:
+        raise ConfigError(f"PYMK_SERVED_LOG must be one of {', '.join(SERVED_LOG_MODES)} (got {mode!r})")
+    return mode
+
+
 def default_workers() -> int:
     """`pymk serve` worker processes: two per core (one computes while the other waits on Neo4j), at most 8."""
     return min(8, 2 * (os.cpu_count() or 1))
@@ -83,6 +93,12 @@ class ApiSettings:
     explore_share: float = 0.05                # share of slots given to exploration (marked in the response)
     workers: int = field(default_factory=default_workers)  # `pymk serve` processes
     threads: int = 4                           # threads per worker process
+    # what each suggestions response leaves in $PYMK_DATA_DIR/served (one file per worker and hour):
+    # "ids" (viewer, candidates, positions, sources, scores), "features" (and every candidate's
+    # ranking features: training on exactly what serving saw), or "off"; files older than the
+    # retention are deleted as the workers start new ones (0: kept for ever)
+    served_log: str = "ids"
+    served_log_retention_h: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +166,8 @@ class Settings:
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
             workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
             threads=_env_int(env, "PYMK_API_THREADS", 4),
+            served_log=_served_log(env),
+            served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),

@@ -26,7 +26,8 @@ def _world(store) -> None:
 @pytest.fixture
 def app_settings(tmp_path) -> Settings:
     return Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1,k2",
-                              "PYMK_API_MAX_REQUEST_BYTES": "20000", "PYMK_EXPLORE_SHARE": "0"})
+                              "PYMK_API_MAX_REQUEST_BYTES": "20000", "PYMK_EXPLORE_SHARE": "0",
+                              "PYMK_SERVED_LOG": "features"})
 
 
 @pytest.fixture
@@ -501,3 +502,21 @@ def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(cli
     assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
     assert client.post("/v1/users", json={"id": "b0", "deactivated": False}, headers=KEY).status_code == 201
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
+
+
+@pytest.mark.parametrize("mode", ["ids", "off"])
+def test_served_log_modes(app_settings, world, mode):
+    from dataclasses import replace
+
+    from graph.eventlog import EventLog
+
+    settings = replace(app_settings, api=replace(app_settings.api, served_log=mode))
+    save_snapshot(from_store(world), ArtifactStore(settings.snapshot_dir), source="test")
+    body = create_app(settings, store=world).test_client().get("/v1/users/a1/suggestions").get_json()
+    records = list(EventLog(settings.data_dir / "served").read_records())
+    if mode == "off":
+        assert records == []
+        return
+    (served,) = records
+    assert [c["user_id"] for c in served["candidates"]] == [s["user_id"] for s in body["suggestions"]]
+    assert all(c.keys() == {"user_id", "position", "sources", "scores"} for c in served["candidates"])

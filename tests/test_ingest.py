@@ -150,3 +150,22 @@ def test_suggest_command_goes_through_the_hard_rules_with_the_decline_cool_down(
     assert result.exit_code == 0, result.output
     shown = {line.split()[0] for line in result.output.splitlines()[1:]}
     assert f"{p}c" in shown and f"{p}e" not in shown
+
+
+def test_served_log_retention_deletes_only_old_live_segments(tmp_path):
+    import os
+    import time
+
+    root = tmp_path / "served"
+    root.mkdir()
+    old, recent, kept = root / "live-2026010100-h-1.jsonl", root / "live-2026010101-h-2.jsonl", root / "seg.jsonl"
+    for path, age_h in ((old, 73), (recent, 71), (kept, 500)):
+        path.write_text('{"a": 1}\n')
+        os.utime(path, (time.time() - age_h * 3600,) * 2)
+    EventLog(root).append_records([{"b": 2}])              # no retention: nothing deleted
+    assert old.exists() and recent.exists()
+    log = EventLog(root, retention_s=72 * 3600)
+    assert log.append_records([{"c": 3}]) == 1             # opening its segment expires the old ones
+    assert not old.exists() and recent.exists() and kept.exists()
+    assert log.append_records([{"d": 4}]) == 1 and len(list(root.glob("live-*.jsonl"))) == 2  # same segment
+    assert [r for r in log.read_records() if "a" not in r] == [{"b": 2}, {"c": 3}, {"d": 4}]

@@ -14,12 +14,14 @@ def test_settings_from_env(tmp_path):
     assert s.neo4j.bolt_uri == "bolt://127.0.0.1:7777"
     assert s.neo4j.home == tmp_path / "neo4j" and s.snapshot_dir == tmp_path / "snapshots"
     assert not s.neo4j.external and s.ingest_batch_size == 5
+    assert s.api.served_log == "ids" and s.api.served_log_retention_h == 24
     ext = Settings.from_env({"NEO4J_URI": "neo4j://db.example:7687", "NEO4J_PASSWORD": "pw"})
     assert ext.neo4j.external and ext.neo4j.bolt_uri == "neo4j://db.example:7687"
 
 
 @pytest.mark.parametrize(("name", "value"), [("PYMK_NEO4J_PORT", "http"), ("PYMK_NEO4J_PORT", "70000"),
-                                             ("PYMK_INGEST_BATCH", "0")])
+                                             ("PYMK_INGEST_BATCH", "0"), ("PYMK_SERVED_LOG", "everything"),
+                                             ("PYMK_SERVED_LOG_RETENTION_H", "-1")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})
