@@ -13,7 +13,7 @@ a list (all stages run on request), as when a dormant user comes back, and `all`
 (the mixed traffic of a real day). `--precompute all` (default) ranks every user with a friend ahead
 of time, as the nightly batch job does; `--precompute active` only those active in the logged day.
 
-    python bench/api.py [--users 100000] [--rates 50,100,200,300] [--inactive-rates 10,20,40] [--reuse]
+    python bench/api.py [--users 100000] [--rates 50,100,200,300] [--inactive-rates 50,100,150,200] [--reuse]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _viewers(settings) -> tuple[list[str], list[str]]:
 @click.option("--rates", default="50,100,200,300", show_default=True)
 @click.option("--seconds", default=15.0, show_default=True)
 @click.option("--trials", default=3, show_default=True, help="Runs per rate; medians are reported.")
-@click.option("--inactive-rates", default="10,20,40", show_default=True)
+@click.option("--inactive-rates", default="50,100,150,200", show_default=True)
 @click.option("--all-rates", default="100,150,200", show_default=True,
               help="Rates of the mixed traffic: viewers drawn from ALL users with a friend.")
 @click.option("--workers", default=4, show_default=True, help="Server worker processes.")
