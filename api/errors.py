@@ -7,7 +7,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from pymk.errors import GraphStoreUnavailableError, UnknownUserError
+from pymk.errors import EventLogUnavailableError, GraphStoreUnavailableError, UnknownUserError
 
 RETRY_AFTER_S = 5
 
@@ -42,6 +42,14 @@ def register(app: Flask) -> None:
         # second ago must count), so with the store down the honest answer is "try again shortly".
         log.warning("%s", err)
         resp = jsonify(error_body("graph_store_unavailable", "the graph store cannot be reached; retry shortly"))
+        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return resp, 503
+
+    @app.errorhandler(EventLogUnavailableError)
+    def _log_down(err: EventLogUnavailableError):
+        # the graph write before it is idempotent and identical events are one event: retrying is safe
+        log.error("%s", err)
+        resp = jsonify(error_body("event_log_unavailable", "the event log cannot be written; retry shortly"))
         resp.headers["Retry-After"] = str(RETRY_AFTER_S)
         return resp, 503
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.assemble import assemble_pipeline
-from pymk.errors import ArtifactError, UnknownUserError
+from pymk.errors import ArtifactError, EventLogUnavailableError, UnknownUserError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Services:
         self._pointers: tuple[str | None, ...] = ()  # artifact pointers the served pipeline was built from
         self._lock = threading.Lock()
         self._checked = 0.0
+        self.served_log_failures = 0
+        self._served_log_warned = -math.inf
         self.reload(force=True)
 
     @property
@@ -144,11 +147,17 @@ class Services:
             for row, c in zip(candidates, rec.candidates, strict=True):
                 ranker = c.proof.get("ranker", {})
                 row.update(features=_as_list(ranker.get("features")), features_at=ranker.get("t"))
-        self.served_log.append_records([{
-            "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
-            "ranker": served.ranker_version, "embeddings": served.embeddings_version, "precomputed": rec.precomputed,
-            "candidates": candidates,
-        }])
+        try:
+            self.served_log.append_records([{
+                "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
+                "ranker": served.ranker_version, "embeddings": served.embeddings_version,
+                "precomputed": rec.precomputed, "candidates": candidates,
+            }])
+        except EventLogUnavailableError as exc:  # a record lost, never the response
+            self.served_log_failures += 1
+            if time.monotonic() - self._served_log_warned > 60:
+                self._served_log_warned = time.monotonic()
+                log.warning("served log: %s (%d responses unlogged so far)", exc, self.served_log_failures)
 
     def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:
         rec = fresh_fof(self.store, user_id, k)

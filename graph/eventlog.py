@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO
 
 import orjson
 
 from graph.readers import time_window
 from graph.records import Event
+from pymk.errors import EventLogUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,12 @@ def event_to_json(ev: Event) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+def _write_all(f: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[f.write(view):]
+
+
 class EventLog:
     """A directory of JSONL segments."""
 
@@ -58,7 +65,7 @@ class EventLog:
         self.root = root
         self.retention_s = retention_s
         self._lock = threading.Lock()
-        self._live: tuple[str, TextIO] | None = None  # this process's open live segment
+        self._live: tuple[str, BinaryIO] | None = None  # this process's open live segment (unbuffered)
 
     def segments(self) -> list[Path]:
         return sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
@@ -101,20 +108,34 @@ class EventLog:
         return self._append_lines("".join(orjson.dumps(r).decode() + "\n" for r in records))
 
     def _append_lines(self, lines: str) -> int:
+        """Append whole lines to this process's live segment, or nothing: a write that fails midway (a
+        full disk) is cut back off the file, so no torn line swallows the next record, and raised as
+        EventLogUnavailableError."""
         if not lines:
             return 0
         name = f"live-{time.strftime('%Y%m%d%H', time.gmtime())}-{socket.gethostname()}-{os.getpid()}.jsonl"
         with self._lock:
-            if self._live is None or self._live[0] != name:  # a new hour or a forked process: next segment
-                if self._live is not None:
-                    self._live[1].close()
-                self.root.mkdir(parents=True, exist_ok=True)
-                self._live = (name, open(self.root / name, "a"))  # noqa: SIM115 (kept open across calls)
-                if self.retention_s > 0:
-                    self.expire()
-            f = self._live[1]
-            f.write(lines)
-            f.flush()  # readers see every call's records once it returns
+            try:
+                if self._live is None or self._live[0] != name:  # a new hour or a forked process: next segment
+                    if self._live is not None:
+                        self._live[1].close()
+                        self._live = None
+                    self.root.mkdir(parents=True, exist_ok=True)
+                    self._live = (name, open(self.root / name, "ab", buffering=0))  # noqa: SIM115 (kept open)
+                    if self.retention_s > 0:
+                        self.expire()
+                f = self._live[1]
+            except OSError as exc:
+                raise EventLogUnavailableError(self.root / name, exc) from exc
+            start = os.fstat(f.fileno()).st_size
+            try:
+                _write_all(f, lines.encode())  # unbuffered: readers see the records once this returns
+            except OSError as exc:
+                try:
+                    os.ftruncate(f.fileno(), start)
+                except OSError:
+                    log.exception("%s: could not cut a failed write back off", self.root / name)
+                raise EventLogUnavailableError(self.root / name, exc) from exc
         return lines.count("\n")
 
     def expire(self, now: float | None = None) -> list[Path]:

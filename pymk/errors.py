@@ -37,3 +37,11 @@ class GraphStoreUnavailableError(PymkError):
     def __init__(self, uri: str, cause: Exception) -> None:
         super().__init__(f"graph store {uri} unavailable: {cause.__class__.__name__}: {cause}")
         self.uri = uri
+
+
+class EventLogUnavailableError(PymkError):
+    """A log segment cannot be written (disk full, permissions); nothing of the failed write is kept."""
+
+    def __init__(self, path: object, cause: OSError) -> None:
+        super().__init__(f"cannot write {path}: {cause.strerror or cause}")
+        self.path = path

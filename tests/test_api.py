@@ -520,3 +520,21 @@ def test_served_log_modes(app_settings, world, mode):
     (served,) = records
     assert [c["user_id"] for c in served["candidates"]] == [s["user_id"] for s in body["suggestions"]]
     assert all(c.keys() == {"user_id", "position", "sources", "scores"} for c in served["candidates"])
+
+
+def test_a_full_disk_fails_event_writes_with_503_but_never_suggestions(app, client, app_settings, monkeypatch):
+    from graph.eventlog import EventLog
+    from tests.test_ingest import _disk_fills_after
+
+    _disk_fills_after(monkeypatch, keep=5)
+    resp = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b0", "ts": 1.0}, headers=KEY)
+    assert resp.status_code == 503 and resp.headers["Retry-After"]
+    assert resp.get_json()["error"]["code"] == "event_log_unavailable"
+    resp = client.get("/v1/users/a1/suggestions")            # its served-log record is lost, not the response
+    assert resp.status_code == 200 and resp.get_json()["suggestions"]
+    assert app.extensions["pymk"].served_log_failures == 1
+    monkeypatch.undo()
+    assert client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b0", "ts": 1.0},
+                       headers=KEY).status_code == 202    # the client's retry, once there is room
+    assert [e.type for e in EventLog(app_settings.event_log_dir).read()] == ["send"]
+    assert list(EventLog(app_settings.data_dir / "served").read_records()) == []

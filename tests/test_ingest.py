@@ -169,3 +169,34 @@ def test_served_log_retention_deletes_only_old_live_segments(tmp_path):
     assert not old.exists() and recent.exists() and kept.exists()
     assert log.append_records([{"d": 4}]) == 1 and len(list(root.glob("live-*.jsonl"))) == 2  # same segment
     assert [r for r in log.read_records() if "a" not in r] == [{"b": 2}, {"c": 3}, {"d": 4}]
+
+
+def _disk_fills_after(monkeypatch, keep: int) -> None:
+    """The next event-log write puts `keep` bytes on disk, then fails as a full disk does."""
+    import errno
+
+    import graph.eventlog
+
+    def full(f, data):
+        os.write(f.fileno(), data[:keep])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(graph.eventlog, "_write_all", full)
+
+
+def test_a_failed_log_write_leaves_no_torn_line(tmp_path, monkeypatch):
+    from graph.records import Event
+    from pymk.errors import EventLogUnavailableError
+
+    log = EventLog(tmp_path / "log")
+    first = Event("send", "a", "b", 10.0)
+    assert log.append([first]) == 1
+    (seg,) = log.segments()
+    before = seg.read_bytes()
+    with monkeypatch.context() as m:
+        _disk_fills_after(m, keep=7)
+        with pytest.raises(EventLogUnavailableError, match=f"{seg.name}.*No space left"):
+            log.append([Event("accept", "b", "a", 11.0)])
+    assert seg.read_bytes() == before                      # the half-written line was cut back off
+    assert log.append([Event("block", "a", "c", 12.0)]) == 1
+    assert [(e.type, e.ts) for e in log.read()] == [("send", 10.0), ("block", 12.0)]  # nothing swallowed
