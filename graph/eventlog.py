@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,6 +49,14 @@ def event_to_json(ev: Event) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
+@contextmanager
+def _log_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise EventLogUnavailableError(path, exc) from exc
+
+
 def _write_all(f: BinaryIO, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -74,17 +82,35 @@ class EventLog:
     def segment_writer(self, name: str) -> Iterator[Callable[[Iterable[Event]], None]]:
         """Stream a whole segment to a temp file, renamed into place only if the block succeeds.
 
-        A segment of the same name is replaced, which is what makes re-ingestion idempotent.
+        A segment of the same name is replaced, which is what makes re-ingestion idempotent. A write
+        that fails (a full disk) raises EventLogUnavailableError and leaves no file behind.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"{name}.jsonl"
         tmp = self.root / f".{name}.jsonl.tmp-{os.getpid()}"
+
+        def write(events: Iterable[Event]) -> None:
+            with _log_errors(tmp):
+                f.writelines(event_to_json(ev) + "\n" for ev in events)
+
         try:
-            with open(tmp, "w") as f:
-                yield lambda events: f.writelines(event_to_json(ev) + "\n" for ev in events)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
+            with _log_errors(tmp):
+                self.root.mkdir(parents=True, exist_ok=True)
+                f = open(tmp, "w")  # noqa: SIM115 (closed below, quietly if the block failed)
+            done = False
+            try:
+                yield write
+                with _log_errors(tmp):
+                    f.flush()
+                    os.fsync(f.fileno())
+                done = True
+            finally:
+                if done:
+                    f.close()
+                else:
+                    with suppress(OSError):  # its buffer cannot be written either
+                        f.close()
+            with _log_errors(final):
+                os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -200,3 +200,23 @@ def test_a_failed_log_write_leaves_no_torn_line(tmp_path, monkeypatch):
     assert seg.read_bytes() == before                      # the half-written line was cut back off
     assert log.append([Event("block", "a", "c", 12.0)]) == 1
     assert [(e.type, e.ts) for e in log.read()] == [("send", 10.0), ("block", 12.0)]  # nothing swallowed
+
+
+def test_a_segment_that_cannot_be_written_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import graph.eventlog
+    from graph.records import Event
+    from pymk.errors import EventLogUnavailableError
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    log = EventLog(tmp_path / "log")
+    monkeypatch.setattr(graph.eventlog.os, "fsync", full)
+    with pytest.raises(EventLogUnavailableError, match=r"file-x\.jsonl.*No space left"):
+        log.write_segment("file-x", [Event("send", "a", "b", 1.0)])
+    assert list((tmp_path / "log").iterdir()) == []
+    with pytest.raises(KeyError), log.segment_writer("file-y"):  # the caller's own errors pass through
+        raise KeyError("bad row")
+    assert list((tmp_path / "log").iterdir()) == []
