@@ -27,6 +27,12 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     return {"error": body}
 
 
+def _retry_later(code: str, message: str):
+    resp = jsonify(error_body(code, message))
+    resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return resp, 503
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(err: ApiError):
@@ -41,17 +47,13 @@ def register(app: Flask) -> None:
         # Suggestions are never served without the hard-rule check on fresh state (a block made a
         # second ago must count), so with the store down the honest answer is "try again shortly".
         log.warning("%s", err)
-        resp = jsonify(error_body("graph_store_unavailable", "the graph store cannot be reached; retry shortly"))
-        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return resp, 503
+        return _retry_later("graph_store_unavailable", "the graph store cannot be reached; retry shortly")
 
     @app.errorhandler(EventLogUnavailableError)
     def _log_down(err: EventLogUnavailableError):
         # the graph write before it is idempotent and identical events are one event: retrying is safe
         log.error("%s", err)
-        resp = jsonify(error_body("event_log_unavailable", "the event log cannot be written; retry shortly"))
-        resp.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return resp, 503
+        return _retry_later("event_log_unavailable", "the event log cannot be written; retry shortly")
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
