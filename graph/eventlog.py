@@ -140,28 +140,25 @@ class EventLog:
         if not lines:
             return 0
         name = f"live-{time.strftime('%Y%m%d%H', time.gmtime())}-{socket.gethostname()}-{os.getpid()}.jsonl"
-        with self._lock:
-            try:
-                if self._live is None or self._live[0] != name:  # a new hour or a forked process: next segment
-                    if self._live is not None:
-                        self._live[1].close()
-                        self._live = None
-                    self.root.mkdir(parents=True, exist_ok=True)
-                    self._live = (name, open(self.root / name, "ab", buffering=0))  # noqa: SIM115 (kept open)
-                    if self.retention_s > 0:
-                        self.expire()
-                f = self._live[1]
-            except OSError as exc:
-                raise EventLogUnavailableError(self.root / name, exc) from exc
+        with self._lock, _log_errors(self.root / name):
+            if self._live is None or self._live[0] != name:  # a new hour or a forked process: next segment
+                if self._live is not None:
+                    self._live[1].close()
+                    self._live = None
+                self.root.mkdir(parents=True, exist_ok=True)
+                self._live = (name, open(self.root / name, "ab", buffering=0))  # noqa: SIM115 (kept open)
+                if self.retention_s > 0:
+                    self.expire()
+            f = self._live[1]
             start = os.fstat(f.fileno()).st_size
             try:
                 _write_all(f, lines.encode())  # unbuffered: readers see the records once this returns
-            except OSError as exc:
+            except OSError:
                 try:
                     os.ftruncate(f.fileno(), start)
                 except OSError:
                     log.exception("%s: could not cut a failed write back off", self.root / name)
-                raise EventLogUnavailableError(self.root / name, exc) from exc
+                raise
         return lines.count("\n")
 
     def expire(self, now: float | None = None) -> list[Path]:
@@ -175,6 +172,8 @@ class EventLog:
                     gone.append(seg)
             except FileNotFoundError:  # another worker expired it first
                 continue
+            except OSError as exc:  # retention trouble never costs the record being written
+                log.warning("%s: cannot expire: %s", seg, exc)
         if gone:
             log.info("%s: deleted %d live segments older than %.0f h", self.root, len(gone), self.retention_s / 3600)
         return gone
