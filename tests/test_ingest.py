@@ -153,9 +153,6 @@ def test_suggest_command_goes_through_the_hard_rules_with_the_decline_cool_down(
 
 
 def test_served_log_retention_deletes_only_old_live_segments(tmp_path):
-    import os
-    import time
-
     root = tmp_path / "served"
     root.mkdir()
     old, recent, kept = root / "live-2026010100-h-1.jsonl", root / "live-2026010101-h-2.jsonl", root / "seg.jsonl"
