@@ -1,7 +1,7 @@
 """Personalized PageRank (random walk with restart) by forward push, and global PageRank.
 
-Forward push (Andersen, Chung, Lang 2006), pushed in vectorized rounds: every node whose residual
-r(v) >= eps * deg(v) pushes at once. On exit every residual is below eps * deg(v), and on an
+Forward push (Andersen, Chung, Lang 2006), pushed in rounds (candidates/push.py): every node whose
+residual r(v) >= eps * deg(v) pushes at once. On exit every residual is below eps * deg(v), and on an
 undirected graph this bounds the error of the estimate p for every node v:
 
     0 <= ppr(v) - p(v) <= eps * deg(v)
@@ -19,9 +19,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from candidates.base import Proposals, to_candidates
+from candidates.push import push_one
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import is_neighbour, rank_in_group
 
 log = logging.getLogger(__name__)
 PUSH_MEMO = 16   # single-viewer pushes a source keeps: one per request in flight is reused (server threads: 4)
@@ -30,34 +31,19 @@ PUSH_MEMO = 16   # single-viewer pushes a source keeps: one per request in fligh
 def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, sources: np.ndarray,
                        alpha: float = 0.15, eps: float = 1e-4, max_rounds: int = 200
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sparse PPR estimates from each of `sources` at once: (owner, node, value) sorted by (owner, node),
-    owner being the source's position in `sources`. Each source's walk is pushed in its own rounds
-    exactly as if it ran alone (same values, bit for bit): the pairs are only keyed by owner."""
+    """Sparse PPR estimates from each of `sources`: (owner, node, value) sorted by (owner, node), owner
+    being the source's position in `sources`. Each source is pushed alone (candidates/push.py), so its
+    values never depend on the block it came in."""
     sources = np.asarray(sources, dtype=np.int64)
-    n = np.int64(indptr.size - 1)
-    alone = degree[sources] == 0     # nowhere to walk: all mass stays home
-    p_keys: list[np.ndarray] = [pair_keys(np.flatnonzero(alone), sources[alone], n)]
-    p_vals: list[np.ndarray] = [np.ones(int(alone.sum()))]
-    r_keys = pair_keys(np.flatnonzero(~alone), sources[~alone], n)
-    r_vals = np.ones(r_keys.size)
-    for _ in range(max_rounds):
-        r_nodes = r_keys % n
-        active = r_vals >= eps * degree[r_nodes]
-        if not active.any():
-            break
-        push_keys, push_nodes, push_vals = r_keys[active], r_nodes[active], r_vals[active]
-        p_keys.append(push_keys)
-        p_vals.append(alpha * push_vals)
-        share = (1 - alpha) * push_vals / degree[push_nodes]
-        offsets, _ = row_positions(indptr, push_nodes)
-        lens = degree[push_nodes]
-        base = np.repeat(push_keys - push_nodes, lens)     # owner * n of each pushed entry
-        targets = np.concatenate([base + indices[offsets], r_keys[~active]])
-        mass = np.concatenate([np.repeat(share, lens), r_vals[~active]])
-        r_keys, inv = np.unique(targets, return_inverse=True)
-        r_vals = np.bincount(inv, weights=mass, minlength=r_keys.size)
-    keys, inv = np.unique(np.concatenate(p_keys), return_inverse=True)
-    return keys // n, keys % n, np.bincount(inv, weights=np.concatenate(p_vals), minlength=keys.size)
+    n = indptr.size - 1
+    bad = sources[(sources < 0) | (sources >= n)]
+    if bad.size:
+        raise IndexError(f"PPR source {int(bad[0])} outside the graph's {n} users")
+    parts = [push_one(indptr, indices, degree, int(s), alpha, eps, max_rounds) for s in sources.tolist()]
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    owner = np.repeat(np.arange(len(parts)), [nodes.size for nodes, _ in parts])
+    return owner, np.concatenate([nodes for nodes, _ in parts]), np.concatenate([vals for _, vals in parts])
 
 
 def forward_push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, source: int,
