@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+from numba import njit
 
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import lookup, pair_keys, row_positions
@@ -29,12 +30,12 @@ def links_among_mutuals(friend_rows: int, ego_from: np.ndarray, ego_to: np.ndarr
     return np.bincount(via_pos[entry][hit], minlength=n_p) / 2.0   # each link is seen from both ends
 
 
-def _zeros(n: int) -> np.ndarray:
-    """This thread's array of n zeros, reused across calls: whoever writes into it puts the zeros back."""
-    buf = getattr(_scratch, "buf", None)
-    if buf is None or buf.size != n:
-        buf = _scratch.buf = np.zeros(n)
-    return buf
+def _scratch_for(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's n zeros (float) and n zero marks, reused across calls: the kernel puts the zeros back."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None or bufs[0].size != n:
+        bufs = _scratch.bufs = (np.zeros(n), np.zeros(n, dtype=np.uint8))
+    return bufs
 
 
 def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,17 +45,42 @@ def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     return order, bounds
 
 
-def _neighbour_sample(g: Snapshot, d: np.ndarray, cands: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each candidate's neighbours, at most PATHS3_SAMPLE of them evenly spaced over its list; the row
-    (candidate position) of each; per candidate, what a sum over its sample is scaled by."""
-    take = np.minimum(d, PATHS3_SAMPLE)
-    if (take == d).all():
-        offsets, row = row_positions(g.indptr, cands)
-    else:
-        row = np.repeat(np.arange(cands.size), take)
-        step = np.arange(row.size) - np.repeat(np.cumsum(take) - take, take)
-        offsets = g.indptr[cands][row] + step * d[row] // take[row]
-    return g.indices[offsets], row, d / np.maximum(take, 1)
+@njit(cache=True, nogil=True)
+def _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, out):   # pragma: no cover - compiled
+    """out[row] = the sum of buf over the candidate's sampled neighbours, scaled up to all of them."""
+    for row in rows:
+        c = cands[row]
+        d = np.int64(deg[c])
+        take = min(d, sample)
+        acc = 0.0
+        for k in range(take):
+            acc += buf[indices[indptr[c] + k * d // take]]
+        out[row] = acc * (d / max(take, 1))
+
+
+@njit(cache=True, nogil=True)
+def _paths3(indptr, indices, deg, cands, c_order, c_bounds, ends, inv_via, w_bounds, sample, buf, mark,
+            count, norm):   # pragma: no cover - compiled
+    for v in range(c_bounds.size - 1):
+        rows = c_order[c_bounds[v]:c_bounds[v + 1]]
+        e = ends[w_bounds[v]:w_bounds[v + 1]]
+        if rows.size == 0 or e.size == 0:
+            continue
+        for b in e:
+            buf[b] += 1.0
+        _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, count)
+        for b in e:
+            buf[b] = 0.0
+        for i, b in enumerate(e):
+            buf[b] += inv_via[w_bounds[v] + i]
+        for b in e:
+            if mark[b] == 0:   # per b once, not per walk ending at b
+                mark[b] = 1
+                buf[b] /= max(deg[b], 1)
+        _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, norm)
+        for b in e:
+            buf[b] = 0.0
+            mark[b] = 0
 
 
 def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np.ndarray, path_owner: np.ndarray,
@@ -64,10 +90,10 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
     candidate)). Friends of friends of friends close ties too (Kovacs et al. 2019, "L3"): it adds
     what the shared neighbourhood misses.
 
-    Viewer by viewer, its two-hop walks (viewer `path_owner` - a `path_via` - b `path_end`) are
-    summed per b into a dense per-thread array (n floats, reused; an index search of every probe over
-    the whole block's walks cost ~3x more) and read at the candidate's neighbours b, at most
-    PATHS3_SAMPLE of them, the sum scaled up. A viewer's result never depends on its block."""
+    Viewer by viewer (compiled, numba), its two-hop walks (viewer `path_owner` - a `path_via` - b
+    `path_end`) are summed per b into a dense per-thread array (n floats, reused) and read at the
+    candidate's neighbours b, at most PATHS3_SAMPLE of them evenly spaced over its list, the sum
+    scaled up. A viewer's result never depends on its block."""
     n, n_c = g.num_users, cands.size
     count, norm = np.zeros(n_c), np.zeros(n_c)
     if not path_end.size or not n_c:
@@ -75,20 +101,9 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
     viewers = int(max(owner.max(), path_owner.max())) + 1
     w_order, w_bounds = _runs(path_owner, viewers)
     c_order, c_bounds = _runs(owner, viewers)
-    ends, inv_via = path_end[w_order], 1.0 / np.maximum(deg[path_via[w_order]], 1)
-    d = deg[cands].astype(np.int64)
-    buf = _zeros(n)
-    for v in np.flatnonzero((np.diff(c_bounds) > 0) & (np.diff(w_bounds) > 0)).tolist():
-        e, via = ends[w_bounds[v]:w_bounds[v + 1]], inv_via[w_bounds[v]:w_bounds[v + 1]]
-        rows = c_order[c_bounds[v]:c_bounds[v + 1]]
-        b, local, scale = _neighbour_sample(g, d[rows], cands[rows])
-        try:
-            np.add.at(buf, e, 1.0)
-            count[rows] = np.bincount(local, weights=buf[b], minlength=rows.size) * scale
-            buf[e] = 0.0
-            np.add.at(buf, e, via)
-            buf[e] /= np.maximum(deg[e], 1)   # per b once, not per probe of b (the same quotients)
-            norm[rows] = np.bincount(local, weights=buf[b], minlength=rows.size) * scale
-        finally:
-            buf[e] = 0.0
+    ends = np.ascontiguousarray(path_end[w_order], dtype=np.int64)
+    inv_via = 1.0 / np.maximum(deg[path_via[w_order]], 1)
+    buf, mark = _scratch_for(n)
+    _paths3(g.indptr, g.indices, deg, np.asarray(cands, dtype=np.int64), c_order, c_bounds, ends, inv_via, w_bounds,
+            PATHS3_SAMPLE, buf, mark, count, norm)
     return count, norm

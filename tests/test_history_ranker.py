@@ -118,6 +118,8 @@ def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
     got = FeatureContext(snap).pair_features(viewer, np.array([hub]), 0.0)[0]
     assert d > 3
     assert got[FEATURE_NAMES.index("log_paths3")] == pytest.approx(np.log1p(walks[sample].sum() * d / 3), rel=1e-5)
+    buf, mark = ranker.paths._scratch_for(n)
+    assert not buf.any() and not mark.any()   # the per-thread scratch is left zeroed for the next call
 
 
 def test_paths_of_length_3_are_the_same_when_threads_compute_them_at_once():
