@@ -77,21 +77,22 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     p_off, p_row = row_positions(snap.indptr, mids)
     cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
     keep = (cand != users[p_owner]) & ~is_neighbour(snap.indptr, snap.indices, users, p_owner, cand)
-    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.ids, n)
+    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.id_rank, n)
 
 
-def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, ids: np.ndarray,
+def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, id_rank: np.ndarray,
                 n: int) -> FofScores:
     """Score two-hop paths viewer (owner) -> via -> cand: per pair, mutual count, Adamic-Adar and
     resource allocation, summed in the order the paths come in (so callers that pass them in the
-    same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then `ids`."""
+    same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then external id
+    as a string (`id_rank`: Snapshot.id_rank)."""
     uniq, inv = np.unique(pair_keys(owner, cand, n), return_inverse=True)
     u_owner, u_cand = uniq // n, uniq % n
     vdeg = via_degree.astype(np.float64)
     mutual = np.bincount(inv, minlength=uniq.size)
     aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
     ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
-    order = np.lexsort((ids[u_cand].astype(str), -np.round(aa, 9), -mutual, u_owner))
+    order = np.lexsort((id_rank[u_cand], -np.round(aa, 9), -mutual, u_owner))
     return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], owner, cand, via, n)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from candidates.base import Proposals
 from candidates.fof import fof_proofs, score_paths
 from candidates.precompute import publish_lists
+from graph.snapshot.format import string_order_rank
 from graph.snapshot.parquet import export_parquet
 from pymk.artifacts import ArtifactStore
 from pymk.settings import REPO_ROOT, Settings
@@ -64,13 +65,14 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
     return builder.getOrCreate()
 
 
-def _ids(parquet_dir: str) -> np.ndarray:
-    if ("ids", parquet_dir) not in _EXECUTOR:
+def _id_rank(parquet_dir: str) -> np.ndarray:
+    """The users' external ids as a string-order rank (Snapshot.id_rank), read once per executor."""
+    if ("id_rank", parquet_dir) not in _EXECUTOR:
         import pyarrow.parquet as pq
 
-        _EXECUTOR[("ids", parquet_dir)] = np.asarray(pq.read_table(f"{parquet_dir}/users.parquet",
-                                                                   columns=["id"])["id"].to_numpy(), dtype=str)
-    return _EXECUTOR[("ids", parquet_dir)]
+        ids = np.asarray(pq.read_table(f"{parquet_dir}/users.parquet", columns=["id"])["id"].to_numpy(), dtype=str)
+        _EXECUTOR[("id_rank", parquet_dir)] = string_order_rank(ids)
+    return _EXECUTOR[("id_rank", parquet_dir)]
 
 
 def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
@@ -79,8 +81,8 @@ def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
 
     x, m, dm = (pdf[c].to_numpy(np.int64) for c in ("x", "m", "dm"))
     order = np.lexsort((m, x))   # per candidate, its mutual friends in increasing order, as fof_block has them
-    ids = _ids(parquet_dir)
-    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], ids, ids.size)
+    id_rank = _id_rank(parquet_dir)
+    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], id_rank, id_rank.size)
     top = slice(0, k)
     return pd.DataFrame({"v": np.full(s.candidates[top].size, int(pdf["v"].iloc[0]), dtype=np.int64),
                          "cand": s.candidates[top], "mutual": s.mutual[top], "aa": s.adamic_adar[top],
