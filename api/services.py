@@ -85,6 +85,10 @@ class Services:
                 return False
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
+            try:
+                pipeline.warm()
+            except Exception:   # the requests will show the same failure; loading goes on
+                log.exception("warming up snapshot %s failed", wanted[0])
             old, self._served = self._served, Served(
                 pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version,
                 pipeline.precomputed.version if pipeline.precomputed else None)

@@ -140,6 +140,15 @@ class CandidatePipeline:
         kept = self.cheap_filters(user, merged, rec)
         return self.ranker(self.snap.external_id(user), kept)
 
+    def warm(self) -> None:
+        """The first four stages once, for a user with a friend: the one-time work (compiled kernels
+        loaded or compiled, per-snapshot caches built; seconds without a kernel cache) is not left to
+        the first request."""
+        _ = self.snap.id_rank
+        with_friend = np.flatnonzero(self.snap.degree)
+        if with_friend.size:
+            self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))
+
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log)."""
         lo, hi = run_bounds(self._imp_src, user)

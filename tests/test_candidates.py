@@ -323,3 +323,26 @@ def test_concurrent_requests_do_not_starve_each_others_sources():
         skipped = list(ex.map(one, range(4)))
     pipe.close()
     assert skipped == [{}, {}, {}, {}]
+
+
+def test_fof_ties_are_broken_by_external_id_as_a_string_as_cypher_orders_them():
+    from graph.snapshot.format import string_order_rank
+
+    assert string_order_rank(np.array([2, 9, 10, 100])).tolist() == [2, 3, 0, 1]   # "10" < "100" < "2" < "9"
+    snap = from_pairs(["1", "1", "2", "3"], ["2", "3", "9", "10"])   # 9 and 10: one mutual friend each
+    got = FriendsOfFriendsSource(snap).generate(snap.index_of("1"), 10)
+    assert [c.user_id for c in got] == ["10", "9"]
+
+
+def test_warm_runs_the_ranking_stages_once_for_a_user_with_a_friend():
+    snap = from_pairs(["x", "a", "a"], ["x", "b", "c"])   # x: no friends; a-b, a-c
+    pipe = CandidatePipeline(snap, [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap)],
+                             SnapshotStateReader(snap))
+    seen = []
+    real = pipe.ranked
+    pipe.ranked = lambda user, rec: seen.append(user) or real(user, rec)
+    pipe.warm()
+    assert [snap.external_id(u) for u in seen] == ["a"] and snap._id_rank is not None
+    pipe.close()
+    lonely = from_pairs(["x"], ["x"])
+    CandidatePipeline(lonely, [], SnapshotStateReader(lonely)).warm()   # no user with a friend: nothing to run
