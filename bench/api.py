@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import OUT, fresh_neo4j, percentiles, write_results  # noqa: E402
+from pymk.settings import DEFAULT_THREADS, default_workers  # noqa: E402
 
 
 def _cli(env: dict, *args: str) -> None:
@@ -150,15 +151,16 @@ def _viewers(settings) -> tuple[list[str], list[str]]:
 @click.option("--inactive-rates", default="50,100,150,200", show_default=True)
 @click.option("--all-rates", default="100,150,200", show_default=True,
               help="Rates of the mixed traffic: viewers drawn from ALL users with a friend.")
-@click.option("--workers", default=4, show_default=True, help="Server worker processes.")
-@click.option("--threads", default=4, show_default=True, help="Threads per worker.")
+@click.option("--workers", type=int, default=None, help="Server worker processes (default: the product's).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default: the product's, 2).")
 @click.option("--port", default=7698, show_default=True)
 @click.option("--reuse", is_flag=True, help="Serve the data a previous run left in bench/out/bench-api.")
 @click.option("--precompute", "precompute_for", type=click.Choice(["all", "active"]), default="all",
               show_default=True, help="Precompute lists for every user with a friend (the nightly batch job), "
                                       "or for the users active in the logged period only.")
-def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: float, trials: int, workers: int,
-         threads: int, port: int, reuse: bool, precompute_for: str) -> None:
+def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: float, trials: int,
+         workers: int | None, threads: int | None, port: int, reuse: bool, precompute_for: str) -> None:
+    workers, threads = workers or default_workers(), threads or DEFAULT_THREADS
     r: dict = {"users": users, "precomputed_for": precompute_for}
     reuse = reuse and (OUT / "bench-api" / "candidates" / "CURRENT").exists()
     with fresh_neo4j("bench-api", port, keep=reuse) as settings:

@@ -47,7 +47,7 @@ class PipelineConfig:
     per_source_k: int = PER_SOURCE_K
     source_budget_s: float = 0.25
     overfetch: int = 3           # candidates kept after ranking, per requested suggestion
-    concurrency: int = 4         # requests served at once (server threads): the source pool has a thread
+    concurrency: int = 2         # requests served at once (server threads): the source pool has a thread
                                  # per source for each of them, so one request never waits on another's
 
 

@@ -25,7 +25,7 @@ from graph.snapshot import Snapshot
 from graph.snapshot.csr import is_neighbour, rank_in_group
 
 log = logging.getLogger(__name__)
-PUSH_MEMO = 16   # single-viewer pushes a source keeps: one per request in flight is reused (server threads: 4)
+PUSH_MEMO = 16   # single-viewer pushes a source keeps: one per request in flight is reused (server threads: 2)
 
 
 def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, sources: np.ndarray,

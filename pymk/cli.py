@@ -260,8 +260,8 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
 @click.option("--workers", type=int, default=None,
-              help="Worker processes (gunicorn when > 1; default PYMK_API_WORKERS, 2 per core). 1: waitress.")
-@click.option("--threads", type=int, default=None, help="Threads per worker (default PYMK_API_THREADS, 4).")
+              help="Worker processes (gunicorn when > 1; default PYMK_API_WORKERS, one per core). 1: waitress.")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default PYMK_API_THREADS, 2).")
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the HTTP API with a production WSGI server (gunicorn processes or waitress threads)."""

@@ -74,8 +74,14 @@ def _served_log(env: dict[str, str]) -> str:
 
 
 def default_workers() -> int:
-    """`pymk serve` worker processes: two per core (one computes while the other waits on Neo4j), at most 8."""
-    return min(8, 2 * (os.cpu_count() or 1))
+    """`pymk serve` worker processes: one per core, at most 8 (each with DEFAULT_THREADS threads: one
+    computes while the other waits on Neo4j). More processes or threads on the same cores only add
+    GIL hand-offs and cache misses: on 2 cores, 4 x 4 spent ~20% more CPU a request than 2 x 2 and its
+    p99 at 200 req/s of requests ranked on request was 3-4x higher (bench/RESULTS.md)."""
+    return min(8, os.cpu_count() or 1)
+
+
+DEFAULT_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ class ApiSettings:
     ab_buckets: tuple[str, ...] = ("control", "treatment")
     explore_share: float = 0.05                # share of slots given to exploration (marked in the response)
     workers: int = field(default_factory=default_workers)  # `pymk serve` processes
-    threads: int = 4                           # threads per worker process
+    threads: int = DEFAULT_THREADS             # threads per worker process
     # what each suggestions response leaves in $PYMK_DATA_DIR/served (one file per worker and hour):
     # "ids" (viewer, candidates, positions, sources, scores), "features" (and every candidate's
     # ranking features: training on exactly what serving saw), or "off"; files older than the
@@ -165,7 +171,7 @@ class Settings:
             rate_limit_storage=env.get("PYMK_API_RATE_LIMIT_STORAGE") or None,
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
             workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
-            threads=_env_int(env, "PYMK_API_THREADS", 4),
+            threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS),
             served_log=_served_log(env),
             served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
         )
