@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from candidates.base import Proposals, to_candidates
 from candidates.ppr import global_pagerank
 from candidates.types import Candidate
 from graph.geo import haversine_km
@@ -42,30 +43,46 @@ class ColdStartSource:
             starts = np.searchsorted(codes[order], np.arange(len(snap.vocab[col]) + 1))
             self.groups[col] = (order, starts)
 
-    def generate(self, user: int, k: int) -> list[Candidate]:
+    def _top(self, user: int, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
+        """The viewer's top k: candidates, scores, which attributes each shares, distances (NaN: unknown)."""
         if self.degree[user] >= self.min_friends:
-            return []
+            return None
         pools = []
         for col, (order, starts) in self.groups.items():
             code = int(self.snap.categorical[col][user])
             if code >= 0:
                 pools.append(order[starts[code]:min(starts[code + 1], starts[code] + self.per_group)])
         if not pools:
-            return []
+            return None
         cand = np.unique(np.concatenate(pools))
         cand = cand[(cand != user) & ~np.isin(cand, self.snap.neighbors(user))]
         if not cand.size:
-            return []
+            return None
         shared = {col: self.snap.categorical[col][cand] == self.snap.categorical[col][user] for col in self.groups}
         score = sum(WEIGHTS[col] * m for col, m in shared.items()) + 0.3 * self.popularity[cand]
         lat, lon = self.snap.numeric["lat"], self.snap.numeric["lon"]
         dist = haversine_km(lat[user], lon[user], lat[cand], lon[cand])
         score = score - 0.05 * np.nan_to_num(np.log1p(dist), nan=0.0)
         top = np.lexsort((cand, -score))[:k]
-        out = []
-        for i in top.tolist():
-            c = int(cand[i])
-            proof = {"shared": [col for col in self.groups if shared[col][i]],
-                     "distance_km": None if np.isnan(dist[i]) else round(float(dist[i]), 1)}
-            out.append(Candidate.of(self.snap.external_id(c), c, self.name, float(score[i]), proof))
-        return out
+        return cand[top], score[top], {col: m[top] for col, m in shared.items()}, dist[top]
+
+    def propose(self, users: np.ndarray, k: int) -> Proposals:
+        """Proposals as arrays; the proof of a row is built only when asked for (most are never shown)."""
+        parts = []
+        for i, user in enumerate(np.asarray(users, dtype=np.int64).tolist()):
+            got = self._top(user, k)
+            if got is None:
+                continue
+            cand, score, shared, dist = got
+
+            def proof(rows: np.ndarray, shared=shared, dist=dist) -> list[dict]:
+                return [{"shared": [col for col in self.groups if shared[col][r]],
+                         "distance_km": None if np.isnan(dist[r]) else round(float(dist[r]), 1)}
+                        for r in rows.tolist()]
+
+            parts.append((i, Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64),
+                                       score.astype(np.float64), proof)))
+        return Proposals.concat(parts)
+
+    def generate(self, user: int, k: int) -> list[Candidate]:
+        return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))
