@@ -35,10 +35,6 @@ def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarr
     being the source's position in `sources`. Each source is pushed alone (candidates/push.py), so its
     values never depend on the block it came in."""
     sources = np.asarray(sources, dtype=np.int64)
-    n = indptr.size - 1
-    bad = sources[(sources < 0) | (sources >= n)]
-    if bad.size:
-        raise IndexError(f"PPR source {int(bad[0])} outside the graph's {n} users")
     parts = [push_one(indptr, indices, degree, int(s), alpha, eps, max_rounds) for s in sources.tolist()]
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)

@@ -98,5 +98,8 @@ def _buffers(n: int) -> tuple[np.ndarray, np.ndarray]:
 def push_one(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, source: int, alpha: float, eps: float,
              max_rounds: int) -> tuple[np.ndarray, np.ndarray]:
     """PPR estimate from `source`: the nodes with a nonzero estimate (ascending) and their values."""
-    st, mark = _buffers(indptr.size - 1)
+    n = indptr.size - 1
+    if not 0 <= source < n:   # the compiled code does no bounds checks
+        raise IndexError(f"PPR source {source} outside the graph's {n} users")
+    st, mark = _buffers(n)
     return _push(indptr, indices, degree, source, alpha, eps, max_rounds, st, mark)
