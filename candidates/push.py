@@ -13,12 +13,10 @@ most of it in sorting the residual set every round; this costs ~0.16 ms and runs
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit
 
-_scratch = threading.local()
+from graph.snapshot.csr import thread_scratch
 
 
 @njit(cache=True, nogil=True)
@@ -87,19 +85,11 @@ def _push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, s: int, a
     return nodes[:keep], values[:keep]
 
 
-def _buffers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's zeroed scratch for a graph of n users."""
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None or bufs[1].size != n:
-        bufs = _scratch.bufs = (np.zeros((n, 3)), np.zeros(n, dtype=np.uint8))
-    return bufs
-
-
 def push_one(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, source: int, alpha: float, eps: float,
              max_rounds: int) -> tuple[np.ndarray, np.ndarray]:
     """PPR estimate from `source`: the nodes with a nonzero estimate (ascending) and their values."""
     n = indptr.size - 1
     if not 0 <= source < n:   # the compiled code does no bounds checks
         raise IndexError(f"PPR source {source} outside the graph's {n} users")
-    st, mark = _buffers(n)
+    st, mark = thread_scratch(n, 3)
     return _push(indptr, indices, degree, source, alpha, eps, max_rounds, st, mark)

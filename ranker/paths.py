@@ -3,18 +3,15 @@ mutual friends, and paths of length 3."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit
 
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import lookup, pair_keys, row_positions
+from graph.snapshot.csr import lookup, pair_keys, row_positions, thread_scratch
 
 # A candidate's neighbours read for the paths of length 3 (evenly spaced over its neighbour list, the
 # sum scaled up): a hub candidate costs no more than this many lookups.
 PATHS3_SAMPLE = 128
-_scratch = threading.local()
 
 
 def links_among_mutuals(friend_rows: int, ego_from: np.ndarray, ego_to: np.ndarray, via_pos: np.ndarray,
@@ -28,14 +25,6 @@ def links_among_mutuals(friend_rows: int, ego_from: np.ndarray, ego_to: np.ndarr
     offsets, entry = row_positions(ego_ptr, where)
     hit, _ = lookup(np.sort(pair_keys(via_pos, via, n)), pair_keys(via_pos[entry], ego_to[offsets], n))
     return np.bincount(via_pos[entry][hit], minlength=n_p) / 2.0   # each link is seen from both ends
-
-
-def _scratch_for(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """This thread's n zeros (float) and n zero marks, reused across calls: the kernel puts the zeros back."""
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None or bufs[0].size != n:
-        bufs = _scratch.bufs = (np.zeros(n), np.zeros(n, dtype=np.uint8))
-    return bufs
 
 
 def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +92,8 @@ def paths_of_length_3(g: Snapshot, deg: np.ndarray, owner: np.ndarray, cands: np
     c_order, c_bounds = _runs(owner, viewers)
     ends = np.ascontiguousarray(path_end[w_order], dtype=np.int64)
     inv_via = 1.0 / np.maximum(deg[path_via[w_order]], 1)
-    buf, mark = _scratch_for(n)
+    buf, mark = thread_scratch(n, 1)
+    buf = buf.reshape(n)   # a view: the kernel reads one float a user
     _paths3(g.indptr, g.indices, deg, np.asarray(cands, dtype=np.int64), c_order, c_bounds, ends, inv_via, w_bounds,
             PATHS3_SAMPLE, buf, mark, count, norm)
     return count, norm

@@ -94,6 +94,7 @@ def test_features_at_t_do_not_change_when_later_ties_are_added():
 
 def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
     import ranker.paths
+    from graph.snapshot.csr import thread_scratch
 
     src, dst, _ = _random_timed_graph()
     snap = from_pairs(src, dst)
@@ -118,7 +119,7 @@ def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
     got = FeatureContext(snap).pair_features(viewer, np.array([hub]), 0.0)[0]
     assert d > 3
     assert got[FEATURE_NAMES.index("log_paths3")] == pytest.approx(np.log1p(walks[sample].sum() * d / 3), rel=1e-5)
-    buf, mark = ranker.paths._scratch_for(n)
+    buf, mark = thread_scratch(n, 1)
     assert not buf.any() and not mark.any()   # the per-thread scratch is left zeroed for the next call
 
 

@@ -8,10 +8,9 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from candidates import push
 from candidates.ppr import forward_push_block
 from graph.snapshot import from_pairs
-from graph.snapshot.csr import pair_keys, row_positions
+from graph.snapshot.csr import pair_keys, row_positions, thread_scratch
 
 
 def rounds_reference(indptr, indices, degree, sources, alpha, eps, max_rounds):
@@ -59,7 +58,7 @@ def test_push_is_bit_identical_to_the_vectorized_rounds(seed, eps, max_rounds):
     for g, w in zip(got, want, strict=True):
         assert g.dtype.kind == w.dtype.kind
         np.testing.assert_array_equal(g, w)   # exact: same summation order
-    st, mark = push._buffers(snap.num_users)
+    st, mark = thread_scratch(snap.num_users, 3)
     assert not st.any() and not mark.any()    # the scratch is left zeroed for the next call
 
 

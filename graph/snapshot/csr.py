@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+_scratch = threading.local()
+
+
+def thread_scratch(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """This thread's zeroed dense scratch for a compiled kernel over n users: float64 (n, width) and
+    uint8 marks (n), one pair per width, reused across calls: whoever writes into them puts the zeros
+    back (candidates/push.py, ranker/paths.py)."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    got = bufs.get(width)
+    if got is None or got[1].size != n:
+        got = bufs[width] = (np.zeros((n, width)), np.zeros(n, dtype=np.uint8))
+    return got
 
 
 def row_positions(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
