@@ -21,10 +21,10 @@ from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of
-from graph.snapshot.csr import is_neighbour, lookup, pair_keys, rank_in_group, row_positions, run_bounds
+from graph.snapshot.csr import lookup, pair_keys, rank_in_group, run_bounds
 from graph.snapshot.format import EVENT_CODE
 from ranker.graph_at import GraphAt
-from ranker.paths import links_among_mutuals, paths_of_length_3
+from ranker.paths import pair_walk
 
 DAY = 86_400.0
 WEEK = 7 * DAY
@@ -152,43 +152,22 @@ class FeatureContext:
         cands = np.asarray(candidates, dtype=np.int64)
         n_c = cands.size
         vrow = viewers[owner]
-        f_off, f_owner = row_positions(g.indptr, viewers)
-        f_since = g.since[f_off]
         deg_c = deg[cands].astype(np.float64)
-        # mutual friends, found from the viewer's side: every path viewer - m - x, kept where x is a
-        # candidate of that viewer (a pair listed twice is computed once)
-        pairs, pair_of_row = np.unique(pair_keys(owner, cands, n), return_inverse=True)
-        friends = g.indices[f_off]
-        p_off, p_friend = row_positions(g.indptr, friends)
-        path_keys = pair_keys(f_owner[p_friend], g.indices[p_off], n)
-        is_mutual, pos = lookup(pairs, path_keys)
-        # paths back into the viewer's friends: its ego network's links
-        is_ego = is_neighbour(g.indptr, g.indices, viewers, f_owner[p_friend], g.indices[p_off])
-        via_pos, via, where = pos[is_mutual], friends[p_friend[is_mutual]], p_friend[is_mutual]
-        n_p = pairs.size
-        via_deg = np.maximum(deg[via], 2).astype(np.float64)
-        mutual = np.bincount(via_pos, minlength=n_p).astype(np.float64)[pair_of_row]
-        aa = np.bincount(via_pos, weights=1.0 / np.log(via_deg), minlength=n_p)[pair_of_row]
-        ra = np.bincount(via_pos, weights=1.0 / via_deg, minlength=n_p)[pair_of_row]
+        # mutual friends, their links and paths of length 3: one compiled walk out of each viewer
+        walk = pair_walk(g, deg, at.inv_log_deg, at.strength, viewers, owner, cands)
+        mutual, aa, ra, links = walk.mutual, walk.aa, walk.ra, walk.links
         # Recency is measured in the graph's own tempo, never in days: a week means different things on a
         # graph that grows by the minute and on one that grows by the month, or in a busy and a quiet
         # period of one graph (a model trained on days-windows at busy inner cuts misranked a quiet test cut).
         tempo = t - recent_start[1] if np.isfinite(recent_start[1]) and t > recent_start[1] else np.inf
         # a path viewer - m - candidate counts by how recent its newer tie is (unknown times: weight 1)
-        newer = np.fmax(f_since[where], g.since[p_off[is_mutual]])
-        recent = np.bincount(via_pos, weights=np.where(np.isnan(newer), 1.0, np.exp(-(t - newer) / tempo)),
-                             minlength=n_p)[pair_of_row]
-        # how much the viewer talks to the mutual friends, and they to the candidate (0 without interactions)
-        viewer_side = np.bincount(via_pos, weights=at.strength[f_off[where]], minlength=n_p)[pair_of_row]
-        cand_side = np.bincount(via_pos, weights=at.strength[p_off[is_mutual]], minlength=n_p)[pair_of_row]
+        newer = walk.path_newer
+        recent = np.bincount(walk.path_row, weights=np.where(np.isnan(newer), 1.0, np.exp(-(t - newer) / tempo)),
+                             minlength=n_c)[walk.first_row]
         deg_v = deg[viewers].astype(np.float64)[owner]
         jaccard = mutual / np.maximum(deg_v + deg_c - mutual, 1.0)
-        links = links_among_mutuals(friends.size, p_friend[is_ego], g.indices[p_off[is_ego]], via_pos, via,
-                                    where, n, n_p)[pair_of_row]
-
-        paths3, paths3_norm = paths_of_length_3(g, deg, owner, cands, f_owner[p_friend], g.indices[p_off],
-                                                friends[p_friend])
-        paths3_norm /= np.sqrt(np.maximum(deg_v, 1.0) * np.maximum(deg_c, 1.0))
+        paths3 = walk.paths3
+        paths3_norm = walk.paths3_weighted / np.sqrt(np.maximum(deg_v, 1.0) * np.maximum(deg_c, 1.0))
 
         def since_last(last: np.ndarray) -> np.ndarray:
             known = np.isfinite(last)
@@ -242,7 +221,7 @@ class FeatureContext:
             *viewer_new, *cand_new,
             since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
             cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
-            group_mean_ranks(deg_c, owner), viewer_side, cand_side, np.log1p(at.interactions[vrow]),
+            group_mean_ranks(deg_c, owner), walk.viewer_side, walk.cand_side, np.log1p(at.interactions[vrow]),
             np.log1p(at.interactions[cands]), at.new_ties_span[cands], np.log1p(paths3), paths3_norm, *src_cols,
         ]
         return np.column_stack(cols).astype(np.float32)

@@ -35,6 +35,7 @@ class GraphAt:
     strength: np.ndarray
     interactions: np.ndarray
     new_ties_span: np.ndarray
+    inv_log_deg: np.ndarray   # 1 / log(max(deg, 2)): a mutual friend's Adamic-Adar weight
 
     @staticmethod
     def of(g: Snapshot, t: float) -> GraphAt:
@@ -61,4 +62,5 @@ class GraphAt:
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
         timed = g.since[np.isfinite(g.since) & (g.since < t)]
         span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start))
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start),
+                       1.0 / np.log(np.maximum(deg, 2).astype(np.float64)))

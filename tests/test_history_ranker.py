@@ -119,7 +119,7 @@ def test_paths_of_length_3_match_the_cube_of_the_adjacency_matrix(monkeypatch):
     got = FeatureContext(snap).pair_features(viewer, np.array([hub]), 0.0)[0]
     assert d > 3
     assert got[FEATURE_NAMES.index("log_paths3")] == pytest.approx(np.log1p(walks[sample].sum() * d / 3), rel=1e-5)
-    buf, mark = thread_scratch(n, 1)
+    buf, mark = thread_scratch(n, 3)
     assert not buf.any() and not mark.any()   # the per-thread scratch is left zeroed for the next call
 
 
