@@ -14,6 +14,7 @@ import numpy as np
 from graph.snapshot import Snapshot, recent_window_start
 from graph.snapshot.csr import lookup, pair_keys
 from graph.snapshot.format import EVENT_CODE
+from ranker.feature_names import SAME_FIELDS
 
 RECENT_SHARES = (0.01, 0.05, 0.2)   # recency windows: the spans holding the graph's latest 1%, 5%, 20% of ties
 SPAN_SHARE = 0.1   # and the latest 10% of the time since the graph's first tie (the recent-popularity baseline's)
@@ -36,6 +37,9 @@ class GraphAt:
     interactions: np.ndarray
     new_ties_span: np.ndarray
     inv_log_deg: np.ndarray   # 1 / log(max(deg, 2)): a mutual friend's Adamic-Adar weight
+    new_ties_rows: np.ndarray   # new_ties as one (windows, users) array
+    codes: np.ndarray   # (users, len(SAME_FIELDS)) categorical codes compared between pairs (-1: missing)
+    answers: np.ndarray   # (3, users): requests received, accepted, answered (accepted or declined) before t
 
     @staticmethod
     def of(g: Snapshot, t: float) -> GraphAt:
@@ -52,7 +56,8 @@ class GraphAt:
         if has.any():
             last_tie[has] = np.maximum.reduceat(np.nan_to_num(g.since, nan=-np.inf), g.indptr[:-1][has])
         ev = g.events
-        said = (ev["type"] == EVENT_CODE["interaction"]) & (np.floor(ev["ts"]) < np.floor(t))
+        before = np.floor(ev["ts"]) < np.floor(t)   # in whole seconds before t's, as every event count
+        said = (ev["type"] == EVENT_CODE["interaction"]) & before
         a, b = ev["src"][said].astype(np.int64), ev["dst"][said].astype(np.int64)
         n = g.num_users
         keys, counts = np.unique(pair_keys(np.minimum(a, b), np.maximum(a, b), n), return_counts=True)
@@ -63,4 +68,15 @@ class GraphAt:
         timed = g.since[np.isfinite(g.since) & (g.since < t)]
         span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
         return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start),
-                       1.0 / np.log(np.maximum(deg, 2).astype(np.float64)))
+                       1.0 / np.log(np.maximum(deg, 2).astype(np.float64)), np.stack(new_ties),
+                       np.stack([g.categorical.get(f, np.full(n, -1, dtype=np.int32)) for f in SAME_FIELDS], axis=1),
+                       _answers(ev, before, n))
+
+
+def _answers(ev: dict[str, np.ndarray], before: np.ndarray, n: int) -> np.ndarray:
+    """Per user: connection requests received, accepted and answered, in seconds before t."""
+    kind = ev["type"][before]
+    send, accept, decline = (kind == EVENT_CODE[k] for k in ("send", "accept", "decline"))
+    src, dst = ev["src"][before], ev["dst"][before]
+    return np.stack([np.bincount(dst[send], minlength=n), np.bincount(src[accept], minlength=n),
+                     np.bincount(src[accept | decline], minlength=n)]).astype(np.float64)

@@ -27,24 +27,26 @@ EGO, DIVIDED = 1, 2   # scratch mark bits: a friend of the viewer; its paths-of-
 
 @dataclass(frozen=True)
 class PairWalk:
-    """Per row (viewer, candidate) pair: mutual friends; their sums of 1 / log(max(deg, 2)) (Adamic-Adar)
-    and 1 / max(deg, 2) (resource allocation); the interaction strength of the viewer's and the
-    candidate's ties to them; links among them; paths of length 3 and their degree-weighted sum. And
-    per row the first row of its pair (a candidate listed twice for a viewer). Per mutual path (viewer - m -
-    candidate): its row (the first row of its pair) and the time of its
-    newer tie (NaN: neither time known), for time-weighted counts."""
+    """`block` rows, per (viewer, candidate) row: mutual friends; their sums of 1 / log(max(deg, 2))
+    (Adamic-Adar) and 1 / max(deg, 2) (resource allocation); the interaction strength of the viewer's
+    and of the candidate's ties to them; links among them; paths of length 3 and their degree-weighted
+    sum. Per row the first row of its pair (a candidate listed twice for a viewer). Per mutual path
+    (viewer - m - candidate): its row (the first row of its pair) and the time of its newer tie (NaN:
+    neither time known), for time-weighted counts."""
 
-    mutual: np.ndarray
-    aa: np.ndarray
-    ra: np.ndarray
-    viewer_side: np.ndarray
-    cand_side: np.ndarray
-    links: np.ndarray
-    paths3: np.ndarray
-    paths3_weighted: np.ndarray
+    block: np.ndarray
     first_row: np.ndarray
     path_row: np.ndarray
     path_newer: np.ndarray
+
+    mutual = property(lambda self: self.block[0])
+    aa = property(lambda self: self.block[1])
+    ra = property(lambda self: self.block[2])
+    viewer_side = property(lambda self: self.block[3])
+    cand_side = property(lambda self: self.block[4])
+    links = property(lambda self: self.block[5])
+    paths3 = property(lambda self: self.block[6])
+    paths3_weighted = property(lambda self: self.block[7])
 
 
 @njit(cache=True, nogil=True)
@@ -160,7 +162,7 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
     return path_row[:n_paths], path_newer[:n_paths]
 
 
-def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+def runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """An order grouping `keys` (0 <= key < count) and where each key's run starts and ends in it."""
     order = np.arange(keys.size) if np.all(keys[1:] >= keys[:-1]) else np.argsort(keys, kind="stable")
     bounds = np.searchsorted(keys[order], np.arange(count + 1))
@@ -168,8 +170,9 @@ def _runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_walk(g: Snapshot, deg: np.ndarray, inv_log_deg: np.ndarray, strength: np.ndarray, viewers: np.ndarray,
-              owner: np.ndarray, cands: np.ndarray) -> PairWalk:
-    """The walk features of the pairs (viewers[owner[i]], cands[i]) on graph g (neighbour lists sorted).
+              cands: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> PairWalk:
+    """The walk features of the pairs (viewers[owner[i]], cands[i]) on graph g (neighbour lists sorted),
+    rows grouped by owner as `runs(owner, len(viewers))` groups them.
 
     Paths of length 3, viewer - a - b - candidate: their number and their sum of 1 / (deg a * deg b)
     (the pair's entry of (D^-1/2 A D^-1/2)^3 times sqrt(deg viewer * deg candidate)). Friends of
@@ -181,10 +184,9 @@ def pair_walk(g: Snapshot, deg: np.ndarray, inv_log_deg: np.ndarray, strength: n
     viewers = np.asarray(viewers, dtype=np.int64)
     cands = np.asarray(cands, dtype=np.int64)
     n = g.num_users
-    c_order, c_bounds = _runs(np.asarray(owner, dtype=np.int64), viewers.size)
     out = np.zeros((8, cands.size))
     first = np.arange(cands.size)
     wide, mark = thread_scratch(n, 3)
-    path_row, path_newer = _walk(g.indptr, g.indices, g.since, strength, deg, inv_log_deg, viewers, cands, c_order,
-                                 c_bounds, PATHS3_SAMPLE, wide, mark, out, first)
-    return PairWalk(*out, first, path_row, path_newer)
+    path_row, path_newer = _walk(g.indptr, g.indices, g.since, strength, deg, inv_log_deg, viewers, cands, order,
+                                 bounds, PATHS3_SAMPLE, wide, mark, out, first)
+    return PairWalk(out, first, path_row, path_newer)

@@ -24,7 +24,7 @@ import torch
 from candidates.pipeline import RRF_K
 from pymk.errors import ArtifactError
 from ranker.calibration import Calibration, sigmoid
-from ranker.features import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES
+from ranker.feature_names import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES
 from ranker.model import MultiTaskRanker
 
 

@@ -11,7 +11,7 @@ import pytest
 from graph.snapshot import from_pairs
 from graph.snapshot.csr import thread_scratch
 from ranker.graph_at import GraphAt
-from ranker.paths import pair_walk
+from ranker.paths import pair_walk, runs
 from tests.pair_walk_reference import reference_walk
 
 
@@ -50,7 +50,7 @@ def test_walk_is_bit_identical_to_the_numpy_block_code(seed, unknown_times):
     strength = rng.random(snap.indices.size) * (rng.random(snap.indices.size) < 0.5)  # interactions on half the ties
     users, owner, cands = _block(snap, rng, 12)
     t, tempo = 101.0, 7.5
-    walk = pair_walk(snap, at.deg, at.inv_log_deg, strength, users, owner, cands)
+    walk = pair_walk(snap, at.deg, at.inv_log_deg, strength, users, cands, *runs(owner, users.size))
     newer = walk.path_newer
     recent = np.bincount(walk.path_row, weights=np.where(np.isnan(newer), 1.0, np.exp(-(t - newer) / tempo)),
                          minlength=cands.size)[walk.first_row]
@@ -72,11 +72,11 @@ def test_a_viewer_s_rows_do_not_depend_on_its_block_or_on_other_threads():
 
     def alone(o: int) -> np.ndarray:
         rows = np.flatnonzero(owner == o)
-        w = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users[o:o + 1], np.zeros(rows.size, np.int64),
-                      cands[rows])
+        w = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users[o:o + 1], cands[rows],
+                      *runs(np.zeros(rows.size, np.int64), 1))
         return np.stack([w.mutual, w.aa, w.links, w.paths3, w.paths3_weighted])
 
-    block = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users, owner, cands)
+    block = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users, cands, *runs(owner, users.size))
     together = np.stack([block.mutual, block.aa, block.links, block.paths3, block.paths3_weighted])
     with ThreadPoolExecutor(max_workers=4) as pool:
         each = list(pool.map(alone, list(range(users.size)) * 3))
@@ -90,7 +90,8 @@ def test_known_answers_on_two_triangles_joined_by_a_bridge():
     snap = from_pairs(list("abccdebc"), list("bcadefgg"))
     at = GraphAt.of(snap, 1.0)
     a, d, e, g = (snap.index_of(x) for x in "adeg")
-    w = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, np.array([a]), np.zeros(3, np.int64), np.array([d, e, g]))
+    w = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, np.array([a]), np.array([d, e, g]),
+                  *runs(np.zeros(3, np.int64), 1))
     assert w.mutual.tolist() == [1.0, 0.0, 2.0]   # d through c; g through b and c
     assert w.links.tolist() == [0.0, 0.0, 1.0]    # b and c are friends
     assert w.aa.tolist() == pytest.approx([1 / np.log(4), 0.0, 1 / np.log(3) + 1 / np.log(4)])
