@@ -23,8 +23,9 @@ from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.precompute import compact
 from candidates.types import Candidate, Recommendation
-from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group
-from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext, ranks_in_groups
+from graph.snapshot.csr import rank_in_group
+from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext
+from ranker.merge import merge_block
 from ranker.serve import LazyRankedList, ModelRanker
 
 log = logging.getLogger(__name__)
@@ -58,34 +59,18 @@ def candidate_block(pipeline: CandidatePipeline, ctx: FeatureContext, users: np.
                     given: dict[str, Proposals] | None = None) -> Block:
     """The first three stages and the ranking features for a block of viewers, at time t."""
     snap = pipeline.snap
-    n = snap.num_users
     users = np.asarray(users, dtype=np.int64)
     push = _shared_push(pipeline, ctx, users, t)
     props = _proposals(pipeline, users, push, given or {})
     names = [s.name for s in pipeline.sources]
-    # merge: one row per (viewer, candidate); per source its score and its row in that source
-    src = np.concatenate([np.full(p.cand.size, j) for j, p in enumerate(props)]).astype(np.int64)
-    keys = np.concatenate([pair_keys(p.owner, p.cand, n) for p in props])
-    uniq, inv = np.unique(keys, return_inverse=True)
-    score = np.full((uniq.size, len(props)), np.nan)
-    score[inv, src] = np.concatenate([p.score for p in props])
-    src_row = np.full((uniq.size, len(props)), -1, dtype=np.int64)
-    src_row[inv, src] = np.concatenate([np.arange(p.cand.size) for p in props])
-    owner, cand = uniq // n, uniq % n
-    # cheap filters: the viewer, friends as of the snapshot, opted-out users
-    is_friend = is_neighbour(snap.indptr, snap.indices, users, owner, cand)
-    is_self = cand == users[owner]
-    is_friend &= ~is_self
-    opted_out = snap.opted_out[cand] & ~is_self & ~is_friend
-    removed = Counter({k: int(v.sum()) for k, v in (("self", is_self), ("already_friends", is_friend),
-                                                    ("opted_out", opted_out)) if v.any()})
-    kept = np.flatnonzero(~is_self & ~is_friend & ~opted_out)
-    owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
-    ranks = {name: ranks_in_groups(owner, cand, score[:, j]) for j, name in enumerate(names)
+    # merge: one row per (viewer, candidate), per source its score and row; then the cheap filters
+    m = merge_block(props, users, snap)
+    owner, cand, score, src_row = m.owner, m.cand, m.score, m.src_row
+    ranks = {name: m.rank[:, j] for j, name in enumerate(names)
              if name in SOURCE_NAMES and not np.isnan(score[:, j]).all()}
     x = (ctx.block_features(users, owner, cand, t, ranks, push) if cand.size
          else np.zeros((0, len(FEATURE_NAMES)), dtype=np.float32))
-    return Block(users, owner, cand, score, src_row, props, names, x, t, removed)
+    return Block(users, owner, cand, score, src_row, props, names, x, t, m.removed)
 
 
 def merge_order(b: Block) -> np.ndarray:

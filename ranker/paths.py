@@ -68,7 +68,7 @@ def _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, out):   # prag
 
 
 @njit(cache=True, nogil=True)
-def _adjacent(indptr, indices, a, b):   # pragma: no cover - compiled
+def adjacent(indptr, indices, a, b):   # pragma: no cover - compiled
     """Whether b is in a's (sorted) neighbour list."""
     lo, hi = indptr[a], indptr[a + 1]
     while lo < hi:
@@ -130,7 +130,7 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 out[3, p] += strength[j]
                 out[4, p] += strength[q]
                 for e in range(n_ego):   # links from m to other mutual friends (each link seen from both ends)
-                    if _adjacent(indptr, indices, x, ego[e]):
+                    if adjacent(indptr, indices, x, ego[e]):
                         out[5, p] += 0.5
                 a, b = since[j], since[q]
                 path_row[n_paths] = p
