@@ -1,6 +1,7 @@
 """Friends-of-friends on the snapshot CSR: mutual counts, Adamic-Adar, resource allocation.
 
-Vectorized numpy, no per-candidate Python loops. Two guards keep big neighbourhoods cheap:
+The two-hop paths are listed by a compiled pass (numba) and scored with numpy. Two guards keep big
+neighbourhoods cheap:
 friends with more than `max_friend_degree` friends are not used as intermediaries (one celebrity
 friend cannot flood the list; the Cypher query in the graph store applies the same rule), and at
 most `max_two_hop` two-hop paths are scored, taking the viewer's lowest-degree friends first
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from numba import njit
 
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import group_starts, is_neighbour, pair_keys, rank_in_group, row_positions
+from graph.snapshot.csr import pair_keys, rank_in_group, thread_scratch
 
 log = logging.getLogger(__name__)
 
@@ -53,31 +55,60 @@ class FofScores:
         return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
 
 
+@njit(cache=True, nogil=True)
+def _paths(indptr, indices, degree, users, max_friend_degree, max_two_hop, slot, mark):   # pragma: no cover
+    """Every scored path viewer -> via -> candidate (owner = the viewer's position), in the order the
+    numpy expansion listed them: per viewer, its friends used as intermediaries in increasing index
+    order, each one's friends in CSR order. slot (float) and mark: per-user scratch, left zeroed."""
+    room = 0
+    for v in users:
+        for j in range(indptr[v], indptr[v + 1]):
+            d = degree[indices[j]]
+            if 2 <= d <= max_friend_degree:
+                room += d
+    p_owner = np.empty(room, dtype=np.int64)
+    p_cand = np.empty(room, dtype=np.int64)
+    p_via = np.empty(room, dtype=np.int64)
+    n_p = 0
+    for o in range(users.size):
+        v = users[o]
+        lo, hi = indptr[v], indptr[v + 1]
+        keys = np.empty(hi - lo, dtype=np.int64)   # (degree, index) of the usable friends
+        n_k = 0
+        for j in range(lo, hi):
+            m = indices[j]
+            mark[m] = 1
+            if 2 <= degree[m] <= max_friend_degree:
+                keys[n_k] = np.int64(degree[m]) * slot.size + m
+                n_k += 1
+        keys = np.sort(keys[:n_k])
+        total, take = 0, 0
+        for k in range(n_k):   # the lowest-degree friends first, up to max_two_hop paths (always one)
+            total += keys[k] // slot.size
+            if total > max_two_hop and k > 0:
+                break
+            take += 1
+        for m in np.sort(keys[:take] % slot.size):
+            for q in range(indptr[m], indptr[m + 1]):
+                c = indices[q]
+                if c != v and mark[c] == 0:
+                    p_owner[n_p], p_cand[n_p], p_via[n_p] = o, c, m
+                    n_p += 1
+        for j in range(lo, hi):
+            mark[indices[j]] = 0
+    return p_owner[:n_p], p_cand[:n_p], p_via[:n_p]
+
+
 def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_degree: int = 5000,
               max_two_hop: int = 200_000) -> FofScores:
-    """Score every two-hop candidate of each of `users` (internal indices), all at once."""
+    """Score every two-hop candidate of each of `users` (internal indices), all at once: friends with
+    more than `max_friend_degree` friends (or fewer than 2) are not intermediaries; per viewer at most
+    `max_two_hop` paths, through its lowest-degree friends first (then by index)."""
     users = np.asarray(users, dtype=np.int64)
-    n = snap.num_users
-    f_off, f_owner = row_positions(snap.indptr, users)
-    friends = snap.indices[f_off].astype(np.int64)
-    fdeg = degree[friends]
-    ok = (fdeg >= 2) & (fdeg <= max_friend_degree)
-    owner, mids = f_owner[ok], friends[ok]
-    # per viewer, at most max_two_hop paths: its lowest-degree friends first (then by index)
-    order = np.lexsort((mids, degree[mids], owner))
-    owner, mids = owner[order], mids[order]
-    mdeg = degree[mids].astype(np.int64)
-    cum = np.cumsum(mdeg)
-    starts = group_starts(owner)
-    before = np.repeat(cum[starts] - mdeg[starts], np.diff(np.append(starts, owner.size)))
-    within = (cum - before <= max_two_hop) | (rank_in_group(owner) == 0)
-    owner, mids = owner[within], mids[within]
-    order = np.lexsort((mids, owner))                   # back to (owner, mid) order
-    owner, mids = owner[order], mids[order]
-    p_off, p_row = row_positions(snap.indptr, mids)
-    cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
-    keep = (cand != users[p_owner]) & ~is_neighbour(snap.indptr, snap.indices, users, p_owner, cand)
-    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.id_rank, n)
+    slot, mark = thread_scratch(snap.num_users, 1)
+    p_owner, cand, via = _paths(snap.indptr, snap.indices, degree, users, max_friend_degree, max_two_hop,
+                                slot.reshape(-1), mark)
+    return score_paths(p_owner, cand, via, degree[via], snap.id_rank, snap.num_users)
 
 
 def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, id_rank: np.ndarray,
