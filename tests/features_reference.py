@@ -28,18 +28,11 @@ def group_mean_ranks(x: np.ndarray, owner: np.ndarray) -> np.ndarray:
     return out / np.maximum(size - 1, 1)
 
 
-def reference_features(ctx, viewers: np.ndarray, owner: np.ndarray, candidates: np.ndarray, t: float,
-                   ranks: dict[str, np.ndarray] | None = None,
-                   ppr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """Features of the pairs (viewers[owner[i]], candidates[i]) at time t, for a block of viewers at once
-    (row i's features depend only on its own viewer's rows: a block gives each viewer's rows exactly
-    what that viewer alone would get). `ppr`: the viewers' pushes (forward_push_block) if at hand."""
+def reference_features(ctx, viewers, owner, cands, t, ranks=None, ppr=None):
+    """ctx.block_features(viewers, owner, cands, t, ranks, ppr), the numpy way (int64 arrays)."""
     at = ctx.graph_at(t)
     g, deg, recent_start = at.g, at.deg, at.recent_start
-    n = g.num_users
-    viewers, owner = np.asarray(viewers, dtype=np.int64), np.asarray(owner, dtype=np.int64)
-    cands = np.asarray(candidates, dtype=np.int64)
-    n_c = cands.size
+    n, n_c = g.num_users, cands.size
     vrow = viewers[owner]
     deg_c = deg[cands].astype(np.float64)
     # mutual friends, their links and paths of length 3: one compiled walk out of each viewer
