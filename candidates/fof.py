@@ -56,10 +56,12 @@ class FofScores:
 
 
 @njit(cache=True, nogil=True)
-def _paths(indptr, indices, degree, users, max_friend_degree, max_two_hop, slot, mark):   # pragma: no cover
+def _paths(indptr, indices, degree, users, max_friend_degree, max_two_hop, mark):   # pragma: no cover
     """Every scored path viewer -> via -> candidate (owner = the viewer's position), in the order the
     numpy expansion listed them: per viewer, its friends used as intermediaries in increasing index
-    order, each one's friends in CSR order. slot (float) and mark: per-user scratch, left zeroed."""
+    order, each one's friends in CSR order. mark: per-user scratch (marks the viewer's friends), left
+    zeroed."""
+    n = mark.size
     room = 0
     for v in users:
         for j in range(indptr[v], indptr[v + 1]):
@@ -79,16 +81,16 @@ def _paths(indptr, indices, degree, users, max_friend_degree, max_two_hop, slot,
             m = indices[j]
             mark[m] = 1
             if 2 <= degree[m] <= max_friend_degree:
-                keys[n_k] = np.int64(degree[m]) * slot.size + m
+                keys[n_k] = np.int64(degree[m]) * n + m
                 n_k += 1
         keys = np.sort(keys[:n_k])
         total, take = 0, 0
         for k in range(n_k):   # the lowest-degree friends first, up to max_two_hop paths (always one)
-            total += keys[k] // slot.size
+            total += keys[k] // n
             if total > max_two_hop and k > 0:
                 break
             take += 1
-        for m in np.sort(keys[:take] % slot.size):
+        for m in np.sort(keys[:take] % n):
             for q in range(indptr[m], indptr[m + 1]):
                 c = indices[q]
                 if c != v and mark[c] == 0:
@@ -105,9 +107,8 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     more than `max_friend_degree` friends (or fewer than 2) are not intermediaries; per viewer at most
     `max_two_hop` paths, through its lowest-degree friends first (then by index)."""
     users = np.asarray(users, dtype=np.int64)
-    slot, mark = thread_scratch(snap.num_users, 1)
-    p_owner, cand, via = _paths(snap.indptr, snap.indices, degree, users, max_friend_degree, max_two_hop,
-                                slot.reshape(-1), mark)
+    mark = thread_scratch(snap.num_users, 1)[1]
+    p_owner, cand, via = _paths(snap.indptr, snap.indices, degree, users, max_friend_degree, max_two_hop, mark)
     return score_paths(p_owner, cand, via, degree[via], snap.id_rank, snap.num_users)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from candidates.fof import fof_block, score_paths
 from graph.snapshot import from_pairs
-from graph.snapshot.csr import group_starts, is_neighbour, rank_in_group, row_positions
+from graph.snapshot.csr import group_starts, is_neighbour, rank_in_group, row_positions, thread_scratch
 
 
 def reference_fof_block(snap, users, degree, max_friend_degree, max_two_hop):
@@ -47,3 +47,4 @@ def test_paths_and_scores_are_identical_to_the_numpy_expansion(seed, max_friend_
                  "paths_via"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert got.mutual.max() > 1
+    assert not thread_scratch(snap.num_users, 1)[1].any()   # the per-thread marks are left zeroed
