@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import OUT, fresh_neo4j, percentiles, write_results  # noqa: E402
+from graph.server import status as neo4j_status  # noqa: E402
 from pymk.settings import DEFAULT_THREADS, default_workers  # noqa: E402
 
 
@@ -118,11 +119,37 @@ def _server_quantiles(before: dict, after: dict, qs: tuple[float, ...] = (0.5, 0
     return out
 
 
-def _trials(port: int, users: list[str], rate: float, seconds: float, trials: int) -> dict:
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes and all their descendants have used so far."""
+    total, todo, seen = 0.0, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:   # exited meanwhile, or no /proc (not Linux): counted as nothing
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _trials(port: int, users: list[str], rate: float, seconds: float, trials: int, cpu: dict[str, int]) -> dict:
     """Several runs at one rate (this shared 2-core machine is noisy): medians, plus every trial, and
-    from the server's own histograms the bucket each stage's p50 and p99 fell in over all trials."""
+    from the server's own histograms the bucket each stage's p50 and p99 fell in over all trials.
+    CPU per request over all trials: the server's processes, Neo4j's and this load generator's
+    (`cpu`: name -> pid), what sizes a deployment."""
     before = _histograms(port)
+    used = {name: _cpu_s([pid]) for name, pid in cpu.items()}
+    mine = time.process_time()
     runs = [_load(port, users, rate, seconds) for _ in range(trials)]
+    n = sum(x["requests"] for x in runs)
+    cpu_ms = {name: round(1000 * (_cpu_s([pid]) - used[name]) / n, 2) for name, pid in cpu.items()}
+    cpu_ms["generator"] = round(1000 * (time.process_time() - mine) / n, 2)
     stages = _server_quantiles(before, _histograms(port))
 
     def med(key: str) -> float:
@@ -130,7 +157,8 @@ def _trials(port: int, users: list[str], rate: float, seconds: float, trials: in
 
     return {"target_rps": rate, "achieved_rps": med("achieved_rps"), "requests": sum(x["requests"] for x in runs),
             "errors": sum(x["errors"] for x in runs), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
-            "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in runs], "server_stages": stages}
+            "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in runs], "server_stages": stages,
+            "cpu_ms_per_request": cpu_ms}
 
 
 def _viewers(settings) -> tuple[list[str], list[str]]:
@@ -204,6 +232,8 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
             for rate, secs in warmup:
                 _load(8097, active, rate, secs)
             r["warmup_requests"] = sum(rate * secs for rate, secs in warmup)
+            cpu = {"server": server.pid, **({"neo4j": neo4j_pid} if (neo4j_pid := neo4j_status(settings.neo4j).pid)
+                                           else {})}
             mixes = (("runs", active, rates), ("runs_inactive", inactive, inactive_rates),
                      ("runs_all", active + inactive, all_rates))
             for mix, ids, series in mixes:
@@ -216,7 +246,7 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
                     r["warmup_requests"] += MIX_WARMUP[0] * MIX_WARMUP[1]
                 r[mix] = []
                 for rate in map(float, series.split(",")):
-                    run = _trials(8097, ids, rate, seconds, trials)
+                    run = _trials(8097, ids, rate, seconds, trials, cpu)
                     print(mix, run, flush=True)
                     r[mix].append(run)
                     if run["achieved_rps"] < 0.9 * rate or run["p99_ms"] > 2000:

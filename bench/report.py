@@ -248,13 +248,20 @@ def main() -> None:
                            ("runs_all", "all users (the mixed traffic)")):
             if not r.get(key):
                 continue
-            add(f"{label}; medians over trials, p99 of every trial in the last column:\n")
-            add("| target req/s | achieved | requests | errors | p50 ms | p99 ms | p99 per trial |")
-            add("|---|---|---|---|---|---|---|")
+            cpu = any("cpu_ms_per_request" in run for run in r[key])
+            add(f"{label}; medians over trials, "
+                + ("p99 of every trial and CPU per request over all trials (server processes / Neo4j / load "
+                   "generator) in the last two columns" if cpu else "p99 of every trial in the last column")
+                + ":\n")
+            add("| target req/s | achieved | requests | errors | p50 ms | p99 ms | p99 per trial |"
+                + (" CPU ms/request |" if cpu else ""))
+            add("|---|---|---|---|---|---|---|" + ("---|" if cpu else ""))
             for run in r.get(key, []):
+                c = run.get("cpu_ms_per_request", {})
                 add(f"| {run['target_rps']:.0f} | {run['achieved_rps']} | {run['requests']} | {run['errors']} | "
                     f"{run['p50_ms']:.1f} | {run['p99_ms']:.1f} | "
-                    f"{', '.join(f'{x:.0f}' for x in run.get('trials_p99_ms', [run['p99_ms']]))} |")
+                    f"{', '.join(f'{x:.0f}' for x in run.get('trials_p99_ms', [run['p99_ms']]))} |"
+                    + (f" {c.get('server', '-')} / {c.get('neo4j', '-')} / {c.get('generator', '-')} |" if cpu else ""))
             add("")
     if r := load("refresh"):
         add(f"### The nightly refresh at scale ({r['date']}, {r['machine']}; simulator worlds, mean degree "
