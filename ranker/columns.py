@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from graph.snapshot.csr import search_left, search_right
 from ranker.feature_names import FEATURE_NAMES, SOURCE_NAMES
 
 _C = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -34,36 +35,10 @@ LOG = np.array([_C["log_ppr"], _C["log_ppr_per_degree"]])
 
 
 @njit(cache=True, nogil=True)
-def _left(a, x):   # pragma: no cover - compiled
-    """np.searchsorted(a, x) (side left) for one value: numba's own is several times slower."""
-    lo, hi = 0, a.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, nogil=True)
-def _right(a, x):   # pragma: no cover - compiled
-    """np.searchsorted(a, x, side="right") for one value."""
-    lo, hi = 0, a.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
-
-@njit(cache=True, nogil=True)
 def _count(keys, user, lo, hi):   # pragma: no cover - compiled
     """Events in keys (sorted user << 32 | second) of `user` with second in [lo, hi)."""
     base = np.int64(user) << 32
-    return np.float64(_left(keys, base | hi) - _left(keys, base | lo))
+    return np.float64(search_left(keys, base | hi) - search_left(keys, base | lo))
 
 
 @njit(cache=True, nogil=True)
@@ -99,7 +74,7 @@ def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ti
         v = viewers[o]
         dv = np.float64(deg[v])
         sends_7d = _count(sends, v, week_key, t_key)
-        lo, hi = _left(imp_src, v), _right(imp_src, v)
+        lo, hi = search_left(imp_src, v), search_right(imp_src, v)
         shown = np.sort(imp_dst[lo:hi][imp_sec[lo:hi] < t_sec])
         ppr = np.zeros(rows.size)
         recent, degree = np.empty(rows.size), np.empty(rows.size)
@@ -122,7 +97,7 @@ def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ti
             out[r, SENDS_7D] = sends_7d
             got = answers[0, c]
             out[r, ACCEPT_RATE] = (answers[1, c] + 1.0) / (got + 2.0)
-            out[r, PAIR_IMP] = _right(shown, c) - _left(shown, c)
+            out[r, PAIR_IMP] = search_right(shown, c) - search_left(shown, c)
             for w in range(3):
                 out[r, NEW_V + w] = new_ties[w, v]
                 out[r, NEW_C + w] = new_ties[w, c]
@@ -138,7 +113,7 @@ def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ti
                     out[r, SOURCE_IN[s]] = 1.0
                     out[r, SOURCE_IN[s] + 1] = 1.0 / (1.0 + rank)
             key = o * n + c
-            at = _left(ppr_keys, key)
+            at = search_left(ppr_keys, key)
             if at < ppr_keys.size and ppr_keys[at] == key:
                 ppr[i] = ppr_vals[at]
             logs[0, r] = m

@@ -17,8 +17,7 @@ from numba import njit
 
 from candidates.base import Proposals
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import pair_keys
-from ranker.paths import adjacent
+from graph.snapshot.csr import adjacent, pair_keys
 
 REASONS = ("self", "already_friends", "opted_out")
 

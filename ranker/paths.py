@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import thread_scratch
+from graph.snapshot.csr import adjacent, thread_scratch
 
 # A candidate's neighbours read for the paths of length 3 (evenly spaced over its neighbour list, the
 # sum scaled up): a hub candidate costs no more than this many lookups.
@@ -65,19 +65,6 @@ def _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, out):   # prag
                 acc[j] += buf[x, j]
         for j in range(width):
             out[j, row] = acc[j] * (d / max(take, 1))
-
-
-@njit(cache=True, nogil=True)
-def adjacent(indptr, indices, a, b):   # pragma: no cover - compiled
-    """Whether b is in a's (sorted) neighbour list."""
-    lo, hi = indptr[a], indptr[a + 1]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if indices[mid] < b:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo < indptr[a + 1] and indices[lo] == b
 
 
 @njit(cache=True, nogil=True)

@@ -1,10 +1,12 @@
-"""CSR helpers shared by the candidate sources and the ranking features."""
+"""CSR helpers shared by the candidate sources and the ranking features (numpy, and a few compiled
+(numba) searches the compiled kernels call)."""
 
 from __future__ import annotations
 
 import threading
 
 import numpy as np
+from numba import njit
 
 _scratch = threading.local()
 
@@ -12,7 +14,7 @@ _scratch = threading.local()
 def thread_scratch(n: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """This thread's zeroed dense scratch for a compiled kernel over n users: float64 (n, width) and
     uint8 marks (n), one pair per width, reused across calls: whoever writes into them puts the zeros
-    back (candidates/push.py, ranker/paths.py)."""
+    back (candidates/push.py, candidates/fof.py, ranker/paths.py)."""
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None:
         bufs = _scratch.bufs = {}
@@ -78,3 +80,37 @@ def is_neighbour(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, owne
     offsets, of = row_positions(indptr, rows)
     n = indptr.size - 1
     return lookup(pair_keys(of, indices[offsets], n), pair_keys(owner, nodes, n))[0]
+
+
+@njit(cache=True, nogil=True)
+def search_left(a: np.ndarray, x) -> int:   # pragma: no cover - compiled
+    """np.searchsorted(a, x) for one value, in compiled code (numba's own is several times slower)."""
+    lo, hi = 0, a.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def search_right(a: np.ndarray, x) -> int:   # pragma: no cover - compiled
+    """np.searchsorted(a, x, side="right") for one value, in compiled code."""
+    lo, hi = 0, a.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def adjacent(indptr: np.ndarray, indices: np.ndarray, a: int, b: int) -> bool:   # pragma: no cover - compiled
+    """Whether b is in a's (sorted) neighbour list, in compiled code."""
+    row = indices[indptr[a]:indptr[a + 1]]
+    at = search_left(row, b)
+    return at < row.size and row[at] == b
