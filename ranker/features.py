@@ -34,20 +34,6 @@ RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM = (FEATURE_NAMES.index
     "recent_mutual", "viewer_since_last_tie", "cand_since_last_tie", "log_distance_km", "distance_missing", "emb_sim"))
 
 
-class _EventIndex:
-    """Counts of one event type per user in a time window, by binary search on (user, second) keys."""
-
-    def __init__(self, users: np.ndarray, ts: np.ndarray) -> None:
-        self.keys = np.sort((users.astype(np.int64) << 32) | np.floor(ts).astype(np.int64))
-
-    def count(self, users: np.ndarray, t_lo: float, t_hi: float) -> np.ndarray:
-        """Events of each user with floor(ts) in [floor(t_lo), floor(t_hi))."""
-        u = users.astype(np.int64) << 32
-        lo = np.searchsorted(self.keys, u | int(np.floor(max(t_lo, 0))), side="left")
-        hi = np.searchsorted(self.keys, u | int(np.floor(max(t_hi, 0))), side="left")
-        return (hi - lo).astype(np.float64)
-
-
 def ranks_in_groups(owner: np.ndarray, cand: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Each row's 0-based rank within its owner's rows by (-score, candidate index); NaN score: NaN rank."""
     rows = np.flatnonzero(~np.isnan(score))
@@ -79,7 +65,8 @@ class FeatureContext:
         self.ppr_alpha, self.ppr_eps = ppr_alpha, ppr_eps
         ev = snap.events
         send, imp = (ev["type"] == EVENT_CODE[x] for x in ("send", "impression"))
-        self.sends_by_sender = _EventIndex(ev["src"][send], ev["ts"][send])
+        # requests sent, as sorted keys sender << 32 | whole second (counted per window by binary search)
+        self.send_keys = np.sort((ev["src"][send].astype(np.int64) << 32) | np.floor(ev["ts"][send]).astype(np.int64))
         # impressions by viewer, then time: who was shown whom, in which second
         order = np.lexsort((ev["ts"][imp], ev["src"][imp]))
         self.imp_viewer = ev["src"][imp][order].astype(np.int64)
@@ -134,7 +121,7 @@ class FeatureContext:
         x, logs = np.zeros((n_c, len(FEATURE_NAMES))), np.zeros((10, n_c))
         fill(x, logs, viewers, cands, order, bounds, deg, walk.block, at.codes, self.age, at.new_ties_rows,
              at.interactions, at.new_ties_span, pair_keys(p_owner, p_nodes, n), p_vals, n, src_ranks,
-             at.answers, self.sends_by_sender.keys, _second(t - WEEK), _second(t), self.imp_viewer, self.imp_shown,
+             at.answers, self.send_keys, _second(t - WEEK), _second(t), self.imp_viewer, self.imp_shown,
              self.imp_sec, np.floor(t))
         x[:, LOG1P] = np.log1p(logs[:8]).T
         x[:, LOG] = np.log(logs[8:]).T

@@ -9,8 +9,22 @@ from candidates.ppr import forward_push_block
 from graph.geo import haversine_km
 from graph.snapshot.csr import lookup, pair_keys, rank_in_group, run_bounds
 from graph.snapshot.format import EVENT_CODE
-from ranker.features import SOURCE_NAMES, WEEK, _EventIndex
+from ranker.features import SOURCE_NAMES, WEEK
 from ranker.paths import pair_walk, runs
+
+
+class _EventIndex:
+    """Counts of one event type per user in a time window, by binary search on (user, second) keys."""
+
+    def __init__(self, users: np.ndarray, ts: np.ndarray) -> None:
+        self.keys = np.sort((users.astype(np.int64) << 32) | np.floor(ts).astype(np.int64))
+
+    def count(self, users: np.ndarray, t_lo: float, t_hi: float) -> np.ndarray:
+        """Events of each user with floor(ts) in [floor(t_lo), floor(t_hi))."""
+        u = users.astype(np.int64) << 32
+        lo = np.searchsorted(self.keys, u | int(np.floor(max(t_lo, 0))), side="left")
+        hi = np.searchsorted(self.keys, u | int(np.floor(max(t_hi, 0))), side="left")
+        return (hi - lo).astype(np.float64)
 
 
 def group_mean_ranks(x: np.ndarray, owner: np.ndarray) -> np.ndarray:
@@ -80,12 +94,12 @@ def reference_features(ctx, viewers, owner, cands, t, ranks=None, ppr=None):
     age = ctx.snap.categorical.get("age_group")
     age_gap = (np.abs(age[cands] - age[vrow]) * ((age[cands] >= 0) & (age[vrow] >= 0))
                if age is not None else np.zeros(n_c))
-    sends_7d = ctx.sends_by_sender.count(viewers, t - WEEK, t)[owner]
     ev = ctx.snap.events
     send, acc, dec = (ev["type"] == EVENT_CODE[x] for x in ("send", "accept", "decline"))
     received = _EventIndex(ev["dst"][send], ev["ts"][send]).count(cands, 0, t)
     accepted = _EventIndex(ev["src"][acc], ev["ts"][acc]).count(cands, 0, t)
     responded = _EventIndex(ev["src"][acc | dec], ev["ts"][acc | dec]).count(cands, 0, t)
+    sends_7d = _EventIndex(ev["src"][send], ev["ts"][send]).count(viewers, t - WEEK, t)[owner]
     pair_imp = _impressions_before(ctx, viewers, owner, cands, t, n)
     emb_sim = (np.einsum("ij,ij->i", ctx.emb[cands], ctx.emb[vrow]).astype(np.float64)
                if ctx.emb is not None else np.zeros(n_c))
