@@ -3,8 +3,8 @@
 For several cut times t inside the training graph, the serving stages (sources -> merge -> cheap
 filters) run on the graph as it stood at t; each candidate is labelled 1 when the pair forms a tie
 in the window after t. Features are computed by the same FeatureContext as serving, on the graph
-at t. A graph without tie times gets random holdouts instead of cuts (each "cut" hides a random
-share of ties and asks which of them the candidates recover).
+at t. A graph without tie times gets random holdouts instead of cuts (each "cut" hides its own small
+random share of ties and asks which of them the candidates recover).
 
 No leakage: the snapshot the sources and features read at a cut holds only ties formed before it,
 and only later ties are labels. The validation cut's label window lies after every training cut's
@@ -38,6 +38,7 @@ class HistoryConfig:
     train_cuts: tuple[float, ...] = (0.5, 0.6, 0.7)   # tie-time quantiles of the training cuts
     val_cut: float = 0.85                              # the validation cut (labels up to the end)
     horizon: float = 0.15                              # label window, as a share of ties
+    holdout_share: float = 0.05   # untimed graphs: the share of ties each holdout ("cut") hides
     viewers_per_cut: int = 800
     per_source_k: int = PER_SOURCE_K   # as serving proposes (the ranker's manifest records it)
     seed: int = 0
@@ -94,13 +95,33 @@ def time_cuts(snap: Snapshot, points: tuple[float, ...], horizon: float
     return out
 
 
-def holdout(snap: Snapshot, share: float, seed: int) -> tuple[Snapshot, np.ndarray, np.ndarray]:
-    """An untimed graph with a seeded random `share` of ties hidden, and the hidden ties."""
+def holdouts(snap: Snapshot, share: float, count: int, seed: int
+             ) -> tuple[list[tuple[Snapshot, np.ndarray, np.ndarray]], Snapshot]:
+    """`count` disjoint seeded random shares of an untimed graph's ties, each hidden in turn: (graph,
+    hidden src, hidden dst) per holdout, the last one for validation; and the graph with all of them
+    hidden (what embeddings may be trained on).
+
+    Small shares keep the graph the features read close to the one served (hiding 15% once left the
+    inner graph at 68% of the ties where the outer test reads 80%). The validation holdout's ties are
+    hidden from every training holdout's graph too, so no training row is computed on a graph that
+    holds a validation label."""
     src, dst, _ = snap.ties()
-    hide = np.random.default_rng(seed).random(src.size) < share
+    if not 0 < share * count < 1:
+        raise ValueError(f"holdout share {share} x {count} holdouts must hide between 0 and all of the ties")
+    bucket = np.minimum((np.random.default_rng(seed).random(src.size) / share).astype(np.int64), count)
+    val = bucket == count - 1
+    out = [_hide(snap, src, dst, (bucket == i) | val, bucket == i) for i in range(count - 1)]
+    out.append(_hide(snap, src, dst, val))
+    return out, _hide(snap, src, dst, bucket < count)[0]
+
+
+def _hide(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray, label: np.ndarray | None = None
+          ) -> tuple[Snapshot, np.ndarray, np.ndarray]:
+    """The graph without the ties `hide` marks, and the ties `label` marks (default: the hidden ones)."""
+    label = hide if label is None else label
     past = restrict_ties(snap, ~_entry_mask(snap, src[hide], dst[hide]))
     past.meta["as_of"] = 0.0
-    return past, src[hide], dst[hide]
+    return past, src[label], dst[label]
 
 
 def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,9 +179,9 @@ def history_examples(snap: Snapshot, cfg: HistoryConfig, embed: Callable[[Snapsh
     """(training examples, validation examples) from the graph's own history.
 
     Timed graphs: one group of rows per training cut, validation from the last cut. Untimed graphs:
-    one holdout of `horizon` share of ties, its viewers split at random into training and
-    validation. `embed`, when given, trains embeddings on the earliest graph any cut sees (no cut
-    can see a tie the embeddings learned from after it); they feed the ANN source and `emb_sim`.
+    one group per holdout (ranker/history.py `holdouts`), validation from the last. `embed`, when
+    given, trains embeddings on the earliest graph any cut sees (no cut can see a tie the embeddings
+    learned from after it); they feed the ANN source and `emb_sim`.
     """
     rng = np.random.default_rng(cfg.seed)
     cuts = time_cuts(snap, (*cfg.train_cuts, cfg.val_cut), cfg.horizon)
@@ -168,15 +189,12 @@ def history_examples(snap: Snapshot, cfg: HistoryConfig, embed: Callable[[Snapsh
         emb = embed(cuts[0][0]) if embed is not None else None
         parts = [examples_at_cut(past, t, ls, ld, i, cfg.viewers_per_cut, cfg.per_source_k, rng, emb, sources,
                                  progress) for i, (past, t, ls, ld) in enumerate(cuts)]
-        train, val = ConnectExamples.concat(parts[:-1]), parts[-1]
     else:
-        past, ls, ld = holdout(snap, cfg.horizon, cfg.seed)
-        emb = embed(past) if embed is not None else None
-        n_parts = len(cfg.train_cuts) + 1
-        both = examples_at_cut(past, 0.0, ls, ld, 0, cfg.viewers_per_cut * n_parts, cfg.per_source_k, rng, emb,
-                               sources, progress)
-        is_val = rng.random(both.relevant.size) < 1.0 / n_parts
-        train, val = both.subset(~is_val), both.subset(is_val)
+        hidden, earliest = holdouts(snap, cfg.holdout_share, len(cfg.train_cuts) + 1, cfg.seed)
+        emb = embed(earliest) if embed is not None else None
+        parts = [examples_at_cut(past, 0.0, ls, ld, i, cfg.viewers_per_cut, cfg.per_source_k, rng, emb, sources,
+                                 progress) for i, (past, ls, ld) in enumerate(hidden)]
+    train, val = ConnectExamples.concat(parts[:-1]), parts[-1]
     log.info("history examples: %d training rows (%.2f%% positive), %d validation rows", train.y.size,
              100 * train.y.mean() if train.y.size else 0.0, val.y.size)
     return train, val

@@ -1,0 +1,54 @@
+"""Untimed graphs: the inner holdouts the ranker learns from (ranker/history.py `holdouts`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from graph.snapshot import from_pairs
+from ranker.history import HistoryConfig, history_examples, holdouts
+
+
+def _untimed_graph(n: int = 80, m: int = 600, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    src, dst = rng.integers(0, n, m), rng.integers(0, n, m)
+    keep = src != dst
+    return from_pairs([str(x) for x in src[keep]], [str(x) for x in dst[keep]])
+
+
+def _pairs(src: np.ndarray, dst: np.ndarray) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in zip(src.tolist(), dst.tolist(), strict=True)}
+
+
+def test_holdouts_are_disjoint_and_no_training_graph_holds_a_validation_label():
+    snap = _untimed_graph()
+    every = _pairs(*snap.ties()[:2])
+    hidden, earliest = holdouts(snap, 0.1, 4, seed=3)
+    labels = [_pairs(ls, ld) for _, ls, ld in hidden]
+    assert all(0.05 * len(every) < len(lab) < 0.15 * len(every) for lab in labels)
+    assert sum(len(lab) for lab in labels) == len(set().union(*labels))   # disjoint
+    val = labels[-1]
+    for (past, _, _), lab in zip(hidden[:-1], labels[:-1], strict=True):
+        # a training holdout's graph: every tie but its own labels and the validation labels
+        assert _pairs(*past.ties()[:2]) == every - lab - val
+    assert _pairs(*hidden[-1][0].ties()[:2]) == every - val
+    assert _pairs(*earliest.ties()[:2]) == every - set().union(*labels)
+    again, _ = holdouts(snap, 0.1, 4, seed=3)
+    assert [_pairs(ls, ld) for _, ls, ld in again] == labels
+    assert [_pairs(ls, ld) for _, ls, ld in holdouts(snap, 0.1, 4, seed=4)[0]] != labels
+    with pytest.raises(ValueError, match=r"0\.3 x 4"):
+        holdouts(snap, 0.3, 4, seed=0)
+
+
+def test_untimed_history_trains_on_its_holdouts_and_validates_on_the_last():
+    snap = _untimed_graph(n=150, m=1500)
+    cfg = HistoryConfig(viewers_per_cut=40, per_source_k=30, holdout_share=0.1)
+    train, val = history_examples(snap, cfg)
+    assert set(np.unique(train.cut).tolist()) == {0, 1, 2} and set(np.unique(val.cut).tolist()) == {3}
+    hidden, _ = holdouts(snap, 0.1, 4, seed=cfg.seed)
+    val_labels = _pairs(hidden[-1][1], hidden[-1][2])
+    pos = val.y > 0
+    assert pos.any()
+    # a validation positive is a hidden validation tie, and every hidden tie among its rows is a positive
+    rows = _pairs(val.viewer, val.cand)
+    assert _pairs(val.viewer[pos], val.cand[pos]) == rows & val_labels
