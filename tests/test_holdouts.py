@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from graph.snapshot import from_pairs
+from ranker.feature_names import FEATURE_NAMES
 from ranker.history import HistoryConfig, history_examples, holdouts
 
 
@@ -43,9 +44,17 @@ def test_holdouts_are_disjoint_and_no_training_graph_holds_a_validation_label():
 def test_untimed_history_trains_on_its_holdouts_and_validates_on_the_last():
     snap = _untimed_graph(n=150, m=1500)
     cfg = HistoryConfig(viewers_per_cut=40, per_source_k=30, holdout_share=0.1)
-    train, val = history_examples(snap, cfg)
+    seen = []
+
+    def embed(graph):   # embeddings may only learn from ties no holdout hides
+        seen.append(_pairs(*graph.ties()[:2]))
+        return np.random.default_rng(0).normal(size=(graph.num_users, 8)).astype(np.float32)
+
+    train, val = history_examples(snap, cfg, embed=embed)
     assert set(np.unique(train.cut).tolist()) == {0, 1, 2} and set(np.unique(val.cut).tolist()) == {3}
     hidden, _ = holdouts(snap, 0.1, 4, seed=cfg.seed)
+    assert seen == [_pairs(*snap.ties()[:2]) - set().union(*(_pairs(ls, ld) for _, ls, ld in hidden))]
+    assert np.any(train.x[:, FEATURE_NAMES.index("emb_sim")] != 0)
     val_labels = _pairs(hidden[-1][1], hidden[-1][2])
     pos = val.y > 0
     assert pos.any()
