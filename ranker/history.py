@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -95,33 +96,44 @@ def time_cuts(snap: Snapshot, points: tuple[float, ...], horizon: float
     return out
 
 
-def holdouts(snap: Snapshot, share: float, count: int, seed: int
-             ) -> tuple[list[tuple[Snapshot, np.ndarray, np.ndarray]], Snapshot]:
-    """`count` disjoint seeded random shares of an untimed graph's ties, each hidden in turn: (graph,
-    hidden src, hidden dst) per holdout, the last one for validation; and the graph with all of them
-    hidden (what embeddings may be trained on).
+class Holdout(NamedTuple):
+    graph: Snapshot        # the untimed graph with this holdout's ties (and validation's) hidden
+    label_src: np.ndarray  # the hidden ties the candidates are labelled by
+    label_dst: np.ndarray
+    unlabelled: np.ndarray  # sorted tie keys (tie_key) hidden but not labels: rows of them are left out
+
+
+def holdouts(snap: Snapshot, share: float, count: int, seed: int) -> tuple[list[Holdout], Snapshot]:
+    """`count` disjoint seeded random shares of an untimed graph's ties, each hidden in turn, the last
+    one for validation; and the graph with all of them hidden (what embeddings may be trained on).
 
     Small shares keep the graph the features read close to the one served (hiding 15% once left the
     inner graph at 68% of the ties where the outer test reads 80%). The validation holdout's ties are
     hidden from every training holdout's graph too, so no training row is computed on a graph that
-    holds a validation label."""
+    holds a validation label; a training row of such a pair is left out (labelled 0 it would teach
+    that a real tie is not one, labelled 1 it would train on validation's labels)."""
     src, dst, _ = snap.ties()
     if not 0 < share * count < 1:
         raise ValueError(f"holdout share {share} x {count} holdouts must hide between 0 and all of the ties")
     bucket = np.minimum((np.random.default_rng(seed).random(src.size) / share).astype(np.int64), count)
     val = bucket == count - 1
-    out = [_hide(snap, src, dst, (bucket == i) | val, bucket == i) for i in range(count - 1)]
-    out.append(_hide(snap, src, dst, val))
-    return out, _hide(snap, src, dst, bucket < count)[0]
+    n = snap.num_users
+    out = [Holdout(_hidden(snap, src, dst, (bucket == i) | val), src[bucket == i], dst[bucket == i],
+                   np.sort(tie_key(src[val], dst[val], n))) for i in range(count - 1)]
+    out.append(Holdout(_hidden(snap, src, dst, val), src[val], dst[val], np.zeros(0, dtype=np.int64)))
+    return out, _hidden(snap, src, dst, bucket < count)
 
 
-def _hide(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray, label: np.ndarray | None = None
-          ) -> tuple[Snapshot, np.ndarray, np.ndarray]:
-    """The graph without the ties `hide` marks, and the ties `label` marks (default: the hidden ones)."""
-    label = hide if label is None else label
+def tie_key(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per undirected pair (the same for (a, b) and (b, a))."""
+    return np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
+
+
+def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray) -> Snapshot:
+    """The graph without the ties `hide` marks."""
     past = restrict_ties(snap, ~_entry_mask(snap, src[hide], dst[hide]))
     past.meta["as_of"] = 0.0
-    return past, src[label], dst[label]
+    return past
 
 
 def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -133,8 +145,10 @@ def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: np.ndarray, cut_id: int,
                     viewers: int, per_source_k: int, rng: np.random.Generator, emb: np.ndarray | None = None,
-                    sources: list[str] | None = None, progress: bool = False) -> ConnectExamples:
-    """Candidates and labels for sampled viewers who form at least one new tie after the cut."""
+                    sources: list[str] | None = None, progress: bool = False,
+                    unlabelled: np.ndarray | None = None) -> ConnectExamples:
+    """Candidates and labels for sampled viewers who form at least one new tie after the cut; rows of
+    the pairs in `unlabelled` (sorted keys, `tie_key`) are left out."""
     deg = past.degree
     ok = (deg[label_src] > 0) & (deg[label_dst] > 0)
     a, b = np.concatenate([label_src[ok], label_dst[ok]]), np.concatenate([label_dst[ok], label_src[ok]])
@@ -160,8 +174,11 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
                 continue
             lo_f, hi_f = run_bounds(a, user)
             future = b[lo_f:hi_f]
-            idx = cands[lo:hi]
-            parts.append((x[lo:hi], np.isin(idx, future).astype(np.float32), user, idx, future.size))
+            idx, rows = cands[lo:hi], x[lo:hi]
+            if unlabelled is not None and unlabelled.size:
+                keep = ~np.isin(tie_key(np.full(idx.size, user), idx, past.num_users), unlabelled)
+                idx, rows = idx[keep], rows[keep]
+            parts.append((rows, np.isin(idx, future).astype(np.float32), user, idx, future.size))
     pipeline.close()
     if not parts:
         return ConnectExamples.concat([])
@@ -192,8 +209,8 @@ def history_examples(snap: Snapshot, cfg: HistoryConfig, embed: Callable[[Snapsh
     else:
         hidden, earliest = holdouts(snap, cfg.holdout_share, len(cfg.train_cuts) + 1, cfg.seed)
         emb = embed(earliest) if embed is not None else None
-        parts = [examples_at_cut(past, 0.0, ls, ld, i, cfg.viewers_per_cut, cfg.per_source_k, rng, emb, sources,
-                                 progress) for i, (past, ls, ld) in enumerate(hidden)]
+        parts = [examples_at_cut(h.graph, 0.0, h.label_src, h.label_dst, i, cfg.viewers_per_cut, cfg.per_source_k,
+                                 rng, emb, sources, progress, h.unlabelled) for i, h in enumerate(hidden)]
     train, val = ConnectExamples.concat(parts[:-1]), parts[-1]
     log.info("history examples: %d training rows (%.2f%% positive), %d validation rows", train.y.size,
              100 * train.y.mean() if train.y.size else 0.0, val.y.size)
