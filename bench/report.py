@@ -157,7 +157,8 @@ def main() -> None:
             imp = run["ranker"].get("permutation_importance")
             if imp:
                 add(f"Permutation importance of the chosen ranker ({run['ranker']['chosen']}, seed 0: drop in "
-                    "validation Recall@20 + NDCG@20 when the feature is shuffled), top 8: "
+                    "validation Recall@20 + NDCG@20 when the feature is shuffled; up to 400 validation viewers), "
+                    "top 8: "
                     + ", ".join(f"{k} {v:.4f}" for k, v in list(imp.items())[:8]) + ".")
             curves = run["ranker"].get("learning_curves")
             if curves:
