@@ -4,7 +4,7 @@ LightGBM's early stopping evaluates Recall@k + NDCG@k on every validation row af
 numpy form (one lexsort of all rows by group, score and tie-break) cost ~60 ms on ego-Facebook's
 165,000 validation rows, ~15 s of a 250-round fit. Here each group (rows contiguous) is sorted on its
 own. The order is the lexsort's (score descending, then tie-break ascending, then row), and the
-discounts come from numpy, so the sums are the same bit for bit (tests/test_history_ranker.py).
+discounts come from numpy, so the sums are the same bit for bit (tests/test_group_metrics.py).
 """
 
 from __future__ import annotations

@@ -178,6 +178,8 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
             if unlabelled is not None and unlabelled.size:
                 keep = ~np.isin(tie_key(np.full(idx.size, user), idx, past.num_users), unlabelled)
                 idx, rows = idx[keep], rows[keep]
+                if idx.size == 0:   # no row left: no group (as for a viewer without candidates)
+                    continue
             parts.append((rows, np.isin(idx, future).astype(np.float32), user, idx, future.size))
     pipeline.close()
     if not parts:
