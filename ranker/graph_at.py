@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from graph.snapshot import Snapshot, recent_window_start
-from graph.snapshot.csr import lookup, pair_keys
+from graph.snapshot.csr import lookup, undirected_keys
 from graph.snapshot.format import EVENT_CODE
 from ranker.feature_names import SAME_FIELDS
 
@@ -60,8 +60,8 @@ class GraphAt:
         said = (ev["type"] == EVENT_CODE["interaction"]) & before
         a, b = ev["src"][said].astype(np.int64), ev["dst"][said].astype(np.int64)
         n = g.num_users
-        keys, counts = np.unique(pair_keys(np.minimum(a, b), np.maximum(a, b), n), return_counts=True)
-        hit, pos = lookup(keys, pair_keys(np.minimum(rows, g.indices), np.maximum(rows, g.indices), n))
+        keys, counts = np.unique(undirected_keys(a, b, n), return_counts=True)
+        hit, pos = lookup(keys, undirected_keys(rows, g.indices, n))
         strength = np.where(hit, np.log1p(counts[pos] if counts.size else 0.0), 0.0)
         recent = ev["ts"][said] >= recent_start[1]
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)

@@ -26,7 +26,7 @@ from candidates.filters import SnapshotStateReader
 from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import Snapshot, as_of, restrict_ties
-from graph.snapshot.csr import run_bounds
+from graph.snapshot.csr import run_bounds, undirected_keys
 from ranker.batch import candidate_block, merge_order
 from ranker.features import FEATURE_NAMES, FeatureContext
 
@@ -100,7 +100,7 @@ class Holdout(NamedTuple):
     graph: Snapshot        # the untimed graph with this holdout's ties (and validation's) hidden
     label_src: np.ndarray  # the hidden ties the candidates are labelled by
     label_dst: np.ndarray
-    unlabelled: np.ndarray  # sorted tie keys (tie_key) hidden but not labels: rows of them are left out
+    unlabelled: np.ndarray  # sorted tie keys (undirected_keys) hidden but not labels: rows of them are left out
 
 
 def holdouts(snap: Snapshot, share: float, count: int, seed: int) -> tuple[list[Holdout], Snapshot]:
@@ -119,14 +119,9 @@ def holdouts(snap: Snapshot, share: float, count: int, seed: int) -> tuple[list[
     val = bucket == count - 1
     n = snap.num_users
     out = [Holdout(_hidden(snap, src, dst, (bucket == i) | val), src[bucket == i], dst[bucket == i],
-                   np.sort(tie_key(src[val], dst[val], n))) for i in range(count - 1)]
+                   np.sort(undirected_keys(src[val], dst[val], n))) for i in range(count - 1)]
     out.append(Holdout(_hidden(snap, src, dst, val), src[val], dst[val], np.zeros(0, dtype=np.int64)))
     return out, _hidden(snap, src, dst, bucket < count)
-
-
-def tie_key(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
-    """One int64 per undirected pair (the same for (a, b) and (b, a))."""
-    return np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)
 
 
 def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray) -> Snapshot:
@@ -148,7 +143,7 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
                     sources: list[str] | None = None, progress: bool = False,
                     unlabelled: np.ndarray | None = None) -> ConnectExamples:
     """Candidates and labels for sampled viewers who form at least one new tie after the cut; rows of
-    the pairs in `unlabelled` (sorted keys, `tie_key`) are left out."""
+    the pairs in `unlabelled` (sorted keys, `undirected_keys`) are left out."""
     deg = past.degree
     ok = (deg[label_src] > 0) & (deg[label_dst] > 0)
     a, b = np.concatenate([label_src[ok], label_dst[ok]]), np.concatenate([label_dst[ok], label_src[ok]])
@@ -176,7 +171,7 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
             future = b[lo_f:hi_f]
             idx, rows = cands[lo:hi], x[lo:hi]
             if unlabelled is not None and unlabelled.size:
-                keep = ~np.isin(tie_key(np.full(idx.size, user), idx, past.num_users), unlabelled)
+                keep = ~np.isin(undirected_keys(np.full(idx.size, user), idx, past.num_users), unlabelled)
                 idx, rows = idx[keep], rows[keep]
                 if idx.size == 0:   # no row left: no group (as for a viewer without candidates)
                     continue

@@ -74,6 +74,11 @@ def pair_keys(owner: np.ndarray, node: np.ndarray, n: int) -> np.ndarray:
     return owner.astype(np.int64) * np.int64(n) + node
 
 
+def undirected_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """One int64 key per unordered pair: (a, b) and (b, a) share it."""
+    return pair_keys(np.minimum(a, b), np.maximum(a, b), n)
+
+
 def is_neighbour(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray, owner: np.ndarray,
                  nodes: np.ndarray) -> np.ndarray:
     """Whether each nodes[i] is a neighbour of rows[owner[i]] (neighbour lists sorted, as in a snapshot)."""
