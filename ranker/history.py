@@ -133,9 +133,8 @@ def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray) 
 
 def _entry_mask(snap: Snapshot, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """CSR entries of the undirected pairs (a, b), both directions."""
-    keys = snap.entry_rows() * snap.num_users + snap.indices
-    pairs = np.concatenate([a * snap.num_users + b, b * snap.num_users + a])
-    return np.isin(keys, pairs)
+    n = snap.num_users
+    return np.isin(undirected_keys(snap.entry_rows(), snap.indices, n), undirected_keys(a, b, n))
 
 
 def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: np.ndarray, cut_id: int,
