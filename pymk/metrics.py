@@ -105,7 +105,8 @@ def group_ranking_values(group: np.ndarray, relevant: np.ndarray, y: np.ndarray,
 
         hits, dcg = np.zeros(relevant.size, dtype=np.int64), np.zeros(relevant.size)
         bounds = np.searchsorted(group, np.arange(relevant.size + 1))
-        top_k_hits(bounds, y > 0, score.astype(np.float64), tiebreak, 1.0 / np.log2(np.arange(k) + 2.0), hits, dcg)
+        discount = 1.0 / np.log2(np.arange(k) + 2.0)
+        top_k_hits(bounds, y > 0, score.astype(np.float64, copy=False), tiebreak, discount, hits, dcg)
     else:
         order = np.lexsort((tiebreak, -score, group))
         g, hit = group[order], y[order] > 0
