@@ -136,7 +136,7 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
                        free_raw_data=False)
     if val is None:
         booster = lgb.train(params, data, num_boost_round=rounds or cfg.lgbm_rounds)
-        return LightGBMScorer(booster), rounds or cfg.lgbm_rounds, {}
+        return LightGBMScorer(booster, threads=cfg.threads), rounds or cfg.lgbm_rounds, {}
     valid = lgb.Dataset(val.x, val.y, group=np.bincount(val.group), reference=data)
 
     def objective(preds: np.ndarray, _: object) -> tuple[str, float, bool]:
@@ -149,20 +149,29 @@ def _fit_lgbm(cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples |
                         feval=objective, callbacks=[lgb.early_stopping(40, verbose=False)],
                         keep_training_booster=True)
     best = booster.best_iteration or cfg.lgbm_rounds
-    return LightGBMScorer(booster), best, _boosting_curve(booster, probe_groups(train), val)
+    return LightGBMScorer(booster, threads=cfg.threads), best, _boosting_curve(booster, probe_groups(train), val,
+                                                                            threads=cfg.threads)
 
 
-def _boosting_curve(booster, probe: ConnectExamples, val: ConnectExamples, points: int = 12) -> dict:
+def _boosting_curve(booster, probe: ConnectExamples, val: ConnectExamples, points: int = 12, threads: int = 2
+                    ) -> dict:
     """Recall@K + NDCG@K on the training probe and on validation after 1 ... all rounds grown (the
     rounds past the best are those early stopping waited through)."""
     grown = booster.current_iteration()
     steps = sorted({int(r) for r in np.linspace(1, grown, min(points, grown))})
 
-    def at(ex: ConnectExamples, rounds: int) -> float:
-        return round(_objective(evaluate_scores(ex, booster.predict(ex.x, num_iteration=rounds, num_threads=2))), 4)
+    def along(ex: ConnectExamples) -> list[float]:
+        # each step adds the scores of the trees since the last one: every tree is read once
+        raw, done, out = np.zeros(ex.y.size), 0, []
+        for r in steps:
+            raw += booster.predict(ex.x, start_iteration=done, num_iteration=r - done, raw_score=True,
+                                   num_threads=threads)
+            done = r
+            out.append(round(_objective(evaluate_scores(ex, raw)), 4))
+        return out
 
     return {"metric": f"recall@{K} + ndcg@{K}", "step": "round", "steps": steps,
-            "train": [at(probe, r) for r in steps], "validation": [at(val, r) for r in steps]}
+            "train": along(probe), "validation": along(val)}
 
 
 def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExamples | None, rng, size=None):
@@ -175,9 +184,10 @@ def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExam
     raise ValueError(f"unknown ranker kind {kind!r}")
 
 
-def _ensemble(members: list[Scorer], x: np.ndarray) -> EnsembleScorer:
-    """Mean of the members' scores, each standardized by its mean and spread over `x` (no labels used)."""
-    scores = [m(x)["score"] for m in members]
+def _ensemble(members: list[Scorer], x: np.ndarray, scores: list[np.ndarray] | None = None) -> EnsembleScorer:
+    """Mean of the members' scores, each standardized by its mean and spread over `x` (no labels used);
+    `scores`: the members' scores of `x` where already computed."""
+    scores = scores if scores is not None else [m(x)["score"] for m in members]
     return EnsembleScorer(members, [float(v.mean()) for v in scores], [float(v.std()) or 1.0 for v in scores])
 
 
@@ -215,8 +225,9 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         fitted[kind] = (scorer, size)
     learned = list(cfg.kinds)
     if len(learned) > 1:
-        fitted["ensemble"] = (_ensemble([fitted[k][0] for k in learned], val.x), None)
-        on_val["ensemble"] = fitted["ensemble"][0](val.x)["score"]
+        ensemble = _ensemble([fitted[k][0] for k in learned], val.x, [on_val[k] for k in learned])
+        fitted["ensemble"] = (ensemble, None)
+        on_val["ensemble"] = ensemble.combine([on_val[k] for k in learned])
         results["ensemble"] = evaluate_scores(val, on_val["ensemble"])
     fitted["rrf"] = (RrfScorer(), None)
     results["rrf"] = evaluate_scores(val, fitted["rrf"][0](val.x)["score"])

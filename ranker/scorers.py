@@ -109,11 +109,16 @@ class TorchScorer:
 
 @dataclass
 class LightGBMScorer:
+    """A LightGBM booster's scores. One thread by default (serving scores one viewer's list per request
+    thread); training scores its large validation matrices on `threads` (the same values: rows are
+    independent)."""
+
     booster: object            # lightgbm.Booster
     kind: str = "lightgbm"
+    threads: int = 1
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {"score": np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)}
+        return {"score": np.asarray(self.booster.predict(x, num_threads=self.threads), dtype=np.float64)}
 
     def save(self, directory: Path) -> dict:
         self.booster.save_model(str(directory / "model.txt"))
@@ -162,8 +167,12 @@ class EnsembleScorer:
     kind: str = "ensemble"
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [(m(x)["score"] - mu) / sd for m, mu, sd in zip(self.members, self.mean, self.std, strict=True)]
-        return {"score": np.mean(parts, axis=0)}
+        return {"score": self.combine([m(x)["score"] for m in self.members])}
+
+    def combine(self, scores: list[np.ndarray]) -> np.ndarray:
+        """The ensemble's score from its members' scores of the same rows."""
+        parts = [(v - mu) / sd for v, mu, sd in zip(scores, self.mean, self.std, strict=True)]
+        return np.mean(parts, axis=0)
 
     def save(self, directory: Path) -> dict:
         specs = []

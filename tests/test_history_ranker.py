@@ -319,6 +319,34 @@ def test_every_scorer_kind_survives_publish_and_load(tmp_path):
         assert np.allclose(again(x)["score"], scorer(x)["score"], rtol=1e-6, atol=1e-9)
 
 
+
+def test_training_shortcuts_score_exactly_as_the_plain_paths():
+    """Training scores LightGBM on two threads, rebuilds the ensemble from its members' scores and
+    grows the boosting curve tree by tree: the same values as one-thread, one-pass scoring."""
+    import lightgbm as lgb
+
+    from ranker.connect import _boosting_curve, _objective, evaluate_scores
+    from ranker.history import ConnectExamples
+    from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, len(FEATURE_NAMES))).astype(np.float32)
+    y = (x[:, 0] + 0.5 * rng.normal(size=2000) > 1).astype(np.float32)
+    group = np.repeat(np.arange(40), 50)
+    booster = lgb.train({"objective": "lambdarank", "verbosity": -1, "min_data_in_leaf": 5},
+                        lgb.Dataset(x, y, group=[50] * 40), num_boost_round=30)
+    one, two = LightGBMScorer(booster), LightGBMScorer(booster, threads=2)
+    assert np.array_equal(one(x)["score"], two(x)["score"])
+    ensemble = EnsembleScorer([two, FeatureScorer("mutual")], [0.3, -0.1], [1.5, 0.7])
+    assert np.array_equal(ensemble.combine([two(x)["score"], x[:, 0].astype(np.float64)]), ensemble(x)["score"])
+    ex = ConnectExamples(x, y, group, group, np.tile(np.arange(50), 40), np.zeros(2000, np.int64),
+                         np.bincount(group, weights=y).astype(np.int64))
+    curve = _boosting_curve(booster, ex, ex, points=6)
+    assert curve["steps"][-1] == 30 and len(curve["steps"]) == 6
+    for step, got in zip(curve["steps"], curve["validation"], strict=True):
+        want = _objective(evaluate_scores(ex, booster.predict(x, num_iteration=step)))
+        assert got == round(want, 4), (step, got, want)
+
 def _examples_with_messages():
     """(graph at the cut, cut time, history examples at it) on a small timed graph whose ties carry
     messages, some before the cut and some after it (the tie-strength features read them)."""
