@@ -38,10 +38,13 @@ def _curve(kind: str, c: dict) -> str:
             f"{val[-1]:.3f}; training {train[0]:.3f} -> {train[b]:.3f} -> {train[-1]:.3f})")
 
 
-def _pick(sel: dict | None) -> str:
+def _pick(sel: dict | None, chosen: str) -> str:
     if not sel:
         return ""
-    if "lead" not in sel:
+    if "ensemble_weights" in sel:
+        mix = ", ".join(f"{k} {w:.2f}" for k, w in sel["ensemble_weights"].items() if w > 0)
+        return f"{chosen} (ensemble selection: {mix})"
+    if "lead" not in sel:   # reports from before ensemble selection
         return sel["best_on_validation"]
     served = "ensemble" if sel["ensemble"] else sel["best_on_validation"]
     return f"{sel['best_on_validation']} +{sel['lead']:.4f} (se {sel['standard_error']:.4f}) -> {served}"
@@ -150,10 +153,10 @@ def main() -> None:
                 best = sorted(val.items(), key=lambda kv: -kv[1]["recall@20"])[:6]
                 add("\nInner validation (seed 0), top 6 by Recall@20: " + "; ".join(
                     f"{k} {v['recall@20']:.4f} / {v['ndcg@20']:.4f}" for k, v in best) + ".")
-            picks = [_pick(x["ranker"].get("selection")) for x in e["runs"]]
+            picks = [_pick(x["ranker"].get("selection"), x["ranker"]["chosen"]) for x in e["runs"]]
             if any(picks):
-                add("Choice per seed (the best single contender on validation against the ensemble, its lead and "
-                    "one standard error, paired over viewers): " + "; ".join(picks) + ".")
+                add("Choice per seed (the contender best on validation; the ensemble's weights, chosen on validation "
+                    "by ensemble selection): " + "; ".join(picks) + ".")
             imp = run["ranker"].get("permutation_importance")
             if imp:
                 add(f"Permutation importance of the chosen ranker ({run['ranker']['chosen']}, seed 0: drop in "

@@ -2,11 +2,11 @@
 the inner validation cut only.
 
 Contenders, all on the same examples and features: the multi-task model's connect head (focal
-loss), logistic regression, LightGBM LambdaRank (under a monotone prior, INCREASING), the mean of
-those three's standardized scores, reciprocal rank fusion of the sources, and each single heuristic
-feature (so a learned ranker is served only when it beats them on validation). A single learned
-contender that wins on validation is served only when its lead over the ensemble exceeds one
-standard error (paired over viewers).
+loss), logistic regression, LightGBM LambdaRank (under a monotone prior, INCREASING), their
+ensemble, reciprocal rank fusion of the sources, and each single heuristic feature (so a learned
+ranker is served only when it beats them on validation). The ensemble is a weighted mean of the
+learned contenders' standardized scores, its weights chosen on validation by ensemble selection
+(Caruana et al., ICML 2004); a member it leaves out is not refitted.
 The winner is refitted on training + validation examples with the number of epochs / boosting
 rounds that validation chose (the newest period carries the most signal), then published.
 """
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from pymk.errors import PymkError
-from pymk.metrics import group_ranking_metrics, group_ranking_values
+from pymk.metrics import group_ranking_metrics
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
 from ranker.history import ConnectExamples
@@ -55,11 +55,15 @@ class ConnectConfig:
     lgbm_lr: float = 0.05
     lgbm_increasing: tuple[str, ...] = INCREASING
     kinds: tuple[str, ...] = ("mlp_focal", "logistic", "lgbm_lambdarank")
+    ensemble_steps: int = 10
     refit: bool = True
     seed: int = 0
     threads: int = 2
 
     def __post_init__(self) -> None:
+        if not self.kinds or self.ensemble_steps < 1:
+            raise ValueError(f"need at least one ranker kind and one ensemble step (kinds {self.kinds!r}, "
+                             f"ensemble_steps {self.ensemble_steps})")
         unknown = sorted(set(self.lgbm_increasing) - set(FEATURE_NAMES))
         if unknown:
             raise ValueError(f"lgbm_increasing names features this code does not compute: {unknown}")
@@ -79,18 +83,24 @@ def _objective(m: dict[str, float]) -> float:
     return m[f"recall@{K}"] + m[f"ndcg@{K}"]
 
 
-def prefer_ensemble(val: ConnectExamples, best: np.ndarray, ensemble: np.ndarray) -> dict[str, float | bool]:
-    """Whether the ensemble replaces the single contender that won on validation: yes unless the
-    winner's lead, paired over the validation viewers, exceeds one standard error (the one-standard-
-    error rule: the choice between near ties is noise, and the mean of several models is the one
-    whose ranking moves least when the test period differs from the validation period). `best` and
-    `ensemble` are their scores of the validation rows."""
-    per_viewer = [np.add(*group_ranking_values(val.group, val.relevant, val.y, score, val.cand, K))
-                  for score in (best, ensemble)]
-    lead = per_viewer[0] - per_viewer[1]
-    se = float(lead.std(ddof=1) / np.sqrt(lead.size)) if lead.size > 1 else 0.0
-    return {"lead": round(float(lead.mean()), 4), "standard_error": round(se, 4),
-            "ensemble": bool(lead.mean() <= se)}
+def select_ensemble(val: ConnectExamples, scores: dict[str, np.ndarray], steps: int = 10) -> dict[str, float]:
+    """Ensemble selection (Caruana et al., ICML 2004): starting from nothing, add (with replacement) the
+    member whose addition most raises validation Recall@K + NDCG@K, `steps` times; the weights (how
+    often each was added / size) of the best prefix, the shortest among equals. Members are
+    standardized as `EnsembleScorer` does; ties between members go to the first named. A member that
+    only adds noise is not added, and one that is best alone by a wide margin is the whole ensemble."""
+    names = list(scores)
+    z = {k: (v - v.mean()) / (float(v.std()) or 1.0) for k, v in scores.items()}
+    total, counts = np.zeros(val.y.size), dict.fromkeys(names, 0)
+    best_value, best = -np.inf, {}
+    for size in range(1, steps + 1):
+        gains = [_objective(evaluate_scores(val, (total + z[k]) / size)) for k in names]
+        pick = names[int(np.argmax(gains))]
+        total += z[pick]
+        counts[pick] += 1
+        if max(gains) > best_value:
+            best_value, best = max(gains), {k: c / size for k, c in counts.items()}
+    return best
 
 
 def probe_groups(ex: ConnectExamples, groups: int = 400) -> ConnectExamples:
@@ -184,11 +194,13 @@ def _fit(kind: str, cfg: ConnectConfig, train: ConnectExamples, val: ConnectExam
     raise ValueError(f"unknown ranker kind {kind!r}")
 
 
-def _ensemble(members: list[Scorer], x: np.ndarray, scores: list[np.ndarray] | None = None) -> EnsembleScorer:
-    """Mean of the members' scores, each standardized by its mean and spread over `x` (no labels used);
-    `scores`: the members' scores of `x` where already computed."""
+def _ensemble(members: list[Scorer], x: np.ndarray, weights: list[float], scores: list[np.ndarray] | None = None
+              ) -> EnsembleScorer:
+    """Weighted mean of the members' scores, each standardized by its mean and spread over `x` (no labels
+    used); `scores`: the members' scores of `x` where already computed."""
     scores = scores if scores is not None else [m(x)["score"] for m in members]
-    return EnsembleScorer(members, [float(v.mean()) for v in scores], [float(v.std()) or 1.0 for v in scores])
+    return EnsembleScorer(members, [float(v.mean()) for v in scores], [float(v.std()) or 1.0 for v in scores],
+                          weights=list(weights))
 
 
 def permutation_importance(scorer: Scorer, val: ConnectExamples, rng: np.random.Generator, top: int = 15
@@ -223,9 +235,11 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         results[kind] = {**evaluate_scores(val, on_val[kind]), "size": size,
                          "seconds": round(time.perf_counter() - start, 1)}
         fitted[kind] = (scorer, size)
-    learned = list(cfg.kinds)
+    weights = select_ensemble(val, {k: on_val[k] for k in cfg.kinds}, cfg.ensemble_steps)
+    learned = [k for k in cfg.kinds if weights.get(k, 0.0) > 0]   # the ensemble's members
     if len(learned) > 1:
-        ensemble = _ensemble([fitted[k][0] for k in learned], val.x, [on_val[k] for k in learned])
+        ensemble = _ensemble([fitted[k][0] for k in learned], val.x, [weights[k] for k in learned],
+                             [on_val[k] for k in learned])
         fitted["ensemble"] = (ensemble, None)
         on_val["ensemble"] = ensemble.combine([on_val[k] for k in learned])
         results["ensemble"] = evaluate_scores(val, on_val["ensemble"])
@@ -236,10 +250,7 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
         fitted[f"feature:{name}"] = (scorer, None)
         results[f"feature:{name}"] = evaluate_scores(val, scorer(val.x)["score"])
     best = max(results, key=lambda k: (round(_objective(results[k]), 6), k in (*cfg.kinds, "ensemble")))
-    selection = {"best_on_validation": best}
-    if best in cfg.kinds and "ensemble" in fitted:
-        selection.update(prefer_ensemble(val, on_val[best], on_val["ensemble"]))
-        best = "ensemble" if selection["ensemble"] else best
+    selection = {"best_on_validation": best, "ensemble_weights": {k: round(w, 4) for k, w in weights.items()}}
     scorer, size = fitted[best]
     # on at most 400 validation viewers: a report, not a choice (it had cost a third of ego-Facebook's training)
     importance = permutation_importance(scorer, probe_groups(val), np.random.default_rng(cfg.seed))
@@ -247,7 +258,8 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
     if cfg.refit and best in (*cfg.kinds, "ensemble"):
         both = ConnectExamples.concat([train, val])
         if best == "ensemble":
-            scorer = _ensemble([_fit(k, cfg, both, None, rng, fitted[k][1])[0] for k in learned], both.x)
+            scorer = _ensemble([_fit(k, cfg, both, None, rng, fitted[k][1])[0] for k in learned], both.x,
+                               [weights[k] for k in learned])
         else:
             scorer = _fit(best, cfg, both, None, rng, size)[0]
         refitted = True

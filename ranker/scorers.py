@@ -159,12 +159,13 @@ class RrfScorer:
 
 @dataclass
 class EnsembleScorer:
-    """The mean of several scorers' standardized scores (means and spreads measured on validation)."""
+    """The (weighted) mean of several scorers' standardized scores (means and spreads measured on validation)."""
 
     members: list[Scorer]
     mean: list[float]
     std: list[float]
     kind: str = "ensemble"
+    weights: list[float] | None = None   # None: equal weights
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         return {"score": self.combine([m(x)["score"] for m in self.members])}
@@ -172,14 +173,16 @@ class EnsembleScorer:
     def combine(self, scores: list[np.ndarray]) -> np.ndarray:
         """The ensemble's score from its members' scores of the same rows."""
         parts = [(v - mu) / sd for v, mu, sd in zip(scores, self.mean, self.std, strict=True)]
-        return np.mean(parts, axis=0)
+        if self.weights is None:
+            return np.mean(parts, axis=0)
+        return np.sum([w * p for w, p in zip(self.weights, parts, strict=True)], axis=0)
 
     def save(self, directory: Path) -> dict:
         specs = []
         for i, member in enumerate(self.members):
             (directory / f"member{i}").mkdir()
             specs.append({"kind": member.kind, **member.save(directory / f"member{i}")})
-        return {"members": specs, "mean": self.mean, "std": self.std}
+        return {"members": specs, "mean": self.mean, "std": self.std, "weights": self.weights}
 
 
 def load_scorer(artifact: Path, manifest: dict) -> Scorer:
@@ -191,7 +194,7 @@ def _load(directory: Path, spec: dict, name: str) -> Scorer:
     kind = spec.get("kind")
     if kind == "ensemble":
         return EnsembleScorer([_load(directory / f"member{i}", m, name) for i, m in enumerate(spec["members"])],
-                              list(spec["mean"]), list(spec["std"]))
+                              list(spec["mean"]), list(spec["std"]), weights=spec.get("weights"))
     artifact = directory
     if kind == "torch":
         shape = spec.get("model") or {}

@@ -11,7 +11,7 @@ from candidates.types import Candidate
 from evaluation.baselines import neighbourhood_baselines
 from graph.snapshot import as_of, from_pairs
 from pymk.metrics import group_ranking_metrics
-from ranker.connect import ConnectConfig, prefer_ensemble, train_connect
+from ranker.connect import ConnectConfig, select_ensemble, train_connect
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.history import ConnectExamples, HistoryConfig, history_examples
 
@@ -27,28 +27,18 @@ def test_group_ranking_metrics_by_hand():
     assert m["ndcg@3"] == pytest.approx(((1 / np.log2(3) + 1 / np.log2(4)) / ideal0 + 1) / 2, abs=1e-4)
 
 
-def _two_row_groups(best_first: np.ndarray) -> ConnectExamples:
-    """One relevant candidate per viewer, among two rows; column 0 ranks it first where `best_first`,
-    column 1 everywhere else."""
-    n = best_first.size
-    y = np.tile([1.0, 0.0], n).astype(np.float32)
-    col0 = np.where(np.repeat(best_first, 2), y, 1 - y)
-    x = np.stack([col0, 1 - col0], axis=1).astype(np.float32)
-    return ConnectExamples(x, y, np.repeat(np.arange(n), 2), np.repeat(np.arange(n), 2), np.tile([1, 2], n),
-                           np.zeros(2 * n, np.int64), np.ones(n, np.int64))
-
-
-def test_one_standard_error_rule_keeps_a_clear_winner_and_prefers_the_ensemble_in_a_near_tie():
-    a = 1 - 1 / np.log2(3)   # recall + NDCG@20 of a hit at rank 1 (2.0) minus one at rank 2
-    ex = _two_row_groups(np.ones(10, bool))
-    clear = prefer_ensemble(ex, ex.x[:, 0], ex.x[:, 1])
-    assert clear == {"lead": pytest.approx(a, abs=1e-4), "standard_error": 0.0, "ensemble": False}
-    # ahead for 6 viewers, behind for 4: lead 0.2a, standard error sqrt(1.0667 / 10) a
-    ex = _two_row_groups(np.arange(10) < 6)
-    near = prefer_ensemble(ex, ex.x[:, 0], ex.x[:, 1])
-    assert near["lead"] == pytest.approx(0.2 * a, abs=1e-4)
-    assert near["standard_error"] == pytest.approx(np.sqrt(9.6 / 9 / 10) * a, abs=1e-4)
-    assert near["ensemble"] is True
+def test_ensemble_selection_averages_members_that_help_and_leaves_out_the_rest():
+    """Groups of three rows (the hit, two decoys): A and B each rank the hit second, behind a different
+    decoy; their mean ranks it first. C ranks it last; D ranks it first on its own."""
+    n = 10
+    group = np.repeat(np.arange(n), 3)
+    ex = ConnectExamples(np.zeros((3 * n, 1), np.float32), np.tile([1.0, 0.0, 0.0], n), group, group,
+                         np.tile([1, 2, 3], n), np.zeros(3 * n, np.int64), np.ones(n, np.int64))
+    a, b = np.tile([1.5, 2.0, 0.0], n), np.tile([1.5, 0.0, 2.0], n)
+    c, d = np.tile([0.0, 1.0, 2.0], n), np.tile([2.0, 0.0, 1.0], n)
+    assert select_ensemble(ex, {"a": a, "b": b, "c": c}) == {"a": 0.5, "b": 0.5, "c": 0.0}
+    assert select_ensemble(ex, {"a": a, "d": d, "c": c}) == {"a": 0.0, "d": 1.0, "c": 0.0}
+    assert select_ensemble(ex, {"c": c}, steps=3) == {"c": 1.0}
 
 
 def _random_timed_graph(n: int = 60, m: int = 240, seed: int = 0):
@@ -280,13 +270,12 @@ def test_evaluation_is_deterministic_for_a_seed(tmp_path):
 
     assert a["metrics"] == b["metrics"] and without_timings(a) == without_timings(b)
     assert a["metrics"]["pipeline"]["recall@20"] > 0
-    # the choice as the one-standard-error rule makes it, and recorded
+    # the choice and the ensemble's weights (chosen on validation) recorded, the same on both runs
     sel, chosen = a["ranker"]["selection"], a["ranker"]["chosen"]
-    assert sel == b["ranker"]["selection"]
-    if sel["best_on_validation"] in ("mlp_focal", "lgbm_lambdarank"):
-        assert chosen == ("ensemble" if sel["ensemble"] else sel["best_on_validation"])
-    else:
-        assert chosen == sel["best_on_validation"]
+    assert sel == b["ranker"]["selection"] and chosen == sel["best_on_validation"]
+    weights = sel["ensemble_weights"]
+    assert set(weights) == {"mlp_focal", "lgbm_lambdarank"} and sum(weights.values()) == pytest.approx(1.0)
+    assert ("ensemble" in a["ranker"]["validation"]) == (min(weights.values()) > 0)
 
 
 def test_every_scorer_kind_survives_publish_and_load(tmp_path):
@@ -309,7 +298,8 @@ def test_every_scorer_kind_survives_publish_and_load(tmp_path):
     mlp = TorchScorer(MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=8, num_layers=1),
                       Calibration(connect=(2.0, -1.0)))
     kinds = [mlp, LightGBMScorer(booster), FeatureScorer("adamic_adar"), RrfScorer(),
-             EnsembleScorer([mlp, LightGBMScorer(booster)], [0.1, -0.2], [2.0, 0.5])]
+             EnsembleScorer([mlp, LightGBMScorer(booster)], [0.1, -0.2], [2.0, 0.5]),
+             EnsembleScorer([mlp, LightGBMScorer(booster)], [0.1, -0.2], [2.0, 0.5], weights=[0.7, 0.3])]
     store = ArtifactStore(tmp_path)
     for scorer in kinds:
         publish(scorer, None, {}, store, None)
@@ -326,7 +316,6 @@ def test_training_shortcuts_score_exactly_as_the_plain_paths():
     import lightgbm as lgb
 
     from ranker.connect import _boosting_curve, _objective, evaluate_scores
-    from ranker.history import ConnectExamples
     from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer
 
     rng = np.random.default_rng(1)
