@@ -83,14 +83,23 @@ def _objective(m: dict[str, float]) -> float:
     return m[f"recall@{K}"] + m[f"ndcg@{K}"]
 
 
+def _moments(score: np.ndarray) -> tuple[float, float]:
+    """A member's mean and spread over rows (1 where it is constant): what the ensemble standardizes by."""
+    return float(score.mean()), float(score.std()) or 1.0
+
+
 def select_ensemble(val: ConnectExamples, scores: dict[str, np.ndarray], steps: int = 10) -> dict[str, float]:
     """Ensemble selection (Caruana et al., ICML 2004): starting from nothing, add (with replacement) the
     member whose addition most raises validation Recall@K + NDCG@K, `steps` times; the weights (how
     often each was added / size) of the best prefix, the shortest among equals. Members are
-    standardized as `EnsembleScorer` does; ties between members go to the first named. A member that
-    only adds noise is not added, and one that is best alone by a wide margin is the whole ensemble."""
+    standardized by `_moments`, as in the served ensemble; ties between members go to the first named.
+    A member that only adds noise is not added, and one that is best alone by a wide margin is the whole
+    ensemble."""
     names = list(scores)
-    z = {k: (v - v.mean()) / (float(v.std()) or 1.0) for k, v in scores.items()}
+    z = {}
+    for k, v in scores.items():
+        mu, sd = _moments(v)
+        z[k] = (v - mu) / sd
     total, counts = np.zeros(val.y.size), dict.fromkeys(names, 0)
     best_value, best = -np.inf, {}
     for size in range(1, steps + 1):
@@ -199,8 +208,8 @@ def _ensemble(members: list[Scorer], x: np.ndarray, weights: list[float], scores
     """Weighted mean of the members' scores, each standardized by its mean and spread over `x` (no labels
     used); `scores`: the members' scores of `x` where already computed."""
     scores = scores if scores is not None else [m(x)["score"] for m in members]
-    return EnsembleScorer(members, [float(v.mean()) for v in scores], [float(v.std()) or 1.0 for v in scores],
-                          weights=list(weights))
+    moments = [_moments(v) for v in scores]
+    return EnsembleScorer(members, [mu for mu, _ in moments], [sd for _, sd in moments], weights=list(weights))
 
 
 def permutation_importance(scorer: Scorer, val: ConnectExamples, rng: np.random.Generator, top: int = 15

@@ -309,7 +309,6 @@ def test_every_scorer_kind_survives_publish_and_load(tmp_path):
         assert np.allclose(again(x)["score"], scorer(x)["score"], rtol=1e-6, atol=1e-9)
 
 
-
 def test_training_shortcuts_score_exactly_as_the_plain_paths():
     """Training scores LightGBM on two threads, rebuilds the ensemble from its members' scores and
     grows the boosting curve tree by tree: the same values as one-thread, one-pass scoring."""
@@ -335,6 +334,7 @@ def test_training_shortcuts_score_exactly_as_the_plain_paths():
     for step, got in zip(curve["steps"], curve["validation"], strict=True):
         want = _objective(evaluate_scores(ex, booster.predict(x, num_iteration=step)))
         assert got == round(want, 4), (step, got, want)
+
 
 def _examples_with_messages():
     """(graph at the cut, cut time, history examples at it) on a small timed graph whose ties carry
