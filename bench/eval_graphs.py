@@ -61,7 +61,7 @@ def main(graphs: str, seeds: int, users: int, viewers_per_cut: int) -> None:
                      "chosen": report["chosen_rankers"],
                      "ranker_train_s": [run["ranker"].get("seconds") for run in report["runs"]],
                      "seconds": round(time.perf_counter() - start, 1)})
-        print(f"{name}: R@20 x{r['recall@20']['ratio']:.4f} NDCG@20 x{r['ndcg@20']['ratio']:.4f}", flush=True)
+        print(f"{name}: " + " ".join(f"{m} x{r[m]['ratio']:.4f} (95% CI {r[m]['ratio_95ci']})" for m in r), flush=True)
     write_results("eval_graphs", {"seeds": seeds, "users": users, "viewers_per_cut": viewers_per_cut,
                                   "graphs": rows})
 

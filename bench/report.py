@@ -26,6 +26,12 @@ def oracle(graph: dict) -> str:
     return f"{m['recall@20'][0]:.4f} / {m['ndcg@20'][0]:.4f}" if m else "–"
 
 
+def ratio(r: dict) -> str:
+    """The pipeline's ratio to the best single row, with its bootstrap interval where measured."""
+    ci = r.get("ratio_95ci")
+    return f"**{r['ratio']:.4f}**" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
 def ms(p: dict) -> str:
     return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
 
@@ -123,15 +129,16 @@ def main() -> None:
     if r := load("eval_graphs"):
         add(f"### Learned pipeline vs the best single baseline ({r['date']}, {r['machine']}; mean ± sd over "
             f"{r['seeds']} seeds, up to {r['users']:,} test users, {r['viewers_per_cut']} viewers per inner cut)\n")
-        add("| graph | pipeline R@20 | best single R@20 | ratio | pipeline NDCG@20 | best single NDCG@20 | ratio | "
+        add("| graph | pipeline R@20 | best single R@20 | ratio (95% CI over test users) | pipeline NDCG@20 | "
+            "best single NDCG@20 | ratio (95% CI over test users) | "
             "union of sources R@20 | best ranking of the pool R@20 / NDCG@20 | ranker chosen (per seed) | "
             "ranker training s |")
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for g in r["graphs"]:
             rec, nd = g["recall@20"], g["ndcg@20"]
             add(f"| {g['graph']} | {pm(g['pipeline']['recall@20'])} | {rec['best_single']} "
-                f"{rec['best_single_mean']:.4f} | **{rec['ratio']:.4f}** | {pm(g['pipeline']['ndcg@20'])} | "
-                f"{nd['best_single']} {nd['best_single_mean']:.4f} | **{nd['ratio']:.4f}** | "
+                f"{rec['best_single_mean']:.4f} | {ratio(rec)} | {pm(g['pipeline']['ndcg@20'])} | "
+                f"{nd['best_single']} {nd['best_single_mean']:.4f} | {ratio(nd)} | "
                 f"{pm(g['union_recall@20'])} | {oracle(g)} | "
                 f"{', '.join(g['chosen'])} | {', '.join(str(s) for s in g['ranker_train_s'])} |")
         add("")

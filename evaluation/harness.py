@@ -25,7 +25,7 @@ from evaluation.baselines import neighbourhood_baselines, popularity_baselines
 from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
-from pymk.metrics import KS, rank_metrics
+from pymk.metrics import KS, paired_ratio_interval, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
 from ranker.history import HistoryConfig, build_sources, history_examples
@@ -142,6 +142,7 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     sample = [eligible[i] for i in rng.permutation(len(eligible))[:users]]
     totals: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
+    per_user: dict[str, dict[str, list[float]]] = {}   # for the ratio's interval (evaluate_seeds)
 
     def accumulate(name: str, values: dict[str, float]) -> None:
         for metric, value in values.items():
@@ -149,7 +150,10 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
             totals[name][metric] += value
 
     def add(name: str, ranked: list[str], relevant: set[str], seconds: float) -> None:
-        accumulate(name, rank_metrics(ranked, relevant))
+        values = rank_metrics(ranked, relevant)
+        accumulate(name, values)
+        for metric in RATIO_METRICS:
+            per_user.setdefault(name, {}).setdefault(metric, []).append(float(values[metric]))
         timings[name] = timings.get(name, 0.0) + seconds
 
     ids = snap.id_strings
@@ -186,12 +190,15 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         "ms_per_user": {name: round(1000 * s / n, 3) for name, s in timings.items()},
         "ranker": {**learned["report"], "seconds": round(learn_seconds, 1)},
         "seconds": round(time.perf_counter() - start, 1),
+        # each test user's values, in sample order: the ratio's interval (evaluate_seeds drops them)
+        "per_user": {"users": sample, "rows": per_user},
     }
     report["best_single"] = best_single(metrics)
     return report
 
 
 NOT_SINGLE = ("pipeline", "union", "union_without_ann", "pool_oracle")
+RATIO_METRICS = ("recall@20", "ndcg@20")
 
 
 def union_coverage(lists: list[list[str]], relevant: set[str]) -> float:
@@ -231,11 +238,27 @@ def evaluate_seeds(path: Path, seeds: tuple[int, ...] = (0, 1, 2), **kwargs) -> 
             summary.setdefault(name, {})[metric] = [round(float(np.mean(vals)), 4), round(float(np.std(vals)), 4)]
     means = best_single({name: {m: v[0] for m, v in ms.items()} for name, ms in summary.items()})
     ratios = {metric: {"best_single": b["name"], "best_single_mean": b["value"], "pipeline_mean": b["pipeline"],
-                       "ratio": b["ratio"]} for metric, b in means.items()}
+                       "ratio": b["ratio"], "ratio_95ci": ratio_interval(runs, b["name"], metric)}
+              for metric, b in means.items()}
+    for r in runs:
+        r.pop("per_user", None)
     return {"dataset": str(path), "seeds": list(seeds), "ks": runs[0]["ks"], "summary": summary,
             "pipeline_vs_best_single": ratios, "chosen_rankers": [r["ranker"]["chosen"] for r in runs],
             "evaluated_users": runs[0]["evaluated_users"], "runs": runs,
             "seconds": round(sum(r["seconds"] for r in runs), 1)}
+
+
+def ratio_interval(runs: list[dict], best: str, metric: str) -> list[float] | None:
+    """95% paired bootstrap interval of the pipeline's ratio to `best` over the test users (a user tested
+    by several seeds is one draw; the best single row is taken as chosen): how far the users that
+    happened to be tested could move the ratio."""
+    try:
+        rows = [r["per_user"]["rows"] for r in runs]
+        ours, theirs = [x["pipeline"][metric] for x in rows], [x[best][metric] for x in rows]
+    except KeyError:   # a row or metric without per-user values
+        return None
+    lo, hi = paired_ratio_interval(ours, theirs, [r["per_user"]["users"] for r in runs])
+    return [round(lo, 4), round(hi, 4)]
 
 
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:

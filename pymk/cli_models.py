@@ -78,7 +78,9 @@ def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers
         click.echo(f"{name:<20} " + "  ".join(f"{m}={metrics[m][0]:.4f}±{metrics[m][1]:.4f}" for m in
                                                ("recall@20", "ndcg@20") if m in metrics))
     for metric, r in report["pipeline_vs_best_single"].items():
-        click.echo(f"pipeline {metric} = {r['ratio']:.4f} x best single ({r['best_single']})")
+        ci = r.get("ratio_95ci")
+        click.echo(f"pipeline {metric} = {r['ratio']:.4f} x best single ({r['best_single']})"
+                   + (f", 95% CI over test users {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""))
     click.echo(f"rankers chosen on validation: {report['chosen_rankers']}")
     click.echo(f"report: {json_path}  plot: {png_path}")
 

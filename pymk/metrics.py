@@ -127,3 +127,43 @@ def group_ranking_metrics(group: np.ndarray, relevant: np.ndarray, y: np.ndarray
     recall, ndcg = group_ranking_values(group, relevant, y, score, tiebreak, k)
     return {f"recall@{k}": round(float(recall.mean()), 4) if recall.size else 0.0,
             f"ndcg@{k}": round(float(ndcg.mean()), 4) if ndcg.size else 0.0}
+
+
+def paired_ratio_interval(ours: list[np.ndarray], theirs: list[np.ndarray], users: list[list[str]] | None = None,
+                          level: float = 0.95, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean_runs(mean_users ours) / mean_runs(mean_users theirs).
+
+    One pair of arrays per run (seed), one value per test user in each, aligned (paired: the same
+    user's two values). Each draw resamples users with replacement and weighs every run's values by
+    how often each of its users was drawn, the same weights for both rows. `users` names each run's
+    users: a user tested in several runs is one draw for all of them (runs that test the same users
+    move together); without names every run's users are distinct. The interval reflects which users
+    happened to be tested, not the runs' own variation.
+    """
+    if len(ours) != len(theirs) or not ours or (users is not None and len(users) != len(ours)):
+        raise ValueError(f"need one pair of per-user arrays per run (got {len(ours)} and {len(theirs)}"
+                         f"{'' if users is None else f' and {len(users)} user lists'})")
+    pairs = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+             for a, b in zip(ours, theirs, strict=True)]
+    names = users if users is not None else [[f"{r}:{i}" for i in range(a.size)] for r, (a, _) in enumerate(pairs)]
+    for (a, b), who in zip(pairs, names, strict=True):
+        if a.shape != b.shape or a.size == 0 or len(who) != a.size:
+            raise ValueError(f"per-user arrays must be non-empty and aligned (shapes {a.shape} and {b.shape}, "
+                             f"{len(who)} users)")
+    union, index = np.unique(np.concatenate([np.asarray(w, dtype=str) for w in names]), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    weight = rng.multinomial(union.size, np.full(union.size, 1.0 / union.size), size=draws).astype(np.float64)
+    num, den, start = np.zeros(draws), np.zeros(draws), 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a, b in pairs:
+            w = weight[:, index[start:start + a.size]]
+            start += a.size
+            drawn = w.sum(axis=1)
+            num += w @ a / drawn
+            den += w @ b / drawn
+        ratio = np.where(den > 0, num / den, np.nan)
+    if np.isnan(ratio).all():
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(ratio, [tail, 100 - tail])
+    return float(lo), float(hi)

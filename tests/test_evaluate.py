@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
-from evaluation.harness import best_single, evaluate, pool_oracle, time_split, write_report
+from evaluation.harness import best_single, evaluate, pool_oracle, ratio_interval, time_split, write_report
 from graph.snapshot.format import EVENT_CODE
-from pymk.metrics import rank_metrics
+from pymk.metrics import paired_ratio_interval, rank_metrics
 
 
 def test_rank_metrics_by_hand():
@@ -64,6 +65,12 @@ def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
     assert m["pool_oracle"]["recall@20"] == m["pool_oracle"]["ndcg@20"] == 1.0   # every future tie is in the pool
     assert m["adamic_adar"]["recall@5"] == 1.0 and m["pipeline"]["recall@5"] == 1.0
     assert report["evaluated_users"] == 5
+    users = report["per_user"]["users"]   # the sample's ids, one per evaluated user
+    assert len(users) == 5 and set(users) == {"a", "b", "c", "d", "e"}   # z had no tie before the cut
+    for name in ("pipeline", "adamic_adar", "ppr"):   # the per-user values behind the ratio's interval
+        for metric in ("recall@20", "ndcg@20"):
+            values = report["per_user"]["rows"][name][metric]
+            assert len(values) == 5 and np.mean(values) == pytest.approx(m[name][metric], abs=1e-4)
     json_path, png_path = write_report(report, tmp_path / "out")
     assert json.loads(json_path.read_text())["metrics"]["fof"]["recall@5"] == 1.0
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -92,3 +99,46 @@ def test_the_ratio_to_the_best_single_baseline_is_not_rounded_up_to_a_target():
     assert best["recall@20"]["name"] == "recent_popularity"
     assert best["recall@20"]["ratio"] == pytest.approx(0.3853 / 0.3504) and best["recall@20"]["ratio"] < 1.10
     assert best["ndcg@20"]["ratio"] == pytest.approx(1.10)
+
+
+def test_paired_ratio_interval_known_answers():
+    rng = np.random.default_rng(3)
+    theirs = [rng.random(300), rng.random(500)]
+    lo, hi = paired_ratio_interval([1.1 * t for t in theirs], theirs)   # 1.1x for every user: no spread
+    assert lo == pytest.approx(1.1) and hi == pytest.approx(1.1)
+    # against a constant 1 the ratio is the mean of 0/1 values: the normal approximation p +- 1.96 se
+    ours = (rng.random(4000) < 0.3).astype(float)
+    lo, hi = paired_ratio_interval([ours], [np.ones(4000)], draws=4000)
+    p, se = ours.mean(), np.sqrt(ours.mean() * (1 - ours.mean()) / 4000)
+    assert lo == pytest.approx(p - 1.96 * se, abs=0.003) and hi == pytest.approx(p + 1.96 * se, abs=0.003)
+    # paired: a shared per-user swing cancels, so the interval is far narrower than for unpaired values
+    base = rng.random(400)
+    paired = paired_ratio_interval([base + 0.01], [base])
+    unpaired = paired_ratio_interval([rng.permutation(base) + 0.01], [np.full(400, base.mean())])
+    assert paired[1] - paired[0] < (unpaired[1] - unpaired[0]) / 5
+    with pytest.raises(ValueError, match="aligned"):
+        paired_ratio_interval([np.ones(3)], [np.ones(4)])
+
+
+def test_ratio_interval_reads_the_runs_per_user_values_of_both_rows():
+    runs = [{"per_user": {"users": ["a", "b", "c"], "rows": {"pipeline": {"ndcg@20": [0.2, 0.4, 0.6]},
+                                                             "ppr": {"ndcg@20": [0.1, 0.2, 0.3]}}}},
+            {"per_user": {"users": ["d", "a"], "rows": {"pipeline": {"ndcg@20": [0.4, 0.2]},
+                                                       "ppr": {"ndcg@20": [0.2, 0.1]}}}}]
+    assert ratio_interval(runs, "ppr", "ndcg@20") == [2.0, 2.0]   # twice the baseline for every user
+    assert ratio_interval(runs, "fof", "ndcg@20") is None          # a row without per-user values
+
+
+def test_a_user_tested_by_every_run_is_one_draw_for_all_of_them():
+    """Three runs of the same users (in different orders) are one sample, not three: named, the interval
+    is as wide as one run's; unnamed, the runs count as independent users and it narrows by ~sqrt(3)."""
+    rng = np.random.default_rng(5)
+    ours, theirs = rng.random(300) + 0.05, rng.random(300)
+    orders = [rng.permutation(300) for _ in range(3)]
+    names = [[f"u{i}" for i in order] for order in orders]
+    one = paired_ratio_interval([ours], [theirs])
+    named = paired_ratio_interval([ours[o] for o in orders], [theirs[o] for o in orders], names)
+    unnamed = paired_ratio_interval([ours[o] for o in orders], [theirs[o] for o in orders])
+    width = [hi - lo for lo, hi in (one, named, unnamed)]
+    assert width[1] == pytest.approx(width[0], rel=0.1)
+    assert width[2] == pytest.approx(width[0] / np.sqrt(3), rel=0.15)
