@@ -176,6 +176,18 @@ def main() -> None:
                     "validation): " + "; ".join(_curve(k, c) for k, c in curves.items() if c.get("validation"))
                     + f". Plot: `bench/out/eval_{g['graph']}_learning.png`.")
             add(f"Plot: `bench/out/eval_{g['graph']}.png`.\n")
+    if r := load("backtest"):
+        add(f"### Backtest: the same comparison at other cuts ({r['date']}, {r['machine']}; {r['seeds']} seeds, up "
+            f"to {r['users']:,} test users)\n")
+        add("| graph | cut (share of ties before it) | test users | R@20 ratio (95% CI) | best single R@20 | "
+            "NDCG@20 ratio (95% CI) | best single NDCG@20 | ranker chosen (per seed) |")
+        add("|---|---|---|---|---|---|---|---|")
+        for g in r["rows"]:
+            rec, nd = g["recall@20"], g["ndcg@20"]
+            add(f"| {g['graph']} | {g['train_share']:.0%} | {g['evaluated_users']} | {ratio(rec)} | "
+                f"{rec['best_single']} {rec['best_single_mean']:.4f} | {ratio(nd)} | {nd['best_single']} "
+                f"{nd['best_single_mean']:.4f} | {', '.join(g['chosen'])} |")
+        add("")
     for name in ("gnn", "gnn_1m"):
         if r := load(name):
             add(f"### GraphSAGE and FAISS ({r['date']}, {r['machine']})\n")
