@@ -11,6 +11,8 @@ viewer (`order`, `bounds`); per-viewer ranks see only their viewer's rows.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -18,15 +20,50 @@ from graph.snapshot.csr import search_left, search_right
 from ranker.feature_names import FEATURE_NAMES, SOURCE_NAMES
 
 _C = {name: i for i, name in enumerate(FEATURE_NAMES)}
-MUTUAL, AA, RA, JACCARD = _C["mutual"], _C["adamic_adar"], _C["resource_allocation"], _C["jaccard"]
-LINKS, CAR, DENSITY, AGE_GAP = _C["mutual_links"], _C["car"], _C["mutual_density"], _C["age_gap"]
-SAME = np.array([_C["same_school"], _C["same_employer"], _C["same_city"], _C["same_language"]])
-SENDS_7D, ACCEPT_RATE, PAIR_IMP = _C["viewer_sends_7d"], _C["cand_accept_rate"], _C["pair_impressions"]
-NEW_V, NEW_C = _C["viewer_new_ties_w1"], _C["cand_new_ties_w1"]   # then w5, w20
-GROWTH, RECENT_PCT, DEGREE_PCT = _C["cand_growth_w20"], _C["cand_recent_pct_in_list"], _C["cand_degree_pct_in_list"]
-V_SIDE, C_SIDE, SPAN, PATHS3_NORM = (_C["viewer_side_strength"], _C["cand_side_strength"], _C["cand_new_ties_span10"],
-                                     _C["paths3_norm"])
-SOURCE_IN = np.array([_C[f"in_{s}"] for s in SOURCE_NAMES])
+
+
+class Layout(NamedTuple):
+    """Where `fill` writes each column. An argument, not module globals: numba's on-disk cache freezes a
+    compiled function's globals and is invalidated only by changes to this file, so a column list
+    changed in ranker/feature_names.py would be written at its old positions, silently."""
+
+    mutual: int
+    aa: int
+    ra: int
+    jaccard: int
+    links: int
+    car: int
+    density: int
+    age_gap: int
+    same: np.ndarray
+    sends_7d: int
+    accept_rate: int
+    pair_imp: int
+    new_v: int   # then w5, w20
+    new_c: int
+    growth: int
+    recent_pct: int
+    degree_pct: int
+    v_side: int
+    c_side: int
+    span: int
+    paths3_norm: int
+    source_in: np.ndarray   # in_<source>; its inv_rank_<source> column follows
+
+
+def layout(names: tuple[str, ...] = FEATURE_NAMES) -> Layout:
+    c = {name: i for i, name in enumerate(names)}
+    return Layout(c["mutual"], c["adamic_adar"], c["resource_allocation"], c["jaccard"], c["mutual_links"], c["car"],
+                  c["mutual_density"], c["age_gap"],
+                  np.array([c[f"same_{f}"] for f in ("school", "employer", "city", "language")], dtype=np.int64),
+                  c["viewer_sends_7d"], c["cand_accept_rate"], c["pair_impressions"], c["viewer_new_ties_w1"],
+                  c["cand_new_ties_w1"], c["cand_growth_w20"], c["cand_recent_pct_in_list"],
+                  c["cand_degree_pct_in_list"], c["viewer_side_strength"], c["cand_side_strength"],
+                  c["cand_new_ties_span10"], c["paths3_norm"],
+                  np.array([c[f"in_{s}"] for s in SOURCE_NAMES], dtype=np.int64))
+
+
+LAYOUT = layout()
 # log1p arguments, in this order: columns log1p(arg)
 LOG1P = np.array([_C[n] for n in ("log_mutual", "log_deg_viewer", "log_deg_cand", "log_cand_pending", "ppr_rank",
                                   "viewer_interactions_w5", "cand_interactions_w5", "log_paths3")])
@@ -57,12 +94,18 @@ def _group_mean_ranks(x, rows, col, out):   # pragma: no cover - compiled
         first = end
 
 
+def fill(out: np.ndarray, logs: np.ndarray, *args: object) -> None:
+    """`_fill` at this code's column layout (LAYOUT, read at each call)."""
+    _fill(LAYOUT, out, logs, *args)
+
+
 @njit(cache=True, nogil=True)
-def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ties, interactions, span, ppr_keys,
-         ppr_vals, n, src_ranks, answers, sends, week_key, t_key, imp_src, imp_dst, imp_sec,
-         t_sec):   # pragma: no cover - compiled
-    """out: (rows, features) zeros; logs: (10, rows) for the log1p (LOG1P) and log (LOG) arguments.
-    walk: PairWalk's (8, rows) block; codes: (users, 4) categorical codes (SAME); age: codes or empty;
+def _fill(col, out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ties, interactions, span,
+          ppr_keys, ppr_vals, n, src_ranks, answers, sends, week_key, t_key, imp_src, imp_dst, imp_sec,
+          t_sec):   # pragma: no cover - compiled
+    """col: the column layout (Layout); out: (rows, features) zeros; logs: (10, rows) for the log1p
+    (LOG1P) and log (LOG) arguments. walk: PairWalk's (8, rows) block; codes: (users, 4) categorical
+    codes (Layout.same); age: codes or empty;
     new_ties: (3, users); src_ranks: (sources, rows), NaN where a source did not propose the row (or
     a source absent: all NaN, its columns stay 0). answers: GraphAt.answers. Requests sent: keys user << 32
     | second, counted in [week_key, t_key); impressions (imp_*, by viewer) in seconds before t_sec."""
@@ -83,35 +126,35 @@ def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ti
             c = cands[r]
             dc = np.float64(deg[c])
             m, links = walk[0, r], walk[5, r]
-            out[r, MUTUAL] = m
-            out[r, AA] = walk[1, r]
-            out[r, RA] = walk[2, r]
-            out[r, JACCARD] = m / max(dv + dc - m, 1.0)
-            out[r, LINKS] = links
-            out[r, CAR] = m * links
-            out[r, DENSITY] = links / max(m * (m - 1) / 2, 1.0)
-            for k in range(SAME.size):
-                out[r, SAME[k]] = 1.0 if codes[c, k] == codes[v, k] and codes[v, k] >= 0 else 0.0
+            out[r, col.mutual] = m
+            out[r, col.aa] = walk[1, r]
+            out[r, col.ra] = walk[2, r]
+            out[r, col.jaccard] = m / max(dv + dc - m, 1.0)
+            out[r, col.links] = links
+            out[r, col.car] = m * links
+            out[r, col.density] = links / max(m * (m - 1) / 2, 1.0)
+            for k in range(col.same.size):
+                out[r, col.same[k]] = 1.0 if codes[c, k] == codes[v, k] and codes[v, k] >= 0 else 0.0
             if has_age and age[c] >= 0 and age[v] >= 0:
-                out[r, AGE_GAP] = abs(age[c] - age[v])
-            out[r, SENDS_7D] = sends_7d
+                out[r, col.age_gap] = abs(age[c] - age[v])
+            out[r, col.sends_7d] = sends_7d
             got = answers[0, c]
-            out[r, ACCEPT_RATE] = (answers[1, c] + 1.0) / (got + 2.0)
-            out[r, PAIR_IMP] = search_right(shown, c) - search_left(shown, c)
+            out[r, col.accept_rate] = (answers[1, c] + 1.0) / (got + 2.0)
+            out[r, col.pair_imp] = search_right(shown, c) - search_left(shown, c)
             for w in range(3):
-                out[r, NEW_V + w] = new_ties[w, v]
-                out[r, NEW_C + w] = new_ties[w, c]
-            out[r, GROWTH] = new_ties[2, c] / max(dc, 1.0)
+                out[r, col.new_v + w] = new_ties[w, v]
+                out[r, col.new_c + w] = new_ties[w, c]
+            out[r, col.growth] = new_ties[2, c] / max(dc, 1.0)
             recent[i], degree[i] = new_ties[1, c], dc
-            out[r, V_SIDE] = walk[3, r]
-            out[r, C_SIDE] = walk[4, r]
-            out[r, SPAN] = span[c]
-            out[r, PATHS3_NORM] = walk[7, r] / np.sqrt(max(dv, 1.0) * max(dc, 1.0))
+            out[r, col.v_side] = walk[3, r]
+            out[r, col.c_side] = walk[4, r]
+            out[r, col.span] = span[c]
+            out[r, col.paths3_norm] = walk[7, r] / np.sqrt(max(dv, 1.0) * max(dc, 1.0))
             for s in range(src_ranks.shape[0]):
                 rank = src_ranks[s, r]
                 if not np.isnan(rank):
-                    out[r, SOURCE_IN[s]] = 1.0
-                    out[r, SOURCE_IN[s] + 1] = 1.0 / (1.0 + rank)
+                    out[r, col.source_in[s]] = 1.0
+                    out[r, col.source_in[s] + 1] = 1.0 / (1.0 + rank)
             key = o * n + c
             at = search_left(ppr_keys, key)
             if at < ppr_keys.size and ppr_keys[at] == key:
@@ -132,5 +175,5 @@ def fill(out, logs, viewers, cands, order, bounds, deg, walk, codes, age, new_ti
         by_score = by_cand[np.argsort(-ppr[by_cand], kind="mergesort")]
         for k in range(rows.size):
             logs[4, rows[by_score[k]]] = k
-        _group_mean_ranks(recent, rows, RECENT_PCT, out)
-        _group_mean_ranks(degree, rows, DEGREE_PCT, out)
+        _group_mean_ranks(recent, rows, col.recent_pct, out)
+        _group_mean_ranks(degree, rows, col.degree_pct, out)

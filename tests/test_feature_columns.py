@@ -75,3 +75,23 @@ def test_columns_are_bit_identical_to_the_numpy_block_code(snap, at_cut, with_ra
     for name in ("pair_impressions", "viewer_sends_7d", "cand_accept_rate", "log_cand_pending", "age_gap",
                  "same_school", "ppr_rank", "cand_recent_pct_in_list", "cand_degree_pct_in_list", "log_paths3"):
         assert name in informative, name   # the test exercises every kind of column
+
+
+def test_the_compiled_pass_writes_where_its_layout_argument_says(snap, monkeypatch):
+    """The column layout reaches the compiled pass as an argument. As module globals numba's on-disk
+    cache would freeze it, and a column list changed in ranker/feature_names.py would be written at its
+    old positions by a stale __pycache__ (seen: every source column off by two)."""
+    from ranker import columns
+
+    rng = np.random.default_rng(9)
+    users, owner, cands = _block(snap, rng, 6)
+    t = float(snap.events["ts"].max()) + 10.0
+    want = FeatureContext(snap).block_features(users, owner, cands, t)
+    names = list(FEATURE_NAMES)
+    i, j = names.index("mutual"), names.index("in_fof")
+    names[i], names[j] = "in_fof", "mutual"   # mutual written where in_fof was, and the reverse
+    monkeypatch.setattr(columns, "LAYOUT", columns.layout(tuple(names)))
+    got = FeatureContext(snap).block_features(users, owner, cands, t)
+    assert np.unique(want[:, i]).size > 1   # mutual varies here
+    np.testing.assert_array_equal(got[:, j], want[:, i])
+    np.testing.assert_array_equal(got[:, i], 0.0)   # in_fof's new place: no source proposed these rows
