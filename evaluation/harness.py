@@ -258,7 +258,7 @@ def ratio_interval(runs: list[dict], best: str, metric: str) -> list[float] | No
     except KeyError:   # a row or metric without per-user values
         return None
     lo, hi = paired_ratio_interval(ours, theirs, [r["per_user"]["users"] for r in runs])
-    return [round(lo, 4), round(hi, 4)]
+    return [round(lo, 4), round(hi, 4)] if np.isfinite([lo, hi]).all() else None   # no baseline above 0
 
 
 def write_report(report: dict, out: Path) -> tuple[Path, Path]:

@@ -151,17 +151,21 @@ def paired_ratio_interval(ours: list[np.ndarray], theirs: list[np.ndarray], user
             raise ValueError(f"per-user arrays must be non-empty and aligned (shapes {a.shape} and {b.shape}, "
                              f"{len(who)} users)")
     union, index = np.unique(np.concatenate([np.asarray(w, dtype=str) for w in names]), return_inverse=True)
+    offsets = np.cumsum([0] + [a.size for a, _ in pairs])
     rng = np.random.default_rng(seed)
-    weight = rng.multinomial(union.size, np.full(union.size, 1.0 / union.size), size=draws).astype(np.float64)
-    num, den, start = np.zeros(draws), np.zeros(draws), 0
+    ratio = np.empty(draws)
+    chunk = max(1, 4_000_000 // union.size)   # draws at a time: memory bounded whatever the number of users
     with np.errstate(divide="ignore", invalid="ignore"):
-        for a, b in pairs:
-            w = weight[:, index[start:start + a.size]]
-            start += a.size
-            drawn = w.sum(axis=1)
-            num += w @ a / drawn
-            den += w @ b / drawn
-        ratio = np.where(den > 0, num / den, np.nan)
+        for lo in range(0, draws, chunk):
+            size = min(chunk, draws - lo)
+            weight = rng.multinomial(union.size, np.full(union.size, 1.0 / union.size), size=size).astype(np.float64)
+            num, den = np.zeros(size), np.zeros(size)
+            for (a, b), first, last in zip(pairs, offsets[:-1], offsets[1:], strict=True):
+                w = weight[:, index[first:last]]
+                drawn = w.sum(axis=1)
+                num += w @ a / drawn
+                den += w @ b / drawn
+            ratio[lo:lo + size] = np.where(den > 0, num / den, np.nan)
     if np.isnan(ratio).all():
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
