@@ -32,6 +32,11 @@ def ratio(r: dict) -> str:
     return f"**{r['ratio']:.4f}**" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
+def single(r: dict) -> str:
+    """The best single row of a ratio and its mean."""
+    return f"{r['best_single']} {r['best_single_mean']:.4f}"
+
+
 def ms(p: dict) -> str:
     return f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}"
 
@@ -136,9 +141,8 @@ def main() -> None:
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for g in r["graphs"]:
             rec, nd = g["recall@20"], g["ndcg@20"]
-            add(f"| {g['graph']} | {pm(g['pipeline']['recall@20'])} | {rec['best_single']} "
-                f"{rec['best_single_mean']:.4f} | {ratio(rec)} | {pm(g['pipeline']['ndcg@20'])} | "
-                f"{nd['best_single']} {nd['best_single_mean']:.4f} | {ratio(nd)} | "
+            add(f"| {g['graph']} | {pm(g['pipeline']['recall@20'])} | {single(rec)} | {ratio(rec)} | "
+                f"{pm(g['pipeline']['ndcg@20'])} | {single(nd)} | {ratio(nd)} | "
                 f"{pm(g['union_recall@20'])} | {oracle(g)} | "
                 f"{', '.join(g['chosen'])} | {', '.join(str(s) for s in g['ranker_train_s'])} |")
         add("")
@@ -184,9 +188,8 @@ def main() -> None:
         add("|---|---|---|---|---|---|---|---|")
         for g in r["rows"]:
             rec, nd = g["recall@20"], g["ndcg@20"]
-            add(f"| {g['graph']} | {g['train_share']:.0%} | {g['evaluated_users']} | {ratio(rec)} | "
-                f"{rec['best_single']} {rec['best_single_mean']:.4f} | {ratio(nd)} | {nd['best_single']} "
-                f"{nd['best_single_mean']:.4f} | {', '.join(g['chosen'])} |")
+            add(f"| {g['graph']} | {g['train_share']:.0%} | {g['evaluated_users']} | {ratio(rec)} | {single(rec)} | "
+                f"{ratio(nd)} | {single(nd)} | {', '.join(g['chosen'])} |")
         add("")
     for name in ("gnn", "gnn_1m"):
         if r := load(name):
