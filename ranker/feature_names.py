@@ -16,7 +16,7 @@ FEATURE_NAMES = (
     "cand_new_ties_w20", "viewer_since_last_tie", "cand_since_last_tie", "cand_growth_w20", "recent_mutual",
     "cand_recent_pct_in_list", "cand_degree_pct_in_list",
     "viewer_side_strength", "cand_side_strength", "viewer_interactions_w5", "cand_interactions_w5",
-    "cand_new_ties_span10", "log_paths3", "paths3_norm",
+    "cand_new_ties_span10", "log_paths3", "paths3_norm", "viewer_age_share", "cand_age_share",
     *SOURCE_FEATURES,
 )
 # Columns an impression-log example cannot have (which sources proposed the shown user was not

@@ -30,8 +30,9 @@ from ranker.paths import pair_walk, runs
 
 DAY = 86_400.0
 WEEK = 7 * DAY
-RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM = (FEATURE_NAMES.index(c) for c in (
-    "recent_mutual", "viewer_since_last_tie", "cand_since_last_tie", "log_distance_km", "distance_missing", "emb_sim"))
+RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM, V_AGE, C_AGE = (FEATURE_NAMES.index(c) for c in (
+    "recent_mutual", "viewer_since_last_tie", "cand_since_last_tie", "log_distance_km", "distance_missing", "emb_sim",
+    "viewer_age_share", "cand_age_share"))
 
 
 def ranks_in_groups(owner: np.ndarray, cand: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -138,6 +139,11 @@ class FeatureContext:
             known = np.isfinite(last)
             x[:, col] = -1.0
             x[known, col] = np.log1p(np.maximum(t - last[known], 0.0) / tempo)
+        life = t - at.first_time if np.isfinite(at.first_time) else 0.0   # the graph's age at t
+        for col, first in ((V_AGE, at.first_tie[vrow]), (C_AGE, at.first_tie[cands])):
+            known = np.isfinite(first) & (life > 0)
+            x[:, col] = -1.0
+            x[known, col] = np.maximum(t - first[known], 0.0) / life
         lat, lon = g.numeric["lat"], g.numeric["lon"]
         dist = haversine_km(lat[vrow], lon[vrow], lat[cands], lon[cands])
         missing = np.isnan(dist)

@@ -1,8 +1,8 @@
 """The graph as of a time t, and what every pair's features read of it per user and per tie.
 
 Computed once per t (FeatureContext caches the last few): degrees, recency windows measured in the
-graph's own tempo, new ties in each, the latest tie, and the tie strengths and recent activity that
-interaction events give. Nothing at or after t is read.
+graph's own tempo, new ties in each, each user's first and latest tie, and the tie strengths and
+recent activity that interaction events give. Nothing at or after t is read.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ SPAN_SHARE = 0.1   # and the latest 10% of the time since the graph's first tie 
 @dataclass(frozen=True)
 class GraphAt:
     """The graph of ties before t, its degrees, the starts of the recency windows (RECENT_SHARES), and
-    per user: new ties in each window and the time of the latest tie (-inf: none with a known time).
+    per user: new ties in each window and the times of the first and the latest tie (-inf: none with a
+    known time).
     Where interaction events are logged (messages between users; an edge list that repeats pairs):
     per tie (CSR entry) log1p of the interactions on it before t, and per user its interactions in the
     middle recency window."""
@@ -33,6 +34,8 @@ class GraphAt:
     recent_start: np.ndarray
     new_ties: list[np.ndarray]
     last_tie: np.ndarray
+    first_tie: np.ndarray   # the earliest tie with a known time (inf: none)
+    first_time: float   # the graph's earliest known tie time (inf: none)
     strength: np.ndarray
     interactions: np.ndarray
     new_ties_span: np.ndarray
@@ -51,10 +54,11 @@ class GraphAt:
             return np.bincount(rows, weights=(g.since >= start).astype(np.float64), minlength=g.num_users)
 
         new_ties = [new_ties_since(w) for w in recent_start]
-        last_tie = np.full(g.num_users, -np.inf)
+        last_tie, first_tie = np.full(g.num_users, -np.inf), np.full(g.num_users, np.inf)
         has = deg > 0
         if has.any():
             last_tie[has] = np.maximum.reduceat(np.nan_to_num(g.since, nan=-np.inf), g.indptr[:-1][has])
+            first_tie[has] = np.minimum.reduceat(np.nan_to_num(g.since, nan=np.inf), g.indptr[:-1][has])
         ev = g.events
         before = np.floor(ev["ts"]) < np.floor(t)   # in whole seconds before t's, as every event count
         said = (ev["type"] == EVENT_CODE["interaction"]) & before
@@ -67,7 +71,10 @@ class GraphAt:
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
         timed = g.since[np.isfinite(g.since) & (g.since < t)]
         span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, strength, interactions, new_ties_since(span_start),
+        known_first = first_tie[np.isfinite(first_tie)]
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, first_tie,
+                       float(known_first.min()) if known_first.size else np.inf, strength, interactions,
+                       new_ties_since(span_start),
                        1.0 / np.log(np.maximum(deg, 2).astype(np.float64)), np.stack(new_ties),
                        np.stack([g.categorical.get(f, np.full(n, -1, dtype=np.int32)) for f in SAME_FIELDS], axis=1),
                        _answers(ev, before, n))

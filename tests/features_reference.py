@@ -71,6 +71,14 @@ def reference_features(ctx, viewers, owner, cands, t, ranks=None, ppr=None):
         out[known] = np.log1p(np.maximum(t - last[known], 0.0) / tempo)
         return out
 
+    def age_share(first: np.ndarray) -> np.ndarray:
+        finite = at.first_tie[np.isfinite(at.first_tie)]
+        life = t - finite.min() if finite.size else 0.0
+        known = np.isfinite(first) & (life > 0)
+        out = np.full(first.size, -1.0)
+        out[known] = np.maximum(t - first[known], 0.0) / life
+        return out
+
     viewer_new = [w[vrow] for w in at.new_ties]
     cand_new = [w[cands] for w in at.new_ties]
     p_owner, p_nodes, p_vals = ppr if ppr is not None else forward_push_block(
@@ -120,7 +128,8 @@ def reference_features(ctx, viewers, owner, cands, t, ranks=None, ppr=None):
         since_last(at.last_tie[vrow]), since_last(at.last_tie[cands]),
         cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
         group_mean_ranks(deg_c, owner), walk.viewer_side, walk.cand_side, np.log1p(at.interactions[vrow]),
-        np.log1p(at.interactions[cands]), at.new_ties_span[cands], np.log1p(paths3), paths3_norm, *src_cols,
+        np.log1p(at.interactions[cands]), at.new_ties_span[cands], np.log1p(paths3), paths3_norm,
+        age_share(at.first_tie[vrow]), age_share(at.first_tie[cands]), *src_cols,
     ]
     return np.column_stack(cols).astype(np.float32)
 

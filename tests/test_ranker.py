@@ -116,6 +116,25 @@ def test_features_at_time_t_ignore_everything_later(world):
     assert cand4["cand_accept_rate"] == pytest.approx(1 / 3)
 
 
+def test_account_age_is_a_share_of_the_graphs_age():
+    """Ties a-b at 0, b-c at 50, c-d at 80, as of t = 100: the graph is 100 old, a's first tie 100 and
+    c's 50 (shares 1.0 and 0.5); as of t = 60 the c-d tie does not exist yet and the graph is 60 old.
+    Without tie times the age is unknown (-1)."""
+    from graph.snapshot import as_of, from_pairs
+
+    snap = from_pairs(["a", "b", "c"], ["b", "c", "d"], np.array([0.0, 50.0, 80.0]))
+    i = snap.index_of
+
+    def ages(g, t):
+        f = dict(zip(FEATURE_NAMES, FeatureContext(g).pair_features(i("a"), np.array([i("c")]), t)[0], strict=True))
+        return f["viewer_age_share"], f["cand_age_share"]
+
+    assert ages(snap, 100.0) == pytest.approx((1.0, 0.5))
+    assert ages(as_of(snap, 60.0), 60.0) == pytest.approx((1.0, 10 / 60))
+    untimed = from_pairs(["a", "b", "c"], ["b", "c", "d"])
+    assert ages(untimed, 100.0) == (-1.0, -1.0)
+
+
 def test_features_identical_in_batch_for_training_and_online_for_serving(world):
     ctx = FeatureContext(world)
     imp, _ = build_examples(ctx)
