@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import write_results
 from bench.eval_graphs import graph_path
 from evaluation.harness import evaluate_seeds
-from ranker.history import HistoryConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,7 @@ def main(graphs: str, shares: str, seeds: int, users: int) -> None:
         for share in (float(s) for s in shares.split(",")):
             start = time.perf_counter()
             report = evaluate_seeds(graph_path(name), tuple(range(seeds)), users=users, train_share=share,
-                                    progress=False, history=HistoryConfig())
+                                    progress=False)
             if report["runs"][0]["cut"] is None:
                 log.warning("%s has no usable tie times: no cut to move, left out", name)
                 break

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from graph.snapshot.csr import search_left, search_right
-from ranker.feature_names import FEATURE_NAMES, SOURCE_NAMES
+from ranker.feature_names import FEATURE_NAMES, SAME_FIELDS, SOURCE_NAMES
 
 _C = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
@@ -52,15 +52,17 @@ class Layout(NamedTuple):
 
 
 def layout(names: tuple[str, ...] = FEATURE_NAMES) -> Layout:
+    """Each column's position in `names` (a feature list in FEATURE_NAMES' vocabulary)."""
     c = {name: i for i, name in enumerate(names)}
-    return Layout(c["mutual"], c["adamic_adar"], c["resource_allocation"], c["jaccard"], c["mutual_links"], c["car"],
-                  c["mutual_density"], c["age_gap"],
-                  np.array([c[f"same_{f}"] for f in ("school", "employer", "city", "language")], dtype=np.int64),
-                  c["viewer_sends_7d"], c["cand_accept_rate"], c["pair_impressions"], c["viewer_new_ties_w1"],
-                  c["cand_new_ties_w1"], c["cand_growth_w20"], c["cand_recent_pct_in_list"],
-                  c["cand_degree_pct_in_list"], c["viewer_side_strength"], c["cand_side_strength"],
-                  c["cand_new_ties_span10"], c["paths3_norm"],
-                  np.array([c[f"in_{s}"] for s in SOURCE_NAMES], dtype=np.int64))
+    return Layout(
+        mutual=c["mutual"], aa=c["adamic_adar"], ra=c["resource_allocation"], jaccard=c["jaccard"],
+        links=c["mutual_links"], car=c["car"], density=c["mutual_density"], age_gap=c["age_gap"],
+        same=np.array([c[f"same_{f}"] for f in SAME_FIELDS], dtype=np.int64),   # GraphAt.codes' order
+        sends_7d=c["viewer_sends_7d"], accept_rate=c["cand_accept_rate"], pair_imp=c["pair_impressions"],
+        new_v=c["viewer_new_ties_w1"], new_c=c["cand_new_ties_w1"], growth=c["cand_growth_w20"],
+        recent_pct=c["cand_recent_pct_in_list"], degree_pct=c["cand_degree_pct_in_list"],
+        v_side=c["viewer_side_strength"], c_side=c["cand_side_strength"], span=c["cand_new_ties_span10"],
+        paths3_norm=c["paths3_norm"], source_in=np.array([c[f"in_{s}"] for s in SOURCE_NAMES], dtype=np.int64))
 
 
 LAYOUT = layout()

@@ -70,10 +70,9 @@ class GraphAt:
         recent = ev["ts"][said] >= recent_start[1]
         interactions = (np.bincount(a[recent], minlength=n) + np.bincount(b[recent], minlength=n)).astype(float)
         timed = g.since[np.isfinite(g.since) & (g.since < t)]
-        span_start = t - SPAN_SHARE * (t - timed.min()) if timed.size else np.inf
-        known_first = first_tie[np.isfinite(first_tie)]
-        return GraphAt(g, deg, recent_start, new_ties, last_tie, first_tie,
-                       float(known_first.min()) if known_first.size else np.inf, strength, interactions,
+        first_time = float(timed.min()) if timed.size else np.inf   # the graph's first tie
+        span_start = t - SPAN_SHARE * (t - first_time) if timed.size else np.inf
+        return GraphAt(g, deg, recent_start, new_ties, last_tie, first_tie, first_time, strength, interactions,
                        new_ties_since(span_start),
                        1.0 / np.log(np.maximum(deg, 2).astype(np.float64)), np.stack(new_ties),
                        np.stack([g.categorical.get(f, np.full(n, -1, dtype=np.int32)) for f in SAME_FIELDS], axis=1),
