@@ -22,9 +22,10 @@ from tqdm import tqdm
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
-from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.readers import ByteCounter, EdgeRow, RowError, read_edges
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
+from pymk.errors import InputFormatError
 from pymk.metrics import KS, paired_ratio_interval, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
@@ -57,11 +58,17 @@ class EdgeList:
 
 
 def read_ties(path: Path) -> EdgeList:
+    """The file's ties; bad rows are logged with their line (the first few, then a count) and skipped,
+    and a file without a single good row is an InputFormatError quoting the first bad one."""
     first: dict[tuple[str, str], float] = {}
     rows: list[tuple[str, str, float]] = []
     repeats = False
+    bad: list[RowError] = []
     for row in read_edges(ByteCounter(path)):
         if not isinstance(row, EdgeRow):
+            bad.append(row)
+            if len(bad) <= 5:
+                log.warning("skipped %s", row)
             continue
         key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
         ts = np.nan if row.ts is None else row.ts
@@ -70,6 +77,10 @@ def read_ties(path: Path) -> EdgeList:
             first[key] = ts
         if row.ts is not None:
             rows.append((row.src, row.dst, row.ts))
+    if bad:
+        log.warning("%s: %d bad rows skipped", path, len(bad))
+    if not first:
+        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {bad[0]})" if bad else ""))
     said = None
     if repeats and rows:
         said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))

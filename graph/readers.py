@@ -11,14 +11,13 @@ import io
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
+from graph.textfile import ByteCounter
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -26,7 +25,6 @@ log = logging.getLogger(__name__)
 SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id"}
 DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination"}
 TS_NAMES = {"ts", "time", "timestamp", "since", "created_at"}
-_SPLIT = re.compile(r"[\s,]+")
 
 
 @dataclass(frozen=True)
@@ -64,25 +62,6 @@ class EdgeRow:
     src: str
     dst: str
     ts: float | None
-
-
-class ByteCounter:
-    """Iterates a binary file's decoded lines while counting bytes read (for progress bars)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.size = path.stat().st_size
-        self.bytes_read = 0
-
-    def lines(self) -> Iterator[tuple[int, str | None]]:
-        """(line number, text) pairs; text is None when the line is not valid UTF-8."""
-        with open(self.path, "rb") as f:
-            for number, raw in enumerate(f, start=1):
-                self.bytes_read += len(raw)
-                try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError:
-                    yield number, None
 
 
 @dataclass(frozen=True)
@@ -144,7 +123,8 @@ def _header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
 
 
 def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
-    """SNAP-style `src dst [ts]` (whitespace or commas, `#` comments) or CSV with a header."""
+    """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
+    weight is not read), or CSV with a header naming the columns."""
     path = str(source.path)
     columns: tuple[int, int, int | None] = (0, 1, 2)
     header = None
@@ -158,7 +138,7 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         stripped = text.strip()
         if not stripped or stripped[0] in "#%":
             continue
-        tokens = stripped.split() if "," not in stripped else [t for t in _SPLIT.split(stripped) if t != ""]
+        tokens = _fields(stripped, keep_empty=header is not None)
         if first:
             first = False
             header = _header_columns(tokens)
@@ -172,9 +152,11 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         if len(tokens) <= max(src_i, dst_i):
             yield RowError(path, number, f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
             continue
-        if header is None and len(tokens) > 3:  # a CSV with a header may carry more columns; SNAP lines not
-            yield RowError(path, number, f"expected 'src dst [ts]', got {len(tokens)} fields in {stripped!r}")
+        if header is None and len(tokens) > 4:  # a CSV with a header may carry more columns; headerless lines not
+            yield RowError(path, number, f"expected 'src dst [weight] [ts]', got {len(tokens)} fields in {stripped!r}")
             continue
+        if header is None:   # 'src dst ts', or 'src dst weight ts' as SNAP's signed and KONECT's timed lists
+            ts_i = 3 if len(tokens) == 4 else 2
         ts: float | None = None
         if ts_i is not None and ts_i < len(tokens):
             try:
@@ -188,10 +170,25 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
                     yield RowError(path, number, str(exc))
                     continue
         src, dst = tokens[src_i], tokens[dst_i]
+        if not src or not dst:
+            yield RowError(path, number, f"empty src or dst in {stripped!r}")
+            continue
         if src == dst:
             yield RowError(path, number, f"self-loop {src!r} -> {dst!r}")
             continue
         yield EdgeRow(number, src, dst, ts)
+
+
+def _fields(line: str, keep_empty: bool) -> list[str]:
+    """A line's fields: tab-separated if it has a tab (fields may hold spaces and commas, as a TSV's
+    date-times do), else comma-separated if it has a comma, else whitespace-separated."""
+    if "\t" in line:
+        fields = [f.strip() for f in line.split("\t")]
+    elif "," in line:
+        fields = [f.strip() for f in line.split(",")]
+    else:
+        return line.split()
+    return fields if keep_empty else [f for f in fields if f]
 
 
 def _parse_bool(raw: str) -> bool:

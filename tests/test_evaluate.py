@@ -10,6 +10,7 @@ import pytest
 
 from evaluation.harness import best_single, evaluate, pool_oracle, ratio_interval, time_split, write_report
 from graph.snapshot.format import EVENT_CODE
+from pymk.errors import InputFormatError
 from pymk.metrics import paired_ratio_interval, rank_metrics
 
 
@@ -55,6 +56,26 @@ def test_time_split_keeps_interactions_before_the_cut_where_pairs_repeat(tmp_pat
     once = tmp_path / "once.txt"
     once.write_text("a b 1\nb c 2\nc d 3\na c 10\n")
     assert time_split(once, train_share=0.6).train.events["ts"].size == 0   # no repeats: ties, not messages
+
+
+def test_a_snap_download_as_shipped_splits_like_the_plain_file(tmp_path, caplog):
+    """SNAP's own files: gzip, no header, `src,dst,rating,time`; bad rows are skipped with their line."""
+    import gzip
+
+    plain = _timed_edges(tmp_path)
+    shipped = tmp_path / "shipped.csv.gz"
+    rows = [f"{a},{b},-3,{t}" for a, b, t in (line.split() for line in plain.read_text().splitlines())]
+    shipped.write_bytes(gzip.compress(("\n".join([*rows[:3], "x,y,1,notatime", *rows[3:]]) + "\n").encode()))
+    a, b = time_split(plain, train_share=0.6), time_split(shipped, train_share=0.6)
+    assert (a.cut, a.test, a.train_ties) == (b.cut, b.test, b.train_ties)
+    assert "shipped.csv.gz:4: bad timestamp 'notatime'" in caplog.text and "1 bad rows skipped" in caplog.text
+
+
+def test_a_file_without_one_readable_edge_is_a_named_error(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("1 2 3 4 5\n6 7 8 9 10\n")
+    with pytest.raises(InputFormatError, match=r"bad\.txt: no edge could be read \(first bad row: .*bad\.txt:1: "):
+        time_split(path)
 
 
 def test_harness_finds_triangle_closures_and_writes_report(tmp_path):

@@ -28,6 +28,46 @@ def test_snap_edges_with_comments_and_timestamps(tmp_path):
     assert rows == [EdgeRow(2, "1", "2", 100.0), EdgeRow(3, "2", "3", 200.0), EdgeRow(5, "3", "4", None)]
 
 
+def test_headerless_four_fields_are_src_dst_weight_ts(tmp_path):
+    """SNAP's signed networks (Bitcoin OTC as SNAP ships it) and KONECT's timed lists: the weight is skipped."""
+    rows = _edges(tmp_path, "6,2,4,1289241911.72836\n% konect comment\n7 8 -10 1300000000\n")
+    assert rows == [EdgeRow(1, "6", "2", 1289241911.72836), EdgeRow(3, "7", "8", 1300000000.0)]
+
+
+def test_tab_separated_fields_may_hold_spaces_and_commas(tmp_path):
+    rows = _edges(tmp_path, "SOURCE\tTARGET\tPOST_ID\tTIMESTAMP\tPROPERTIES\n"
+                            "a\tb\tp1\t2013-12-31 16:39:58\t0.1,0.2\nc\t\tp2\t2014-01-01 00:00:00\t\n")
+    assert rows[0] == EdgeRow(2, "a", "b", 1388507998.0)
+    assert isinstance(rows[1], RowError) and rows[1].line == 3   # an empty dst stays in its column
+
+
+def test_empty_csv_fields_keep_the_header_columns(tmp_path):
+    assert _edges(tmp_path, "src,dst,weight,ts\n1,2,,100\n") == [EdgeRow(2, "1", "2", 100.0)]
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2"])
+def test_compressed_edge_lists_are_read_whatever_their_name(tmp_path, compress):
+    import bz2
+    import gzip
+
+    text = b"# SNAP\n" + b"".join(b"%d %d %d\n" % (i, i + 1, 1_000_000 + i) for i in range(10_000))
+    p = tmp_path / "edges.txt"   # no .gz suffix: the magic bytes decide
+    p.write_bytes(gzip.compress(text) if compress == "gzip" else bz2.compress(text))
+    source = ByteCounter(p)
+    rows = list(read_edges(source))
+    assert len(rows) == 10_000 and rows[-1] == EdgeRow(10_001, "9999", "10000", 1_009_999.0)
+    assert source.bytes_read == p.stat().st_size
+
+
+def test_a_truncated_archive_is_a_named_error(tmp_path):
+    import gzip
+
+    p = tmp_path / "edges.txt.gz"
+    p.write_bytes(gzip.compress(b"".join(b"%d %d\n" % (i, i + 1) for i in range(10_000)))[:200])
+    with pytest.raises(InputFormatError, match=r"edges\.txt\.gz: cannot decompress"):
+        list(read_edges(ByteCounter(p)))
+
+
 def test_csv_header_maps_columns_in_any_order(tmp_path):
     rows = _edges(tmp_path, "Source,Target,Rating,Time\n7,9,-3,1500\n")
     assert rows == [EdgeRow(2, "7", "9", 1500.0)]
@@ -114,12 +154,12 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
     import time
 
     ahead = time.time() + 2 * 86_400
-    rows = _edges(tmp_path, f"1 2 1e300\n3 4 -7\n5 6 {ahead:.0f}\n13 14 15 16\n7 8 100\n9 10 nan\n")
+    rows = _edges(tmp_path, f"1 2 1e300\n3 4 -7\n5 6 {ahead:.0f}\n13 14 15 16 17\n7 8 100\n9 10 nan\n")
     errors = {r.line: r.message for r in rows if isinstance(r, RowError)}
     assert set(errors) == {1, 2, 3, 4, 6}
     assert [r for r in rows if isinstance(r, EdgeRow)] == [EdgeRow(5, "7", "8", 100.0)]
     assert "outside the accepted window" in errors[1] and "outside the accepted window" in errors[2]
-    assert "4 fields" in errors[4] and "bad timestamp" in errors[6]
+    assert "5 fields" in errors[4] and "bad timestamp" in errors[6]
     for bad in (1e300, -5, ahead):
         with pytest.raises(ValueError, match="outside the accepted window"):
             parse_event({"type": "send", "src": "a", "dst": "b", "ts": bad})

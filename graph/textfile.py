@@ -1,0 +1,56 @@
+"""Reading a text file line by line, plain or compressed, counting the bytes read for progress bars."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+from pymk.errors import InputFormatError
+
+
+def _opener(head: bytes):
+    """The decompressing file class for a file starting with `head` (its magic bytes, whatever its name)."""
+    if head.startswith(b"\x1f\x8b"):
+        return lambda f: gzip.GzipFile(fileobj=f)
+    if head[:3] == b"BZh" and head[4:10] == b"1AY&SY":   # bzip2: "BZh", block size, the block magic
+        return bz2.BZ2File
+    return None
+
+
+class ByteCounter:
+    """Iterates a binary file's decoded lines while counting bytes read (for progress bars). A gzip or
+    bzip2 file (as SNAP and KONECT ship them) is read decompressed; its progress counts compressed bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = path.stat().st_size
+        self.bytes_read = 0
+
+    def lines(self) -> Iterator[tuple[int, str | None]]:
+        """(line number, text) pairs; text is None when the line is not valid UTF-8."""
+        with open(self.path, "rb") as f:
+            opener = _opener(f.read(10))
+            f.seek(0)
+            if opener is None:
+                for number, raw in enumerate(f, start=1):
+                    self.bytes_read += len(raw)
+                    yield number, _decode(raw)
+                return
+            try:
+                with opener(f) as text:
+                    for number, raw in enumerate(text, start=1):
+                        if number % 4096 == 0:
+                            self.bytes_read = f.tell()   # compressed bytes consumed so far
+                        yield number, _decode(raw)
+            except (EOFError, OSError) as exc:   # a truncated or corrupt archive
+                raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
+            self.bytes_read = self.size
+
+
+def _decode(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
