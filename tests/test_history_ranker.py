@@ -336,6 +336,26 @@ def test_training_shortcuts_score_exactly_as_the_plain_paths():
         assert got == round(want, 4), (step, got, want)
 
 
+def test_features_depend_on_times_only_through_differences():
+    """A graph whose clock starts elsewhere (relative seconds from 0, as some SNAP files count, or epoch
+    seconds) gives the same features: every tie, interaction and t shifted by the same whole seconds."""
+    src, dst, ts = _random_timed_graph()
+    ts = np.floor(ts * 1000)   # whole seconds: shifted sums stay exact in float64
+    rows = list(zip(src[::3], dst[::3], (ts[::3] + 7).tolist(), strict=True))
+    viewer_id, t, shift = "3", 60_000.0, 1_300_000_000.0
+    feats = []
+    for d in (0.0, shift):
+        snap = from_pairs(src, dst, list(ts + d))
+        snap.events = _said(snap, [(a, b, x + d) for a, b, x in rows])
+        viewer = snap.index_of(viewer_id)
+        cands = [Candidate.of(snap.external_id(i), i, "fof" if i % 2 else "ppr", float(i)) for i in range(10, 40)]
+        feats.append(FeatureContext(snap).features(viewer, cands, t + d))
+    read = [FEATURE_NAMES.index(c) for c in ("cand_side_strength", "recent_mutual",
+                                             "cand_since_last_tie", "cand_age_share", "cand_new_ties_span10")]
+    assert (feats[0][:, read] > 0).any(axis=0).all()   # the time-reading columns are not all zero
+    assert np.array_equal(feats[0], feats[1])
+
+
 def _examples_with_messages():
     """(graph at the cut, cut time, history examples at it) on a small timed graph whose ties carry
     messages, some before the cut and some after it (the tie-strength features read them)."""
