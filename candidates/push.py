@@ -21,11 +21,11 @@ from graph.snapshot.csr import thread_scratch
 
 @njit(cache=True, nogil=True)
 def _push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, s: int, alpha: float, eps: float,
-          max_rounds: int, st: np.ndarray, mark: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+          max_rounds: int, st: np.ndarray, mark: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """st: (n, 3) zeros: residual, received this round, estimate. mark: n zeros; bit 1 = received this
     round, bit 2 = touched by this push (reset at the end)."""
     if degree[s] == 0:   # nowhere to walk: all mass stays home
-        return np.array([s], dtype=np.int64), np.ones(1)
+        return np.array([s], dtype=np.int64), np.ones(1), 0
     seen = np.empty(64, dtype=np.int64)
     seen[0] = s
     n_seen = 1
@@ -82,12 +82,13 @@ def _push(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, s: int, a
         st[v, 0] = 0.0
         st[v, 2] = 0.0
         mark[v] = 0
-    return nodes[:keep], values[:keep]
+    return nodes[:keep], values[:keep], n_seen - keep
 
 
 def push_one(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, source: int, alpha: float, eps: float,
-             max_rounds: int) -> tuple[np.ndarray, np.ndarray]:
-    """PPR estimate from `source`: the nodes with a nonzero estimate (ascending) and their values."""
+             max_rounds: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """PPR estimate from `source`: the nodes with a nonzero estimate (ascending), their values, and how
+    many nodes the walk reached that hold residual mass but no estimate (they never pushed)."""
     n = indptr.size - 1
     if not 0 <= source < n:   # the compiled code does no bounds checks
         raise IndexError(f"PPR source {source} outside the graph's {n} users")

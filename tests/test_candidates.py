@@ -96,6 +96,49 @@ def test_ppr_forward_push_within_error_bound_of_dense_solve():
     assert np.abs(err).max() < 1e-4
 
 
+def test_ppr_on_a_dense_graph_reaches_past_the_friends_and_ranks_like_the_dense_solve():
+    """Two dense groups of 100 (70% of pairs within a group, 5% across; mean degree ~75): pushed once at
+    eps = 1e-4 the walk stops at the viewer's friends (a node two steps away receives less than eps * its
+    degree and never pushes) and the source would propose nobody. The push deepens (eps / 4 at a time)
+    until it reaches past the friends: the source then proposes 10 users of the viewer's own group, each
+    above every user of the other group by a dense solve, and the error bound holds."""
+    from candidates.ppr import PersonalizedPageRankSource, forward_push_block
+
+    g = nx.stochastic_block_model([100, 100], [[0.7, 0.05], [0.05, 0.7]], seed=4)
+    snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges])
+    n, viewer = snap.num_users, snap.index_of("0")
+    group = np.array([int(snap.external_id(i)) < 100 for i in range(n)])
+    friends = set(snap.neighbors(viewer).tolist())
+    _, once, _ = forward_push_block(snap.indptr, snap.indices, snap.degree, [viewer], 0.15, 1e-4, reach=0)
+    assert set(once.tolist()) <= friends | {viewer}   # the failure this guards against
+    dense_adj = np.zeros((n, n))
+    for i in range(n):
+        dense_adj[i, snap.neighbors(i)] = 1
+    exact = ppr_dense(dense_adj, viewer, alpha=0.15)
+    nodes, vals = forward_push(snap.indptr, snap.indices, snap.degree, viewer, alpha=0.15, eps=1e-4)
+    est = np.zeros(n)
+    est[nodes] = vals
+    assert ((exact - est) >= -1e-12).all() and ((exact - est) <= 1e-4 * snap.degree + 1e-12).all()
+    got = [c.index for c in PersonalizedPageRankSource(snap).generate(viewer, 10)]
+    assert len(got) == 10 and group[got].all()
+    assert exact[got].min() > exact[~group].max()
+
+
+def test_ppr_push_deepens_only_where_it_stops_short():
+    """A sparse graph reaches past the friends at eps: the same estimates as a single push. A viewer whose
+    whole component is a few users is not deepened either (no residual mass left unpushed)."""
+    from candidates.ppr import forward_push_block
+
+    g = nx.connected_watts_strogatz_graph(60, 4, 0.2, seed=1)
+    pairs = [(str(a), str(b)) for a, b in g.edges] + [("x", "y"), ("y", "z")]
+    snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
+    users = np.arange(snap.num_users)
+    for a, b in zip(forward_push_block(snap.indptr, snap.indices, snap.degree, users, 0.15, 1e-3),
+                    forward_push_block(snap.indptr, snap.indices, snap.degree, users, 0.15, 1e-3, reach=0),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_global_pagerank_matches_networkx():
     g = nx.barabasi_albert_graph(200, 2, seed=3)
     g.add_node(999)  # a dangling node
