@@ -255,6 +255,8 @@ def train_connect(train: ConnectExamples, val: ConnectExamples, cfg: ConnectConf
     fitted["rrf"] = (RrfScorer(), None)
     results["rrf"] = evaluate_scores(val, fitted["rrf"][0](val.x)["score"])
     for name in HEURISTICS:
+        if val.y.size and np.ptp(val.x[:, FEATURE_NAMES.index(name)]) == 0:
+            continue   # one value for every row (emb_sim without embeddings): it would rank by the tie order
         scorer = FeatureScorer(name)
         fitted[f"feature:{name}"] = (scorer, None)
         results[f"feature:{name}"] = evaluate_scores(val, scorer(val.x)["score"])

@@ -219,6 +219,8 @@ def test_connect_head_learns_a_planted_rule():
     assert res["mlp_focal"]["recall@20"] > 1.05 * max(heuristics)
     assert res["mlp_focal"]["recall@20"] > 1.3 * res["feature:mutual"]["recall@20"]
     assert out["chosen"] == "mlp_focal"
+    # a feature with one value on every row (no embeddings: emb_sim is 0) is no contender: it ranks by tie order
+    assert not val.x[:, FEATURE_NAMES.index("emb_sim")].any() and "feature:emb_sim" not in res
     # and it learned the rule's direction: all else equal, scores fall with the candidate's degree
     lo, hi = val.x[:200].copy(), val.x[:200].copy()
     col = FEATURE_NAMES.index("log_deg_cand")
