@@ -22,7 +22,7 @@ from tqdm import tqdm
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
-from graph.readers import ByteCounter, EdgeRow, RowError, read_edges
+from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
 from pymk.errors import InputFormatError
@@ -63,11 +63,12 @@ def read_ties(path: Path) -> EdgeList:
     first: dict[tuple[str, str], float] = {}
     rows: list[tuple[str, str, float]] = []
     repeats = False
-    bad: list[RowError] = []
+    bad, first_bad = 0, None
     for row in read_edges(ByteCounter(path)):
         if not isinstance(row, EdgeRow):
-            bad.append(row)
-            if len(bad) <= 5:
+            bad += 1
+            first_bad = first_bad or row
+            if bad <= 5:
                 log.warning("skipped %s", row)
             continue
         key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
@@ -78,9 +79,9 @@ def read_ties(path: Path) -> EdgeList:
         if row.ts is not None:
             rows.append((row.src, row.dst, row.ts))
     if bad:
-        log.warning("%s: %d bad rows skipped", path, len(bad))
+        log.warning("%s: %d bad rows skipped", path, bad)
     if not first:
-        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {bad[0]})" if bad else ""))
+        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if bad else ""))
     said = None
     if repeats and rows:
         said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import bz2
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from pymk.errors import InputFormatError
 
 
-def _opener(head: bytes):
+def _opener(head: bytes) -> Callable[[BinaryIO], BinaryIO] | None:
     """The decompressing file class for a file starting with `head` (its magic bytes, whatever its name)."""
     if head.startswith(b"\x1f\x8b"):
         return lambda f: gzip.GzipFile(fileobj=f)
