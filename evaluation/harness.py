@@ -22,10 +22,9 @@ from tqdm import tqdm
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
-from graph.readers import ByteCounter, EdgeRow, read_edges
+from evaluation.edgelist import read_ties
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
-from pymk.errors import InputFormatError
 from pymk.metrics import KS, paired_ratio_interval, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
@@ -44,49 +43,6 @@ class Split:
     train_ties: int
     test_ties: int
     test_ties_unseen_users: int    # future ties touching a user absent before the cut
-
-
-@dataclass(frozen=True)
-class EdgeList:
-    """Undirected ties, each at the time its pair first appears (repeated pairs are one tie), and,
-    where the file repeats pairs (a message graph), every timed row as an interaction."""
-
-    src: list[str]
-    dst: list[str]
-    ts: np.ndarray
-    said: tuple[list[str], list[str], np.ndarray] | None   # interactions: src, dst, ts
-
-
-def read_ties(path: Path) -> EdgeList:
-    """The file's ties; bad rows are logged with their line (the first few, then a count) and skipped,
-    and a file without a single good row is an InputFormatError quoting the first bad one."""
-    first: dict[tuple[str, str], float] = {}
-    rows: list[tuple[str, str, float]] = []
-    repeats = False
-    bad, first_bad = 0, None
-    for row in read_edges(ByteCounter(path)):
-        if not isinstance(row, EdgeRow):
-            bad += 1
-            first_bad = first_bad or row
-            if bad <= 5:
-                log.warning("skipped %s", row)
-            continue
-        key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
-        ts = np.nan if row.ts is None else row.ts
-        repeats |= key in first
-        if key not in first or ts < first[key]:
-            first[key] = ts
-        if row.ts is not None:
-            rows.append((row.src, row.dst, row.ts))
-    if bad:
-        log.warning("%s: %d bad rows skipped", path, bad)
-    if not first:
-        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if bad else ""))
-    said = None
-    if repeats and rows:
-        said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))
-    return EdgeList([a for a, _ in first], [b for _, b in first],
-                    np.fromiter(first.values(), np.float64, len(first)), said)
 
 
 def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id"}
 DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination"}
 TS_NAMES = {"ts", "time", "timestamp", "since", "created_at"}
+NULL_TIMES = {"", "\\n", "null", "none", "na", "n/a"}   # a time column's "unknown" (SQL's \N): the tie, no time
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         if header is None:   # 'src dst ts', or 'src dst weight ts' as SNAP's signed and KONECT's timed lists
             ts_i = 3 if len(tokens) == 4 else 2
         ts: float | None = None
-        if ts_i is not None and ts_i < len(tokens):
+        if ts_i is not None and ts_i < len(tokens) and tokens[ts_i].lower() not in NULL_TIMES:
             try:
                 ts = float(tokens[ts_i])  # fast path; ISO strings and bad values go the long way
                 if not window.earliest <= ts <= latest:

@@ -71,6 +71,20 @@ def test_a_snap_download_as_shipped_splits_like_the_plain_file(tmp_path, caplog)
     assert "shipped.csv.gz:4: bad timestamp 'notatime'" in caplog.text and "1 bad rows skipped" in caplog.text
 
 
+def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path, caplog):
+    from evaluation.edgelist import read_ties
+
+    stamped = tmp_path / "crawl.txt"
+    stamped.write_text("a b 0\nb c 0\nc d 1300000000\nd a 1300000500\na b 1300000900\n")
+    ties = read_ties(stamped)
+    assert np.isnan(ties.ts[:2]).all() and ties.ts[2:].tolist() == [1300000000.0, 1300000500.0]
+    assert ties.said[2].tolist() == [1300000000.0, 1300000500.0, 1300000900.0]   # timed rows only
+    assert "2 ties at time 0 among times from 2011-03-13 on" in caplog.text
+    relative = tmp_path / "relative.txt"
+    relative.write_text("a b 0\nb c 5\nc d 90\n")
+    assert read_ties(relative).ts.tolist() == [0.0, 5.0, 90.0]
+
+
 def test_a_file_without_one_readable_edge_is_a_named_error(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("1 2 3 4 5\n6 7 8 9 10\n")

@@ -34,6 +34,15 @@ def test_headerless_four_fields_are_src_dst_weight_ts(tmp_path):
     assert rows == [EdgeRow(1, "6", "2", 1289241911.72836), EdgeRow(3, "7", "8", 1300000000.0)]
 
 
+def test_a_null_time_is_a_tie_of_unknown_time(tmp_path):
+    """SQL's \\N (a dump of links older than a crawl's clock), NULL, NA or an empty time column: the tie
+    stays, without a time; `nan` is still a bad timestamp."""
+    rows = _edges(tmp_path, "1 2 \\N\n3 4 NULL\n5 6 1300000000\n7 8 nan\n")
+    assert rows[:3] == [EdgeRow(1, "1", "2", None), EdgeRow(2, "3", "4", None), EdgeRow(3, "5", "6", 1300000000.0)]
+    assert isinstance(rows[3], RowError)
+    assert _edges(tmp_path, "src,dst,ts\n1,2,\n") == [EdgeRow(2, "1", "2", None)]
+
+
 def test_tab_separated_fields_may_hold_spaces_and_commas(tmp_path):
     rows = _edges(tmp_path, "SOURCE\tTARGET\tPOST_ID\tTIMESTAMP\tPROPERTIES\n"
                             "a\tb\tp1\t2013-12-31 16:39:58\t0.1,0.2\nc\t\tp2\t2014-01-01 00:00:00\t\n")
