@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.snapshot import unknown_zero_times
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,12 @@ def read_ties(path: Path) -> EdgeList:
         log.warning("%s: %d bad rows skipped", path, bad)
     if not first:
         raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if bad else ""))
-    ts = np.fromiter(first.values(), np.float64, len(first))
-    if _zero_is_unknown(ts):   # e.g. links older than a crawl, stamped 0 among epoch times
-        log.warning("%s: %d ties at time 0 among times from %s on: read as ties of unknown time", path,
-                    int((ts == 0).sum()), time.strftime("%Y-%m-%d", time.gmtime(ts[ts > 0].min())))
-        ts[ts == 0] = np.nan
+    raw = np.fromiter(first.values(), np.float64, len(first))
+    ts = unknown_zero_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
+    if ts is not raw:   # interactions at an unknown time have none to count in
         rows = [r for r in rows if r[2] != 0]
     said = None
     if repeats and rows:
         said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))
     return EdgeList([a for a, _ in first], [b for _, b in first], ts, said)
 
-
-def _zero_is_unknown(ts: np.ndarray) -> bool:
-    """Time 0 stands for "unknown" where every other time is a date from 1980 on (no social graph's tie
-    formed in January 1970); a graph whose clock starts at 0 (relative seconds) keeps its zeros."""
-    zero = ts == 0
-    other = ts[np.isfinite(ts) & ~zero]
-    return bool(zero.any() and other.size and other.min() >= 315_532_800)

@@ -23,6 +23,19 @@ def test_build_csr_symmetric_dedup_earliest_time():
     assert since.tolist() == [3.0, 7.0, 3.0, 7.0]  # 0-1 seen at 5 and 3; 0-3 at NaN and 7
 
 
+def test_time_zero_among_dates_is_an_unknown_time_in_every_snapshot():
+    """Links stamped 0 among epoch dates (older than a crawl's clock) are ties of unknown time, whichever
+    way the snapshot is built: else the graph's first tie, and its age, would be 1970. A clock from 0 stays."""
+    from graph.snapshot import from_pairs
+
+    snap = from_pairs(["a", "b", "c"], ["b", "c", "d"], [0.0, 1_300_000_000.0, 1_300_000_500.0])
+    since = {tuple(sorted((snap.external_id(int(u)), snap.external_id(int(v))))): t
+             for u, v, t in zip(*snap.ties(), strict=True)}
+    assert np.isnan(since[("a", "b")]) and since[("b", "c")] == 1_300_000_000.0
+    _, _, t = build_csr(4, np.array([0, 1, 2]), np.array([1, 2, 3]), np.array([0.0, 5.0, 90.0]))
+    assert sorted(t.tolist()) == [0.0, 0.0, 5.0, 5.0, 90.0, 90.0]
+
+
 def test_build_csr_matches_networkx_on_random_graph():
     rng = np.random.default_rng(0)
     src, dst = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)

@@ -18,6 +18,7 @@ from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_colum
 from graph.store import GraphStore
 
 log = logging.getLogger(__name__)
+EPOCH_1980 = 315_532_800.0
 
 
 def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = None
@@ -28,7 +29,7 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = 
     """
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
-    ts = np.full(src.shape, np.nan) if ts is None else np.asarray(ts, dtype=np.float64)
+    ts = np.full(src.shape, np.nan) if ts is None else unknown_zero_times(np.asarray(ts, dtype=np.float64))
     keep = src != dst
     a = np.concatenate([src[keep], dst[keep]])
     b = np.concatenate([dst[keep], src[keep]])
@@ -43,6 +44,22 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = 
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     return indptr, (key % n).astype(np.int32), t
+
+
+def unknown_zero_times(ts: np.ndarray) -> np.ndarray:
+    """`ts`, or a copy with time 0 as unknown (NaN) where every other known time is a date from 1980 on:
+    no social graph's tie formed in January 1970, so a 0 there stands for "before the data's clock" (links
+    older than a crawl), and as a time it would put the graph's first tie, and its age, at 1970. A
+    graph whose clock starts at 0 (relative seconds) keeps its zeros."""
+    zero = ts == 0
+    other = ts[np.isfinite(ts) & ~zero]
+    if not (zero.any() and other.size and other.min() >= EPOCH_1980):
+        return ts
+    log.warning("%d ties at time 0 among times from %s on: read as ties of unknown time", int(zero.sum()),
+                time.strftime("%Y-%m-%d", time.gmtime(other.min())))
+    out = ts.copy()
+    out[zero] = np.nan
+    return out
 
 
 def id_array(ids: Iterable[str]) -> np.ndarray:
