@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,9 +23,14 @@ from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
 
-SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id"}
-DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination"}
-TS_NAMES = {"ts", "time", "timestamp", "since", "created_at"}
+SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id", "sender", "user1", "node1", "id1", "follower"}
+DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination", "receiver", "recipient", "user2",
+             "node2", "id2", "followee"}
+TS_NAMES = {"ts", "time", "timestamp", "since", "created_at", "date", "datetime", "epoch", "unixtime"}
+# a header word that names the column whatever follows it: SOURCE_SUBREDDIT, from_user_id, Timestamp (UTC)
+SRC_FIRST_WORDS = {"src", "source", "from", "sender"}
+DST_FIRST_WORDS = {"dst", "target", "to", "destination", "receiver", "recipient"}
+TS_WORDS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "unixtime"}
 NULL_TIMES = {"", "\\n", "null", "none", "na", "n/a"}   # a time column's "unknown" (SQL's \N): the tie, no time
 
 
@@ -112,15 +118,41 @@ def parse_timestamp(raw: str) -> float:
     return _WINDOW[0].check(value, raw)
 
 
+def _column_words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", name.strip().strip("\"'").lower()) if w]
+
+
 def _header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
-    """Column positions of src, dst and ts if `tokens` is a header line, else None."""
-    lowered = [t.strip().lower() for t in tokens]
-    src = next((i for i, t in enumerate(lowered) if t in SRC_NAMES), None)
-    dst = next((i for i, t in enumerate(lowered) if t in DST_NAMES), None)
-    if src is None or dst is None:
+    """Column positions of src, dst and ts if `tokens` is a header line, else None. A name matches
+    exactly (`src`, `user1`, `created_at`) or by its first word (`SOURCE_SUBREDDIT`, `from_id`); a time
+    column by any of its words (`TIMESTAMP`, `event_time`, `Date (UTC)`)."""
+    words = [_column_words(t) for t in tokens]
+    joined = ["_".join(w) for w in words]
+
+    def find(names: set[str], first_words: set[str], any_words: set[str] = frozenset()) -> int | None:
+        exact = next((i for i, name in enumerate(joined) if name in names), None)
+        if exact is not None:
+            return exact
+        return next((i for i, w in enumerate(words)
+                     if w and (w[0] in first_words or any(x in any_words for x in w))), None)
+
+    src = find(SRC_NAMES, SRC_FIRST_WORDS)
+    dst = find(DST_NAMES, DST_FIRST_WORDS)
+    if src is None or dst is None or src == dst:
         return None
-    ts = next((i for i, t in enumerate(lowered) if t in TS_NAMES), None)
-    return src, dst, ts
+    ts = find(TS_NAMES, set(), TS_WORDS)
+    return src, dst, (None if ts in (src, dst) else ts)
+
+
+def _looks_like_header(tokens: list[str]) -> bool:
+    """No field is a number: a header, or a first row of names (only told apart when the row is bad)."""
+    def number(t: str) -> bool:
+        try:
+            float(t)
+        except ValueError:
+            return False
+        return True
+    return len(tokens) >= 2 and not any(number(t) for t in tokens)
 
 
 def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
@@ -148,6 +180,10 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
                 continue
             if len(tokens) == 1 and tokens[0].isdigit():
                 log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
+                continue
+            if _looks_like_header(tokens) and not _valid_headerless(tokens):
+                yield RowError(path, number, f"a header that names no source and target column: {stripped!r} "
+                                             f"(named e.g. src/source*/from*, dst/target*/to*, ts/*time*/*date*)")
                 continue
         src_i, dst_i, ts_i = columns
         if len(tokens) <= max(src_i, dst_i):
@@ -178,6 +214,19 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
             yield RowError(path, number, f"self-loop {src!r} -> {dst!r}")
             continue
         yield EdgeRow(number, src, dst, ts)
+
+
+def _valid_headerless(tokens: list[str]) -> bool:
+    """Whether `tokens` read as a headerless `src dst [weight] [ts]` row."""
+    if len(tokens) > 4:
+        return False
+    if len(tokens) < 3 or tokens[-1].lower() in NULL_TIMES:
+        return True
+    try:
+        parse_timestamp(tokens[-1])
+    except ValueError:
+        return False
+    return True
 
 
 def _fields(line: str, keep_empty: bool) -> list[str]:

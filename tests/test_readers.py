@@ -200,3 +200,25 @@ def test_users_csv_deactivated_column(tmp_path):
     assert rows[0].deactivated is True and not rows[0].suggestable
     assert rows[1].deactivated is None and rows[1].suggestable
     assert isinstance(rows[2], RowError) and rows[2].line == 4
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("SOURCE_SUBREDDIT\tTARGET_SUBREDDIT\tPOST_ID\tTIMESTAMP\tLINK_SENTIMENT", (0, 1, 3)),  # SNAP's Reddit links
+    ("from_user_id,to_user_id,created_at", (0, 1, 2)),
+    ("sender receiver unixtime", (0, 1, 2)),
+    ("id,user1,user2,Date (UTC)", (1, 2, 3)),
+    ("target,source", (1, 0, None)),
+])
+def test_header_names_are_matched_by_their_words(tmp_path, header, expected):
+    from graph.readers import _fields, _header_columns
+
+    assert _header_columns(_fields(header, keep_empty=True)) == expected
+
+
+def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
+    """A header the reader cannot map says so on its line; a first row of names that is a valid tie stays."""
+    rows = _edges(tmp_path, "alpha beta gamma delta epsilon\n1 2 100\n")
+    assert isinstance(rows[0], RowError) and "names no source and target column" in rows[0].message
+    assert rows[1] == EdgeRow(2, "1", "2", 100.0)
+    assert _edges(tmp_path, "alice bob 2020-01-01\nbob carol\n") == [
+        EdgeRow(1, "alice", "bob", 1577836800.0), EdgeRow(2, "bob", "carol", None)]
