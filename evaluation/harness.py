@@ -25,6 +25,7 @@ from evaluation.baselines import neighbourhood_baselines, popularity_baselines
 from evaluation.edgelist import read_ties
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
+from pymk.errors import EvaluationError
 from pymk.metrics import KS, paired_ratio_interval, rank_metrics
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
@@ -79,6 +80,11 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
     """One seed: learn the ranker on the training period, then score it and every baseline on the test period."""
     start = time.perf_counter()
     split = time_split(path, train_share, seed)
+    if not split.test:   # before hours of training: nothing could be scored
+        raise EvaluationError(
+            f"{path}: no test users: none of the {split.test_ties} ties after the cut joins two users who had a "
+            f"tie before it ({split.test_ties_unseen_users} touch a user new at the cut), so no suggestion made at "
+            f"the cut can be scored")
     snap = split.train
     # the training graph is the graph as of the cut: features are computed at the cut, like serving at its snapshot
     snap.meta["as_of"] = split.cut if split.cut is not None else 0.0

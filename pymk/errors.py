@@ -23,6 +23,10 @@ class InputFormatError(PymkError, ValueError):
     """A whole input file cannot be read (bad header, unknown format)."""
 
 
+class EvaluationError(PymkError, ValueError):
+    """An input that reads but cannot be evaluated (no test users after the cut)."""
+
+
 class ArtifactError(PymkError):
     """A versioned artifact is missing, incomplete or fails its checks."""
 

@@ -10,7 +10,7 @@ import pytest
 
 from evaluation.harness import best_single, evaluate, pool_oracle, ratio_interval, time_split, write_report
 from graph.snapshot.format import EVENT_CODE
-from pymk.errors import InputFormatError
+from pymk.errors import EvaluationError, InputFormatError
 from pymk.metrics import paired_ratio_interval, rank_metrics
 
 
@@ -90,6 +90,14 @@ def test_a_file_without_one_readable_edge_is_a_named_error(tmp_path):
     path.write_text("1 2 3 4 5\n6 7 8 9 10\n")
     with pytest.raises(InputFormatError, match=r"bad\.txt: no edge could be read \(first bad row: .*bad\.txt:1: "):
         time_split(path)
+
+
+def test_a_graph_without_test_users_is_a_named_error_before_training(tmp_path):
+    """A graph that grows only by new users (a tree, each tie bringing one) has no pair to score."""
+    path = tmp_path / "tree.txt"
+    path.write_text("".join(f"{i} {i // 2} {1_300_000_000 + 60 * i}\n" for i in range(1, 200)))
+    with pytest.raises(EvaluationError, match=r"tree\.txt: no test users: none of the 40 ties .* \(40 touch a user"):
+        evaluate(path, users=10, progress=False)
 
 
 def test_harness_finds_triangle_closures_and_writes_report(tmp_path):
