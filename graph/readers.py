@@ -127,11 +127,12 @@ def _header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
     exactly (`src`, `user1`, `created_at`) or by its first word (`SOURCE_SUBREDDIT`, `from_id`); a time
     column by any of its words (`TIMESTAMP`, `event_time`, `Date (UTC)`)."""
     words = [_column_words(t) for t in tokens]
+    by_words = _looks_like_header(tokens)   # a first row with a number in it is data: `src_1 dst_2 1500`
     joined = ["_".join(w) for w in words]
 
     def find(names: set[str], first_words: set[str], any_words: set[str] = frozenset()) -> int | None:
         exact = next((i for i, name in enumerate(joined) if name in names), None)
-        if exact is not None:
+        if exact is not None or not by_words:
             return exact
         return next((i for i, w in enumerate(words)
                      if w and (w[0] in first_words or any(x in any_words for x in w))), None)

@@ -209,7 +209,7 @@ def test_users_csv_deactivated_column(tmp_path):
     ("id,user1,user2,Date (UTC)", (1, 2, 3)),
     ("target,source", (1, 0, None)),
 ])
-def test_header_names_are_matched_by_their_words(tmp_path, header, expected):
+def test_header_names_are_matched_by_their_words(header, expected):
     from graph.readers import _fields, _header_columns
 
     assert _header_columns(_fields(header, keep_empty=True)) == expected
@@ -220,5 +220,6 @@ def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
     rows = _edges(tmp_path, "alpha beta gamma delta epsilon\n1 2 100\n")
     assert isinstance(rows[0], RowError) and "names no source and target column" in rows[0].message
     assert rows[1] == EdgeRow(2, "1", "2", 100.0)
+    assert _edges(tmp_path, "src_1 to_2 1500\n") == [EdgeRow(1, "src_1", "to_2", 1500.0)]
     assert _edges(tmp_path, "alice bob 2020-01-01\nbob carol\n") == [
         EdgeRow(1, "alice", "bob", 1577836800.0), EdgeRow(2, "bob", "carol", None)]
