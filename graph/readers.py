@@ -82,8 +82,10 @@ class TimeWindow:
     def check(self, ts: float, raw: object) -> float:
         latest = time.time() + self.max_future_s
         if not self.earliest <= ts <= latest:
+            hint = (" (milliseconds? times are read as seconds since 1970)"
+                    if ts >= 1e11 and self.earliest <= ts / 1000 <= latest else "")
             raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
-                             f"{self.max_future_s:.0f} s]")
+                             f"{self.max_future_s:.0f} s]{hint}")
         return ts
 
 

@@ -169,6 +169,9 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
     assert [r for r in rows if isinstance(r, EdgeRow)] == [EdgeRow(5, "7", "8", 100.0)]
     assert "outside the accepted window" in errors[1] and "outside the accepted window" in errors[2]
     assert "5 fields" in errors[4] and "bad timestamp" in errors[6]
+    assert "milliseconds?" not in errors[1] + errors[2] + errors[3]
+    ms = _edges(tmp_path, "1 2 1300000000000\n")[0]   # a log's milliseconds: said so
+    assert isinstance(ms, RowError) and "outside the accepted window" in ms.message and "milliseconds?" in ms.message
     for bad in (1e300, -5, ahead):
         with pytest.raises(ValueError, match="outside the accepted window"):
             parse_event({"type": "send", "src": "a", "dst": "b", "ts": bad})
