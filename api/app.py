@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from api import errors, ratelimit
 from api.routes import bp
 from api.services import Services
-from graph.readers import TimeWindow, set_time_window
 from graph.store import GraphStore
+from graph.timestamps import TimeWindow, set_time_window
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)

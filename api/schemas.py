@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from graph.readers import parse_timestamp
 from graph.records import UserRecord
+from graph.timestamps import parse_timestamp
 
 Id = Field(min_length=1, max_length=256)
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from graph.readers import parse_timestamp
 from graph.records import EVENT_TYPES, Event
+from graph.timestamps import parse_timestamp
 
 
 def _user_id(value: Any) -> str:

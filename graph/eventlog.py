@@ -26,8 +26,8 @@ from typing import BinaryIO
 
 import orjson
 
-from graph.readers import time_window
 from graph.records import Event
+from graph.timestamps import time_window
 from pymk.errors import EventLogUnavailableError
 
 log = logging.getLogger(__name__)

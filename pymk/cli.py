@@ -42,7 +42,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     """pymk: people-you-may-know engine."""
     _setup_logging(verbose)
     ctx.obj = Settings.from_env()
-    from graph.readers import TimeWindow, set_time_window
+    from graph.timestamps import TimeWindow, set_time_window
 
     set_time_window(TimeWindow(ctx.obj.ts_earliest, ctx.obj.ts_max_future_s))
 

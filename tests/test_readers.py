@@ -9,11 +9,11 @@ from graph.readers import (
     ByteCounter,
     EdgeRow,
     RowError,
-    parse_timestamp,
     read_edges,
     read_events,
     read_users,
 )
+from graph.timestamps import parse_timestamp
 from pymk.errors import InputFormatError
 
 
@@ -179,8 +179,8 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
 
 def test_time_window_is_configurable_and_the_event_log_refuses_outside_it(tmp_path):
     from graph.eventlog import EventLog
-    from graph.readers import TimeWindow, set_time_window, time_window
     from graph.records import Event
+    from graph.timestamps import TimeWindow, set_time_window, time_window
 
     log = EventLog(tmp_path / "events")
     with pytest.raises(ValueError, match="outside the accepted window"):
@@ -213,9 +213,9 @@ def test_users_csv_deactivated_column(tmp_path):
     ("target,source", (1, 0, None)),
 ])
 def test_header_names_are_matched_by_their_words(header, expected):
-    from graph.readers import _fields, _header_columns
+    from graph.edge_columns import header_columns, split_fields
 
-    assert _header_columns(_fields(header, keep_empty=True)) == expected
+    assert header_columns(split_fields(header, keep_empty=True)) == expected
 
 
 def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):

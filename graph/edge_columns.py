@@ -1,0 +1,79 @@
+"""The columns of an edge list's lines: a header's names, the field separator, a headerless row's shape."""
+
+from __future__ import annotations
+
+import re
+
+from graph.timestamps import NULL_TIMES, parse_timestamp
+
+SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id", "sender", "user1", "node1", "id1", "follower"}
+DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination", "receiver", "recipient", "user2",
+             "node2", "id2", "followee"}
+TS_NAMES = {"ts", "time", "timestamp", "since", "created_at", "date", "datetime", "epoch", "unixtime"}
+# a header word that names the column whatever follows it: SOURCE_SUBREDDIT, from_user_id, Timestamp (UTC)
+SRC_FIRST_WORDS = {"src", "source", "from", "sender"}
+DST_FIRST_WORDS = {"dst", "target", "to", "destination", "receiver", "recipient"}
+TS_WORDS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "unixtime"}
+
+
+def _column_words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", name.strip().strip("\"'").lower()) if w]
+
+
+def header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
+    """Column positions of src, dst and ts if `tokens` is a header line, else None. A name matches
+    exactly (`src`, `user1`, `created_at`) or by its first word (`SOURCE_SUBREDDIT`, `from_id`); a time
+    column by any of its words (`TIMESTAMP`, `event_time`, `Date (UTC)`)."""
+    words = [_column_words(t) for t in tokens]
+    by_words = looks_like_header(tokens)   # a first row with a number in it is data: `src_1 dst_2 1500`
+    joined = ["_".join(w) for w in words]
+
+    def find(names: set[str], first_words: set[str], any_words: set[str] = frozenset()) -> int | None:
+        exact = next((i for i, name in enumerate(joined) if name in names), None)
+        if exact is not None or not by_words:
+            return exact
+        return next((i for i, w in enumerate(words)
+                     if w and (w[0] in first_words or any(x in any_words for x in w))), None)
+
+    src = find(SRC_NAMES, SRC_FIRST_WORDS)
+    dst = find(DST_NAMES, DST_FIRST_WORDS)
+    if src is None or dst is None or src == dst:
+        return None
+    ts = find(TS_NAMES, set(), TS_WORDS)
+    return src, dst, (None if ts in (src, dst) else ts)
+
+
+def looks_like_header(tokens: list[str]) -> bool:
+    """No field is a number: a header, or a first row of names (only told apart when the row is bad)."""
+    def number(t: str) -> bool:
+        try:
+            float(t)
+        except ValueError:
+            return False
+        return True
+    return len(tokens) >= 2 and not any(number(t) for t in tokens)
+
+
+def valid_headerless(tokens: list[str]) -> bool:
+    """Whether `tokens` read as a headerless `src dst [weight] [ts]` row."""
+    if len(tokens) > 4:
+        return False
+    if len(tokens) < 3 or tokens[-1].lower() in NULL_TIMES:
+        return True
+    try:
+        parse_timestamp(tokens[-1])
+    except ValueError:
+        return False
+    return True
+
+
+def split_fields(line: str, keep_empty: bool) -> list[str]:
+    """A line's fields: tab-separated if it has a tab (fields may hold spaces and commas, as a TSV's
+    date-times do), else comma-separated if it has a comma, else whitespace-separated."""
+    if "\t" in line:
+        fields = [f.strip() for f in line.split("\t")]
+    elif "," in line:
+        fields = [f.strip() for f in line.split(",")]
+    else:
+        return line.split()
+    return fields if keep_empty else [f for f in fields if f]

@@ -1,0 +1,59 @@
+"""Timestamps: the window every time read anywhere must fall in, and the parser of a file's time field."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+NULL_TIMES = {"", "\\n", "null", "none", "na", "n/a"}   # a time column's "unknown" (SQL's \N): the tie, no time
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The timestamps accepted anywhere (files, the API, the event log): none before `earliest`
+    (default 1970-01-01), none more than `max_future_s` ahead of the clock (default a day)."""
+
+    earliest: float = 0.0
+    max_future_s: float = 86_400.0
+
+    def check(self, ts: float, raw: object) -> float:
+        latest = time.time() + self.max_future_s
+        if not self.earliest <= ts <= latest:
+            hint = (" (milliseconds? times are read as seconds since 1970)"
+                    if ts >= 1e11 and self.earliest <= ts / 1000 <= latest else "")
+            raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
+                             f"{self.max_future_s:.0f} s]{hint}")
+        return ts
+
+
+_WINDOW = [TimeWindow()]
+
+
+def set_time_window(window: TimeWindow) -> None:
+    """Use `window` for every timestamp read from now on (the CLI and the API set it from Settings)."""
+    _WINDOW[0] = window
+
+
+def time_window() -> TimeWindow:
+    return _WINDOW[0]
+
+
+def parse_timestamp(raw: str) -> float:
+    """Epoch seconds from a number or an ISO 8601 string inside the accepted window; ValueError
+    quoting `raw` otherwise."""
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"bad timestamp {raw!r}") from None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+        return _WINDOW[0].check(dt.timestamp(), raw)
+    if not math.isfinite(value):
+        raise ValueError(f"bad timestamp {raw!r}")
+    return _WINDOW[0].check(value, raw)
