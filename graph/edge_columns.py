@@ -1,10 +1,8 @@
-"""The columns of an edge list's lines: a header's names, the field separator, a headerless row's shape."""
+"""The columns of an edge list's lines: a header's names, the field separator."""
 
 from __future__ import annotations
 
 import re
-
-from graph.timestamps import NULL_TIMES, parse_timestamp
 
 SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id", "sender", "user1", "node1", "id1", "follower"}
 DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination", "receiver", "recipient", "user2",
@@ -44,7 +42,7 @@ def header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:
 
 
 def looks_like_header(tokens: list[str]) -> bool:
-    """No field is a number: a header, or a first row of names (only told apart when the row is bad)."""
+    """No field is a number: a header, or a first row of names (told apart by whether it reads as a tie)."""
     def number(t: str) -> bool:
         try:
             float(t)
@@ -52,19 +50,6 @@ def looks_like_header(tokens: list[str]) -> bool:
             return False
         return True
     return len(tokens) >= 2 and not any(number(t) for t in tokens)
-
-
-def valid_headerless(tokens: list[str]) -> bool:
-    """Whether `tokens` read as a headerless `src dst [weight] [ts]` row."""
-    if len(tokens) > 4:
-        return False
-    if len(tokens) < 3 or tokens[-1].lower() in NULL_TIMES:
-        return True
-    try:
-        parse_timestamp(tokens[-1])
-    except ValueError:
-        return False
-    return True
 
 
 def split_fields(line: str, keep_empty: bool) -> list[str]:

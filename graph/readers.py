@@ -14,14 +14,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from graph.edge_columns import header_columns, looks_like_header, split_fields, valid_headerless
+from graph.edge_columns import header_columns, looks_like_header, split_fields
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
 from graph.textfile import ByteCounter
 from graph.timestamps import NULL_TIMES, parse_timestamp, time_window
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,11 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
     first = True
     window = time_window()
     latest = time.time() + window.max_future_s
+    hint = ""   # on a first line of names only: the reason it may be a header the reader did not map
+
+    def bad(message: str) -> RowError:
+        return RowError(path, number, message + hint)
+
     for number, text in source.lines():
         if text is None:
             yield RowError(path, number, "line is not valid UTF-8")
@@ -78,6 +82,7 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         if not stripped or stripped[0] in "#%":
             continue
         tokens = split_fields(stripped, keep_empty=header is not None)
+        hint = ""
         if first:
             first = False
             header = header_columns(tokens)
@@ -87,16 +92,15 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
             if len(tokens) == 1 and tokens[0].isdigit():
                 log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
                 continue
-            if looks_like_header(tokens) and not valid_headerless(tokens):
-                yield RowError(path, number, f"a header that names no source and target column: {stripped!r} "
-                                             f"(named e.g. src/source*/from*, dst/target*/to*, ts/*time*/*date*)")
-                continue
+            if looks_like_header(tokens):   # read as a tie if it is one; if not, say why it may be a header
+                hint = ("; if this is a header, it names no source and target column (named e.g. "
+                        "src/source*/from*, dst/target*/to*, ts/*time*/*date*)")
         src_i, dst_i, ts_i = columns
         if len(tokens) <= max(src_i, dst_i):
-            yield RowError(path, number, f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
+            yield bad(f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
             continue
         if header is None and len(tokens) > 4:  # a CSV with a header may carry more columns; headerless lines not
-            yield RowError(path, number, f"expected 'src dst [weight] [ts]', got {len(tokens)} fields in {stripped!r}")
+            yield bad(f"expected 'src dst [weight] [ts]', got {len(tokens)} fields in {stripped!r}")
             continue
         if header is None:   # 'src dst ts', or 'src dst weight ts' as SNAP's signed and KONECT's timed lists
             ts_i = 3 if len(tokens) == 4 else 2
@@ -110,14 +114,14 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
                 try:
                     ts = parse_timestamp(tokens[ts_i])
                 except ValueError as exc:
-                    yield RowError(path, number, str(exc))
+                    yield bad(str(exc))
                     continue
         src, dst = tokens[src_i], tokens[dst_i]
         if not src or not dst:
-            yield RowError(path, number, f"empty src or dst in {stripped!r}")
+            yield bad(f"empty src or dst in {stripped!r}")
             continue
         if src == dst:
-            yield RowError(path, number, f"self-loop {src!r} -> {dst!r}")
+            yield bad(f"self-loop {src!r} -> {dst!r}")
             continue
         yield EdgeRow(number, src, dst, ts)
 
