@@ -31,13 +31,13 @@ from types import MappingProxyType
 
 import numpy as np
 import orjson
-from tqdm import tqdm
 
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError
+from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
@@ -147,8 +147,8 @@ def publish_lists(num_users: int, users: np.ndarray, results: Iterable[list[tupl
     sizes = np.zeros(num_users, np.int64)
     rows = np.zeros(num_users, np.int64)
     last = -1
-    with open(staging / "lists.bin", "wb") as fh, tqdm(total=users.size, desc="precompute", unit=" user",
-                                                        disable=not progress, mininterval=1.0) as bar:
+    with open(staging / "lists.bin", "wb") as fh, progress_bar(
+            total=users.size, desc="precompute", unit=" user", enabled=progress, mininterval=1.0) as bar:
         for done in results:
             for user, blob, feats in done:
                 if user <= last:

@@ -17,7 +17,6 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
@@ -27,6 +26,7 @@ from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
 from pymk.errors import EvaluationError
 from pymk.metrics import KS, paired_ratio_interval, rank_metrics
+from pymk.progress import progress_bar
 from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
 from ranker.history import HistoryConfig, build_sources, history_examples
@@ -131,7 +131,7 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
         timings[name] = timings.get(name, 0.0) + seconds
 
     ids = snap.id_strings
-    for u in tqdm(sample, desc="evaluating users", disable=not progress):
+    for u in progress_bar(sample, desc="evaluating users", enabled=progress):
         relevant, idx = split.test[u], snap.index_of(u)
         lists = {}
         for source in built:

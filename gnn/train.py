@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from gnn.features import NodeFeatures
 from gnn.model import LinkEncoder, dot_decoder, link_loss
@@ -24,6 +23,7 @@ from graph.snapshot import Snapshot, build_csr
 from graph.splits import time_split_mask
 from graph.walks import two_step_walk
 from pymk.metrics import auc_and_hits
+from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def train_link_model(snap: Snapshot, feats: NodeFeatures, cfg: TrainConfig, prog
     full_batch = n <= cfg.full_batch_max_nodes
     best, best_state, bad, history, best_row = -1.0, None, 0, [], {}
     start = time.perf_counter()
-    for epoch in tqdm(range(cfg.epochs), desc="gnn epochs", disable=not progress):
+    for epoch in progress_bar(range(cfg.epochs), desc="gnn epochs", enabled=progress):
         model.train()
         pick = rng.integers(0, split.train_src.size, min(cfg.positives_per_epoch, split.train_src.size))
         src, dst = split.train_src[pick], split.train_dst[pick]

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from graph import server
 from graph.readers import ByteCounter, RejectCounter, RowError, read_edges, read_users
 from graph.records import PROFILE_FIELDS
 from pymk.errors import PymkError
+from pymk.progress import progress_bar
 from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def _good_rows(paths: list[Path], reader, kind: str, report: InitialLoadReport, 
     """Every valid row of every file (bad ones go to the report with file and line), with progress."""
     for path in paths:
         source = ByteCounter(path)
-        with tqdm(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {path.name}",
-                  disable=not progress, mininterval=0.5) as bar:
+        with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {path.name}",
+                          enabled=progress, mininterval=0.5) as bar:
             for row in reader(source):
                 report.rows_read += 1
                 if isinstance(row, RowError):

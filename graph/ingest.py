@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from tqdm import tqdm
-
 from graph.eventlog import EventLog, file_digest
 from graph.readers import ByteCounter, EdgeRow, RejectCounter, RowError, read_edges, read_events, read_users
 from graph.records import Event, Friendship, UserRecord
 from graph.store import GraphStore
+from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,8 +59,8 @@ def _run(
     report = IngestReport(str(source.path), kind)
     start = time.perf_counter()
     batch: list[T] = []
-    bar = tqdm(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {source.path.name}",
-               disable=not progress, mininterval=0.5)
+    bar = progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {source.path.name}",
+                       enabled=progress, mininterval=0.5)
     in_flight: Future[list[RowError]] | None = None
     in_flight_size = 0
 

@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from graph.snapshot.format import EVENT_CODE
+from pymk.progress import progress_bar
 from ranker.features import FEATURE_NAMES, FeatureContext
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np
     keys = viewer[order].astype(np.int64) * 1_000_000 + day[order]
     bounds = np.flatnonzero(np.diff(keys)) + 1
     starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [keys.size]])
-    for g, (a, b) in enumerate(tqdm(list(zip(starts, ends, strict=True)), desc="features", disable=not progress)):
+    for g, (a, b) in enumerate(progress_bar(list(zip(starts, ends, strict=True)), desc="features", enabled=progress)):
         rows = order[a:b]
         t0 = float(day[rows[0]]) * 86_400.0  # as of the start of the group's day: nothing later is visible
         x[rows] = ctx.pair_features(int(viewer[rows[0]]), cand[rows], t0)

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from candidates.base import CandidateSource
 from candidates.filters import SnapshotStateReader
@@ -27,6 +26,7 @@ from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
 from graph.snapshot import Snapshot, as_of, restrict_ties
 from graph.snapshot.csr import run_bounds, undirected_keys
+from pymk.progress import progress_bar
 from ranker.batch import candidate_block, merge_order
 from ranker.features import FEATURE_NAMES, FeatureContext
 
@@ -157,7 +157,7 @@ def examples_at_cut(past: Snapshot, t: float, label_src: np.ndarray, label_dst: 
     parts = []
     # the serving stages over blocks of viewers at once (ranker/batch.py: each viewer's rows are the
     # ones the serving pipeline gives it alone, tested)
-    for start in tqdm(range(0, chosen.size, BLOCK), desc=f"cut {cut_id}", disable=not progress):
+    for start in progress_bar(range(0, chosen.size, BLOCK), desc=f"cut {cut_id}", enabled=progress):
         block = candidate_block(pipeline, ctx, chosen[start:start + BLOCK], t)
         order = merge_order(block)   # each viewer's rows in its sources' order (see merge_order)
         owner, cands, x = block.owner[order], block.cand[order], block.x[order]

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
+from pymk.progress import progress_bar
 from sim.behaviour import HiddenBehaviour, WorldState
 from sim.world import DAY
 
@@ -69,7 +69,7 @@ def run_traffic(
     arm_of = arm_of_users(n, len(arms)).astype(np.int8)
     out = TrafficLog()
     p = behaviour.params
-    for day in tqdm(range(days), desc="simulated days", disable=not progress):
+    for day in progress_bar(range(days), desc="simulated days", enabled=progress):
         day_start = start_ts + day * DAY
         for policy in arms:  # policies that refresh daily (like pymk's snapshot job) get told the time
             if hasattr(policy, "start_day"):

@@ -9,13 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from graph.eventlog import EventLog
 from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
 from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_columns
 from graph.store import GraphStore
+from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 EPOCH_1980 = 315_532_800.0
@@ -101,7 +101,7 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     dst: list[str] = []
     ts: list[float] = []
     bad = 0
-    with tqdm(total=source.size, unit="B", unit_scale=True, disable=not progress, desc=path.name) as bar:
+    with progress_bar(total=source.size, unit="B", unit_scale=True, enabled=progress, desc=path.name) as bar:
         for row in read_edges(source):
             if isinstance(row, EdgeRow):
                 src.append(row.src)
@@ -175,14 +175,14 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     """Export the whole graph from the store (streamed in batches) plus the event log."""
     start = time.perf_counter()
     users: list[UserRecord] = []
-    for batch in tqdm(store.iter_users(), desc="users", unit=" batch", disable=not progress):
+    for batch in progress_bar(store.iter_users(), desc="users", unit=" batch", enabled=progress):
         users.extend(batch)
     ids = id_array(u.id for u in users)
     index = {str(x): i for i, x in enumerate(ids.tolist())}
     numeric, categorical, vocab, opted = _profile_columns(ids, users)
     del users
     src_parts, dst_parts, ts_parts = [], [], []
-    for batch in tqdm(store.iter_friendships(), desc="friendships", unit=" batch", disable=not progress):
+    for batch in progress_bar(store.iter_friendships(), desc="friendships", unit=" batch", enabled=progress):
         src_parts.append(np.fromiter((index[f.a] for f in batch), np.int32, len(batch)))
         dst_parts.append(np.fromiter((index[f.b] for f in batch), np.int32, len(batch)))
         ts_parts.append(np.fromiter((np.nan if f.since is None else f.since for f in batch), np.float64, len(batch)))
