@@ -1,4 +1,5 @@
-"""An edge list read for evaluation: each pair's first time, and every timed row as an interaction."""
+"""An edge list read for evaluation: each pair's first time, and every timed row as an interaction;
+or the same read from a published snapshot (a graph already in Neo4j, exported)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from graph.readers import ByteCounter, EdgeRow, read_edges
-from graph.snapshot import unknown_zero_times
+from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
+from graph.snapshot.format import EVENT_CODE
+from pymk.artifacts import POINTER
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -60,3 +63,31 @@ def read_ties(path: Path) -> EdgeList:
         said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))
     return EdgeList([a for a, _ in first], [b for _, b in first], ts, said)
 
+
+
+def snapshot_dir(path: Path) -> Path:
+    """A snapshot version directory: `path` itself, or the version a snapshots root's CURRENT names."""
+    pointer = path / POINTER
+    return path / pointer.read_text().strip() if pointer.is_file() else path
+
+
+def snapshot_ties(snap: Snapshot) -> EdgeList:
+    """A snapshot's friendships, each at its `since` (NaN where unknown), and its interaction events
+    (messages and other contacts; impressions and requests are not ties' evidence)."""
+    ids = snap.id_strings
+    src, dst, since = snap.ties()
+    ev = snap.events
+    said = None
+    rows = np.flatnonzero(ev["type"] == EVENT_CODE["interaction"])
+    if rows.size:
+        said = ([ids[i] for i in ev["src"][rows].tolist()], [ids[i] for i in ev["dst"][rows].tolist()],
+                np.asarray(ev["ts"][rows], dtype=np.float64))
+    return EdgeList([ids[i] for i in src.tolist()], [ids[i] for i in dst.tolist()],
+                    np.array(since, dtype=np.float64), said)
+
+
+def read_source(path: Path) -> EdgeList:
+    """An edge-list file's ties, or a snapshot directory's (a version, or a snapshots root)."""
+    if path.is_dir():
+        return snapshot_ties(load_snapshot(snapshot_dir(path)))
+    return read_ties(path)

@@ -21,7 +21,7 @@ import numpy as np
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
-from evaluation.edgelist import read_ties
+from evaluation.edgelist import read_source
 from graph.snapshot import Snapshot, from_pairs, interaction_table
 from graph.splits import time_split_mask
 from pymk.errors import EvaluationError
@@ -47,8 +47,9 @@ class Split:
 
 
 def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
-    """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none)."""
-    edges = read_ties(path)
+    """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none); `path`
+    is an edge list or a snapshot directory."""
+    edges = read_source(path)
     src, dst, ts = edges.src, edges.dst, edges.ts
     # No leakage: the snapshot sees only ties formed strictly before the cut, and only interactions
     # before it; every tie used as a label formed at or after it, so nothing a source reads comes

@@ -57,7 +57,7 @@ def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> N
 
 # ---- offline evaluation -----------------------------------------------------------------------
 @click.command("eval")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--users", default=500, show_default=True, help="Test users sampled.")
 @click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
 @click.option("--seeds", default=3, show_default=True, help="Runs (seeds 0..N-1); mean and sd are reported.")
@@ -66,10 +66,17 @@ def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> N
 @click.option("--with-ann", is_flag=True, help="Also train GraphSAGE on the training graph and add the ANN source.")
 def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers_per_cut: int, out: Path,
                  with_ann: bool) -> None:
-    """Learn the ranker on the training period, then score it and every baseline on the test period."""
+    """Learn the ranker on the training period, then score it and every baseline on the test period.
+
+    PATH is an edge list, or a snapshot directory (a version, or a snapshots root such as
+    $PYMK_DATA_DIR/snapshots for the current one): a graph already in Neo4j, as `snapshot export` wrote it.
+    """
+    from evaluation.edgelist import snapshot_dir
     from evaluation.harness import evaluate_seeds, write_report
     from ranker.history import HistoryConfig
 
+    if path.is_dir():
+        path = snapshot_dir(path)
     report = evaluate_seeds(path, tuple(range(seeds)), users=users, train_share=train_share, with_ann=with_ann,
                             history=HistoryConfig(viewers_per_cut=viewers_per_cut))
     json_path, png_path = write_report(report, out)

@@ -71,6 +71,32 @@ def test_a_snap_download_as_shipped_splits_like_the_plain_file(tmp_path, caplog)
     assert "shipped.csv.gz:4: bad timestamp 'notatime'" in caplog.text and "1 bad rows skipped" in caplog.text
 
 
+def test_a_published_snapshot_splits_like_the_edge_list_it_holds(tmp_path):
+    """`pymk eval` on a graph already in Neo4j: the snapshot's friendships at their times and its
+    interaction events (not its impressions) give the split the edge list gives."""
+    from evaluation.edgelist import read_ties
+    from graph.snapshot import from_pairs, interaction_table, save_snapshot
+    from pymk.artifacts import ArtifactStore
+
+    plain = _timed_edges(tmp_path)
+    edges = read_ties(plain)
+    snap = from_pairs(edges.src, edges.dst, edges.ts)
+    said = interaction_table(snap, *edges.said)
+    said["type"] = np.append(said["type"], np.int8(EVENT_CODE["impression"]))   # a shown suggestion: no tie
+    for key, value in (("src", 0), ("dst", 2), ("ts", 7.0), ("position", 0)):
+        said[key] = np.append(said[key], np.array(value, dtype=said[key].dtype))
+    snap.events = said
+    root = tmp_path / "snapshots"
+    version = save_snapshot(snap, ArtifactStore(root), "test")
+    a = time_split(plain, train_share=0.6)
+    for path in (root, version):   # the current version through CURRENT, or a version named
+        b = time_split(path, train_share=0.6)
+        assert (a.cut, a.test, a.train_ties, a.test_ties) == (b.cut, b.test, b.train_ties, b.test_ties)
+        assert a.test_ties_unseen_users == b.test_ties_unseen_users == 1   # z's tie: z is new at the cut
+        for ev in ("src", "dst", "ts", "type"):
+            assert np.array_equal(np.sort(a.train.events[ev]), np.sort(b.train.events[ev])), ev
+
+
 def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path, caplog):
     from evaluation.edgelist import read_ties
 
