@@ -64,7 +64,6 @@ def read_ties(path: Path) -> EdgeList:
     return EdgeList([a for a, _ in first], [b for _, b in first], ts, said)
 
 
-
 def snapshot_dir(path: Path) -> Path:
     """A snapshot version directory: `path` itself, or the version a snapshots root's CURRENT names."""
     pointer = path / POINTER
