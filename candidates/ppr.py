@@ -56,11 +56,11 @@ def forward_push_block(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarr
 def _deepened(indptr: np.ndarray, indices: np.ndarray, degree: np.ndarray, s: int, alpha: float, eps: float,
               max_rounds: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
     """One viewer's push, repeated with eps / 4 while it reaches too few users past the friends."""
-    friends = indices[indptr[s]:indptr[s + 1]] if 0 <= s < indptr.size - 1 else indices[:0]
     for step in range(DEEPEN + 1):
         nodes, values, pending = push_one(indptr, indices, degree, s, alpha, eps / 4**step, max_rounds)
         if pending == 0 or step == DEEPEN or reach <= 0:
             break
+        friends = indices[indptr[s]:indptr[s + 1]]   # s is a user: push_one raised otherwise
         beyond = nodes.size - 1 - np.isin(nodes, friends, assume_unique=True).sum()
         if beyond >= reach:
             break

@@ -12,7 +12,7 @@ import numpy as np
 from graph.readers import ByteCounter, EdgeRow, read_edges
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
-from pymk.artifacts import POINTER
+from pymk.artifacts import ArtifactStore
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ def read_ties(path: Path) -> EdgeList:
 
 def snapshot_dir(path: Path) -> Path:
     """A snapshot version directory: `path` itself, or the version a snapshots root's CURRENT names."""
-    pointer = path / POINTER
-    return path / pointer.read_text().strip() if pointer.is_file() else path
+    store = ArtifactStore(path)
+    return store.current() if store.current_version() is not None else path
 
 
 def snapshot_ties(snap: Snapshot) -> EdgeList:
