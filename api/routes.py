@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 
@@ -29,7 +30,9 @@ def _require_key() -> None:
     keys = current_app.config["PYMK_SETTINGS"].api.api_keys
     if not keys:
         raise ApiError(401, "writes_disabled", "no API keys are configured (set PYMK_API_KEYS) so writes are refused")
-    if request.headers.get("X-API-Key") not in keys:
+    given = request.headers.get("X-API-Key", "").encode()
+    # compare every key in constant time, so response timing does not reveal how much of a key matched
+    if not any(hmac.compare_digest(given, key.encode()) for key in keys):
         raise ApiError(401, "bad_api_key", "missing or unknown X-API-Key header")
 
 
@@ -68,7 +71,8 @@ def bucket(user_id: str) -> str:
 def suggestions(user_id: str):
     api = current_app.config["PYMK_SETTINGS"].api
     raw = request.args.get("limit", str(api.default_limit))
-    if not raw.isdigit() or not 1 <= int(raw) <= api.max_limit:
+    # ASCII digits only: str.isdigit() also accepts '²' (int() refuses it) and other scripts' digits
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= api.max_limit:
         raise ApiError(400, "invalid_field", f"limit must be an integer from 1 to {api.max_limit} (got {raw!r})",
                        "limit")
     explain = request.args.get("explain", "true").lower()

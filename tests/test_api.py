@@ -74,6 +74,9 @@ def test_unknown_user_is_a_json_404(client):
 
 
 @pytest.mark.parametrize(("query", "field"), [("limit=0", "limit"), ("limit=abc", "limit"), ("limit=101", "limit"),
+                                              ("limit=-1", "limit"), ("limit=+5", "limit"),
+                                              ("limit=%C2%B2", "limit"),   # '²': str.isdigit() says yes
+                                              ("limit=%D9%A3", "limit"),   # Arabic-Indic 3: int() reads it
                                               ("explain=maybe", "explain")])
 def test_bad_query_is_a_400_naming_the_field(client, query, field):
     resp = client.get(f"/v1/users/a1/suggestions?{query}")
@@ -84,6 +87,9 @@ def test_writes_need_an_api_key(client):
     assert client.post("/v1/users", json={"id": "z"}).status_code == 401
     resp = client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "nope"})
     assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "bad_api_key"
+    for partial in ("k", "k1 ", "k1,k2", ""):   # a prefix, padding, the whole list, empty: all refused
+        assert client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": partial}).status_code == 401
+    assert client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "k2"}).status_code == 201
 
 
 def test_events_single_and_batch(client, world, app_settings):
