@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -9,16 +11,41 @@ from pathlib import Path
 from pymk.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+# Every PYMK_* variable something reads: these settings, and the shell scripts' own (scripts/*.sh).
+# Any other PYMK_* name in the environment is most likely a typo, which would otherwise be ignored.
+KNOWN_VARIABLES = frozenset({
+    "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
+    "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_INGEST_BATCH",
+    "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
+    "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
+    "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S",
+    "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
+})
+_warned: set[str] = set()
 
 
-def _env_int(env: dict[str, str], name: str, default: int) -> int:
+def unknown_variables(env: dict[str, str]) -> list[str]:
+    """PYMK_* names in `env` that no setting reads, each with the known name it is closest to."""
+    found = []
+    for name in sorted(n for n in env if n.startswith("PYMK_") and n not in KNOWN_VARIABLES):
+        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
+        found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found
+
+
+def _env_int(env: dict[str, str], name: str, default: int, lo: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
+    if lo is not None and value < lo:
+        raise ConfigError(f"{name} must be at least {lo} (got {value})")
+    return value
 
 
 def _env_float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
@@ -143,6 +170,10 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        for name in unknown_variables(env):
+            if name not in _warned:  # once a process: jobs build settings more than once
+                _warned.add(name)
+                log.warning("ignoring %s: no pymk setting reads it (README, \"Configuration\")", name)
         data_dir = Path(env.get("PYMK_DATA_DIR") or REPO_ROOT / "var").resolve()
         port = _env_int(env, "PYMK_NEO4J_PORT", 7687)
         if not 0 < port < 65536:
@@ -155,23 +186,21 @@ class Settings:
             home=Path(env.get("PYMK_NEO4J_HOME") or data_dir / "neo4j").resolve(),
             host=env.get("PYMK_NEO4J_HOST", "127.0.0.1"),
             port=port,
-            heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024),
-            pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512),
+            heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024, lo=64),
+            pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512, lo=8),
             procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
             connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
         )
-        batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000)
-        if batch < 1:
-            raise ConfigError(f"PYMK_INGEST_BATCH must be positive (got {batch})")
+        batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())
         api = ApiSettings(
             api_keys=keys,
-            max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20),
-            rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000),
+            max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20, lo=1024),
+            rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000, lo=0),
             rate_limit_storage=env.get("PYMK_API_RATE_LIMIT_STORAGE") or None,
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
-            workers=_env_int(env, "PYMK_API_WORKERS", default_workers()),
-            threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS),
+            workers=_env_int(env, "PYMK_API_WORKERS", default_workers(), lo=1),
+            threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS, lo=1),
             served_log=_served_log(env),
             served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
         )

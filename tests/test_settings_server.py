@@ -6,7 +6,7 @@ import pytest
 
 from graph import server
 from pymk.errors import ConfigError
-from pymk.settings import Settings
+from pymk.settings import KNOWN_VARIABLES, Settings, unknown_variables
 
 
 def test_settings_from_env(tmp_path):
@@ -21,10 +21,22 @@ def test_settings_from_env(tmp_path):
 
 @pytest.mark.parametrize(("name", "value"), [("PYMK_NEO4J_PORT", "http"), ("PYMK_NEO4J_PORT", "70000"),
                                              ("PYMK_INGEST_BATCH", "0"), ("PYMK_SERVED_LOG", "everything"),
-                                             ("PYMK_SERVED_LOG_RETENTION_H", "-1")])
+                                             ("PYMK_SERVED_LOG_RETENTION_H", "-1"), ("PYMK_API_RATE_LIMIT", "-3"),
+                                             ("PYMK_API_WORKERS", "0"), ("PYMK_API_THREADS", "-1"),
+                                             ("PYMK_API_MAX_REQUEST_BYTES", "10"), ("PYMK_NEO4J_HEAP_MB", "0")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})
+
+
+def test_a_mistyped_variable_is_named_with_the_one_meant(caplog, monkeypatch):
+    monkeypatch.setattr("pymk.settings._warned", set())   # it warns once a process
+    env = {"PYMK_API_RATE_LIMT": "10", "PYMK_SOMETHING_ELSE": "1", "PYMK_API_KEYS": "k", "PATH": "/bin"}
+    assert unknown_variables(env) == ["PYMK_API_RATE_LIMT (did you mean PYMK_API_RATE_LIMIT?)", "PYMK_SOMETHING_ELSE"]
+    with caplog.at_level("WARNING", logger="pymk.settings"):
+        assert Settings.from_env(env).api.rate_limit_per_minute == 6000   # ignored, as before, but said
+    assert "ignoring PYMK_API_RATE_LIMT (did you mean PYMK_API_RATE_LIMIT?)" in caplog.text
+    assert unknown_variables({name: "1" for name in KNOWN_VARIABLES}) == []
 
 
 def test_external_server_is_never_started_or_stopped():
