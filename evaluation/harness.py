@@ -79,6 +79,10 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
              sources: list[str] | None = None, with_ann: bool = False, progress: bool = True,
              history: HistoryConfig | None = None, connect: ConnectConfig | None = None) -> dict:
     """One seed: learn the ranker on the training period, then score it and every baseline on the test period."""
+    if not 0 < train_share < 1:
+        raise EvaluationError(f"train_share must be strictly between 0 and 1 (got {train_share})")
+    if users < 1:
+        raise EvaluationError(f"users must be at least 1 (got {users})")
     start = time.perf_counter()
     split = time_split(path, train_share, seed)
     if not split.test:   # before hours of training: nothing could be scored
@@ -204,6 +208,8 @@ def best_single(metrics: dict[str, dict[str, float]], k: int = 20) -> dict:
 
 def evaluate_seeds(path: Path, seeds: tuple[int, ...] = (0, 1, 2), **kwargs) -> dict:
     """evaluate() for each seed; mean and sd of every metric, and of the pipeline's ratio to the best single."""
+    if not seeds:
+        raise EvaluationError("no seeds to run (got an empty tuple)")
     runs = [evaluate(path, seed=s, **kwargs) for s in seeds]
     names = sorted(set.intersection(*(set(r["metrics"]) for r in runs)))
     summary: dict[str, dict[str, list[float]]] = {}

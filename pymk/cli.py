@@ -54,7 +54,8 @@ def neo4j() -> None:
 
 
 @neo4j.command("start")
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for Bolt.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=180.0, show_default=True,
+              help="Seconds to wait for Bolt.")
 @click.pass_obj
 def neo4j_start(settings: Settings, timeout: float) -> None:
     from graph import server
@@ -102,7 +103,8 @@ def neo4j_build() -> None:
 @main.command()
 @click.argument("kind", type=click.Choice(["edges", "users", "events"]))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--batch-size", type=int, default=None, help="Rows per transaction (default PYMK_INGEST_BATCH).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Rows per transaction (default PYMK_INGEST_BATCH).")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path), help="Write every rejected row here.")
 @click.option("--allow-rejects", is_flag=True, help="Exit 0 even when rows were rejected (good rows load either way).")
 @click.option("--interactions", is_flag=True,
@@ -229,8 +231,9 @@ def snapshot_rollback(settings: Settings) -> None:
 # ---- suggestions (graph-store preview until the full pipeline serves them) ------------------
 @main.command()
 @click.argument("user_ids", nargs=-1, required=True)
-@click.option("--limit", default=5, show_default=True)
-@click.option("--max-friend-degree", default=5000, show_default=True, help="Hub cap for intermediaries.")
+@click.option("--limit", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--max-friend-degree", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="Hub cap for intermediaries.")
 @click.pass_obj
 def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_friend_degree: int) -> None:
     """Friends-of-friends suggestions straight from Neo4j, hard rules applied, with their proof."""
@@ -258,10 +261,11 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 # ---- serving ----------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True)
-@click.option("--workers", type=int, default=None,
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (gunicorn when > 1; default PYMK_API_WORKERS, one per core). 1: waitress.")
-@click.option("--threads", type=int, default=None, help="Threads per worker (default PYMK_API_THREADS, 2).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads per worker (default PYMK_API_THREADS, 2).")
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the HTTP API with a production WSGI server (gunicorn processes or waitress threads)."""

@@ -17,10 +17,11 @@ def sim() -> None:
 
 
 @sim.command("generate")
-@click.option("--users", default=20_000, show_default=True)
-@click.option("--avg-degree", default=20.0, show_default=True)
-@click.option("--days", default=14, show_default=True, help="Length of the logged baseline period.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--users", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--avg-degree", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=14, show_default=True,
+              help="Length of the logged baseline period.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def sim_generate(users: int, avg_degree: float, days: int, seed: int, out: Path) -> None:
     """Write users.csv, edges.txt and events.jsonl (ingestion formats) for a generated world."""
@@ -34,9 +35,9 @@ def sim_generate(users: int, avg_degree: float, days: int, seed: int, out: Path)
 
 
 @sim.command("abtest")
-@click.option("--users", default=20_000, show_default=True)
-@click.option("--days", default=7, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--users", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--policy", "policies", multiple=True, default=("mutual_friends", "random"), show_default=True,
               help="Policy names (repeat); users are split between them by a stable hash.")
 def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> None:
@@ -58,10 +59,13 @@ def sim_abtest(users: int, days: int, seed: int, policies: tuple[str, ...]) -> N
 # ---- offline evaluation -----------------------------------------------------------------------
 @click.command("eval")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--users", default=500, show_default=True, help="Test users sampled.")
-@click.option("--train-share", default=0.8, show_default=True, help="Share of ties (by time) before the cut.")
-@click.option("--seeds", default=3, show_default=True, help="Runs (seeds 0..N-1); mean and sd are reported.")
-@click.option("--viewers-per-cut", default=800, show_default=True, help="Viewers per inner training cut.")
+@click.option("--users", type=click.IntRange(min=1), default=500, show_default=True, help="Test users sampled.")
+@click.option("--train-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.8,
+              show_default=True, help="Share of ties (by time) before the cut.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs (seeds 0..N-1); mean and sd are reported.")
+@click.option("--viewers-per-cut", type=click.IntRange(min=1), default=800, show_default=True,
+              help="Viewers per inner training cut.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/out"), show_default=True)
 @click.option("--with-ann", is_flag=True, help="Also train GraphSAGE on the training graph and add the ANN source.")
 def evaluate_cmd(path: Path, users: int, train_share: float, seeds: int, viewers_per_cut: int, out: Path,
@@ -99,8 +103,9 @@ def embeddings() -> None:
 
 
 @embeddings.command("refresh")
-@click.option("--epochs", default=60, show_default=True)
-@click.option("--max-auc-drop", default=0.02, show_default=True, help="Refuse to publish below served AUC - this.")
+@click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
+@click.option("--max-auc-drop", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="Refuse to publish below served AUC - this.")
 @click.option("--no-features", is_flag=True, help="Id embeddings only (ablation).")
 @click.pass_obj
 def embeddings_refresh(settings: Settings, epochs: int, max_auc_drop: float, no_features: bool) -> None:
@@ -129,9 +134,11 @@ def ranker() -> None:
 
 
 @ranker.command("train")
-@click.option("--epochs", default=8, show_default=True, help="Epochs of the send/accept heads (impression log).")
+@click.option("--epochs", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Epochs of the send/accept heads (impression log).")
 @click.option("--compare", is_flag=True, help="Also train balanced-CE and logistic baselines and report them.")
-@click.option("--viewers-per-cut", default=800, show_default=True, help="Viewers per cut of the graph's history.")
+@click.option("--viewers-per-cut", type=click.IntRange(min=1), default=800, show_default=True,
+              help="Viewers per cut of the graph's history.")
 @click.pass_obj
 def ranker_train(settings: Settings, epochs: int, compare: bool, viewers_per_cut: int) -> None:
     """Current snapshot -> trained ranker, published atomically with its report.
@@ -156,17 +163,18 @@ def candidates() -> None:
 
 
 @candidates.command("precompute")
-@click.option("--active-days", type=float, default=None,
+@click.option("--active-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Rank only the users active in the snapshot's last N days of events.")
 @click.option("--all-users", is_flag=True, help="Rank every user with at least one friend (the default).")
-@click.option("--keep", default=60, show_default=True, help="Ranked candidates kept per user.")
+@click.option("--keep", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Ranked candidates kept per user.")
 @click.option("--engine", type=click.Choice(["block", "online", "spark"]), default="block", show_default=True,
               help="block: stages over blocks of users in worker processes; online: the serving path per user; "
                    "spark: the block engine on Spark, two-hop candidates as Spark joins.")
 @click.option("--master", default="local[*]", show_default=True,
               help="Spark master for --engine spark ('' under spark-submit; SPARK_REMOTE selects Spark Connect).")
-@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
-@click.option("--block", default=64, show_default=True, help="Users per block.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: one per core).")
+@click.option("--block", type=click.IntRange(min=1), default=64, show_default=True, help="Users per block.")
 @click.pass_obj
 def candidates_precompute(settings: Settings, active_days: float | None, all_users: bool, keep: int, engine: str,
                           master: str, workers: int | None, block: int) -> None:

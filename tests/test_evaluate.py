@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evaluation.harness import best_single, evaluate, pool_oracle, ratio_interval, time_split, write_report
+from evaluation.harness import (
+    best_single,
+    evaluate,
+    evaluate_seeds,
+    pool_oracle,
+    ratio_interval,
+    time_split,
+    write_report,
+)
 from graph.snapshot.format import EVENT_CODE
 from pymk.errors import EvaluationError, InputFormatError
 from pymk.metrics import paired_ratio_interval, rank_metrics
@@ -124,6 +133,19 @@ def test_a_graph_without_test_users_is_a_named_error_before_training(tmp_path):
     path.write_text("".join(f"{i} {i // 2} {1_300_000_000 + 60 * i}\n" for i in range(1, 200)))
     with pytest.raises(EvaluationError, match=r"tree\.txt: no test users: none of the 40 ties .* \(40 touch a user"):
         evaluate(path, users=10, progress=False)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [({"train_share": 1.5}, "train_share .* 1.5"),
+                                                 ({"train_share": 0.0}, "train_share .* 0.0"),
+                                                 ({"users": 0}, "users .* 0")])
+def test_bad_arguments_are_named_errors_before_reading(tmp_path, kwargs, message):
+    with pytest.raises(EvaluationError, match=message):
+        evaluate(tmp_path / "never-read.txt", progress=False, **kwargs)
+
+
+def test_no_seeds_is_a_named_error():
+    with pytest.raises(EvaluationError, match="no seeds"):
+        evaluate_seeds(Path("never-read.txt"), seeds=())
 
 
 def test_harness_finds_triangle_closures_and_writes_report(tmp_path):

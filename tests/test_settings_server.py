@@ -39,6 +39,27 @@ def test_a_mistyped_variable_is_named_with_the_one_meant(caplog, monkeypatch):
     assert unknown_variables({name: "1" for name in KNOWN_VARIABLES}) == []
 
 
+@pytest.mark.parametrize("args", [
+    ["eval", "{edges}", "--users", "0"], ["eval", "{edges}", "--train-share", "1.5"],
+    ["eval", "{edges}", "--seeds", "0"], ["eval", "{edges}", "--viewers-per-cut", "0"],
+    ["serve", "--port", "0"], ["serve", "--workers", "0"],
+    ["candidates", "precompute", "--block", "0"], ["candidates", "precompute", "--active-days", "-1"],
+    ["ranker", "train", "--viewers-per-cut", "-5"], ["embeddings", "refresh", "--epochs", "0"],
+    ["sim", "generate", "--out", "{tmp}", "--users", "0"], ["ingest", "edges", "{edges}", "--batch-size", "0"],
+    ["neo4j", "start", "--timeout", "0"], ["suggest", "u1", "--limit", "0"]])
+def test_cli_numeric_options_out_of_range_are_usage_errors(tmp_path, args):
+    """Parsed before anything runs: click's message names the option (some were tracebacks mid-run)."""
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    edges = tmp_path / "e.txt"
+    edges.write_text("a b 1\n")
+    argv = [a.format(edges=edges, tmp=tmp_path / "out") for a in args]
+    result = CliRunner().invoke(main, argv, env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and f"Invalid value for '{args[-2]}'" in result.output, result.output
+
+
 def test_external_server_is_never_started_or_stopped():
     cfg = Settings.from_env({"NEO4J_URI": "bolt://127.0.0.1:1"}).neo4j
     assert server.start(cfg).external
