@@ -125,24 +125,33 @@ class Neo4jGraphStore:
             raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
-        with self._driver.session(database=self._db, fetch_size=batch_size) as session:
-            result = session.run(query)
-            batch: list[neo4j.Record] = []
-            for record in result:
-                batch.append(record)
-                if len(batch) >= batch_size:
+        try:
+            with self._driver.session(database=self._db, fetch_size=batch_size) as session:
+                result = session.run(query)
+                batch: list[neo4j.Record] = []
+                for record in result:
+                    batch.append(record)
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
                     yield batch
-                    batch = []
-            if batch:
-                yield batch
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def server_info(self) -> str:
-        info = self._driver.get_server_info()
+        try:
+            info = self._driver.get_server_info()
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
         return f"{info.agent} at {self._uri} (Bolt {'.'.join(map(str, info.protocol_version))})"
 
     def ensure_schema(self) -> None:
-        for statement in SCHEMA:
-            self._driver.execute_query(statement, database_=self._db)
+        try:
+            for statement in SCHEMA:
+                self._driver.execute_query(statement, database_=self._db)
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def close(self) -> None:
         self._driver.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from pymk.cli_models import COMMANDS
-from pymk.errors import PymkError
+from pymk.errors import GraphStoreUnavailableError, PymkError
 from pymk.settings import Settings
 
 log = logging.getLogger("pymk")
@@ -31,6 +31,10 @@ class _Cli(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
+        except GraphStoreUnavailableError as exc:
+            hint = ("set NEO4J_URI to a running server, or start the local one: python -m pymk neo4j start"
+                    if ctx.obj is None or not ctx.obj.neo4j.external else "is the server at NEO4J_URI up?")
+            raise click.ClickException(f"{exc}\n{hint}") from exc
         except PymkError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
+from pymk.errors import ConfigError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
+        raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
     runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
         ("snapshot", stage_snapshot), ("embeddings", stage_embeddings), ("ranker", stage_ranker),

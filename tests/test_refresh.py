@@ -10,6 +10,7 @@ from graph.eventlog import EventLog
 from graph.ingest import ingest_edges, ingest_events, ingest_users
 from graph.memory_store import MemoryGraphStore
 from pymk.artifacts import ArtifactStore
+from pymk.errors import ConfigError
 from pymk.refresh import run_refresh, stage_embeddings, stage_ranker, stage_snapshot
 from pymk.settings import Settings
 from sim.export import SampleSpec, write_sample
@@ -68,7 +69,7 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
     calls.clear()
     again = run_refresh(settings, stages=("snapshot",), resume=True, runners=_runners(settings, store, calls))
     assert calls == ["snapshot"] and again["run"] != done["run"]
-    with pytest.raises(ValueError, match="'nightly'"):
+    with pytest.raises(ConfigError, match="'nightly'"):   # a PymkError: the CLI prints it, no traceback
         run_refresh(settings, stages=("nightly",))
 
 

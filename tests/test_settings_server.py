@@ -66,6 +66,28 @@ def test_external_server_is_never_started_or_stopped():
     assert server.stop(cfg) is False
 
 
+def test_an_unreachable_store_is_a_named_error_on_every_path(tmp_path):
+    """Bulk reads (snapshot export) and server info, as the serving reads already were; the CLI prints it
+    with what to do, no traceback. (Writes and the schema retry for 30 s first: not timed here.)"""
+    from click.testing import CliRunner
+
+    from graph.neo4j_store import Neo4jGraphStore
+    from pymk.cli import main
+    from pymk.errors import GraphStoreUnavailableError
+
+    env = {"PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": "1", "PYMK_NEO4J_CONNECT_TIMEOUT_S": "0.5"}
+    store = Neo4jGraphStore(Settings.from_env(env).neo4j)
+    try:
+        for call in (lambda: next(store.iter_friendships()), store.server_info, lambda: store.friends("u1")):
+            with pytest.raises(GraphStoreUnavailableError, match=r"bolt://127\.0\.0\.1:1 unavailable"):
+                call()
+    finally:
+        store.close()
+    result = CliRunner().invoke(main, ["snapshot", "export"], env=env)
+    assert result.exit_code == 1 and "unavailable" in result.output and "pymk neo4j start" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
 def test_status_of_a_server_that_never_ran(tmp_path):
     cfg = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": "1"}).neo4j
     st = server.status(cfg)
