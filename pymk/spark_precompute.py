@@ -22,6 +22,7 @@ requirements and read access to `PYMK_DATA_DIR` (a shared filesystem); see the R
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -132,6 +133,9 @@ def _block_ranker(data_dir: str, versions: dict, keep: int):
                                "a newer version was published while the job ran")
         built.pipeline.config = replace(built.pipeline.config, source_budget_s=600.0)   # offline: wait
         _EXECUTOR[key] = BlockRanker(built.pipeline, keep)
+        # cached for the worker's life: out of the collector's reach, as in the in-process engine
+        gc.collect()
+        gc.freeze()
     return _EXECUTOR[key]
 
 

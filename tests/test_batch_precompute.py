@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 import numpy as np
@@ -90,6 +91,22 @@ def test_batch_precompute_lists_are_identical_to_the_online_path(served, tmp_pat
         assert [c.sources for c in got] == [c.sources for c in ranked]
         assert all(np.allclose(g.proof["ranker"]["features"], r.proof["ranker"]["features"])
                    for g, r in zip(got, ranked, strict=True))
+
+
+def test_the_heap_is_frozen_while_blocks_rank_and_thawed_after(served, tmp_path):
+    """Full collections would rescan the snapshot and models for nothing; the freeze ends with the job."""
+    seen = []
+    engine = BlockRanker(served, keep=5)
+
+    def rank(users):
+        seen.append(gc.get_freeze_count())
+        return engine(users)
+
+    before = gc.get_freeze_count()
+    build_precomputed(served, np.arange(10), {}, ArtifactStore(tmp_path), keep=5, progress=False, rank=rank,
+                      block=4)
+    assert len(seen) == 3 and min(seen) > before + 1000   # the pipeline's objects among them
+    assert gc.get_freeze_count() == before
 
 
 def test_the_heuristic_order_has_no_block_engine(served):
