@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -126,8 +126,13 @@ def ingest_users(store: GraphStore, path: Path, batch_size: int = 10_000, progre
     source = ByteCounter(path)
 
     def flush(batch: list[UserRecord]) -> list[RowError]:
-        latest = {u.id: u for u in batch}  # a later row for the same id wins, as a re-run would
-        store.upsert_users(list(latest.values()))
+        # rows for one id fold into one, each given field of a later row winning: what upserting them
+        # one by one does (a blank field keeps the stored value), so batch boundaries change nothing
+        merged: dict[str, UserRecord] = {}
+        for u in batch:
+            old = merged.get(u.id)
+            merged[u.id] = u if old is None else replace(old, **u.properties())
+        store.upsert_users(list(merged.values()))
         return []
 
     return _run("users", source, read_users(source), flush, batch_size, progress)

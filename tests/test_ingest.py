@@ -92,6 +92,18 @@ def test_users_then_events_with_unknown_users_rejected(store, prefix, tmp_path):
     assert len(log.segments()) == 1 and len(list(log.read())) == 3
 
 
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_later_partial_row_updates_only_its_given_fields_whatever_the_batches(store, prefix, tmp_path, batch_size):
+    """A full row, then a row for the same id with blanks: the blanks keep what was given before (an
+    opt-out must not be lost because two rows shared a batch)."""
+    users = tmp_path / "users.csv"
+    users.write_text(f"id,school,city,opted_out\n{prefix}u,mit,oslo,true\n{prefix}v,,bergen,\n{prefix}u,harvard,,\n")
+    assert ingest_users(store, users, batch_size=batch_size, progress=False).loaded == 3
+    u = store.get_user(f"{prefix}u")
+    assert (u.school, u.city, u.opted_out) == ("harvard", "oslo", True)
+    assert store.opted_out_among([f"{prefix}u", f"{prefix}v"]) == {f"{prefix}u"}
+
+
 @pytest.mark.integration
 def test_killed_ingestion_rerun_completes_without_duplicates(neo4j_store, prefix, tmp_path, settings):
     path = tmp_path / "big.txt"
