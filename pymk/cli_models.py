@@ -197,12 +197,15 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
 @click.option("--stages", default=",".join(("snapshot", "embeddings", "ranker", "precompute")), show_default=True,
               help="Comma-separated stages to run, in their fixed order.")
 @click.option("--resume", is_flag=True, help="Continue the newest unfinished run after its last finished stage.")
+@click.option("--allow-shrink", is_flag=True,
+              help="Publish the snapshot even with under half the current one's friendships.")
 @click.pass_obj
-def refresh(settings: Settings, stages: str, resume: bool) -> None:
+def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool) -> None:
     """The nightly job: snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per stage."""
     from pymk.refresh import run_refresh
 
-    state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True)
+    state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True,
+                        allow_shrink=allow_shrink)
     for stage, done in state["done"].items():
         click.echo(f"{stage:<11} {done['version']:<28} {done['seconds']:>8.1f} s")
     click.echo(f"refresh {state['run']} finished in {state['total_seconds']:.1f} s "

@@ -22,24 +22,47 @@ import numpy as np
 
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
-from pymk.errors import ConfigError
+from pymk.errors import ArtifactError, ConfigError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGES = ("snapshot", "embeddings", "ranker", "precompute")
 
 
-def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress: bool = False) -> str:
-    """Neo4j (or `store`) + event log -> a new current snapshot version."""
+# A snapshot with under this share of the current one's friendships is refused: an export from the
+# wrong or an emptied database would otherwise be served at once (the API hot-swaps to it).
+MIN_KEPT_SHARE = 0.5
+
+
+def check_shrink(num_friendships: int, snapshots: ArtifactStore, min_kept: float = MIN_KEPT_SHARE) -> None:
+    """ArtifactError when a new snapshot keeps under `min_kept` of the current one's friendships."""
+    if snapshots.current_version() is None:
+        return
+    current = snapshots.current()
+    before = int(snapshots.manifest(current).get("num_friendships", 0))
+    if num_friendships < min_kept * before:
+        raise ArtifactError(
+            f"the new snapshot has {num_friendships:,} friendships where the current one ({current.name}) has "
+            f"{before:,}: under {min_kept:.0%} of it, so it is not published (a wrong or emptied database?); "
+            f"if the graph really shrank, publish it with --allow-shrink")
+
+
+def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress: bool = False,
+                   allow_shrink: bool = False) -> str:
+    """Neo4j (or `store`) + event log -> a new current snapshot version (refused if it lost most of the
+    current one's friendships, unless `allow_shrink`)."""
     from graph.connect import open_store
     from graph.eventlog import EventLog
     from graph.snapshot import from_store, save_snapshot
 
     own = store is None
     store = store or open_store(settings)
+    snapshots = ArtifactStore(settings.snapshot_dir)
     try:
         snap = from_store(store, EventLog(settings.event_log_dir), progress=progress)
-        return save_snapshot(snap, ArtifactStore(settings.snapshot_dir), source=store.server_info()).name
+        if not allow_shrink:
+            check_shrink(snap.num_edges, snapshots)
+        return save_snapshot(snap, snapshots, source=store.server_info()).name
     finally:
         if own:
             store.close()
@@ -142,19 +165,20 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
 
 
 def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
-                runners: dict[str, Callable[[], str]] | None = None, progress: bool = False) -> dict:
+                runners: dict[str, Callable[[], str]] | None = None, progress: bool = False,
+                allow_shrink: bool = False) -> dict:
     """Run `stages` in order (each publishes its artifact); returns the run's manifest.
 
     `runners` maps a stage to a callable returning the published version (defaults: the stage_*
-    functions with default arguments).
+    functions with default arguments; `allow_shrink` goes to stage_snapshot).
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
     runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
-        ("snapshot", stage_snapshot), ("embeddings", stage_embeddings), ("ranker", stage_ranker),
-        ("precompute", stage_precompute))}, **(runners or {})}
+        ("embeddings", stage_embeddings), ("ranker", stage_ranker), ("precompute", stage_precompute))},
+        "snapshot": lambda: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink), **(runners or {})}
     found = _resumable(settings, stages) if resume else None
     if found is None:
         run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"

@@ -10,7 +10,7 @@ from graph.eventlog import EventLog
 from graph.ingest import ingest_edges, ingest_events, ingest_users
 from graph.memory_store import MemoryGraphStore
 from pymk.artifacts import ArtifactStore
-from pymk.errors import ConfigError
+from pymk.errors import ArtifactError, ConfigError
 from pymk.refresh import run_refresh, stage_embeddings, stage_ranker, stage_snapshot
 from pymk.settings import Settings
 from sim.export import SampleSpec, write_sample
@@ -100,3 +100,49 @@ def test_the_ranker_trains_its_cut_embeddings_like_the_served_ones(world, monkey
     monkeypatch.setattr(jobs, "embed_graph", spy)
     stage_ranker(settings, epochs=1, viewers_per_cut=30)
     assert len(seen) == 1 and seen[0].epochs == 2 and seen[0].fanouts == (15, 10)
+
+
+def test_a_snapshot_that_lost_most_friendships_is_not_published(tmp_path):
+    """An export from an emptied (or the wrong) database would be served at once; it is refused by name,
+    and published only when asked to."""
+    from graph.records import Friendship
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship(f"u{i}", f"u{i + 1}", 1.0) for i in range(10)])
+    first = stage_snapshot(settings, store)
+    for a in range(6):   # 4 of 10 left: under half
+        store.remove_friendship(f"u{a}", f"u{a + 1}")
+    with pytest.raises(ArtifactError, match=f"4 friendships where the current one \\({first}\\) has 10"):
+        stage_snapshot(settings, store)
+    assert ArtifactStore(settings.snapshot_dir).current_version() == first
+    store.add_friendships([Friendship("u0", "u1", 1.0)])   # 5 of 10: half is kept, published
+    second = stage_snapshot(settings, store)
+    store.remove_friendship("u0", "u1")
+    assert stage_snapshot(settings, store, allow_shrink=True) not in (first, second)
+
+
+def test_an_edge_list_without_one_edge_publishes_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    bad = tmp_path / "ms.txt"
+    bad.write_text("1 2 1700000000000\n")   # milliseconds: outside the accepted window, rejected
+    result = CliRunner().invoke(main, ["snapshot", "from-edges", str(bad)], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1 and "no edge could be read (first bad row:" in result.output, result.output
+    assert ArtifactStore(tmp_path / "snapshots").current_version() is None
+
+
+@pytest.mark.parametrize("flag", [[], ["--allow-shrink"]])
+def test_refresh_passes_allow_shrink_to_its_snapshot_stage(tmp_path, monkeypatch, flag):
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    seen = []
+    monkeypatch.setattr("pymk.refresh.stage_snapshot", lambda settings, progress, allow_shrink: (
+        seen.append(allow_shrink) or "v1"))
+    result = CliRunner().invoke(main, ["refresh", "--stages", "snapshot", *flag], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert seen == [bool(flag)]
