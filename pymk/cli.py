@@ -224,7 +224,9 @@ def snapshot_from_edges(settings: Settings, path: Path, allow_shrink: bool) -> N
     if not allow_shrink:
         check_shrink(snap.num_edges, _snapshots(settings))
     out = save_snapshot(snap, _snapshots(settings), source=f"edge list {path}")
-    click.echo(f"snapshot {out.name}: {snap.num_users} users, {snap.num_edges} friendships")
+    bad = snap.meta.get("rejected_rows", 0)
+    click.echo(f"snapshot {out.name}: {snap.num_users} users, {snap.num_edges} friendships"
+               + (f" ({bad} bad rows skipped, the first of them logged above)" if bad else ""))
 
 
 @snapshot.command("info")

@@ -53,6 +53,17 @@ def test_id_array_keeps_non_canonical_ids_as_strings():
     assert id_array(["b", "a"]).tolist() == ["a", "b"]
 
 
+def test_from_edge_list_logs_the_first_bad_rows_then_a_count(tmp_path, caplog):
+    from graph.readers import MAX_LOGGED_REJECTS
+
+    path = tmp_path / "e.txt"
+    path.write_text("1 2 10\n" + "bad\n" * (3 * MAX_LOGGED_REJECTS))
+    with caplog.at_level("WARNING"):
+        snap = from_edge_list(path)
+    assert snap.meta["rejected_rows"] == 3 * MAX_LOGGED_REJECTS and snap.num_edges == 1
+    assert len(caplog.records) == MAX_LOGGED_REJECTS + 1 and "e.txt:2:" in caplog.records[0].getMessage()
+
+
 def test_from_edge_list_and_round_trip(tmp_path):
     path = tmp_path / "e.txt"
     path.write_text("src dst time\n1 2 10\n2 3 20\n3 1 30\n2 1 5\nbad\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from graph.eventlog import EventLog
-from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.readers import ByteCounter, EdgeRow, RejectCounter, read_edges
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
 from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_columns
 from graph.store import GraphStore
@@ -101,8 +101,7 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     src: list[str] = []
     dst: list[str] = []
     ts: list[float] = []
-    bad = 0
-    first_bad = None
+    rejects = RejectCounter()   # logs the first rows it refuses, then a count
     with progress_bar(total=source.size, unit="B", unit_scale=True, enabled=progress, desc=path.name) as bar:
         for row in read_edges(source):
             if isinstance(row, EdgeRow):
@@ -110,14 +109,14 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
                 dst.append(row.dst)
                 ts.append(np.nan if row.ts is None else row.ts)
             else:
-                bad += 1
-                first_bad = first_bad or row
-                log.warning("skipping %s", row)
+                rejects.reject(row)
             if len(src) % 100_000 == 0:
                 bar.update(source.bytes_read - bar.n)
         bar.update(source.bytes_read - bar.n)
+    bad = rejects.rejected
     if not src:   # an empty snapshot made current would leave serving with no graph
-        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if bad else ""))
+        raise InputFormatError(f"{path}: no edge could be read"
+                               + (f" (first bad row: {rejects.errors[0]})" if bad else ""))
     snap = from_pairs(src, dst, ts)
     snap.meta.update(source_file=str(path), rejected_rows=bad)
     log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
