@@ -1,0 +1,69 @@
+"""`pymk snapshot ...`: export, build, inspect and roll back versioned graph snapshots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pymk.settings import Settings
+
+
+@click.group()
+def snapshot() -> None:
+    """Export, build and inspect versioned graph snapshots."""
+
+
+def _snapshots(settings: Settings):
+    from pymk.artifacts import ArtifactStore
+
+    return ArtifactStore(settings.snapshot_dir)
+
+
+ALLOW_SHRINK = click.option("--allow-shrink", is_flag=True,
+                            help="Publish even with under half the current snapshot's friendships.")
+
+
+@snapshot.command("export")
+@ALLOW_SHRINK
+@click.pass_obj
+def snapshot_export(settings: Settings, allow_shrink: bool) -> None:
+    """Neo4j + event log -> a new snapshot version (made current)."""
+    from pymk.refresh import stage_snapshot
+
+    version = stage_snapshot(settings, progress=True, allow_shrink=allow_shrink)
+    manifest = _snapshots(settings).manifest(_snapshots(settings).current())
+    click.echo(f"snapshot {version}: {manifest['num_users']} users, {manifest['num_friendships']} friendships")
+
+
+@snapshot.command("from-edges")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@ALLOW_SHRINK
+@click.pass_obj
+def snapshot_from_edges(settings: Settings, path: Path, allow_shrink: bool) -> None:
+    """An edge list file -> a new snapshot version, without Neo4j."""
+    from graph.snapshot import from_edge_list, save_snapshot
+    from pymk.refresh import check_shrink
+
+    snap = from_edge_list(path, progress=True)
+    if not allow_shrink:
+        check_shrink(snap.num_edges, _snapshots(settings))
+    out = save_snapshot(snap, _snapshots(settings), source=f"edge list {path}")
+    bad = snap.meta.get("rejected_rows", 0)
+    click.echo(f"snapshot {out.name}: {snap.num_users} users, {snap.num_edges} friendships"
+               + (f" ({bad} bad rows skipped, the first of them logged above)" if bad else ""))
+
+
+@snapshot.command("info")
+@click.pass_obj
+def snapshot_info(settings: Settings) -> None:
+    store = _snapshots(settings)
+    current = store.current()
+    click.echo(json.dumps({k: v for k, v in store.manifest(current).items() if k != "arrays"}, indent=2))
+
+
+@snapshot.command("rollback")
+@click.pass_obj
+def snapshot_rollback(settings: Settings) -> None:
+    click.echo(f"current snapshot is now {_snapshots(settings).rollback()}")
