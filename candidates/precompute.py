@@ -117,6 +117,8 @@ def _ranked_blocks(rank: BlockRanker, users: np.ndarray, block: int, workers: in
     # The snapshot, the models and their indexes are long-lived objects that every full collection
     # would scan again, to free nothing: ~20% of a precompute's time (30k-user world, bench/RESULTS.md).
     # Frozen, the collector scans only what the blocks allocate; forked workers inherit the freeze.
+    # gc has one frozen set: a freeze made before (a serving process's) is left as it was.
+    thaw = gc.get_freeze_count() == 0
     gc.collect()
     gc.freeze()
     try:
@@ -127,7 +129,8 @@ def _ranked_blocks(rank: BlockRanker, users: np.ndarray, block: int, workers: in
             yield from pool.imap(_worker, blocks)
     finally:
         _WORKER_RANK = None
-        gc.unfreeze()
+        if thaw:
+            gc.unfreeze()
 
 
 def build_precomputed(pipeline, users: Sequence[int], versions: dict[str, str | None], out: ArtifactStore,

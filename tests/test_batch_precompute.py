@@ -102,11 +102,17 @@ def test_the_heap_is_frozen_while_blocks_rank_and_thawed_after(served, tmp_path)
         seen.append(gc.get_freeze_count())
         return engine(users)
 
+    gc.unfreeze()   # (an app built by another test may have frozen its heap)
+    build_precomputed(served, np.arange(10), {}, ArtifactStore(tmp_path), keep=5, progress=False, rank=rank,
+                      block=4)
+    assert len(seen) == 3 and min(seen) > 1000   # the pipeline's objects among them
+    assert gc.get_freeze_count() == 0
+    gc.freeze()   # a freeze made before the job (a serving process's) is not undone by it
     before = gc.get_freeze_count()
     build_precomputed(served, np.arange(10), {}, ArtifactStore(tmp_path), keep=5, progress=False, rank=rank,
                       block=4)
-    assert len(seen) == 3 and min(seen) > before + 1000   # the pipeline's objects among them
-    assert gc.get_freeze_count() == before
+    assert gc.get_freeze_count() >= before
+    gc.unfreeze()
 
 
 def test_the_heuristic_order_has_no_block_engine(served):
