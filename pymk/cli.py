@@ -224,7 +224,10 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int | None, threads: int | None) -> None:
     """Serve the HTTP API with a production WSGI server (gunicorn processes or waitress threads)."""
+    from pymk.ports import check_can_listen
+
     workers, threads = workers or settings.api.workers, threads or settings.api.threads
+    check_can_listen(host, port)   # before saying where it listens
     if workers > 1:
         # worker metrics are shared through this directory; prometheus_client reads the variable
         # when first imported, so it is set before the api package is loaded

@@ -106,3 +106,35 @@ def test_real_server_round_trip(neo4j_store, prefix):
     assert neo4j_store.friends(f"{prefix}x") == [f"{prefix}y"]
     assert neo4j_store.delete_users([f"{prefix}x", f"{prefix}y"]) == 2
     assert neo4j_store.get_user(f"{prefix}x") is None
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on_before_starting(tmp_path):
+    """A taken port is named at once (gunicorn retried in every worker; waitress ended in a traceback);
+    a port whose last server has just stopped (connections in TIME_WAIT) is free."""
+    import socket
+    import threading
+
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+    from pymk.errors import ConfigError
+    from pymk.ports import check_can_listen
+
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as gunicorn and waitress listen
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port} .*in use"):
+            check_can_listen("127.0.0.1", port)
+        result = CliRunner().invoke(main, ["serve", "--port", str(port), "--workers", "1"],
+                                    env={"PYMK_DATA_DIR": str(tmp_path)})
+        assert result.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in result.output
+        assert "pymk API on" not in result.output
+        # a connection the server side closes first leaves the port in TIME_WAIT once the listener is gone
+        server = threading.Thread(target=lambda: taken.accept()[0].close(), daemon=True)
+        server.start()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.recv(1)
+        server.join()
+    check_can_listen("127.0.0.1", port)
