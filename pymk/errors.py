@@ -35,6 +35,16 @@ class ServerError(PymkError):
     """The local Neo4j server could not be built, started or stopped."""
 
 
+class SparkUnavailableError(PymkError):
+    """No Spark session could be had (the master or the Spark Connect server cannot be reached)."""
+
+    def __init__(self, where: str, cause: Exception) -> None:
+        lines = [line.strip(" :") for line in str(cause).splitlines() if line.strip(" :")][:2]
+        detail = " ".join(lines)[:400] or cause.__class__.__name__
+        super().__init__(f"cannot start a Spark session on {where} (is it up and reachable from here?): {detail}")
+        self.where = where
+
+
 class GraphStoreUnavailableError(PymkError):
     """The graph store (Neo4j) cannot be reached right now; retrying later may succeed."""
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import socket
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -38,12 +40,25 @@ from candidates.precompute import publish_lists
 from graph.snapshot.format import string_order_rank
 from graph.snapshot.parquet import export_parquet
 from pymk.artifacts import ArtifactStore
+from pymk.errors import SparkUnavailableError
 from pymk.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 FOF_SCHEMA = "v long, cand long, mutual long, aa double, ra double, mutual_ids array<long>, rank int"
 RANKED_SCHEMA = "user long, blob binary, features binary, rows int, task_ms double"
+CONNECT_DEFAULT_PORT = 15002
 _EXECUTOR: dict = {}   # per Python worker: what it has loaded (reused across tasks)
+
+
+def _check_reachable(remote: str) -> None:
+    """SparkUnavailableError at once when nothing answers at a Spark Connect URL (sc://host[:port]/...):
+    the client would retry with growing waits for minutes before it says so."""
+    url = urlparse(remote)
+    host, port = url.hostname or "localhost", url.port or CONNECT_DEFAULT_PORT
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise SparkUnavailableError(f"SPARK_REMOTE={remote}", exc) from None
 
 
 def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute"):
@@ -51,7 +66,11 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
     from pyspark.sql import SparkSession
 
     if os.environ.get("SPARK_REMOTE"):
-        return SparkSession.builder.appName(app).remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+        _check_reachable(os.environ["SPARK_REMOTE"])
+        try:
+            return SparkSession.builder.appName(app).remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+        except Exception as exc:  # pyspark raises its own, py4j's and Java's errors here
+            raise SparkUnavailableError(f"SPARK_REMOTE={os.environ['SPARK_REMOTE']}", exc) from exc
     builder = SparkSession.builder.appName(app).config("spark.sql.adaptive.enabled", "true") \
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     if master:
@@ -63,7 +82,10 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
         path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         os.environ["PYTHONPATH"] = path
         builder = builder.config("spark.ui.enabled", "false").config("spark.executorEnv.PYTHONPATH", path)
-    return builder.getOrCreate()
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # e.g. a standalone master that cannot be reached, after Spark's own retries
+        raise SparkUnavailableError(f"master {master or '(as spark-submit set it)'}", exc) from exc
 
 
 def _id_rank(parquet_dir: str) -> np.ndarray:
@@ -193,18 +215,30 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
                      master: str | None = "local[*]", progress: bool = False) -> Path:
     """Rank `users` on Spark with the artifacts `built` was assembled from; publish their lists."""
     started = time.perf_counter()
-    from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
+    from pyspark.sql import SparkSession
 
     from ranker.batch import BlockRanker
-    from ranker.features import FEATURE_NAMES
 
     BlockRanker(built.pipeline, keep)   # fails early, on the driver, for a ranker without a block form
     fof = next((s for s in built.pipeline.sources if s.name == "fof"), None)
     parquet_dir = settings.data_dir / "parquet" / built.snapshot_version
     if not (parquet_dir / "users.parquet").exists():
         export_parquet(built.pipeline.snap, parquet_dir)
+    ours = SparkSession.getActiveSession() is None   # a session spark-submit or the caller made is left running
     spark = spark_session(master)
+    try:
+        return _rank_on_spark(spark, settings, built, users, keep, block, fof, parquet_dir, progress, started)
+    finally:
+        if ours:   # so that a later job in this process can have a session of another kind (Connect or not)
+            spark.stop()
+
+
+def _rank_on_spark(spark, settings: Settings, built, users: np.ndarray, keep: int, block: int, fof,
+                   parquet_dir: Path, progress: bool, started: float) -> Path:
     import pandas as pd
+    from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
+
+    from ranker.features import FEATURE_NAMES
 
     users = np.unique(np.asarray(users, dtype=np.int64))
     viewers = spark.createDataFrame(pd.DataFrame({"v": users, "block": np.arange(users.size) // block}))
