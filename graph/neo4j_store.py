@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import neo4j
@@ -104,54 +105,49 @@ class Neo4jGraphStore:
             log.info("server-side procedures: %s", ", ".join(sorted(self._procedures)) or "none (plain Cypher)")
         return procedure in self._procedures
 
+    @contextmanager
+    def _reachable(self) -> Iterator[None]:
+        """Every call to the server goes through here: one it cannot reach is GraphStoreUnavailableError."""
+        try:
+            yield
+        except UNAVAILABLE as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
+
     def _write(self, statements: Sequence[tuple[str, dict[str, Any]]]) -> None:
         def work(tx: neo4j.ManagedTransaction) -> None:
             for query, params in statements:
                 tx.run(query, params).consume()
 
-        try:
-            with self._driver.session(database=self._db) as session:
-                session.execute_write(work)
-        except UNAVAILABLE as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
+        with self._reachable(), self._driver.session(database=self._db) as session:
+            session.execute_write(work)
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
         """An auto-commit read: one round trip (serving reads are small and idempotent, never retried:
         a server that cannot be reached is reported at once as GraphStoreUnavailableError)."""
-        try:
-            with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
-                return list(session.run(query, params))
-        except UNAVAILABLE as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
+        with self._reachable(), self._driver.session(database=self._db,
+                                                     default_access_mode=neo4j.READ_ACCESS) as session:
+            return list(session.run(query, params))
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
-        try:
-            with self._driver.session(database=self._db, fetch_size=batch_size) as session:
-                result = session.run(query)
-                batch: list[neo4j.Record] = []
-                for record in result:
-                    batch.append(record)
-                    if len(batch) >= batch_size:
-                        yield batch
-                        batch = []
-                if batch:
+        with self._reachable(), self._driver.session(database=self._db, fetch_size=batch_size) as session:
+            batch: list[neo4j.Record] = []
+            for record in session.run(query):
+                batch.append(record)
+                if len(batch) >= batch_size:
                     yield batch
-        except UNAVAILABLE as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
+                    batch = []
+            if batch:
+                yield batch
 
     def server_info(self) -> str:
-        try:
+        with self._reachable():
             info = self._driver.get_server_info()
-        except UNAVAILABLE as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
         return f"{info.agent} at {self._uri} (Bolt {'.'.join(map(str, info.protocol_version))})"
 
     def ensure_schema(self) -> None:
-        try:
+        with self._reachable():
             for statement in SCHEMA:
                 self._driver.execute_query(statement, database_=self._db)
-        except UNAVAILABLE as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
 
     def close(self) -> None:
         self._driver.close()
