@@ -17,7 +17,6 @@ import os
 import shutil
 
 from pymk.errors import ConfigError
-from pymk.ports import check_can_listen
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,8 +24,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8) -> None:
-    """Serve until interrupted."""
-    check_can_listen(host, port)
+    """Serve until interrupted (`pymk serve` has checked it can listen on host:port)."""
     if workers <= 1:
         from waitress import serve as waitress_serve
 

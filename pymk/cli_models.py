@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from pymk.cli_snapshot import ALLOW_SHRINK
 from pymk.settings import Settings
 
 
@@ -197,8 +198,7 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
 @click.option("--stages", default=",".join(("snapshot", "embeddings", "ranker", "precompute")), show_default=True,
               help="Comma-separated stages to run, in their fixed order.")
 @click.option("--resume", is_flag=True, help="Continue the newest unfinished run after its last finished stage.")
-@click.option("--allow-shrink", is_flag=True,
-              help="Publish the snapshot even with under half the current one's friendships.")
+@ALLOW_SHRINK
 @click.pass_obj
 def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool) -> None:
     """The nightly job: snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per stage."""
