@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.readers import ByteCounter, EdgeRow, no_edge_read, read_edges
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
-from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def read_ties(path: Path) -> EdgeList:
     if bad:
         log.warning("%s: %d bad rows skipped", path, bad)
     if not first:
-        raise InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if bad else ""))
+        raise no_edge_read(path, first_bad)
     raw = np.fromiter(first.values(), np.float64, len(first))
     ts = unknown_zero_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
     if ts is not raw:   # interactions at an unknown time have none to count in

@@ -60,6 +60,11 @@ class EdgeRow:
     ts: float | None
 
 
+def no_edge_read(path: object, first_bad: RowError | None) -> InputFormatError:
+    """The error for an edge list without one readable edge, quoting its first bad row if it had one."""
+    return InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if first_bad else ""))
+
+
 def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
     weight is not read), or CSV with a header naming the columns."""

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from graph.eventlog import EventLog
-from graph.readers import ByteCounter, EdgeRow, RejectCounter, read_edges
+from graph.readers import ByteCounter, EdgeRow, RejectCounter, no_edge_read, read_edges
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
 from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_columns
 from graph.store import GraphStore
-from pymk.errors import InputFormatError
 from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -115,8 +114,7 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
         bar.update(source.bytes_read - bar.n)
     bad = rejects.rejected
     if not src:   # an empty snapshot made current would leave serving with no graph
-        raise InputFormatError(f"{path}: no edge could be read"
-                               + (f" (first bad row: {rejects.errors[0]})" if bad else ""))
+        raise no_edge_read(path, rejects.errors[0] if bad else None)
     snap = from_pairs(src, dst, ts)
     snap.meta.update(source_file=str(path), rejected_rows=bad)
     log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
