@@ -65,27 +65,28 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
     """A SparkSession: Spark Connect when SPARK_REMOTE is set, else `master` (None: as spark-submit set it)."""
     from pyspark.sql import SparkSession
 
-    if os.environ.get("SPARK_REMOTE"):
-        _check_reachable(os.environ["SPARK_REMOTE"])
-        try:
-            return SparkSession.builder.appName(app).remote(os.environ["SPARK_REMOTE"]).getOrCreate()
-        except Exception as exc:  # pyspark raises its own, py4j's and Java's errors here
-            raise SparkUnavailableError(f"SPARK_REMOTE={os.environ['SPARK_REMOTE']}", exc) from exc
-    builder = SparkSession.builder.appName(app).config("spark.sql.adaptive.enabled", "true") \
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    if master:
-        builder = builder.master(master)
-    if master and master.startswith("local"):
-        # local workers run this interpreter and import this checkout (a cluster gets both from
-        # spark-submit's --archives and --py-files, README)
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        os.environ["PYTHONPATH"] = path
-        builder = builder.config("spark.ui.enabled", "false").config("spark.executorEnv.PYTHONPATH", path)
+    remote = os.environ.get("SPARK_REMOTE")
+    if remote:
+        _check_reachable(remote)
+        builder, where = SparkSession.builder.appName(app).remote(remote), f"SPARK_REMOTE={remote}"
+    else:
+        builder = SparkSession.builder.appName(app).config("spark.sql.adaptive.enabled", "true") \
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        where = f"master {master or '(as spark-submit set it)'}"
+        if master:
+            builder = builder.master(master)
+        if master and master.startswith("local"):
+            # local workers run this interpreter and import this checkout (a cluster gets both from
+            # spark-submit's --archives and --py-files, README)
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+            os.environ["PYTHONPATH"] = path
+            builder = builder.config("spark.ui.enabled", "false").config("spark.executorEnv.PYTHONPATH", path)
     try:
         return builder.getOrCreate()
-    except Exception as exc:  # e.g. a standalone master that cannot be reached, after Spark's own retries
-        raise SparkUnavailableError(f"master {master or '(as spark-submit set it)'}", exc) from exc
+    except Exception as exc:  # pyspark's, py4j's and Java's errors: a missing client library, a master that
+        # cannot be reached after Spark's own retries
+        raise SparkUnavailableError(where, exc) from exc
 
 
 def _id_rank(parquet_dir: str) -> np.ndarray:
