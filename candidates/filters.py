@@ -107,6 +107,7 @@ def _rule(name: str, reason, ctx: FilterContext, candidates: list[Candidate]) ->
 
 
 RULES = {
+    "viewer_deactivated": lambda c, ctx: "the viewer's account is deactivated" if ctx.state.deactivated else None,
     "self": lambda c, ctx: "is the viewer" if c.user_id == ctx.viewer else None,
     "already_friends": lambda c, ctx: "already friends" if c.user_id in ctx.state.friends else None,
     "pending_request": lambda c, ctx: "request pending" if c.user_id in ctx.state.pending else None,

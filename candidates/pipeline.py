@@ -101,7 +101,7 @@ class CandidatePipeline:
         # sources, until k candidates survive or there are none left
         for batch in self._batches(user, ranked, k * self.config.overfetch):
             final += self.expensive_filters(user_id, batch, rec)
-            if len(final) >= k:
+            if len(final) >= k or rec.removed["viewer_deactivated"]:  # a closed account is shown nothing
                 break
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))

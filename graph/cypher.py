@@ -12,14 +12,20 @@ SCHEMA = (
 )
 Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
 Q_UPSERT_USERS = "UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props"
-Q_MERGE_FRIENDS = """
+_MATCH_PAIRS = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.a}) MATCH (b:User {id: row.b})
+"""
+_MERGE_TIE = """
 MERGE (a)-[r:FRIENDS_WITH]->(b)
 ON CREATE SET r.since = row.since
 ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR row.since < r.since)
                             THEN row.since ELSE r.since END
 """
+Q_MERGE_FRIENDS = _MATCH_PAIRS + _MERGE_TIE
+# A tie made by an accepted request: never between two users with a block either way, whichever batch
+# the block came in (a block in the same batch runs after this and removes the tie).
+Q_ACCEPT_FRIENDS = _MATCH_PAIRS + "WHERE NOT EXISTS { (a)-[:BLOCKED]-(b) }" + _MERGE_TIE
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
@@ -78,7 +84,7 @@ CALL () {
   RETURN collect(x.id) AS opted
 }
 OPTIONAL MATCH (u:User {id: $id})
-RETURN opted,
+RETURN opted, coalesce(u.deactivated, false) AS deactivated,
        [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
        [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,

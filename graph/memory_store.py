@@ -100,7 +100,7 @@ class MemoryGraphStore:
                 old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
                 status = "accepted" if ev.type == "accept" else "declined"
                 self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=ev.ts)
-                if ev.type == "accept":
+                if ev.type == "accept" and not self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}:
                     self.add_friendships([Friendship(ev.src, ev.dst, ev.ts)])
             elif ev.type == "block":
                 self.blocks.setdefault((ev.src, ev.dst), ev.ts)
@@ -167,6 +167,7 @@ class MemoryGraphStore:
             user_id, frozenset(self.adj.get(user_id, ())), frozenset(pending.incoming + pending.outgoing),
             frozenset(self.blocked(user_id)), declined,
             frozenset(b for a, b in self.dismissals if a == user_id),
+            bool(user_id in self.users and self.users[user_id].deactivated),
         )
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:

@@ -16,6 +16,7 @@ import neo4j
 from neo4j import GraphDatabase
 
 from graph.cypher import (
+    Q_ACCEPT_FRIENDS,
     Q_ALL_BLOCKS,
     Q_ALL_FRIENDS,
     Q_ALL_REQUESTS,
@@ -69,7 +70,7 @@ def _state(user_id: str, r: neo4j.Record | None) -> UserState:
     for other, at in r["declined"]:
         declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
     return UserState(user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
-                     declined, frozenset(r["dismissed"]))
+                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]))
 
 
 def _user_from_props(props: dict[str, Any]) -> UserRecord:
@@ -198,7 +199,7 @@ class Neo4jGraphStore:
                 dismissals.append(row)
         statements = [
             (q, {"rows": rows})
-            for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_MERGE_FRIENDS, friends),
+            for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_ACCEPT_FRIENDS, friends),
                             (Q_BLOCK, blocks), (Q_DISMISS, dismissals))
             if rows
         ]

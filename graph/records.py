@@ -110,3 +110,4 @@ class UserState:
     blocked: frozenset[str]            # blocks either way
     declined: dict[str, float]         # candidate -> when a request between them was declined
     dismissed: frozenset[str]          # suggestions this viewer dismissed
+    deactivated: bool = False          # the viewer's own account is closed or suspended: shown nothing

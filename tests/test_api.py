@@ -510,6 +510,19 @@ def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(cli
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
 
 
+def test_a_deactivated_viewer_is_shown_nothing_and_costs_one_rules_read(client, world, monkeypatch):
+    calls = []
+    rules = world.viewer_rules
+    monkeypatch.setattr(world, "viewer_rules", lambda *a: calls.append(a) or rules(*a))
+    assert client.post("/v1/users", json={"id": "a1", "deactivated": True}, headers=KEY).status_code == 201
+    resp = client.get("/v1/users/a1/suggestions?limit=2")  # 2: the rules would refill batch after batch
+    assert resp.status_code == 200 and resp.get_json()["suggestions"] == []
+    assert len(calls) == 1   # the refill stops at the first batch: no walk down the list and the fallback
+    assert "b0" in _ids(client.get("/v1/users/a2/suggestions"))  # others are served as before
+    assert client.post("/v1/users", json={"id": "a1", "deactivated": False}, headers=KEY).status_code == 201
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
+
+
 @pytest.mark.parametrize("mode", ["ids", "off"])
 def test_served_log_modes(app_settings, world, mode):
     from dataclasses import replace

@@ -180,8 +180,8 @@ def test_filters_remove_exactly_what_they_should():
     counts: Counter = Counter()
     res = apply_rules(cands, ctx, counts)
     assert [c.user_id for c in res.kept] == ["a3"]  # its decline is older than the cool-down
-    assert dict(counts) == {"self": 1, "already_friends": 1, "pending_request": 1, "blocked": 1,
-                            "opted_out": 0, "declined": 1, "dismissed": 1}
+    assert dict(counts) == {"viewer_deactivated": 0, "self": 1, "already_friends": 1, "pending_request": 1,
+                            "blocked": 1, "opted_out": 0, "declined": 1, "dismissed": 1}
     assert {c.user_id: why.split(":")[0] for c, why in res.removed} == {
         "a1": "self", "a2": "already_friends", "b1": "pending_request", "b2": "blocked", "b3": "declined",
         "b0": "dismissed"}

@@ -103,6 +103,27 @@ def test_block_removes_the_friendship(store, prefix):
     assert store.blocked(a) == {b}
 
 
+def test_an_accept_never_makes_a_tie_between_blocked_users_whatever_the_batch(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c)])
+    store.apply_events([Event("send", a, b, 1.0), Event("send", a, c, 1.0)])
+    store.apply_events([Event("block", b, a, 2.0)])
+    store.apply_events([Event("accept", b, a, 3.0), Event("accept", c, a, 3.0)])  # b's accept comes late
+    assert store.friends(a) == [c] and store.friends(b) == []
+    store.apply_events([Event("send", c, b, 4.0), Event("accept", b, c, 5.0), Event("block", c, b, 6.0)])
+    assert store.friends(b) == []   # in one batch the block wins too
+
+
+def test_the_viewer_state_says_when_its_own_account_is_deactivated(store, prefix):
+    a, b = f"{prefix}a", f"{prefix}b"
+    store.upsert_users([UserRecord(id=a, deactivated=True), UserRecord(id=b)])
+    assert store.viewer_rules(a, [b])[0].deactivated and store.user_state(a).deactivated
+    assert not store.viewer_rules(b, [a])[0].deactivated
+    assert not store.viewer_rules(f"{prefix}nobody", [])[0].deactivated
+    store.upsert_users([UserRecord(id=a, deactivated=False)])
+    assert not store.user_state(a).deactivated
+
+
 def test_opt_out_and_delete(store, prefix):
     ids = [f"{prefix}{i}" for i in range(3)]
     store.upsert_users([UserRecord(id=i) for i in ids])
