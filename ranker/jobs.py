@@ -16,7 +16,8 @@ from pymk.settings import Settings
 from ranker.connect import ConnectConfig, downsample, train_connect
 from ranker.features import FeatureContext
 from ranker.history import ConnectExamples, HistoryConfig, history_examples
-from ranker.train import RankerConfig, publish, train_ranker
+from ranker.scorers import FeatureScorer
+from ranker.train import RankerConfig, guarded, publish, train_ranker
 
 log = logging.getLogger(__name__)
 MIN_IMPRESSIONS = 1_000
@@ -56,10 +57,17 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
                          np.random.default_rng(0))
     out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect)
-    version = publish(out["scorers"]["focal"], configs["focal"], out["report"], store, snap_path.name, emb_version,
-                      history.per_source_k)
+    # publish guard: a model that does not beat the one-line heuristic on validation is not served; the
+    # heuristic is (a feature scorer), so a bad training run never makes the suggestions worse
+    won, why = guarded(out["report"]["results"], "focal")
+    out["report"]["publish_guard"] = why
+    scorer, cfg, chosen = ((out["scorers"]["focal"], configs["focal"], "focal (send x accept)") if won
+                           else (FeatureScorer("mutual"), None, "mutual friends (the focal ranker lost on validation)"))
+    if not won:
+        log.warning("publishing the mutual-friends heuristic, not the model: %s", why)
+    version = publish(scorer, cfg, out["report"], store, snap_path.name, emb_version, history.per_source_k)
     summary = [f"{name:<26} send AUC {res.get('send_head', {}).get('auc')}  accept AUC "
                f"{res.get('accept_head', {}).get('auc')}  NDCG@10(connections) {res['ndcg@10_connections']}"
                for name, res in out["report"]["results"].items()]
-    return {"version": version, "chosen": "focal (send x accept)", "report": out["report"], "summary": summary}
+    return {"version": version, "chosen": chosen, "report": out["report"], "summary": [*summary, why]}
 

@@ -21,6 +21,7 @@ from ranker.model import MultiTaskRanker
 from ranker.scorers import Scorer, TorchScorer, predict_logits
 
 log = logging.getLogger(__name__)
+HEURISTIC = "mutual_friends_heuristic"   # the one-line baseline a learned ranker must beat to be published
 
 
 @dataclass(frozen=True)
@@ -155,15 +156,17 @@ def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress
             "accept_head_uncalibrated": head_report(test_snd.y, raw_acc),
             "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, cal.score(p_send, p_acc_imp)), 4),
             "ndcg@10_connections_send_only": round(ndcg_at_k(test_imp.group, connected, p_send), 4),
+            "val_ndcg@10_connections": round(val_ndcg[cal.accept_weight], 4),
             "calibration": cal.to_dict(),
             "val_ndcg@10_by_accept_weight": {str(w): round(v, 4) for w, v in val_ndcg.items()},
             "config": asdict(cfg),
         }
         models[name], calibrations[name] = model, cal
         scorers[name] = TorchScorer(model, cal, mode="send_accept")
-    mutual = test_imp.x[:, FEATURE_NAMES.index("mutual")]
-    results["mutual_friends_heuristic"] = {
-        "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, mutual), 4)}
+    mutual = FEATURE_NAMES.index("mutual")
+    results[HEURISTIC] = {
+        "ndcg@10_connections": round(ndcg_at_k(test_imp.group, connected, test_imp.x[:, mutual]), 4),
+        "val_ndcg@10_connections": round(ndcg_at_k(val_imp.group, val_connected, val_imp.x[:, mutual]), 4)}
     report = {"periods": {"train_until": t1, "test_from": t2}, "train_rows": int(train_imp.y.size),
               "train_send_rows": int(train_snd.y.size), "test_rows": int(test_imp.y.size),
               "features": list(FEATURE_NAMES), "results": results, "seconds": round(time.perf_counter() - start, 1)}
@@ -175,6 +178,15 @@ def _connected(imp: Examples, snd: Examples) -> np.ndarray:
     acc_pairs = {(int(v), int(c)) for v, c, y in zip(snd.viewer, snd.cand, snd.y, strict=True) if y > 0}
     return np.array([(int(v), int(c)) in acc_pairs for v, c in zip(imp.viewer, imp.cand, strict=True)],
                     dtype=np.float64) * (imp.y > 0)
+
+
+def guarded(results: dict, name: str) -> tuple[bool, str]:
+    """Whether model `name` beat the mutual-friends heuristic on the validation period (never the test
+    period, which only reports), and the figures that decided it."""
+    model, heuristic = results[name]["val_ndcg@10_connections"], results[HEURISTIC]["val_ndcg@10_connections"]
+    won = model > heuristic
+    return won, (f"{name} {'beat' if won else 'did not beat'} the mutual-friends heuristic on validation "
+                 f"(NDCG@10 of connections {model:.4f} against {heuristic:.4f})")
 
 
 def publish(scorer: Scorer, cfg: RankerConfig | None, report: dict, store: ArtifactStore,

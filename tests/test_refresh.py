@@ -146,3 +146,42 @@ def test_refresh_passes_allow_shrink_to_its_snapshot_stage(tmp_path, monkeypatch
     result = CliRunner().invoke(main, ["refresh", "--stages", "snapshot", *flag], env={"PYMK_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert seen == [bool(flag)]
+
+
+@pytest.mark.parametrize("model_lost", [False, True])
+def test_a_ranker_that_does_not_beat_the_heuristic_on_validation_is_not_published(world, monkeypatch, model_lost):
+    """With an impression log the focal ranker is published only if it beats the mutual-friends heuristic on
+    the validation period; otherwise the heuristic is, and the manifest says why."""
+    import ranker.jobs as jobs
+    from ranker.scorers import load_scorer
+    from ranker.train import HEURISTIC, guarded
+
+    def judged(results, name):   # the model's validation figure set just below or above the heuristic's
+        results[name]["val_ndcg@10_connections"] = results[HEURISTIC]["val_ndcg@10_connections"] + (
+            -0.01 if model_lost else 0.01)
+        return guarded(results, name)
+
+    settings, store = world
+    stage_snapshot(settings, store)
+    monkeypatch.setattr(jobs, "guarded", judged)
+    stage_ranker(settings, epochs=1, viewers_per_cut=30)
+    rankers = ArtifactStore(settings.ranker_dir)
+    manifest = rankers.manifest(rankers.current())
+    results = manifest["report"]["results"]
+    assert {"focal", HEURISTIC} <= results.keys()   # the impression log was used
+    verdict = "did not beat" if model_lost else "beat"
+    assert manifest["report"]["publish_guard"].startswith(f"focal {verdict} the mutual-friends heuristic")
+    assert manifest["scorer"]["kind"] == ("feature" if model_lost else "torch")
+    scorer = load_scorer(rankers.current(), manifest)
+    assert scorer.kind == manifest["scorer"]["kind"]
+
+
+def test_the_guard_compares_validation_figures_only():
+    from ranker.train import HEURISTIC, guarded
+
+    results = {"focal": {"val_ndcg@10_connections": 0.30, "ndcg@10_connections": 0.10},
+               HEURISTIC: {"val_ndcg@10_connections": 0.30, "ndcg@10_connections": 0.50}}
+    assert guarded(results, "focal") == (False, "focal did not beat the mutual-friends heuristic on validation "
+                                                "(NDCG@10 of connections 0.3000 against 0.3000)")
+    results["focal"]["val_ndcg@10_connections"] = 0.31   # the test figures never decide
+    assert guarded(results, "focal")[0]
