@@ -136,6 +136,17 @@ def users():
     return jsonify({"user_id": user.id}), 201
 
 
+@bp.delete("/v1/users/<user_id>")
+def delete_user(user_id: str):
+    """Delete an account: its node, ties, requests and blocks go from the graph store at once, and it is
+    never suggested again nor served, though the served snapshot (made before) still holds it."""
+    _require_key()
+    store = _svc().store
+    _require_users(store, user_id=user_id)
+    store.delete_users([user_id])
+    return jsonify({"user_id": user_id, "deleted": True})
+
+
 @bp.post("/v1/friendships")
 def friendships():
     _require_key()

@@ -85,6 +85,11 @@ class UserOut(_Out):
     user_id: str
 
 
+class DeletedOut(_Out):
+    user_id: str
+    deleted: bool
+
+
 class FriendshipOut(_Out):
     a: str
     b: str

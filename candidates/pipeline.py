@@ -29,6 +29,7 @@ from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
 from graph.snapshot.format import EVENT_CODE
+from pymk.errors import UnknownUserError
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -233,6 +234,8 @@ class CandidatePipeline:
         """Every hard rule, on fresh state, for the few candidates about to be returned."""
         start = time.perf_counter()
         ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in candidates]))
+        if ctx.state.deleted:   # deleted after the snapshot was made: unknown from now on, as for the store
+            raise UnknownUserError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return result.kept

@@ -9,6 +9,7 @@ SCHEMA = (
     "CREATE INDEX user_created_at IF NOT EXISTS FOR (u:User) ON (u.created_at)",
     "CREATE INDEX user_city IF NOT EXISTS FOR (u:User) ON (u.city)",
     "CREATE INDEX requested_status IF NOT EXISTS FOR ()-[r:REQUESTED]-() ON (r.status)",
+    "CREATE CONSTRAINT deleted_user_id_unique IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
 )
 Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
 Q_UPSERT_USERS = "UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props"
@@ -59,7 +60,14 @@ MERGE (a)-[d:DISMISSED]->(b) ON CREATE SET d.at = row.ts
 ON MATCH SET d.at = CASE WHEN row.ts > d.at THEN row.ts ELSE d.at END
 """
 Q_SET_OPT_OUT = "MATCH (u:User {id: $id}) SET u.opted_out = $value RETURN count(u) AS n"
-Q_DELETE_USERS = "UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u RETURN count(*) AS n"
+# A deleted account leaves a tombstone (its id and when) so the served snapshot, made before the deletion,
+# stops suggesting it at once; a user created again under the same id is not deleted (it has a node).
+Q_DELETE_USERS = """
+UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u
+WITH id MERGE (d:DeletedUser {id: id}) SET d.at = $at
+RETURN count(*) AS n
+"""
+Q_PURGE_TOMBSTONES_PREFIX = "MATCH (d:DeletedUser) WHERE d.id STARTS WITH $prefix DELETE d"
 Q_DELETE_PREFIX = """
 MATCH (u:User) WHERE u.id STARTS WITH $prefix
 CALL (u) { DETACH DELETE u } IN TRANSACTIONS OF 5000 ROWS
@@ -67,9 +75,13 @@ RETURN count(*) AS n
 """
 Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
-Q_OPTED_OUT = """
-UNWIND $ids AS id MATCH (u:User {id: id}) WHERE u.opted_out = true OR u.deactivated = true RETURN u.id AS id
+# candidates never to suggest: opted out, deactivated, or deleted since the snapshot was made
+_UNSUGGESTABLE = """
+UNWIND $ids AS cid OPTIONAL MATCH (x:User {id: cid})
+WITH cid, x WHERE x.opted_out = true OR x.deactivated = true
+                  OR (x IS NULL AND EXISTS { MATCH (:DeletedUser {id: cid}) })
 """
+Q_OPTED_OUT = _UNSUGGESTABLE + "RETURN cid AS id"
 Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
 Q_PENDING = """
 MATCH (u:User {id: $id})
@@ -79,12 +91,11 @@ RETURN [(u)<-[r:REQUESTED {status: 'pending'}]-(x) | x.id] AS incoming,
 Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
 # The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
 Q_RULES = """
-CALL () {
-  UNWIND $ids AS cid MATCH (x:User {id: cid}) WHERE x.opted_out = true OR x.deactivated = true
-  RETURN collect(x.id) AS opted
+CALL () {""" + _UNSUGGESTABLE + """  RETURN collect(cid) AS opted
 }
 OPTIONAL MATCH (u:User {id: $id})
 RETURN opted, coalesce(u.deactivated, false) AS deactivated,
+       u IS NULL AND EXISTS { MATCH (:DeletedUser {id: $id}) } AS deleted,
        [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
        [(u)-[r:REQUESTED {status: 'pending'}]-(p) | p.id] AS pending,
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,

@@ -138,6 +138,19 @@ def ingest_users(store: GraphStore, path: Path, batch_size: int = 10_000, progre
     return _run("users", source, read_users(source), flush, batch_size, progress)
 
 
+def ingest_deletions(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True
+                      ) -> IngestReport:
+    """Delete the accounts a CSV with an `id` column names (other columns are ignored). Each leaves a
+    tombstone, so it is never suggested nor served again; ids already gone are no error (re-runnable)."""
+    source = ByteCounter(path)
+
+    def flush(batch: list[UserRecord]) -> list[RowError]:
+        store.delete_users([u.id for u in batch])
+        return []
+
+    return _run("deletions", source, read_users(source), flush, batch_size, progress)
+
+
 def ingest_events(
     store: GraphStore, path: Path, event_log: EventLog | None, batch_size: int = 10_000, progress: bool = True,
 ) -> IngestReport:

@@ -7,6 +7,7 @@ It records every call in `calls`, so tests can check what a caller asked for.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -38,6 +39,7 @@ class MemoryGraphStore:
         self.requests: dict[tuple[str, str], Request] = {}
         self.blocks: dict[tuple[str, str], float] = {}
         self.dismissals: dict[tuple[str, str], float] = {}
+        self.tombstones: dict[str, float] = {}   # deleted user -> when (as Neo4j's :DeletedUser nodes)
         self.calls: list[str] = []
 
     def server_info(self) -> str:
@@ -121,6 +123,7 @@ class MemoryGraphStore:
                 continue
             n += 1
             del self.users[uid]
+            self.tombstones[uid] = time.time()
             for other in list(self.adj.pop(uid, ())):
                 self.adj[other].discard(uid)
                 self.since.pop(tuple(sorted((uid, other))), None)
@@ -132,7 +135,9 @@ class MemoryGraphStore:
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("refusing to delete with an empty prefix (that is every user)")
-        return self.delete_users([u for u in self.users if u.startswith(prefix)])
+        n = self.delete_users([u for u in self.users if u.startswith(prefix)])
+        self.tombstones = {u: t for u, t in self.tombstones.items() if not u.startswith(prefix)}
+        return n
 
     def get_user(self, user_id: str) -> UserRecord | None:
         return self.users.get(user_id)
@@ -141,7 +146,10 @@ class MemoryGraphStore:
         return {i for i in ids if i in self.users}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return {i for i in ids if i in self.users and not self.users[i].suggestable}
+        return {i for i in ids if (not self.users[i].suggestable if i in self.users else self._deleted(i))}
+
+    def _deleted(self, user_id: str) -> bool:
+        return user_id not in self.users and user_id in self.tombstones
 
     def friends(self, user_id: str) -> list[str]:
         return sorted(self.adj.get(user_id, ()))
@@ -167,7 +175,7 @@ class MemoryGraphStore:
             user_id, frozenset(self.adj.get(user_id, ())), frozenset(pending.incoming + pending.outgoing),
             frozenset(self.blocked(user_id)), declined,
             frozenset(b for a, b in self.dismissals if a == user_id),
-            bool(user_id in self.users and self.users[user_id].deactivated),
+            bool(user_id in self.users and self.users[user_id].deactivated), self._deleted(user_id),
         )
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:

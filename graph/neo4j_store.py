@@ -8,8 +8,10 @@ Friendships are stored once per pair, directed from the smaller id to the larger
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import neo4j
@@ -37,6 +39,7 @@ from graph.cypher import (
     Q_OPTED_OUT,
     Q_PENDING,
     Q_PROCEDURES,
+    Q_PURGE_TOMBSTONES_PREFIX,
     Q_REMOVE_FRIEND,
     Q_RESPOND,
     Q_RULES,
@@ -70,7 +73,8 @@ def _state(user_id: str, r: neo4j.Record | None) -> UserState:
     for other, at in r["declined"]:
         declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
     return UserState(user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
-                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]))
+                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]),
+                     bool(r["deleted"]))
 
 
 def _user_from_props(props: dict[str, Any]) -> UserRecord:
@@ -211,7 +215,8 @@ class Neo4jGraphStore:
         self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
 
     def delete_users(self, ids: Iterable[str]) -> int:
-        records = self._driver.execute_query(Q_DELETE_USERS, {"ids": list(ids)}, database_=self._db).records
+        records = self._driver.execute_query(Q_DELETE_USERS, {"ids": sorted(set(ids)), "at": time.time()},
+                                             database_=self._db).records
         return int(records[0]["n"]) if records else 0
 
     def delete_users_with_prefix(self, prefix: str) -> int:
@@ -219,6 +224,7 @@ class Neo4jGraphStore:
             raise ValueError("refusing to delete with an empty prefix (that is every user)")
         with self._driver.session(database=self._db) as session:  # CALL IN TRANSACTIONS needs autocommit
             record = session.run(Q_DELETE_PREFIX, {"prefix": prefix}).single()
+        self._write([(Q_PURGE_TOMBSTONES_PREFIX, {"prefix": prefix})])   # a namespace wiped leaves nothing
         return int(record["n"]) if record else 0
 
     # reads
@@ -249,7 +255,9 @@ class Neo4jGraphStore:
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
         record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
-        return _state(user_id, record if record["friends"] is not None else None), set(record["opted"])
+        state = _state(user_id, record) if record["friends"] is not None else replace(
+            _state(user_id, None), deleted=bool(record["deleted"]))
+        return state, set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)

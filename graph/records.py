@@ -111,3 +111,4 @@ class UserState:
     declined: dict[str, float]         # candidate -> when a request between them was declined
     dismissed: frozenset[str]          # suggestions this viewer dismissed
     deactivated: bool = False          # the viewer's own account is closed or suspended: shown nothing
+    deleted: bool = False              # the viewer's account was deleted after the served snapshot was made

@@ -105,7 +105,7 @@ def neo4j_build() -> None:
 
 # ---- ingestion --------------------------------------------------------------------------------
 @main.command()
-@click.argument("kind", type=click.Choice(["edges", "users", "events"]))
+@click.argument("kind", type=click.Choice(["edges", "users", "events", "deletions"]))
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Rows per transaction (default PYMK_INGEST_BATCH).")
@@ -118,7 +118,8 @@ def neo4j_build() -> None:
 @click.pass_obj
 def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: int | None,
            rejects: Path | None, allow_rejects: bool, interactions: bool, no_progress: bool) -> None:
-    """Load edge lists, user CSVs or JSONL events into the graph (idempotent).
+    """Load edge lists, user CSVs or JSONL events into the graph, or delete the accounts a CSV with an
+    `id` column names (`deletions`). Idempotent.
 
     Exits 2 when any row was rejected (so scripts notice), unless --allow-rejects.
     """
@@ -137,6 +138,8 @@ def ingest(settings: Settings, kind: str, paths: tuple[Path, ...], batch_size: i
                 reports.append(ing.ingest_edges(store, path, size, progress=not no_progress, interactions=said))
             elif kind == "users":
                 reports.append(ing.ingest_users(store, path, size, progress=not no_progress))
+            elif kind == "deletions":
+                reports.append(ing.ingest_deletions(store, path, size, progress=not no_progress))
             else:
                 reports.append(ing.ingest_events(store, path, EventLog(settings.event_log_dir), size,
                                                  progress=not no_progress))

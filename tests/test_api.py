@@ -523,6 +523,20 @@ def test_a_deactivated_viewer_is_shown_nothing_and_costs_one_rules_read(client, 
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
 
 
+def test_a_deleted_account_is_gone_from_suggestions_at_once_though_the_snapshot_holds_it(client):
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
+    assert client.delete("/v1/users/b0").status_code == 401
+    resp = client.delete("/v1/users/b0", headers=KEY)
+    assert resp.status_code == 200 and resp.get_json() == {"user_id": "b0", "deleted": True}
+    assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))
+    gone = client.get("/v1/users/b0/suggestions")   # in the served snapshot, deleted in the store
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "unknown_user"
+    again = client.delete("/v1/users/b0", headers=KEY)
+    assert again.status_code == 404 and again.get_json()["error"]["field"] == "user_id"
+    assert client.post("/v1/users", json={"id": "b0"}, headers=KEY).status_code == 201  # a new account
+    assert client.get("/v1/users/b0/suggestions").status_code == 200
+
+
 @pytest.mark.parametrize("mode", ["ids", "off"])
 def test_served_log_modes(app_settings, world, mode):
     from dataclasses import replace

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from graph.eventlog import EventLog
-from graph.ingest import ingest_edges, ingest_events, ingest_users
+from graph.ingest import ingest_deletions, ingest_edges, ingest_events, ingest_users
+from graph.records import Friendship
 
 
 def _write_edges(path, prefix: str, n: int) -> set[tuple[str, str]]:
@@ -105,6 +106,21 @@ def test_a_later_partial_row_updates_only_its_given_fields_whatever_the_batches(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_deletions_file_deletes_each_account_once_and_can_be_rerun(store, prefix, tmp_path, batch_size):
+    ids = [f"{prefix}{i}" for i in range(5)]
+    store.add_friendships([Friendship(ids[i], ids[i + 1]) for i in range(4)])
+    path = tmp_path / "deletions.csv"
+    path.write_text(f"id,reason\n{ids[1]},gdpr\n\n{ids[3]},\n{ids[1]},again\n\"{ids[4]}\n")
+    report = ingest_deletions(store, path, batch_size, progress=False)
+    assert (report.rows_read, report.loaded, report.rejected) == (4, 3, 1)
+    assert report.errors[0].line == 6    # file and line of the malformed row
+    assert store.existing_users(ids) == {ids[0], ids[2], ids[4]}
+    assert store.opted_out_among(ids) == {ids[1], ids[3]} and store.friends(ids[2]) == []
+    again = ingest_deletions(store, path, batch_size, progress=False)   # re-run: nothing more, no error
+    assert again.loaded == 3 and store.existing_users(ids) == {ids[0], ids[2], ids[4]}
+
+
 def test_killed_ingestion_rerun_completes_without_duplicates(neo4j_store, prefix, tmp_path, settings):
     path = tmp_path / "big.txt"
     pairs = _write_edges(path, prefix, 40_000)

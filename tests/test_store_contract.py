@@ -124,6 +124,21 @@ def test_the_viewer_state_says_when_its_own_account_is_deactivated(store, prefix
     assert not store.user_state(a).deactivated
 
 
+def test_a_deleted_user_is_never_suggested_nor_served_until_created_again(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.add_friendships([Friendship(a, b), Friendship(b, c)])
+    assert store.delete_users([c, c, f"{prefix}nobody"]) == 1   # a repeated or unknown id is no error
+    assert store.opted_out_among([a, c]) == {c} == store.viewer_rules(a, [b, c])[1]
+    assert store.viewer_rules(c, [a])[0].deleted and store.user_state(c).deleted
+    assert not store.viewer_rules(a, [])[0].deleted and not store.user_state(f"{prefix}nobody").deleted
+    assert store.friends(b) == [a]
+    store.upsert_users([UserRecord(id=c)])   # the same id created again is a new, suggestable user
+    assert store.opted_out_among([c]) == set() and not store.user_state(c).deleted
+    store.delete_users([c])
+    store.delete_users_with_prefix(prefix)   # a namespace wiped leaves no tombstone behind
+    assert not store.user_state(c).deleted and store.opted_out_among([c]) == set()
+
+
 def test_opt_out_and_delete(store, prefix):
     ids = [f"{prefix}{i}" for i in range(3)]
     store.upsert_users([UserRecord(id=i) for i in ids])
