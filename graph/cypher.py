@@ -53,6 +53,11 @@ WITH a, b
 OPTIONAL MATCH (a)-[f:FRIENDS_WITH]-(b)
 DELETE f
 """
+Q_UNBLOCK = """
+UNWIND $rows AS row
+MATCH (:User {id: row.src})-[k:BLOCKED]->(:User {id: row.dst})
+DELETE k
+"""
 Q_DISMISS = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})

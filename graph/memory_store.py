@@ -90,9 +90,11 @@ class MemoryGraphStore:
 
     def apply_events(self, events: Sequence[Event]) -> int:
         self.calls.append("apply_events")
-        order = {"send": 0, "accept": 1, "decline": 1, "block": 3, "dismiss": 4}
+        order = {"send": 0, "accept": 1, "decline": 1, "block": 3, "unblock": 3, "dismiss": 4}
         applied = 0
-        for ev in sorted((e for e in events if e.type in order), key=lambda e: order[e.type]):
+        # by kind as the Neo4j store's statements run; blocks and unblocks among themselves in time order
+        key = lambda e: (order[e.type], e.ts if order[e.type] == 3 else 0.0)  # noqa: E731
+        for ev in sorted((e for e in events if e.type in order), key=key):
             applied += 1
             if ev.src not in self.users or ev.dst not in self.users:
                 continue  # like MATCH in Cypher: events about unknown users change nothing
@@ -107,6 +109,8 @@ class MemoryGraphStore:
             elif ev.type == "block":
                 self.blocks.setdefault((ev.src, ev.dst), ev.ts)
                 self.remove_friendship(ev.src, ev.dst)
+            elif ev.type == "unblock":
+                self.blocks.pop((ev.src, ev.dst), None)
             else:
                 key = (ev.src, ev.dst)
                 self.dismissals[key] = max(self.dismissals.get(key, ev.ts), ev.ts)

@@ -45,6 +45,7 @@ from graph.cypher import (
     Q_RULES,
     Q_SEND,
     Q_SET_OPT_OUT,
+    Q_UNBLOCK,
     Q_UPSERT_USERS,
     SCHEMA,
 )
@@ -188,6 +189,13 @@ class Neo4jGraphStore:
 
     def apply_events(self, events: Sequence[Event]) -> int:
         sends, responses, blocks, dismissals, friends = [], [], [], [], []
+        # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block
+        # or unblock, by time, was an unblock: what applying them one by one in time order leaves
+        last: dict[tuple[str, str], Event] = {}
+        for ev in events:
+            if ev.type in ("block", "unblock") and ev.ts >= last.get((ev.src, ev.dst), ev).ts:
+                last[(ev.src, ev.dst)] = ev
+        unblocks = [{"src": ev.src, "dst": ev.dst} for ev in last.values() if ev.type == "unblock"]
         for ev in events:
             row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
             if ev.type == "send":
@@ -204,12 +212,13 @@ class Neo4jGraphStore:
         statements = [
             (q, {"rows": rows})
             for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_ACCEPT_FRIENDS, friends),
-                            (Q_BLOCK, blocks), (Q_DISMISS, dismissals))
+                            (Q_BLOCK, blocks), (Q_UNBLOCK, unblocks), (Q_DISMISS, dismissals))
             if rows
         ]
         if statements:
             self._write(statements)
-        return len(sends) + len(responses) + len(blocks) + len(dismissals)
+        return len(sends) + len(responses) + len(blocks) + len(dismissals) + sum(
+            ev.type == "unblock" for ev in events)
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])

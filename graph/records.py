@@ -11,7 +11,9 @@ PROFILE_FIELDS: tuple[str, ...] = (
 CATEGORICAL_FIELDS: tuple[str, ...] = ("school", "employer", "city", "age_group", "language")
 # "interaction": a message, comment or other contact between two users (logged only; no state changes).
 # New types go at the end: a type's code is its position, and stored snapshots keep their codes.
-EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block", "interaction")
+# "unblock": `src` lifts its own block of `dst` (a block `dst` made stays; a tie the block ended stays ended).
+EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block", "interaction",
+                                "unblock")
 REQUEST_STATUSES: tuple[str, ...] = ("pending", "accepted", "declined")
 
 

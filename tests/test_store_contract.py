@@ -114,6 +114,23 @@ def test_an_accept_never_makes_a_tie_between_blocked_users_whatever_the_batch(st
     assert store.friends(b) == []   # in one batch the block wins too
 
 
+def test_an_unblock_lifts_only_its_own_block_in_time_order_whatever_the_batch_order(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.add_friendships([Friendship(a, b), Friendship(a, c)])
+    store.apply_events([Event("block", a, b, 1.0), Event("block", b, a, 1.0)])
+    store.apply_events([Event("unblock", a, b, 2.0)])
+    assert store.blocked(a) == {b}   # b's block of a stays
+    store.apply_events([Event("unblock", b, a, 3.0), Event("unblock", b, a, 3.0)])
+    assert store.blocked(a) == set() and store.friends(a) == [c]   # the tie the block ended stays ended
+    # one batch: the later of a block and an unblock of one pair wins, in whatever order they are listed
+    store.apply_events([Event("unblock", a, c, 5.0), Event("block", a, c, 4.0)])
+    assert store.blocked(a) == set() and store.friends(a) == []   # blocked at 4 (the tie ended), lifted at 5
+    store.apply_events([Event("block", a, c, 7.0), Event("unblock", a, c, 6.0)])
+    assert store.blocked(a) == {c}
+    store.apply_events([Event("unblock", c, a, 8.0)])   # c never blocked a: nothing to lift
+    assert store.blocked(a) == {c}
+
+
 def test_the_viewer_state_says_when_its_own_account_is_deactivated(store, prefix):
     a, b = f"{prefix}a", f"{prefix}b"
     store.upsert_users([UserRecord(id=a, deactivated=True), UserRecord(id=b)])
