@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
@@ -118,6 +119,29 @@ RULES = {
                                 else None),
     "dismissed": lambda c, ctx: "dismissed by the viewer" if c.user_id in ctx.state.dismissed else None,
 }
+
+
+def current_proof(candidates: list[Candidate], friends: frozenset[str]) -> list[Candidate]:
+    """The mutual friends a proof names, kept only while they are still the viewer's friends on fresh state.
+
+    The snapshot's two-hop proof can name someone whose tie with the viewer ended since (a block either
+    way, an unfriending, a deleted account): that name is not shown, and the count drops with it.
+    """
+    out = []
+    for c in candidates:
+        fof = c.proof.get("fof")
+        names = fof.get("mutual_ids", ()) if fof else ()
+        gone = [m for m in names if m not in friends]
+        if gone:
+            left = int(fof["mutual_count"]) - len(gone)
+            proof = dict(c.proof)
+            if left > 0:
+                proof["fof"] = {**fof, "mutual_count": left, "mutual_ids": [m for m in names if m in friends]}
+            else:
+                del proof["fof"]
+            c = replace(c, proof=MappingProxyType(proof))
+        out.append(c)
+    return out
 
 
 def apply_rules(candidates: list[Candidate], ctx: FilterContext, counts: Counter | None = None

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose
-from candidates.filters import FilterContext, StateReader, apply_rules
+from candidates.filters import FilterContext, StateReader, apply_rules, current_proof
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
@@ -237,8 +237,9 @@ class CandidatePipeline:
         if ctx.state.deleted:   # deleted after the snapshot was made: unknown from now on, as for the store
             raise UnknownUserError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
+        kept = current_proof(result.kept, ctx.state.friends)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
-        return result.kept
+        return kept
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -67,6 +67,14 @@ def test_suggestions_with_explanations(app, client):
     assert "reasons" not in lean
 
 
+def test_a_mutual_friend_the_viewer_blocked_since_the_snapshot_is_not_named(client):
+    assert client.post("/v1/blocks", json={"src": "a1", "dst": "a0"}, headers=KEY).status_code == 201
+    body = client.get("/v1/users/a1/suggestions?limit=5").get_json()
+    assert body["suggestions"] and "a0" not in _ids(client.get("/v1/users/a1/suggestions?limit=5"))
+    for s in body["suggestions"]:   # the snapshot still has the tie a1-a0 and b0's proof through a0
+        assert "a0" not in " ".join(s["reasons"]) and "a0" not in s["proof"].get("fof", {}).get("mutual_ids", [])
+
+
 def test_unknown_user_is_a_json_404(client):
     resp = client.get("/v1/users/nobody/suggestions")
     assert resp.status_code == 404

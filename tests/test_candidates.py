@@ -389,3 +389,16 @@ def test_warm_runs_the_ranking_stages_once_for_a_user_with_a_friend():
     pipe.close()
     lonely = from_pairs(["x"], ["x"])
     CandidatePipeline(lonely, [], SnapshotStateReader(lonely)).warm()   # no user with a friend: nothing to run
+
+
+def test_a_proof_names_only_mutual_friends_the_viewer_still_has():
+    from candidates.filters import current_proof
+
+    fof = {"mutual_count": 5, "adamic_adar": 1.0, "mutual_ids": ["m1", "m2", "m3"]}
+    two = Candidate.of("c", 1, "fof", 5, fof).merged(Candidate.of("c", 1, "ppr", 0.1, {"mass": 0.1}))
+    one = Candidate.of("d", 2, "fof", 1, {"mutual_count": 1, "mutual_ids": ["m2"]})
+    kept = current_proof([two, one], frozenset({"m1", "m3"}))
+    assert kept[0].proof["fof"] == {"mutual_count": 4, "adamic_adar": 1.0, "mutual_ids": ["m1", "m3"]}
+    assert kept[0].proof["ppr"] == {"mass": 0.1} and kept[0].scores == two.scores
+    assert "fof" not in kept[1].proof and kept[1].sources == ("fof",)   # no mutual friend left to name
+    assert current_proof([two], frozenset({"m1", "m2", "m3"}))[0] is two   # nothing stale: unchanged
