@@ -174,6 +174,12 @@ def test_a_ranker_that_does_not_beat_the_heuristic_on_validation_is_not_publishe
     assert manifest["scorer"]["kind"] == ("feature" if model_lost else "torch")
     scorer = load_scorer(rankers.current(), manifest)
     assert scorer.kind == manifest["scorer"]["kind"]
+    if model_lost:   # the heuristic in the model's place serves the batch lists as well
+        from pymk.refresh import stage_precompute
+
+        lists = ArtifactStore(settings.candidates_dir)
+        assert stage_precompute(settings, limit=50) == lists.current_version()
+        assert lists.manifest(lists.current())["ranker_version"] == rankers.current_version()
 
 
 def test_the_guard_compares_validation_figures_only():
