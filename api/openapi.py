@@ -15,6 +15,7 @@ from api.schemas import (
     FriendshipOut,
     StatusOut,
     SuggestionsOut,
+    UnfriendOut,
     UserIn,
     UserOut,
 )
@@ -43,6 +44,12 @@ def spec() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
                 "responses": {str(ok): body(response, "written"), **errors(400, 401, 404, 413, 429, 503)}}
 
+    def remove(names: list[str], response: type[BaseModel], description: str) -> dict:
+        return {"delete": {"security": [{"apiKey": []}],
+                           "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                                          for n in names],
+                           "responses": {"200": body(response, description), **errors(400, 401, 404, 429, 503)}}}
+
     event = schema(EventIn)  # the model every event is validated with (files and API alike)
     paths = {
         "/v1/users/{user_id}/suggestions": {"get": {
@@ -57,13 +64,9 @@ def spec() -> dict:
         "/v1/events": {"post": write({"oneOf": [event, {"type": "array", "items": event, "minItems": 1,
                                                          "maxItems": 1000}]}, 202, AcceptedOut)},
         "/v1/users": {"post": write(schema(UserIn), 201, UserOut)},
-        "/v1/users/{user_id}": {"delete": {
-            "security": [{"apiKey": []}],
-            "parameters": [{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"200": body(DeletedOut, "deleted: never suggested nor served again"),
-                          **errors(401, 404, 429, 503)},
-        }},
+        "/v1/users/{user_id}": remove(["user_id"], DeletedOut, "deleted: never suggested nor served again"),
         "/v1/friendships": {"post": write(schema(FriendshipIn), 201, FriendshipOut)},
+        "/v1/friendships/{a}/{b}": remove(["a", "b"], UnfriendOut, "the tie is gone (removed: whether there was one)"),
         "/v1/blocks": {"post": write(schema(BlockIn), 201, BlockOut)},
         "/healthz": {"get": {"responses": {"200": body(StatusOut, "process is up")}}},
         "/readyz": {"get": {"responses": {"200": body(StatusOut, "ready"), **errors(503)}}},

@@ -159,6 +159,17 @@ def friendships():
     return jsonify({"a": f.a, "b": f.b}), 201
 
 
+@bp.delete("/v1/friendships/<a>/<b>")
+def unfriend(a: str, b: str):
+    """End a friendship (either order of the two ids); ending one that is not there is no error."""
+    _require_key()
+    if a == b:
+        raise ApiError(400, "invalid_field", f"a and b are the same user {a!r}", "b")
+    store = _svc().store
+    _require_users(store, a=a, b=b)
+    return jsonify({"a": a, "b": b, "removed": store.remove_friendship(a, b)})
+
+
 @bp.post("/v1/blocks")
 def blocks():
     _require_key()

@@ -95,6 +95,12 @@ class FriendshipOut(_Out):
     b: str
 
 
+class UnfriendOut(_Out):
+    a: str
+    b: str
+    removed: bool
+
+
 class BlockOut(_Out):
     src: str
     dst: str

@@ -75,6 +75,18 @@ def test_a_mutual_friend_the_viewer_blocked_since_the_snapshot_is_not_named(clie
         assert "a0" not in " ".join(s["reasons"]) and "a0" not in s["proof"].get("fof", {}).get("mutual_ids", [])
 
 
+def test_unfriending_is_a_delete_of_the_pair_in_either_order(client, world):
+    assert client.delete("/v1/friendships/a2/a1").status_code == 401
+    resp = client.delete("/v1/friendships/a2/a1", headers=KEY)
+    assert resp.status_code == 200 and resp.get_json() == {"a": "a2", "b": "a1", "removed": True}
+    assert "a2" not in world.friends("a1")
+    assert client.delete("/v1/friendships/a1/a2", headers=KEY).get_json()["removed"] is False   # idempotent
+    assert client.delete("/v1/friendships/a1/nobody", headers=KEY).get_json()["error"]["field"] == "b"
+    assert client.delete("/v1/friendships/a1/a1", headers=KEY).status_code == 400
+    reasons = [r for s in client.get("/v1/users/a1/suggestions").get_json()["suggestions"] for r in s["reasons"]]
+    assert not any("a2" in r for r in reasons)   # no longer named as a mutual friend
+
+
 def test_unknown_user_is_a_json_404(client):
     resp = client.get("/v1/users/nobody/suggestions")
     assert resp.status_code == 404
