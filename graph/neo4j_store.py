@@ -70,10 +70,15 @@ log = logging.getLogger(__name__)
 def _state(user_id: str, r: neo4j.Record | None) -> UserState:
     if r is None:
         return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset())
-    declined: dict[str, float] = {}
-    for other, at in r["declined"]:
-        declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
-    return UserState(user_id, frozenset(r["friends"]), frozenset(r["pending"]), frozenset(r["blocked"]),
+    # the viewer's requests in one expansion from its node, split here: a status predicate in the pattern
+    # lets the planner scan every pending request of the database through the status index instead
+    pending, declined = set(), {}
+    for other, status, at in r["requests"]:
+        if status == "pending":
+            pending.add(other)
+        elif status == "declined":
+            declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
+    return UserState(user_id, frozenset(r["friends"]), frozenset(pending), frozenset(r["blocked"]),
                      declined, frozenset(r["dismissed"]), bool(r["deactivated"]),
                      bool(r["deleted"]))
 
@@ -254,7 +259,9 @@ class Neo4jGraphStore:
         records = self._read(Q_PENDING, id=user_id)
         if not records:
             return PendingRequests((), ())
-        return PendingRequests(tuple(sorted(records[0]["incoming"])), tuple(sorted(records[0]["outgoing"])))
+        incoming, outgoing = ([x for x, status in records[0][way] if status == "pending"]
+                              for way in ("incoming", "outgoing"))
+        return PendingRequests(tuple(sorted(incoming)), tuple(sorted(outgoing)))
 
     def blocked(self, user_id: str) -> set[str]:
         return {r["id"] for r in self._read(Q_BLOCKED, id=user_id)}
