@@ -46,7 +46,7 @@ class Services:
         self.settings = settings
         self.store = store
         self.events = EventLog(settings.event_log_dir)
-        self.served_log = EventLog(settings.data_dir / "served", retention_s=settings.api.served_log_retention_h * 3600)
+        self.served_log = EventLog(settings.served_log_dir, retention_s=settings.api.served_log_retention_h * 3600)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
         self.embeddings = ArtifactStore(settings.embeddings_dir)
         self.rankers = ArtifactStore(settings.ranker_dir)

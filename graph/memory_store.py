@@ -136,6 +136,9 @@ class MemoryGraphStore:
                     del table[key]
         return n
 
+    def deleted_users(self) -> set[str]:
+        return {u for u in self.tombstones if u not in self.users}
+
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("refusing to delete with an empty prefix (that is every user)")

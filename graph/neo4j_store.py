@@ -29,6 +29,7 @@ from graph.cypher import (
     Q_COUNTS,
     Q_DELETE_PREFIX,
     Q_DELETE_USERS,
+    Q_DELETED,
     Q_DISMISS,
     Q_EXISTING,
     Q_FOF,
@@ -232,6 +233,9 @@ class Neo4jGraphStore:
         records = self._driver.execute_query(Q_DELETE_USERS, {"ids": sorted(set(ids)), "at": time.time()},
                                              database_=self._db).records
         return int(records[0]["n"]) if records else 0
+
+    def deleted_users(self) -> set[str]:
+        return {r["id"] for r in self._read(Q_DELETED)}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

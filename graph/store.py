@@ -28,7 +28,12 @@ class GraphStore(Protocol):
         """Apply send/accept/decline/block/dismiss to the graph (impressions are not graph state)."""
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None: ...
-    def delete_users(self, ids: Iterable[str]) -> int: ...
+    def delete_users(self, ids: Iterable[str]) -> int:
+        """Delete accounts, each leaving a tombstone (never suggested nor served until created again)."""
+
+    def deleted_users(self) -> set[str]:
+        """The deleted accounts not created again since (their tombstones): what erasure works from."""
+
     def delete_users_with_prefix(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (test data, a tenant's namespace)."""
 

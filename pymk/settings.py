@@ -167,6 +167,10 @@ class Settings:
     def event_log_dir(self) -> Path:
         return self.data_dir / "events"
 
+    @property
+    def served_log_dir(self) -> Path:
+        return self.data_dir / "served"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)

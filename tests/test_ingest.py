@@ -245,3 +245,41 @@ def test_a_segment_that_cannot_be_written_is_an_error_and_leaves_nothing(tmp_pat
     with pytest.raises(KeyError), log.segment_writer("file-y"):  # the caller's own errors pass through
         raise KeyError("bad row")
     assert list((tmp_path / "log").iterdir()) == []
+
+
+def test_erasure_rewrites_every_settled_segment_without_the_deleted_accounts(tmp_path):
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-abc", [Event("send", "u1", "u2", 10.0), Event("accept", "u3", "u1", 11.0),
+                                   Event("send", "u3", "u4", 12.0)])
+    old = log.root / "live-2026010100-h-1.jsonl"
+    old.write_text('{"type":"dismiss","src":"u4","dst":"u2","ts":13}\nnot json\n{"viewer":"u2","candidates":[]}\n')
+    an_hour_ago = time.time() - 3 * 3600
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    log.append([Event("send", "u2", "u4", 14.0)])   # this process's live segment: may still be appended to
+    report = log.erase({"u2", "nobody"})
+    assert (report.lines, report.segments, len(report.skipped)) == (3, 2, 1)
+    assert [(e.src, e.dst) for e in EventLog(log.root).read()] == [("u3", "u1"), ("u3", "u4"), ("u2", "u4")]
+    assert "not json" in old.read_text() and abs(old.stat().st_mtime - an_hour_ago) < 1   # retention unchanged
+    assert log.erase({"u2"}).lines == 0 and log.erase({"u2"}, settle_s=0).lines == 1   # settled: erased too
+    assert not list(log.root.glob(".*"))   # no temp file left
+
+
+@pytest.mark.integration
+def test_events_erase_command_erases_the_store_tombstones(neo4j_store, prefix, tmp_path):
+    from click.testing import CliRunner
+
+    from graph.records import Event
+    from pymk.cli import main
+
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    log = EventLog(tmp_path / "events")
+    log.write_segment("file-1", [Event("send", a, b, 1.0), Event("send", c, a, 2.0), Event("send", b, c, 3.0)])
+    neo4j_store.add_friendships([Friendship(a, b), Friendship(b, c)])
+    neo4j_store.delete_users([a])
+    assert a in neo4j_store.deleted_users() and b not in neo4j_store.deleted_users()
+    result = CliRunner().invoke(main, ["events", "erase"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "event log: 2 records" in result.output
+    assert [(e.src, e.dst) for e in log.read()] == [(b, c)]
