@@ -14,7 +14,8 @@ def reasons(c: Candidate, max_names: int = 3) -> list[str]:
         m = int(fof["mutual_count"])
         names = list(fof.get("mutual_ids", []))[:max_names]
         more = ", …" if m > len(names) else ""
-        out.append(f"{m} mutual friend{'s' if m != 1 else ''}: {', '.join(names)}{more}")
+        listed = f": {', '.join(names)}{more}" if names else ""   # none may be nameable (opted out, deactivated)
+        out.append(f"{m} mutual friend{'s' if m != 1 else ''}{listed}")
     cold = c.proof.get("coldstart")
     if cold:
         out.extend(SHARED_WORDS[s] for s in cold.get("shared", []) if s in SHARED_WORDS)

@@ -121,22 +121,25 @@ RULES = {
 }
 
 
-def current_proof(candidates: list[Candidate], friends: frozenset[str]) -> list[Candidate]:
+def current_proof(candidates: list[Candidate], friends: frozenset[str],
+                  unnamed: frozenset[str] = frozenset()) -> list[Candidate]:
     """The mutual friends a proof names, kept only while they are still the viewer's friends on fresh state.
 
     The snapshot's two-hop proof can name someone whose tie with the viewer ended since (a block either
-    way, an unfriending, a deleted account): that name is not shown, and the count drops with it.
+    way, an unfriending, a deleted account): that name is not shown, and the count drops with it. A friend
+    in `unnamed` (opted out or deactivated) still counts but is never named.
     """
     out = []
     for c in candidates:
         fof = c.proof.get("fof")
         names = fof.get("mutual_ids", ()) if fof else ()
-        gone = [m for m in names if m not in friends]
-        if gone:
-            left = int(fof["mutual_count"]) - len(gone)
+        gone = sum(m not in friends for m in names)
+        if gone or any(m in unnamed for m in names):
+            left = int(fof["mutual_count"]) - gone
             proof = dict(c.proof)
             if left > 0:
-                proof["fof"] = {**fof, "mutual_count": left, "mutual_ids": [m for m in names if m in friends]}
+                proof["fof"] = {**fof, "mutual_count": left,
+                                "mutual_ids": [m for m in names if m in friends and m not in unnamed]}
             else:
                 del proof["fof"]
             c = replace(c, proof=MappingProxyType(proof))

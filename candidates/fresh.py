@@ -5,7 +5,7 @@ Used for users newer than the served snapshot (the API) and by `pymk suggest`.
 
 from __future__ import annotations
 
-from candidates.filters import FilterContext, StoreStateReader, apply_rules
+from candidates.filters import FilterContext, StoreStateReader, apply_rules, current_proof
 from candidates.types import Candidate, Recommendation
 from graph.store import GraphStore
 
@@ -19,5 +19,5 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
                            "mutual_ids": list(r.mutual_ids[:20])}) for r in rows]
     rec = Recommendation(viewer=user_id, candidates=[])
     ctx = FilterContext(user_id, *StoreStateReader(store).rules(user_id, [c.user_id for c in cands]))
-    rec.candidates = apply_rules(cands, ctx, rec.removed).kept[:k]
+    rec.candidates = current_proof(apply_rules(cands, ctx, rec.removed).kept[:k], ctx.state.friends, ctx.state.unnamed)
     return rec

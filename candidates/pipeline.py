@@ -237,7 +237,7 @@ class CandidatePipeline:
         if ctx.state.deleted:   # deleted after the snapshot was made: unknown from now on, as for the store
             raise UnknownUserError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
-        kept = current_proof(result.kept, ctx.state.friends)
+        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return kept
 

@@ -104,7 +104,7 @@ CALL () {""" + _UNSUGGESTABLE + """  RETURN collect(cid) AS opted
 OPTIONAL MATCH (u:User {id: $id})
 RETURN opted, coalesce(u.deactivated, false) AS deactivated,
        u IS NULL AND EXISTS { MATCH (:DeletedUser {id: $id}) } AS deleted,
-       [(u)-[:FRIENDS_WITH]-(f) | f.id] AS friends,
+       [(u)-[:FRIENDS_WITH]-(f) | [f.id, f.opted_out = true OR f.deactivated = true]] AS friends,
        [(u)-[r:REQUESTED]-(p) | [p.id, r.status, r.responded_at]] AS requests,
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
        [(u)-[:DISMISSED]->(x) | x.id] AS dismissed

@@ -183,6 +183,7 @@ class MemoryGraphStore:
             frozenset(self.blocked(user_id)), declined,
             frozenset(b for a, b in self.dismissals if a == user_id),
             bool(user_id in self.users and self.users[user_id].deactivated), self._deleted(user_id),
+            frozenset(f for f in self.adj.get(user_id, ()) if f in self.users and not self.users[f].suggestable),
         )
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:

@@ -79,9 +79,9 @@ def _state(user_id: str, r: neo4j.Record | None) -> UserState:
             pending.add(other)
         elif status == "declined":
             declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
-    return UserState(user_id, frozenset(r["friends"]), frozenset(pending), frozenset(r["blocked"]),
-                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]),
-                     bool(r["deleted"]))
+    return UserState(user_id, frozenset(f for f, _ in r["friends"]), frozenset(pending), frozenset(r["blocked"]),
+                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]), bool(r["deleted"]),
+                     frozenset(f for f, hidden in r["friends"] if hidden))
 
 
 def _user_from_props(props: dict[str, Any]) -> UserRecord:

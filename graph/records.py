@@ -114,3 +114,4 @@ class UserState:
     dismissed: frozenset[str]          # suggestions this viewer dismissed
     deactivated: bool = False          # the viewer's own account is closed or suspended: shown nothing
     deleted: bool = False              # the viewer's account was deleted after the served snapshot was made
+    unnamed: frozenset[str] = frozenset()   # friends never named in a proof (opted out or deactivated)

@@ -87,6 +87,13 @@ def test_unfriending_is_a_delete_of_the_pair_in_either_order(client, world):
     assert not any("a2" in r for r in reasons)   # no longer named as a mutual friend
 
 
+def test_a_deactivated_mutual_friend_still_counts_but_is_not_named(client):
+    assert client.post("/v1/users", json={"id": "a0", "deactivated": True}, headers=KEY).status_code == 201
+    first = client.get("/v1/users/a1/suggestions?limit=5").get_json()["suggestions"][0]
+    assert first["user_id"] == "b0" and first["reasons"][0] == "1 mutual friend"
+    assert first["proof"]["fof"]["mutual_ids"] == [] and first["proof"]["fof"]["mutual_count"] == 1
+
+
 def test_unknown_user_is_a_json_404(client):
     resp = client.get("/v1/users/nobody/suggestions")
     assert resp.status_code == 404

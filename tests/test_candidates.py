@@ -402,3 +402,5 @@ def test_a_proof_names_only_mutual_friends_the_viewer_still_has():
     assert kept[0].proof["ppr"] == {"mass": 0.1} and kept[0].scores == two.scores
     assert "fof" not in kept[1].proof and kept[1].sources == ("fof",)   # no mutual friend left to name
     assert current_proof([two], frozenset({"m1", "m2", "m3"}))[0] is two   # nothing stale: unchanged
+    hidden = current_proof([two], frozenset({"m1", "m2", "m3"}), unnamed=frozenset({"m2"}))[0]
+    assert hidden.proof["fof"]["mutual_count"] == 5 and hidden.proof["fof"]["mutual_ids"] == ["m1", "m3"]

@@ -134,6 +134,9 @@ def test_an_unblock_lifts_only_its_own_block_in_time_order_whatever_the_batch_or
 def test_the_viewer_state_says_when_its_own_account_is_deactivated(store, prefix):
     a, b = f"{prefix}a", f"{prefix}b"
     store.upsert_users([UserRecord(id=a, deactivated=True), UserRecord(id=b)])
+    store.add_friendships([Friendship(a, b), Friendship(b, f"{prefix}c"), Friendship(b, f"{prefix}d")])
+    store.upsert_users([UserRecord(id=f"{prefix}d", opted_out=True)])
+    assert store.viewer_rules(b, [])[0].unnamed == {a, f"{prefix}d"}   # friends never named in a proof
     assert store.viewer_rules(a, [b])[0].deactivated and store.user_state(a).deactivated
     assert not store.viewer_rules(b, [a])[0].deactivated
     assert not store.viewer_rules(f"{prefix}nobody", [])[0].deactivated
