@@ -80,7 +80,7 @@ class OrjsonProvider(JSONProvider):
 def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> Flask:
     """Build the app. `store` defaults to the configured Neo4j store."""
     settings = settings or Settings.from_env()
-    set_time_window(TimeWindow(settings.ts_earliest, settings.ts_max_future_s))
+    set_time_window(TimeWindow(settings.ts_earliest, settings.ts_max_future_s, settings.ts_unit_s))
     # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
     torch.set_num_threads(1)
     if store is None:

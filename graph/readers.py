@@ -112,7 +112,7 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         ts: float | None = None
         if ts_i is not None and ts_i < len(tokens) and tokens[ts_i].lower() not in NULL_TIMES:
             try:
-                ts = float(tokens[ts_i])  # fast path; ISO strings and bad values go the long way
+                ts = float(tokens[ts_i]) * window.unit_s  # fast path; ISO strings and bad values go the long way
                 if not window.earliest <= ts <= latest:
                     raise ValueError
             except ValueError:

@@ -1,4 +1,5 @@
-"""Timestamps: the window every time read anywhere must fall in, and the parser of a file's time field."""
+"""Timestamps: the window every time read anywhere must fall in, the unit of numeric times in the inputs,
+and the parser of a file's time field."""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ NULL_TIMES = {"", "\\n", "null", "none", "na", "n/a"}   # a time column's "unkno
 @dataclass(frozen=True)
 class TimeWindow:
     """The timestamps accepted anywhere (files, the API, the event log): none before `earliest`
-    (default 1970-01-01), none more than `max_future_s` ahead of the clock (default a day)."""
+    (default 1970-01-01), none more than `max_future_s` ahead of the clock (default a day).
+    `unit_s`: seconds per unit of a numeric time in the inputs (0.001: epoch milliseconds); every time
+    is kept in seconds from there on."""
 
     earliest: float = 0.0
     max_future_s: float = 86_400.0
+    unit_s: float = 1.0
 
     def check(self, ts: float, raw: object) -> float:
         latest = time.time() + self.max_future_s
         if not self.earliest <= ts <= latest:
-            hint = (" (milliseconds? times are read as seconds since 1970)"
-                    if ts >= 1e11 and self.earliest <= ts / 1000 <= latest else "")
+            in_ms = self.unit_s == 1.0 and ts >= 1e11 and self.earliest <= ts / 1000 <= latest
+            hint = (" (milliseconds? numeric times are read as seconds since 1970; PYMK_TIME_UNIT=ms reads them "
+                    "as milliseconds)" if in_ms else "")
             raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
                              f"{self.max_future_s:.0f} s]{hint}")
         return ts
@@ -56,4 +61,4 @@ def parse_timestamp(raw: str) -> float:
         return _WINDOW[0].check(dt.timestamp(), raw)
     if not math.isfinite(value):
         raise ValueError(f"bad timestamp {raw!r}")
-    return _WINDOW[0].check(value, raw)
+    return _WINDOW[0].check(value * _WINDOW[0].unit_s, raw)

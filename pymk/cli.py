@@ -49,7 +49,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     ctx.obj = Settings.from_env()
     from graph.timestamps import TimeWindow, set_time_window
 
-    set_time_window(TimeWindow(ctx.obj.ts_earliest, ctx.obj.ts_max_future_s))
+    set_time_window(TimeWindow(ctx.obj.ts_earliest, ctx.obj.ts_max_future_s, ctx.obj.ts_unit_s))
 
 
 # ---- local Neo4j -----------------------------------------------------------------------------

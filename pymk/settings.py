@@ -20,7 +20,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_INGEST_BATCH",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
-    "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S",
+    "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
     "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
 })
 _warned: set[str] = set()
@@ -91,6 +91,14 @@ class Neo4jSettings:
 
 
 SERVED_LOG_MODES = ("off", "ids", "features")
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}   # PYMK_TIME_UNIT: numeric times in the inputs
+
+
+def _time_unit(env: dict[str, str]) -> float:
+    unit = env.get("PYMK_TIME_UNIT", "s").strip().lower()
+    if unit not in TIME_UNITS:
+        raise ConfigError(f"PYMK_TIME_UNIT must be one of {', '.join(TIME_UNITS)} (got {unit!r})")
+    return TIME_UNITS[unit]
 
 
 def _served_log(env: dict[str, str]) -> str:
@@ -146,6 +154,7 @@ class Settings:
     # `ts_max_future_s` ahead of the clock
     ts_earliest: float = 0.0
     ts_max_future_s: float = 86_400.0
+    ts_unit_s: float = 1.0     # seconds per unit of a numeric time in files and API bodies (PYMK_TIME_UNIT)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -210,7 +219,9 @@ class Settings:
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
-                   ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9))
+                   ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
+                   ts_unit_s=_time_unit(env))
+
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

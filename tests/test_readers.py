@@ -226,3 +226,26 @@ def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
     assert _edges(tmp_path, "src_1 to_2 1500\n") == [EdgeRow(1, "src_1", "to_2", 1500.0)]
     assert _edges(tmp_path, "alice bob 2020-01-01\nbob carol\n") == [
         EdgeRow(1, "alice", "bob", 1577836800.0), EdgeRow(2, "bob", "carol", None)]
+
+
+def test_numeric_times_in_milliseconds_with_the_time_unit_setting(tmp_path):
+    from graph.readers import ByteCounter, read_edges
+    from graph.timestamps import TimeWindow, set_time_window, time_window
+    from pymk.errors import ConfigError
+    from pymk.settings import Settings
+
+    path = tmp_path / "ms.txt"
+    path.write_text("a b 1700000000000\nb c 2023-11-14T22:13:20Z\n")
+    rows = list(read_edges(ByteCounter(path)))
+    assert "PYMK_TIME_UNIT=ms" in str(rows[0]) and rows[1].ts == 1_700_000_000.0   # seconds by default
+    settings = Settings.from_env({"PYMK_TIME_UNIT": "ms"})
+    assert settings.ts_unit_s == 1e-3
+    with pytest.raises(ConfigError, match="PYMK_TIME_UNIT must be one of s, ms, us, ns \\(got 'minutes'\\)"):
+        Settings.from_env({"PYMK_TIME_UNIT": "minutes"})
+    old = time_window()
+    try:
+        set_time_window(TimeWindow(unit_s=settings.ts_unit_s))
+        assert [r.ts for r in read_edges(ByteCounter(path))] == [1_700_000_000.0, 1_700_000_000.0]  # ISO unchanged
+        assert parse_event({"type": "send", "src": "a", "dst": "b", "ts": 1_700_000_000_500}).ts == 1_700_000_000.5
+    finally:
+        set_time_window(old)

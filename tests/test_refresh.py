@@ -134,6 +134,27 @@ def test_an_edge_list_without_one_edge_publishes_nothing(tmp_path):
     assert ArtifactStore(tmp_path / "snapshots").current_version() is None
 
 
+def test_an_edge_list_in_milliseconds_loads_with_the_time_unit_setting(tmp_path):
+    from click.testing import CliRunner
+
+    from graph.timestamps import set_time_window, time_window
+    from pymk.cli import main
+
+    edges = tmp_path / "ms.txt"
+    edges.write_text("1 2 1700000000000\n2 3 1700086400000\n")
+    old = time_window()
+    try:   # the command sets the process's time window from the settings: restored for the tests after
+        result = CliRunner().invoke(main, ["snapshot", "from-edges", str(edges)],
+                                    env={"PYMK_DATA_DIR": str(tmp_path), "PYMK_TIME_UNIT": "ms"})
+    finally:
+        set_time_window(old)
+    assert result.exit_code == 0, result.output
+    snaps = ArtifactStore(tmp_path / "snapshots")
+    from graph.snapshot import load_snapshot
+
+    assert sorted(load_snapshot(snaps.current()).since.tolist()) == [1.7e9, 1.7e9, 1.7e9 + 86_400, 1.7e9 + 86_400]
+
+
 @pytest.mark.parametrize("flag", [[], ["--allow-shrink"]])
 def test_refresh_passes_allow_shrink_to_its_snapshot_stage(tmp_path, monkeypatch, flag):
     from click.testing import CliRunner
