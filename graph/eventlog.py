@@ -211,15 +211,16 @@ class EventLog:
                 if seg.name.startswith("live-") and time.time() - stat.st_mtime < settle_s:
                     report.skipped.append(seg.name)
                     continue
-                with open(seg, "rb") as f:
-                    lines = f.readlines()
-            kept = [line for line in lines if not _names(line, wanted)]
-            if len(kept) == len(lines):
+                with open(seg, "rb") as f:   # streamed: a segment may be a whole ingested file
+                    found = sum(_names(line, wanted) for line in f)
+            if not found:
                 continue
             tmp = seg.with_name(f".{seg.name}.erase-{os.getpid()}")
             try:
-                with _log_errors(tmp), open(tmp, "wb") as f:
-                    _write_all(f, b"".join(kept))
+                with _log_errors(tmp), open(seg, "rb") as src, open(tmp, "wb") as f:
+                    for line in src:
+                        if not _names(line, wanted):
+                            _write_all(f, line)
                     f.flush()
                     os.fsync(f.fileno())
                 os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -227,7 +228,7 @@ class EventLog:
                     os.replace(tmp, seg)
             finally:
                 tmp.unlink(missing_ok=True)
-            report.lines += len(lines) - len(kept)
+            report.lines += found
             report.segments += 1
         log.info("%s: erased %d records of %d users from %d segments (%d recent live segments skipped)",
                  self.root, report.lines, len(wanted), report.segments, len(report.skipped))
