@@ -217,6 +217,30 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
         store.close()
 
 
+@main.command()
+@click.argument("viewer")
+@click.argument("candidate")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.pass_obj
+def why(settings: Settings, viewer: str, candidate: str, limit: int) -> None:
+    """Why CANDIDATE is or is not in VIEWER's suggestions: each stage's verdict, on the served artifacts
+    and fresh Neo4j state (what the API would do)."""
+    from candidates.filters import StoreStateReader
+    from candidates.why import why as explain
+    from graph.connect import open_store
+    from pymk.assemble import assemble_pipeline
+
+    store = open_store(settings)
+    try:
+        pipeline = assemble_pipeline(settings, StoreStateReader(store)).pipeline
+        try:
+            click.echo("\n".join(explain(pipeline, viewer, candidate, limit).lines()))
+        finally:
+            pipeline.close()
+    finally:
+        store.close()
+
+
 # ---- serving ----------------------------------------------------------------------------------
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)

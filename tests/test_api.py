@@ -8,7 +8,7 @@ from api import create_app
 from api.routes import bucket
 from api.schemas import SuggestionsOut
 from graph.memory_store import MemoryGraphStore
-from graph.records import Friendship, UserRecord
+from graph.records import Event, Friendship, UserRecord
 from graph.snapshot import from_store, save_snapshot
 from pymk.artifacts import ArtifactStore
 from pymk.settings import Settings
@@ -598,3 +598,27 @@ def test_a_full_disk_fails_event_writes_with_503_but_never_suggestions(app, clie
                        headers=KEY).status_code == 202    # the client's retry, once there is room
     assert [e.type for e in EventLog(app_settings.event_log_dir).read()] == ["send"]
     assert list(EventLog(app_settings.data_dir / "served").read_records()) == []
+
+
+def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
+    from candidates.filters import StoreStateReader
+    from candidates.why import why
+    from pymk.assemble import assemble_pipeline
+    from pymk.errors import UnknownUserError
+
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
+    pipeline = assemble_pipeline(app_settings, StoreStateReader(world)).pipeline
+    try:
+        shown = why(pipeline, "a1", "b0")
+        assert "fof" in shown.proposed_by and shown.shown_at == 0 and shown.removed is None
+        assert shown.proof["fof"]["mutual_ids"] == ["a0"] and shown.lines()[-1] == "  shown at #1"
+        friend = why(pipeline, "a1", "a2")
+        assert friend.removed == "cheap filters (snapshot): already_friends" and friend.shown_at is None
+        world.apply_events([Event("block", "b0", "a1", 5.0)])   # fresh state, after the snapshot
+        blocked = why(pipeline, "a1", "b0")
+        assert blocked.removed == "hard rules (fresh state): blocked: blocked" and blocked.ranked_at == 0
+        assert why(pipeline, "a1", "new-user").removed.startswith("not in the served snapshot")
+        with pytest.raises(UnknownUserError):
+            why(pipeline, "nobody", "b0")
+    finally:
+        pipeline.close()
