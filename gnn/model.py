@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import torch.nn.functional as F  # noqa: N812 (PyG's convention)
 from torch import nn
@@ -81,12 +83,23 @@ class GraphSAGE(nn.Module):
                                    for i in range(num_layers))
         self.dropout = dropout
         self.self_loops = aggregator == "gcn"
+        self._looped: tuple[weakref.ref, torch.Tensor] | None = None   # (the adjacency, it with self loops)
+
+    def _with_loops(self, adj: torch.Tensor, num_nodes: int) -> torch.Tensor:
+        """`adj` with self loops, made once per sparse adjacency: full-batch training passes the same one
+        at every step, and adding two CSR tensors on the CPU keeps ~20 MB per call at 200,000 nodes
+        (measured: a 200,000-user graph's training grew by 0.6 GB an epoch, to 18 GB)."""
+        if adj.layout != torch.sparse_csr:
+            return with_self_loops(adj, num_nodes)
+        if self._looped is None or self._looped[0]() is not adj:
+            self._looped = (weakref.ref(adj), with_self_loops(adj, num_nodes))
+        return self._looped[1]
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         """`adj`: one [n, n] sparse adjacency for every layer, or a list of edge_index blocks."""
         layers = adj if isinstance(adj, list) else [adj] * len(self.convs)
         if self.self_loops:
-            layers = [with_self_loops(a, x.size(0)) for a in layers]
+            layers = [self._with_loops(a, x.size(0)) for a in layers]
         for i, conv in enumerate(self.convs):
             x = conv(x, layers[i])
             if i < len(self.convs) - 1:
