@@ -93,6 +93,24 @@ def test_gcn_aggregator_is_the_mean_over_node_and_neighbours():
         GraphSAGE(3, aggregator="max")
 
 
+def test_the_self_looped_adjacency_is_made_once_per_adjacency(monkeypatch):
+    """Full-batch training passes one adjacency at every step; adding the self loops each time leaked
+    memory (CSR + CSR on the CPU), so it is made once and reused, with the same result."""
+    import gnn.model
+
+    made = []
+    real = gnn.model.with_self_loops
+    monkeypatch.setattr(gnn.model, "with_self_loops", lambda a, n: made.append(n) or real(a, n))
+    src, dst = np.array([0, 1, 2]), np.array([1, 2, 3])
+    x = torch.randn(4, 3)
+    sage = GraphSAGE(3, 3, 2, num_layers=2, aggregator="gcn").eval()
+    adj = sparse_adjacency(4, src, dst, "cpu")
+    first = sage(x, adj)
+    assert torch.equal(sage(x, adj), first) and torch.equal(sage(x, adj), first) and len(made) == 1
+    other = sparse_adjacency(4, src[:2], dst[:2], "cpu")   # another graph: its own loops
+    assert not torch.equal(sage(x, other), first) and len(made) == 2
+
+
 @pytest.mark.parametrize("aggregator", ["gcn", "mean"])
 def test_mini_batch_equals_full_batch_when_fanouts_cover_every_degree(sim_snapshot, aggregator):
     snap = sim_snapshot
