@@ -46,11 +46,11 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -
         verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
         return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
-    for source in pipeline.sources:
-        got = [c.index for c in source.generate(user, pipeline.config.per_source_k)]
-        if cand in got:
-            verdict.proposed_by[source.name] = got.index(cand)
     rec = Recommendation(viewer, [])
+    for got in pipeline.generate(user, rec):   # each source's list, run as serving runs them (budgets too)
+        for rank, c in enumerate(got):
+            if c.index == cand:
+                verdict.proposed_by[c.sources[0]] = rank
     one = Candidate(candidate, cand, tuple(verdict.proposed_by) or ("none",))
     if not pipeline.cheap_filters(user, [one], rec):
         verdict.removed = f"cheap filters (snapshot): {next(iter(rec.removed))}"

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -130,8 +130,7 @@ def ingest_users(store: GraphStore, path: Path, batch_size: int = 10_000, progre
         # one by one does (a blank field keeps the stored value), so batch boundaries change nothing
         merged: dict[str, UserRecord] = {}
         for u in batch:
-            old = merged.get(u.id)
-            merged[u.id] = u if old is None else replace(old, **u.properties())
+            merged[u.id] = merged[u.id].updated(u) if u.id in merged else u
         store.upsert_users(list(merged.values()))
         return []
 

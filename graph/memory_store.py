@@ -57,8 +57,7 @@ class MemoryGraphStore:
     def upsert_users(self, users: Sequence[UserRecord]) -> int:
         self.calls.append("upsert_users")
         for u in users:
-            old = self.users.get(u.id, UserRecord(id=u.id))
-            self.users[u.id] = replace(old, **u.properties())
+            self.users[u.id] = self.users.get(u.id, UserRecord(id=u.id)).updated(u)
         return len(users)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
@@ -183,7 +182,7 @@ class MemoryGraphStore:
             frozenset(self.blocked(user_id)), declined,
             frozenset(b for a, b in self.dismissals if a == user_id),
             bool(user_id in self.users and self.users[user_id].deactivated), self._deleted(user_id),
-            frozenset(f for f in self.adj.get(user_id, ()) if f in self.users and not self.users[f].suggestable),
+            frozenset(self.opted_out_among(self.adj.get(user_id, ()))),
         )
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:

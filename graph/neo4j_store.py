@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import neo4j
@@ -68,9 +67,9 @@ log = logging.getLogger(__name__)
 
 
 
-def _state(user_id: str, r: neo4j.Record | None) -> UserState:
-    if r is None:
-        return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset())
+def _state(user_id: str, r: neo4j.Record) -> UserState:
+    if r["friends"] is None:   # no such user: nothing to rule on (deleted since the snapshot, if a tombstone says so)
+        return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset(), deleted=bool(r["deleted"]))
     # the viewer's requests in one expansion from its node, split here: a status predicate in the pattern
     # lets the planner scan every pending request of the database through the status index instead
     pending, declined = set(), {}
@@ -140,6 +139,11 @@ class Neo4jGraphStore:
                                                      default_access_mode=neo4j.READ_ACCESS) as session:
             return list(session.run(query, params))
 
+    def _execute(self, query: str, **params: Any) -> list[neo4j.Record]:
+        """A write whose result is read back (its count), in one managed transaction."""
+        with self._reachable():
+            return self._driver.execute_query(query, params, database_=self._db).records
+
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
         with self._reachable(), self._driver.session(database=self._db, fetch_size=batch_size) as session:
             batch: list[neo4j.Record] = []
@@ -190,7 +194,7 @@ class Neo4jGraphStore:
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:
-        records = self._driver.execute_query(Q_REMOVE_FRIEND, {"a": a, "b": b}, database_=self._db).records
+        records = self._execute(Q_REMOVE_FRIEND, a=a, b=b)
         return bool(records and records[0]["n"])
 
     def apply_events(self, events: Sequence[Event]) -> int:
@@ -230,8 +234,7 @@ class Neo4jGraphStore:
         self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
 
     def delete_users(self, ids: Iterable[str]) -> int:
-        records = self._driver.execute_query(Q_DELETE_USERS, {"ids": sorted(set(ids)), "at": time.time()},
-                                             database_=self._db).records
+        records = self._execute(Q_DELETE_USERS, ids=sorted(set(ids)), at=time.time())
         return int(records[0]["n"]) if records else 0
 
     def deleted_users(self) -> set[str]:
@@ -240,7 +243,8 @@ class Neo4jGraphStore:
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("refusing to delete with an empty prefix (that is every user)")
-        with self._driver.session(database=self._db) as session:  # CALL IN TRANSACTIONS needs autocommit
+        # CALL IN TRANSACTIONS needs autocommit
+        with self._reachable(), self._driver.session(database=self._db) as session:
             record = session.run(Q_DELETE_PREFIX, {"prefix": prefix}).single()
         self._write([(Q_PURGE_TOMBSTONES_PREFIX, {"prefix": prefix})])   # a namespace wiped leaves nothing
         return int(record["n"]) if record else 0
@@ -275,9 +279,7 @@ class Neo4jGraphStore:
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
         record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
-        state = _state(user_id, record) if record["friends"] is not None else replace(
-            _state(user_id, None), deleted=bool(record["deleted"]))
-        return state, set(record["opted"])
+        return _state(user_id, record), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)

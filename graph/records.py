@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 PROFILE_FIELDS: tuple[str, ...] = (
     "created_at", "school", "employer", "city", "lat", "lon", "age_group", "language", "opted_out",
@@ -36,6 +36,10 @@ class UserRecord:
     @property
     def suggestable(self) -> bool:
         return not (self.opted_out or self.deactivated)
+
+    def updated(self, later: UserRecord) -> UserRecord:
+        """This record with the fields `later` gives (an upsert: a field it leaves out keeps its value)."""
+        return replace(self, **later.properties())
 
     def properties(self) -> dict[str, object]:
         """Profile properties to write (None values are left out, so they are not stored)."""

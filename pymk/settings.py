@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -94,18 +95,11 @@ SERVED_LOG_MODES = ("off", "ids", "features")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}   # PYMK_TIME_UNIT: numeric times in the inputs
 
 
-def _time_unit(env: dict[str, str]) -> float:
-    unit = env.get("PYMK_TIME_UNIT", "s").strip().lower()
-    if unit not in TIME_UNITS:
-        raise ConfigError(f"PYMK_TIME_UNIT must be one of {', '.join(TIME_UNITS)} (got {unit!r})")
-    return TIME_UNITS[unit]
-
-
-def _served_log(env: dict[str, str]) -> str:
-    mode = env.get("PYMK_SERVED_LOG", "ids").strip().lower()
-    if mode not in SERVED_LOG_MODES:
-        raise ConfigError(f"PYMK_SERVED_LOG must be one of {', '.join(SERVED_LOG_MODES)} (got {mode!r})")
-    return mode
+def _env_choice(env: dict[str, str], name: str, choices: Collection[str], default: str) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    return value
 
 
 def default_workers() -> int:
@@ -214,13 +208,13 @@ class Settings:
             explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
             workers=_env_int(env, "PYMK_API_WORKERS", default_workers(), lo=1),
             threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS, lo=1),
-            served_log=_served_log(env),
+            served_log=_env_choice(env, "PYMK_SERVED_LOG", SERVED_LOG_MODES, "ids"),
             served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
                    ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
-                   ts_unit_s=_time_unit(env))
+                   ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")])
 
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -17,7 +17,7 @@ from ranker.connect import ConnectConfig, downsample, train_connect
 from ranker.features import FeatureContext
 from ranker.history import ConnectExamples, HistoryConfig, history_examples
 from ranker.scorers import FeatureScorer
-from ranker.train import RankerConfig, guarded, publish, train_ranker
+from ranker.train import HEURISTIC_FEATURE, RankerConfig, guarded, publish, train_ranker
 
 log = logging.getLogger(__name__)
 MIN_IMPRESSIONS = 1_000
@@ -61,9 +61,11 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     # heuristic is (a feature scorer), so a bad training run never makes the suggestions worse
     won, why = guarded(out["report"]["results"], "focal")
     out["report"]["publish_guard"] = why
-    scorer, cfg, chosen = ((out["scorers"]["focal"], configs["focal"], "focal (send x accept)") if won
-                           else (FeatureScorer("mutual"), None, "mutual friends (the focal ranker lost on validation)"))
-    if not won:
+    if won:
+        scorer, cfg, chosen = out["scorers"]["focal"], configs["focal"], "focal (send x accept)"
+    else:
+        scorer, cfg = FeatureScorer(HEURISTIC_FEATURE), None
+        chosen = "mutual friends (the focal ranker lost on validation)"
         log.warning("publishing the mutual-friends heuristic, not the model: %s", why)
     version = publish(scorer, cfg, out["report"], store, snap_path.name, emb_version, history.per_source_k)
     summary = [f"{name:<26} send AUC {res.get('send_head', {}).get('auc')}  accept AUC "
