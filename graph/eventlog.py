@@ -21,15 +21,17 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import orjson
 
 from graph.records import Event
 from graph.timestamps import time_window
 from pymk.errors import EventLogUnavailableError
+
+if TYPE_CHECKING:
+    from graph.erasure import ErasureReport
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +64,6 @@ def _write_all(f: BinaryIO, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[f.write(view):]
-
-
-@dataclass
-class ErasureReport:
-    lines: int = 0                     # records removed
-    segments: int = 0                  # segments rewritten
-    skipped: list[str] = field(default_factory=list)   # live segments too recent to rewrite now
-
-
-def _names(line: bytes, ids: set[str]) -> bool:
-    """Whether a record names one of `ids` as actor, target or viewer (an unreadable line is kept)."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and any(str(obj.get(k)) in ids for k in ("src", "dst", "viewer") if k in obj)
 
 
 class EventLog:
@@ -196,43 +182,10 @@ class EventLog:
         return gone
 
     def erase(self, ids: Collection[str], settle_s: float = 3600.0) -> ErasureReport:
-        """Rewrite every segment without the records naming any of `ids` (as `src`, `dst` or `viewer`),
-        each atomically (temp file, fsync, rename; its modification time kept for retention).
+        """Every record naming one of `ids` out of this log (graph/erasure.py)."""
+        from graph.erasure import erase
 
-        A live segment written in the last `settle_s` may still be open for appending in an API process
-        (a rename would cut those appends off), so it is left for the next run and counted as skipped.
-        """
-        wanted, report = set(ids), ErasureReport()
-        if not wanted:
-            return report
-        for seg in self.segments():
-            with _log_errors(seg):
-                stat = seg.stat()
-                if seg.name.startswith("live-") and time.time() - stat.st_mtime < settle_s:
-                    report.skipped.append(seg.name)
-                    continue
-                with open(seg, "rb") as f:   # streamed: a segment may be a whole ingested file
-                    found = sum(_names(line, wanted) for line in f)
-            if not found:
-                continue
-            tmp = seg.with_name(f".{seg.name}.erase-{os.getpid()}")
-            try:
-                with _log_errors(tmp), open(seg, "rb") as src, open(tmp, "wb") as f:
-                    for line in src:
-                        if not _names(line, wanted):
-                            _write_all(f, line)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-                with _log_errors(seg):
-                    os.replace(tmp, seg)
-            finally:
-                tmp.unlink(missing_ok=True)
-            report.lines += found
-            report.segments += 1
-        log.info("%s: erased %d records of %d users from %d segments (%d recent live segments skipped)",
-                 self.root, report.lines, len(wanted), report.segments, len(report.skipped))
-        return report
+        return erase(self, ids, settle_s)
 
     def read_records(self) -> Iterator[dict]:
         """Every JSON record in every segment, as dicts."""
@@ -249,6 +202,8 @@ class EventLog:
                         continue
                     try:
                         obj = json.loads(line)
+                        if not isinstance(obj, dict):
+                            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
                         yield Event(obj.pop("type"), str(obj.pop("src")), str(obj.pop("dst")),
                                     float(obj.pop("ts")), obj.pop("position", None), obj)
                     except (ValueError, KeyError) as exc:

@@ -18,20 +18,15 @@ def events() -> None:
 @click.pass_obj
 def events_erase(settings: Settings, settle_min: float) -> None:
     """Remove every record naming a deleted account (the graph store's tombstones) from the event log
-    and the served log. Safe to re-run; run it after deletions, e.g. nightly."""
-    from graph.connect import open_store
-    from graph.eventlog import EventLog
+    and the served log, and its entries in the lists served to others. Safe to re-run; `pymk refresh`
+    runs it first every night."""
+    from pymk.refresh import stage_erase
 
-    store = open_store(settings)
-    try:
-        deleted = store.deleted_users()
-    finally:
-        store.close()
-    skipped = 0
-    for name, root in (("event log", settings.event_log_dir), ("served log", settings.served_log_dir)):
-        report = EventLog(root).erase(deleted, settle_s=settle_min * 60)
-        skipped += len(report.skipped)
-        click.echo(f"{name}: {report.lines} records of {len(deleted)} deleted accounts erased from "
-                   f"{report.segments} segments")
+    done = stage_erase(settings, settle_s=settle_min * 60)
+    for name in ("event_log", "served_log"):
+        report = done[name]
+        click.echo(f"{name.replace('_', ' ')}: {report['records_erased']} records of {done['accounts']} deleted "
+                   f"accounts erased and {report['lists_cut']} served lists cut, in {report['segments']} segments")
+    skipped = sum(done[name]["live_segments_left"] for name in ("event_log", "served_log"))
     if skipped:
         click.echo(f"{skipped} live segment(s) written in the last {settle_min:g} min left for the next run")

@@ -195,19 +195,22 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
 
 
 @click.command("refresh")
-@click.option("--stages", default=",".join(("snapshot", "embeddings", "ranker", "precompute")), show_default=True,
+@click.option("--stages", default="erase,snapshot,embeddings,ranker,precompute", show_default=True,
               help="Comma-separated stages to run, in their fixed order.")
 @click.option("--resume", is_flag=True, help="Continue the newest unfinished run after its last finished stage.")
 @ALLOW_SHRINK
 @click.pass_obj
 def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool) -> None:
-    """The nightly job: snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per stage."""
+    """The nightly job: erase -> snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per
+    stage (erase: deleted accounts' records out of the logs the snapshot reads)."""
     from pymk.refresh import run_refresh
 
     state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True,
                         allow_shrink=allow_shrink)
     for stage, done in state["done"].items():
-        click.echo(f"{stage:<11} {done['version']:<28} {done['seconds']:>8.1f} s")
+        what = done.get("version") or (f"{done['event_log']['records_erased'] + done['served_log']['records_erased']} "
+                                       f"records of {done['accounts']} deleted")
+        click.echo(f"{stage:<11} {what:<28} {done['seconds']:>8.1f} s")
     click.echo(f"refresh {state['run']} finished in {state['total_seconds']:.1f} s "
                f"(manifest: {settings.data_dir / 'refresh' / state['run'] / 'manifest.json'})")
 

@@ -1,8 +1,10 @@
-"""The nightly refresh as one resumable job: snapshot -> embeddings -> ranker -> precomputed lists.
+"""The nightly refresh as one resumable job: erase -> snapshot -> embeddings -> ranker -> precomputed lists.
 
 Each stage is a plain function (also behind its own CLI command) that publishes a versioned
-artifact. The run keeps its state in `$PYMK_DATA_DIR/refresh/<run id>/manifest.json`, written
-atomically after every stage: which stages finished, the version each published, and its seconds.
+artifact, except the first: it erases deleted accounts from the logs the snapshot reads, so that
+nothing made from this run holds their records. The run keeps its state in
+`$PYMK_DATA_DIR/refresh/<run id>/manifest.json`, written atomically after every stage: which stages
+finished, the version each published (erase: its counts), and its seconds.
 `resume` continues the newest unfinished run from its first unfinished stage, provided what the
 finished stages published is still what is current (otherwise it starts over: a newer snapshot
 was published meanwhile, and the later stages must be made from it).
@@ -26,7 +28,7 @@ from pymk.errors import ArtifactError, ConfigError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
-STAGES = ("snapshot", "embeddings", "ranker", "precompute")
+STAGES = ("erase", "snapshot", "embeddings", "ranker", "precompute")
 
 
 # A snapshot with under this share of the current one's friendships is refused: an export from the
@@ -45,6 +47,28 @@ def check_shrink(num_friendships: int, snapshots: ArtifactStore, min_kept: float
             f"the new snapshot has {num_friendships:,} friendships where the current one ({current.name}) has "
             f"{before:,}: under {min_kept:.0%} of it, so it is not published (a wrong or emptied database?); "
             f"if the graph really shrank, publish it with --allow-shrink")
+
+
+def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: float = 3600.0) -> dict:
+    """Every record naming an account deleted from the graph store (its tombstones), out of the event log
+    and the served log, and out of the lists served to others; live segments written in the last
+    `settle_s` are left for the next run. Returns the counts (safe to re-run: then all zero)."""
+    from graph.connect import open_store
+    from graph.eventlog import EventLog
+
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        deleted = store.deleted_users()
+    finally:
+        if own:
+            store.close()
+    done = {"accounts": len(deleted)}
+    for name, root in (("event_log", settings.event_log_dir), ("served_log", settings.served_log_dir)):
+        report = EventLog(root).erase(deleted, settle_s=settle_s)
+        done[name] = {"records_erased": report.lines, "lists_cut": report.scrubbed, "segments": report.segments,
+                      "live_segments_left": len(report.skipped)}
+    return done
 
 
 def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress: bool = False,
@@ -158,19 +182,19 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
     if state.get("finished") or tuple(state["stages"]) != stages:
         return None
     now = _current(settings)
-    if any(now[s] != state["done"][s]["version"] for s in state["done"]):
+    if any(now[s] != state["done"][s]["version"] for s in state["done"] if s in now):
         log.warning("refresh %s: a finished stage's artifact is no longer current; starting over", state["run"])
         return None
     return runs[-1], state
 
 
 def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
-                runners: dict[str, Callable[[], str]] | None = None, progress: bool = False,
+                runners: dict[str, Callable[[], str | dict]] | None = None, progress: bool = False,
                 allow_shrink: bool = False) -> dict:
     """Run `stages` in order (each publishes its artifact); returns the run's manifest.
 
-    `runners` maps a stage to a callable returning the published version (defaults: the stage_*
-    functions with default arguments; `allow_shrink` goes to stage_snapshot).
+    `runners` maps a stage to a callable returning the published version, or (erase) a dict of what it
+    did (defaults: the stage_* functions with default arguments; `allow_shrink` goes to stage_snapshot).
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -178,6 +202,7 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     stages = tuple(s for s in STAGES if s in stages)
     runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
         ("embeddings", stage_embeddings), ("ranker", stage_ranker), ("precompute", stage_precompute))},
+        "erase": lambda: stage_erase(settings),
         "snapshot": lambda: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink), **(runners or {})}
     found = _resumable(settings, stages) if resume else None
     if found is None:
@@ -194,9 +219,10 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
         start = time.perf_counter()
         state["running"] = stage
         _write(path, state)
-        version = runners[stage]()
-        state["done"][stage] = {"version": version, "seconds": round(time.perf_counter() - start, 2)}
-        log.info("refresh stage %s published %s in %.1fs", stage, version, state["done"][stage]["seconds"])
+        result = runners[stage]()   # the version it published (erase: its counts)
+        state["done"][stage] = {**({"version": result} if isinstance(result, str) else result),
+                                "seconds": round(time.perf_counter() - start, 2)}
+        log.info("refresh stage %s: %s in %.1fs", stage, result, state["done"][stage]["seconds"])
         _write(path, state)
     state.pop("running", None)
     state["finished"] = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -254,16 +255,45 @@ def test_erasure_rewrites_every_settled_segment_without_the_deleted_accounts(tmp
     log.write_segment("file-abc", [Event("send", "u1", "u2", 10.0), Event("accept", "u3", "u1", 11.0),
                                    Event("send", "u3", "u4", 12.0)])
     old = log.root / "live-2026010100-h-1.jsonl"
-    old.write_text('{"type":"dismiss","src":"u4","dst":"u2","ts":13}\nnot json\n{"viewer":"u2","candidates":[]}\n')
+    shown = [{"user_id": "u2", "position": 0}, {"user_id": "u5", "position": 1, "features": [0.5]}]
+    old.write_text('{"type":"dismiss","src":"u4","dst":"u2","ts":13}\nnot json\n{"viewer":"u2","candidates":[]}\n'
+                   + json.dumps({"viewer": "u1", "ts": 9, "candidates": shown}) + "\n[1, 2]\n")
     an_hour_ago = time.time() - 3 * 3600
     os.utime(old, (an_hour_ago, an_hour_ago))
     log.append([Event("send", "u2", "u4", 14.0)])   # this process's live segment: may still be appended to
     report = log.erase({"u2", "nobody"})
-    assert (report.lines, report.segments, len(report.skipped)) == (3, 2, 1)
+    assert (report.lines, report.scrubbed, report.segments, len(report.skipped)) == (3, 1, 2, 1)
     assert [(e.src, e.dst) for e in EventLog(log.root).read()] == [("u3", "u1"), ("u3", "u4"), ("u2", "u4")]
-    assert "not json" in old.read_text() and abs(old.stat().st_mtime - an_hour_ago) < 1   # retention unchanged
+    lines = old.read_text().splitlines()
+    assert lines[0] == "not json" and lines[2] == "[1, 2]" and abs(old.stat().st_mtime - an_hour_ago) < 1
+    # u1's served list keeps its record and u5, without u2 (the deleted account was shown to u1)
+    assert json.loads(lines[1]) == {"viewer": "u1", "ts": 9, "candidates": shown[1:]}
     assert log.erase({"u2"}).lines == 0 and log.erase({"u2"}, settle_s=0).lines == 1   # settled: erased too
-    assert not list(log.root.glob(".*"))   # no temp file left
+    assert [p.name for p in log.root.glob(".*")] == [".erased.json"]   # no temp file left
+
+
+def test_erasure_reads_again_only_what_is_new_since_the_last_run(tmp_path, monkeypatch):
+    import graph.erasure
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-1", [Event("send", "u1", "u2", 1.0), Event("send", "u3", "u4", 2.0)])
+    log.write_segment("file-2", [Event("send", "u3", "u5", 3.0)])
+    assert log.erase({"u1"}, settle_s=0).lines == 1
+    checked: list[frozenset] = []
+    scrub = graph.erasure._scrub
+    monkeypatch.setattr(graph.erasure, "_scrub", lambda line, ids: checked.append(frozenset(ids)) or scrub(line, ids))
+    report = log.erase({"u1"}, settle_s=0)          # nothing new: no segment is read
+    assert (report.lines, report.unread, checked) == (0, 2, [])
+    report = log.erase({"u1", "u5"}, settle_s=0)    # u5 deleted since: every segment read, for u5 alone
+    assert (report.lines, report.segments) == (1, 1) and set(checked) == {frozenset({"u5"})}
+    checked.clear()
+    log.write_segment("file-3", [Event("send", "u1", "u3", 4.0)])   # a new segment: read for everyone
+    assert log.erase({"u1", "u5"}, settle_s=0).lines == 1 and set(checked) == {frozenset({"u1", "u5"})}
+    (log.root / ".erased.json").write_text("{not json")             # a broken memory: read everything again
+    log.write_segment("file-4", [Event("send", "u5", "u3", 5.0)])
+    assert log.erase({"u1", "u5"}, settle_s=0).lines == 1
+    assert [(e.src, e.dst) for e in log.read()] == [("u3", "u4")]
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ from graph.ingest import ingest_edges, ingest_events, ingest_users
 from graph.memory_store import MemoryGraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError, ConfigError
-from pymk.refresh import run_refresh, stage_embeddings, stage_ranker, stage_snapshot
+from pymk.refresh import run_refresh, stage_embeddings, stage_erase, stage_ranker, stage_snapshot
 from pymk.settings import Settings
 from sim.export import SampleSpec, write_sample
 from sim.world import WorldConfig
@@ -38,7 +38,8 @@ def _runners(settings, store, calls, fail_at=None):
                 raise RuntimeError(f"{name} broke")
             return fn()
         return run
-    return {"snapshot": wrap("snapshot", lambda: stage_snapshot(settings, store)),
+    return {"erase": wrap("erase", lambda: stage_erase(settings, store, settle_s=0)),
+            "snapshot": wrap("snapshot", lambda: stage_snapshot(settings, store)),
             "embeddings": wrap("embeddings", lambda: stage_embeddings(settings, epochs=3, max_auc_drop=1.0)),
             "ranker": wrap("ranker", lambda: stage_ranker(settings, epochs=2, viewers_per_cut=60))}
 
@@ -50,7 +51,7 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
         run_refresh(settings, runners=_runners(settings, store, calls, fail_at="ranker"))
     manifests = sorted((settings.data_dir / "refresh").glob("*/manifest.json"))
     state = json.loads(manifests[-1].read_text())
-    assert list(state["done"]) == ["snapshot", "embeddings"] and state["running"] == "ranker"
+    assert list(state["done"]) == ["erase", "snapshot", "embeddings"] and state["running"] == "ranker"
     snapshot_version = state["done"]["snapshot"]["version"]
     assert ArtifactStore(settings.snapshot_dir).current_version() == snapshot_version
 
@@ -58,7 +59,7 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
     done = run_refresh(settings, resume=True, runners=_runners(settings, store, calls))
     assert calls == ["ranker"]  # precompute runs the default stage function (not counted here)
     assert done["run"] == state["run"] and done["finished"] and done["done"]["snapshot"]["version"] == snapshot_version
-    assert list(done["done"]) == ["snapshot", "embeddings", "ranker", "precompute"]
+    assert list(done["done"]) == ["erase", "snapshot", "embeddings", "ranker", "precompute"]
     for stage, directory in (("ranker", settings.ranker_dir), ("precompute", settings.candidates_dir)):
         assert ArtifactStore(directory).current_version() == done["done"][stage]["version"]
         assert done["done"][stage]["seconds"] >= 0
@@ -71,6 +72,29 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
     assert calls == ["snapshot"] and again["run"] != done["run"]
     with pytest.raises(ConfigError, match="'nightly'"):   # a PymkError: the CLI prints it, no traceback
         run_refresh(settings, stages=("nightly",))
+
+
+def test_the_refresh_erases_deleted_accounts_before_the_snapshot_reads_the_logs(tmp_path):
+    from graph.records import Event, Friendship
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b", 1.0), Friendship("b", "c", 2.0), Friendship("c", "a", 3.0)])
+    EventLog(settings.event_log_dir).write_segment("file-1", [Event("impression", "a", "b", 4.0),
+                                                              Event("impression", "c", "b", 5.0)])
+    served = settings.served_log_dir / "live-2026010100-h-1.jsonl"
+    served.parent.mkdir(parents=True)
+    served.write_text(json.dumps({"viewer": "a", "candidates": [{"user_id": "c"}, {"user_id": "b"}]}) + "\n")
+    store.delete_users(["b"])
+    state = run_refresh(settings, stages=("erase", "snapshot"),
+                        runners={"erase": lambda: stage_erase(settings, store, settle_s=0),
+                                 "snapshot": lambda: stage_snapshot(settings, store)})
+    erased = state["done"]["erase"]
+    assert erased["accounts"] == 1 and erased["event_log"]["records_erased"] == 2
+    assert erased["served_log"] == {"records_erased": 0, "lists_cut": 1, "segments": 1, "live_segments_left": 0}
+    assert list(EventLog(settings.event_log_dir).read()) == []
+    assert json.loads(served.read_text()) == {"viewer": "a", "candidates": [{"user_id": "c"}]}
+    assert stage_erase(settings, store, settle_s=0)["event_log"]["records_erased"] == 0   # re-run: nothing left
 
 
 def test_resume_starts_over_when_a_finished_stage_is_no_longer_current(world):
