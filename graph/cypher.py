@@ -82,6 +82,16 @@ CALL (u) { DETACH DELETE u } IN TRANSACTIONS OF 5000 ROWS
 RETURN count(*) AS n
 """
 Q_GET_USER = "MATCH (u:User {id: $id}) RETURN properties(u) AS p"
+# An access request: the account's properties, ties and its own requests, blocks and dismissals.
+Q_ACCOUNT = """
+MATCH (u:User {id: $id})
+RETURN properties(u) AS p,
+       [(u)-[r:FRIENDS_WITH]-(f:User) | [f.id, r.since]] AS friends,
+       [(u)-[r:REQUESTED]->(x:User) | [x.id, r.sent_at, r.status, r.responded_at]] AS sent,
+       [(u)<-[r:REQUESTED]-(x:User) | [x.id, r.sent_at, r.status, r.responded_at]] AS received,
+       [(u)-[k:BLOCKED]->(x:User) | [x.id, k.at]] AS blocks,
+       [(u)-[d:DISMISSED]->(x:User) | [x.id, d.at]] AS dismissals
+"""
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
 # candidates never to suggest: opted out, deactivated, or deleted since the snapshot was made
 _UNSUGGESTABLE = """

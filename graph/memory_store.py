@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from graph.records import (
+    AccountData,
     Event,
     FofRow,
     Friendship,
@@ -147,6 +148,18 @@ class MemoryGraphStore:
 
     def get_user(self, user_id: str) -> UserRecord | None:
         return self.users.get(user_id)
+
+    def account_data(self, user_id: str) -> AccountData | None:
+        if user_id not in self.users:
+            return None
+        requests = [(r, r.dst if r.src == user_id else r.src) for r in self.requests.values()]
+        return AccountData.of(
+            {"id": user_id, **self.users[user_id].properties()},
+            ((f, self.since[tuple(sorted((user_id, f)))]) for f in self.adj.get(user_id, ())),
+            ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.src == user_id),
+            ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.dst == user_id),
+            ((b, t) for (a, b), t in self.blocks.items() if a == user_id),
+            ((b, t) for (a, b), t in self.dismissals.items() if a == user_id))
 
     def existing_users(self, ids: Iterable[str]) -> set[str]:
         return {i for i in ids if i in self.users}

@@ -18,6 +18,7 @@ from neo4j import GraphDatabase
 
 from graph.cypher import (
     Q_ACCEPT_FRIENDS,
+    Q_ACCOUNT,
     Q_ALL_BLOCKS,
     Q_ALL_FRIENDS,
     Q_ALL_REQUESTS,
@@ -51,6 +52,7 @@ from graph.cypher import (
 )
 from graph.records import (
     PROFILE_FIELDS,
+    AccountData,
     Event,
     FofRow,
     Friendship,
@@ -253,6 +255,13 @@ class Neo4jGraphStore:
     def get_user(self, user_id: str) -> UserRecord | None:
         records = self._read(Q_GET_USER, id=user_id)
         return _user_from_props(records[0]["p"]) if records else None
+
+    def account_data(self, user_id: str) -> AccountData | None:
+        records = self._read(Q_ACCOUNT, id=user_id)
+        if not records:
+            return None
+        r = records[0]
+        return AccountData.of(r["p"], r["friends"], r["sent"], r["received"], r["blocks"], r["dismissals"])
 
     def existing_users(self, ids: Iterable[str]) -> set[str]:
         return {r["id"] for r in self._read(Q_EXISTING, ids=list(ids))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 PROFILE_FIELDS: tuple[str, ...] = (
@@ -79,6 +80,35 @@ class Request:
     sent_at: float
     status: str
     responded_at: float | None = None
+
+
+@dataclass(frozen=True)
+class AccountData:
+    """What the graph store holds about one account and its own actions: the answer to an access
+    request. Others' actions toward it (their blocks, their dismissals of it) are theirs, not here."""
+
+    profile: dict[str, object]                  # every stored property of the user, id included
+    friends: tuple[Friendship, ...]             # (this user, friend, since), by friend id
+    requests_sent: tuple[Request, ...]          # by time sent
+    requests_received: tuple[Request, ...]      # by time sent, with this user's answer
+    blocks: tuple[tuple[str, float], ...]       # (whom, when) this user blocked
+    dismissals: tuple[tuple[str, float], ...]   # (whom, when) this user dismissed as a suggestion
+
+    @classmethod
+    def of(cls, profile: dict[str, object], friends: Iterable[tuple], sent: Iterable[tuple],
+           received: Iterable[tuple], blocks: Iterable[tuple], dismissals: Iterable[tuple]) -> AccountData:
+        """From the store's rows, each about one other user, its id first: friends (id, since); requests
+        (id, sent_at, status, responded_at); blocks and dismissals (id, when). Sorted, so both stores agree."""
+        me = str(profile["id"])
+        return cls(
+            dict(profile),
+            tuple(Friendship(me, str(o), s) for o, s in sorted(friends, key=lambda r: str(r[0]))),
+            tuple(sorted((Request(me, str(o), t, st, r) for o, t, st, r in sent), key=lambda q: (q.sent_at, q.dst))),
+            tuple(sorted((Request(str(o), me, t, st, r) for o, t, st, r in received),
+                         key=lambda q: (q.sent_at, q.src))),
+            tuple(sorted((str(o), t) for o, t in blocks)),
+            tuple(sorted((str(o), t) for o, t in dismissals)),
+        )
 
 
 @dataclass(frozen=True)

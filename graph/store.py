@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
-from graph.records import Event, FofRow, Friendship, GraphCounts, PendingRequests, Request, UserRecord, UserState
+from graph.records import (
+    AccountData,
+    Event,
+    FofRow,
+    Friendship,
+    GraphCounts,
+    PendingRequests,
+    Request,
+    UserRecord,
+    UserState,
+)
 
 
 @runtime_checkable
@@ -39,6 +49,9 @@ class GraphStore(Protocol):
 
     # reads
     def get_user(self, user_id: str) -> UserRecord | None: ...
+    def account_data(self, user_id: str) -> AccountData | None:
+        """Everything stored about one account and its own actions (None: no such user)."""
+        ...
     def existing_users(self, ids: Iterable[str]) -> set[str]: ...
     def friends(self, user_id: str) -> list[str]: ...
     def pending_requests(self, user_id: str) -> PendingRequests: ...

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pymk.cli_events import events
+from pymk.cli_events import events, users
 from pymk.cli_models import COMMANDS
 from pymk.cli_snapshot import snapshot
 from pymk.errors import GraphStoreUnavailableError, PymkError
@@ -270,5 +270,5 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, threads
     run(settings, host, port, workers, threads)
 
 
-for _command in (snapshot, events, *COMMANDS):  # defined in pymk/cli_snapshot.py, cli_events.py, cli_models.py
+for _command in (snapshot, events, users, *COMMANDS):  # defined in pymk/cli_snapshot.py, cli_events.py, cli_models.py
     main.add_command(_command)

@@ -1,6 +1,8 @@
-"""`pymk events ...`: the event logs' upkeep (erasure of deleted accounts)."""
+"""`pymk events ...` and `pymk users ...`: what accounts ask of their data (erasure, access)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -30,3 +32,30 @@ def events_erase(settings: Settings, settle_min: float) -> None:
     skipped = sum(done[name]["live_segments_left"] for name in ("event_log", "served_log"))
     if skipped:
         click.echo(f"{skipped} live segment(s) written in the last {settle_min:g} min left for the next run")
+
+
+@click.group()
+def users() -> None:
+    """One account's data."""
+
+
+@users.command("export")
+@click.argument("user_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON document here (default: stdout).")
+@click.pass_obj
+def users_export(settings: Settings, user_id: str, out: Path | None) -> None:
+    """Everything stored about USER_ID as one JSON document (an access request): profile, ties, its own
+    requests, blocks and dismissals, its events and the suggestions served to it."""
+    import orjson
+
+    from pymk.access import export_account
+
+    doc = orjson.dumps(export_account(settings, user_id), option=orjson.OPT_INDENT_2).decode()
+    if out is None:
+        click.echo(doc)
+        return
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(doc + "\n")
+    tmp.replace(out)
+    click.echo(f"{user_id}: {out}", err=True)

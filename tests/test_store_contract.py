@@ -177,3 +177,25 @@ def test_opt_out_and_delete(store, prefix):
     assert store.existing_users(ids) == set()
     with pytest.raises(ValueError, match="empty prefix"):
         store.delete_users_with_prefix("")
+
+
+def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
+    from graph.records import Request
+
+    a, b, c, d, e = (f"{prefix}{x}" for x in "abcde")
+    store.upsert_users([UserRecord(id=a, city="Lyon", created_at=5.0), *(UserRecord(id=x) for x in (b, c, d, e))])
+    store.add_friendships([Friendship(b, a, 7.0), Friendship(a, e)])
+    store.apply_events([Event("send", a, c, 10.0), Event("send", d, a, 11.0), Event("decline", a, d, 12.0),
+                        Event("dismiss", a, b, 13.0), Event("block", a, c, 14.0), Event("dismiss", c, a, 15.0),
+                        Event("block", d, a, 16.0)])
+    got = store.account_data(a)
+    assert got is not None and {k: got.profile[k] for k in ("id", "city", "created_at")} == {
+        "id": a, "city": "Lyon", "created_at": 5.0}
+    assert got.friends == (Friendship(a, b, 7.0), Friendship(a, e, None))
+    assert got.requests_sent == (Request(a, c, 10.0, "pending"),)
+    assert got.requests_received == (Request(d, a, 11.0, "declined", 12.0),)
+    # its own block and dismissal; c's dismissal of a and d's block of a are theirs, not a's
+    assert (got.blocks, got.dismissals) == (((c, 14.0),), ((b, 13.0),))
+    assert store.account_data(f"{prefix}nobody") is None
+    store.delete_users([a])
+    assert store.account_data(a) is None

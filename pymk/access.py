@@ -1,0 +1,84 @@
+"""An access request: everything pymk stores about one account, as one JSON document.
+
+From the graph store: the profile, the ties, the account's own requests, blocks and dismissals, and
+the requests it received with its answers. From the event log: the events the account made (its
+impressions are the suggestions it was shown). From the served log: the lists served to it. Others'
+actions toward the account (their blocks or dismissals of it, their lists it appeared in) are theirs
+and are left out. Derived artifacts (snapshots, embeddings, models, precomputed lists) hold the id
+until they are rebuilt; the document names the versions current now.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import orjson
+
+from graph.eventlog import EventLog
+from graph.store import GraphStore
+from pymk.artifacts import ArtifactStore
+from pymk.errors import UnknownUserError
+from pymk.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _plain(user_id: str) -> bool:
+    """Whether every writer spells the id the same in JSON (so a byte search can skip other lines)."""
+    return user_id.isascii() and user_id.isprintable() and not any(c in user_id for c in '"\\')
+
+
+def records_of(event_log: EventLog, user_id: str, field: str) -> Iterator[dict]:
+    """The log's records whose `field` is `user_id`, in segment order (streamed; unreadable lines skipped)."""
+    needle = orjson.dumps(user_id) if _plain(user_id) else b""
+    for seg in event_log.segments():
+        with open(seg, "rb") as f:
+            for line in f:
+                if needle not in line:
+                    continue
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict) and str(obj.get(field)) == user_id:
+                    yield obj
+
+
+def export_account(settings: Settings, user_id: str, store: GraphStore | None = None) -> dict:
+    """The access-request document for `user_id` (UnknownUserError if the graph store has no such user)."""
+    from graph.connect import open_store
+
+    own = store is None
+    store = store or open_store(settings)
+    try:
+        data = store.account_data(user_id)
+    finally:
+        if own:
+            store.close()
+    if data is None:
+        raise UnknownUserError(user_id)
+    start = time.perf_counter()
+    events = list(records_of(EventLog(settings.event_log_dir), user_id, "src"))
+    served = list(records_of(EventLog(settings.served_log_dir), user_id, "viewer"))
+    log.info("read %d events and %d served lists of %s from the logs in %.1fs", len(events), len(served),
+             user_id, time.perf_counter() - start)
+    artifacts: dict[str, Path] = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,
+                                  "ranker": settings.ranker_dir, "precomputed_lists": settings.candidates_dir}
+    return {
+        "account": user_id,
+        "exported_at": time.time(),
+        "time_unit": "seconds since the epoch",
+        "profile": data.profile,
+        "friends": [{"id": f.b, "since": f.since} for f in data.friends],
+        "requests_sent": [asdict(r) for r in data.requests_sent],
+        "requests_received": [asdict(r) for r in data.requests_received],
+        "blocks": [{"id": other, "at": at} for other, at in data.blocks],
+        "dismissals": [{"id": other, "at": at} for other, at in data.dismissals],
+        "events": events,
+        "suggestions_served": served,
+        "derived_artifacts": {name: ArtifactStore(path).current_version() for name, path in artifacts.items()},
+    }
