@@ -3,15 +3,19 @@
 Each segment is rewritten atomically (temp file, fsync, rename; its modification time kept, since
 retention reads it). What a run erased is remembered beside the segments (`.erased.json`: the ids
 and each segment's size and mtime once clean of them), so the nightly run reads only segments new or
-changed since, plus every segment for accounts deleted since: a log of months is not parsed whole
-every night once one account is deleted.
+changed since, plus every segment for accounts deleted since. Those few ids are looked for first
+as bytes (each id as the log's writers spell it in JSON, one regular expression over the mapped
+file), and only a segment where one appears is parsed: a log of months is not parsed whole every night
+(bench/erasure.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -23,6 +27,9 @@ from graph.eventlog import EventLog, _log_errors, _write_all
 
 log = logging.getLogger(__name__)
 STATE = ".erased.json"   # not a segment (segments are *.jsonl)
+# Up to this many ids, a segment is searched for them as bytes before it is parsed (an alternation of
+# literals: ~17x faster than parsing with 30 ids, ~2.4x with 1,000; past that, parsing wins).
+BYTE_SEARCH_MAX = 512
 
 
 @dataclass
@@ -31,6 +38,7 @@ class ErasureReport:
     scrubbed: int = 0                  # records kept with the accounts cut from their candidate lists
     segments: int = 0                  # segments rewritten
     unread: int = 0                    # segments clean of these accounts since an earlier run: not read
+    parsed: int = 0                    # segments read record by record (the others: searched as bytes only)
     skipped: list[str] = field(default_factory=list)   # live segments too recent to rewrite now
 
 
@@ -52,6 +60,25 @@ def _scrub(line: bytes, ids: Collection[str]) -> bytes | None:
         if len(kept) < len(shown):
             return orjson.dumps({**obj, "candidates": kept}) + b"\n"
     return line
+
+
+def _byte_pattern(ids: Collection[str]) -> re.Pattern[bytes] | None:
+    """Every way the logs' writers spell one of `ids` as a JSON string (json.dumps escapes non-ASCII,
+    orjson does not), as one pattern; None for more ids than a byte search is worth."""
+    if len(ids) > BYTE_SEARCH_MAX:
+        return None
+    spelled = {orjson.dumps(i) for i in ids} | {json.dumps(i).encode() for i in ids}
+    return re.compile(b"|".join(re.escape(s) for s in sorted(spelled)))
+
+
+def _may_name(seg: Path, pattern: re.Pattern[bytes] | None) -> bool:
+    """False only when no record of `seg` can name the ids: none of their spellings is in its bytes."""
+    if pattern is None:
+        return True
+    if seg.stat().st_size == 0:
+        return False
+    with open(seg, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        return pattern.search(m) is not None
 
 
 def _state(root: Path) -> tuple[set[str], dict[str, list[int]]]:
@@ -106,16 +133,19 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
     done, clean = _state(event_log.root)
     since = wanted - done       # deleted since the last run: every segment is read for them
     now_clean: dict[str, list[int]] = {}
+    by_since, by_all = _byte_pattern(since) if since else None, _byte_pattern(wanted)
     for seg in event_log.segments():
         with _log_errors(seg):
             stat = seg.stat()
             if seg.name.startswith("live-") and time.time() - stat.st_mtime < settle_s:
                 report.skipped.append(seg.name)
                 continue
-            check = since if clean.get(seg.name) == [stat.st_size, stat.st_mtime_ns] else wanted
+            known = clean.get(seg.name) == [stat.st_size, stat.st_mtime_ns]
+            check, pattern = (since, by_since) if known else (wanted, by_all)
             if not check:
                 report.unread += 1
-            else:
+            elif _may_name(seg, pattern):
+                report.parsed += 1
                 with open(seg, "rb") as f:   # streamed: a segment may be a whole ingested file
                     if any(_scrub(line, check) is not line for line in f):
                         _rewrite(seg, check, report)
@@ -125,7 +155,7 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
         tmp.write_text(json.dumps({"ids": sorted(wanted), "clean": now_clean}))
         os.replace(tmp, event_log.root / STATE)
     log.info("%s: erased %d records of %d users and cut them from %d others' lists, in %d segments (%d read, "
-             "%d clean since an earlier run, %d recent live segments left)", event_log.root, report.lines,
-             len(wanted), report.scrubbed, report.segments, len(now_clean) - report.unread, report.unread,
-             len(report.skipped))
+             "%d parsed; %d clean since an earlier run; %d recent live segments left)", event_log.root,
+             report.lines, len(wanted), report.scrubbed, report.segments, len(now_clean) - report.unread,
+             report.parsed, report.unread, len(report.skipped))
     return report

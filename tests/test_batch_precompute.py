@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 from dataclasses import replace
 
 import numpy as np
@@ -105,8 +106,9 @@ def test_the_heap_is_frozen_while_blocks_rank_and_thawed_after(served, tmp_path)
     gc.unfreeze()   # (an app built by another test may have frozen its heap)
     build_precomputed(served, np.arange(10), {}, ArtifactStore(tmp_path), keep=5, progress=False, rank=rank,
                       block=4)
-    assert len(seen) == 3 and min(seen) > 1000   # the pipeline's objects among them
-    assert gc.get_freeze_count() == 0
+    # (failed once in ~6 full suites, not reproduced: the messages say what else was running then)
+    assert len(seen) == 3 and min(seen) > 1000, (seen, threading.enumerate())   # the pipeline's objects among them
+    assert gc.get_freeze_count() == 0, (seen, gc.get_freeze_count(), threading.enumerate())
     gc.freeze()   # a freeze made before the job (a serving process's) is not undone by it
     before = gc.get_freeze_count()
     build_precomputed(served, np.arange(10), {}, ArtifactStore(tmp_path), keep=5, progress=False, rank=rank,

@@ -313,3 +313,22 @@ def test_events_erase_command_erases_the_store_tombstones(neo4j_store, prefix, t
     assert result.exit_code == 0, result.output
     assert "event log: 2 records" in result.output
     assert [(e.src, e.dst) for e in log.read()] == [(b, c)]
+
+
+@pytest.mark.parametrize("byte_search_max", [512, 0])
+def test_erasure_finds_an_id_however_each_writer_spells_it(tmp_path, monkeypatch, byte_search_max):
+    import graph.erasure
+    from graph.records import Event
+
+    monkeypatch.setattr(graph.erasure, "BYTE_SEARCH_MAX", byte_search_max)
+    odd = 'Zoë "z" \\ 1'                        # json.dumps writes \u00eb and escapes; orjson writes ë
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-1", [Event("send", odd, "u2", 1.0), Event("send", "u3", "u2", 2.0)])
+    log.write_segment("file-2", [Event("send", "u3", "u4", 3.0)])
+    log.append_records([{"viewer": "u2", "candidates": [{"user_id": odd}, {"user_id": "u3"}]}])
+    report = log.erase({odd}, settle_s=0)
+    assert (report.lines, report.scrubbed, report.segments) == (1, 1, 2)
+    # searched as bytes, file-2 holds no spelling of the id and is never parsed
+    assert report.parsed == (2 if byte_search_max else 3)
+    assert [(e.src, e.dst) for e in log.read()] == [("u3", "u2"), ("u3", "u4")]
+    assert odd not in "".join(p.read_text() for p in log.segments())
