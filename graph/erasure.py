@@ -3,9 +3,9 @@
 Each segment is rewritten atomically (temp file, fsync, rename; its modification time kept, since
 retention reads it). What a run erased is remembered beside the segments (`.erased.json`: the ids
 and each segment's size and mtime once clean of them), so the nightly run reads only segments new or
-changed since, plus every segment for accounts deleted since. Those few ids are looked for first
-as bytes (each id as the log's writers spell it in JSON, one regular expression over the mapped
-file), and only a segment where one appears is parsed: a log of months is not parsed whole every night
+changed since, plus every segment for accounts deleted since. Up to BYTE_SEARCH_MAX ids are looked
+for as bytes (each id as the log's writers spell it in JSON, one regular expression over the mapped
+file), and only the lines where one appears are parsed; the rest of a segment is copied as it is
 (bench/erasure.py).
 """
 
@@ -20,6 +20,7 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -38,7 +39,7 @@ class ErasureReport:
     scrubbed: int = 0                  # records kept with the accounts cut from their candidate lists
     segments: int = 0                  # segments rewritten
     unread: int = 0                    # segments clean of these accounts since an earlier run: not read
-    parsed: int = 0                    # segments read record by record (the others: searched as bytes only)
+    parsed: int = 0                    # segments parsed record by record (the others: searched as bytes)
     skipped: list[str] = field(default_factory=list)   # live segments too recent to rewrite now
 
 
@@ -71,14 +72,44 @@ def _byte_pattern(ids: Collection[str]) -> re.Pattern[bytes] | None:
     return re.compile(b"|".join(re.escape(s) for s in sorted(spelled)))
 
 
-def _may_name(seg: Path, pattern: re.Pattern[bytes] | None) -> bool:
-    """False only when no record of `seg` can name the ids: none of their spellings is in its bytes."""
-    if pattern is None:
-        return True
-    if seg.stat().st_size == 0:
-        return False
-    with open(seg, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        return pattern.search(m) is not None
+def _edits(seg: Path, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
+    """The records of `seg` that change, as (start, end, replacement or None) byte ranges. With a
+    `pattern`, only the lines holding a spelling of one of `ids` are parsed (found in the mapped file);
+    without one, every line is."""
+    edits: list[tuple[int, int, bytes | None]] = []
+    with open(seg, "rb") as f:
+        if pattern is None:
+            pos = 0
+            for line in f:   # streamed: a segment may be a whole ingested file
+                out = _scrub(line, ids)
+                if out is not line:
+                    edits.append((pos, pos + len(line), out))
+                pos += len(line)
+            return edits
+        if os.fstat(f.fileno()).st_size == 0:
+            return edits
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            end = 0
+            for found in pattern.finditer(m):
+                if found.start() < end:   # in a line already read
+                    continue
+                start = m.rfind(b"\n", 0, found.start()) + 1
+                end = m.find(b"\n", found.end())
+                end = len(m) if end < 0 else end + 1
+                line = m[start:end]
+                out = _scrub(line, ids)
+                if out is not line:
+                    edits.append((start, end, out))
+    return edits
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+    while n > 0:
+        chunk = src.read(min(n, 1 << 20))
+        if not chunk:
+            return
+        _write_all(dst, chunk)
+        n -= len(chunk)
 
 
 def _state(root: Path) -> tuple[set[str], dict[str, list[int]]]:
@@ -99,17 +130,23 @@ def _fingerprint(seg: Path) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _rewrite(seg: Path, ids: set[str], report: ErasureReport) -> None:
+def _rewrite(seg: Path, edits: list[tuple[int, int, bytes | None]], report: ErasureReport) -> None:
+    """`seg` with `edits` applied, atomically (temp file, fsync, rename), its modification time kept."""
     stat = seg.stat()
     tmp = seg.with_name(f".{seg.name}.erase-{os.getpid()}")
     try:
         with _log_errors(tmp), open(seg, "rb") as src, open(tmp, "wb") as f:
-            for line in src:
-                out = _scrub(line, ids)
-                report.lines += out is None
-                report.scrubbed += out is not None and out is not line
-                if out is not None:
+            pos = 0
+            for start, end, out in edits:
+                _copy(src, f, start - pos)
+                src.seek(end)
+                pos = end
+                if out is None:
+                    report.lines += 1
+                else:
+                    report.scrubbed += 1
                     _write_all(f, out)
+            _copy(src, f, stat.st_size - pos)
             f.flush()
             os.fsync(f.fileno())
         os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -144,11 +181,11 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
             check, pattern = (since, by_since) if known else (wanted, by_all)
             if not check:
                 report.unread += 1
-            elif _may_name(seg, pattern):
-                report.parsed += 1
-                with open(seg, "rb") as f:   # streamed: a segment may be a whole ingested file
-                    if any(_scrub(line, check) is not line for line in f):
-                        _rewrite(seg, check, report)
+            else:
+                report.parsed += pattern is None
+                edits = _edits(seg, check, pattern)
+                if edits:
+                    _rewrite(seg, edits, report)
             now_clean[seg.name] = _fingerprint(seg)
     tmp = event_log.root / f"{STATE}.{os.getpid()}"
     with _log_errors(tmp):

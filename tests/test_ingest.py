@@ -326,9 +326,16 @@ def test_erasure_finds_an_id_however_each_writer_spells_it(tmp_path, monkeypatch
     log.write_segment("file-1", [Event("send", odd, "u2", 1.0), Event("send", "u3", "u2", 2.0)])
     log.write_segment("file-2", [Event("send", "u3", "u4", 3.0)])
     log.append_records([{"viewer": "u2", "candidates": [{"user_id": odd}, {"user_id": "u3"}]}])
+    parsed: list[bytes] = []
+    scrub = graph.erasure._scrub
+    monkeypatch.setattr(graph.erasure, "_scrub", lambda line, ids: parsed.append(bytes(line)) or scrub(line, ids))
     report = log.erase({odd}, settle_s=0)
     assert (report.lines, report.scrubbed, report.segments) == (1, 1, 2)
-    # searched as bytes, file-2 holds no spelling of the id and is never parsed
-    assert report.parsed == (2 if byte_search_max else 3)
+    # searched as bytes, only the two lines that spell the id are parsed; the rest is copied as it is
+    assert (report.parsed, len(parsed)) == ((0, 2) if byte_search_max else (3, 4))
     assert [(e.src, e.dst) for e in log.read()] == [("u3", "u2"), ("u3", "u4")]
     assert odd not in "".join(p.read_text() for p in log.segments())
+    last = log.root / "file-3.jsonl"   # a last line with no newline, and an id inside another's
+    last.write_text('{"src":"u3","dst":"u33"}\n{"src":"u5","dst":"u3"}')
+    assert log.erase({odd, "u3"}, settle_s=0).lines == 4
+    assert last.read_text() == ""
