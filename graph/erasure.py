@@ -17,7 +17,7 @@ import mmap
 import os
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -63,43 +63,44 @@ def _scrub(line: bytes, ids: Collection[str]) -> bytes | None:
     return line
 
 
-def _byte_pattern(ids: Collection[str]) -> re.Pattern[bytes] | None:
+def spelling(ids: Collection[str]) -> re.Pattern[bytes]:
     """Every way the logs' writers spell one of `ids` as a JSON string (json.dumps escapes non-ASCII,
-    orjson does not), as one pattern; None for more ids than a byte search is worth."""
-    if len(ids) > BYTE_SEARCH_MAX:
-        return None
+    orjson does not), as one pattern."""
     spelled = {orjson.dumps(i) for i in ids} | {json.dumps(i).encode() for i in ids}
     return re.compile(b"|".join(re.escape(s) for s in sorted(spelled)))
 
 
-def _edits(seg: Path, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
-    """The records of `seg` that change, as (start, end, replacement or None) byte ranges. With a
-    `pattern`, only the lines holding a spelling of one of `ids` are parsed (found in the mapped file);
-    without one, every line is."""
-    edits: list[tuple[int, int, bytes | None]] = []
+def lines_with(seg: Path, pattern: re.Pattern[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """The lines of `seg` holding a match of `pattern`, each once, as (start, end, bytes), searched in the
+    mapped file (no line without a match is read into Python)."""
     with open(seg, "rb") as f:
-        if pattern is None:
-            pos = 0
-            for line in f:   # streamed: a segment may be a whole ingested file
-                out = _scrub(line, ids)
-                if out is not line:
-                    edits.append((pos, pos + len(line), out))
-                pos += len(line)
-            return edits
         if os.fstat(f.fileno()).st_size == 0:
-            return edits
+            return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             end = 0
             for found in pattern.finditer(m):
-                if found.start() < end:   # in a line already read
+                if found.start() < end:   # in a line already given
                     continue
                 start = m.rfind(b"\n", 0, found.start()) + 1
                 end = m.find(b"\n", found.end())
                 end = len(m) if end < 0 else end + 1
-                line = m[start:end]
-                out = _scrub(line, ids)
-                if out is not line:
-                    edits.append((start, end, out))
+                yield start, end, m[start:end]
+
+
+def _edits(seg: Path, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
+    """The records of `seg` that change, as (start, end, replacement or None) byte ranges. With a
+    `pattern`, only the lines holding a spelling of one of `ids` are parsed; without one, every line is."""
+    if pattern is not None:
+        return [(start, end, out) for start, end, line in lines_with(seg, pattern)
+                if (out := _scrub(line, ids)) is not line]
+    edits: list[tuple[int, int, bytes | None]] = []
+    with open(seg, "rb") as f:
+        pos = 0
+        for line in f:   # streamed: a segment may be a whole ingested file
+            out = _scrub(line, ids)
+            if out is not line:
+                edits.append((pos, pos + len(line), out))
+            pos += len(line)
     return edits
 
 
@@ -170,7 +171,8 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
     done, clean = _state(event_log.root)
     since = wanted - done       # deleted since the last run: every segment is read for them
     now_clean: dict[str, list[int]] = {}
-    by_since, by_all = _byte_pattern(since) if since else None, _byte_pattern(wanted)
+    by_since = spelling(since) if 0 < len(since) <= BYTE_SEARCH_MAX else None
+    by_all = spelling(wanted) if len(wanted) <= BYTE_SEARCH_MAX else None
     for seg in event_log.segments():
         with _log_errors(seg):
             stat = seg.stat()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import orjson
 
+from graph.erasure import lines_with, spelling
 from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
@@ -27,25 +28,18 @@ from pymk.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _plain(user_id: str) -> bool:
-    """Whether every writer spells the id the same in JSON (so a byte search can skip other lines)."""
-    return user_id.isascii() and user_id.isprintable() and not any(c in user_id for c in '"\\')
-
-
 def records_of(event_log: EventLog, user_id: str, field: str) -> Iterator[dict]:
-    """The log's records whose `field` is `user_id`, in segment order (streamed; unreadable lines skipped)."""
-    needle = orjson.dumps(user_id) if _plain(user_id) else b""
+    """The log's records whose `field` is `user_id`, in segment order (only the lines that spell the id
+    are parsed; unreadable ones are skipped)."""
+    pattern = spelling([user_id])
     for seg in event_log.segments():
-        with open(seg, "rb") as f:
-            for line in f:
-                if needle not in line:
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(obj, dict) and str(obj.get(field)) == user_id:
-                    yield obj
+        for _, _, line in lines_with(seg, pattern):
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(obj, dict) and str(obj.get(field)) == user_id:
+                yield obj
 
 
 def export_account(settings: Settings, user_id: str, store: GraphStore | None = None) -> dict:
