@@ -11,6 +11,7 @@ file), and only the lines where one appears are parsed; the rest of a segment is
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import mmap
@@ -18,6 +19,7 @@ import os
 import re
 import time
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -25,9 +27,11 @@ from typing import BinaryIO
 import orjson
 
 from graph.eventlog import EventLog, _log_errors, _write_all
+from pymk.errors import EventLogUnavailableError
 
 log = logging.getLogger(__name__)
 STATE = ".erased.json"   # not a segment (segments are *.jsonl)
+LOCK = ".erase.lock"
 # Up to this many ids, a segment is searched for them as bytes before it is parsed (an alternation of
 # literals: ~17x faster than parsing with 30 ids, ~2.4x with 1,000; past that, parsing wins).
 BYTE_SEARCH_MAX = 512
@@ -70,37 +74,36 @@ def spelling(ids: Collection[str]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(s) for s in sorted(spelled)))
 
 
-def lines_with(seg: Path, pattern: re.Pattern[bytes]) -> Iterator[tuple[int, int, bytes]]:
-    """The lines of `seg` holding a match of `pattern`, each once, as (start, end, bytes), searched in the
-    mapped file (no line without a match is read into Python)."""
-    with open(seg, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            end = 0
-            for found in pattern.finditer(m):
-                if found.start() < end:   # in a line already given
-                    continue
-                start = m.rfind(b"\n", 0, found.start()) + 1
-                end = m.find(b"\n", found.end())
-                end = len(m) if end < 0 else end + 1
-                yield start, end, m[start:end]
+def lines_with(f: BinaryIO, pattern: re.Pattern[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """The lines of the open file `f` holding a match of `pattern`, each once, as (start, end, bytes),
+    searched in the mapped file (no line without a match is read into Python)."""
+    if os.fstat(f.fileno()).st_size == 0:
+        return
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        end = 0
+        for found in pattern.finditer(m):
+            if found.start() < end:   # in a line already given
+                continue
+            start = m.rfind(b"\n", 0, found.start()) + 1
+            end = m.find(b"\n", found.end())
+            end = len(m) if end < 0 else end + 1
+            yield start, end, m[start:end]
 
 
-def _edits(seg: Path, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
-    """The records of `seg` that change, as (start, end, replacement or None) byte ranges. With a
-    `pattern`, only the lines holding a spelling of one of `ids` are parsed; without one, every line is."""
+def _edits(f: BinaryIO, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
+    """The records of the open segment `f` that change, as (start, end, replacement or None) byte ranges.
+    With a `pattern`, only the lines holding a spelling of one of `ids` are parsed; without one, every
+    line is (streamed: a segment may be a whole ingested file)."""
     if pattern is not None:
-        return [(start, end, out) for start, end, line in lines_with(seg, pattern)
+        return [(start, end, out) for start, end, line in lines_with(f, pattern)
                 if (out := _scrub(line, ids)) is not line]
     edits: list[tuple[int, int, bytes | None]] = []
-    with open(seg, "rb") as f:
-        pos = 0
-        for line in f:   # streamed: a segment may be a whole ingested file
-            out = _scrub(line, ids)
-            if out is not line:
-                edits.append((pos, pos + len(line), out))
-            pos += len(line)
+    pos = 0
+    for line in f:
+        out = _scrub(line, ids)
+        if out is not line:
+            edits.append((pos, pos + len(line), out))
+        pos += len(line)
     return edits
 
 
@@ -126,36 +129,53 @@ def _state(root: Path) -> tuple[set[str], dict[str, list[int]]]:
         return set(), {}
 
 
-def _fingerprint(seg: Path) -> list[int]:
-    stat = seg.stat()
+def _fingerprint(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
-def _rewrite(seg: Path, edits: list[tuple[int, int, bytes | None]], report: ErasureReport) -> None:
-    """`seg` with `edits` applied, atomically (temp file, fsync, rename), its modification time kept."""
-    stat = seg.stat()
+def _rewrite(seg: Path, src: BinaryIO, edits: list[tuple[int, int, bytes | None]], report: ErasureReport) -> bool:
+    """`seg` (open as `src`) with `edits` applied, atomically (temp file, fsync, rename), its modification
+    time kept. False, and `seg` left as it is, if another writer replaced it meanwhile (re-ingesting its
+    file): the edits were found in the version `src` holds."""
+    stat = os.fstat(src.fileno())
     tmp = seg.with_name(f".{seg.name}.erase-{os.getpid()}")
     try:
-        with _log_errors(tmp), open(seg, "rb") as src, open(tmp, "wb") as f:
+        with _log_errors(tmp), open(tmp, "wb") as f:
+            src.seek(0)
             pos = 0
             for start, end, out in edits:
                 _copy(src, f, start - pos)
                 src.seek(end)
                 pos = end
-                if out is None:
-                    report.lines += 1
-                else:
-                    report.scrubbed += 1
+                if out is not None:
                     _write_all(f, out)
             _copy(src, f, stat.st_size - pos)
             f.flush()
             os.fsync(f.fileno())
         os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         with _log_errors(seg):
+            now = seg.stat()
+            if (now.st_ino, *_fingerprint(now)) != (stat.st_ino, *_fingerprint(stat)):
+                log.warning("%s: replaced while being erased; left for the next run", seg)
+                return False
             os.replace(tmp, seg)
     finally:
         tmp.unlink(missing_ok=True)
+    report.lines += sum(out is None for _, _, out in edits)
+    report.scrubbed += sum(out is not None for _, _, out in edits)
     report.segments += 1
+    return True
+
+
+@contextmanager
+def _exclusive(root: Path) -> Iterator[None]:
+    """One erasure of a log at a time (a manual run and the nightly refresh may overlap): the second waits."""
+    with _log_errors(root / LOCK), open(root / LOCK, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -> ErasureReport:
@@ -168,31 +188,37 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
     wanted, report = set(ids), ErasureReport()
     if not wanted or not event_log.root.is_dir():
         return report
-    done, clean = _state(event_log.root)
-    since = wanted - done       # deleted since the last run: every segment is read for them
-    now_clean: dict[str, list[int]] = {}
-    by_since = spelling(since) if 0 < len(since) <= BYTE_SEARCH_MAX else None
-    by_all = spelling(wanted) if len(wanted) <= BYTE_SEARCH_MAX else None
-    for seg in event_log.segments():
-        with _log_errors(seg):
-            stat = seg.stat()
-            if seg.name.startswith("live-") and time.time() - stat.st_mtime < settle_s:
-                report.skipped.append(seg.name)
-                continue
-            known = clean.get(seg.name) == [stat.st_size, stat.st_mtime_ns]
-            check, pattern = (since, by_since) if known else (wanted, by_all)
-            if not check:
-                report.unread += 1
-            else:
-                report.parsed += pattern is None
-                edits = _edits(seg, check, pattern)
-                if edits:
-                    _rewrite(seg, edits, report)
-            now_clean[seg.name] = _fingerprint(seg)
-    tmp = event_log.root / f"{STATE}.{os.getpid()}"
-    with _log_errors(tmp):
-        tmp.write_text(json.dumps({"ids": sorted(wanted), "clean": now_clean}))
-        os.replace(tmp, event_log.root / STATE)
+    with _exclusive(event_log.root):
+        done, clean = _state(event_log.root)
+        since = wanted - done       # deleted since the last run: every segment is read for them
+        now_clean: dict[str, list[int]] = {}
+        by_since = spelling(since) if 0 < len(since) <= BYTE_SEARCH_MAX else None
+        by_all = spelling(wanted) if len(wanted) <= BYTE_SEARCH_MAX else None
+        for seg in event_log.segments():
+            try:
+                with _log_errors(seg), open(seg, "rb") as src:
+                    stat = os.fstat(src.fileno())
+                    if seg.name.startswith("live-") and time.time() - stat.st_mtime < settle_s:
+                        report.skipped.append(seg.name)
+                        continue
+                    known = clean.get(seg.name) == _fingerprint(stat)
+                    check, pattern = (since, by_since) if known else (wanted, by_all)
+                    if not check:
+                        report.unread += 1
+                    else:
+                        report.parsed += pattern is None
+                        edits = _edits(src, check, pattern)
+                        if edits and not _rewrite(seg, src, edits, report):
+                            continue
+                    now_clean[seg.name] = _fingerprint(seg.stat())
+            except EventLogUnavailableError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError):
+                    raise
+                log.info("%s: gone while being erased (expired or replaced); nothing to erase there", seg)
+        tmp = event_log.root / f"{STATE}.{os.getpid()}"
+        with _log_errors(tmp):
+            tmp.write_text(json.dumps({"ids": sorted(wanted), "clean": now_clean}))
+            os.replace(tmp, event_log.root / STATE)
     log.info("%s: erased %d records of %d users and cut them from %d others' lists, in %d segments (%d read, "
              "%d parsed; %d clean since an earlier run; %d recent live segments left)", event_log.root,
              report.lines, len(wanted), report.scrubbed, report.segments, len(now_clean) - report.unread,

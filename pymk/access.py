@@ -33,13 +33,18 @@ def records_of(event_log: EventLog, user_id: str, field: str) -> Iterator[dict]:
     are parsed; unreadable ones are skipped)."""
     pattern = spelling([user_id])
     for seg in event_log.segments():
-        for _, _, line in lines_with(seg, pattern):
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(obj, dict) and str(obj.get(field)) == user_id:
-                yield obj
+        try:
+            f = open(seg, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:   # expired meanwhile
+            continue
+        with f:
+            for _, _, line in lines_with(f, pattern):
+                try:
+                    obj = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(obj, dict) and str(obj.get(field)) == user_id:
+                    yield obj
 
 
 def export_account(settings: Settings, user_id: str, store: GraphStore | None = None) -> dict:

@@ -269,7 +269,7 @@ def test_erasure_rewrites_every_settled_segment_without_the_deleted_accounts(tmp
     # u1's served list keeps its record and u5, without u2 (the deleted account was shown to u1)
     assert json.loads(lines[1]) == {"viewer": "u1", "ts": 9, "candidates": shown[1:]}
     assert log.erase({"u2"}).lines == 0 and log.erase({"u2"}, settle_s=0).lines == 1   # settled: erased too
-    assert [p.name for p in log.root.glob(".*")] == [".erased.json"]   # no temp file left
+    assert sorted(p.name for p in log.root.glob(".*")) == [".erase.lock", ".erased.json"]   # no temp file left
 
 
 def test_erasure_reads_again_only_what_is_new_since_the_last_run(tmp_path, monkeypatch):
@@ -339,3 +339,50 @@ def test_erasure_finds_an_id_however_each_writer_spells_it(tmp_path, monkeypatch
     last.write_text('{"src":"u3","dst":"u33"}\n{"src":"u5","dst":"u3"}')
     assert log.erase({odd, "u3"}, settle_s=0).lines == 4
     assert last.read_text() == ""
+
+
+def test_erasure_leaves_a_segment_replaced_meanwhile_and_one_gone_meanwhile(tmp_path, monkeypatch):
+    import graph.erasure
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-1", [Event("send", "u1", "u2", 1.0)])
+    log.write_segment("file-2", [Event("send", "u3", "u1", 2.0)])
+    edits = graph.erasure._edits
+
+    def reingested(f, ids, pattern):   # file-1 is ingested again while its edits are being found
+        found = edits(f, ids, pattern)
+        if f.name.endswith("file-1.jsonl"):
+            log.write_segment("file-1", [Event("send", "u1", "u2", 1.0), Event("send", "u1", "u4", 3.0)])
+        return found
+
+    monkeypatch.setattr(graph.erasure, "_edits", reingested)
+    real_segments = EventLog.segments
+    monkeypatch.setattr(EventLog, "segments", lambda self: [*real_segments(self), self.root / "file-0-gone.jsonl"])
+    report = log.erase({"u1"}, settle_s=0)   # no error; file-1 left as the new ingestion wrote it
+    assert (report.lines, report.segments) == (1, 1)
+    assert len((log.root / "file-1.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(graph.erasure, "_edits", edits)
+    monkeypatch.setattr(EventLog, "segments", real_segments)
+    assert log.erase({"u1"}, settle_s=0).lines == 2   # not remembered as clean: the next run erases it
+    assert list(log.read()) == []
+
+
+def test_a_second_erasure_of_the_same_log_waits_for_the_first(tmp_path):
+    import fcntl
+    import threading
+
+    from graph.erasure import LOCK
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-1", [Event("send", "u1", "u2", 1.0)])
+    with open(log.root / LOCK, "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)     # a first run holds the log
+        second = threading.Thread(target=log.erase, args=({"u1"},), kwargs={"settle_s": 0})
+        second.start()
+        second.join(0.5)
+        assert second.is_alive() and len(list(log.read())) == 1
+        fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+    second.join(10)
+    assert not second.is_alive() and list(log.read()) == []
