@@ -236,3 +236,11 @@ def test_the_guard_compares_validation_figures_only():
                                                 "(NDCG@10 of connections 0.3000 against 0.3000)")
     results["focal"]["val_ndcg@10_connections"] = 0.31   # the test figures never decide
     assert guarded(results, "focal")[0]
+
+
+def test_the_commands_default_stages_are_every_stage_in_order():
+    from pymk.cli_models import refresh
+    from pymk.refresh import STAGES
+
+    default = next(p.default for p in refresh.params if p.name == "stages")
+    assert tuple(default.split(",")) == STAGES
