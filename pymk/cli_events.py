@@ -56,6 +56,10 @@ def users_export(settings: Settings, user_id: str, out: Path | None) -> None:
         click.echo(doc)
         return
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(doc + "\n")
-    tmp.replace(out)
+    try:
+        tmp.write_text(doc + "\n")
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {out}: {exc}") from exc
     click.echo(f"{user_id}: {out}", err=True)

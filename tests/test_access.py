@@ -65,6 +65,9 @@ def test_users_export_reads_the_real_store_and_refuses_an_unknown_id(neo4j_store
     assert doc["profile"]["language"] == "fi" and doc["blocks"] == []     # b's block of a is b's
     assert doc["requests_sent"] == [{"src": a, "dst": b, "sent_at": 7.0, "status": "pending", "responded_at": None}]
     assert len(doc["events"]) == 2 and len(doc["suggestions_served"]) == 1
+    result = CliRunner().invoke(main, ["users", "export", a, "--out", str(tmp_path / "no-such-dir" / "x.json")],
+                                env=env)
+    assert result.exit_code != 0 and "cannot write" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["users", "export", f"{prefix}nobody"], env=env)
     assert result.exit_code != 0 and f"unknown user '{prefix}nobody'" in result.output
     assert "Traceback" not in result.output
