@@ -203,6 +203,7 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
                         continue
                     known = clean.get(seg.name) == _fingerprint(stat)
                     check, pattern = (since, by_since) if known else (wanted, by_all)
+                    edits = []
                     if not check:
                         report.unread += 1
                     else:
@@ -210,7 +211,8 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
                         edits = _edits(src, check, pattern)
                         if edits and not _rewrite(seg, src, edits, report):
                             continue
-                    now_clean[seg.name] = _fingerprint(seg.stat())
+                    # the version read (a file put in its place meanwhile will not match it), or the one written
+                    now_clean[seg.name] = _fingerprint(seg.stat() if edits else stat)
             except EventLogUnavailableError as exc:
                 if not isinstance(exc.__cause__, FileNotFoundError):
                     raise
