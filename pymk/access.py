@@ -49,15 +49,10 @@ def records_of(event_log: EventLog, user_id: str, field: str) -> Iterator[dict]:
 
 def export_account(settings: Settings, user_id: str, store: GraphStore | None = None) -> dict:
     """The access-request document for `user_id` (UnknownUserError if the graph store has no such user)."""
-    from graph.connect import open_store
+    from graph.connect import given_or_opened
 
-    own = store is None
-    store = store or open_store(settings)
-    try:
-        data = store.account_data(user_id)
-    finally:
-        if own:
-            store.close()
+    with given_or_opened(settings, store) as graph:
+        data = graph.account_data(user_id)
     if data is None:
         raise UnknownUserError(user_id)
     start = time.perf_counter()

@@ -53,16 +53,11 @@ def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: f
     """Every record naming an account deleted from the graph store (its tombstones), out of the event log
     and the served log, and out of the lists served to others; live segments written in the last
     `settle_s` are left for the next run. Returns the counts (safe to re-run: then all zero)."""
-    from graph.connect import open_store
+    from graph.connect import given_or_opened
     from graph.eventlog import EventLog
 
-    own = store is None
-    store = store or open_store(settings)
-    try:
-        deleted = store.deleted_users()
-    finally:
-        if own:
-            store.close()
+    with given_or_opened(settings, store) as graph:
+        deleted = graph.deleted_users()
     done = {"accounts": len(deleted)}
     for name, root in (("event_log", settings.event_log_dir), ("served_log", settings.served_log_dir)):
         report = EventLog(root).erase(deleted, settle_s=settle_s)
@@ -75,21 +70,16 @@ def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress
                    allow_shrink: bool = False) -> str:
     """Neo4j (or `store`) + event log -> a new current snapshot version (refused if it lost most of the
     current one's friendships, unless `allow_shrink`)."""
-    from graph.connect import open_store
+    from graph.connect import given_or_opened
     from graph.eventlog import EventLog
     from graph.snapshot import from_store, save_snapshot
 
-    own = store is None
-    store = store or open_store(settings)
     snapshots = ArtifactStore(settings.snapshot_dir)
-    try:
-        snap = from_store(store, EventLog(settings.event_log_dir), progress=progress)
+    with given_or_opened(settings, store) as graph:
+        snap = from_store(graph, EventLog(settings.event_log_dir), progress=progress)
         if not allow_shrink:
             check_shrink(snap.num_edges, snapshots)
-        return save_snapshot(snap, snapshots, source=store.server_info()).name
-    finally:
-        if own:
-            store.close()
+        return save_snapshot(snap, snapshots, source=graph.server_info()).name
 
 
 def stage_embeddings(settings: Settings, epochs: int = 60, max_auc_drop: float = 0.02, use_features: bool = True,

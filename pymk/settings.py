@@ -216,6 +216,5 @@ class Settings:
                    ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
                    ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")])
 
-
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
