@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     if store is None:
         from graph.connect import open_store
 
-        store = open_store(settings)
+        store = open_store(settings, for_requests=True)
     app = Flask(__name__)
     app.config["PYMK_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_request_bytes

@@ -7,7 +7,12 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from pymk.errors import EventLogUnavailableError, GraphStoreUnavailableError, UnknownUserError
+from pymk.errors import (
+    EventLogUnavailableError,
+    GraphStoreTimeoutError,
+    GraphStoreUnavailableError,
+    UnknownUserError,
+)
 
 RETRY_AFTER_S = 5
 
@@ -48,6 +53,13 @@ def register(app: Flask) -> None:
         # second ago must count), so with the store down the honest answer is "try again shortly".
         log.warning("%s", err)
         return _retry_later("graph_store_unavailable", "the graph store cannot be reached; retry shortly")
+
+    @app.errorhandler(GraphStoreTimeoutError)
+    def _store_slow(err: GraphStoreTimeoutError):
+        # the server ended the query (a write is rolled back whole; every API write is idempotent)
+        log.warning("%s", err)
+        return _retry_later("graph_store_timeout", f"the graph store did not answer within {err.limit_s:g} s; "
+                                                   "retry shortly")
 
     @app.errorhandler(EventLogUnavailableError)
     def _log_down(err: EventLogUnavailableError):

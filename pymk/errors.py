@@ -53,6 +53,16 @@ class GraphStoreUnavailableError(PymkError):
         self.uri = uri
 
 
+class GraphStoreTimeoutError(GraphStoreUnavailableError):
+    """A query ran past the store's per-query bound (PYMK_NEO4J_REQUEST_TIMEOUT_S) and the server ended it."""
+
+    def __init__(self, uri: str, limit_s: float, cause: Exception) -> None:
+        PymkError.__init__(self, f"graph store {uri}: a query ran past its {limit_s:g} s bound and was ended "
+                                 f"({getattr(cause, 'code', None) or cause.__class__.__name__})")
+        self.uri = uri
+        self.limit_s = limit_s
+
+
 class EventLogUnavailableError(PymkError):
     """A log segment cannot be written (disk full, permissions); nothing of the failed write is kept."""
 

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 # Any other PYMK_* name in the environment is most likely a typo, which would otherwise be ignored.
 KNOWN_VARIABLES = frozenset({
     "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
-    "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_INGEST_BATCH",
+    "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S",
+    "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
@@ -81,6 +82,9 @@ class Neo4jSettings:
     procedures: bool = True
     # How long a request waits to reach the server before the store reports itself unavailable.
     connect_timeout_s: float = 3.0
+    # How long one query of the API's store may run before the server ends it (a request's reads and
+    # writes; batch jobs have no bound). 0: the server's own db.transaction.timeout.
+    request_timeout_s: float = 2.0
 
     @property
     def external(self) -> bool:
@@ -197,6 +201,7 @@ class Settings:
             pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512, lo=8),
             procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
             connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
+            request_timeout_s=_env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 2.0, 0.0, 3600.0),
         )
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())

@@ -493,6 +493,60 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
 
 
 @pytest.mark.integration
+def test_a_graph_store_query_past_its_bound_is_a_503_and_batch_jobs_are_not_bounded(neo4j_store, settings, prefix,
+                                                                                     tmp_path):
+    """A write waiting for a lock another transaction holds (an ingestion batch, a slow job): the API's store
+    asks the server to end any query after PYMK_NEO4J_REQUEST_TIMEOUT_S, so the request is a 503 to retry
+    and its thread is free again, not held as long as the other transaction runs; the retry succeeds once
+    the lock goes. A batch job's store waits as long as it takes."""
+    import dataclasses
+    import threading
+    import time
+
+    user = f"{prefix}u1"
+    neo4j_store.upsert_users([UserRecord(id=user, city="bergen")])
+    env = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1"})
+    app = create_app(dataclasses.replace(env, neo4j=dataclasses.replace(settings.neo4j, request_timeout_s=0.5)))
+    client = app.test_client()
+
+    def hold_the_lock(seconds: float) -> threading.Timer:
+        """An open transaction that wrote the user (so holds its node's write lock), rolled back later."""
+        session = neo4j_store._driver.session(database=settings.neo4j.database)
+        tx = session.begin_transaction()
+        tx.run("MATCH (u:User {id: $id}) SET u.city = 'held'", id=user).consume()
+        def end() -> None:
+            if not tx.closed():
+                tx.rollback()
+            session.close()
+
+        release = threading.Timer(seconds, end)
+        release.start()
+        return release
+
+    release = hold_the_lock(8.0)
+    try:
+        start = time.perf_counter()
+        resp = client.post("/v1/users", json={"id": user, "city": "oslo"}, headers=KEY)
+        assert resp.status_code == 503 and time.perf_counter() - start < 5
+        err = resp.get_json()["error"]
+        assert err["code"] == "graph_store_timeout" and "0.5 s" in err["message"] and resp.headers["Retry-After"]
+    finally:
+        release.cancel()
+        release.function()
+    assert client.post("/v1/users", json={"id": user, "city": "oslo"}, headers=KEY).status_code == 201
+    assert neo4j_store.get_user(user).city == "oslo"
+
+    release = hold_the_lock(1.5)
+    try:
+        start = time.perf_counter()
+        neo4j_store.upsert_users([UserRecord(id=user, city="tromso")])   # the batch jobs' store: unbounded
+        assert time.perf_counter() - start >= 1.4 and neo4j_store.get_user(user).city == "tromso"
+    finally:
+        release.join()
+        app.extensions["pymk"].store.close()
+
+
+@pytest.mark.integration
 def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_store, settings, prefix, tmp_path):
     import dataclasses
     import time

@@ -23,7 +23,8 @@ def test_settings_from_env(tmp_path):
                                              ("PYMK_INGEST_BATCH", "0"), ("PYMK_SERVED_LOG", "everything"),
                                              ("PYMK_SERVED_LOG_RETENTION_H", "-1"), ("PYMK_API_RATE_LIMIT", "-3"),
                                              ("PYMK_API_WORKERS", "0"), ("PYMK_API_THREADS", "-1"),
-                                             ("PYMK_API_MAX_REQUEST_BYTES", "10"), ("PYMK_NEO4J_HEAP_MB", "0")])
+                                             ("PYMK_API_MAX_REQUEST_BYTES", "10"), ("PYMK_NEO4J_HEAP_MB", "0"),
+                                             ("PYMK_NEO4J_REQUEST_TIMEOUT_S", "-1")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})
@@ -92,6 +93,37 @@ def test_status_of_a_server_that_never_ran(tmp_path):
     cfg = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": "1"}).neo4j
     st = server.status(cfg)
     assert not st.running and st.pid is None and st.detail == "stopped"
+
+
+@pytest.mark.integration
+def test_a_bounded_store_ends_long_reads_but_never_an_erasure(neo4j_store, settings, prefix):
+    """The API's store (PYMK_NEO4J_REQUEST_TIMEOUT_S) has the server end a read past the bound, a named
+    error; deleting an account asks for no bound (its cost grows with its ties, and an erasure must end)."""
+    import time
+
+    from graph.neo4j_store import Neo4jGraphStore
+    from graph.records import Friendship
+    from pymk.errors import GraphStoreTimeoutError, GraphStoreUnavailableError
+
+    hub = f"{prefix}hub"
+    neo4j_store.add_friendships([Friendship(hub, f"{prefix}f{i}") for i in range(2_000)])
+    bounded = Neo4jGraphStore(settings.neo4j, query_timeout_s=0.05)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(GraphStoreTimeoutError, match=r"ran past its 0\.05 s bound") as caught:
+            bounded._read("UNWIND range(1, 2000000000) AS x RETURN count(x) AS n")
+        assert time.perf_counter() - start < 10 and isinstance(caught.value, GraphStoreUnavailableError)
+        assert len(bounded.friends(f"{prefix}f1")) == 1       # a small read is well inside it
+        # (Neo4j 5.26 does not end a DETACH DELETE at the bound anyway; other versions may: it asks for none)
+        sent = []
+        execute = bounded._driver.execute_query
+        bounded._driver.execute_query = lambda query, *a, **kw: sent.append(query.timeout) or execute(query, *a, **kw)
+        assert bounded.delete_users([hub]) == 1 and sent == [None]
+        assert neo4j_store.get_user(hub) is None and neo4j_store.friends(f"{prefix}f1") == []
+        assert bounded.remove_friendship(f"{prefix}f2", f"{prefix}f3") is False and sent == [None, 0.05]
+    finally:
+        bounded.close()
+        neo4j_store.delete_users_with_prefix(prefix)
 
 
 @pytest.mark.integration
