@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.requests.labels(endpoint, str(resp.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("start", time.perf_counter()))
+        resp.headers["X-Request-ID"] = errors.request_id()
         resp.headers["X-Pymk-Snapshot-Version"] = str(g.get("snapshot_version") or "none")
         served = app.extensions["pymk"].served
         resp.headers["X-Pymk-Model-Version"] = (f"ranker:{served.ranker_version or 'none'},"

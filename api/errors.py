@@ -1,10 +1,12 @@
-"""Every error leaves the API as JSON: {"error": {"code", "message", "field"?}}."""
+"""Every error leaves the API as JSON: {"error": {"code", "message", "field"?, "request_id"}}."""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
-from flask import Flask, jsonify
+from flask import Flask, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from pymk.errors import (
@@ -25,10 +27,28 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+# a caller's id (a load balancer's or a client's X-Request-ID) is kept when it is a plain token
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id() -> str | None:
+    """This request's id (X-Request-ID on every response, in error bodies, the logs and the served log):
+    the caller's when it is a plain token of up to 128 characters, else a new one; None outside a request."""
+    if not has_request_context():
+        return None
+    if "request_id" not in g:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    return g.request_id
+
+
 def error_body(code: str, message: str, field: str | None = None) -> dict:
     body: dict = {"code": code, "message": message}
     if field is not None:
         body["field"] = field
+    rid = request_id()
+    if rid is not None:
+        body["request_id"] = rid
     return {"error": body}
 
 
@@ -51,20 +71,20 @@ def register(app: Flask) -> None:
     def _store_down(err: GraphStoreUnavailableError):
         # Suggestions are never served without the hard-rule check on fresh state (a block made a
         # second ago must count), so with the store down the honest answer is "try again shortly".
-        log.warning("%s", err)
+        log.warning("%s (request %s)", err, request_id())
         return _retry_later("graph_store_unavailable", "the graph store cannot be reached; retry shortly")
 
     @app.errorhandler(GraphStoreTimeoutError)
     def _store_slow(err: GraphStoreTimeoutError):
         # the server ended the query (a write is rolled back whole; every API write is idempotent)
-        log.warning("%s", err)
+        log.warning("%s (request %s)", err, request_id())
         return _retry_later("graph_store_timeout", f"the graph store did not answer within {err.limit_s:g} s; "
                                                    "retry shortly")
 
     @app.errorhandler(EventLogUnavailableError)
     def _log_down(err: EventLogUnavailableError):
         # the graph write before it is idempotent and identical events are one event: retrying is safe
-        log.error("%s", err)
+        log.error("%s (request %s)", err, request_id())
         return _retry_later("event_log_unavailable", "the event log cannot be written; retry shortly")
 
     @app.errorhandler(HTTPException)
@@ -77,5 +97,5 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _crash(err: Exception):
-        log.exception("unhandled error")
-        return jsonify(error_body("internal_error", "internal error; it has been logged")), 500
+        log.exception("unhandled error (request %s)", request_id())
+        return jsonify(error_body("internal_error", "internal error; it has been logged with its request_id")), 500

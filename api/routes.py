@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from prometheus_client import generate_latest
 from pydantic import BaseModel, ValidationError
 
-from api.errors import ApiError
+from api.errors import ApiError, request_id
 from api.explain import reasons
 from api.schemas import BlockIn, FriendshipIn, UserIn
 from graph.event_schema import parse_event
@@ -78,7 +78,7 @@ def suggestions(user_id: str):
     explain = request.args.get("explain", "true").lower()
     if explain not in ("true", "false", "1", "0"):
         raise ApiError(400, "invalid_field", f"explain must be true or false (got {explain!r})", "explain")
-    rec = _svc().suggestions(user_id, int(raw))
+    rec = _svc().suggestions(user_id, int(raw), request_id())
     g.snapshot_version = _svc().served.snapshot_version
     items = []
     for pos, c in enumerate(rec.candidates):
@@ -98,7 +98,7 @@ def suggestions(user_id: str):
         current_app.extensions["pymk_metrics"].removed.labels(reason).inc(n)
     for stage, ms in rec.timings_ms.items():
         current_app.extensions["pymk_metrics"].stages.labels(stage).observe(ms / 1000)
-    return jsonify({"user_id": user_id, "bucket": bucket(user_id), "suggestions": items,
+    return jsonify({"user_id": user_id, "request_id": request_id(), "bucket": bucket(user_id), "suggestions": items,
                     "skipped_sources": rec.skipped_sources, "snapshot_version": g.snapshot_version,
                     "embeddings_version": _svc().served.embeddings_version,
                     "ranker_version": _svc().served.ranker_version})

@@ -69,6 +69,8 @@ class SuggestionOut(_Out):
 
 class SuggestionsOut(_Out):
     user_id: str
+    request_id: str = Field(description="this response's id (also X-Request-ID): put it on the impression and "
+                                        "feedback events of these suggestions to join them to the served log")
     bucket: str
     suggestions: list[SuggestionOut]
     skipped_sources: dict[str, str]
@@ -115,6 +117,7 @@ class ErrorDetail(_Out):
     code: str
     message: str
     field: str | None = None
+    request_id: str | None = None
 
 
 class ErrorOut(_Out):

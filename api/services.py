@@ -125,8 +125,9 @@ class Services:
             log.error("precomputed lists %s not usable, ranking online: %s", path.name, exc)
             return None
 
-    def suggestions(self, user_id: str, k: int) -> Recommendation:
-        """Suggestions for a known user; users newer than the snapshot get fresh graph-store FoF."""
+    def suggestions(self, user_id: str, k: int, request_id: str | None = None) -> Recommendation:
+        """Suggestions for a known user; users newer than the snapshot get fresh graph-store FoF.
+        `request_id` goes into the served-log record (events that carry it join that record exactly)."""
         self.reload()
         served = self._served
         if served.pipeline is not None and served.pipeline.snap.has_user(user_id):
@@ -135,10 +136,10 @@ class Services:
             raise UnknownUserError(user_id)
         else:
             rec = self._fresh_fallback(user_id, k)
-        self.log_served(rec, served)
+        self.log_served(rec, served, request_id)
         return rec
 
-    def log_served(self, rec: Recommendation, served: Served) -> None:
+    def log_served(self, rec: Recommendation, served: Served, request_id: str | None = None) -> None:
         """One record per response (`served_log`): the candidates, their sources and scores, and with
         "features" every candidate's ranking features (feature logging: training can use exactly what
         serving saw, so there is no skew)."""
@@ -153,7 +154,7 @@ class Services:
                 row.update(features=_as_list(ranker.get("features")), features_at=ranker.get("t"))
         try:
             self.served_log.append_records([{
-                "ts": time.time(), "viewer": rec.viewer, "snapshot": served.snapshot_version,
+                "ts": time.time(), "request_id": request_id, "viewer": rec.viewer, "snapshot": served.snapshot_version,
                 "ranker": served.ranker_version, "embeddings": served.embeddings_version,
                 "precomputed": rec.precomputed, "candidates": candidates,
             }])

@@ -97,7 +97,8 @@ def test_a_deactivated_mutual_friend_still_counts_but_is_not_named(client):
 def test_unknown_user_is_a_json_404(client):
     resp = client.get("/v1/users/nobody/suggestions")
     assert resp.status_code == 404
-    assert resp.get_json()["error"] == {"code": "unknown_user", "message": "unknown user 'nobody'", "field": "user_id"}
+    assert resp.get_json()["error"] == {"code": "unknown_user", "message": "unknown user 'nobody'", "field": "user_id",
+                                        "request_id": resp.headers["X-Request-ID"]}
 
 
 @pytest.mark.parametrize(("query", "field"), [("limit=0", "limit"), ("limit=abc", "limit"), ("limit=101", "limit"),
@@ -634,6 +635,49 @@ def test_served_log_modes(app_settings, world, mode):
     (served,) = records
     assert [c["user_id"] for c in served["candidates"]] == [s["user_id"] for s in body["suggestions"]]
     assert all(c.keys() == {"user_id", "position", "sources", "scores"} for c in served["candidates"])
+
+
+def test_every_response_has_a_request_id_that_joins_the_served_log_the_events_and_the_logs(app, client, app_settings,
+                                                                                         monkeypatch, caplog):
+    """The caller's X-Request-ID is kept when it is a plain token, else one is made; it is on every response, in
+    error bodies, in the served-log record of a suggestions response (so events carrying it join that record
+    exactly, as an extra field kept with the event) and in the log line of an unhandled error."""
+    import re
+
+    from graph.eventlog import EventLog
+
+    resp = client.get("/v1/users/a1/suggestions", headers={"X-Request-ID": "lb-7f3a.2:1"})
+    body = resp.get_json()
+    assert resp.headers["X-Request-ID"] == body["request_id"] == "lb-7f3a.2:1"
+    SuggestionsOut.model_validate(body)
+    (served,) = EventLog(app_settings.data_dir / "served").read_records()
+    assert served["request_id"] == "lb-7f3a.2:1" and served["viewer"] == "a1"
+    event = {"type": "impression", "src": "a1", "dst": body["suggestions"][0]["user_id"], "ts": 1.7e9,
+             "position": 0, "request_id": body["request_id"]}
+    assert client.post("/v1/events", json=event, headers=KEY).status_code == 202
+    (logged,) = [ev for ev in app.extensions["pymk"].events.read() if ev.type == "impression"]
+    assert logged.extra["request_id"] == served["request_id"]
+
+    made = set()
+    for given in (None, "", "has space", "x" * 129, "semi;colon", "ü"):
+        headers = {} if given is None else {"X-Request-ID": given}
+        resp = client.get("/v1/users/nobody/suggestions", headers=headers)
+        rid = resp.headers["X-Request-ID"]
+        assert resp.status_code == 404 and resp.get_json()["error"]["request_id"] == rid
+        assert re.fullmatch(r"[0-9a-f]{32}", rid) and rid not in made, (given, rid)
+        made.add(rid)
+    assert client.get("/healthz", headers={"X-Request-ID": "h1"}).headers["X-Request-ID"] == "h1"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app.extensions["pymk"], "suggestions", crash)
+    with caplog.at_level("ERROR", logger="api.errors"):
+        resp = client.get("/v1/users/a1/suggestions", headers={"X-Request-ID": "r-500"})
+    assert resp.status_code == 500 and resp.get_json()["error"] == {
+        "code": "internal_error", "message": "internal error; it has been logged with its request_id",
+        "request_id": "r-500"}
+    assert "unhandled error (request r-500)" in caplog.text and "boom" in caplog.text
 
 
 def test_a_full_disk_fails_event_writes_with_503_but_never_suggestions(app, client, app_settings, monkeypatch):
