@@ -84,7 +84,7 @@ class Neo4jSettings:
     connect_timeout_s: float = 3.0
     # How long one query of the API's store may run before the server ends it (a request's reads and
     # writes; batch jobs have no bound). 0: the server's own db.transaction.timeout.
-    request_timeout_s: float = 2.0
+    request_timeout_s: float = 10.0
 
     @property
     def external(self) -> bool:
@@ -201,7 +201,7 @@ class Settings:
             pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512, lo=8),
             procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
             connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
-            request_timeout_s=_env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 2.0, 0.0, 3600.0),
+            request_timeout_s=_env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 10.0, 0.0, 3600.0),
         )
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())
