@@ -515,6 +515,7 @@ def test_a_graph_store_query_past_its_bound_is_a_503_and_batch_jobs_are_not_boun
         session = neo4j_store._driver.session(database=settings.neo4j.database)
         tx = session.begin_transaction()
         tx.run("MATCH (u:User {id: $id}) SET u.city = 'held'", id=user).consume()
+
         def end() -> None:
             if not tx.closed():
                 tx.rollback()
