@@ -48,8 +48,8 @@ class SparkUnavailableError(PymkError):
 class GraphStoreUnavailableError(PymkError):
     """The graph store (Neo4j) cannot be reached right now; retrying later may succeed."""
 
-    def __init__(self, uri: str, cause: Exception) -> None:
-        super().__init__(f"graph store {uri} unavailable: {cause.__class__.__name__}: {cause}")
+    def __init__(self, uri: str, cause: Exception, message: str | None = None) -> None:
+        super().__init__(message or f"graph store {uri} unavailable: {cause.__class__.__name__}: {cause}")
         self.uri = uri
 
 
@@ -57,9 +57,8 @@ class GraphStoreTimeoutError(GraphStoreUnavailableError):
     """A query ran past the store's per-query bound (PYMK_NEO4J_REQUEST_TIMEOUT_S) and the server ended it."""
 
     def __init__(self, uri: str, limit_s: float, cause: Exception) -> None:
-        PymkError.__init__(self, f"graph store {uri}: a query ran past its {limit_s:g} s bound and was ended "
-                                 f"({getattr(cause, 'code', None) or cause.__class__.__name__})")
-        self.uri = uri
+        super().__init__(uri, cause, f"graph store {uri}: a query ran past its {limit_s:g} s bound and was ended "
+                                     f"({getattr(cause, 'code', None) or cause.__class__.__name__})")
         self.limit_s = limit_s
 
 
