@@ -107,10 +107,10 @@ def test_a_bounded_store_ends_long_reads_but_never_an_erasure(neo4j_store, setti
 
     hub = f"{prefix}hub"
     neo4j_store.add_friendships([Friendship(hub, f"{prefix}f{i}") for i in range(2_000)])
-    bounded = Neo4jGraphStore(settings.neo4j, query_timeout_s=0.05)
+    bounded = Neo4jGraphStore(settings.neo4j, query_timeout_s=2.0)   # cold plans of the small reads fit; 0.05 did not
     try:
         start = time.perf_counter()
-        with pytest.raises(GraphStoreTimeoutError, match=r"ran past its 0\.05 s bound") as caught:
+        with pytest.raises(GraphStoreTimeoutError, match=r"ran past its 2 s bound") as caught:
             bounded._read("UNWIND range(1, 2000000000) AS x RETURN count(x) AS n")
         assert time.perf_counter() - start < 10 and isinstance(caught.value, GraphStoreUnavailableError)
         assert len(bounded.friends(f"{prefix}f1")) == 1       # a small read is well inside it
@@ -120,7 +120,7 @@ def test_a_bounded_store_ends_long_reads_but_never_an_erasure(neo4j_store, setti
         bounded._driver.execute_query = lambda query, *a, **kw: sent.append(query.timeout) or execute(query, *a, **kw)
         assert bounded.delete_users([hub]) == 1 and sent == [None]
         assert neo4j_store.get_user(hub) is None and neo4j_store.friends(f"{prefix}f1") == []
-        assert bounded.remove_friendship(f"{prefix}f2", f"{prefix}f3") is False and sent == [None, 0.05]
+        assert bounded.remove_friendship(f"{prefix}f2", f"{prefix}f3") is False and sent == [None, 2.0]
     finally:
         bounded.close()
         neo4j_store.delete_users_with_prefix(prefix)
