@@ -24,8 +24,9 @@ from candidates.base import CandidateSource
 from candidates.filters import SnapshotStateReader
 from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
 from candidates.registry import REGISTRY
-from graph.snapshot import Snapshot, as_of, restrict_ties
+from graph.snapshot import Snapshot, as_of, data_time, restrict_ties
 from graph.snapshot.csr import run_bounds, undirected_keys
+from graph.splits import time_boundaries
 from pymk.progress import progress_bar
 from ranker.batch import candidate_block, merge_order
 from ranker.features import FEATURE_NAMES, FeatureContext
@@ -82,18 +83,60 @@ def build_sources(snap: Snapshot, names: list[str] | None = None, emb: np.ndarra
 
 def time_cuts(snap: Snapshot, points: tuple[float, ...], horizon: float
               ) -> list[tuple[Snapshot, float, np.ndarray, np.ndarray]] | None:
-    """(graph at the cut, cut time, label src, label dst) for each tie-time quantile; None if untimed."""
+    """(graph at the cut, cut time, label src, label dst) for each tie-time quantile; None if untimed.
+
+    Labels are the ties from the cut to the `horizon` share of ties after it; the last point's window
+    runs to the end when it reaches it. Times too coarse for distinct quantiles (days or years) get
+    the cuts those times allow instead (`coarse_cuts`)."""
     src, dst, since = snap.ties()
     timed = np.isfinite(since)
-    if timed.mean() < 0.5 or np.unique(np.quantile(since[timed], points)).size < len(points):
-        return None  # untimed, or times that cannot order the ties (e.g. a constant weight column)
+    if timed.mean() < 0.5:
+        return None  # untimed
+    ts = since[timed]
+    starts = np.quantile(ts, points)
+    ends = np.quantile(ts, np.minimum(1.0, np.add(points, horizon)))
+    ends[ends >= ts.max()] = np.inf   # a window reaching the latest tie holds it
+    if np.unique(starts).size < len(points):
+        coarse = coarse_cuts(ts, points, horizon)
+        if coarse is None:
+            return None  # times that cannot order the ties (e.g. a constant weight column)
+        starts, ends = coarse
     out = []
-    for i, q in enumerate(points):
-        t, end = np.quantile(since[timed], [q, min(1.0, q + horizon)])
-        label = timed & (since >= t) & ((since < end) | (end >= since[timed].max()))
-        out.append((as_of(snap, float(t)), float(t), src[label], dst[label]))
+    for i, (t, end) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        label = timed & (since >= t) & (since < end)
+        out.append((as_of(snap, t), t, src[label], dst[label]))
         log.info("cut %d at %.0f: %d label ties", i, t, label.sum())
     return out
+
+
+def coarse_cuts(ts: np.ndarray, points: tuple[float, ...], horizon: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(cut times, label window ends) where many ties share a time: the last point at the tie time
+    whose share of earlier ties is closest to it, each earlier point at the closest time before that
+    (points landing on one time become one cut); a window ends at the time closest to its point's
+    share plus `horizon` (the latest such point's), after the cut and, for earlier cuts, not after
+    the last one, or at the end when that share reaches 1. None when the times allow fewer distinct
+    cuts than the points need (one when one is asked, else two)."""
+    values, shares = time_boundaries(ts)
+
+    def closest(lo: float, hi: float, share: float) -> float | None:
+        idx = np.flatnonzero((values > lo) & (values <= hi))
+        return float(values[idx[np.argmin(np.abs(shares[idx] - share))]]) if idx.size else None
+
+    last = closest(-np.inf, np.inf, points[-1])
+    if last is None:
+        return None
+    reach = {last: min(1.0, points[-1] + horizon)}   # cut time -> the share its label window reaches
+    for p in points[:-1]:
+        if (t := closest(-np.inf, np.nextafter(last, -np.inf), p)) is not None:
+            reach[t] = max(reach.get(t, 0.0), min(1.0, p + horizon))
+    if len(points) > 1 and len(reach) < 2:
+        return None
+    starts = np.array(sorted(reach))
+    ends = [np.inf if reach[t] >= 1.0 else closest(t, last if t < last else np.inf, reach[t]) for t in starts.tolist()]
+    ends = [np.inf if e is None else e for e in ends]
+    log.info("ties share times (%d distinct): cuts at %s, labels up to %s", values.size + 1,
+             [f"{t:.0f}" for t in starts.tolist()], [f"{e:.0f}" for e in ends])
+    return starts, np.array(ends)
 
 
 class Holdout(NamedTuple):
@@ -126,8 +169,9 @@ def holdouts(snap: Snapshot, share: float, count: int, seed: int) -> tuple[list[
 
 def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray) -> Snapshot:
     """The graph without the ties `hide` marks."""
+    now = data_time(snap)   # a timed graph's rows are computed on it as it stands, not as it stood at 0
     past = restrict_ties(snap, ~_entry_mask(snap, src[hide], dst[hide]))
-    past.meta["as_of"] = 0.0
+    past.meta["as_of"] = 0.0 if now is None else now
     return past
 
 
@@ -205,8 +249,9 @@ def history_examples(snap: Snapshot, cfg: HistoryConfig, embed: Callable[[Snapsh
     else:
         hidden, earliest = holdouts(snap, cfg.holdout_share, len(cfg.train_cuts) + 1, cfg.seed)
         emb = embed(earliest) if embed is not None else None
-        parts = [examples_at_cut(h.graph, 0.0, h.label_src, h.label_dst, i, cfg.viewers_per_cut, cfg.per_source_k,
-                                 rng, emb, sources, progress, h.unlabelled) for i, h in enumerate(hidden)]
+        parts = [examples_at_cut(h.graph, h.graph.meta["as_of"], h.label_src, h.label_dst, i, cfg.viewers_per_cut,
+                                 cfg.per_source_k, rng, emb, sources, progress, h.unlabelled)
+                 for i, h in enumerate(hidden)]
     train, val = ConnectExamples.concat(parts[:-1]), parts[-1]
     log.info("history examples: %d training rows (%.2f%% positive), %d validation rows", train.y.size,
              100 * train.y.mean() if train.y.size else 0.0, val.y.size)
