@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 
 SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id", "sender", "user1", "node1", "id1", "follower"}
@@ -52,13 +53,24 @@ def looks_like_header(tokens: list[str]) -> bool:
     return len(tokens) >= 2 and not any(number(t) for t in tokens)
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CLOCK = re.compile(r"\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?", re.IGNORECASE)
+
+
 def split_fields(line: str, keep_empty: bool) -> list[str]:
     """A line's fields: tab-separated if it has a tab (fields may hold spaces and commas, as a TSV's
-    date-times do), else comma-separated if it has a comma, else whitespace-separated."""
-    if "\t" in line:
-        fields = [f.strip() for f in line.split("\t")]
-    elif "," in line:
-        fields = [f.strip() for f in line.split(",")]
-    else:
-        return line.split()
+    date-times do), else comma-separated if it has a comma, else whitespace-separated. Fields may be
+    quoted as CSV quotes them ("a","b"); a whitespace-separated date followed by a clock time is one
+    field (`u v 2004-04-15 10:22:33`)."""
+    sep = "\t" if "\t" in line else "," if "," in line else None
+    if sep is None:
+        fields = line.split()
+        if '"' in line:
+            fields = next(csv.reader([" ".join(fields)], delimiter=" "))
+        for i in range(len(fields) - 2, -1, -1) if ":" in line else ():
+            if _DATE.fullmatch(fields[i]) and _CLOCK.fullmatch(fields[i + 1]):
+                fields[i:i + 2] = [f"{fields[i]} {fields[i + 1]}"]
+        return fields
+    fields = next(csv.reader([line], delimiter=sep)) if '"' in line else line.split(sep)
+    fields = [f.strip() for f in fields]
     return fields if keep_empty else [f for f in fields if f]

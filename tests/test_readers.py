@@ -50,6 +50,20 @@ def test_tab_separated_fields_may_hold_spaces_and_commas(tmp_path):
     assert isinstance(rows[1], RowError) and rows[1].line == 3   # an empty dst stays in its column
 
 
+def test_quoted_csv_fields_are_read_as_csv_quotes_them(tmp_path):
+    """Every field quoted (as many exporters write), a quoted id holding the separator, and a quoted
+    header; before, the quotes stayed in the values and no time could be read."""
+    rows = _edges(tmp_path, '"source","target","time"\n"a","b","2004-04-15 10:22:33"\n"c, jr","d","1082113200"\n')
+    assert rows == [EdgeRow(2, "a", "b", 1082024553.0), EdgeRow(3, "c, jr", "d", 1082113200.0)]
+    assert _edges(tmp_path, '"a b" c 1500\n') == [EdgeRow(1, "a b", "c", 1500.0)]   # whitespace-separated
+
+
+def test_a_whitespace_separated_date_and_clock_time_are_one_time(tmp_path):
+    rows = _edges(tmp_path, "a b 2004-04-15 10:22:33\nc d 1 2004-04-16 11:00\ne f 2004-04-17 09:00:00+02:00\n")
+    assert rows == [EdgeRow(1, "a", "b", 1082024553.0), EdgeRow(2, "c", "d", 1082113200.0),
+                    EdgeRow(3, "e", "f", 1082185200.0)]
+
+
 def test_empty_csv_fields_keep_the_header_columns(tmp_path):
     assert _edges(tmp_path, "src,dst,weight,ts\n1,2,,100\n") == [EdgeRow(2, "1", "2", 100.0)]
 
