@@ -4,7 +4,7 @@ or the same read from a published snapshot (a graph already in Neo4j, exported).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,13 @@ import numpy as np
 from graph.readers import ByteCounter, EdgeRow, no_edge_read, read_edges
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
+from graph.timestamps import set_time_window, time_window
 from pymk.artifacts import ArtifactStore
+from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
+FINER_UNITS = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+PLAUSIBLE_EPOCH_S = 1e8   # 1973: a finer unit read from numbers in seconds past the clock gives times near 1970
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,36 @@ class EdgeList:
 
 def read_ties(path: Path) -> EdgeList:
     """The file's ties; bad rows are logged with their line (the first few, then a count) and skipped,
-    and a file without a single good row is an InputFormatError quoting the first bad one."""
+    and a file without a single good row is an InputFormatError quoting the first bad one.
+
+    A file none of whose times reads as seconds since 1970 (numbers past the clock) is read again in
+    milliseconds, microseconds, then nanoseconds, and kept in the first unit whose times are
+    plausible epoch times, with a warning: an offline evaluation of a downloaded graph should not
+    need the unit said (PYMK_TIME_UNIT still says it, and ingestion into the live graph requires it).
+    """
+    try:
+        return _read_ties(path)
+    except InputFormatError as exc:
+        window = time_window()
+        if window.unit_s != 1.0 or "outside the accepted window" not in str(exc):
+            raise
+        for name, unit in FINER_UNITS.items():
+            set_time_window(replace(window, unit_s=unit))
+            try:
+                edges = _read_ties(path)
+            except InputFormatError:
+                continue
+            finally:
+                set_time_window(window)
+            timed = edges.ts[np.isfinite(edges.ts)]
+            if timed.size and np.median(timed) >= PLAUSIBLE_EPOCH_S:
+                log.warning("%s: its times are not seconds since 1970; read them as %s (PYMK_TIME_UNIT=%s says "
+                            "so without this guess)", path, name, name)
+                return edges
+        raise
+
+
+def _read_ties(path: Path) -> EdgeList:
     first: dict[tuple[str, str], float] = {}
     rows: list[tuple[str, str, float]] = []
     repeats = False

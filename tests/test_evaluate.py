@@ -120,6 +120,23 @@ def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path
     assert read_ties(relative).ts.tolist() == [0.0, 5.0, 90.0]
 
 
+@pytest.mark.parametrize("unit, factor", [("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)])
+def test_an_edge_list_in_finer_units_is_read_in_the_unit_that_makes_times_of_it(tmp_path, caplog, unit, factor):
+    from evaluation.edgelist import read_ties
+    from graph.timestamps import time_window
+
+    seconds = [1300000000, 1300000500, 1300000900]
+    path = tmp_path / "fine.txt"
+    path.write_text("".join(f"{a} {b} {t * factor}\n" for (a, b), t in zip(["ab", "bc", "cd"], seconds, strict=True)))
+    assert read_ties(path).ts.tolist() == [float(t) for t in seconds]
+    assert f"read them as {unit}" in caplog.text and time_window().unit_s == 1.0   # the setting is left as it was
+    # numbers past the clock that no finer unit makes epoch times of (they would land in 1970) stay an error
+    future = tmp_path / "future.txt"
+    future.write_text("a b 5000000000\nb c 5000000100\n")
+    with pytest.raises(InputFormatError, match=r"future\.txt: no edge could be read .*outside the accepted window"):
+        read_ties(future)
+
+
 def test_a_file_without_one_readable_edge_is_a_named_error(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_text("1 2 3 4 5\n6 7 8 9 10\n")
