@@ -16,7 +16,9 @@ TS_WORDS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "unixtime"}
 
 
 def _column_words(name: str) -> list[str]:
-    return [w for w in re.split(r"[^0-9a-z]+", name.strip().strip("\"'").lower()) if w]
+    """A column name's words, camelCase split too: `FromNodeId` -> from, node, id."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name.strip().strip("\"'"))
+    return [w for w in re.split(r"[^0-9a-z]+", spaced.lower()) if w]
 
 
 def header_columns(tokens: list[str]) -> tuple[int, int, int | None] | None:

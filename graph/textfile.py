@@ -37,20 +37,24 @@ class ByteCounter:
             if opener is None:
                 for number, raw in enumerate(f, start=1):
                     self.bytes_read += len(raw)
-                    yield number, _decode(raw)
+                    yield number, _decode(raw, number)
                 return
             try:
                 with opener(f) as text:
                     for number, raw in enumerate(text, start=1):
                         if number % 4096 == 0:
                             self.bytes_read = f.tell()   # compressed bytes consumed so far
-                        yield number, _decode(raw)
+                        yield number, _decode(raw, number)
             except (EOFError, OSError) as exc:   # a truncated or corrupt archive
                 raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
             self.bytes_read = self.size
 
 
-def _decode(raw: bytes) -> str | None:
+def _decode(raw: bytes, number: int) -> str | None:
+    """The line's text; a byte-order mark opening the file (as spreadsheet exports write it) is not
+    part of its first field."""
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
         return raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:

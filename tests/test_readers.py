@@ -225,11 +225,21 @@ def test_users_csv_deactivated_column(tmp_path):
     ("sender receiver unixtime", (0, 1, 2)),
     ("id,user1,user2,Date (UTC)", (1, 2, 3)),
     ("target,source", (1, 0, None)),
+    ("TimeStamp,SourceNodeId,TargetNodeId", (1, 2, 0)),   # camelCase: before, no column matched and the
+    ("FromNodeId ToNodeId UnixTime", (0, 1, 2)),          # first was read as the source
 ])
 def test_header_names_are_matched_by_their_words(header, expected):
     from graph.edge_columns import header_columns, split_fields
 
     assert header_columns(split_fields(header, keep_empty=True)) == expected
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id_or_column_name(tmp_path):
+    """Spreadsheet exports open the file with a UTF-8 byte-order mark: it stayed in the first id
+    ('\\ufeff1', another user than '1'); now it is dropped, and only at the very start."""
+    assert _edges(tmp_path, b"\xef\xbb\xbf1 2 100\r\n2 1 200\r\n") == [EdgeRow(1, "1", "2", 100.0),
+                                                                       EdgeRow(2, "2", "1", 200.0)]
+    assert _edges(tmp_path, b"\xef\xbb\xbfts,dst,src\n5,b,a\n") == [EdgeRow(2, "a", "b", 5.0)]
 
 
 def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
