@@ -23,8 +23,9 @@ def time_boundaries(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def time_split_mask(ts: np.ndarray, train_share: float, seed: int = 0) -> tuple[np.ndarray, float | None]:
     """Boolean mask of training ties: those formed before the `train_share` time quantile.
 
-    Ties of unknown time (NaN) train. Where many ties share a time (times in days or years), the cut
-    is the tie time whose share of earlier ties comes closest to `train_share`. When times cannot
+    Ties of unknown time (NaN) train. Where many ties share a time (times in days or years), or many
+    have none, the cut is the tie time whose share of earlier ties (unknown ones included) comes
+    closest to `train_share`. When times cannot
     split the ties near the asked share (no times, or a constant column such as SNAP's weight 1 read
     as a time), a seeded random holdout is used instead and the cut is None.
     """
@@ -33,14 +34,15 @@ def time_split_mask(ts: np.ndarray, train_share: float, seed: int = 0) -> tuple[
         cut = float(np.quantile(ts[timed], train_share))
         train = ~timed | (ts < cut)
         if abs(train.mean() - train_share) > COARSE_OFF:
+            off = train.mean()
             values, before = time_boundaries(ts[timed])
             shares = ((~timed).sum() + before * timed.sum()) / ts.size
             best = int(np.argmin(np.abs(shares - train_share))) if values.size else -1
             if best >= 0 and abs(shares[best] - train_share) < abs(train.mean() - train_share) - 1e-12:
                 cut = float(values[best])
                 train = ~timed | (ts < cut)
-                log.info("ties share times (%d distinct): cut at %s puts %.1f%% of ties before it",
-                         values.size + 1, f"{cut:.0f}", 100 * train.mean())
+                log.info("the tie-time quantile put %.1f%% of ties before it (ties share times, or have none): "
+                         "cut instead at %s, which puts %.1f%% before it", 100 * off, f"{cut:.0f}", 100 * train.mean())
         if abs(train.mean() - train_share) <= 0.5 * min(train_share, 1 - train_share):
             return train, cut
         log.warning("tie times do not split near %.0f%% (got %.0f%%): using a random holdout",

@@ -37,6 +37,14 @@ def test_a_cut_inside_a_run_of_equal_times_moves_to_the_closest_time_the_ties_al
     assert cut is None and 0.6 < train.mean() < 0.95
 
 
+def test_a_graph_with_most_ties_untimed_cuts_its_timed_ones_so_the_share_holds():
+    # 60 ties of unknown time train; the timed ones' 80% quantile would train 92% (a random holdout,
+    # before); the cut that trains 80% is the timed ties' median
+    ts = np.concatenate([np.full(60, np.nan), np.arange(40, dtype=np.float64) * 100])
+    train, cut = time_split_mask(ts, 0.8)
+    assert cut == 2000.0 and train.mean() == pytest.approx(0.8) and train[:60].all()
+
+
 def test_fine_times_keep_the_quantile_cut():
     ts = np.random.default_rng(0).uniform(0, 1e6, 1001)
     train, cut = time_split_mask(ts, 0.8)
