@@ -404,3 +404,22 @@ def test_a_proof_names_only_mutual_friends_the_viewer_still_has():
     assert current_proof([two], frozenset({"m1", "m2", "m3"}))[0] is two   # nothing stale: unchanged
     hidden = current_proof([two], frozenset({"m1", "m2", "m3"}), unnamed=frozenset({"m2"}))[0]
     assert hidden.proof["fof"]["mutual_count"] == 5 and hidden.proof["fof"]["mutual_ids"] == ["m1", "m3"]
+
+
+def test_fresh_fof_names_mutual_friends_in_the_snapshots_order():
+    """Integer ids by value, as a snapshot of them orders them (the API's proof names 718 before 2019),
+    not as strings ('2019, 4353, 718', as `pymk suggest` printed them); other ids as strings."""
+    from candidates.fresh import fresh_fof
+    from graph.memory_store import MemoryGraphStore
+    from graph.records import Friendship, UserRecord
+
+    for mutual, named in ((["4353", "718", "2019", "-5"], ["-5", "718", "2019", "4353"]),
+                          (["4353", "718", "x9", "007"], ["007", "4353", "718", "x9"])):
+        store = MemoryGraphStore()
+        store.upsert_users([UserRecord(id=u) for u in ["1", "9", *mutual]])
+        store.add_friendships([Friendship(a, m) for m in mutual for a in ("1", "9")])
+        (c,) = fresh_fof(store, "1", 5).candidates
+        assert c.user_id == "9" and c.proof["fof"]["mutual_ids"] == named
+        snap = from_pairs([a for m in mutual for a in ("1", "9")], [m for m in mutual for _ in ("1", "9")])
+        got = FriendsOfFriendsSource(snap).generate(snap.index_of("1"), 5)
+        assert got[0].proof["fof"]["mutual_ids"] == named   # the snapshot path names them alike
