@@ -25,9 +25,9 @@ def time_split_mask(ts: np.ndarray, train_share: float, seed: int = 0) -> tuple[
 
     Ties of unknown time (NaN) train. Where many ties share a time (times in days or years), or many
     have none, the cut is the tie time whose share of earlier ties (unknown ones included) comes
-    closest to `train_share`. When times cannot
-    split the ties near the asked share (no times, or a constant column such as SNAP's weight 1 read
-    as a time), a seeded random holdout is used instead and the cut is None.
+    closest to `train_share`. When times cannot split the ties near the asked share (no times, or a
+    constant column such as SNAP's weight 1 read as a time), a seeded random holdout is used instead
+    and the cut is None.
     """
     timed = ~np.isnan(ts)
     if timed.sum() >= 2:
@@ -35,8 +35,8 @@ def time_split_mask(ts: np.ndarray, train_share: float, seed: int = 0) -> tuple[
         train = ~timed | (ts < cut)
         if abs(train.mean() - train_share) > COARSE_OFF:
             off = train.mean()
-            values, before = time_boundaries(ts[timed])
-            shares = ((~timed).sum() + before * timed.sum()) / ts.size
+            values, timed_share = time_boundaries(ts[timed])
+            shares = ((~timed).sum() + timed_share * timed.sum()) / ts.size
             best = int(np.argmin(np.abs(shares - train_share))) if values.size else -1
             if best >= 0 and abs(shares[best] - train_share) < abs(train.mean() - train_share) - 1e-12:
                 cut = float(values[best])

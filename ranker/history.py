@@ -3,8 +3,9 @@
 For several cut times t inside the training graph, the serving stages (sources -> merge -> cheap
 filters) run on the graph as it stood at t; each candidate is labelled 1 when the pair forms a tie
 in the window after t. Features are computed by the same FeatureContext as serving, on the graph
-at t. A graph without tie times gets random holdouts instead of cuts (each "cut" hides its own small
-random share of ties and asks which of them the candidates recover).
+at t. A graph without tie times (or with too few distinct ones for two cuts) gets random holdouts
+instead of cuts (each "cut" hides its own small random share of ties and asks which of them the
+candidates recover).
 
 No leakage: the snapshot the sources and features read at a cut holds only ties formed before it,
 and only later ties are labels. The validation cut's label window lies after every training cut's
@@ -140,7 +141,7 @@ def coarse_cuts(ts: np.ndarray, points: tuple[float, ...], horizon: float) -> tu
 
 
 class Holdout(NamedTuple):
-    graph: Snapshot        # the untimed graph with this holdout's ties (and validation's) hidden
+    graph: Snapshot        # the graph with this holdout's ties (and validation's) hidden
     label_src: np.ndarray  # the hidden ties the candidates are labelled by
     label_dst: np.ndarray
     unlabelled: np.ndarray  # sorted tie keys (undirected_keys) hidden but not labels: rows of them are left out
