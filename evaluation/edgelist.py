@@ -12,12 +12,11 @@ import numpy as np
 from graph.readers import ByteCounter, EdgeRow, no_edge_read, read_edges
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
-from graph.timestamps import set_time_window, time_window
+from graph.timestamps import FINER, set_time_window, time_window
 from pymk.artifacts import ArtifactStore
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
-FINER_UNITS = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 PLAUSIBLE_EPOCH_S = 1e8   # 1973: a finer unit read from numbers in seconds past the clock gives times near 1970
 
 
@@ -47,8 +46,8 @@ def read_ties(path: Path) -> EdgeList:
         window = time_window()
         if window.unit_s != 1.0 or "outside the accepted window" not in str(exc):
             raise
-        for name, unit in FINER_UNITS.items():
-            set_time_window(replace(window, unit_s=unit))
+        for name, (setting, per_s) in FINER.items():
+            set_time_window(replace(window, unit_s=1.0 / per_s))
             try:
                 edges = _read_ties(path)
             except InputFormatError:
@@ -58,7 +57,7 @@ def read_ties(path: Path) -> EdgeList:
             timed = edges.ts[np.isfinite(edges.ts)]
             if timed.size and np.median(timed) >= PLAUSIBLE_EPOCH_S:
                 log.warning("%s: its times are not seconds since 1970; read them as %s (PYMK_TIME_UNIT=%s says "
-                            "so without this guess)", path, name, name)
+                            "so without this guess)", path, name, setting)
                 return edges
         raise
 

@@ -25,12 +25,23 @@ class TimeWindow:
     def check(self, ts: float, raw: object) -> float:
         latest = time.time() + self.max_future_s
         if not self.earliest <= ts <= latest:
-            in_ms = self.unit_s == 1.0 and ts >= 1e11 and self.earliest <= ts / 1000 <= latest
-            hint = (" (milliseconds? numeric times are read as seconds since 1970; PYMK_TIME_UNIT=ms reads them "
-                    "as milliseconds)" if in_ms else "")
+            unit = finer_unit(ts, self.earliest, latest) if self.unit_s == 1.0 else None
+            hint = (f" ({unit}? numeric times are read as seconds since 1970; PYMK_TIME_UNIT={FINER[unit][0]} "
+                    f"reads them as {unit})" if unit else "")
             raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
                              f"{self.max_future_s:.0f} s]{hint}")
         return ts
+
+
+# finer units of epoch times: their name in a hint -> (PYMK_TIME_UNIT's value, units per second)
+FINER = {"milliseconds": ("ms", 1e3), "microseconds": ("us", 1e6), "nanoseconds": ("ns", 1e9)}
+
+
+def finer_unit(ts: float, earliest: float, latest: float) -> str | None:
+    """The finer unit that makes a plausible epoch time of `ts` read as seconds (after 1973, before
+    `latest`), if one does: a log's milliseconds, a tracer's nanoseconds."""
+    return next((name for name, (_, per_s) in FINER.items()
+                 if max(earliest, 1e8) <= ts / per_s <= latest), None)
 
 
 _WINDOW = [TimeWindow()]

@@ -120,7 +120,8 @@ def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path
     assert read_ties(relative).ts.tolist() == [0.0, 5.0, 90.0]
 
 
-@pytest.mark.parametrize("unit, factor", [("ms", 1_000), ("us", 1_000_000), ("ns", 1_000_000_000)])
+@pytest.mark.parametrize("unit, factor", [("milliseconds", 1_000), ("microseconds", 1_000_000),
+                                          ("nanoseconds", 1_000_000_000)])
 def test_an_edge_list_in_finer_units_is_read_in_the_unit_that_makes_times_of_it(tmp_path, caplog, unit, factor):
     from evaluation.edgelist import read_ties
     from graph.timestamps import time_window

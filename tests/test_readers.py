@@ -184,8 +184,11 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
     assert "outside the accepted window" in errors[1] and "outside the accepted window" in errors[2]
     assert "5 fields" in errors[4] and "bad timestamp" in errors[6]
     assert "milliseconds?" not in errors[1] + errors[2] + errors[3]
-    ms = _edges(tmp_path, "1 2 1300000000000\n")[0]   # a log's milliseconds: said so
-    assert isinstance(ms, RowError) and "outside the accepted window" in ms.message and "milliseconds?" in ms.message
+    for raw, unit, setting in (("1300000000000", "milliseconds", "ms"), ("1300000000000000", "microseconds", "us"),
+                               ("1300000000000000000", "nanoseconds", "ns")):   # a log's finer unit: said so
+        fine = _edges(tmp_path, f"1 2 {raw}\n")[0]
+        assert isinstance(fine, RowError) and "outside the accepted window" in fine.message
+        assert f"{unit}?" in fine.message and f"PYMK_TIME_UNIT={setting} " in fine.message
     for bad in (1e300, -5, ahead):
         with pytest.raises(ValueError, match="outside the accepted window"):
             parse_event({"type": "send", "src": "a", "dst": "b", "ts": bad})
