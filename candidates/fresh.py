@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from candidates.filters import FilterContext, StoreStateReader, apply_rules, current_proof
 from candidates.types import Candidate, Recommendation
+from graph.snapshot.build import id_array
 from graph.store import GraphStore
 
 
 def in_snapshot_order(ids: list[str]) -> list[str]:
-    """Ids as a snapshot orders them (graph/snapshot/build.py `id_array`): by value when every one is
-    a canonical integer, else as strings; so a proof names the same mutual friends first on the fresh
-    path as on the snapshot's."""
-    if all(u.isascii() and u.lstrip("-").isdigit() and str(int(u)) == u for u in ids):
-        return sorted(ids, key=int)
-    return sorted(ids)
+    """Ids in the order a snapshot holds them (`id_array`: by value when every one is a canonical
+    integer, else as strings), so a proof names the same mutual friends first on both paths."""
+    return [str(x) for x in id_array(ids)]
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,

@@ -12,12 +12,11 @@ import numpy as np
 from graph.readers import ByteCounter, EdgeRow, no_edge_read, read_edges
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
-from graph.timestamps import FINER, set_time_window, time_window
+from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window
 from pymk.artifacts import ArtifactStore
 from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
-PLAUSIBLE_EPOCH_S = 1e8   # 1973: a finer unit read from numbers in seconds past the clock gives times near 1970
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def read_ties(path: Path) -> EdgeList:
         return _read_ties(path)
     except InputFormatError as exc:
         window = time_window()
-        if window.unit_s != 1.0 or "outside the accepted window" not in str(exc):
+        if window.unit_s != 1.0 or OUTSIDE_WINDOW not in str(exc):
             raise
         for name, (setting, per_s) in FINER.items():
             set_time_window(replace(window, unit_s=1.0 / per_s))

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+PLAUSIBLE_EPOCH_S = 1e8   # 1973: a time in a finer unit read as seconds lands near 1970, before this
+OUTSIDE_WINDOW = "outside the accepted window"   # what a refused time's error says (callers look for it)
 NULL_TIMES = {"", "\\n", "null", "none", "na", "n/a"}   # a time column's "unknown" (SQL's \N): the tie, no time
 
 
@@ -28,7 +30,7 @@ class TimeWindow:
             unit = finer_unit(ts, self.earliest, latest) if self.unit_s == 1.0 else None
             hint = (f" ({unit}? numeric times are read as seconds since 1970; PYMK_TIME_UNIT={FINER[unit][0]} "
                     f"reads them as {unit})" if unit else "")
-            raise ValueError(f"timestamp {raw!r} is outside the accepted window [{self.earliest:.0f}, now + "
+            raise ValueError(f"timestamp {raw!r} is {OUTSIDE_WINDOW} [{self.earliest:.0f}, now + "
                              f"{self.max_future_s:.0f} s]{hint}")
         return ts
 
@@ -41,7 +43,7 @@ def finer_unit(ts: float, earliest: float, latest: float) -> str | None:
     """The finer unit that makes a plausible epoch time of `ts` read as seconds (after 1973, before
     `latest`), if one does: a log's milliseconds, a tracer's nanoseconds."""
     return next((name for name, (_, per_s) in FINER.items()
-                 if max(earliest, 1e8) <= ts / per_s <= latest), None)
+                 if max(earliest, PLAUSIBLE_EPOCH_S) <= ts / per_s <= latest), None)
 
 
 _WINDOW = [TimeWindow()]

@@ -162,17 +162,18 @@ def holdouts(snap: Snapshot, share: float, count: int, seed: int) -> tuple[list[
     bucket = np.minimum((np.random.default_rng(seed).random(src.size) / share).astype(np.int64), count)
     val = bucket == count - 1
     n = snap.num_users
-    out = [Holdout(_hidden(snap, src, dst, (bucket == i) | val), src[bucket == i], dst[bucket == i],
-                   np.sort(undirected_keys(src[val], dst[val], n))) for i in range(count - 1)]
-    out.append(Holdout(_hidden(snap, src, dst, val), src[val], dst[val], np.zeros(0, dtype=np.int64)))
-    return out, _hidden(snap, src, dst, bucket < count)
-
-
-def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray) -> Snapshot:
-    """The graph without the ties `hide` marks."""
     now = data_time(snap)   # a timed graph's rows are computed on it as it stands, not as it stood at 0
+    t = 0.0 if now is None else now
+    out = [Holdout(_hidden(snap, src, dst, (bucket == i) | val, t), src[bucket == i], dst[bucket == i],
+                   np.sort(undirected_keys(src[val], dst[val], n))) for i in range(count - 1)]
+    out.append(Holdout(_hidden(snap, src, dst, val, t), src[val], dst[val], np.zeros(0, dtype=np.int64)))
+    return out, _hidden(snap, src, dst, bucket < count, t)
+
+
+def _hidden(snap: Snapshot, src: np.ndarray, dst: np.ndarray, hide: np.ndarray, t: float) -> Snapshot:
+    """The graph without the ties `hide` marks, as of time t."""
     past = restrict_ties(snap, ~_entry_mask(snap, src[hide], dst[hide]))
-    past.meta["as_of"] = 0.0 if now is None else now
+    past.meta["as_of"] = t
     return past
 
 
