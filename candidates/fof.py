@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -40,19 +39,69 @@ class FofScores:
     paths_via: np.ndarray
     num_users: int
 
-    @cached_property
-    def _sorted_paths(self) -> tuple[np.ndarray, np.ndarray]:
-        keys = pair_keys(self.paths_owner, self.paths_cand, self.num_users)
-        order = np.lexsort((self.paths_via, keys))
-        return keys[order], self.paths_via[order]
-
     def mutual_ids_of(self, owner: np.ndarray, candidates: np.ndarray, limit: int) -> list[list[int]]:
-        """The first `limit` mutual friends (sorted) of each (owner, candidate), the paths sorted once."""
-        keys, via = self._sorted_paths
-        probe = pair_keys(owner, candidates, self.num_users)
-        lo = np.searchsorted(keys, probe, "left")
-        hi = np.minimum(np.searchsorted(keys, probe, "right"), lo + limit)
-        return [via[a:b].tolist() for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        """The first `limit` mutual friends (sorted) of each (owner, candidate)."""
+        owner, candidates = np.asarray(owner, np.int64), np.asarray(candidates, np.int64)
+        keys, inv = np.unique(pair_keys(owner, candidates, self.num_users), return_inverse=True)
+        starts = np.searchsorted(self.paths_owner, np.arange(int(keys[-1] // self.num_users) + 2 if keys.size else 0))
+        if keys.size and np.all(self.paths_owner[1:] >= self.paths_owner[:-1]):
+            slot = thread_scratch(self.num_users, 1)[0][:, 0]
+            vias, ends = _mutual_vias(self.paths_cand, self.paths_via, starts, keys // self.num_users,
+                                      keys % self.num_users, limit, slot)
+        else:   # paths in no owner order: every path sorted by its pair, then mutual friend
+            order = np.lexsort((self.paths_via, pair_keys(self.paths_owner, self.paths_cand, self.num_users)))
+            path_keys, vias = pair_keys(self.paths_owner, self.paths_cand, self.num_users)[order], self.paths_via[order]
+            lo = np.searchsorted(path_keys, keys, "left")
+            ends = np.stack([lo, np.minimum(np.searchsorted(path_keys, keys, "right"), lo + limit)], axis=1)
+        lists = [vias[a:b].tolist() for a, b in ends.tolist()]
+        return [lists[i] for i in inv.tolist()]
+
+
+@njit(cache=True, nogil=True)
+def _mutual_vias(p_cand, p_via, starts, q_owner, q_cand, limit, slot):   # pragma: no cover
+    """For distinct (owner, candidate) queries sorted by owner: each one's mutual friends (the vias of
+    its paths, sorted, the first `limit`), as a flat array and each query's [start, end) in it. Paths
+    are grouped by owner (`starts[o]`: where owner o's begin). slot: zeroed float scratch, left zeroed."""
+    count = np.zeros(q_owner.size, dtype=np.int64)
+    lo = 0
+    while lo < q_owner.size:   # pass 1: each query's number of paths
+        hi = lo
+        while hi < q_owner.size and q_owner[hi] == q_owner[lo]:
+            slot[q_cand[hi]] = hi + 1
+            hi += 1
+        o = q_owner[lo]
+        for p in range(starts[o], starts[o + 1]):
+            s = np.int64(slot[p_cand[p]])
+            if s > 0:
+                count[s - 1] += 1
+        for q in range(lo, hi):
+            slot[q_cand[q]] = 0.0
+        lo = hi
+    begin = np.zeros(q_owner.size + 1, dtype=np.int64)
+    begin[1:] = np.cumsum(count)
+    vias = np.empty(begin[-1], dtype=np.int64)
+    fill = begin[:-1].copy()
+    lo = 0
+    while lo < q_owner.size:   # pass 2: the vias themselves
+        hi = lo
+        while hi < q_owner.size and q_owner[hi] == q_owner[lo]:
+            slot[q_cand[hi]] = hi + 1
+            hi += 1
+        o = q_owner[lo]
+        for p in range(starts[o], starts[o + 1]):
+            s = np.int64(slot[p_cand[p]])
+            if s > 0:
+                vias[fill[s - 1]] = p_via[p]
+                fill[s - 1] += 1
+        for q in range(lo, hi):
+            slot[q_cand[q]] = 0.0
+        lo = hi
+    ends = np.empty((q_owner.size, 2), dtype=np.int64)
+    for q in range(q_owner.size):
+        a, b = begin[q], begin[q + 1]
+        vias[a:b] = np.sort(vias[a:b])
+        ends[q, 0], ends[q, 1] = a, min(b, a + limit)
+    return vias, ends
 
 
 @njit(cache=True, nogil=True)
@@ -101,29 +150,91 @@ def _paths(indptr, indices, degree, users, max_friend_degree, max_two_hop, mark)
     return p_owner[:n_p], p_cand[:n_p], p_via[:n_p]
 
 
+@njit(cache=True, nogil=True)
+def _sum_paths(owner, cand, w_aa, w_ra, acc):   # pragma: no cover
+    """Per (owner, candidate) pair of paths grouped by owner: path count and the sums of w_aa and w_ra,
+    added in path order from 0.0 (as np.bincount adds them, so the same bits), pairs in first-seen
+    order. acc: zeroed (n, 3) scratch, left zeroed."""
+    u_owner = np.empty(owner.size, dtype=np.int64)
+    u_cand = np.empty(owner.size, dtype=np.int64)
+    mutual = np.empty(owner.size, dtype=np.int64)
+    aa = np.empty(owner.size, dtype=np.float64)
+    ra = np.empty(owner.size, dtype=np.float64)
+    n_u = 0
+    i = 0
+    while i < owner.size:
+        o, first = owner[i], n_u
+        while i < owner.size and owner[i] == o:
+            c = cand[i]
+            if acc[c, 0] == 0.0:
+                u_cand[n_u] = c
+                n_u += 1
+            acc[c, 0] += 1.0
+            acc[c, 1] += w_aa[i]
+            acc[c, 2] += w_ra[i]
+            i += 1
+        for k in range(first, n_u):   # read back and zeroed before the next owner's paths use acc
+            c = u_cand[k]
+            u_owner[k] = o
+            mutual[k] = np.int64(acc[c, 0])
+            aa[k] = acc[c, 1]
+            ra[k] = acc[c, 2]
+            acc[c, 0] = 0.0
+            acc[c, 1] = 0.0
+            acc[c, 2] = 0.0
+    return u_owner[:n_u], u_cand[:n_u], mutual[:n_u], aa[:n_u], ra[:n_u]
+
+
+@njit(cache=True, nogil=True)
+def _top_mutual(owner, mutual, k):   # pragma: no cover
+    """Rows (grouped by owner) that can be among their owner's first k by mutual count: those with at
+    least the owner's k-th largest count (every row below it has k rows ranked before it)."""
+    keep = np.ones(owner.size, dtype=np.bool_)
+    lo = 0
+    while lo < owner.size:
+        hi = lo
+        while hi < owner.size and owner[hi] == owner[lo]:
+            hi += 1
+        if hi - lo > k:
+            floor = np.partition(mutual[lo:hi].copy(), hi - lo - k)[hi - lo - k]
+            keep[lo:hi] = mutual[lo:hi] >= floor
+        lo = hi
+    return keep
+
+
 def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_degree: int = 5000,
-              max_two_hop: int = 200_000) -> FofScores:
+              max_two_hop: int = 200_000, k: int | None = None) -> FofScores:
     """Score every two-hop candidate of each of `users` (internal indices), all at once: friends with
     more than `max_friend_degree` friends (or fewer than 2) are not intermediaries; per viewer at most
-    `max_two_hop` paths, through its lowest-degree friends first (then by index)."""
+    `max_two_hop` paths, through its lowest-degree friends first (then by index). With `k`, only
+    rows that can be among a viewer's first k are ranked (its first k are the same)."""
     users = np.asarray(users, dtype=np.int64)
     mark = thread_scratch(snap.num_users, 1)[1]
     p_owner, cand, via = _paths(snap.indptr, snap.indices, degree, users, max_friend_degree, max_two_hop, mark)
-    return score_paths(p_owner, cand, via, degree[via], snap.id_rank, snap.num_users)
+    return score_paths(p_owner, cand, via, degree[via], snap.id_rank, snap.num_users, k)
 
 
 def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, id_rank: np.ndarray,
-                n: int) -> FofScores:
+                n: int, k: int | None = None) -> FofScores:
     """Score two-hop paths viewer (owner) -> via -> cand: per pair, mutual count, Adamic-Adar and
     resource allocation, summed in the order the paths come in (so callers that pass them in the
     same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then external id
-    as a string (`id_rank`: Snapshot.id_rank)."""
-    uniq, inv = np.unique(pair_keys(owner, cand, n), return_inverse=True)
-    u_owner, u_cand = uniq // n, uniq % n
+    as a string (`id_rank`: Snapshot.id_rank). With `k`, rows that cannot be among their owner's
+    first k are left out before ranking (the sort is most of the cost; the first k are unchanged)."""
     vdeg = via_degree.astype(np.float64)
-    mutual = np.bincount(inv, minlength=uniq.size)
-    aa = np.bincount(inv, weights=1.0 / np.log(vdeg), minlength=uniq.size)
-    ra = np.bincount(inv, weights=1.0 / vdeg, minlength=uniq.size)
+    w_aa, w_ra = 1.0 / np.log(vdeg), 1.0 / vdeg
+    if owner.size and np.all(owner[1:] >= owner[:-1]):   # grouped by owner, as every caller lists them
+        acc = thread_scratch(n, 3)[0]
+        u_owner, u_cand, mutual, aa, ra = _sum_paths(owner, cand, w_aa, w_ra, acc)
+    else:
+        uniq, inv = np.unique(pair_keys(owner, cand, n), return_inverse=True)
+        u_owner, u_cand = uniq // n, uniq % n
+        mutual = np.bincount(inv, minlength=uniq.size)
+        aa = np.bincount(inv, weights=w_aa, minlength=uniq.size)
+        ra = np.bincount(inv, weights=w_ra, minlength=uniq.size)
+    if k is not None:   # u_owner is grouped by owner either way
+        kept = _top_mutual(u_owner, mutual, k)
+        u_owner, u_cand, mutual, aa, ra = u_owner[kept], u_cand[kept], mutual[kept], aa[kept], ra[kept]
     order = np.lexsort((id_rank[u_cand], -np.round(aa, 9), -mutual, u_owner))
     return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], owner, cand, via, n)
 
@@ -157,7 +268,7 @@ class FriendsOfFriendsSource:
         self.max_proof = max_proof
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
-        s = fof_block(self.snap, users, self.degree, self.max_friend_degree, self.max_two_hop)
+        s = fof_block(self.snap, users, self.degree, self.max_friend_degree, self.max_two_hop, k)
         top = rank_in_group(s.owner) < k
         owner, cand, mutual = s.owner[top], s.candidates[top], s.mutual[top]
         aa, ra = s.adamic_adar[top], s.resource_allocation[top]

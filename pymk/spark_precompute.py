@@ -106,7 +106,7 @@ def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
     x, m, dm = (pdf[c].to_numpy(np.int64) for c in ("x", "m", "dm"))
     order = np.lexsort((m, x))   # per candidate, its mutual friends in increasing order, as fof_block has them
     id_rank = _id_rank(parquet_dir)
-    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], id_rank, id_rank.size)
+    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], id_rank, id_rank.size, k)
     top = slice(0, k)
     return pd.DataFrame({"v": np.full(s.candidates[top].size, int(pdf["v"].iloc[0]), dtype=np.int64),
                          "cand": s.candidates[top], "mutual": s.mutual[top], "aa": s.adamic_adar[top],

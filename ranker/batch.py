@@ -21,7 +21,7 @@ import orjson
 from candidates.base import Proposals, empty_proposals, propose
 from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
-from candidates.precompute import compact
+from candidates.precompute import compact, compact_array
 from candidates.types import Candidate, Recommendation
 from graph.snapshot.csr import rank_in_group
 from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext
@@ -96,9 +96,11 @@ def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props:
     return BlockList(b, outputs, np.lexsort((b.cand, -outputs["score"])), pipeline.snap.id_strings)
 
 
-def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray) -> list[tuple[list[str], dict, dict]]:
+def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray, compact_scores: bool = False
+              ) -> list[tuple[list[str], dict, dict]]:
     """(sources, scores, proof) of the given rows of a block: each source builds the proof of the rows
-    it proposed in one call."""
+    it proposed in one call. `compact_scores`: the scores as `compact` rounds them (for stored lists)."""
+    values = compact_array if compact_scores else np.asarray
     src_row = b.src_row[rows]
     proofs = []
     for j, p in enumerate(b.props):
@@ -108,9 +110,9 @@ def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray) -> lis
     # a row's sources as a bit mask; the (source position, name) pairs of each mask worked out once
     masks = ((src_row >= 0) << np.arange(len(b.names))).sum(axis=1).tolist()
     present = {m: [(j, b.names[j]) for j in range(len(b.names)) if m >> j & 1] for m in set(masks)}
-    extra = [(name, v[rows].tolist()) for name, v in outputs.items()]
+    extra = [(name, values(v[rows]).tolist()) for name, v in outputs.items()]
     out = []
-    for i, (m, score, at) in enumerate(zip(masks, b.score[rows].tolist(), src_row.tolist(), strict=True)):
+    for i, (m, score, at) in enumerate(zip(masks, values(b.score[rows]).tolist(), src_row.tolist(), strict=True)):
         scores = {name: score[j] for j, name in present[m]}
         for name, v in extra:
             scores[name] = v[i]
@@ -195,8 +197,8 @@ class BlockRanker:
         best first)."""
         per_user: list[list] = [[] for _ in range(b.users.size)]
         feats: list[list[int]] = [[] for _ in range(b.users.size)]
-        for r, (sources, scores, proof) in zip(order.tolist(), row_parts(b, outputs, order), strict=True):
+        for r, (sources, scores, proof) in zip(order.tolist(), row_parts(b, outputs, order, True), strict=True):
             o = int(b.owner[r])
-            per_user[o].append([int(b.cand[r]), sources, compact(scores), compact(proof), len(feats[o]), b.t])
+            per_user[o].append([int(b.cand[r]), sources, scores, compact(proof), len(feats[o]), b.t])
             feats[o].append(r)
         return [(int(u), orjson.dumps(per_user[i]), b.x[feats[i]]) for i, u in enumerate(b.users.tolist())]

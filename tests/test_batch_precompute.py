@@ -174,3 +174,21 @@ def test_an_artifact_of_another_format_is_refused_by_name(served, tmp_path):
     (path / "manifest.json").write_text(json.dumps({**manifest, "format": 1}))
     with pytest.raises(ArtifactError, match="format 1, this code reads 2"):
         PrecomputedCandidates(path, served.snap)
+
+
+def test_compact_array_rounds_every_float_as_compact_does():
+    """The block engine rounds score arrays at once; each value must be `compact`'s, bit for bit:
+    values of every magnitude, exact halves at the 7th digit, zeros, infinities, NaN, subnormals."""
+    from candidates.precompute import compact, compact_array
+
+    rng = np.random.default_rng(0)
+    halves = (rng.integers(1_000_000, 10_000_000, 20_000) + 0.5) / 10.0 ** rng.integers(-3, 12, 20_000)
+    x = np.concatenate([rng.random(50_000), rng.random(50_000) * 10.0 ** rng.integers(-30, 30, 50_000),
+                        -rng.random(10_000) * 1e5, halves, np.round(rng.random(10_000), 8) + 5e-9,
+                        [0.0, -0.0, 1.0, 1e7, 9_999_999.5, 0.12345675, 1e22, 1e23, 1e-23, 5e-324,
+                         1.7976931348623157e308, np.inf, -np.inf, np.nan, 0.1 + 0.2]])
+    want = np.array([compact(v) for v in x.tolist()])
+    got = compact_array(x.reshape(-1, 5)).ravel()
+    assert got.tobytes() == want.tobytes() or np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert (got != x)[np.isfinite(x)].mean() > 0.5   # it rounds
