@@ -1,7 +1,14 @@
 """Embedding ANN candidate source over FAISS: exact inner product when small, HNSW above a size.
 
 Vectors are unit-normalized, so inner product is cosine similarity. The viewer and their friends
-are excluded inside the search by a FAISS id selector.
+are excluded inside the search by a FAISS id selector (HNSW), or masked in a block's exact scores.
+
+Exact search proposes for a block of viewers at once: one matrix product scores every user for the
+whole block (a single query reads every vector once per viewer, a block once per block: 1.1 ms a
+viewer at 100k users, most of a precompute's source time). Matrix kernels round differently with the
+number of rows, so the product only shortlists: each viewer keeps the users within a bound of its
+k-th best product, and those are scored again one pair at a time in a fixed order (`_pair_dots`), so
+a viewer's list never depends on its block (the batch precompute gives the lists serving does).
 """
 
 from __future__ import annotations
@@ -11,10 +18,13 @@ import time
 
 import faiss
 import numpy as np
+import torch
+from numba import njit
 
 from candidates.base import Proposals, empty_proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import rank_in_group, row_positions
 from pymk.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -71,6 +81,70 @@ def current_embeddings(store: ArtifactStore, snapshot_version: str
     return version, np.load(path / "embeddings.npy"), faiss.read_index(str(path / "index.faiss"))
 
 
+@njit(cache=True, nogil=True)
+def _pair_dots(emb, a, b):   # pragma: no cover
+    """float32 inner products of the pairs (emb[a[i]], emb[b[i]]), each summed in float64 in index order
+    (products of float32 are exact in float64): the same bits whatever else is computed beside it."""
+    out = np.empty(a.size, dtype=np.float32)
+    for i in range(a.size):
+        s = 0.0
+        for d in range(emb.shape[1]):
+            s += np.float64(emb[a[i], d]) * np.float64(emb[b[i], d])
+        out[i] = np.float32(s)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _chunk_max(scores, chunk):   # pragma: no cover
+    """Each row's maximum over consecutive runs of `chunk` columns (one pass; numpy's reduction over a short
+    last axis is ~10x slower)."""
+    rows, cols = scores.shape
+    out = np.empty((rows, cols // chunk), dtype=scores.dtype)
+    for i in range(rows):
+        for c in range(cols // chunk):
+            m = scores[i, c * chunk]
+            for j in range(c * chunk + 1, (c + 1) * chunk):
+                if scores[i, j] > m:
+                    m = scores[i, j]
+            out[i, c] = m
+    return out
+
+
+CHUNK = 16   # users per chunk when shortlisting (a chunk's best product bounds the k-th best from below)
+
+
+def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded: tuple[np.ndarray, np.ndarray],
+                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each viewer's top k users by inner product (ties: lower index first), never one of its
+    `excluded` (owner, user) pairs: (owner, user, score) grouped by owner, best first. `emb` may have
+    zero rows appended up to a multiple of CHUNK (never proposed); `norms` covers the real ones."""
+    n = norms.size
+    # torch's matrix product keeps to torch's thread setting (one per precompute worker process); numpy's
+    # BLAS would start its own threads per core in each worker and make them wait on each other
+    scores = (torch.from_numpy(emb[users]) @ torch.from_numpy(emb).T).numpy()
+    scores[:, n:] = -np.inf
+    scores[excluded] = -np.inf
+    chunks = scores.reshape(users.size, -1, CHUNK)
+    best = _chunk_max(scores, CHUNK)
+    # k chunks whose best is at least the k-th best chunk hold k products at least that: a lower bound on
+    # each viewer's k-th best product, found among n / CHUNK values instead of n
+    floor = (np.partition(best, best.shape[1] - k, axis=1)[:, best.shape[1] - k] if k <= best.shape[1]
+             else np.full(users.size, -np.inf, np.float32))
+    # a float32 product differs from the pair's exact sum by at most d * 2^-24 * |q| |e| (rounded products
+    # and partial sums); twice that, and the exact scores' own rounding, keeps every true top-k user
+    slack = 2.0 * (emb.shape[1] + 2) * 2.0 ** -24 * norms[users] * norms.max()
+    keep = floor - slack
+    rows, cols = np.nonzero(best >= keep[:, None])
+    vals = chunks[rows, cols]
+    hit = (vals >= keep[rows, None]) & (vals > -np.inf)
+    owner = np.repeat(rows, CHUNK).reshape(-1, CHUNK)[hit]
+    cand = (cols[:, None] * CHUNK + np.arange(CHUNK))[hit]
+    exact = _pair_dots(emb, users[owner], cand)
+    order = np.lexsort((cand, -exact, owner))
+    order = order[rank_in_group(owner[order]) < k]
+    return owner[order], cand[order], exact[order]
+
+
 class EmbeddingAnnSource:
     """Candidate source: users whose GraphSAGE vectors are closest to the viewer's."""
 
@@ -83,8 +157,23 @@ class EmbeddingAnnSource:
         self.snap = snap
         self.emb = emb
         self.index = index if index is not None else build_index(emb)
+        self._flat: np.ndarray | None = None
+        self._norms: np.ndarray | None = None
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
+        users = np.asarray(users, dtype=np.int64)
+        if isinstance(self.index, faiss.IndexFlat) and users.size and k > 0:
+            if self._flat is None:   # built on first use, so a source that never searches costs nothing
+                n, d = self.emb.shape
+                self._flat = np.zeros((-(-n // CHUNK) * CHUNK, d), np.float32)
+                self._flat[:n] = self.emb
+                self._norms = np.linalg.norm(self._flat[:n].astype(np.float64), axis=1)
+            offsets, rows = row_positions(self.snap.indptr, users)
+            excluded = (np.concatenate([np.arange(users.size), rows]),
+                        np.concatenate([users, self.snap.indices[offsets]]))
+            owner, cand, score = exact_block(self._flat, self._norms, users, excluded, k)
+            score = score.astype(np.float64)
+            return Proposals(owner, cand, score, lambda r: [{"similarity": s} for s in score[r].tolist()])
         found = [search_excluding(self.index, self.emb[u], k, {u, *self.snap.neighbors(u).tolist()})
                  for u in np.asarray(users).tolist()]
         if not found:

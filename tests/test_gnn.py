@@ -210,6 +210,32 @@ def test_ann_source_excludes_self_and_friends(sim_snapshot):
         EmbeddingAnnSource(sim_snapshot, emb[:10])
 
 
+def test_exact_ann_for_a_block_is_the_exact_top_k_and_each_viewers_own(sim_snapshot):
+    """Exact search for a block of viewers: each viewer's list is the true top k by inner product
+    (float64, ties to the lower index), never itself or a friend, and the one it gets alone."""
+    n = sim_snapshot.num_users
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(n, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[n // 2:n // 2 + 30] = emb[3]   # exact ties
+    src = EmbeddingAnnSource(sim_snapshot, emb)
+    assert type(src.index).__name__ == "IndexFlatIP"
+    users = np.concatenate([[3], rng.choice(n, 40, replace=False), [int(np.argmax(sim_snapshot.degree))]])
+    block = src.propose(users, 25)
+    dots = emb.astype(np.float64) @ emb.astype(np.float64).T
+    for o, u in enumerate(users.tolist()):
+        banned = {u, *sim_snapshot.neighbors(u).tolist()}
+        allowed = np.array([c for c in range(n) if c not in banned])
+        want = allowed[np.lexsort((allowed, -dots[u, allowed].astype(np.float32)))][:25]
+        mine = block.owner == o
+        assert block.cand[mine].tolist() == want.tolist()
+        np.testing.assert_allclose(block.score[mine], dots[u, want], atol=1e-6)
+        alone = src.propose(np.array([u]), 25)
+        assert alone.cand.tolist() == want.tolist() and alone.score.tobytes() == block.score[mine].tobytes()
+    tied = [c for c in range(n // 2, n // 2 + 30) if c not in set(sim_snapshot.neighbors(3).tolist())]
+    assert block.cand[block.owner == 0].tolist() == tied[:25]   # equal scores: lower index first
+
+
 def test_refresh_writes_artifact_refuses_regressions_and_rolls_back(sim_snapshot, tmp_path):
     snap_path = save_snapshot(sim_snapshot, ArtifactStore(tmp_path / "snaps"), source="test")
     out = ArtifactStore(tmp_path / "emb")
