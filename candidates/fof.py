@@ -62,40 +62,36 @@ def _mutual_vias(p_cand, p_via, starts, q_owner, q_cand, limit, slot):   # pragm
     """For distinct (owner, candidate) queries sorted by owner: each one's mutual friends (the vias of
     its paths, sorted, the first `limit`), as a flat array and each query's [start, end) in it. Paths
     are grouped by owner (`starts[o]`: where owner o's begin). slot: zeroed float scratch, left zeroed."""
-    count = np.zeros(q_owner.size, dtype=np.int64)
+    room = 0
+    for q in range(q_owner.size):   # every path of every asked owner, at most
+        if q == 0 or q_owner[q] != q_owner[q - 1]:
+            room += starts[q_owner[q] + 1] - starts[q_owner[q]]
+    q_of = np.empty(room, dtype=np.int64)   # the matched paths: the query each answers, its via
+    v_of = np.empty(room, dtype=np.int64)
+    m = 0
     lo = 0
-    while lo < q_owner.size:   # pass 1: each query's number of paths
+    while lo < q_owner.size:
         hi = lo
         while hi < q_owner.size and q_owner[hi] == q_owner[lo]:
             slot[q_cand[hi]] = hi + 1
             hi += 1
-        o = q_owner[lo]
-        for p in range(starts[o], starts[o + 1]):
+        for p in range(starts[q_owner[lo]], starts[q_owner[lo] + 1]):
             s = np.int64(slot[p_cand[p]])
             if s > 0:
-                count[s - 1] += 1
+                q_of[m], v_of[m] = s - 1, p_via[p]
+                m += 1
         for q in range(lo, hi):
             slot[q_cand[q]] = 0.0
         lo = hi
-    begin = np.zeros(q_owner.size + 1, dtype=np.int64)
-    begin[1:] = np.cumsum(count)
-    vias = np.empty(begin[-1], dtype=np.int64)
+    begin = np.zeros(q_owner.size + 1, dtype=np.int64)   # grouped by query (a counting sort)
+    for i in range(m):
+        begin[q_of[i] + 1] += 1
+    begin = np.cumsum(begin)
+    vias = np.empty(m, dtype=np.int64)
     fill = begin[:-1].copy()
-    lo = 0
-    while lo < q_owner.size:   # pass 2: the vias themselves
-        hi = lo
-        while hi < q_owner.size and q_owner[hi] == q_owner[lo]:
-            slot[q_cand[hi]] = hi + 1
-            hi += 1
-        o = q_owner[lo]
-        for p in range(starts[o], starts[o + 1]):
-            s = np.int64(slot[p_cand[p]])
-            if s > 0:
-                vias[fill[s - 1]] = p_via[p]
-                fill[s - 1] += 1
-        for q in range(lo, hi):
-            slot[q_cand[q]] = 0.0
-        lo = hi
+    for i in range(m):
+        vias[fill[q_of[i]]] = v_of[i]
+        fill[q_of[i]] += 1
     ends = np.empty((q_owner.size, 2), dtype=np.int64)
     for q in range(q_owner.size):
         a, b = begin[q], begin[q + 1]
