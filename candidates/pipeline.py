@@ -142,13 +142,13 @@ class CandidatePipeline:
         return self.ranker(self.snap.external_id(user), kept)
 
     def warm(self) -> None:
-        """The first four stages once, for a user with a friend: the one-time work (compiled kernels
-        loaded or compiled, per-snapshot caches built; seconds without a kernel cache) is not left to
-        the first request."""
+        """The first four stages once, for a user with a friend, and the head of its list built (the
+        proofs' kernels too): the one-time work (compiled kernels loaded or compiled, per-snapshot caches
+        built; seconds without a kernel cache) is not left to the first request."""
         _ = self.snap.id_rank
         with_friend = np.flatnonzero(self.snap.degree)
         if with_friend.size:
-            self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))
+            _ = self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))[:20]
 
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log)."""

@@ -381,11 +381,18 @@ def test_warm_runs_the_ranking_stages_once_for_a_user_with_a_friend():
     snap = from_pairs(["x", "a", "a"], ["x", "b", "c"])   # x: no friends; a-b, a-c
     pipe = CandidatePipeline(snap, [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap)],
                              SnapshotStateReader(snap))
-    seen = []
+    seen, heads = [], []
+
+    class Head(list):   # the list ranked, recording what warm() reads of it
+        def __getitem__(self, i):
+            heads.append(i)
+            return super().__getitem__(i)
+
     real = pipe.ranked
-    pipe.ranked = lambda user, rec: seen.append(user) or real(user, rec)
+    pipe.ranked = lambda user, rec: seen.append(user) or Head(real(user, rec))
     pipe.warm()
     assert [snap.external_id(u) for u in seen] == ["a"] and snap._id_rank is not None
+    assert heads == [slice(None, 20)]   # the head's candidates are built: their proofs' kernels run too
     pipe.close()
     lonely = from_pairs(["x"], ["x"])
     CandidatePipeline(lonely, [], SnapshotStateReader(lonely)).warm()   # no user with a friend: nothing to run
