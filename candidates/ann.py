@@ -96,14 +96,14 @@ def _pair_dots(emb, a, b):   # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def _chunk_max(scores, chunk):   # pragma: no cover
-    """Each row's maximum over consecutive runs of `chunk` columns (one pass; numpy's reduction over a short
-    last axis is ~10x slower)."""
+    """Each row's maximum over consecutive runs of `chunk` columns, the last run possibly shorter (one
+    pass; numpy's reduction over a short last axis is ~10x slower)."""
     rows, cols = scores.shape
-    out = np.empty((rows, cols // chunk), dtype=scores.dtype)
+    out = np.empty((rows, -(-cols // chunk)), dtype=scores.dtype)
     for i in range(rows):
-        for c in range(cols // chunk):
+        for c in range(out.shape[1]):
             m = scores[i, c * chunk]
-            for j in range(c * chunk + 1, (c + 1) * chunk):
+            for j in range(c * chunk + 1, min((c + 1) * chunk, cols)):
                 if scores[i, j] > m:
                     m = scores[i, j]
             out[i, c] = m
@@ -116,15 +116,13 @@ CHUNK = 16   # users per chunk when shortlisting (a chunk's best product bounds 
 def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded: tuple[np.ndarray, np.ndarray],
                 k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each viewer's top k users by inner product (ties: lower index first), never one of its
-    `excluded` (owner, user) pairs: (owner, user, score) grouped by owner, best first. `emb` may have
-    zero rows appended up to a multiple of CHUNK (never proposed); `norms` covers the real ones."""
-    n = norms.size
+    `excluded` (owner, user) pairs: (owner, user, score) grouped by owner, best first. `emb`: float32,
+    C-contiguous; `norms`: its rows' lengths."""
+    n = emb.shape[0]
     # torch's matrix product keeps to torch's thread setting (one per precompute worker process); numpy's
     # BLAS would start its own threads per core in each worker and make them wait on each other
     scores = (torch.from_numpy(emb[users]) @ torch.from_numpy(emb).T).numpy()
-    scores[:, n:] = -np.inf
     scores[excluded] = -np.inf
-    chunks = scores.reshape(users.size, -1, CHUNK)
     best = _chunk_max(scores, CHUNK)
     # k chunks whose best is at least the k-th best chunk hold k products at least that: a lower bound on
     # each viewer's k-th best product, found among n / CHUNK values instead of n
@@ -135,10 +133,11 @@ def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded:
     slack = 2.0 * (emb.shape[1] + 2) * 2.0 ** -24 * norms[users] * norms.max()
     keep = floor - slack
     rows, cols = np.nonzero(best >= keep[:, None])
-    vals = chunks[rows, cols]
-    hit = (vals >= keep[rows, None]) & (vals > -np.inf)
-    owner = np.repeat(rows, CHUNK).reshape(-1, CHUNK)[hit]
-    cand = (cols[:, None] * CHUNK + np.arange(CHUNK))[hit]
+    at = cols[:, None] * CHUNK + np.arange(CHUNK)   # the users of each chunk that can hold one
+    inside = at < n
+    vals = scores[rows[:, None], np.minimum(at, n - 1)]
+    hit = inside & (vals >= keep[rows, None]) & (vals > -np.inf)
+    owner, cand = np.broadcast_to(rows[:, None], at.shape)[hit], at[hit]
     exact = _pair_dots(emb, users[owner], cand)
     order = np.lexsort((cand, -exact, owner))
     order = order[rank_in_group(owner[order]) < k]
@@ -157,17 +156,15 @@ class EmbeddingAnnSource:
         self.snap = snap
         self.emb = emb
         self.index = index if index is not None else build_index(emb)
-        self._flat: np.ndarray | None = None
+        self._flat: np.ndarray | None = None   # exact search: the vectors as its kernels read them, their lengths
         self._norms: np.ndarray | None = None
+        if isinstance(self.index, faiss.IndexFlat):
+            self._flat = np.ascontiguousarray(emb, dtype=np.float32)
+            self._norms = np.linalg.norm(self._flat.astype(np.float64), axis=1)
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         users = np.asarray(users, dtype=np.int64)
-        if isinstance(self.index, faiss.IndexFlat) and users.size and k > 0:
-            if self._flat is None:   # built on first use, so a source that never searches costs nothing
-                n, d = self.emb.shape
-                self._flat = np.zeros((-(-n // CHUNK) * CHUNK, d), np.float32)
-                self._flat[:n] = self.emb
-                self._norms = np.linalg.norm(self._flat[:n].astype(np.float64), axis=1)
+        if self._flat is not None and users.size and k > 0:
             offsets, rows = row_positions(self.snap.indptr, users)
             excluded = (np.concatenate([np.arange(users.size), rows]),
                         np.concatenate([users, self.snap.indices[offsets]]))

@@ -229,7 +229,7 @@ def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree
         aa = np.bincount(inv, weights=w_aa, minlength=uniq.size)
         ra = np.bincount(inv, weights=w_ra, minlength=uniq.size)
     if k is not None:   # u_owner is grouped by owner either way
-        kept = _top_mutual(u_owner, mutual, k)
+        kept = _top_mutual(u_owner, mutual, k) if k > 0 else np.zeros(u_owner.size, dtype=bool)
         u_owner, u_cand, mutual, aa, ra = u_owner[kept], u_cand[kept], mutual[kept], aa[kept], ra[kept]
     order = np.lexsort((id_rank[u_cand], -np.round(aa, 9), -mutual, u_owner))
     return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], owner, cand, via, n)

@@ -236,6 +236,28 @@ def test_exact_ann_for_a_block_is_the_exact_top_k_and_each_viewers_own(sim_snaps
     assert block.cand[block.owner == 0].tolist() == tied[:25]   # equal scores: lower index first
 
 
+@pytest.mark.parametrize("n,k", [(1007, 30), (37, 25), (40, 60)])
+def test_exact_block_is_the_exact_top_k_whatever_the_size(n, k):
+    """exact_block on sizes that are not a multiple of its chunk, and with k beyond the chunk count or
+    beyond the users left: the true top k by inner product (ties to the lower index), nothing excluded."""
+    from candidates.ann import exact_block
+
+    rng = np.random.default_rng(n)
+    emb = rng.normal(size=(n, 12)).astype(np.float32)
+    emb[5:9] = emb[4]   # ties
+    norms = np.linalg.norm(emb.astype(np.float64), axis=1)
+    users = rng.choice(n, 6, replace=False)
+    banned = [set(rng.choice(n, n // 4, replace=False).tolist()) | {int(u)} for u in users]
+    excluded = (np.array([o for o, b in enumerate(banned) for _ in b]), np.array([c for b in banned for c in b]))
+    owner, cand, score = exact_block(emb, norms, users, excluded, k)
+    dots = (emb.astype(np.float64) @ emb.astype(np.float64).T).astype(np.float32)
+    for o, u in enumerate(users.tolist()):
+        allowed = np.array([c for c in range(n) if c not in banned[o]])
+        want = allowed[np.lexsort((allowed, -dots[u, allowed]))][:k]
+        assert cand[owner == o].tolist() == want.tolist()
+        assert score[owner == o].tobytes() == dots[u, want].tobytes()
+
+
 def test_refresh_writes_artifact_refuses_regressions_and_rolls_back(sim_snapshot, tmp_path):
     snap_path = save_snapshot(sim_snapshot, ArtifactStore(tmp_path / "snaps"), source="test")
     out = ArtifactStore(tmp_path / "emb")
