@@ -110,6 +110,21 @@ def _chunk_max(scores, chunk):   # pragma: no cover
     return out
 
 
+@njit(cache=True, nogil=True)
+def _shortlist(scores, rows, cols, keep, chunk):   # pragma: no cover
+    """(row, column) of every score at least its row's `keep` (and not -inf) in the given chunks."""
+    owner = np.empty(rows.size * chunk, dtype=np.int64)
+    cand = np.empty(rows.size * chunk, dtype=np.int64)
+    m = 0
+    for i in range(rows.size):
+        r = rows[i]
+        for j in range(cols[i] * chunk, min((cols[i] + 1) * chunk, scores.shape[1])):
+            if scores[r, j] >= keep[r] and scores[r, j] > -np.inf:
+                owner[m], cand[m] = r, j
+                m += 1
+    return owner[:m], cand[:m]
+
+
 CHUNK = 16   # users per chunk when shortlisting (a chunk's best product bounds the k-th best from below)
 
 
@@ -118,7 +133,6 @@ def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded:
     """Each viewer's top k users by inner product (ties: lower index first), never one of its
     `excluded` (owner, user) pairs: (owner, user, score) grouped by owner, best first. `emb`: float32,
     C-contiguous; `norms`: its rows' lengths."""
-    n = emb.shape[0]
     # torch's matrix product keeps to torch's thread setting (one per precompute worker process); numpy's
     # BLAS would start its own threads per core in each worker and make them wait on each other
     scores = (torch.from_numpy(emb[users]) @ torch.from_numpy(emb).T).numpy()
@@ -133,11 +147,7 @@ def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded:
     slack = 2.0 * (emb.shape[1] + 2) * 2.0 ** -24 * norms[users] * norms.max()
     keep = floor - slack
     rows, cols = np.nonzero(best >= keep[:, None])
-    at = cols[:, None] * CHUNK + np.arange(CHUNK)   # the users of each chunk that can hold one
-    inside = at < n
-    vals = scores[rows[:, None], np.minimum(at, n - 1)]
-    hit = inside & (vals >= keep[rows, None]) & (vals > -np.inf)
-    owner, cand = np.broadcast_to(rows[:, None], at.shape)[hit], at[hit]
+    owner, cand = _shortlist(scores, rows, cols, keep, CHUNK)
     exact = _pair_dots(emb, users[owner], cand)
     order = np.lexsort((cand, -exact, owner))
     order = order[rank_in_group(owner[order]) < k]
