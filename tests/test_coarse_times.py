@@ -111,3 +111,16 @@ def test_times_that_allow_no_two_cuts_fall_back_to_holdouts_computed_on_the_grap
     train, val = history_examples(snap, HistoryConfig(viewers_per_cut=40, per_source_k=30, holdout_share=0.1))
     for ex in (train, val):
         assert ex.y.any() and ex.x[:, FEATURE_NAMES.index("mutual")].any()
+
+
+def test_a_constant_time_column_falls_back_quietly_and_varying_times_that_cannot_split_warn(caplog):
+    """One value for every tie (SNAP's weight 1 read as a time) is the expected random holdout (info);
+    times that vary and still cannot split near the share get a warning."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="graph.splits"):
+        assert time_split_mask(np.ones(100), 0.8)[1] is None
+        assert [r.levelno for r in caplog.records] == [logging.INFO]
+        caplog.clear()
+        assert time_split_mask(np.repeat([1.0, 2.0], 50), 0.8, seed=1)[1] is None
+        assert [r.levelno for r in caplog.records][-1] == logging.WARNING
