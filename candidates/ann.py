@@ -146,7 +146,7 @@ def exact_block(emb: np.ndarray, norms: np.ndarray, users: np.ndarray, excluded:
     # and partial sums); twice that, and the exact scores' own rounding, keeps every true top-k user
     slack = 2.0 * (emb.shape[1] + 2) * 2.0 ** -24 * norms[users] * norms.max()
     keep = floor - slack
-    rows, cols = np.nonzero(best >= keep[:, None])
+    rows, cols = (np.ascontiguousarray(a) for a in np.nonzero(best >= keep[:, None]))   # one compiled layout
     owner, cand = _shortlist(scores, rows, cols, keep, CHUNK)
     exact = _pair_dots(emb, users[owner], cand)
     order = np.lexsort((cand, -exact, owner))
@@ -171,6 +171,9 @@ class EmbeddingAnnSource:
         if isinstance(self.index, faiss.IndexFlat):
             self._flat = np.ascontiguousarray(emb, dtype=np.float32)
             self._norms = np.linalg.norm(self._flat.astype(np.float64), axis=1)
+            # its compiled kernels loaded (or, without a kernel cache, compiled: seconds) now, not by a
+            # request: this source runs under the request's time budget, which a compile would overrun
+            exact_block(self._flat[:2], self._norms[:2], np.zeros(1, np.int64), (np.zeros(1, np.int64),) * 2, 1)
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         users = np.asarray(users, dtype=np.int64)
