@@ -168,7 +168,7 @@ class EmbeddingAnnSource:
         self.index = index if index is not None else build_index(emb)
         self._flat: np.ndarray | None = None   # exact search: the vectors as its kernels read them, their lengths
         self._norms: np.ndarray | None = None
-        if isinstance(self.index, faiss.IndexFlat):
+        if isinstance(self.index, faiss.IndexFlat) and emb.shape[0]:
             self._flat = np.ascontiguousarray(emb, dtype=np.float32)
             self._norms = np.linalg.norm(self._flat.astype(np.float64), axis=1)
             # its compiled kernels loaded (or, without a kernel cache, compiled: seconds) now, not by a
