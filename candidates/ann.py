@@ -182,15 +182,15 @@ class EmbeddingAnnSource:
             excluded = (np.concatenate([np.arange(users.size), rows]),
                         np.concatenate([users, self.snap.indices[offsets]]))
             owner, cand, score = exact_block(self._flat, self._norms, users, excluded, k)
-            score = score.astype(np.float64)
-            return Proposals(owner, cand, score, lambda r: [{"similarity": s} for s in score[r].tolist()])
-        found = [search_excluding(self.index, self.emb[u], k, {u, *self.snap.neighbors(u).tolist()})
-                 for u in np.asarray(users).tolist()]
-        if not found:
-            return empty_proposals()
-        owner = np.repeat(np.arange(len(found)), [ids.size for ids, _ in found])
-        cand = np.concatenate([ids for ids, _ in found])
-        score = np.concatenate([s for _, s in found]).astype(np.float64)
+        else:
+            found = [search_excluding(self.index, self.emb[u], k, {u, *self.snap.neighbors(u).tolist()})
+                     for u in users.tolist()]
+            if not found:
+                return empty_proposals()
+            owner = np.repeat(np.arange(len(found)), [ids.size for ids, _ in found])
+            cand = np.concatenate([ids for ids, _ in found])
+            score = np.concatenate([s for _, s in found])
+        score = score.astype(np.float64)
         return Proposals(owner, cand, score, lambda r: [{"similarity": s} for s in score[r].tolist()])
 
     def generate(self, user: int, k: int) -> list[Candidate]:

@@ -43,14 +43,16 @@ class FofScores:
         """The first `limit` mutual friends (sorted) of each (owner, candidate)."""
         owner, candidates = np.asarray(owner, np.int64), np.asarray(candidates, np.int64)
         keys, inv = np.unique(pair_keys(owner, candidates, self.num_users), return_inverse=True)
-        starts = np.searchsorted(self.paths_owner, np.arange(int(keys[-1] // self.num_users) + 2 if keys.size else 0))
         if keys.size and np.all(self.paths_owner[1:] >= self.paths_owner[:-1]):
+            # where each asked owner's paths begin (and the next one's: where they end)
+            starts = np.searchsorted(self.paths_owner, np.arange(int(keys[-1] // self.num_users) + 2))
             slot = thread_scratch(self.num_users, 1)[0][:, 0]
             vias, ends = _mutual_vias(self.paths_cand, self.paths_via, starts, keys // self.num_users,
                                       keys % self.num_users, limit, slot)
         else:   # paths in no owner order: every path sorted by its pair, then mutual friend
-            order = np.lexsort((self.paths_via, pair_keys(self.paths_owner, self.paths_cand, self.num_users)))
-            path_keys, vias = pair_keys(self.paths_owner, self.paths_cand, self.num_users)[order], self.paths_via[order]
+            path_keys = pair_keys(self.paths_owner, self.paths_cand, self.num_users)
+            order = np.lexsort((self.paths_via, path_keys))
+            path_keys, vias = path_keys[order], self.paths_via[order]
             lo = np.searchsorted(path_keys, keys, "left")
             ends = np.stack([lo, np.minimum(np.searchsorted(path_keys, keys, "right"), lo + limit)], axis=1)
         lists = [vias[a:b].tolist() for a, b in ends.tolist()]
