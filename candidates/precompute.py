@@ -101,6 +101,25 @@ def compact_array(a: np.ndarray) -> np.ndarray:
     return out.reshape(shape)
 
 
+def compact_rows(rows: list) -> list:
+    """`compact` of each of `rows`, column by column where they are dicts with the same keys (one
+    source's proofs): a column of floats is rounded at once by `compact_array`, bit for bit."""
+    if not rows or type(rows[0]) is not dict:
+        return [compact(r) for r in rows]
+    keys = tuple(rows[0])
+    if any(type(r) is not dict or tuple(r) != keys for r in rows):   # same keys in the same order
+        return [compact(r) for r in rows]
+    columns = []
+    for k in keys:
+        col = [r[k] for r in rows]
+        if all(type(v) is float for v in col):
+            col = compact_array(np.array(col, dtype=np.float64)).tolist()
+        elif not all(type(v) is str or type(v) is int for v in col):
+            col = [v if type(v) is str or type(v) is int else compact(v) for v in col]
+        columns.append(col)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
 def _row(c: Candidate, features: list[np.ndarray]) -> list:
     proof = dict(c.proof)
     ranker = proof.pop("ranker", None)

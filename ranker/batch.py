@@ -21,7 +21,7 @@ import orjson
 from candidates.base import Proposals, empty_proposals, propose
 from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
-from candidates.precompute import compact, compact_array
+from candidates.precompute import compact_array, compact_rows
 from candidates.types import Candidate, Recommendation
 from graph.snapshot.csr import rank_in_group
 from ranker.features import FEATURE_NAMES, SOURCE_NAMES, FeatureContext
@@ -99,14 +99,15 @@ def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props:
 def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray, compact_scores: bool = False
               ) -> list[tuple[list[str], dict, dict]]:
     """(sources, scores, proof) of the given rows of a block: each source builds the proof of the rows
-    it proposed in one call. `compact_scores`: the scores as `compact` rounds them (for stored lists)."""
+    it proposed in one call. `compact_scores`: scores and proofs as `compact` rounds them (for stored lists)."""
     values = compact_array if compact_scores else np.asarray
     src_row = b.src_row[rows]
     proofs = []
     for j, p in enumerate(b.props):
         mine = src_row[:, j]
         mine = mine[mine >= 0]
-        proofs.append(dict(zip(mine.tolist(), p.proof(mine), strict=True)))
+        got = p.proof(mine)
+        proofs.append(dict(zip(mine.tolist(), compact_rows(got) if compact_scores else got, strict=True)))
     # a row's sources as a bit mask; the (source position, name) pairs of each mask worked out once
     masks = ((src_row >= 0) << np.arange(len(b.names))).sum(axis=1).tolist()
     present = {m: [(j, b.names[j]) for j in range(len(b.names)) if m >> j & 1] for m in set(masks)}
@@ -199,6 +200,6 @@ class BlockRanker:
         feats: list[list[int]] = [[] for _ in range(b.users.size)]
         for r, (sources, scores, proof) in zip(order.tolist(), row_parts(b, outputs, order, True), strict=True):
             o = int(b.owner[r])
-            per_user[o].append([int(b.cand[r]), sources, scores, compact(proof), len(feats[o]), b.t])
+            per_user[o].append([int(b.cand[r]), sources, scores, proof, len(feats[o]), b.t])
             feats[o].append(r)
         return [(int(u), orjson.dumps(per_user[i]), b.x[feats[i]]) for i, u in enumerate(b.users.tolist())]

@@ -6,6 +6,7 @@ import gc
 from dataclasses import replace
 
 import numpy as np
+import orjson
 import pytest
 import torch
 
@@ -192,3 +193,25 @@ def test_compact_array_rounds_every_float_as_compact_does():
     assert got.tobytes() == want.tobytes() or np.array_equal(got, want, equal_nan=True)
     assert np.array_equal(np.signbit(got), np.signbit(want))
     assert (got != x)[np.isfinite(x)].mean() > 0.5   # it rounds
+
+
+def test_compact_rows_is_compact_of_each_row():
+    """Stored lists round each source's proofs column by column; the JSON must be `compact`'s of every
+    row, byte for byte: float columns, ids, nested lists, None, and rows whose keys differ (in set or
+    in order), which fall back to row by row."""
+    from candidates.precompute import compact, compact_rows
+
+    rng = np.random.default_rng(1)
+    floats = (rng.random(200) * 10.0 ** rng.integers(-8, 8, 200)).tolist()
+    same = [{"mutual_count": i, "adamic_adar": f, "resource_allocation": f / 7, "mutual_ids": [str(i), "7"]}
+            for i, f in enumerate(floats)]
+    mixed_column = [{"ppr": f if i % 3 else i, "error_bound": None if i % 5 == 0 else f * 1e-4}
+                    for i, f in enumerate(floats)]
+    nested = [{"shared": ["city"], "distance_km": round(f, 1), "more": {"x": f}} for f in floats]
+    reordered = [{"a": 0.123456789, "b": 1.0}, {"b": 2.0000000001, "a": 0.5}]
+    other_keys = [{"a": 0.123456789}, {"c": 1.23456789}]
+    scalars = [0.123456789, "id", 3, None, [0.98765432109]]
+    for rows in (same, mixed_column, nested, reordered, other_keys, scalars, []):
+        want = orjson.dumps([compact(r) for r in rows])
+        assert orjson.dumps(compact_rows(rows)) == want
+    assert sum(r["adamic_adar"] != f for r, f in zip(compact_rows(same), floats, strict=True)) > 150   # it rounds
