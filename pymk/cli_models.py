@@ -199,14 +199,17 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
               help="Comma-separated stages to run, in their fixed order.")
 @click.option("--resume", is_flag=True, help="Continue the newest unfinished run after its last finished stage.")
 @ALLOW_SHRINK
+@click.option("--active-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Lists only for users active in the snapshot's last N days of events (the rest are ranked "
+                   "on request). Default: every user with a friend.")
 @click.pass_obj
-def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool) -> None:
+def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, active_days: float | None) -> None:
     """The nightly job: erase -> snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per
     stage (erase: deleted accounts' records out of the logs the snapshot reads)."""
     from pymk.refresh import run_refresh
 
     state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True,
-                        allow_shrink=allow_shrink)
+                        allow_shrink=allow_shrink, active_days=active_days)
     for stage, done in state["done"].items():
         what = done.get("version") or (f"{done['event_log']['records_erased'] + done['served_log']['records_erased']} "
                                        f"records of {done['accounts']} deleted")

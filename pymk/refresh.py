@@ -127,6 +127,10 @@ def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bo
     built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
     snap = built.pipeline.snap
     users = np.flatnonzero(snap.degree > 0) if all_users else active_users(snap, active_days)
+    if not all_users and users.size == 0:
+        log.warning("precompute: no user acted or was shown suggestions in the snapshot's last %g days of "
+                    "events (%d events in all): no lists are made, every request is ranked on request",
+                    active_days, snap.events["ts"].size)
     if limit is not None and users.size > limit:
         users = np.sort(np.random.default_rng(seed).choice(users, limit, replace=False))
     if engine == "spark":
@@ -180,18 +184,21 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
 
 def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
                 runners: dict[str, Callable[[], str | dict]] | None = None, progress: bool = False,
-                allow_shrink: bool = False) -> dict:
+                allow_shrink: bool = False, active_days: float | None = None) -> dict:
     """Run `stages` in order (each publishes its artifact); returns the run's manifest.
 
     `runners` maps a stage to a callable returning the published version, or (erase) a dict of what it
     did (defaults: the stage_* functions with default arguments; `allow_shrink` goes to stage_snapshot).
+    `active_days`: lists only for the users active in the snapshot's last `active_days` of events (the
+    rest are ranked on request); None: every user with a friend.
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
     runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
-        ("embeddings", stage_embeddings), ("ranker", stage_ranker), ("precompute", stage_precompute))},
+        ("embeddings", stage_embeddings), ("ranker", stage_ranker))},
+        "precompute": lambda: stage_precompute(settings, active_days or 7.0, active_days is None, progress=progress),
         "erase": lambda: stage_erase(settings),
         "snapshot": lambda: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink), **(runners or {})}
     found = _resumable(settings, stages) if resume else None
@@ -203,6 +210,9 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     else:
         path, state = found
         log.info("resuming refresh %s after %s", state["run"], ", ".join(state["done"]) or "nothing")
+    if "precompute" in stages and "precompute" not in state["done"]:   # what the lists will cover
+        state["precompute_users"] = "every user with a friend" if active_days is None else \
+            f"active in the last {active_days:g} days"
     for stage in stages:
         if stage in state["done"]:
             continue

@@ -74,6 +74,35 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
         run_refresh(settings, stages=("nightly",))
 
 
+def test_the_refresh_can_make_lists_for_the_active_users_only(world):
+    """`--active-days`: lists for the users active in the snapshot's last days of events, the rest ranked
+    on request; the run's manifest says which; by default every user with a friend."""
+    import numpy as np
+
+    from candidates.precompute import active_users
+    from graph.snapshot.format import load_snapshot
+
+    settings, store = world
+    stage_snapshot(settings, store)
+    stage_embeddings(settings, epochs=2, max_auc_drop=1.0)
+    stage_ranker(settings, epochs=1, viewers_per_cut=30)
+    snap = load_snapshot(ArtifactStore(settings.snapshot_dir).current())
+    lists = ArtifactStore(settings.candidates_dir)
+    with_friend = np.flatnonzero(snap.degree > 0)
+    active = active_users(snap, 1.0)
+    assert 0 < active.size < with_friend.size
+
+    state = run_refresh(settings, stages=("precompute",), active_days=1.0)
+    assert state["precompute_users"] == "active in the last 1 days"
+    assert lists.manifest(lists.current())["users"] == active.size
+    listed = np.flatnonzero(np.diff(np.load(lists.current() / "offsets.npy")) > 0)
+    assert listed.size > 0 and np.isin(listed, active).all()
+
+    state = run_refresh(settings, stages=("precompute",))
+    assert state["precompute_users"] == "every user with a friend"
+    assert lists.manifest(lists.current())["users"] == with_friend.size
+
+
 def test_the_refresh_erases_deleted_accounts_before_the_snapshot_reads_the_logs(tmp_path):
     from graph.records import Event, Friendship
 
