@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import adjacent, thread_scratch
+from graph.snapshot.csr import search_left, thread_scratch
 
 # A candidate's neighbours read for the paths of length 3 (evenly spaced over its neighbour list, the
 # sum scaled up): a hub candidate costs no more than this many lookups.
@@ -68,6 +68,31 @@ def _sampled_sums(indptr, indices, deg, cands, rows, sample, buf, out):   # prag
 
 
 @njit(cache=True, nogil=True)
+def _popcount(x):   # pragma: no cover - compiled
+    """Set bits of a uint64 (SWAR)."""
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True, nogil=True)
+def _links(ego_bits, mutual_bits):   # pragma: no cover - compiled
+    """Links among a pair's mutual friends: over each mutual friend i (a bit of `mutual_bits`), its
+    neighbours among them (ego_bits[i] & mutual_bits), each link seen from both ends."""
+    total = 0
+    for w in range(mutual_bits.size):
+        word = mutual_bits[w]
+        while word != 0:
+            low = word & (~word + np.uint64(1))
+            i = w * 64 + _popcount(low - np.uint64(1))
+            for u in range(mutual_bits.size):
+                total += _popcount(ego_bits[i, u] & mutual_bits[u])
+            word ^= low
+    return 0.5 * total
+
+
+@njit(cache=True, nogil=True)
 def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_order, c_bounds, sample,
           wide, mark, out, first):   # pragma: no cover - compiled
     """out: (8, rows) zeros, filled per row (PairWalk's first eight fields); first: each row's pair's first row.
@@ -82,28 +107,36 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
     path_row = np.empty(room, dtype=np.int64)
     path_newer = np.empty(room)
     n_paths = 0
-    ego = np.empty(64, dtype=np.int64)
+    slot = np.empty(cands.size, dtype=np.int64)   # a first row's position among its viewer's first rows
     for v_i in range(viewers.size):
         rows = c_order[c_bounds[v_i]:c_bounds[v_i + 1]]
         if rows.size == 0:
             continue
         v = viewers[v_i]
+        n_first = 0
         for r in rows:   # a candidate listed twice is computed once, on its first row
             if wide[cands[r], 2] == 0:
                 wide[cands[r], 2] = r + 1.0
+                slot[r] = n_first
+                n_first += 1
+        friends = indices[indptr[v]:indptr[v + 1]]
+        words = (friends.size + 63) // 64
+        # friend i's neighbours among the friends, and each first row's mutual friends, as bit sets over the
+        # friends' positions: links among mutual friends are then word-wise ANDs, not adjacency searches
+        ego_bits = np.zeros((friends.size, words), dtype=np.uint64)
+        mutual_bits = np.zeros((n_first, words), dtype=np.uint64)
         for j in range(indptr[v], indptr[v + 1]):
             mark[indices[j]] |= EGO
         for j in range(indptr[v], indptr[v + 1]):
             m = indices[j]
+            i = j - indptr[v]
+            bit = np.uint64(1) << np.uint64(i & 63)
             dm = max(deg[m], 2)
             inv_m = 1.0 / max(deg[m], 1)
-            n_ego = 0
             for q in range(indptr[m], indptr[m + 1]):
                 if mark[indices[q]] & EGO:
-                    if n_ego == ego.size:
-                        ego = np.concatenate((ego, np.empty(ego.size, dtype=np.int64)))
-                    ego[n_ego] = indices[q]
-                    n_ego += 1
+                    e = search_left(friends, indices[q])
+                    ego_bits[i, e >> 6] |= np.uint64(1) << np.uint64(e & 63)
             for q in range(indptr[m], indptr[m + 1]):
                 x = indices[q]
                 wide[x, 0] += 1.0
@@ -116,9 +149,7 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 out[2, p] += 1.0 / dm
                 out[3, p] += strength[j]
                 out[4, p] += strength[q]
-                for e in range(n_ego):   # links from m to other mutual friends (each link seen from both ends)
-                    if adjacent(indptr, indices, x, ego[e]):
-                        out[5, p] += 0.5
+                mutual_bits[slot[p], i >> 6] |= bit
                 a, b = since[j], since[q]
                 path_row[n_paths] = p
                 path_newer[n_paths] = b if np.isnan(a) else a if np.isnan(b) else max(a, b)
@@ -138,6 +169,10 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 wide[x, 1] = 0.0
                 mark[x] = 0
             mark[indices[j]] = 0
+        for r in rows:
+            p = np.int64(wide[cands[r], 2]) - 1
+            if p == r:
+                out[5, r] = _links(ego_bits, mutual_bits[slot[r]])
         for r in rows:
             p = np.int64(wide[cands[r], 2]) - 1
             first[r] = p

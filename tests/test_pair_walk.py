@@ -65,6 +65,29 @@ def test_walk_is_bit_identical_to_the_numpy_block_code(seed, unknown_times):
     assert not wide.any() and not mark.any()   # the per-thread scratch is left zeroed
 
 
+def test_hub_viewers_whose_friends_span_several_words_match_the_numpy_block_code():
+    """Links among mutual friends are counted over bit sets of the viewer's friends, 64 to a word: hubs
+    of 105 to 145 friends (two and three words) against the reference."""
+    g = nx.powerlaw_cluster_graph(600, 8, 0.5, seed=4)
+    snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges], [1.0] * g.number_of_edges())
+    at = GraphAt.of(snap, 2.0)
+    users = np.argsort(-snap.degree, kind="stable")[:4].astype(np.int64)
+    assert snap.degree[users].min() > 64 and snap.degree[users].max() > 128
+    owner, cands = [], []
+    for o, v in enumerate(users.tolist()):
+        friends = snap.indices[snap.indptr[v]:snap.indptr[v + 1]]
+        fof = np.unique(np.concatenate([snap.indices[snap.indptr[f]:snap.indptr[f + 1]] for f in friends]))
+        mine = np.concatenate([fof[:150], friends[:5], [v]]).astype(np.int64)
+        owner += [o] * mine.size
+        cands += mine.tolist()
+    owner, cands = np.array(owner, dtype=np.int64), np.array(cands, dtype=np.int64)
+    walk = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users, cands, *runs(owner, users.size))
+    want = reference_walk(snap, at.deg, at.strength, users, owner, cands, 2.0, 1.0)
+    np.testing.assert_array_equal(walk.links, want[6])
+    np.testing.assert_array_equal(walk.mutual, want[0])
+    assert walk.links.max() > 100
+
+
 def test_a_viewer_s_rows_do_not_depend_on_its_block_or_on_other_threads():
     snap, rng = _graph(3, 0.2)
     at = GraphAt.of(snap, 101.0)
