@@ -17,12 +17,15 @@ import numpy as np
 from numba import njit
 
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import search_left, thread_scratch
+from graph.snapshot.csr import adjacent, search_left, thread_scratch
 
 # A candidate's neighbours read for the paths of length 3 (evenly spaced over its neighbour list, the
 # sum scaled up): a hub candidate costs no more than this many lookups.
 PATHS3_SAMPLE = 128
 EGO, DIVIDED = 1, 2   # scratch mark bits: a friend of the viewer; its paths-of-3 weight already divided
+# Links among mutual friends go through bit sets of the viewer's friends up to this many friends (their
+# ego bit sets then take at most 2 MiB); a viewer with more searches adjacency per link instead.
+BITSET_FRIENDS = 4096
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def _links(ego_bits, mutual_bits):   # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_order, c_bounds, sample,
-          wide, mark, out, first):   # pragma: no cover - compiled
+          bitset_friends, wide, mark, out, first):   # pragma: no cover - compiled
     """out: (8, rows) zeros, filled per row (PairWalk's first eight fields); first: each row's pair's first row.
     wide (columns: walks ending at a user, their 1 / deg weights, row + 1 of the user's first row as a
     candidate) and mark: dense per-user scratch (zeros), left zeroed. Returns each mutual
@@ -108,6 +111,7 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
     path_newer = np.empty(room)
     n_paths = 0
     slot = np.empty(cands.size, dtype=np.int64)   # a first row's position among its viewer's first rows
+    ego = np.empty(64, dtype=np.int64)   # (above bitset_friends) a friend's neighbours among the friends
     for v_i in range(viewers.size):
         rows = c_order[c_bounds[v_i]:c_bounds[v_i + 1]]
         if rows.size == 0:
@@ -120,11 +124,12 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 slot[r] = n_first
                 n_first += 1
         friends = indices[indptr[v]:indptr[v + 1]]
-        words = (friends.size + 63) // 64
+        bits = friends.size <= bitset_friends
+        words = (friends.size + 63) // 64 if bits else 0
         # friend i's neighbours among the friends, and each first row's mutual friends, as bit sets over the
         # friends' positions: links among mutual friends are then word-wise ANDs, not adjacency searches
-        ego_bits = np.zeros((friends.size, words), dtype=np.uint64)
-        mutual_bits = np.zeros((n_first, words), dtype=np.uint64)
+        ego_bits = np.zeros((friends.size if bits else 0, words), dtype=np.uint64)
+        mutual_bits = np.zeros((n_first if bits else 0, words), dtype=np.uint64)
         for j in range(indptr[v], indptr[v + 1]):
             mark[indices[j]] |= EGO
         for j in range(indptr[v], indptr[v + 1]):
@@ -133,10 +138,17 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
             bit = np.uint64(1) << np.uint64(i & 63)
             dm = max(deg[m], 2)
             inv_m = 1.0 / max(deg[m], 1)
+            n_ego = 0
             for q in range(indptr[m], indptr[m + 1]):
                 if mark[indices[q]] & EGO:
-                    e = search_left(friends, indices[q])
-                    ego_bits[i, e >> 6] |= np.uint64(1) << np.uint64(e & 63)
+                    if bits:
+                        e = search_left(friends, indices[q])
+                        ego_bits[i, e >> 6] |= np.uint64(1) << np.uint64(e & 63)
+                        continue
+                    if n_ego == ego.size:
+                        ego = np.concatenate((ego, np.empty(ego.size, dtype=np.int64)))
+                    ego[n_ego] = indices[q]
+                    n_ego += 1
             for q in range(indptr[m], indptr[m + 1]):
                 x = indices[q]
                 wide[x, 0] += 1.0
@@ -149,7 +161,11 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 out[2, p] += 1.0 / dm
                 out[3, p] += strength[j]
                 out[4, p] += strength[q]
-                mutual_bits[slot[p], i >> 6] |= bit
+                if bits:
+                    mutual_bits[slot[p], i >> 6] |= bit
+                for e in range(n_ego):   # links from m to other mutual friends (each link seen from both ends)
+                    if adjacent(indptr, indices, x, ego[e]):
+                        out[5, p] += 0.5
                 a, b = since[j], since[q]
                 path_row[n_paths] = p
                 path_newer[n_paths] = b if np.isnan(a) else a if np.isnan(b) else max(a, b)
@@ -171,7 +187,7 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
             mark[indices[j]] = 0
         for r in rows:
             p = np.int64(wide[cands[r], 2]) - 1
-            if p == r:
+            if p == r and bits:
                 out[5, r] = _links(ego_bits, mutual_bits[slot[r]])
         for r in rows:
             p = np.int64(wide[cands[r], 2]) - 1
@@ -192,7 +208,8 @@ def runs(keys: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_walk(g: Snapshot, deg: np.ndarray, inv_log_deg: np.ndarray, strength: np.ndarray, viewers: np.ndarray,
-              cands: np.ndarray, order: np.ndarray, bounds: np.ndarray) -> PairWalk:
+              cands: np.ndarray, order: np.ndarray, bounds: np.ndarray, bitset_friends: int = BITSET_FRIENDS
+              ) -> PairWalk:
     """The walk features of the pairs (viewers[owner[i]], cands[i]) on graph g (neighbour lists sorted),
     rows grouped by owner as `runs(owner, len(viewers))` groups them.
 
@@ -210,5 +227,5 @@ def pair_walk(g: Snapshot, deg: np.ndarray, inv_log_deg: np.ndarray, strength: n
     first = np.arange(cands.size)
     wide, mark = thread_scratch(n, 3)
     path_row, path_newer = _walk(g.indptr, g.indices, g.since, strength, deg, inv_log_deg, viewers, cands, order,
-                                 bounds, PATHS3_SAMPLE, wide, mark, out, first)
+                                 bounds, PATHS3_SAMPLE, bitset_friends, wide, mark, out, first)
     return PairWalk(out, first, path_row, path_newer)

@@ -65,9 +65,11 @@ def test_walk_is_bit_identical_to_the_numpy_block_code(seed, unknown_times):
     assert not wide.any() and not mark.any()   # the per-thread scratch is left zeroed
 
 
-def test_hub_viewers_whose_friends_span_several_words_match_the_numpy_block_code():
+@pytest.mark.parametrize("bitset_friends", [4096, 100])
+def test_hub_viewers_whose_friends_span_several_words_match_the_numpy_block_code(bitset_friends):
     """Links among mutual friends are counted over bit sets of the viewer's friends, 64 to a word: hubs
-    of 105 to 145 friends (two and three words) against the reference."""
+    of 105 to 145 friends (two and three words) against the reference; and by adjacency searches for
+    viewers with more friends than bit sets are made for."""
     g = nx.powerlaw_cluster_graph(600, 8, 0.5, seed=4)
     snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges], [1.0] * g.number_of_edges())
     at = GraphAt.of(snap, 2.0)
@@ -81,7 +83,8 @@ def test_hub_viewers_whose_friends_span_several_words_match_the_numpy_block_code
         owner += [o] * mine.size
         cands += mine.tolist()
     owner, cands = np.array(owner, dtype=np.int64), np.array(cands, dtype=np.int64)
-    walk = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users, cands, *runs(owner, users.size))
+    walk = pair_walk(snap, at.deg, at.inv_log_deg, at.strength, users, cands, *runs(owner, users.size),
+                     bitset_friends=bitset_friends)
     want = reference_walk(snap, at.deg, at.strength, users, owner, cands, 2.0, 1.0)
     np.testing.assert_array_equal(walk.links, want[6])
     np.testing.assert_array_equal(walk.mutual, want[0])
