@@ -95,13 +95,27 @@ class GraphSAGE(nn.Module):
             self._looped = (weakref.ref(adj), with_self_loops(adj, num_nodes))
         return self._looped[1]
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        """`adj`: one [n, n] sparse adjacency for every layer, or a list of edge_index blocks."""
+    def forward(self, x: torch.Tensor, adj: torch.Tensor | list[torch.Tensor],
+                sizes: list[int] | None = None) -> torch.Tensor:
+        """`adj`: one [n, n] sparse adjacency for every layer, or a list of edge_index blocks. `sizes`
+        (with blocks laid out as gnn/sampler.py samples them): layer i computes only its first
+        sizes[i] nodes, those the next layer reads; the output then has sizes[-1] rows."""
+        if sizes is not None:
+            return self._trimmed(x, adj, sizes)
         layers = adj if isinstance(adj, list) else [adj] * len(self.convs)
         if self.self_loops:
             layers = [self._with_loops(a, x.size(0)) for a in layers]
         for i, conv in enumerate(self.convs):
             x = conv(x, layers[i])
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
+        return x
+
+    def _trimmed(self, x: torch.Tensor, blocks: list[torch.Tensor], sizes: list[int]) -> torch.Tensor:
+        for i, (conv, block, size) in enumerate(zip(self.convs, blocks, sizes, strict=True)):
+            if self.self_loops:   # the targets' own vectors: they are the first `size` nodes
+                block = torch.cat([block, torch.arange(size, device=block.device).repeat(2, 1)], dim=1)
+            x = conv((x, x[:size]), block, size=(x.size(0), size))
             if i < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
         return x
@@ -120,10 +134,14 @@ class LinkEncoder(nn.Module):
         self.gnn = (GraphSAGE(hidden_channels, hidden_channels, out_channels, num_layers, dropout, aggregator)
                     if use_gnn else None)
 
-    def forward(self, feats: NodeFeatures, adj, nodes: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, feats: NodeFeatures, adj, nodes: torch.Tensor | None = None,
+                sizes: list[int] | None = None) -> torch.Tensor:
+        """Unit vectors of `nodes` (all when None); with sampled blocks' `sizes`, of the first sizes[-1]."""
         x = self.inputs(feats, nodes)
         if self.gnn is not None:
-            x = self.gnn(x, adj)
+            x = self.gnn(x, adj, sizes)
+        elif sizes is not None:
+            x = x[:sizes[-1]]
         return F.normalize(x, dim=-1)
 
 

@@ -79,9 +79,16 @@ def split_edges(snap: Snapshot, val_share: float, seed: int = 0) -> EdgeSplit:
 
 def sparse_adjacency(n: int, src: np.ndarray, dst: np.ndarray, device: str) -> torch.Tensor:
     indptr, indices, _ = build_csr(n, src, dst)
-    return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices.astype(np.int64)),
+    return csr_adjacency(indptr, indices, device)
+
+
+def csr_adjacency(indptr: np.ndarray, indices: np.ndarray, device: str) -> torch.Tensor:
+    """A symmetric CSR (as build_csr makes it: rows sorted, in range, no duplicates) as torch's sparse CSR."""
+    n = indptr.size - 1
+    return torch.sparse_csr_tensor(torch.from_numpy(np.array(indptr, dtype=np.int64)),   # copies: may be read-only
+                                   torch.from_numpy(indices.astype(np.int64)),
                                    torch.ones(indices.size), size=(n, n), device=device,
-                                   check_invariants=False)  # built by build_csr: sorted, in range
+                                   check_invariants=False)
 
 
 def negatives(indptr: np.ndarray, indices: np.ndarray, src: np.ndarray, hard_share: float,
@@ -113,7 +120,7 @@ def train_link_model(snap: Snapshot, feats: NodeFeatures, cfg: TrainConfig, prog
     n, dev = snap.num_users, torch.device(cfg.device)
     split = split_edges(snap, cfg.val_share, cfg.seed)
     tr_indptr, tr_indices, _ = build_csr(n, split.train_src, split.train_dst)
-    train_adj = sparse_adjacency(n, split.train_src, split.train_dst, cfg.device)
+    train_adj = csr_adjacency(tr_indptr, tr_indices, cfg.device)
     feats = feats.to(dev)
     model = LinkEncoder(feats.buckets, feats.numeric.shape[1], n if cfg.use_ids else 0, cfg.use_features,
                         cfg.hidden_channels, cfg.out_channels, cfg.num_layers, cfg.dropout, cfg.use_gnn,
@@ -150,8 +157,7 @@ def train_link_model(snap: Snapshot, feats: NodeFeatures, cfg: TrainConfig, prog
     if best_state is not None:
         model.load_state_dict(best_state)
     # Serving embeddings read the whole graph: validation is over, every tie is known now.
-    full_adj = sparse_adjacency(n, np.concatenate([split.train_src, split.val_src]),
-                                np.concatenate([split.train_dst, split.val_dst]), cfg.device)
+    full_adj = csr_adjacency(snap.indptr, snap.indices, cfg.device)   # every tie: the snapshot's own CSR
     emb = embed_all(model, feats, full_adj)
     metrics = {"val_auc": best_row["auc"], "val_hits@50": best_row["hits@50"], "best_epoch": best_row["epoch"],
                "epochs_run": len(history), "seconds": time.perf_counter() - start,
@@ -178,13 +184,14 @@ def _mini_batch_epoch(model, opt, feats, indptr, indices, src, dst, neg, cfg, rn
     for lo in range(0, src.size, cfg.batch_size):
         s, d, ng = src[lo:lo + cfg.batch_size], dst[lo:lo + cfg.batch_size], neg[lo:lo + cfg.batch_size]
         seeds = np.concatenate([s, d, ng])
-        nodes, blocks = sample_blocks(indptr, indices, seeds, list(cfg.fanouts)[: cfg.num_layers], rng)
+        nodes, blocks, sizes = sample_blocks(indptr, indices, seeds, list(cfg.fanouts)[: cfg.num_layers], rng)
         order = np.argsort(nodes)
         local = {name: torch.from_numpy(order[np.searchsorted(nodes[order], a)]).to(dev)
                  for name, a in (("s", s), ("d", d), ("n", ng))}
         node_t = torch.from_numpy(nodes).to(dev)
         opt.zero_grad()
-        z = model(feats.subset(node_t), [b.to(dev) for b in blocks], node_t)
+        # each layer computes only the nodes the next one reads (the seeds last): z holds the seeds' rows
+        z = model(feats.subset(node_t), [b.to(dev) for b in blocks], node_t, sizes)
         loss = link_loss(dot_decoder(z, local["s"], local["d"]), dot_decoder(z, local["s"], local["n"]))
         loss.backward()
         opt.step()
