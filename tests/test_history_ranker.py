@@ -425,3 +425,28 @@ def test_training_rows_come_in_the_pipelines_merge_order():
         assert unsorted  # the order is not the candidates' ids
     finally:
         pipe.close()
+
+
+def test_examples_search_embeddings_exactly_whatever_the_serving_index(monkeypatch):
+    """A cut's examples query a few hundred viewers: the ANN source there searches exactly (one matrix
+    product a block) even where serving's index would be HNSW (above its size threshold), and proposes
+    each viewer's exact top k."""
+    import faiss
+
+    import candidates.ann as ann
+    from ranker.history import build_sources
+
+    monkeypatch.setattr(ann.build_index, "__defaults__", (0, 32, 128))   # serving: HNSW at any size
+    g = nx.powerlaw_cluster_graph(300, 3, 0.3, seed=5)
+    snap = from_pairs([str(a) for a, _ in g.edges], [str(b) for _, b in g.edges])
+    emb = np.random.default_rng(0).normal(size=(snap.num_users, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    assert isinstance(ann.EmbeddingAnnSource(snap, emb).index, faiss.IndexHNSW)
+    (source,) = [s for s in build_sources(snap, emb=emb) if s.name == "ann"]
+    assert isinstance(source.index, faiss.IndexFlat)
+    viewers = np.array([0, 7, 150])
+    got = source.propose(viewers, 10)
+    for o, v in enumerate(viewers.tolist()):
+        scores = emb.astype(np.float64) @ emb[v].astype(np.float64)
+        scores[[v, *snap.neighbors(v).tolist()]] = -np.inf
+        assert set(got.cand[got.owner == o].tolist()) == set(np.argsort(-scores)[:10].tolist())
