@@ -185,8 +185,8 @@ def _mini_batch_epoch(model, opt, feats, indptr, indices, src, dst, neg, cfg, rn
         s, d, ng = src[lo:lo + cfg.batch_size], dst[lo:lo + cfg.batch_size], neg[lo:lo + cfg.batch_size]
         seeds = np.concatenate([s, d, ng])
         nodes, blocks, sizes = sample_blocks(indptr, indices, seeds, list(cfg.fanouts)[: cfg.num_layers], rng)
-        order = np.argsort(nodes)
-        local = {name: torch.from_numpy(order[np.searchsorted(nodes[order], a)]).to(dev)
+        seed_nodes = nodes[:sizes[-1]]   # the seeds come first, sorted and distinct
+        local = {name: torch.from_numpy(np.searchsorted(seed_nodes, a)).to(dev)
                  for name, a in (("s", s), ("d", d), ("n", ng))}
         node_t = torch.from_numpy(nodes).to(dev)
         opt.zero_grad()

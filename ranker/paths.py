@@ -185,14 +185,13 @@ def _walk(indptr, indices, since, strength, deg, inv_log_deg, viewers, cands, c_
                 wide[x, 1] = 0.0
                 mark[x] = 0
             mark[indices[j]] = 0
-        for r in rows:
-            p = np.int64(wide[cands[r], 2]) - 1
-            if p == r and bits:
-                out[5, r] = _links(ego_bits, mutual_bits[slot[r]])
-        for r in rows:
+        for r in rows:   # a pair's first row comes before its repeats in `rows`
             p = np.int64(wide[cands[r], 2]) - 1
             first[r] = p
-            if p != r:
+            if p == r:
+                if bits:
+                    out[5, r] = _links(ego_bits, mutual_bits[slot[r]])
+            else:
                 for f in range(6):
                     out[f, r] = out[f, p]
         for r in rows:
