@@ -2,7 +2,8 @@
 
 Every request reads the viewer's friends, pending requests, blocks, declines, dismissals, its own
 deactivated / deleted flags, and which candidates are opted out, deactivated or deleted (tombstones),
-in one round trip (`viewer_rules`). Baselines in the same run: the same state from the store's
+in one round trip (`viewer_rules`), through the API's store (`api_store`: each call waited for in a
+worker thread at most a deadline, graph/deadline.py) and a batch job's (no deadline). Baselines in the same run: the same state from the store's
 single-purpose reads (friends, pending, blocked, opted-out candidates: four round trips), the read as
 it was before 2026-12-05, and both again with the relationship index on REQUESTED.status that earlier
 versions created (with it the old read seeks every pending request of the database instead of
@@ -67,13 +68,16 @@ def main(users: int, degree: int, candidates: int, requests: int, port: int) -> 
             load_s = time.perf_counter() - start
             draws = [(ids[v], [ids[c] for c in rng.integers(0, users, candidates)])
                      for v in rng.integers(0, users, requests)]
+            api_store = open_store(settings, for_requests=True)
             ways = {"one_round_trip": lambda v, cs, s=store: s.viewer_rules(v, cs),
+                    "one_round_trip_api_store": lambda v, cs, s=api_store: s.viewer_rules(v, cs),
                     "before_2026_12_05": lambda v, cs, s=store: s._read(Q_RULES_BEFORE, id=v, ids=cs),
                     "four_reads_baseline": lambda v, cs, s=store: (s.friends(v), s.pending_requests(v),
                                                                    s.blocked(v), s.opted_out_among(cs))}
             got = _measure(ways, draws)
             stats.update({f"{k}{'_with_status_index' if status_index else ''}": v for k, v in got.items()})
             store.close()
+            api_store.close()
     ours = stats["one_round_trip"]["p50_ms"]
     write_results("rules_read", {
         "users": users, "mean_degree": degree, "candidates_per_request": candidates, "requests": requests,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import neo4j
 from neo4j import GraphDatabase
@@ -50,6 +50,7 @@ from graph.cypher import (
     Q_UPSERT_USERS,
     SCHEMA,
 )
+from graph.deadline import DeadlineExceededError, DeadlineRunner, TooManyStuckError
 from graph.records import (
     PROFILE_FIELDS,
     AccountData,
@@ -66,7 +67,7 @@ from pymk.errors import GraphStoreTimeoutError, GraphStoreUnavailableError
 from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
-
+T = TypeVar("T")
 
 
 def _state(user_id: str, r: neo4j.Record) -> UserState:
@@ -105,9 +106,11 @@ class Neo4jGraphStore:
 
     def __init__(self, cfg: Neo4jSettings, query_timeout_s: float | None = None) -> None:
         """`query_timeout_s`: how long the server lets any one query of this store run (None: its own
-        db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not."""
+        db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not. A store
+        with one also waits for any call at most a deadline a little past it, answered or not (`_bounded`)."""
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._timeout = query_timeout_s or None
+        self._runner = DeadlineRunner(name="neo4j-call") if self._timeout else None
         self._driver = GraphDatabase.driver(
             cfg.bolt_uri, auth=auth, notifications_min_severity="OFF",
             # transient failures (deadlocks, leader switches) are retried within the same budget
@@ -142,6 +145,21 @@ class Neo4jGraphStore:
                 raise GraphStoreTimeoutError(self._uri, self._timeout, exc) from exc
             raise
 
+    def _bounded(self, work: Callable[[], T], retried: bool = False) -> T:
+        """work(), waited for at most a deadline when this store has a bound: a server that stops answering
+        (frozen, or cut off by a network that drops packets) is GraphStoreTimeoutError then, not a read held
+        until the socket's own timeout (graph/deadline.py). The server ends a slow query at the bound first;
+        a managed transaction may retry within the bound and its last try run the bound again."""
+        if self._runner is None or self._timeout is None:
+            return work()
+        deadline = self._timeout + (min(30.0, self._timeout) if retried else 0.0) + max(1.0, 0.25 * self._timeout)
+        try:
+            return self._runner.call(work, deadline)
+        except DeadlineExceededError as exc:
+            raise GraphStoreTimeoutError(self._uri, deadline, exc, unanswered=True) from exc
+        except TooManyStuckError as exc:
+            raise GraphStoreUnavailableError(self._uri, exc) from exc
+
     def _query(self, text: str, bounded: bool = True) -> neo4j.Query:
         """`text` (a constant of graph/cypher.py) with this store's bound on how long it may run."""
         return neo4j.Query(text, timeout=self._timeout if bounded else None)  # type: ignore[arg-type]
@@ -152,20 +170,30 @@ class Neo4jGraphStore:
             for query, params in statements:
                 tx.run(query, params).consume()
 
-        with self._reachable(), self._driver.session(database=self._db) as session:
-            session.execute_write(work)
+        def write() -> None:
+            with self._driver.session(database=self._db) as session:
+                session.execute_write(work)
+
+        with self._reachable():
+            self._bounded(write, retried=True)
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
         """An auto-commit read: one round trip (serving reads are small and idempotent, never retried:
         a server that cannot be reached is reported at once as GraphStoreUnavailableError)."""
-        with self._reachable(), self._driver.session(database=self._db,
-                                                     default_access_mode=neo4j.READ_ACCESS) as session:
-            return list(session.run(self._query(query), params))
+        def read() -> list[neo4j.Record]:
+            with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
+                return list(session.run(self._query(query), params))
+
+        with self._reachable():
+            return self._bounded(read)
 
     def _execute(self, query: str, bounded: bool = True, **params: Any) -> list[neo4j.Record]:
         """A write whose result is read back (its count), in one managed transaction."""
-        with self._reachable():
+        def execute() -> list[neo4j.Record]:
             return self._driver.execute_query(self._query(query, bounded), params, database_=self._db).records
+
+        with self._reachable():
+            return self._bounded(execute, retried=True) if bounded else execute()
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
         with self._reachable(), self._driver.session(database=self._db, fetch_size=batch_size) as session:
@@ -180,13 +208,16 @@ class Neo4jGraphStore:
 
     def server_info(self) -> str:
         with self._reachable():
-            info = self._driver.get_server_info()
+            info = self._bounded(self._driver.get_server_info)
         return f"{info.agent} at {self._uri} (Bolt {'.'.join(map(str, info.protocol_version))})"
 
     def ensure_schema(self) -> None:
-        with self._reachable():
+        def create() -> None:
             for statement in SCHEMA:
                 self._driver.execute_query(self._query(statement), database_=self._db)
+
+        with self._reachable():
+            self._bounded(create, retried=True)
 
     def close(self) -> None:
         self._driver.close()

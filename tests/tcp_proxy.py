@@ -8,7 +8,9 @@ import threading
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to `target`. down(): refuse and drop every connection; up(): serve again."""
+    """Forwards 127.0.0.1:<port> to `target`. down(): refuse and drop every connection; up(): serve again.
+    stall(): keep every connection open and accept new ones, but pass nothing on (a server frozen by a
+    long pause, or a network that drops packets); resume(): pass on what was held and flow again."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -18,7 +20,15 @@ class TcpProxy:
         probe.close()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.up()
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     def up(self) -> None:
         sock = socket.socket()
@@ -39,6 +49,7 @@ class TcpProxy:
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         self._conns.clear()
+        self._flowing.set()   # pumps held by a stall wake up and end on their closed sockets
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -55,10 +66,10 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

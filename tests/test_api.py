@@ -585,6 +585,56 @@ def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_sto
         store.close()
 
 
+@pytest.mark.integration
+def test_a_graph_store_that_stops_answering_costs_a_request_its_deadline_not_the_socket_timeout(
+        neo4j_store, settings, prefix, tmp_path):
+    """A server that keeps its connections open but answers nothing (a long pause, a network dropping
+    packets): the driver alone would wait for the server's recv-timeout hint (120 s by default)."""
+    import dataclasses
+    import time
+    from urllib.parse import urlparse
+
+    from graph.neo4j_store import Neo4jGraphStore
+    from tests.tcp_proxy import TcpProxy
+
+    p = prefix
+    neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
+    target = urlparse(settings.neo4j.bolt_uri)
+    proxy = TcpProxy(target.hostname, target.port)
+    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
+                                                connect_timeout_s=1.0), query_timeout_s=1.0)
+    app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0",
+                                      "PYMK_API_KEYS": "k1"})
+    save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
+    client = create_app(app_settings, store=store).test_client()
+    url = f"/v1/users/{p}a1/suggestions"
+    try:
+        assert client.get(url).status_code == 200
+        proxy.stall()
+        start = time.perf_counter()
+        resp = client.get(url)
+        assert resp.status_code == 503 and time.perf_counter() - start < 5   # a read's deadline: 1 s + 1 s
+        body = resp.get_json()["error"]
+        assert body["code"] == "graph_store_timeout" and "within 2 s" in body["message"]
+        start = time.perf_counter()
+        assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < 5
+        start = time.perf_counter()
+        write = client.post("/v1/events", json={"type": "dismiss", "src": f"{p}a1", "dst": f"{p}b0", "ts": 5},
+                            headers=KEY)
+        assert write.status_code == 503 and time.perf_counter() - start < 8   # its retry budget too: 1+1+1 s
+        assert write.get_json()["error"]["code"] == "graph_store_timeout"
+        proxy.resume()
+        resp = client.get(url)  # the held calls end once the server answers; the next request is served
+        assert resp.status_code == 200
+        deadline = time.monotonic() + 10
+        while store._runner.stuck and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert store._runner.stuck == 0
+    finally:
+        proxy.down()
+        store.close()
+
+
 def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(client):
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
     assert client.post("/v1/users", json={"id": "b0", "deactivated": True}, headers=KEY).status_code == 201
