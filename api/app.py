@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ class OrjsonProvider(JSONProvider):
         return orjson.loads(s)
 
 
+_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
 def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> Flask:
     """Build the app. `store` defaults to the configured Neo4j store."""
     settings = settings or Settings.from_env()
@@ -104,7 +108,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
 
     @app.after_request
     def _finish(resp):
-        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        # the route as written, without converters: `<path:user_id>` is labelled `<user_id>`
+        endpoint = _CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule else "unmatched"
         metrics.requests.labels(endpoint, str(resp.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("start", time.perf_counter()))
         resp.headers["X-Request-ID"] = errors.request_id()

@@ -44,9 +44,9 @@ def spec() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": request}}},
                 "responses": {str(ok): body(response, "written"), **errors(400, 401, 404, 413, 429, 503)}}
 
-    def remove(names: list[str], response: type[BaseModel], description: str) -> dict:
+    def remove(names: list[str], response: type[BaseModel], description: str, where: str = "path") -> dict:
         return {"delete": {"security": [{"apiKey": []}],
-                           "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                           "parameters": [{"name": n, "in": where, "required": True, "schema": {"type": "string"}}
                                           for n in names],
                            "responses": {"200": body(response, description), **errors(400, 401, 404, 429, 503)}}}
 
@@ -65,7 +65,10 @@ def spec() -> dict:
                                                          "maxItems": 1000}]}, 202, AcceptedOut)},
         "/v1/users": {"post": write(schema(UserIn), 201, UserOut)},
         "/v1/users/{user_id}": remove(["user_id"], DeletedOut, "deleted: never suggested nor served again"),
-        "/v1/friendships": {"post": write(schema(FriendshipIn), 201, FriendshipOut)},
+        "/v1/friendships": {"post": write(schema(FriendshipIn), 201, FriendshipOut),
+                            # the form for ids that hold '/' (a path cannot tell where the first one ends)
+                            **remove(["a", "b"], UnfriendOut, "the tie is gone (removed: whether there was one)",
+                                     where="query")},
         "/v1/friendships/{a}/{b}": remove(["a", "b"], UnfriendOut, "the tie is gone (removed: whether there was one)"),
         "/v1/blocks": {"post": write(schema(BlockIn), 201, BlockOut)},
         "/healthz": {"get": {"responses": {"200": body(StatusOut, "process is up")}}},
@@ -75,7 +78,10 @@ def spec() -> dict:
     }
     return {
         "openapi": "3.0.3",
-        "info": {"title": "pymk", "version": "1", "description": "People you may know: suggestions and feedback"},
+        "info": {"title": "pymk", "version": "1",
+                 "description": "People you may know: suggestions and feedback. A user id in a path is "
+                                "percent-encoded; one that holds '/' is served as sent (`/v1/users/a/b/suggestions` "
+                                "is user 'a/b')"},
         "components": {"securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
                        "schemas": components},
         "paths": paths,

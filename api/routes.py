@@ -67,7 +67,8 @@ def bucket(user_id: str) -> str:
     return buckets[int.from_bytes(digest[:8], "big") % len(buckets)]
 
 
-@bp.get("/v1/users/<user_id>/suggestions")
+# `path`: an id may hold '/' (ingested from a file, or created through POST /v1/users), sent percent-encoded or not
+@bp.get("/v1/users/<path:user_id>/suggestions")
 def suggestions(user_id: str):
     api = current_app.config["PYMK_SETTINGS"].api
     raw = request.args.get("limit", str(api.default_limit))
@@ -136,7 +137,7 @@ def users():
     return jsonify({"user_id": user.id}), 201
 
 
-@bp.delete("/v1/users/<user_id>")
+@bp.delete("/v1/users/<path:user_id>")
 def delete_user(user_id: str):
     """Delete an account: its node, ties, requests and blocks go from the graph store at once, and it is
     never suggested again nor served, though the served snapshot (made before) still holds it."""
@@ -160,9 +161,17 @@ def friendships():
 
 
 @bp.delete("/v1/friendships/<a>/<b>")
-def unfriend(a: str, b: str):
-    """End a friendship (either order of the two ids); ending one that is not there is no error."""
+@bp.delete("/v1/friendships")
+def unfriend(a: str | None = None, b: str | None = None):
+    """End a friendship (either order of the two ids); ending one that is not there is no error. The ids go
+    in the path, or as the query's `a` and `b` (the form for ids that hold '/', which a path cannot split)."""
     _require_key()
+    if a is None or b is None:
+        a, b = request.args.get("a"), request.args.get("b")
+        for name, value in (("a", a), ("b", b)):
+            if not value:
+                raise ApiError(400, "invalid_field", f"{name}: a user id is required "
+                                                     "(DELETE /v1/friendships?a=<id>&b=<id>)", name)
     if a == b:
         raise ApiError(400, "invalid_field", f"a and b are the same user {a!r}", "b")
     store = _svc().store

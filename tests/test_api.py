@@ -656,6 +656,33 @@ def test_a_deactivated_viewer_is_shown_nothing_and_costs_one_rules_read(client, 
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
 
 
+def test_ids_holding_a_slash_or_a_percent_sign_are_served_deleted_and_unfriended(app_settings):
+    """Ids come from files and POST /v1/users, which accept any text: each must be servable through the URL."""
+    from urllib.parse import quote
+
+    store = MemoryGraphStore()
+    ids = ["a/b", "x%2Fy", "c d/", "h"]
+    store.add_friendships([Friendship(u, "h", 1.0) for u in ids[:3]] + [Friendship("h", "z", 1.0)])
+    save_snapshot(from_store(store), ArtifactStore(app_settings.snapshot_dir), source="test")
+    client = create_app(app_settings, store=store).test_client()
+    for user in ids[:3]:
+        # percent-encoded, as OpenAPI clients send it, and as it is where that means the same ('%' must be encoded)
+        for sent in {quote(user, safe=""), user.replace("%", "%25")}:
+            resp = client.get(f"/v1/users/{sent}/suggestions")
+            assert resp.status_code == 200 and resp.get_json()["user_id"] == user and "z" in _ids(resp)
+    gone = client.get(f"/v1/users/{quote('no/one', safe='')}/suggestions")
+    assert gone.status_code == 404 and gone.get_json()["error"]["code"] == "unknown_user"
+    resp = client.delete("/v1/friendships", query_string={"a": "a/b", "b": "h"}, headers=KEY)
+    assert resp.get_json() == {"a": "a/b", "b": "h", "removed": True} and store.friends("a/b") == []
+    missing = client.delete("/v1/friendships", query_string={"a": "a/b"}, headers=KEY)
+    assert missing.status_code == 400 and missing.get_json()["error"]["field"] == "b"
+    assert client.delete("/v1/friendships/h/z", headers=KEY).get_json()["removed"] is True   # the path form
+    resp = client.delete(f"/v1/users/{quote('x%2Fy', safe='')}", headers=KEY)
+    assert resp.get_json() == {"user_id": "x%2Fy", "deleted": True} and store.get_user("x%2Fy") is None
+    assert client.delete("/v1/users/c d/", headers=KEY).get_json()["user_id"] == "c d/"
+    assert store.friends("h") == []
+
+
 def test_a_deleted_account_is_gone_from_suggestions_at_once_though_the_snapshot_holds_it(client):
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
     assert client.delete("/v1/users/b0").status_code == 401
