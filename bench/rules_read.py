@@ -2,12 +2,12 @@
 
 Every request reads the viewer's friends, pending requests, blocks, declines, dismissals, its own
 deactivated / deleted flags, and which candidates are opted out, deactivated or deleted (tombstones),
-in one round trip (`viewer_rules`), through the API's store (`api_store`: each call waited for in a
-worker thread at most a deadline, graph/deadline.py) and a batch job's (no deadline). Baselines in the same run: the same state from the store's
-single-purpose reads (friends, pending, blocked, opted-out candidates: four round trips), the read as
-it was before 2026-12-05, and both again with the relationship index on REQUESTED.status that earlier
-versions created (with it the old read seeks every pending request of the database instead of
-expanding from the viewer).
+in one round trip (`viewer_rules`), through a batch job's store (no deadline) and the API's store
+(`api_store`: each call waited for in a worker thread at most a deadline, graph/deadline.py).
+Baselines in the same run: the same state from the store's single-purpose reads (friends, pending,
+blocked, opted-out candidates: four round trips), the read as it was before 2026-12-05, and both
+again with the relationship index on REQUESTED.status that earlier versions created (with it the old
+read seeks every pending request of the database instead of expanding from the viewer).
 
     PYTHONPATH=. .venv/bin/python bench/rules_read.py --users 20000 --candidates 100 --requests 2000
 """
