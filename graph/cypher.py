@@ -1,8 +1,15 @@
 """The Cypher the graph store runs: constant strings that take parameters, never formatted.
 
 Kept apart from graph/neo4j_store.py (the only module that imports `neo4j`) so the store's
-code and its queries can each be read whole.
+code and its queries can each be read whole; the parameters of the batch writes are built here too.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from graph.records import PROFILE_FIELDS, Event, Friendship, UserRecord, UserState
 
 SCHEMA = (
     "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
@@ -151,3 +158,70 @@ MATCH (a:User)-[r:REQUESTED]->(b:User)
 RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
 """
 Q_ALL_BLOCKS = "MATCH (a:User)-[r:BLOCKED]->(b:User) RETURN a.id AS src, b.id AS dst, r.at AS at"
+
+
+def friendship_rows(edges: Sequence[Friendship]) -> list[dict[str, Any]]:
+    """The `rows` parameter of a friendship merge: each pair once, smaller id first, its earliest known time."""
+    merged: dict[tuple[str, str], float | None] = {}
+    for e in edges:
+        c = e.canonical()
+        if c.a == c.b:
+            continue
+        old = merged.get((c.a, c.b), c.since)
+        merged[(c.a, c.b)] = c.since if old is None else (old if c.since is None else min(old, c.since))
+    return [{"a": a, "b": b, "since": s} for (a, b), s in merged.items()]
+
+
+def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """The statements that apply a batch of events in one transaction, and how many events they apply."""
+    sends, responses, blocks, dismissals, friends = [], [], [], [], []
+    # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block
+    # or unblock, by time, was an unblock: what applying them one by one in time order leaves
+    last: dict[tuple[str, str], Event] = {}
+    for ev in events:
+        if ev.type in ("block", "unblock") and ev.ts >= last.get((ev.src, ev.dst), ev).ts:
+            last[(ev.src, ev.dst)] = ev
+    unblocks = [{"src": ev.src, "dst": ev.dst} for ev in last.values() if ev.type == "unblock"]
+    for ev in events:
+        row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
+        if ev.type == "send":
+            sends.append(row)
+        elif ev.type in ("accept", "decline"):
+            responses.append({**row, "status": "accepted" if ev.type == "accept" else "declined"})
+            if ev.type == "accept":
+                lo, hi = sorted((ev.src, ev.dst))
+                friends.append({"a": lo, "b": hi, "since": ev.ts})
+        elif ev.type == "block":
+            blocks.append(row)
+        elif ev.type == "dismiss":
+            dismissals.append(row)
+    statements = [
+        (q, {"rows": rows})
+        for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_ACCEPT_FRIENDS, friends),
+                        (Q_BLOCK, blocks), (Q_UNBLOCK, unblocks), (Q_DISMISS, dismissals))
+        if rows
+    ]
+    applied = len(sends) + len(responses) + len(blocks) + len(dismissals) + sum(ev.type == "unblock" for ev in events)
+    return statements, applied
+
+
+def state_from_rules_row(user_id: str, r: Mapping[str, Any]) -> UserState:
+    """The viewer's state from the row Q_RULES returns."""
+    if r["friends"] is None:   # no such user: nothing to rule on (deleted since the snapshot, if a tombstone says so)
+        return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset(), deleted=bool(r["deleted"]))
+    # the viewer's requests in one expansion from its node, split here: a status predicate in the pattern
+    # lets the planner scan every pending request of the database through the status index instead
+    pending, declined = set(), {}
+    for other, status, at in r["requests"]:
+        if status == "pending":
+            pending.add(other)
+        elif status == "declined":
+            declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
+    return UserState(user_id, frozenset(f for f, _ in r["friends"]), frozenset(pending), frozenset(r["blocked"]),
+                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]), bool(r["deleted"]),
+                     frozenset(f for f, hidden in r["friends"] if hidden))
+
+
+def user_from_props(props: Mapping[str, Any]) -> UserRecord:
+    known = {k: props.get(k) for k in PROFILE_FIELDS}
+    return UserRecord(id=str(props["id"]), **known)

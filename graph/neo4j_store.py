@@ -17,20 +17,17 @@ import neo4j
 from neo4j import GraphDatabase
 
 from graph.cypher import (
-    Q_ACCEPT_FRIENDS,
     Q_ACCOUNT,
     Q_ALL_BLOCKS,
     Q_ALL_FRIENDS,
     Q_ALL_REQUESTS,
     Q_ALL_USERS,
-    Q_BLOCK,
     Q_BLOCKED,
     Q_BULK_FRIENDS,
     Q_COUNTS,
     Q_DELETE_PREFIX,
     Q_DELETE_USERS,
     Q_DELETED,
-    Q_DISMISS,
     Q_EXISTING,
     Q_FOF,
     Q_FRIENDS,
@@ -42,17 +39,17 @@ from graph.cypher import (
     Q_PROCEDURES,
     Q_PURGE_TOMBSTONES_PREFIX,
     Q_REMOVE_FRIEND,
-    Q_RESPOND,
     Q_RULES,
-    Q_SEND,
     Q_SET_OPT_OUT,
-    Q_UNBLOCK,
     Q_UPSERT_USERS,
     SCHEMA,
+    event_statements,
+    friendship_rows,
+    state_from_rules_row,
+    user_from_props,
 )
 from graph.deadline import DeadlineExceededError, DeadlineRunner, TooManyStuckError
 from graph.records import (
-    PROFILE_FIELDS,
     AccountData,
     Event,
     FofRow,
@@ -68,27 +65,6 @@ from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _state(user_id: str, r: neo4j.Record) -> UserState:
-    if r["friends"] is None:   # no such user: nothing to rule on (deleted since the snapshot, if a tombstone says so)
-        return UserState(user_id, frozenset(), frozenset(), frozenset(), {}, frozenset(), deleted=bool(r["deleted"]))
-    # the viewer's requests in one expansion from its node, split here: a status predicate in the pattern
-    # lets the planner scan every pending request of the database through the status index instead
-    pending, declined = set(), {}
-    for other, status, at in r["requests"]:
-        if status == "pending":
-            pending.add(other)
-        elif status == "declined":
-            declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
-    return UserState(user_id, frozenset(f for f, _ in r["friends"]), frozenset(pending), frozenset(r["blocked"]),
-                     declined, frozenset(r["dismissed"]), bool(r["deactivated"]), bool(r["deleted"]),
-                     frozenset(f for f, hidden in r["friends"] if hidden))
-
-
-def _user_from_props(props: dict[str, Any]) -> UserRecord:
-    known = {k: props.get(k) for k in PROFILE_FIELDS}
-    return UserRecord(id=str(props["id"]), **known)
 
 
 # the driver's errors for "cannot reach the server" (refused, dropped, timed out, no routing)
@@ -232,20 +208,13 @@ class Neo4jGraphStore:
         return len(rows)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
-        merged: dict[tuple[str, str], float | None] = {}
-        for e in edges:
-            c = e.canonical()
-            if c.a == c.b:
-                continue
-            old = merged.get((c.a, c.b), c.since)
-            merged[(c.a, c.b)] = c.since if old is None else (old if c.since is None else min(old, c.since))
-        if not merged:
+        rows = friendship_rows(edges)
+        if not rows:
             return 0
-        rows = [{"a": a, "b": b, "since": s} for (a, b), s in merged.items()]
         if self._has("pymk.mergeFriendships"):
             self._write([(Q_BULK_FRIENDS, {"rows": rows})])
         else:
-            ids = sorted({x for pair in merged for x in pair})
+            ids = sorted({r[k] for r in rows for k in ("a", "b")})
             self._write([(Q_MERGE_IDS, {"ids": ids}), (Q_MERGE_FRIENDS, {"rows": rows})])
         return len(rows)
 
@@ -254,37 +223,10 @@ class Neo4jGraphStore:
         return bool(records and records[0]["n"])
 
     def apply_events(self, events: Sequence[Event]) -> int:
-        sends, responses, blocks, dismissals, friends = [], [], [], [], []
-        # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block
-        # or unblock, by time, was an unblock: what applying them one by one in time order leaves
-        last: dict[tuple[str, str], Event] = {}
-        for ev in events:
-            if ev.type in ("block", "unblock") and ev.ts >= last.get((ev.src, ev.dst), ev).ts:
-                last[(ev.src, ev.dst)] = ev
-        unblocks = [{"src": ev.src, "dst": ev.dst} for ev in last.values() if ev.type == "unblock"]
-        for ev in events:
-            row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
-            if ev.type == "send":
-                sends.append(row)
-            elif ev.type in ("accept", "decline"):
-                responses.append({**row, "status": "accepted" if ev.type == "accept" else "declined"})
-                if ev.type == "accept":
-                    lo, hi = sorted((ev.src, ev.dst))
-                    friends.append({"a": lo, "b": hi, "since": ev.ts})
-            elif ev.type == "block":
-                blocks.append(row)
-            elif ev.type == "dismiss":
-                dismissals.append(row)
-        statements = [
-            (q, {"rows": rows})
-            for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_ACCEPT_FRIENDS, friends),
-                            (Q_BLOCK, blocks), (Q_UNBLOCK, unblocks), (Q_DISMISS, dismissals))
-            if rows
-        ]
+        statements, applied = event_statements(events)
         if statements:
             self._write(statements)
-        return len(sends) + len(responses) + len(blocks) + len(dismissals) + sum(
-            ev.type == "unblock" for ev in events)
+        return applied
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
@@ -310,7 +252,7 @@ class Neo4jGraphStore:
     # reads
     def get_user(self, user_id: str) -> UserRecord | None:
         records = self._read(Q_GET_USER, id=user_id)
-        return _user_from_props(records[0]["p"]) if records else None
+        return user_from_props(records[0]["p"]) if records else None
 
     def account_data(self, user_id: str) -> AccountData | None:
         records = self._read(Q_ACCOUNT, id=user_id)
@@ -344,7 +286,7 @@ class Neo4jGraphStore:
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
         record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
-        return _state(user_id, record), set(record["opted"])
+        return state_from_rules_row(user_id, record), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
@@ -359,7 +301,7 @@ class Neo4jGraphStore:
     # bulk reads
     def iter_users(self, batch_size: int = 10_000) -> Iterator[list[UserRecord]]:
         for batch in self._stream(Q_ALL_USERS, batch_size):
-            yield [_user_from_props(r["p"]) for r in batch]
+            yield [user_from_props(r["p"]) for r in batch]
 
     def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
         batch: list[Friendship] = []
