@@ -548,26 +548,33 @@ def test_a_graph_store_query_past_its_bound_is_a_503_and_batch_jobs_are_not_boun
         app.extensions["pymk"].store.close()
 
 
-@pytest.mark.integration
-def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_store, settings, prefix, tmp_path):
+def _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s: float | None = None):
+    """An app whose store reaches the real server only through a TCP proxy (connect timeout 1 s), serving a
+    snapshot of the server's graph as it is now: (test client, its store, the proxy)."""
     import dataclasses
-    import time
     from urllib.parse import urlparse
 
     from graph.neo4j_store import Neo4jGraphStore
     from tests.tcp_proxy import TcpProxy
 
+    target = urlparse(settings.neo4j.bolt_uri)
+    proxy = TcpProxy(target.hostname, target.port)
+    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
+                                                connect_timeout_s=1.0), query_timeout_s=query_timeout_s)
+    app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0",
+                                      "PYMK_API_KEYS": "k1"})
+    save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
+    return create_app(app_settings, store=store).test_client(), store, proxy
+
+
+@pytest.mark.integration
+def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_store, settings, prefix, tmp_path):
+    import time
+
     p = prefix
     pairs = [(f"{p}a{i}", f"{p}a{j}") for i in range(4) for j in range(i + 1, 4)] + [(f"{p}a0", f"{p}b0")]
     neo4j_store.add_friendships([Friendship(a, b) for a, b in pairs])
-    target = urlparse(settings.neo4j.bolt_uri)
-    proxy = TcpProxy(target.hostname, target.port)
-    # the API reaches the real server only through the proxy; connection timeout 1 s
-    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
-                                                connect_timeout_s=1.0))
-    app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0"})
-    save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
-    client = create_app(app_settings, store=store).test_client()
+    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path)
     url = f"/v1/users/{p}a1/suggestions"
     try:
         assert client.get(url).status_code == 200
@@ -590,23 +597,11 @@ def test_a_graph_store_that_stops_answering_costs_a_request_its_deadline_not_the
         neo4j_store, settings, prefix, tmp_path):
     """A server that keeps its connections open but answers nothing (a long pause, a network dropping
     packets): the driver alone would wait for the server's recv-timeout hint (120 s by default)."""
-    import dataclasses
     import time
-    from urllib.parse import urlparse
-
-    from graph.neo4j_store import Neo4jGraphStore
-    from tests.tcp_proxy import TcpProxy
 
     p = prefix
     neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
-    target = urlparse(settings.neo4j.bolt_uri)
-    proxy = TcpProxy(target.hostname, target.port)
-    store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
-                                                connect_timeout_s=1.0), query_timeout_s=1.0)
-    app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0",
-                                      "PYMK_API_KEYS": "k1"})
-    save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
-    client = create_app(app_settings, store=store).test_client()
+    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s=1.0)
     url = f"/v1/users/{p}a1/suggestions"
     try:
         assert client.get(url).status_code == 200
