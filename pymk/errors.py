@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 
 class PymkError(Exception):
     """Base class for every error pymk raises on purpose."""
@@ -71,3 +73,15 @@ class EventLogUnavailableError(PymkError):
     def __init__(self, path: object, cause: OSError) -> None:
         super().__init__(f"cannot write {path}: {cause.strerror or cause}")
         self.path = path
+
+
+class JobRunningError(PymkError):
+    """Another run of a job that must not overlap itself holds its lock; this run did not start."""
+
+    def __init__(self, job: str, lock: object, holder: dict) -> None:
+        who = (f"pid {holder['pid']}" + (f" on {holder['host']}" if "host" in holder else "")
+               if "pid" in holder else "holder unknown")
+        since = holder.get("started_at")
+        when = time.strftime(", since %Y-%m-%d %H:%M:%S UTC", time.gmtime(since)) if isinstance(since, float) else ""
+        super().__init__(f"another {job} is running ({who}{when}; lock {lock}); this one did not start")
+        self.holder = holder

@@ -4,7 +4,8 @@ Each stage is a plain function (also behind its own CLI command) that publishes 
 artifact, except the first: it erases deleted accounts from the logs the snapshot reads, so that
 nothing made from this run holds their records. The run keeps its state in
 `$PYMK_DATA_DIR/refresh/<run id>/manifest.json`, written atomically after every stage: which stages
-finished, the version each published (erase: its counts), and its seconds.
+finished, the version each published (erase: its counts), and its seconds. One run at a time: a second
+one started meanwhile (a cron run overlapping a slow night) stops at once with JobRunningError.
 `resume` continues the newest unfinished run from its first unfinished stage, provided what the
 finished stages published is still what is current (otherwise it starts over: a newer snapshot
 was published meanwhile, and the later stages must be made from it).
@@ -25,6 +26,7 @@ import numpy as np
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError, ConfigError
+from pymk.runlock import exclusive
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -201,6 +203,13 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
         "precompute": lambda: stage_precompute(settings, active_days or 7.0, active_days is None, progress=progress),
         "erase": lambda: stage_erase(settings),
         "snapshot": lambda: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink), **(runners or {})}
+    # two runs at once would each hold a million-user world in memory and race to publish
+    with exclusive(settings.data_dir / "refresh" / ".lock", "refresh", stages=",".join(stages)):
+        return _run(settings, stages, resume, runners, active_days)
+
+
+def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dict[str, Callable[[], str | dict]],
+         active_days: float | None) -> dict:
     found = _resumable(settings, stages) if resume else None
     if found is None:
         run = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{os.getpid()}"

@@ -273,3 +273,45 @@ def test_the_commands_default_stages_are_every_stage_in_order():
 
     default = next(p.default for p in refresh.params if p.name == "stages")
     assert tuple(default.split(",")) == STAGES
+
+
+def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_no_lock(tmp_path):
+    """Cron starting the next night's run while a slow one still runs: the second stops, saying who runs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+    from pymk.errors import JobRunningError
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    inner = []
+
+    def snapshot_stage() -> str:   # while the first run holds the lock, a second is started from the CLI
+        env = {"PYMK_DATA_DIR": str(tmp_path)}
+        inner.append(CliRunner().invoke(main, ["refresh", "--stages", "snapshot"], env=env))
+        return "v1"
+
+    assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": snapshot_stage})["finished"]
+    (second,) = inner
+    assert second.exit_code == 1 and f"another refresh is running (pid {os.getpid()} on " in second.output
+    assert "this one did not start" in second.output and second.exception.__class__ is SystemExit
+    assert len(list((tmp_path / "refresh").glob("*/manifest.json"))) == 1   # the second wrote nothing
+
+    holder = ("import sys, time; from pathlib import Path; from pymk.runlock import exclusive; "
+              "lock = exclusive(Path(sys.argv[1]), 'refresh'); lock.__enter__(); print('held', flush=True); "
+              "time.sleep(60)")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "refresh" / ".lock")], cwd=repo,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        with pytest.raises(JobRunningError, match=rf"pid {proc.pid} on .*, since \d{{4}}-"):
+            run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})
+    finally:
+        proc.kill()   # no chance to clean up: the operating system drops its lock
+        proc.wait()
+    assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})["finished"]
