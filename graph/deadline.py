@@ -5,9 +5,9 @@ connection (frozen by a long GC pause, cut off by a network that drops packets, 
 until the server's `connection.recv_timeout_seconds` hint, 120 s by default, or forever on a server that
 sends none. The server's own query timeout cannot fire while it is the server that is stuck. So the API's
 store runs each call in a worker thread and waits for it at most a deadline; a call abandoned at its
-deadline finishes (or fails) in the background and frees its thread. While `max_stuck` abandoned calls
-are still out, further calls fail at once instead of adding threads: a stalled server costs requests a
-fast error, not a thread each for two minutes.
+deadline finishes (or fails) in the background and frees its thread. While one is still out, further
+calls wait a shorter deadline (`wary_s`); while `max_stuck` are, they fail at once instead of adding
+threads: a stalled server costs requests a fast error, not a thread each for two minutes.
 """
 
 from __future__ import annotations
@@ -70,12 +70,16 @@ class DeadlineRunner:
         """Calls abandoned at their deadline that have not ended yet."""
         return self._stuck
 
-    def call(self, fn: Callable[[], T], deadline_s: float) -> T:
-        """fn()'s value or exception, if it ends within `deadline_s`; else DeadlineExceededError."""
+    def call(self, fn: Callable[[], T], deadline_s: float, wary_s: float | None = None) -> T:
+        """fn()'s value or exception, if it ends within `deadline_s`; else DeadlineExceededError. While an
+        earlier call is still out past its deadline (the other side has likely stopped answering), the
+        deadline is at most `wary_s`: requests then learn it in that time, not each in the full deadline."""
         task: _Call[T] = _Call(fn)
         with self._lock:
             if self._stuck >= self._max_stuck:
                 raise TooManyStuckError(self._stuck)
+            if self._stuck and wary_s is not None:
+                deadline_s = min(deadline_s, wary_s)
             if self._idle:
                 self._idle -= 1
             else:

@@ -87,6 +87,7 @@ class Neo4jGraphStore:
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._timeout = query_timeout_s or None
         self._runner = DeadlineRunner(name="neo4j-call") if self._timeout else None
+        self._connect_s = cfg.connect_timeout_s
         self._driver = GraphDatabase.driver(
             cfg.bolt_uri, auth=auth, notifications_min_severity="OFF",
             # transient failures (deadlocks, leader switches) are retried within the same budget
@@ -131,10 +132,10 @@ class Neo4jGraphStore:
         # the server looks for queries past their bound every db.transaction.monitor.check.interval (2 s by
         # default): measured, it ended one 0.3-1.7 s past a 2 s bound; the grace lets its own error come first
         deadline = self._timeout + (min(30.0, self._timeout) if retried else 0.0) + max(3.0, 0.25 * self._timeout)
-        try:
-            return self._runner.call(work, deadline)
+        try:   # while a call is still out past its deadline, others wait as long as reaching the server may take
+            return self._runner.call(work, deadline, wary_s=self._connect_s)
         except DeadlineExceededError as exc:
-            raise GraphStoreTimeoutError(self._uri, deadline, exc, unanswered=True) from exc
+            raise GraphStoreTimeoutError(self._uri, exc.deadline_s, exc, unanswered=True) from exc
         except TooManyStuckError as exc:
             raise GraphStoreUnavailableError(self._uri, exc) from exc
 

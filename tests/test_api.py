@@ -611,13 +611,12 @@ def test_a_graph_store_that_stops_answering_costs_a_request_its_deadline_not_the
         assert resp.status_code == 503 and time.perf_counter() - start < 7   # a read's deadline: 1 s + 3 s
         body = resp.get_json()["error"]
         assert body["code"] == "graph_store_timeout" and "within 4 s" in body["message"]
-        start = time.perf_counter()
-        assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < 7
+        start = time.perf_counter()   # a call is still out: the next ones wait the connect timeout (1 s) only
+        assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < 3
         start = time.perf_counter()
         write = client.post("/v1/events", json={"type": "dismiss", "src": f"{p}a1", "dst": f"{p}b0", "ts": 5},
                             headers=KEY)
-        assert write.status_code == 503 and time.perf_counter() - start < 8   # its retry budget too: 1+1+3 s
-        # (on a pooled connection it is that deadline; a new one stalls in its handshake: the 1 s connect timeout)
+        assert write.status_code == 503 and time.perf_counter() - start < 3
         assert write.get_json()["error"]["code"] in ("graph_store_timeout", "graph_store_unavailable")
         proxy.resume()
         resp = client.get(url)  # the held calls end once the server answers; the next request is served

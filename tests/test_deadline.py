@@ -71,3 +71,23 @@ def test_concurrent_callers_each_get_their_own_answer():
     for t in threads:
         t.join()
     assert results == {i: i for i in range(16)} and runner.stuck == 0 and runner._threads <= 16
+
+
+def test_while_a_call_is_out_past_its_deadline_others_wait_the_shorter_wary_deadline():
+    runner = DeadlineRunner()
+    release = threading.Event()
+    assert runner.call(lambda: "quick", 5.0, wary_s=0.1) == "quick"   # nothing out: the full deadline applies
+    with pytest.raises(DeadlineExceededError, match=r"within 0\.3 s"):
+        runner.call(lambda: release.wait(30), 0.3, wary_s=0.05)   # the first waits its full deadline
+    start = time.perf_counter()
+    with pytest.raises(DeadlineExceededError, match=r"within 0\.05 s"):
+        runner.call(lambda: release.wait(30), 5.0, wary_s=0.05)
+    assert time.perf_counter() - start < 1 and runner.stuck == 2
+    assert runner.call(lambda: "answers still come", 5.0, wary_s=0.5) == "answers still come"
+    release.set()
+    deadline = time.monotonic() + 5
+    while runner.stuck and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.stuck == 0
+    assert runner.call(lambda: (time.sleep(0.2), "full again")[1], 5.0, wary_s=0.05) == "full again"
+
