@@ -13,8 +13,10 @@ threads: a stalled server costs requests a fast error, not a thread each for two
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -57,13 +59,20 @@ class DeadlineRunner:
     Daemon threads: a call stuck on a dead socket never holds up the process's exit."""
 
     def __init__(self, max_stuck: int = 32, name: str = "deadline") -> None:
+        self._max_stuck = max_stuck
+        self._name = name
+        self._reset()
+        # a forked child has none of the parent's worker threads: it starts its own (a weak reference, so the
+        # hook does not keep the runner alive)
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (runner := ref()) is not None and runner._reset())
+
+    def _reset(self) -> None:
         self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0
         self._threads = 0
         self._stuck = 0
-        self._max_stuck = max_stuck
-        self._name = name
 
     @property
     def stuck(self) -> int:

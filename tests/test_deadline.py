@@ -91,3 +91,25 @@ def test_while_a_call_is_out_past_its_deadline_others_wait_the_shorter_wary_dead
     assert runner.stuck == 0
     assert runner.call(lambda: (time.sleep(0.2), "full again")[1], 5.0, wary_s=0.05) == "full again"
 
+
+def test_a_forked_child_starts_its_own_workers():
+    """A process forked after the runner's threads started (a server that builds its app before forking
+    workers) has none of them: without its own, every call would wait out its deadline."""
+    import multiprocessing
+
+    runner = DeadlineRunner()
+    assert runner.call(lambda: "parent", 1.0) == "parent" and runner._threads == 1
+
+    def child(conn) -> None:
+        try:
+            conn.send(runner.call(lambda: "child", 2.0))
+        except Exception as exc:  # reported to the parent, which fails the test with it
+            conn.send(repr(exc))
+
+    ours, theirs = multiprocessing.get_context("fork").Pipe()
+    proc = multiprocessing.get_context("fork").Process(target=child, args=(theirs,))
+    proc.start()
+    assert ours.poll(10) and ours.recv() == "child"
+    proc.join(10)
+    assert runner.call(lambda: "parent again", 1.0) == "parent again"
+
