@@ -14,7 +14,7 @@ import orjson
 import torch
 from flask import Flask, g, request
 from flask.json.provider import JSONProvider
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import errors, ratelimit
 from api.routes import bp
@@ -34,6 +34,7 @@ class Metrics:
     suggestions: Counter
     removed: Counter
     stages: Histogram
+    published: Gauge
 
 
 def _metrics() -> Metrics:
@@ -57,6 +58,10 @@ def _instruments(reg: CollectorRegistry) -> tuple:
         Histogram("pymk_stage_seconds", "Time per pipeline stage of a suggestions request (sources by name; "
                   "generate, filters, total)", ["stage"], registry=reg,
                   buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)),
+        # alert on `time() - pymk_served_published_timestamp_seconds{artifact="snapshot"} > 36 * 3600`: the
+        # nightly refresh stopped; with several workers the oldest any live worker serves (livemin); 0: none
+        Gauge("pymk_served_published_timestamp_seconds", "When each served artifact's version was published "
+              "(Unix time)", ["artifact"], registry=reg, multiprocess_mode="livemin"),
     )
 
 
@@ -106,8 +111,21 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         g.start = time.perf_counter()
         g.snapshot_version = app.extensions["pymk"].served.snapshot_version
 
+    shown = [None]   # the served artifacts whose publication times the gauge holds
+
+    def _publish_times() -> None:
+        served = app.extensions["pymk"].served
+        if served is not shown[0]:
+            shown[0] = served
+            at = dict(served.published_at)
+            for artifact in ("snapshot", "embeddings", "ranker", "candidates"):
+                metrics.published.labels(artifact).set(at.get(artifact, 0.0))   # 0: none served
+
+    _publish_times()
+
     @app.after_request
     def _finish(resp):
+        _publish_times()
         # the route as written, without converters: `<path:user_id>` is labelled `<user_id>`
         endpoint = _CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule else "unmatched"
         metrics.requests.labels(endpoint, str(resp.status_code)).inc()

@@ -39,6 +39,7 @@ class Served:
     embeddings_version: str | None = None
     ranker_version: str | None = None
     precomputed_version: str | None = None
+    published_at: tuple[tuple[str, float], ...] = ()   # (artifact, Unix time its version was published)
 
 
 class Services:
@@ -89,9 +90,11 @@ class Services:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on
                 log.exception("warming up snapshot %s failed", wanted[0])
+            precomputed = pipeline.precomputed.version if pipeline.precomputed else None
             old, self._served = self._served, Served(
-                pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version,
-                pipeline.precomputed.version if pipeline.precomputed else None)
+                pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version, precomputed,
+                self._published_at(built.snapshot_version, built.embeddings_version, built.ranker_version,
+                                    precomputed))
             self._pointers = wanted
             # The old pipeline is not closed here: a request that picked it up just before the swap may
             # still be running its sources. Its thread pool ends when the last such request lets go of it.
@@ -105,6 +108,19 @@ class Services:
                      built.snapshot_version, pipeline.snap.num_users, built.embeddings_version,
                      built.ranker_version, self._served.precomputed_version)
             return True
+
+    def _published_at(self, *versions: str | None) -> tuple[tuple[str, float], ...]:
+        """When each served version was published, for the age an operator alerts on (a nightly refresh
+        that stopped shows as a snapshot growing old)."""
+        out = []
+        for name, store, version in zip(("snapshot", "embeddings", "ranker", "candidates"), (
+                self.snapshots, self.embeddings, self.rankers, self.precomputed), versions, strict=True):
+            if version is not None:
+                try:
+                    out.append((name, float(store.manifest(store.root / version)["published_at"])))
+                except (ArtifactError, KeyError, TypeError, ValueError):   # pruned meanwhile, or an old manifest
+                    log.warning("no publication time for %s %s", name, version)
+        return tuple(out)
 
     def _precomputed(self, snap, versions: dict[str, str | None]):
         """The current precomputed lists if they were made with exactly what is being served."""

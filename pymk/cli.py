@@ -10,7 +10,7 @@ import click
 
 from pymk.cli_events import events, users
 from pymk.cli_models import COMMANDS
-from pymk.cli_snapshot import snapshot
+from pymk.cli_snapshot import snapshot, status
 from pymk.errors import GraphStoreUnavailableError, PymkError
 from pymk.settings import Settings
 
@@ -270,5 +270,6 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, threads
     run(settings, host, port, workers, threads)
 
 
-for _command in (snapshot, events, users, *COMMANDS):  # defined in pymk/cli_snapshot.py, cli_events.py, cli_models.py
+# defined in pymk/cli_snapshot.py, cli_events.py, cli_models.py
+for _command in (snapshot, status, events, users, *COMMANDS):
     main.add_command(_command)

@@ -1,4 +1,5 @@
-"""`pymk snapshot ...`: export, build, inspect and roll back versioned graph snapshots."""
+"""`pymk snapshot ...`: export, build, inspect and roll back versioned graph snapshots; `pymk status`: what
+every artifact store serves and how the nightly refresh went."""
 
 from __future__ import annotations
 
@@ -67,3 +68,23 @@ def snapshot_info(settings: Settings) -> None:
 @click.pass_obj
 def snapshot_rollback(settings: Settings) -> None:
     click.echo(f"current snapshot is now {_snapshots(settings).rollback()}")
+
+
+@click.command("status")
+@click.option("--max-age-hours", type=click.FloatRange(min=0), default=36.0, show_default=True,
+              help="A snapshot older than this is a problem (the nightly refresh has stopped).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of lines.")
+@click.pass_obj
+def status(settings: Settings, max_age_hours: float, as_json: bool) -> None:
+    """What is served (each artifact's version and age) and how the newest refresh run went.
+    Exit code 1 when something needs a person (a monitoring check can run it)."""
+    from pymk.status import status as read_status
+
+    report = read_status(settings, max_age_hours)
+    if as_json:
+        click.echo(json.dumps({"artifacts": report.artifacts, "refresh": report.refresh,
+                               "problems": report.problems}, indent=2))
+    else:
+        click.echo("\n".join(report.lines()))
+    raise SystemExit(1 if report.problems else 0)
+

@@ -235,6 +235,7 @@ def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dic
         _write(path, state)
     state.pop("running", None)
     state["finished"] = True
+    state["finished_at"] = time.time()
     state["total_seconds"] = round(sum(d["seconds"] for d in state["done"].values()), 2)
     _write(path, state)
     return state

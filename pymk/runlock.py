@@ -51,3 +51,24 @@ def _holder(text: str) -> dict:
     except ValueError:
         return {}
     return holder if isinstance(holder, dict) else {}
+
+
+def holder(path: Path) -> dict | None:
+    """Who holds `path`'s lock now, without taking it (a check that took it, even briefly, could make a
+    run starting in that instant stop): what the holder wrote, unless its file is empty or it names a
+    process of this host that is gone (a holder killed before it could empty the file)."""
+    try:
+        about = _holder(path.read_text())
+    except FileNotFoundError:
+        return None
+    if not about:
+        return None
+    if about.get("host") == socket.gethostname() and isinstance(about.get("pid"), int):
+        try:
+            os.kill(about["pid"], 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:   # alive, another user's
+            pass
+    return about
+

@@ -244,6 +244,25 @@ def test_hot_swap_never_fails_a_request_that_started_on_the_old_pipeline(app, cl
     assert resp.status_code == 200 and resp.headers["X-Pymk-Snapshot-Version"] == svc.served.snapshot_version
 
 
+def _published_gauge(client) -> dict[str, float]:
+    text = client.get("/metrics").get_data(as_text=True)
+    return {line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines()
+            if line.startswith("pymk_served_published_timestamp_seconds{")}
+
+
+def test_metrics_say_when_each_served_artifact_was_published(app, client, world, app_settings):
+    """What an operator alerts on (a snapshot growing old: the nightly refresh stopped)."""
+    snapshots = ArtifactStore(app_settings.snapshot_dir)
+    first = snapshots.manifest(snapshots.current())["published_at"]
+    assert _published_gauge(client) == {"snapshot": first, "embeddings": 0.0, "ranker": 0.0, "candidates": 0.0}
+    world.add_friendships([Friendship("a1", "x9")])
+    save_snapshot(from_store(world), snapshots, source="test")
+    app.extensions["pymk"].reload(force=True)
+    client.get("/healthz")   # the gauge follows the swap with the next response
+    later = snapshots.manifest(snapshots.current())["published_at"]
+    assert later > first and _published_gauge(client)["snapshot"] == later
+
+
 @pytest.mark.integration
 def test_against_real_neo4j_block_respected_in_next_response(neo4j_store, prefix, tmp_path):
     p = prefix

@@ -1,0 +1,120 @@
+"""What an operator, or a monitoring check, asks of a deployment: what is served, how old, and how the
+nightly refresh went. Read from the artifact directories alone: no Neo4j, no API, fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pymk.artifacts import ArtifactStore
+from pymk.errors import ArtifactError
+from pymk.runlock import holder
+from pymk.settings import Settings
+
+log = logging.getLogger(__name__)
+# what the API does without each optional artifact
+WITHOUT = {"embeddings": "no embedding source", "ranker": "ranked by reciprocal rank fusion",
+           "candidates": "every request ranked on request"}
+
+
+@dataclass
+class Report:
+    artifacts: dict[str, dict] = field(default_factory=dict)   # name -> version, published_at, age_h, ...
+    refresh: dict = field(default_factory=dict)               # the newest run: its state, or that none ran
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, a in self.artifacts.items():
+            if a.get("version") is None:
+                out.append(f"{name:<11} none ({WITHOUT.get(name, 'nothing to serve')})")
+                continue
+            made = f", made from snapshot {a['snapshot_version']}" if a.get("snapshot_version") else ""
+            out.append(f"{name:<11} {a['version']}  published {_utc(a['published_at'])} ({a['age_h']:.1f} h ago)"
+                       f"{made}")
+        out.append(f"{'refresh':<11} {self.refresh['summary']}")
+        out += [f"problem: {p}" for p in self.problems] or ["ok"]
+        return out
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None) -> Report:
+    """The served artifacts and the newest refresh run; `problems` lists what needs a person: no snapshot,
+    a snapshot older than `max_age_h`, lists made from another snapshot than the current one, a refresh
+    run that stopped before its end with no process running it."""
+    now = time.time() if now is None else now
+    report = Report()
+    stores = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,
+              "ranker": settings.ranker_dir, "candidates": settings.candidates_dir}
+    for name, root in stores.items():
+        report.artifacts[name] = _artifact(ArtifactStore(root), now)
+    snap = report.artifacts["snapshot"]
+    if snap["version"] is None:
+        report.problems.append("no snapshot is published: the API cannot serve (run `pymk refresh`)")
+    elif snap["age_h"] > max_age_h:
+        report.problems.append(f"the snapshot {snap['version']} is {snap['age_h']:.1f} h old (over {max_age_h:g} h): "
+                               "has the nightly refresh stopped?")
+    emb = report.artifacts["embeddings"]
+    if emb["version"] is not None and snap["version"] is not None and emb.get("snapshot_version") != snap["version"]:
+        report.problems.append(f"the embeddings {emb['version']} were made from snapshot "
+                               f"{emb.get('snapshot_version')}, not the current {snap['version']}: the API serves "
+                               "without them (run the embeddings stage)")
+    lists = report.artifacts["candidates"]
+    current = {f"{name}_version": report.artifacts[name]["version"] for name in ("snapshot", "embeddings", "ranker")}
+    made = lists.get("made_with") or {}
+    stale = [k.removesuffix("_version") for k in current if made.get(k) != current[k]]
+    if lists["version"] is not None and stale:   # what the API checks before it uses them
+        report.problems.append(f"the precomputed lists {lists['version']} were made with "
+                               + ", ".join(f"{k} {made.get(f'{k}_version')}" for k in stale) + "; now current: "
+                               + ", ".join(f"{k} {current[f'{k}_version']}" for k in stale)
+                               + ": the API ranks every request on request until the next precompute")
+    report.refresh = _refresh(settings.data_dir / "refresh", now, report.problems)
+    return report
+
+
+def _artifact(store: ArtifactStore, now: float) -> dict:
+    version = store.current_version()
+    if version is None:
+        return {"version": None}
+    try:
+        manifest = store.manifest(store.root / version)
+    except ArtifactError as exc:
+        return {"version": version, "published_at": 0.0, "age_h": float("inf"), "error": str(exc)}
+    published = float(manifest.get("published_at") or 0.0)
+    out = {"version": version, "published_at": published, "age_h": (now - published) / 3600}
+    if manifest.get("snapshot_version"):
+        out["snapshot_version"] = manifest["snapshot_version"]
+    if "ranker_version" in manifest:   # precomputed lists: every version they were ranked with
+        out["made_with"] = {k: manifest.get(k) for k in ("snapshot_version", "embeddings_version", "ranker_version")}
+    return out
+
+
+def _refresh(root: Path, now: float, problems: list[str]) -> dict:
+    runs = sorted(root.glob("*/manifest.json")) if root.is_dir() else []
+    running = holder(root / ".lock")
+    if not runs:
+        return {"summary": "no run yet" + (f"; one started (pid {running.get('pid')})" if running else "")}
+    state = json.loads(runs[-1].read_text())
+    done = ", ".join(state.get("done", {})) or "nothing"
+    if state.get("finished"):
+        at = state.get("finished_at") or state.get("started_at", 0.0) + state.get("total_seconds", 0.0)
+        summary = f"run {state['run']} finished {_utc(at)} ({done}; {state.get('total_seconds', 0):.0f} s of stages)"
+        if running:
+            summary += f"; a new run is starting (pid {running.get('pid')} on {running.get('host')})"
+    elif running:
+        summary = (f"run {state['run']} running stage {state.get('running')} (pid {running.get('pid')} on "
+                   f"{running.get('host')}, started {_utc(state.get('started_at', now))}; done: {done})")
+    else:
+        summary = f"run {state['run']} stopped in stage {state.get('running')} (done: {done})"
+        problems.append(f"the refresh run {state['run']} stopped in stage {state.get('running')} with no process "
+                        "running it (failed or killed): `pymk refresh --resume` continues it")
+    return {"summary": summary, **{k: state.get(k) for k in ("run", "finished", "running", "started_at",
+                                                              "finished_at")},
+            "done": list(state.get("done", {})), "running_pid": running.get("pid") if running else None}

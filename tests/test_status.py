@@ -1,0 +1,90 @@
+"""`pymk status`: what is served, how old, and how the newest refresh run went, with known answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from click.testing import CliRunner
+
+from pymk.artifacts import ArtifactStore
+from pymk.cli import main
+from pymk.runlock import exclusive, holder
+from pymk.settings import Settings
+from pymk.status import status
+
+
+def _publish(root, **manifest) -> str:
+    store = ArtifactStore(root)
+    return store.publish(store.staging_dir(), manifest).name
+
+
+def _world(tmp_path):
+    """A snapshot, embeddings and a ranker made from it, and lists made with all three."""
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    snap = _publish(settings.snapshot_dir, kind="snapshot")
+    emb = _publish(settings.embeddings_dir, snapshot_version=snap)
+    ranker = _publish(settings.ranker_dir, snapshot_version=snap)
+    lists = _publish(settings.candidates_dir, snapshot_version=snap, embeddings_version=emb, ranker_version=ranker)
+    return settings, snap, lists
+
+
+def test_nothing_published_is_a_problem_and_the_command_exits_1(tmp_path):
+    result = CliRunner().invoke(main, ["status"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "snapshot    none (nothing to serve)" in result.output
+    assert "ranker      none (ranked by reciprocal rank fusion)" in result.output
+    assert "problem: no snapshot is published" in result.output and "refresh     no run yet" in result.output
+
+
+def test_a_consistent_fresh_deployment_is_ok_and_old_or_stale_parts_are_named(tmp_path):
+    settings, snap, lists = _world(tmp_path)
+    report = status(settings)
+    assert report.problems == [] and report.lines()[-1] == "ok"
+    assert report.artifacts["candidates"]["version"] == lists and report.artifacts["snapshot"]["age_h"] < 0.1
+    result = CliRunner().invoke(main, ["status", "--json"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 0 and json.loads(result.output)["artifacts"]["snapshot"]["version"] == snap
+
+    later = time.time() + 40 * 3600   # the nightly refresh stopped 40 hours ago
+    (problem,) = status(settings, max_age_h=36, now=later).problems
+    assert f"the snapshot {snap} is 40.0 h old (over 36 h)" in problem
+    assert status(settings, max_age_h=48, now=later).problems == []
+
+    newer = _publish(settings.snapshot_dir, kind="snapshot")   # a snapshot published, the later stages not run
+    first, second = status(settings).problems
+    assert f"embeddings {report.artifacts['embeddings']['version']} were made from snapshot {snap}" in first
+    assert f"lists {lists} were made with snapshot {snap}; now current: snapshot {newer}" in second
+    assert "embeddings" not in second.split(";")[0]   # only what differs is named
+
+
+def test_a_refresh_run_that_stopped_is_a_problem_and_a_running_one_is_not(tmp_path):
+    settings, _, _ = _world(tmp_path)
+    run = tmp_path / "refresh" / "20261206T010000-1"
+    run.mkdir(parents=True)
+    state = {"run": run.name, "stages": ["snapshot", "ranker"], "done": {"snapshot": {"version": "v1"}},
+             "finished": False, "running": "ranker", "started_at": time.time() - 600}
+    (run / "manifest.json").write_text(json.dumps(state))
+    (problem,) = status(settings).problems
+    assert f"run {run.name} stopped in stage ranker" in problem and "pymk refresh --resume" in problem
+    with exclusive(tmp_path / "refresh" / ".lock", "refresh"):   # the same run, still going
+        report = status(settings)
+        assert report.problems == [] and f"running stage ranker (pid {os.getpid()} on " in report.refresh["summary"]
+    (run / "manifest.json").write_text(json.dumps({**state, "finished": True, "finished_at": 1.7e9,
+                                                   "total_seconds": 42.0}))
+    report = status(settings)
+    assert report.problems == [] and "finished 2023-11-14 22:13:20 UTC (snapshot; 42 s of stages)" in \
+        report.refresh["summary"]
+
+
+def test_the_lock_holder_is_read_without_taking_the_lock_and_a_dead_one_is_no_one(tmp_path):
+    lock = tmp_path / ".lock"
+    assert holder(lock) is None
+    with exclusive(lock, "refresh", run="r1"):
+        assert holder(lock)["run"] == "r1" and holder(lock)["pid"] == os.getpid()
+    assert holder(lock) is None   # emptied on release
+    dead = max(int(p) for p in os.listdir("/proc") if p.isdigit()) + 10_000   # no such process here
+    lock.write_text(json.dumps({"pid": dead, "host": os.uname().nodename, "started_at": 1.0}))
+    assert holder(lock) is None   # killed before it could empty the file
+    lock.write_text(json.dumps({"pid": dead, "host": "another-host", "started_at": 1.0}))
+    assert holder(lock)["host"] == "another-host"   # cannot be checked from here: reported as is
