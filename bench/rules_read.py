@@ -2,8 +2,8 @@
 
 Every request reads the viewer's friends, pending requests, blocks, declines, dismissals, its own
 deactivated / deleted flags, and which candidates are opted out, deactivated or deleted (tombstones),
-in one round trip (`viewer_rules`), through a batch job's store (no deadline) and the API's store
-(`api_store`: each call waited for in a worker thread at most a deadline, graph/deadline.py).
+in one round trip (`viewer_rules`), through a batch job's store and the API's store (`api_store`:
+each query bounded by PYMK_NEO4J_REQUEST_TIMEOUT_S).
 Baselines in the same run: the same state from the store's single-purpose reads (friends, pending,
 blocked, opted-out candidates: four round trips), the read as it was before 2026-12-05, and both
 again with the relationship index on REQUESTED.status that earlier versions created (with it the old

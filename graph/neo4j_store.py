@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import neo4j
 from neo4j import GraphDatabase
@@ -48,7 +48,6 @@ from graph.cypher import (
     state_from_rules_row,
     user_from_props,
 )
-from graph.deadline import DeadlineExceededError, DeadlineRunner, TooManyStuckError
 from graph.records import (
     AccountData,
     Event,
@@ -64,7 +63,6 @@ from pymk.errors import GraphStoreTimeoutError, GraphStoreUnavailableError
 from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 # the driver's errors for "cannot reach the server" (refused, dropped, timed out, no routing)
@@ -82,12 +80,12 @@ class Neo4jGraphStore:
 
     def __init__(self, cfg: Neo4jSettings, query_timeout_s: float | None = None) -> None:
         """`query_timeout_s`: how long the server lets any one query of this store run (None: its own
-        db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not. A store
-        with one also waits for any call at most a deadline a little past it, answered or not (`_bounded`)."""
+        db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not.
+        A server that stops answering altogether (frozen, or cut off by a network that drops packets) is
+        given up on by the driver after the server's own `connection.recv_timeout_seconds` hint (its
+        keep-alive interval times its probes; the local server's is PYMK_NEO4J_KEEP_ALIVE_S x 2)."""
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._timeout = query_timeout_s or None
-        self._runner = DeadlineRunner(name="neo4j-call") if self._timeout else None
-        self._connect_s = cfg.connect_timeout_s
         self._driver = GraphDatabase.driver(
             cfg.bolt_uri, auth=auth, notifications_min_severity="OFF",
             # transient failures (deadlocks, leader switches) are retried within the same budget
@@ -122,23 +120,6 @@ class Neo4jGraphStore:
                 raise GraphStoreTimeoutError(self._uri, self._timeout, exc) from exc
             raise
 
-    def _bounded(self, work: Callable[[], T], retried: bool = False) -> T:
-        """work(), waited for at most a deadline when this store has a bound: a server that stops answering
-        (frozen, or cut off by a network that drops packets) is GraphStoreTimeoutError then, not a read held
-        until the socket's own timeout (graph/deadline.py). The server ends a slow query at the bound first;
-        a managed transaction may retry within the bound and its last try run the bound again."""
-        if self._runner is None or self._timeout is None:
-            return work()
-        # the server looks for queries past their bound every db.transaction.monitor.check.interval (2 s by
-        # default): measured, it ended one 0.3-1.7 s past a 2 s bound; the grace lets its own error come first
-        deadline = self._timeout + (min(30.0, self._timeout) if retried else 0.0) + max(3.0, 0.25 * self._timeout)
-        try:   # while a call is still out past its deadline, others wait as long as reaching the server may take
-            return self._runner.call(work, deadline, wary_s=self._connect_s)
-        except DeadlineExceededError as exc:
-            raise GraphStoreTimeoutError(self._uri, exc.deadline_s, exc, unanswered=True) from exc
-        except TooManyStuckError as exc:
-            raise GraphStoreUnavailableError(self._uri, exc) from exc
-
     def _query(self, text: str, bounded: bool = True) -> neo4j.Query:
         """`text` (a constant of graph/cypher.py) with this store's bound on how long it may run."""
         return neo4j.Query(text, timeout=self._timeout if bounded else None)  # type: ignore[arg-type]
@@ -149,30 +130,20 @@ class Neo4jGraphStore:
             for query, params in statements:
                 tx.run(query, params).consume()
 
-        def write() -> None:
-            with self._driver.session(database=self._db) as session:
-                session.execute_write(work)
-
-        with self._reachable():
-            self._bounded(write, retried=True)
+        with self._reachable(), self._driver.session(database=self._db) as session:
+            session.execute_write(work)
 
     def _read(self, query: str, **params: Any) -> list[neo4j.Record]:
         """An auto-commit read: one round trip (serving reads are small and idempotent, never retried:
         a server that cannot be reached is reported at once as GraphStoreUnavailableError)."""
-        def read() -> list[neo4j.Record]:
-            with self._driver.session(database=self._db, default_access_mode=neo4j.READ_ACCESS) as session:
-                return list(session.run(self._query(query), params))
-
-        with self._reachable():
-            return self._bounded(read)
+        with self._reachable(), self._driver.session(database=self._db,
+                                                     default_access_mode=neo4j.READ_ACCESS) as session:
+            return list(session.run(self._query(query), params))
 
     def _execute(self, query: str, bounded: bool = True, **params: Any) -> list[neo4j.Record]:
         """A write whose result is read back (its count), in one managed transaction."""
-        def execute() -> list[neo4j.Record]:
-            return self._driver.execute_query(self._query(query, bounded), params, database_=self._db).records
-
         with self._reachable():
-            return self._bounded(execute, retried=True) if bounded else execute()
+            return self._driver.execute_query(self._query(query, bounded), params, database_=self._db).records
 
     def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
         with self._reachable(), self._driver.session(database=self._db, fetch_size=batch_size) as session:
@@ -187,16 +158,13 @@ class Neo4jGraphStore:
 
     def server_info(self) -> str:
         with self._reachable():
-            info = self._bounded(self._driver.get_server_info)
+            info = self._driver.get_server_info()
         return f"{info.agent} at {self._uri} (Bolt {'.'.join(map(str, info.protocol_version))})"
 
     def ensure_schema(self) -> None:
-        def create() -> None:
+        with self._reachable():
             for statement in SCHEMA:
                 self._driver.execute_query(self._query(statement), database_=self._db)
-
-        with self._reachable():
-            self._bounded(create, retried=True)
 
     def close(self) -> None:
         self._driver.close()

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 LAUNCHER_DIR = Path(__file__).resolve().parent / "neo4j_launcher"
 READY_MARK = "PYMK_NEO4J_READY"
+KEEP_ALIVE_PROBES = 2   # silent keep-alive intervals before the driver gives a connection up
 # Neo4j reaches into JDK internals; these are the opens its own start scripts pass.
 JVM_OPENS = (
     "--add-opens=java.base/java.nio=ALL-UNNAMED",
@@ -107,6 +108,14 @@ def status(cfg: Neo4jSettings) -> ServerStatus:
     return ServerStatus(bool(pid and up), pid, cfg.bolt_uri, False, detail)
 
 
+def server_conf(cfg: Neo4jSettings) -> str:
+    """The local server's settings beyond the launcher's own: Bolt keep-alive. During a query the server
+    sends a no-op every `keep_alive_s`, and it hints the driver to give up on a connection silent for
+    keep-alive x probes (the driver's only read timeout; Neo4j's defaults make it 120 s)."""
+    return (f"server.bolt.connection_keep_alive={round(cfg.keep_alive_s * 1000)}ms\n"
+            f"server.bolt.connection_keep_alive_probes={KEEP_ALIVE_PROBES}\n")
+
+
 def start(cfg: Neo4jSettings, timeout_s: float = 180.0) -> ServerStatus:
     """Start the embedded server and wait until Bolt answers. A running one is reused."""
     if cfg.external:
@@ -120,12 +129,14 @@ def start(cfg: Neo4jSettings, timeout_s: float = 180.0) -> ServerStatus:
         raise ServerError(f"port {cfg.port} on {cfg.host} is taken by another process; set PYMK_NEO4J_PORT")
     lib = build_launcher()
     cfg.home.mkdir(parents=True, exist_ok=True)
+    conf = cfg.home / "pymk-neo4j.conf"
+    conf.write_text(server_conf(cfg))
     classpath = f"{LAUNCHER_DIR / 'target' / 'classes'}{os.pathsep}{lib}/*"
     cmd = [
         "java", f"-Xmx{cfg.heap_mb}m", f"-Xms{cfg.heap_mb}m", *JVM_OPENS,
         "-cp", classpath, "pymk.Neo4jLauncher",
         "--home", str(cfg.home), "--host", cfg.host, "--port", str(cfg.port),
-        "--pagecache-mb", str(cfg.pagecache_mb),
+        "--pagecache-mb", str(cfg.pagecache_mb), "--conf", str(conf),
     ]
     logf = _log_file(cfg)
     with open(logf, "w") as out:

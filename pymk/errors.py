@@ -56,13 +56,10 @@ class GraphStoreUnavailableError(PymkError):
 
 
 class GraphStoreTimeoutError(GraphStoreUnavailableError):
-    """A query ran past the store's per-query bound (PYMK_NEO4J_REQUEST_TIMEOUT_S) and the server ended it,
-    or the server gave no answer at all by the store's deadline (`unanswered`)."""
+    """A query ran past the store's per-query bound (PYMK_NEO4J_REQUEST_TIMEOUT_S) and the server ended it."""
 
-    def __init__(self, uri: str, limit_s: float, cause: Exception, unanswered: bool = False) -> None:
-        what = (f"no answer from the server within {limit_s:g} s" if unanswered
-                else f"a query ran past its {limit_s:g} s bound and was ended")
-        super().__init__(uri, cause, f"graph store {uri}: {what} "
+    def __init__(self, uri: str, limit_s: float, cause: Exception) -> None:
+        super().__init__(uri, cause, f"graph store {uri}: a query ran past its {limit_s:g} s bound and was ended "
                                      f"({getattr(cause, 'code', None) or cause.__class__.__name__})")
         self.limit_s = limit_s
 

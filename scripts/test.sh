@@ -7,6 +7,8 @@ bash scripts/setup.sh >/dev/null
 
 export PYMK_DATA_DIR=${PYMK_TEST_DATA_DIR:-$PWD/var/test}
 export PYMK_NEO4J_PORT=${PYMK_TEST_NEO4J_PORT:-7688}
+# a short keep-alive, so the test of a server that stops answering waits 2 s for the driver to give up
+export PYMK_NEO4J_KEEP_ALIVE_S=${PYMK_NEO4J_KEEP_ALIVE_S:-1}
 PY=.venv/bin/python
 
 if [ -z "${NEO4J_URI:-}" ]; then

@@ -612,11 +612,22 @@ def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_sto
 
 
 @pytest.mark.integration
-def test_a_graph_store_that_stops_answering_costs_a_request_its_deadline_not_the_socket_timeout(
+def test_a_graph_store_that_stops_answering_costs_a_request_seconds_not_two_minutes(
         neo4j_store, settings, prefix, tmp_path):
     """A server that keeps its connections open but answers nothing (a long pause, a network dropping
-    packets): the driver alone would wait for the server's recv-timeout hint (120 s by default)."""
+    packets). The driver's only read timeout is the server's hint: keep-alive x probes, 120 s on Neo4j's
+    defaults; the local server's is 2 x PYMK_NEO4J_KEEP_ALIVE_S, and a query that runs longer than that
+    is kept alive by the server's no-ops."""
     import time
+
+    if settings.neo4j.external:
+        pytest.skip("an external server's keep-alive is its operator's setting")
+    silent = 2 * settings.neo4j.keep_alive_s
+    n, took = 10_000_000, 0.0
+    while took < 1.25 * silent:   # longer and longer counts, until one runs well past the silence limit
+        start = time.perf_counter()
+        assert neo4j_store._read("UNWIND range(1, $n) AS x RETURN count(x) AS n", n=n)[0]["n"] == n
+        took, n = time.perf_counter() - start, 2 * n
 
     p = prefix
     neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
@@ -627,23 +638,12 @@ def test_a_graph_store_that_stops_answering_costs_a_request_its_deadline_not_the
         proxy.stall()
         start = time.perf_counter()
         resp = client.get(url)
-        assert resp.status_code == 503 and time.perf_counter() - start < 7   # a read's deadline: 1 s + 3 s
-        body = resp.get_json()["error"]
-        assert body["code"] == "graph_store_timeout" and "within 4 s" in body["message"]
-        start = time.perf_counter()   # a call is still out: the next ones wait the connect timeout (1 s) only
-        assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < 3
-        start = time.perf_counter()
-        write = client.post("/v1/events", json={"type": "dismiss", "src": f"{p}a1", "dst": f"{p}b0", "ts": 5},
-                            headers=KEY)
-        assert write.status_code == 503 and time.perf_counter() - start < 3
-        assert write.get_json()["error"]["code"] in ("graph_store_timeout", "graph_store_unavailable")
+        assert resp.status_code == 503 and silent - 0.5 < time.perf_counter() - start < silent + 3
+        assert resp.get_json()["error"]["code"] == "graph_store_unavailable"
+        start = time.perf_counter()   # a new connection stalls in its handshake: the 1 s connect timeout
+        assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < silent + 3
         proxy.resume()
-        resp = client.get(url)  # the held calls end once the server answers; the next request is served
-        assert resp.status_code == 200
-        deadline = time.monotonic() + 10
-        while store._runner.stuck and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store._runner.stuck == 0
+        assert client.get(url).status_code == 200   # served again with the next request
     finally:
         proxy.down()
         store.close()
