@@ -33,6 +33,9 @@ class Report:
             if a.get("version") is None:
                 out.append(f"{name:<11} none ({WITHOUT.get(name, 'nothing to serve')})")
                 continue
+            if "error" in a:
+                out.append(f"{name:<11} {a['version']}  unreadable")
+                continue
             made = f", made from snapshot {a['snapshot_version']}" if a.get("snapshot_version") else ""
             out.append(f"{name:<11} {a['version']}  published {_utc(a['published_at'])} ({a['age_h']:.1f} h ago)"
                        f"{made}")
@@ -55,10 +58,12 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
               "ranker": settings.ranker_dir, "candidates": settings.candidates_dir}
     for name, root in stores.items():
         report.artifacts[name] = _artifact(ArtifactStore(root), now)
+        if "error" in report.artifacts[name]:
+            report.problems.append(f"the current {name} cannot be read: {report.artifacts[name]['error']}")
     snap = report.artifacts["snapshot"]
     if snap["version"] is None:
         report.problems.append("no snapshot is published: the API cannot serve (run `pymk refresh`)")
-    elif snap["age_h"] > max_age_h:
+    elif "error" not in snap and snap["age_h"] > max_age_h:
         report.problems.append(f"the snapshot {snap['version']} is {snap['age_h']:.1f} h old (over {max_age_h:g} h): "
                                "has the nightly refresh stopped?")
     emb = report.artifacts["embeddings"]
@@ -85,8 +90,8 @@ def _artifact(store: ArtifactStore, now: float) -> dict:
         return {"version": None}
     try:
         manifest = store.manifest(store.root / version)
-    except ArtifactError as exc:
-        return {"version": version, "published_at": 0.0, "age_h": float("inf"), "error": str(exc)}
+    except (ArtifactError, OSError, ValueError) as exc:   # pruned, unreadable, or not JSON
+        return {"version": version, "published_at": None, "age_h": None, "error": str(exc)}
     published = float(manifest.get("published_at") or 0.0)
     out = {"version": version, "published_at": published, "age_h": (now - published) / 3600}
     if manifest.get("snapshot_version"):
@@ -101,7 +106,11 @@ def _refresh(root: Path, now: float, problems: list[str]) -> dict:
     running = holder(root / ".lock")
     if not runs:
         return {"summary": "no run yet" + (f"; one started (pid {running.get('pid')})" if running else "")}
-    state = json.loads(runs[-1].read_text())
+    try:
+        state = json.loads(runs[-1].read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"the refresh run manifest {runs[-1]} cannot be read: {exc}")
+        return {"summary": f"{runs[-1].parent.name}: unreadable manifest"}
     done = ", ".join(state.get("done", {})) or "nothing"
     if state.get("finished"):
         at = state.get("finished_at") or state.get("started_at", 0.0) + state.get("total_seconds", 0.0)

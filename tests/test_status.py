@@ -88,3 +88,19 @@ def test_the_lock_holder_is_read_without_taking_the_lock_and_a_dead_one_is_no_on
     assert holder(lock) is None   # killed before it could empty the file
     lock.write_text(json.dumps({"pid": dead, "host": "another-host", "started_at": 1.0}))
     assert holder(lock)["host"] == "another-host"   # cannot be checked from here: reported as is
+
+
+def test_an_unreadable_manifest_is_a_named_problem_not_a_crash(tmp_path):
+    settings, snap, _ = _world(tmp_path)
+    (settings.snapshot_dir / snap / "manifest.json").write_text("{not json")
+    (tmp_path / "refresh" / "r1").mkdir(parents=True)
+    (tmp_path / "refresh" / "r1" / "manifest.json").write_text("")
+    result = CliRunner().invoke(main, ["status", "--json"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    def refuse(name: str) -> None:
+        raise AssertionError(f"not strict JSON: {name}")
+
+    problems = json.loads(result.output, parse_constant=refuse)["problems"]   # no Infinity for an unknown age
+    assert problems[0].startswith("the current snapshot cannot be read")
+    assert any("refresh run manifest" in p and "cannot be read" in p for p in problems)
+
