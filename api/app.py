@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         if served is not shown[0]:
             shown[0] = served
             at = dict(served.published_at)
-            for artifact in ("snapshot", "embeddings", "ranker", "candidates"):
+            for artifact in settings.artifact_dirs:
                 metrics.published.labels(artifact).set(at.get(artifact, 0.0))   # 0: none served
 
     _publish_times()

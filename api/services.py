@@ -113,11 +113,10 @@ class Services:
         """When each served version was published, for the age an operator alerts on (a nightly refresh
         that stopped shows as a snapshot growing old)."""
         out = []
-        for name, store, version in zip(("snapshot", "embeddings", "ranker", "candidates"), (
-                self.snapshots, self.embeddings, self.rankers, self.precomputed), versions, strict=True):
+        for (name, root), version in zip(self.settings.artifact_dirs.items(), versions, strict=True):
             if version is not None:
                 try:
-                    out.append((name, float(store.manifest(store.root / version)["published_at"])))
+                    out.append((name, float(ArtifactStore(root).manifest(root / version)["published_at"])))
                 except (ArtifactError, KeyError, TypeError, ValueError):   # pruned meanwhile, or an old manifest
                     log.warning("no publication time for %s %s", name, version)
         return tuple(out)

@@ -32,7 +32,7 @@ def exclusive(path: Path, job: str, **about: object) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            raise JobRunningError(job, path, _holder(f.read())) from None
+            raise JobRunningError(job, path, _parse(f.read())) from None
         f.seek(0)
         f.truncate()
         f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(),
@@ -45,7 +45,7 @@ def exclusive(path: Path, job: str, **about: object) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def _holder(text: str) -> dict:
+def _parse(text: str) -> dict:
     try:
         holder = json.loads(text)
     except ValueError:
@@ -58,7 +58,7 @@ def holder(path: Path) -> dict | None:
     run starting in that instant stop): what the holder wrote, unless its file is empty or it names a
     process of this host that is gone (a holder killed before it could empty the file)."""
     try:
-        about = _holder(path.read_text())
+        about = _parse(path.read_text())
     except FileNotFoundError:
         return None
     if not about:

@@ -175,6 +175,12 @@ class Settings:
         return self.data_dir / "candidates"
 
     @property
+    def artifact_dirs(self) -> dict[str, Path]:
+        """Every versioned artifact store the API serves from, by name, in the order a refresh makes them."""
+        return {"snapshot": self.snapshot_dir, "embeddings": self.embeddings_dir, "ranker": self.ranker_dir,
+                "candidates": self.candidates_dir}
+
+    @property
     def event_log_dir(self) -> Path:
         return self.data_dir / "events"
 

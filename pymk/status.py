@@ -54,9 +54,7 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
     run that stopped before its end with no process running it."""
     now = time.time() if now is None else now
     report = Report()
-    stores = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,
-              "ranker": settings.ranker_dir, "candidates": settings.candidates_dir}
-    for name, root in stores.items():
+    for name, root in settings.artifact_dirs.items():
         report.artifacts[name] = _artifact(ArtifactStore(root), now)
         if "error" in report.artifacts[name]:
             report.problems.append(f"the current {name} cannot be read: {report.artifacts[name]['error']}")
