@@ -35,6 +35,7 @@ class Metrics:
     removed: Counter
     stages: Histogram
     published: Gauge
+    held_back: Counter
 
 
 def _metrics() -> Metrics:
@@ -62,6 +63,8 @@ def _instruments(reg: CollectorRegistry) -> tuple:
         # nightly refresh stopped; with several workers the oldest any live worker serves (livemin); 0: none
         Gauge("pymk_served_published_timestamp_seconds", "When each served artifact's version was published "
               "(Unix time)", ["artifact"], registry=reg, multiprocess_mode="livemin"),
+        Counter("pymk_graph_store_held_back_total", "Requests answered 503 at once, without trying the graph "
+                "store, because it was found unreachable moments ago (PYMK_NEO4J_BREAKER_COOLDOWN_S)", registry=reg),
     )
 
 

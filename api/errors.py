@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 
-from flask import Flask, g, has_request_context, jsonify, request
+from flask import Flask, current_app, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from pymk.errors import (
     EventLogUnavailableError,
+    GraphStoreCircuitOpenError,
     GraphStoreTimeoutError,
     GraphStoreUnavailableError,
     UnknownUserError,
@@ -52,9 +54,9 @@ def error_body(code: str, message: str, field: str | None = None) -> dict:
     return {"error": body}
 
 
-def _retry_later(code: str, message: str):
+def _retry_later(code: str, message: str, after_s: int = RETRY_AFTER_S):
     resp = jsonify(error_body(code, message))
-    resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+    resp.headers["Retry-After"] = str(after_s)
     return resp, 503
 
 
@@ -73,6 +75,14 @@ def register(app: Flask) -> None:
         # second ago must count), so with the store down the honest answer is "try again shortly".
         log.warning("%s (request %s)", err, request_id())
         return _retry_later("graph_store_unavailable", "the graph store cannot be reached; retry shortly")
+
+    @app.errorhandler(GraphStoreCircuitOpenError)
+    def _store_held_back(err: GraphStoreCircuitOpenError):
+        # not tried: the store was found unreachable moments ago (graph/breaker.py logs when and when it
+        # answers again; one line per request here would flood the log at full traffic)
+        current_app.extensions["pymk_metrics"].held_back.inc()
+        return _retry_later("graph_store_unavailable", "the graph store cannot be reached; retry shortly",
+                            max(1, math.ceil(err.wait_s)))
 
     @app.errorhandler(GraphStoreTimeoutError)
     def _store_slow(err: GraphStoreTimeoutError):

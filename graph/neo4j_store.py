@@ -16,6 +16,7 @@ from typing import Any
 import neo4j
 from neo4j import GraphDatabase
 
+from graph.breaker import CircuitBreaker
 from graph.cypher import (
     Q_ACCOUNT,
     Q_ALL_BLOCKS,
@@ -59,7 +60,7 @@ from graph.records import (
     UserRecord,
     UserState,
 )
-from pymk.errors import GraphStoreTimeoutError, GraphStoreUnavailableError
+from pymk.errors import GraphStoreCircuitOpenError, GraphStoreTimeoutError, GraphStoreUnavailableError
 from pymk.settings import Neo4jSettings
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,14 @@ TIMED_OUT = frozenset({"Neo.ClientError.Transaction.TransactionTimedOutClientCon
 class Neo4jGraphStore:
     """GraphStore backed by a Neo4j server reached over Bolt."""
 
-    def __init__(self, cfg: Neo4jSettings, query_timeout_s: float | None = None) -> None:
+    def __init__(self, cfg: Neo4jSettings, query_timeout_s: float | None = None,
+                 breaker: CircuitBreaker | None = None) -> None:
         """`query_timeout_s`: how long the server lets any one query of this store run (None: its own
         db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not.
         A server that stops answering altogether (frozen, or cut off by a network that drops packets) is
         given up on by the driver after the server's own `connection.recv_timeout_seconds` hint (its
-        keep-alive interval times its probes; the local server's is PYMK_NEO4J_KEEP_ALIVE_S x 2)."""
+        keep-alive interval times its probes; the local server's is PYMK_NEO4J_KEEP_ALIVE_S x 2); with a
+        `breaker` (the API's store) the calls after such a slow failure fail at once for its cooldown."""
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._timeout = query_timeout_s or None
         self._driver = GraphDatabase.driver(
@@ -92,6 +95,7 @@ class Neo4jGraphStore:
             max_transaction_retry_time=min(30.0, self._timeout or 30.0),
             connection_timeout=cfg.connect_timeout_s, connection_acquisition_timeout=2 * cfg.connect_timeout_s,
         )
+        self._breaker = breaker
         self._db = cfg.database
         self._uri = cfg.bolt_uri
         self._use_procedures = cfg.procedures
@@ -110,15 +114,28 @@ class Neo4jGraphStore:
     @contextmanager
     def _reachable(self) -> Iterator[None]:
         """Every call to the server goes through here: one it cannot reach is GraphStoreUnavailableError,
-        a query the server ended at this store's bound GraphStoreTimeoutError (a kind of it)."""
+        a query the server ended at this store's bound GraphStoreTimeoutError (a kind of it), and a call
+        the breaker holds back GraphStoreCircuitOpenError (another kind)."""
+        breaker, trial = self._breaker, False
+        if breaker is not None:
+            go, wait_s, trial = breaker.admit()
+            if not go:
+                raise GraphStoreCircuitOpenError(self._uri, breaker.cause, wait_s)
+        start = time.monotonic()
         try:
             yield
         except UNAVAILABLE as exc:
+            if breaker is not None:
+                breaker.failed(time.monotonic() - start, exc, trial)
+                breaker = None
             raise GraphStoreUnavailableError(self._uri, exc) from exc
         except neo4j.exceptions.ClientError as exc:
             if self._timeout is not None and exc.code in TIMED_OUT:
                 raise GraphStoreTimeoutError(self._uri, self._timeout, exc) from exc
             raise
+        finally:
+            if breaker is not None:   # the server answered (an error of the query is an answer too)
+                breaker.succeeded()
 
     def _query(self, text: str, bounded: bool = True) -> neo4j.Query:
         """`text` (a constant of graph/cypher.py) with this store's bound on how long it may run."""

@@ -64,6 +64,15 @@ class GraphStoreTimeoutError(GraphStoreUnavailableError):
         self.limit_s = limit_s
 
 
+class GraphStoreCircuitOpenError(GraphStoreUnavailableError):
+    """The graph store was found unreachable moments ago: this call was not tried (graph/breaker.py)."""
+
+    def __init__(self, uri: str, cause: str, wait_s: float) -> None:
+        super().__init__(uri, RuntimeError(cause), f"graph store {uri} was unreachable moments ago ({cause}); "
+                                                   f"not tried again for another {wait_s:.1f} s")
+        self.wait_s = wait_s
+
+
 class EventLogUnavailableError(PymkError):
     """A log segment cannot be written (disk full, permissions); nothing of the failed write is kept."""
 

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 KNOWN_VARIABLES = frozenset({
     "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
     "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
+    "PYMK_NEO4J_BREAKER_COOLDOWN_S",
     "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
@@ -89,6 +90,10 @@ class Neo4jSettings:
     # and it tells the driver to give up on a connection silent for twice as long (a frozen server, a
     # network dropping packets); Neo4j's default, 60 s, would hold a request for 120 s.
     keep_alive_s: float = 5.0
+    # The API's store: after a call found the server unreachable the slow way (it took the connect timeout
+    # or longer: a stalled connection, a connect that timed out), calls fail at once for this long, then one
+    # tries again. 0: no breaker (every request waits out the timeouts itself).
+    breaker_cooldown_s: float = 5.0
 
     @property
     def external(self) -> bool:
@@ -213,6 +218,7 @@ class Settings:
             connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
             request_timeout_s=_env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 10.0, 0.0, 3600.0),
             keep_alive_s=_env_float(env, "PYMK_NEO4J_KEEP_ALIVE_S", 5.0, 1.0, 3600.0),
+            breaker_cooldown_s=_env_float(env, "PYMK_NEO4J_BREAKER_COOLDOWN_S", 5.0, 0.0, 3600.0),
         )
         batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())

@@ -567,19 +567,23 @@ def test_a_graph_store_query_past_its_bound_is_a_503_and_batch_jobs_are_not_boun
         app.extensions["pymk"].store.close()
 
 
-def _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s: float | None = None):
+def _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s: float | None = None,
+                        breaker_cooldown_s: float = 0.0):
     """An app whose store reaches the real server only through a TCP proxy (connect timeout 1 s), serving a
-    snapshot of the server's graph as it is now: (test client, its store, the proxy)."""
+    snapshot of the server's graph as it is now: (test client, its store, the proxy). A cooldown > 0 gives
+    the store the API's circuit breaker, as `open_store(for_requests=True)` does."""
     import dataclasses
     from urllib.parse import urlparse
 
+    from graph.breaker import CircuitBreaker
     from graph.neo4j_store import Neo4jGraphStore
     from tests.tcp_proxy import TcpProxy
 
     target = urlparse(settings.neo4j.bolt_uri)
     proxy = TcpProxy(target.hostname, target.port)
+    breaker = CircuitBreaker(cooldown_s=breaker_cooldown_s, slow_s=0.9) if breaker_cooldown_s else None
     store = Neo4jGraphStore(dataclasses.replace(settings.neo4j, uri=f"bolt://127.0.0.1:{proxy.port}",
-                                                connect_timeout_s=1.0), query_timeout_s=query_timeout_s)
+                                                connect_timeout_s=1.0), query_timeout_s, breaker)
     app_settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_EXPLORE_SHARE": "0",
                                       "PYMK_API_KEYS": "k1"})
     save_snapshot(from_store(neo4j_store), ArtifactStore(app_settings.snapshot_dir), source="neo4j")
@@ -593,7 +597,8 @@ def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_sto
     p = prefix
     pairs = [(f"{p}a{i}", f"{p}a{j}") for i in range(4) for j in range(i + 1, 4)] + [(f"{p}a0", f"{p}b0")]
     neo4j_store.add_friendships([Friendship(a, b) for a, b in pairs])
-    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path)
+    # with the API's breaker: a refused connection fails fast, so it must not hold back the next request
+    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, breaker_cooldown_s=600.0)
     url = f"/v1/users/{p}a1/suggestions"
     try:
         assert client.get(url).status_code == 200
@@ -644,6 +649,46 @@ def test_a_graph_store_that_stops_answering_costs_a_request_seconds_not_two_minu
         assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < silent + 3
         proxy.resume()
         assert client.get(url).status_code == 200   # served again with the next request
+    finally:
+        proxy.down()
+        store.close()
+
+
+@pytest.mark.integration
+def test_after_a_stall_is_found_requests_fail_at_once_until_a_trial_finds_the_server_again(
+        neo4j_store, settings, prefix, tmp_path):
+    """The circuit breaker: the first request into a stalled server waits out the silence limit; the ones
+    after it answer 503 at once (with how long until the next try) instead of each waiting as long, until
+    the cooldown has passed and one request finds the server answering again."""
+    import time
+
+    if settings.neo4j.external:
+        pytest.skip("an external server's keep-alive is its operator's setting")
+    silent, cooldown = 2 * settings.neo4j.keep_alive_s, 3.0
+    p = prefix
+    neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
+    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s=1.0,
+                                               breaker_cooldown_s=cooldown)
+    url = f"/v1/users/{p}a1/suggestions"
+    try:
+        assert client.get(url).status_code == 200
+        proxy.stall()
+        start = time.perf_counter()
+        assert client.get(url).status_code == 503 and time.perf_counter() - start > silent - 0.5
+        opened = time.perf_counter()
+        for path in (url, "/readyz", url):
+            start = time.perf_counter()
+            resp = client.get(path)
+            assert resp.status_code == 503 and time.perf_counter() - start < 0.5, path
+        assert resp.get_json()["error"]["code"] == "graph_store_unavailable"
+        assert 1 <= int(resp.headers["Retry-After"]) <= cooldown
+        # the two suggestions requests (/readyz answers its own 503)
+        assert "pymk_graph_store_held_back_total 2.0" in client.get("/metrics").get_data(as_text=True)
+        proxy.resume()
+        assert client.get(url).status_code == 503   # still within the cooldown: not tried yet
+        time.sleep(max(0.0, opened + cooldown - time.perf_counter()) + 0.1)
+        assert client.get(url).status_code == 200   # the trial finds the server: closed again
+        assert client.get(url).status_code == 200 and client.get("/readyz").status_code == 200
     finally:
         proxy.down()
         store.close()
