@@ -24,7 +24,8 @@ from graph.event_schema import EventIn
 REF = "#/components/schemas/{model}"
 
 
-def spec() -> dict:
+def spec(auth: str = "writes") -> dict:
+    """The description; `auth` (PYMK_API_AUTH) says whether reads need the key too."""
     components: dict[str, dict] = {}
 
     def schema(model: type[BaseModel]) -> dict:
@@ -59,7 +60,8 @@ def spec() -> dict:
                 {"name": "explain", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
             ],
             "responses": {"200": body(SuggestionsOut, "ranked suggestions with reasons"),
-                          **errors(400, 404, 429, 503)},
+                          **errors(400, *((401,) if auth == "all" else ()), 404, 429, 503)},
+            **({"security": [{"apiKey": []}]} if auth == "all" else {}),
         }},
         "/v1/events": {"post": write({"oneOf": [event, {"type": "array", "items": event, "minItems": 1,
                                                          "maxItems": 1000}]}, 202, AcceptedOut)},

@@ -1,8 +1,8 @@
 """Rate limits on validated identities, counted in storage every worker process shares.
 
 Flask-Limiter does the limiting (fixed one-minute windows, 429 with Retry-After). Who is counted:
-a write carrying a configured API key is counted against that key; everything else (reads, and
-writes with a missing or wrong key) against the client address, so a client inventing a new key
+a request that needs a key (a write; with PYMK_API_AUTH=all any /v1 request) and carries a configured
+one is counted against that key; everything else against the client address, so a client inventing a new key
 per request is still one client. The counters live in `PYMK_API_RATE_LIMIT_STORAGE`: by default a
 SQLite file in the data directory, shared by the gunicorn workers of one machine (the storage
 below); for several machines, any storage `limits` supports (`redis://...`, `memcached://...`).
@@ -91,9 +91,12 @@ class SqliteStorage(Storage):
 
 
 def client_identity() -> str:
-    """A configured API key on a write; the client address otherwise (an unknown key is no identity)."""
+    """A configured API key on a request that needs one (a write; any /v1 request with PYMK_API_AUTH=all);
+    the client address otherwise (an unknown key, or one a request did not need, is no identity)."""
     key = request.headers.get("X-API-Key")
-    if request.method in WRITE_METHODS and key and key in current_app.config["PYMK_SETTINGS"].api.api_keys:
+    api = current_app.config["PYMK_SETTINGS"].api
+    keyed = request.method in WRITE_METHODS or (api.auth == "all" and request.path.startswith("/v1/"))
+    if keyed and key and key in api.api_keys:
         return f"key:{key}"
     return f"addr:{request.remote_addr or 'unknown'}"
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, request_id
 from api.explain import reasons
+from api.ratelimit import WRITE_METHODS
 from api.schemas import BlockIn, FriendshipIn, UserIn
 from graph.event_schema import parse_event
 from graph.records import Event, Friendship
@@ -34,6 +35,14 @@ def _require_key() -> None:
     # compare every key in constant time, so response timing does not reveal how much of a key matched
     if not any(hmac.compare_digest(given, key.encode()) for key in keys):
         raise ApiError(401, "bad_api_key", "missing or unknown X-API-Key header")
+
+
+@bp.before_request
+def _reads_need_a_key_too() -> None:
+    """PYMK_API_AUTH=all: every /v1 request needs a key (writes check theirs in their own route)."""
+    if (request.method not in WRITE_METHODS and request.path.startswith("/v1/")
+            and current_app.config["PYMK_SETTINGS"].api.auth == "all"):
+        _require_key()
 
 
 def _json_body() -> object:
@@ -224,4 +233,4 @@ def metrics():
 def openapi():
     from api.openapi import spec
 
-    return jsonify(spec())
+    return jsonify(spec(current_app.config["PYMK_SETTINGS"].api.auth))

@@ -19,8 +19,7 @@ log = logging.getLogger(__name__)
 KNOWN_VARIABLES = frozenset({
     "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
     "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
-    "PYMK_NEO4J_BREAKER_COOLDOWN_S",
-    "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH",
+    "PYMK_NEO4J_BREAKER_COOLDOWN_S", "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH", "PYMK_API_AUTH",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
@@ -105,6 +104,7 @@ class Neo4jSettings:
 
 
 SERVED_LOG_MODES = ("off", "ids", "features")
+AUTH_MODES = ("writes", "all")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}   # PYMK_TIME_UNIT: numeric times in the inputs
 
 
@@ -131,6 +131,10 @@ class ApiSettings:
     """The HTTP API. Writes need an X-API-Key from `api_keys`; with none configured, writes are refused."""
 
     api_keys: frozenset[str] = frozenset()
+    # who needs a key: "writes" (reads are open: a service only the platform's backend can reach), or "all"
+    # (suggestions too: they name a user's friends of friends and mutual friends); probes, metrics and the
+    # OpenAPI description stay open either way
+    auth: str = "writes"
     max_request_bytes: int = 1 << 20
     rate_limit_per_minute: int = 6000          # per client (API key or address); 0 = off
     rate_limit_storage: str | None = None      # limits storage URI shared by the workers (None: SQLite in data_dir)
@@ -224,6 +228,7 @@ class Settings:
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())
         api = ApiSettings(
             api_keys=keys,
+            auth=_env_choice(env, "PYMK_API_AUTH", AUTH_MODES, "writes"),
             max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20, lo=1024),
             rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000, lo=0),
             rate_limit_storage=env.get("PYMK_API_RATE_LIMIT_STORAGE") or None,

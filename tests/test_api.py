@@ -11,6 +11,7 @@ from graph.memory_store import MemoryGraphStore
 from graph.records import Event, Friendship, UserRecord
 from graph.snapshot import from_store, save_snapshot
 from pymk.artifacts import ArtifactStore
+from pymk.errors import ConfigError
 from pymk.settings import Settings
 
 KEY = {"X-API-Key": "k1"}
@@ -118,6 +119,37 @@ def test_writes_need_an_api_key(client):
     for partial in ("k", "k1 ", "k1,k2", ""):   # a prefix, padding, the whole list, empty: all refused
         assert client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": partial}).status_code == 401
     assert client.post("/v1/users", json={"id": "z"}, headers={"X-API-Key": "k2"}).status_code == 201
+
+
+def test_with_auth_all_reads_need_a_key_too_and_each_key_is_its_own_rate_limit_client(app_settings, world):
+    import dataclasses
+
+    settings = dataclasses.replace(app_settings, api=dataclasses.replace(app_settings.api, auth="all",
+                                                                         rate_limit_per_minute=4))
+    save_snapshot(from_store(world), ArtifactStore(settings.snapshot_dir), source="test")
+    client = create_app(settings, store=world).test_client()
+    url = "/v1/users/a1/suggestions"
+    for headers in ({}, {"X-API-Key": "k"}, {"X-API-Key": "k1,k2"}):
+        resp = client.get(url, headers=headers)
+        assert resp.status_code == 401 and resp.get_json()["error"]["code"] == "bad_api_key", headers
+    assert client.get("/v1/users/nobody/suggestions").status_code == 401   # no key: not even whether one exists
+    for path in ("/healthz", "/readyz", "/metrics"):   # probes and scrapes stay open
+        assert client.get(path).status_code == 200, path
+    spec = client.get("/openapi.json").get_json()["paths"][url.replace("a1", "{user_id}")]["get"]
+    assert spec["security"] == [{"apiKey": []}] and "401" in spec["responses"]
+    # the address spent its 4 requests above; a configured key on a read is its own client now
+    assert client.get(url, headers={"X-API-Key": "k1"}).status_code == 200
+    assert client.get(url).status_code == 429
+    assert client.post("/v1/users", json={"id": "z"}, headers=KEY).status_code == 201   # writes as before
+    with pytest.raises(ConfigError, match="PYMK_API_AUTH=all"):
+        create_app(dataclasses.replace(settings, api=dataclasses.replace(settings.api, api_keys=frozenset())),
+                   store=world)
+
+
+def test_by_default_reads_need_no_key(client, app):
+    assert client.get("/v1/users/a1/suggestions").status_code == 200
+    spec = client.get("/openapi.json").get_json()["paths"]["/v1/users/{user_id}/suggestions"]["get"]
+    assert "security" not in spec and "401" not in spec["responses"]
 
 
 def test_events_single_and_batch(client, world, app_settings):
