@@ -21,7 +21,6 @@ from api.routes import bp
 from api.services import Services
 from graph.store import GraphStore
 from graph.timestamps import TimeWindow, set_time_window
-from pymk.errors import ConfigError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,7 @@ _CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 def create_app(settings: Settings | None = None, store: GraphStore | None = None) -> Flask:
     """Build the app. `store` defaults to the configured Neo4j store."""
     settings = settings or Settings.from_env()
-    if settings.api.auth == "all" and not settings.api.api_keys:
-        raise ConfigError("PYMK_API_AUTH=all needs keys in PYMK_API_KEYS (none are set: no request could be served)")
+    settings.api.check_servable()
     set_time_window(TimeWindow(settings.ts_earliest, settings.ts_max_future_s, settings.ts_unit_s))
     # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
     torch.set_num_threads(1)

@@ -25,6 +25,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: int = 8) -> None:
     """Serve until interrupted (`pymk serve` has checked it can listen on host:port)."""
+    settings.api.check_servable()   # here as well as in create_app: not in each gunicorn worker's boot
     if workers <= 1:
         from waitress import serve as waitress_serve
 

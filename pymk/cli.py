@@ -255,6 +255,7 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, threads
     from pymk.ports import check_can_listen
 
     workers, threads = workers or settings.api.workers, threads or settings.api.threads
+    settings.api.check_servable()
     check_can_listen(host, port)   # before saying where it listens
     if workers > 1:
         # worker metrics are shared through this directory; prometheus_client reads the variable

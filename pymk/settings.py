@@ -152,6 +152,12 @@ class ApiSettings:
     served_log: str = "ids"
     served_log_retention_h: float = 24.0
 
+    def check_servable(self) -> None:
+        """ConfigError for settings no API could serve with (checked before any server process starts)."""
+        if self.auth == "all" and not self.api_keys:
+            raise ConfigError("PYMK_API_AUTH=all needs keys in PYMK_API_KEYS (none are set: no request could be "
+                              "served)")
+
 
 @dataclass(frozen=True)
 class Settings:
