@@ -21,6 +21,7 @@ from api.routes import bp
 from api.services import Services
 from graph.store import GraphStore
 from graph.timestamps import TimeWindow, set_time_window
+from pymk import logs
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,12 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     def _start() -> None:
         g.start = time.perf_counter()
         g.snapshot_version = app.extensions["pymk"].served.snapshot_version
+        g.log_context = logs.REQUEST_ID.set(errors.request_id())   # JSON log lines carry it
+
+    @app.teardown_request
+    def _end(_exc: BaseException | None) -> None:
+        if "log_context" in g:
+            logs.REQUEST_ID.reset(g.log_context)
 
     shown = [None]   # the served artifacts whose publication times the gauge holds
 

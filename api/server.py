@@ -41,7 +41,10 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
         _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                              "worker_class": "gthread", "preload_app": False, "timeout": 60, "reuse_port": True,
                              "graceful_timeout": 30, "keepalive": 5, "accesslog": None,
-                             "child_exit": _child_exit}).run()
+                             "child_exit": _child_exit,
+                             # gunicorn's own lines through pymk's handler: JSON too with PYMK_LOG_FORMAT=json
+                             **({"logger_class": _gunicorn_logger()} if settings.log_format == "json" else {}),
+                             }).run()
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
@@ -50,6 +53,21 @@ def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _gunicorn_logger():
+    from gunicorn.glogging import Logger
+
+    class ThroughRoot(Logger):
+        """gunicorn's logs handed to the root logger's handlers (pymk/logs.py) instead of its own."""
+
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            for logger in (self.error_log, self.access_log):
+                logger.handlers.clear()
+                logger.propagate = True
+
+    return ThroughRoot
 
 
 def _gunicorn_base():

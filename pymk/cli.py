@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
+from pymk import logs
 from pymk.cli_events import events, users
 from pymk.cli_models import COMMANDS
 from pymk.cli_snapshot import snapshot, status
 from pymk.errors import GraphStoreUnavailableError, PymkError
-from pymk.settings import Settings
+from pymk.settings import Settings, log_format
 
 log = logging.getLogger("pymk")
 
 
-def _setup_logging(verbosity: int) -> None:
+def _setup_logging(verbosity: int, fmt: str) -> None:
     """Warnings only by default (commands print their results); -v: progress of the stages; -vv: debug.
+    As text lines or JSON objects (PYMK_LOG_FORMAT).
 
     Third-party loggers (the neo4j driver, faiss's loader) stay at WARNING unless -vv.
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.setup(level, fmt)
     for name in ("neo4j", "faiss", "matplotlib"):
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
 
@@ -45,7 +48,11 @@ class _Cli(click.Group):
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """pymk: people-you-may-know engine."""
-    _setup_logging(verbose)
+    try:
+        fmt = log_format(os.environ)
+    except PymkError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _setup_logging(verbose, fmt)
     ctx.obj = Settings.from_env()
     from graph.timestamps import TimeWindow, set_time_window
 

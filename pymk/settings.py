@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +20,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
     "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
     "PYMK_NEO4J_BREAKER_COOLDOWN_S", "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH", "PYMK_API_AUTH",
+    "PYMK_LOG_FORMAT",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
@@ -115,6 +116,12 @@ def _env_choice(env: dict[str, str], name: str, choices: Collection[str], defaul
     return value
 
 
+def log_format(env: Mapping[str, str]) -> str:
+    """PYMK_LOG_FORMAT: "text" (lines for people) or "json" (one object a line, pymk/logs.py). Read before
+    the rest of the settings, so that their own warnings come out in it."""
+    return _env_choice(dict(env), "PYMK_LOG_FORMAT", ("text", "json"), "text")
+
+
 def default_workers() -> int:
     """`pymk serve` worker processes: one per core, at most 8 (each with DEFAULT_THREADS threads: one
     computes while the other waits on Neo4j). More processes or threads on the same cores only add
@@ -172,6 +179,7 @@ class Settings:
     ts_earliest: float = 0.0
     ts_max_future_s: float = 86_400.0
     ts_unit_s: float = 1.0     # seconds per unit of a numeric time in files and API bodies (PYMK_TIME_UNIT)
+    log_format: str = "text"   # PYMK_LOG_FORMAT (pymk/logs.py)
 
     @property
     def snapshot_dir(self) -> Path:
@@ -247,7 +255,8 @@ class Settings:
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
                    ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
-                   ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")])
+                   ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")],
+                   log_format=log_format(env))
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)
