@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, fresh_neo4j, percentiles, write_results  # noqa: E402
+from bench.common import OUT, fresh_neo4j, open_loop, percentiles, write_results  # noqa: E402
 from graph.server import status as neo4j_status  # noqa: E402
 from pymk.settings import DEFAULT_THREADS, default_workers  # noqa: E402
 
@@ -49,41 +48,13 @@ MIX_WARMUP = (100, 20)   # req/s, seconds of a mix's own traffic before its meas
 
 def _load(port: int, users: list[str], rate: float, seconds: float, threads: int = 16) -> dict:
     total = int(rate * seconds)
-    start = time.perf_counter() + 0.2
-    schedule = start + np.arange(total) / rate
-    lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    rng = np.random.default_rng(int(rate))
-    who = rng.choice(users, total)
-
-    def worker(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        for i in range(k, total, threads):
-            delay = schedule[i] - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                conn.request("GET", f"/v1/users/{who[i]}/suggestions?limit=20&explain=true")
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            done = time.perf_counter()
-            with lock:
-                lat.append(done - schedule[i])
-                errors[0] += 0 if ok else 1
-
-    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    who = np.random.default_rng(int(rate)).choice(users, total)
+    start = time.perf_counter() + 0.2   # open_loop's first request is scheduled 0.2 s from now
+    _, lat, status = open_loop(port, [f"/v1/users/{u}/suggestions?limit=20&explain=true" for u in who], rate,
+                               threads)
     elapsed = time.perf_counter() - start
     return {"target_rps": rate, "achieved_rps": round(total / elapsed, 1), "requests": total,
-            "errors": errors[0], **percentiles(lat)}
+            "errors": int((status != 200).sum()), **percentiles(lat.tolist())}
 
 
 def _histograms(port: int) -> dict[tuple[str, str], dict[float, float]]:

@@ -49,6 +49,43 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
             "mean_ms": round(float(arr.mean()), 3)}
 
 
+def open_loop(port: int, paths: list[str], rate: float, threads: int = 16, timeout_s: float = 10.0,
+              start_in_s: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GET each of `paths` from 127.0.0.1:`port`, the i-th at i / `rate` s after the start (open loop:
+    latency counts from the scheduled time, so a slow server cannot hide its queueing behind the
+    generator). Returns (scheduled offsets s, latencies s, HTTP statuses; 0: no answer within `timeout_s`)."""
+    import http.client
+    import threading
+
+    total = len(paths)
+    offsets = np.arange(total) / rate
+    lat, status = np.zeros(total), np.zeros(total, dtype=np.int64)
+    start = time.perf_counter() + start_in_s
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        for i in range(k, total, threads):
+            delay = start + offsets[i] - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                conn.request("GET", paths[i])
+                resp = conn.getresponse()
+                resp.read()
+                status[i] = resp.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+            lat[i] = time.perf_counter() - (start + offsets[i])
+
+    pool = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return offsets, lat, status
+
+
 @contextmanager
 def fresh_neo4j(name: str, port: int, start: bool = True, keep: bool = False) -> Iterator[Settings]:
     """A throw-away local Neo4j under bench/out/NAME (wiped first unless `keep`), stopped afterwards.

@@ -219,6 +219,22 @@ def main() -> None:
                 f"core (ranking tasks alone: {large.get('ranking_task_users_per_core_s')} users/s per core); "
                 f"executor cores to rank all {first['snapshot']['users']:,} users sooner than this machine "
                 f"in-process: {first['spark_cores_to_overtake_this_machine']}.\n")
+    if r := load("stall"):
+        normal, stall, after = r["phases_s"]
+        add(f"### Serving through a Neo4j stall, with the circuit breaker and without it ({r['date']}, "
+            f"{r['machine']}; `bench/stall.py`)\n")
+        add(f"{r['users']:,}-user world, {r['workers']} workers x {r['threads']} threads, {r['rate_rps']:g} req/s "
+            f"open loop; silence limit {r['silence_limit_s']:g} s, connect timeout {r['connect_timeout_s']:g} s.\n")
+        add("| phase | arm | requests | answered within 1 s | 200 | 503 | p50 ms | p99 ms |\n"
+            "|---|---|---|---|---|---|---|---|")
+        for phase, secs in (("normal", normal), ("stall", stall), ("after", after)):
+            for i, arm in enumerate(r["arms"]):
+                p = arm[phase]
+                name = f"breaker ({arm['breaker_cooldown_s']:g} s)" if arm["breaker_cooldown_s"] else "no breaker"
+                add(f"| {f'{phase} ({secs:g} s)' if i == 0 else ''} | {name} | {p['requests']} | "
+                    f"{p['answered_within_1s']} | {p['served_200']} | {p['status_503']} | {p['p50_ms']:,} | "
+                    f"{p['p99_ms']:,} |")
+        add("")
     if r := load("gnn_tuning"):
         add(f"### GraphSAGE aggregators vs the shallow pure-id model under training configs ({r['date']}, "
             f"ego-Facebook, ids only, held-out ties, mean over {r['seeds']} seeds)\n")
