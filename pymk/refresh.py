@@ -78,7 +78,8 @@ def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress
 
     snapshots = ArtifactStore(settings.snapshot_dir)
     with given_or_opened(settings, store) as graph:
-        snap = from_store(graph, EventLog(settings.event_log_dir), progress=progress)
+        snap = from_store(graph, EventLog(settings.event_log_dir), progress=progress,
+                          event_days=settings.event_history_days)
         if not allow_shrink:
             check_shrink(snap.num_edges, snapshots)
         return save_snapshot(snap, snapshots, source=graph.server_info()).name

@@ -315,3 +315,21 @@ def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_n
         proc.kill()   # no chance to clean up: the operating system drops its lock
         proc.wait()
     assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})["finished"]
+
+
+def test_the_snapshot_holds_the_configured_days_of_events_counted_back_from_the_newest(tmp_path):
+    from graph.records import Event, Friendship
+    from graph.snapshot import load_snapshot
+
+    day = 86_400.0
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("u1", "u2", 1.0)])
+    for days, want in (("0", [0, 100, 200]), ("150", [100, 200])):
+        settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / days), "PYMK_EVENT_HISTORY_DAYS": days})
+        log = EventLog(settings.event_log_dir)
+        for d in (0, 100, 200):   # one segment a day of impressions, 100 days apart
+            log.write_segment(f"day{d}", [Event("impression", "u1", "u2", d * day + 5, position=0)])
+        stage_snapshot(settings, store)
+        snap = load_snapshot(ArtifactStore(settings.snapshot_dir).current())
+        assert ((snap.events["ts"] - 5) / day).tolist() == want, days
+    assert Settings.from_env({}).event_history_days == 365.0

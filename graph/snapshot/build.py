@@ -9,10 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from graph.eventcols import SCHEMA, read_columns
 from graph.eventlog import EventLog
 from graph.readers import ByteCounter, EdgeRow, RejectCounter, no_edge_read, read_edges
-from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
+from graph.records import CATEGORICAL_FIELDS, UserRecord
 from graph.snapshot.format import EVENT_CODE, STATUS_CODE, Snapshot, empty_columns
 from graph.store import GraphStore
 from pymk.progress import progress_bar
@@ -157,24 +160,39 @@ def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, di
     return numeric, categorical, vocab, opted
 
 
-def _event_table(ids: np.ndarray, index: dict[str, int], events: Iterable[Event]) -> dict[str, np.ndarray]:
-    seen: set[tuple] = set()
-    rows: list[tuple[int, int, int, float, int]] = []
-    for ev in events:
-        key = (ev.type, ev.src, ev.dst, ev.ts, ev.position)
-        if key in seen or ev.src not in index or ev.dst not in index:
-            continue
-        seen.add(key)
-        rows.append((EVENT_CODE[ev.type], index[ev.src], index[ev.dst], ev.ts,
-                     -1 if ev.position is None else ev.position))
-    rows.sort(key=lambda r: r[3])
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
-    return {"type": arr[:, 0].astype(np.int8), "src": arr[:, 1].astype(np.int32), "dst": arr[:, 2].astype(np.int32),
-            "ts": arr[:, 3].copy(), "position": arr[:, 4].astype(np.int16)}
+def _event_table(ids: np.ndarray, events: pa.Table) -> dict[str, np.ndarray]:
+    """The snapshot's event columns: events of known types between users the snapshot holds, identical ones
+    (type, users, time, position) once, in time order (ties in log order)."""
+    n_in = events.num_rows
+    code = pc.index_in(events["type"], value_set=pa.array(list(EVENT_CODE), pa.string()))
+    names = pa.array([str(x) for x in ids.tolist()], pa.string())   # ids may be held as numbers
+    src, dst = (pc.index_in(events[c], value_set=names) for c in ("src", "dst"))
+    keep = pc.and_(pc.and_(pc.is_valid(code), pc.is_valid(src)), pc.is_valid(dst)).to_numpy(zero_copy_only=False)
+    unknown_types = int(pc.sum(pc.is_null(code)).as_py() or 0)
+    if unknown_types:
+        log.warning("event log: skipping %d events of unknown types", unknown_types)
+
+    def kept(col) -> np.ndarray:
+        return col.to_numpy(zero_copy_only=False)[keep]
+
+    t, ty, a, b = kept(events["ts"]), kept(code).astype(np.int8), kept(src).astype(np.int32), kept(dst).astype(np.int32)
+    pos = kept(pc.fill_null(events["position"], -1)).astype(np.int16)
+    # by time, then the rest of the identity, then log order: a repeat follows its first occurrence
+    order = np.lexsort((np.arange(t.size), pos, b, a, ty, t))
+    t, ty, a, b, pos = t[order], ty[order], a[order], b[order], pos[order]
+    first = np.ones(t.size, dtype=bool)
+    first[1:] = (t[1:] != t[:-1]) | (ty[1:] != ty[:-1]) | (a[1:] != a[:-1]) | (b[1:] != b[:-1]) | (pos[1:] != pos[:-1])
+    # time order, ties in log order (as the export always kept them)
+    again = np.lexsort((order[first], t[first]))
+    log.debug("event log: %d events read, %d kept", n_in, int(first.sum()))
+    return {"type": ty[first][again], "src": a[first][again], "dst": b[first][again], "ts": t[first][again].copy(),
+            "position": pos[first][again]}
 
 
-def from_store(store: GraphStore, event_log: EventLog | None = None, progress: bool = False) -> Snapshot:
-    """Export the whole graph from the store (streamed in batches) plus the event log."""
+def from_store(store: GraphStore, event_log: EventLog | None = None, progress: bool = False,
+               event_days: float = 0.0) -> Snapshot:
+    """Export the whole graph from the store (streamed in batches) plus the event log (with `event_days` > 0,
+    only its events within that many days of the newest one)."""
     start = time.perf_counter()
     users: list[UserRecord] = []
     for batch in progress_bar(store.iter_users(), desc="users", unit=" batch", enabled=progress):
@@ -204,7 +222,7 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
               "dst": np.array([index[b[1]] for b in blk], np.int32),
               "at": np.array([b[2] for b in blk], np.float64)}
-    events = _event_table(ids, index, event_log.read() if event_log is not None else ())
+    events = _event_table(ids, read_columns(event_log, event_days) if event_log is not None else SCHEMA.empty_table())
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
