@@ -219,6 +219,19 @@ def main() -> None:
                 f"core (ranking tasks alone: {large.get('ranking_task_users_per_core_s')} users/s per core); "
                 f"executor cores to rank all {first['snapshot']['users']:,} users sooner than this machine "
                 f"in-process: {first['spark_cores_to_overtake_this_machine']}.\n")
+    if r := load("events_export"):
+        add(f"### The snapshot's read of the event log ({r['date']}, {r['machine']}; `bench/events_export.py`)\n")
+        add(f"{r['days']} daily segments, {r['events']:,} events ({r['log_mb']} MB) among {r['users']:,} users.\n")
+        add("| arm | events kept | seconds | peak RSS MB | vs baseline |\n|---|---|---|---|---|")
+        base = r["baseline_all"]["seconds"]
+        for key, label in (("baseline_all", "baseline: every event, one at a time"),
+                           ("columnar_all", "columnar: every event"),
+                           ("window_no_cache", f"columnar, last {r['window_days']:g} days, no segment cache"),
+                           ("window_cached", f"columnar, last {r['window_days']:g} days, cached segment ranges")):
+            a = r[key]
+            add(f"| {label} | {a['events_kept']:,} | {a['seconds']} | {a['peak_rss_mb']:,} | "
+                f"{base / a['seconds']:.1f}x |")
+        add("")
     if r := load("stall"):
         normal, stall, after = r["phases_s"]
         add(f"### Serving through a Neo4j stall, with the circuit breaker and without it ({r['date']}, "
