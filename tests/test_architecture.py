@@ -71,8 +71,9 @@ def test_the_check_finds_a_wrong_way_import(tmp_path, monkeypatch):
         bad.unlink()
 
 
-def test_api_workers_do_not_load_torch_geometric():
+def test_api_workers_do_not_load_torch_geometric_nor_arrow():
+    """Each is memory in every worker process for code only batch jobs run (training, the snapshot export)."""
     code = ("import sys, api, ranker.serve, pymk.assemble; from api import create_app; "
-            "print('torch_geometric' in sys.modules, 'triton' in sys.modules)")
+            "print('torch_geometric' in sys.modules, 'triton' in sys.modules, 'pyarrow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "False"]

@@ -9,10 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from graph.eventcols import SCHEMA, read_columns
 from graph.eventlog import EventLog
 from graph.readers import ByteCounter, EdgeRow, RejectCounter, no_edge_read, read_edges
 from graph.records import CATEGORICAL_FIELDS, UserRecord
@@ -160,9 +157,13 @@ def _profile_columns(ids: np.ndarray, users: list[UserRecord]) -> tuple[dict, di
     return numeric, categorical, vocab, opted
 
 
-def _event_table(ids: np.ndarray, events: pa.Table) -> dict[str, np.ndarray]:
-    """The snapshot's event columns: events of known types between users the snapshot holds, identical ones
-    (type, users, time, position) once, in time order (ties in log order)."""
+def _event_table(ids: np.ndarray, events) -> dict[str, np.ndarray]:
+    """The snapshot's event columns from the log's (`events`, an Arrow table: graph/eventcols.py): events of
+    known types between users the snapshot holds, identical ones (type, users, time, position) once, in time
+    order (ties in log order)."""
+    import pyarrow as pa  # here: the API's processes load snapshots, never export them
+    import pyarrow.compute as pc
+
     n_in = events.num_rows
     code = pc.index_in(events["type"], value_set=pa.array(list(EVENT_CODE), pa.string()))
     names = pa.array([str(x) for x in ids.tolist()], pa.string())   # ids may be held as numbers
@@ -222,6 +223,8 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
               "dst": np.array([index[b[1]] for b in blk], np.int32),
               "at": np.array([b[2] for b in blk], np.float64)}
+    from graph.eventcols import SCHEMA, read_columns
+
     events = _event_table(ids, read_columns(event_log, event_days) if event_log is not None else SCHEMA.empty_table())
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
