@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, fresh_neo4j, open_loop, percentiles, write_results  # noqa: E402
+from bench.common import OUT, fresh_neo4j, open_loop, percentiles, wait_ready, write_results  # noqa: E402
 from graph.server import status as neo4j_status  # noqa: E402
 from pymk.settings import DEFAULT_THREADS, default_workers  # noqa: E402
 
@@ -191,15 +191,7 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
                                    str(workers), "--threads", str(threads)],
                                   cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(240):
-                try:
-                    c = http.client.HTTPConnection("127.0.0.1", 8097, timeout=2)
-                    c.request("GET", "/readyz")
-                    if c.getresponse().status == 200:
-                        break
-                except OSError:
-                    pass
-                time.sleep(0.5)
+            wait_ready(8097)
             # Warm-up (figures are for a server in steady state): Neo4j's JIT compiles its Bolt, Cypher and
             # procedure paths over the first ~10k queries, competing for the same 2 cores until it has.
             warmup = ((50, 20), (100, 40), (150, 30), (200, 30))

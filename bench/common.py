@@ -49,6 +49,22 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
             "mean_ms": round(float(arr.mean()), 3)}
 
 
+def wait_ready(port: int, tries: int = 240) -> None:
+    """Until the API on 127.0.0.1:`port` answers /readyz with 200 (RuntimeError after `tries` half-seconds)."""
+    import http.client
+
+    for _ in range(tries):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/readyz")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the API on port {port} never became ready")
+
+
 def open_loop(port: int, paths: list[str], rate: float, threads: int = 16, timeout_s: float = 10.0,
               start_in_s: float = 0.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """GET each of `paths` from 127.0.0.1:`port`, the i-th at i / `rate` s after the start (open loop:

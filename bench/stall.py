@@ -14,7 +14,6 @@ are served again. Writes bench/out/stall.json and a plot of every request's late
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -29,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, fresh_neo4j, open_loop, write_results  # noqa: E402
+from bench.common import OUT, fresh_neo4j, open_loop, wait_ready, write_results  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
 
 API_PORT = 8096
@@ -37,19 +36,6 @@ API_PORT = 8096
 
 def _cli(env: dict, *args: str) -> None:
     subprocess.run([sys.executable, "-m", "pymk", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-
-
-def _ready(port: int, tries: int = 240) -> None:
-    for _ in range(tries):
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the API on port {port} never became ready")
 
 
 def _phase(offsets, lat, status, lo: float, hi: float) -> dict:
@@ -80,7 +66,7 @@ def _arm(env: dict, proxy: TcpProxy, cooldown: str, users: list[str], rate: floa
                                "--threads", "2"], cwd=ROOT, env={**env, "PYMK_NEO4J_BREAKER_COOLDOWN_S": cooldown},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _ready(API_PORT)
+        wait_ready(API_PORT)
         rng = np.random.default_rng(0)
         open_loop(API_PORT, [f"/v1/users/{u}/suggestions" for u in rng.choice(users, int(20 * rate))], rate)  # warm
         total = normal + stall + after

@@ -15,12 +15,11 @@ import logging
 import os
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from graph.eventlog import EventLog
+from graph.eventlog import EventLog, read_segment_events
 
 log = logging.getLogger(__name__)
 
@@ -31,24 +30,12 @@ _PARSE = pj.ParseOptions(explicit_schema=SCHEMA, unexpected_field_behavior="igno
 
 
 def _by_lines(path: Path) -> pa.Table:
-    """The slow path: one line at a time, as `EventLog.read` reads (ids as text, times as numbers)."""
+    """The slow path: the segment's events as `EventLog.read` reads them (ids as text, times as numbers)."""
     cols: dict[str, list] = {name: [] for name in SCHEMA.names}
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-                row = (str(obj["type"]), str(obj["src"]), str(obj["dst"]), float(obj["ts"]), obj.get("position"))
-                if row[4] is not None and not isinstance(row[4], int):
-                    raise ValueError(f"position {row[4]!r} is not an integer")
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("%s:%d: skipping unreadable event log line (%s)", path, number, exc)
-                continue
-            for name, value in zip(SCHEMA.names, row, strict=True):
-                cols[name].append(value)
+    for ev in read_segment_events(path):
+        position = ev.position if type(ev.position) is int else None
+        for name, value in zip(SCHEMA.names, (ev.type, ev.src, ev.dst, ev.ts, position), strict=True):
+            cols[name].append(value)
     return pa.table(cols, schema=SCHEMA)
 
 

@@ -196,15 +196,20 @@ class EventLog:
     def read(self) -> Iterator[Event]:
         """Every event in every segment, in segment order (unordered by time across segments)."""
         for seg in self.segments():
-            with open(seg) as f:
-                for number, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                        if not isinstance(obj, dict):
-                            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-                        yield Event(obj.pop("type"), str(obj.pop("src")), str(obj.pop("dst")),
-                                    float(obj.pop("ts")), obj.pop("position", None), obj)
-                    except (ValueError, KeyError) as exc:
-                        log.warning("%s:%d: skipping unreadable event log line (%s)", seg, number, exc)
+            yield from read_segment_events(seg)
+
+
+def read_segment_events(path: Path) -> Iterator[Event]:
+    """One segment's events, a line at a time; an unreadable line is skipped with a warning naming it."""
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                if not isinstance(obj, dict):
+                    raise ValueError(f"a JSON {type(obj).__name__}, not an object")
+                yield Event(obj.pop("type"), str(obj.pop("src")), str(obj.pop("dst")),
+                            float(obj.pop("ts")), obj.pop("position", None), obj)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("%s:%d: skipping unreadable event log line (%s)", path, number, exc)
