@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -64,11 +65,10 @@ def _save_stats(root: Path, stats: dict[str, list]) -> None:
         log.warning("cannot write %s: %s", root / STATS_FILE, exc)
 
 
-def read_columns(event_log: EventLog, days: float = 0.0) -> pa.Table:
-    """Every event of the log as one table in segment order; with `days` > 0 only those within `days` of
-    the newest event's time (the log's own clock, so a replayed or simulated log reads the same)."""
+def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = None) -> dict[Path, tuple[float, float]]:
+    """Each segment's (earliest, latest) event time, from the cache where it is current, else read (the
+    tables read are left in `tables` for the caller); the cache is rewritten when anything changed."""
     stats, fresh = _load_stats(event_log.root), {}
-    tables: dict[Path, pa.Table] = {}
     ranges: dict[Path, tuple[float, float]] = {}
     for seg in event_log.segments():
         try:
@@ -80,13 +80,23 @@ def read_columns(event_log: EventLog, days: float = 0.0) -> pa.Table:
         if isinstance(cached, list) and len(cached) == 4 and cached[:2] == key:
             ranges[seg] = (float(cached[2]), float(cached[3]))
         else:
-            table = tables[seg] = read_segment(seg)
+            table = read_segment(seg)
+            if tables is not None:
+                tables[seg] = table
             mm = pc.min_max(table["ts"])
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             ranges[seg] = (float("inf") if lo is None else lo, float("-inf") if hi is None else hi)
         fresh[seg.name] = [*key, *ranges[seg]]
     if fresh != stats:
         _save_stats(event_log.root, fresh)
+    return ranges
+
+
+def read_columns(event_log: EventLog, days: float = 0.0) -> pa.Table:
+    """Every event of the log as one table in segment order; with `days` > 0 only those within `days` of
+    the newest event's time (the log's own clock, so a replayed or simulated log reads the same)."""
+    tables: dict[Path, pa.Table] = {}
+    ranges = segment_ranges(event_log, tables)
     newest = max((hi for _, hi in ranges.values()), default=float("-inf"))
     since = newest - days * 86_400.0 if days > 0 else float("-inf")
     parts, skipped = [], 0
@@ -100,3 +110,21 @@ def read_columns(event_log: EventLog, days: float = 0.0) -> pa.Table:
         log.info("%s: %d of %d segments hold nothing within %g days of the newest event; not read",
                  event_log.root, skipped, len(ranges), days)
     return pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+
+
+def expire(event_log: EventLog, older_than: float, settle_s: float = 3600.0) -> list[Path]:
+    """Delete the segments whose every event is older than `older_than` (Unix time); a segment written to in
+    the last `settle_s` is left (a worker may still be appending to it). The deleted paths."""
+    gone = []
+    now = time.time()
+    for seg, (_, hi) in segment_ranges(event_log).items():
+        try:
+            if hi < older_than and now - seg.stat().st_mtime >= settle_s:
+                seg.unlink()
+                gone.append(seg)
+        except FileNotFoundError:
+            continue
+    if gone:
+        log.info("%s: deleted %d segments whose events are all older than %s", event_log.root, len(gone),
+                 time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(older_than)))
+    return gone

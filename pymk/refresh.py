@@ -54,7 +54,8 @@ def check_shrink(num_friendships: int, snapshots: ArtifactStore, min_kept: float
 def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: float = 3600.0) -> dict:
     """Every record naming an account deleted from the graph store (its tombstones), out of the event log
     and the served log, and out of the lists served to others; live segments written in the last
-    `settle_s` are left for the next run. Returns the counts (safe to re-run: then all zero)."""
+    `settle_s` are left for the next run. With PYMK_EVENT_RETENTION_DAYS, also the event log's segments
+    whose events are all older than that. Returns the counts (safe to re-run: then all zero)."""
     from graph.connect import given_or_opened
     from graph.eventlog import EventLog
 
@@ -65,6 +66,12 @@ def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: f
         report = EventLog(root).erase(deleted, settle_s=settle_s)
         done[name] = {"records_erased": report.lines, "lists_cut": report.scrubbed, "segments": report.segments,
                       "live_segments_left": len(report.skipped)}
+    if settings.event_retention_days > 0:   # and the event log's segments past its retention
+        from graph.eventcols import expire
+
+        gone = expire(EventLog(settings.event_log_dir), time.time() - settings.event_retention_days * 86_400.0,
+                      settle_s=settle_s)
+        done["event_log"]["segments_expired"] = len(gone)
     return done
 
 

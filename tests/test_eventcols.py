@@ -108,3 +108,22 @@ def test_a_cache_that_cannot_be_read_or_written_costs_a_full_read_not_an_error(t
     (tmp_path / STATS_FILE).unlink()
     (tmp_path / STATS_FILE).mkdir()   # a directory where the cache goes: it cannot be replaced
     assert read_columns(log, days=1).num_rows == 1
+
+
+def test_expire_deletes_segments_wholly_past_the_cutoff_and_never_one_still_being_written(tmp_path):
+    import os
+
+    from graph.eventcols import expire
+
+    log = EventLog(tmp_path)
+    for name, times in (("old", [10.0, 20.0]), ("straddling", [20.0, 200.0]), ("new", [300.0]),
+                        ("old-but-live", [5.0])):
+        with log.segment_writer(name) as write:
+            write(Event("send", "u1", "u2", t) for t in times)
+    for name in ("old", "straddling", "new"):   # written long ago; "old-but-live" was written just now
+        os.utime(tmp_path / f"{name}.jsonl", (1000.0, 1000.0))
+    gone = expire(log, older_than=100.0, settle_s=3600.0)
+    assert [p.name for p in gone] == ["old.jsonl"]
+    assert sorted(p.name for p in log.segments()) == ["new.jsonl", "old-but-live.jsonl", "straddling.jsonl"]
+    assert sorted(read_columns(log)["ts"].to_pylist()) == [5.0, 20.0, 200.0, 300.0]
+    assert expire(log, older_than=100.0, settle_s=0.0) == [tmp_path / "old-but-live.jsonl"]

@@ -333,3 +333,23 @@ def test_the_snapshot_holds_the_configured_days_of_events_counted_back_from_the_
         snap = load_snapshot(ArtifactStore(settings.snapshot_dir).current())
         assert ((snap.events["ts"] - 5) / day).tolist() == want, days
     assert Settings.from_env({}).event_history_days == 365.0
+
+
+def test_the_nightly_erase_stage_deletes_event_segments_past_their_retention_only_when_asked(tmp_path):
+    import os
+    import time as clock
+
+    from graph.records import Event
+
+    store = MemoryGraphStore()
+    for retention, left in (("0", ["recent", "stale"]), ("30", ["recent"])):
+        settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / retention),
+                                      "PYMK_EVENT_RETENTION_DAYS": retention})
+        log = EventLog(settings.event_log_dir)
+        now = clock.time()
+        for name, age_days in (("recent", 2), ("stale", 40)):
+            log.write_segment(name, [Event("impression", "u1", "u2", now - age_days * 86_400.0, position=0)])
+            os.utime(settings.event_log_dir / f"{name}.jsonl", (now - 7200, now - 7200))   # settled
+        report = stage_erase(settings, store)
+        assert sorted(p.stem for p in log.segments()) == left, retention
+        assert report["event_log"].get("segments_expired", 0) == 2 - len(left)
