@@ -21,6 +21,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
     "PYMK_NEO4J_BREAKER_COOLDOWN_S", "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH", "PYMK_API_AUTH",
     "PYMK_LOG_FORMAT", "PYMK_EVENT_HISTORY_DAYS", "PYMK_EVENT_RETENTION_DAYS",
+    "PYMK_RANKER_MAX_IMPRESSIONS",
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
@@ -187,6 +188,9 @@ class Settings:
     # how many days event-log segments are kept (0: for ever): the nightly refresh deletes the segments
     # whose every event is older (data kept no longer than it is used; the served log has its own setting)
     event_retention_days: float = 0.0
+    # at most this many impression examples (and as many send examples) train the ranker, drawn as whole
+    # (viewer, day) groups when the log holds more (0: all): bounds the ranker stage's time and memory
+    ranker_max_impressions: int = 2_000_000
 
     @property
     def snapshot_dir(self) -> Path:
@@ -265,7 +269,8 @@ class Settings:
                    ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")],
                    log_format=log_format(env),
                    event_history_days=_env_float(env, "PYMK_EVENT_HISTORY_DAYS", 365.0, 0.0, 36_500.0),
-                   event_retention_days=_env_float(env, "PYMK_EVENT_RETENTION_DAYS", 0.0, 0.0, 36_500.0))
+                   event_retention_days=_env_float(env, "PYMK_EVENT_RETENTION_DAYS", 0.0, 0.0, 36_500.0),
+                   ranker_max_impressions=_env_int(env, "PYMK_RANKER_MAX_IMPRESSIONS", 2_000_000, lo=0))
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

@@ -51,13 +51,30 @@ def _has_later(keys_src: np.ndarray, keys_dst: np.ndarray, keys_ts: np.ndarray, 
     return out
 
 
+def _day_groups(viewer: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Each row's (viewer, day) key: the group its features are computed for, and ranking metrics read."""
+    return viewer.astype(np.int64) * 1_000_000 + np.floor(ts / 86_400.0).astype(np.int64)
+
+
+def sample_groups(viewer: np.ndarray, ts: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """A mask of whole (viewer, day) groups drawn at random, as many as fit in `budget` rows (every row when
+    they all fit): a bounded, unbiased share of a large log, with every kept list complete for NDCG."""
+    if viewer.size <= budget:
+        return np.ones(viewer.size, dtype=bool)
+    _, inverse, counts = np.unique(_day_groups(viewer, ts), return_inverse=True, return_counts=True)
+    order = rng.permutation(counts.size)
+    chosen = np.zeros(counts.size, dtype=bool)
+    chosen[order[np.cumsum(counts[order]) <= budget]] = True
+    return chosen[inverse]
+
+
 def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np.ndarray, progress: bool
                ) -> tuple[np.ndarray, np.ndarray]:
     day = np.floor(ts / 86_400.0).astype(np.int64)
     order = np.lexsort((ts, day, viewer))
     x = np.zeros((viewer.size, len(FEATURE_NAMES)), dtype=np.float32)
     group = np.zeros(viewer.size, dtype=np.int64)
-    keys = viewer[order].astype(np.int64) * 1_000_000 + day[order]
+    keys = _day_groups(viewer, ts)[order]
     bounds = np.flatnonzero(np.diff(keys)) + 1
     starts, ends = np.concatenate([[0], bounds]), np.concatenate([bounds, [keys.size]])
     for g, (a, b) in enumerate(progress_bar(list(zip(starts, ends, strict=True)), desc="features", enabled=progress)):
@@ -68,8 +85,10 @@ def _featurize(ctx: FeatureContext, viewer: np.ndarray, cand: np.ndarray, ts: np
     return x, group
 
 
-def build_examples(ctx: FeatureContext, progress: bool = False) -> tuple[Examples, Examples]:
-    """(impression examples with send labels, send examples with accept labels)."""
+def build_examples(ctx: FeatureContext, progress: bool = False, max_rows: int = 0) -> tuple[Examples, Examples]:
+    """(impression examples with send labels, send examples with accept labels). With `max_rows` > 0, each
+    kind beyond that many rows is cut to whole (viewer, day) groups drawn at random (labels read every
+    event first): featurizing costs ~50 us and 232 bytes a row, so an impression log of 100M would not fit."""
     ev = ctx.snap.events
     t = ev["type"]
     imp, send, acc = (t == EVENT_CODE[x] for x in ("impression", "send", "accept"))
@@ -78,6 +97,14 @@ def build_examples(ctx: FeatureContext, progress: bool = False) -> tuple[Example
     sv, sc, sts = ev["src"][send], ev["dst"][send], ev["ts"][send]
     # an accept is answered by the candidate: (src = candidate, dst = viewer)
     accepted = _has_later(ev["src"][acc], ev["dst"][acc], ev["ts"][acc], sc, sv, sts, 10 * LABEL_WINDOW)
+    if max_rows > 0 and max(iv.size, sv.size) > max_rows:
+        rng = np.random.default_rng(0)
+        keep = sample_groups(iv, its, max_rows, rng)
+        log.info("impressions: %d of %d sampled by (viewer, day) groups (at most %d rows)", keep.sum(), iv.size,
+                 max_rows)
+        iv, ic, its, sent = iv[keep], ic[keep], its[keep], sent[keep]
+        keep = sample_groups(sv, sts, max_rows, rng)
+        sv, sc, sts, accepted = sv[keep], sc[keep], sts[keep], accepted[keep]
     x_i, g_i = _featurize(ctx, iv, ic, its, progress)
     x_s, g_s = _featurize(ctx, sv, sc, sts, progress)
     log.info("%d impressions (%.2f%% sent), %d sends (%.1f%% accepted)", iv.size, 100 * sent.mean(),

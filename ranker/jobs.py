@@ -56,7 +56,8 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     # the connect head learns from every cut of the history, negatives downsampled as for the impressions
     connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
                          np.random.default_rng(0))
-    out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect)
+    out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect,
+                       max_rows=settings.ranker_max_impressions)
     # publish guard: a model that does not beat the one-line heuristic on validation is not served; the
     # heuristic is (a feature scorer), so a bad training run never makes the suggestions worse
     won, why = guarded(out["report"]["results"], "focal")

@@ -124,14 +124,15 @@ def _xy(ex: Examples | None) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def train_ranker(ctx: FeatureContext, configs: dict[str, RankerConfig], progress: bool = False,
-                 connect: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                 connect: tuple[np.ndarray, np.ndarray] | None = None, max_rows: int = 0) -> dict:
     """Build examples once, train every config, report each on the test period.
 
     `connect` (features, labels from the graph's history, ranker/history.py) trains the connect
-    head alongside the send and accept heads through the shared trunk.
+    head alongside the send and accept heads through the shared trunk. `max_rows` > 0: at most that many
+    impression (and send) examples, as whole (viewer, day) groups drawn at random.
     """
     start = time.perf_counter()
-    imp, snd = build_examples(ctx, progress=progress)
+    imp, snd = build_examples(ctx, progress=progress, max_rows=max_rows)
     t1, t2 = time_periods(imp.ts)
     # Time split: train on the earliest period, calibrate and select on the next, report on the last. Features
     # are as of each example's group start, labels come after it: no period sees a later one.

@@ -196,3 +196,48 @@ def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
     out = Reranker(snap, RerankConfig(max_popular=5, max_group_share=1.0, explore_share=1.0), seed=1)(
         _ranked(snap, ids), k=4)
     assert all(c.score("explore") == 1.0 for c in out)                # exploration is marked
+
+
+def test_sample_groups_keeps_whole_viewer_days_within_the_budget():
+    from ranker.data import sample_groups
+
+    rng = np.random.default_rng(5)
+    viewer = rng.integers(0, 50, 2000)
+    ts = rng.integers(0, 10, 2000) * 86_400.0 + rng.random(2000) * 3600
+    keep = sample_groups(viewer, ts, 500, np.random.default_rng(0))
+    assert 400 < keep.sum() <= 500
+    groups = viewer * 100 + (ts // 86_400).astype(int)
+    for g in np.unique(groups):   # every group wholly in or wholly out
+        assert keep[groups == g].all() or not keep[groups == g].any()
+    assert np.array_equal(keep, sample_groups(viewer, ts, 500, np.random.default_rng(0)))   # seeded
+    assert sample_groups(viewer, ts, 2000, np.random.default_rng(0)).all()
+
+
+def test_a_capped_build_is_a_sample_of_whole_groups_with_the_labels_of_the_full_build(tmp_path):
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship(str(i), str(i + 1), 1.0) for i in range(30)])
+    rng = np.random.default_rng(1)
+    events = []
+    for day in range(6):
+        for viewer in range(30):
+            for slot in range(5):
+                cand = int(rng.integers(0, 31))
+                t = day * 86_400.0 + 3600 + slot
+                events.append(Event("impression", str(viewer), str(cand), t, position=slot))
+                if rng.random() < 0.2:
+                    events.append(Event("send", str(viewer), str(cand), t + 60))
+    store.apply_events(events)
+    log = EventLog(tmp_path)
+    log.write_segment("x", events)
+    snap = from_store(store, log)
+    full, _ = build_examples(FeatureContext(snap))
+    capped, _ = build_examples(FeatureContext(snap), max_rows=300)
+    assert full.y.size == 900 and 250 < capped.y.size <= 300
+    rows = {(int(v), int(c), float(t)): y for v, c, t, y in zip(full.viewer, full.cand, full.ts, full.y, strict=True)}
+    for v, c, t, y in zip(capped.viewer, capped.cand, capped.ts, capped.y, strict=True):
+        assert rows[(int(v), int(c), float(t))] == y   # labels read from every event, not the sample's
+    day = (capped.ts // 86_400).astype(int)
+    kept_groups = set(zip(capped.viewer.tolist(), day.tolist(), strict=True))
+    full_day = (full.ts // 86_400).astype(int)
+    in_kept = [(v, d) in kept_groups for v, d in zip(full.viewer.tolist(), full_day.tolist(), strict=True)]
+    assert sum(in_kept) == capped.y.size   # each kept (viewer, day) whole
