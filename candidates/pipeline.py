@@ -50,6 +50,8 @@ class PipelineConfig:
     overfetch: int = 3           # candidates kept after ranking, per requested suggestion
     concurrency: int = 2         # requests served at once (server threads): the source pool has a thread
                                  # per source for each of them, so one request never waits on another's
+    seen_window_days: float = 14.0   # impressions the re-rank's seen penalty counts: this many days back from
+                                     # the newest (each worker holds them: 8 bytes an impression)
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -83,6 +85,8 @@ class CandidatePipeline:
         self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
         ev = snap.events
         shown = ev["type"] == EVENT_CODE["impression"]
+        if shown.any():
+            shown &= ev["ts"] >= ev["ts"][shown].max() - self.config.seen_window_days * 86_400.0
         order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
         self._imp_src, self._imp_dst = ev["src"][shown][order], ev["dst"][shown][order]
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
@@ -151,7 +155,8 @@ class CandidatePipeline:
             _ = self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))[:20]
 
     def times_seen(self, user: int) -> dict[int, int]:
-        """How often each user was shown to `user` (impressions in the snapshot's event log)."""
+        """How often each user was shown to `user` (impressions in the snapshot's event log, within
+        `seen_window_days` of the newest)."""
         lo, hi = run_bounds(self._imp_src, user)
         shown, counts = np.unique(self._imp_dst[lo:hi], return_counts=True)
         return dict(zip(shown.tolist(), counts.tolist(), strict=True))

@@ -337,6 +337,13 @@ def test_times_seen_counts_impressions_per_shown_user(tmp_path):
     assert pipe.times_seen(i("a")) == {i("c"): 2, i("d"): 1}
     assert pipe.times_seen(i("b")) == {}
     pipe.close()
+    # only the last `seen_window_days` of impressions count (each worker holds them)
+    day = 86_400.0
+    log.write_segment("later", [Event("impression", "a", "d", 20 * day, position=0)])
+    snap = from_store(store, log)
+    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap), PipelineConfig(seen_window_days=14))
+    assert pipe.times_seen(snap.index_of("a")) == {snap.index_of("d"): 1}   # days 0 are 20 days older
+    pipe.close()
 
 
 class _Sleepy:
