@@ -28,7 +28,6 @@ from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
-from graph.snapshot.format import EVENT_CODE
 from pymk.errors import UnknownUserError
 
 log = logging.getLogger(__name__)
@@ -83,12 +82,10 @@ class CandidatePipeline:
         self.reranker = reranker
         self.precomputed: PrecomputedCandidates | None = None  # set by the server when versions match
         self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
-        ev = snap.events
-        shown = ev["type"] == EVENT_CODE["impression"]
-        if shown.any():
-            shown &= ev["ts"] >= ev["ts"][shown].max() - self.config.seen_window_days * 86_400.0
-        order = np.lexsort((ev["dst"][shown], ev["src"][shown]))  # by viewer, then shown user
-        self._imp_src, self._imp_dst = ev["src"][shown][order], ev["dst"][shown][order]
+        # impressions by viewer (the snapshot's shared copy), counted from `seen_window_days` before the newest
+        self._imp_viewer, self._imp_shown, self._imp_sec = snap.impressions_by_viewer()
+        self._seen_from = (self._imp_sec.max() - self.config.seen_window_days * 86_400.0 if self._imp_sec.size
+                           else 0.0)
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
                                         thread_name_prefix="source")
 
@@ -157,8 +154,8 @@ class CandidatePipeline:
     def times_seen(self, user: int) -> dict[int, int]:
         """How often each user was shown to `user` (impressions in the snapshot's event log, within
         `seen_window_days` of the newest)."""
-        lo, hi = run_bounds(self._imp_src, user)
-        shown, counts = np.unique(self._imp_dst[lo:hi], return_counts=True)
+        lo, hi = run_bounds(self._imp_viewer, user)
+        shown, counts = np.unique(self._imp_shown[lo:hi][self._imp_sec[lo:hi] >= self._seen_from], return_counts=True)
         return dict(zip(shown.tolist(), counts.tolist(), strict=True))
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:

@@ -65,14 +65,11 @@ class FeatureContext:
         self.emb = emb
         self.ppr_alpha, self.ppr_eps = ppr_alpha, ppr_eps
         ev = snap.events
-        send, imp = (ev["type"] == EVENT_CODE[x] for x in ("send", "impression"))
+        send = ev["type"] == EVENT_CODE["send"]
         # requests sent, as sorted keys sender << 32 | whole second (counted per window by binary search)
         self.send_keys = np.sort((ev["src"][send].astype(np.int64) << 32) | np.floor(ev["ts"][send]).astype(np.int64))
         # impressions by viewer, then time: who was shown whom, in which second
-        order = np.lexsort((ev["ts"][imp], ev["src"][imp]))
-        self.imp_viewer = ev["src"][imp][order].astype(np.int64)
-        self.imp_shown = ev["dst"][imp][order].astype(np.int64)
-        self.imp_sec = np.floor(ev["ts"][imp][order])
+        self.imp_viewer, self.imp_shown, self.imp_sec = snap.impressions_by_viewer()
         age = snap.categorical.get("age_group")
         self.age = age if age is not None else np.zeros(0, dtype=np.int32)
         timed = snap.since[np.isfinite(snap.since)]

@@ -158,3 +158,45 @@ def test_run_bounds_matches_searchsorted_and_keeps_the_array_dtype():
     assert ((hi - lo) == np.array([(values == p).sum() for p in probe])).all()
     one_lo, one_hi = run_bounds(values, 7)   # a single Python int, as the pipeline asks
     assert (int(one_lo), int(one_hi)) == (int(lo[9]), int(hi[9]))
+
+
+def test_impressions_by_viewer_are_saved_shared_by_mapped_loads_and_recomputed_for_a_past_cut(tmp_path):
+    from graph.memory_store import MemoryGraphStore
+    from graph.snapshot.build import as_of
+    from graph.snapshot.format import SHOWN_ARRAYS
+    from ranker.features import FeatureContext
+
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b", 1.0), Friendship("b", "c", 1.0)])
+    evs = [Event("impression", "b", "a", 30.0, position=0), Event("impression", "a", "c", 20.0, position=0),
+           Event("send", "a", "c", 25.0), Event("impression", "a", "b", 10.0, position=1),
+           Event("impression", "a", "c", 40.5, position=0)]
+    log = EventLog(tmp_path / "events")
+    log.write_segment("s", evs)
+    built = from_store(store, log)
+    i = built.index_of
+    viewer, shown, sec = built.impressions_by_viewer()   # by viewer, then time
+    assert viewer.tolist() == [i("a")] * 3 + [i("b")]
+    assert shown.tolist() == [i("b"), i("c"), i("c"), i("a")] and sec.tolist() == [10.0, 20.0, 40.0, 30.0]
+
+    path = save_snapshot(built, ArtifactStore(tmp_path / "snaps"), source="test")
+    assert all((path / f"{name}.npy").exists() for name in SHOWN_ARRAYS)
+    mapped = load_snapshot(path, mmap=True)
+    ctx = FeatureContext(mapped)
+    for got, want in zip((ctx.imp_viewer, ctx.imp_shown, ctx.imp_sec), (viewer, shown, sec), strict=True):
+        assert np.array_equal(got, want) and not got.flags.writeable   # the mapping itself: one copy for all
+
+    past = as_of(mapped, 25.0)   # No leakage: the cut's own impressions only
+    assert past.impressions_by_viewer()[2].tolist() == [10.0, 20.0]
+    assert FeatureContext(past).imp_sec.tolist() == [10.0, 20.0]
+    assert mapped.impressions_by_viewer()[2].tolist() == [10.0, 20.0, 40.0, 30.0]   # the full one untouched
+
+    for name in SHOWN_ARRAYS:   # a snapshot saved before they were: computed on first use, the same
+        (path / f"{name}.npy").unlink()
+    import json
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["arrays"] = {k: v for k, v in manifest["arrays"].items() if k not in SHOWN_ARRAYS}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    older = load_snapshot(path, mmap=True)
+    assert all(np.array_equal(a, b) for a, b in zip(older.impressions_by_viewer(), (viewer, shown, sec), strict=True))

@@ -251,6 +251,7 @@ def as_of(snap: Snapshot, t: float) -> Snapshot:
     """
     past = restrict_ties(snap, ~(snap.since >= t))
     past.events = {k: v[snap.events["ts"] < t] for k, v in snap.events.items()}
+    past._shown = None   # its impressions by viewer are its own (No leakage: none at or after t.)
     past.requests = {k: v[snap.requests["sent_at"] < t] for k, v in snap.requests.items()}
     past.blocks = {k: v[snap.blocks["at"] < t] for k, v in snap.blocks.items()}
     past.meta["as_of"] = float(t)
