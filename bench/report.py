@@ -232,6 +232,15 @@ def main() -> None:
             add(f"| {label} | {a['events_kept']:,} | {a['seconds']} | {a['peak_rss_mb']:,} | "
                 f"{base / a['seconds']:.1f}x |")
         add("")
+    if r := load("shown_memory"):
+        add(f"### The impression log in the API's workers ({r['date']}, {r['machine']}; `bench/shown_memory.py`)\n")
+        add(f"{r['users']:,} users, {r['impressions']:,} impressions.\n")
+        add("| arm | anonymous memory MB | bytes an impression | seconds |\n|---|---|---|---|")
+        for key, label in (("shared", "saved with the snapshot, memory-mapped"),
+                           ("baseline_per_worker", "baseline: sorted in each worker")):
+            add(f"| {label} | {r[key]['private_mb']} | {r['private_bytes_per_impression'][key]} | "
+                f"{r[key]['seconds']} |")
+        add("")
     if r := load("stall"):
         normal, stall, after = r["phases_s"]
         add(f"### Serving through a Neo4j stall, with the circuit breaker and without it ({r['date']}, "
