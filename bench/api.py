@@ -109,27 +109,47 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
-def _trials(port: int, users: list[str], rate: float, seconds: float, trials: int, cpu: dict[str, int]) -> dict:
+def _trials(servers: dict[str, tuple[int, dict[str, int]]], users: list[str], rate: float, seconds: float,
+            trials: int) -> dict[str, dict]:
     """Several runs at one rate (this shared 2-core machine is noisy): medians, plus every trial, and
     from the server's own histograms the bucket each stage's p50 and p99 fell in over all trials.
     CPU per request over all trials: the server's processes, Neo4j's and this load generator's
-    (`cpu`: name -> pid), what sizes a deployment."""
-    before = _histograms(port)
-    used = {name: _cpu_s([pid]) for name, pid in cpu.items()}
-    mine = time.process_time()
-    runs = [_load(port, users, rate, seconds) for _ in range(trials)]
-    n = sum(x["requests"] for x in runs)
-    cpu_ms = {name: round(1000 * (_cpu_s([pid]) - used[name]) / n, 2) for name, pid in cpu.items()}
-    cpu_ms["generator"] = round(1000 * (time.process_time() - mine) / n, 2)
-    stages = _server_quantiles(before, _histograms(port))
+    (`servers`: name -> (port, {name: pid})), what sizes a deployment. With several servers (the code
+    and a baseline), their trials alternate, each trial's order the reverse of the one before, so both
+    meet the same machine: what one run of each, minutes apart, could not give (RESULTS, the worker
+    thread's cost)."""
+    before = {name: _histograms(port) for name, (port, _) in servers.items()}
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
+    cpu_s: dict[str, dict[str, float]] = {name: {k: 0.0 for k in [*pids, "generator"]}
+                                          for name, (_, pids) in servers.items()}
+    names = list(servers)
+    for trial in range(trials):
+        for name in (names if trial % 2 == 0 else names[::-1]):
+            port, pids = servers[name]
+            used, mine = {k: _cpu_s([pid]) for k, pid in pids.items()}, time.process_time()
+            runs[name].append(_load(port, users, rate, seconds))
+            for k, pid in pids.items():
+                cpu_s[name][k] += _cpu_s([pid]) - used[k]
+            cpu_s[name]["generator"] += time.process_time() - mine
+    out = {}
+    for name, (port, _) in servers.items():
+        got = runs[name]
+        n = sum(x["requests"] for x in got)
 
-    def med(key: str) -> float:
-        return round(float(np.median([x[key] for x in runs])), 3)
+        def med(key: str, got=got) -> float:
+            return round(float(np.median([x[key] for x in got])), 3)
 
-    return {"target_rps": rate, "achieved_rps": med("achieved_rps"), "requests": sum(x["requests"] for x in runs),
-            "errors": sum(x["errors"] for x in runs), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
-            "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in runs], "server_stages": stages,
-            "cpu_ms_per_request": cpu_ms}
+        out[name] = {"target_rps": rate, "achieved_rps": med("achieved_rps"), "requests": n,
+                     "errors": sum(x["errors"] for x in got), "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+                     "mean_ms": med("mean_ms"), "trials_p99_ms": [x["p99_ms"] for x in got],
+                     "server_stages": _server_quantiles(before[name], _histograms(port)),
+                     "cpu_ms_per_request": {k: round(1000 * v / n, 2) for k, v in cpu_s[name].items()}}
+    return out
+
+
+def _commit(src: Path) -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown commit"
 
 
 def _viewers(settings) -> tuple[list[str], list[str]]:
@@ -157,8 +177,12 @@ def _viewers(settings) -> tuple[list[str], list[str]]:
 @click.option("--precompute", "precompute_for", type=click.Choice(["all", "active"]), default="all",
               show_default=True, help="Precompute lists for every user with a friend (the nightly batch job), "
                                       "or for the users active in the logged period only.")
+@click.option("--baseline-src", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="A checkout of other code (a git worktree) to serve the same data beside this code, trials "
+                   "alternating between the two; results in bench/out/api_compare.json.")
 def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: float, trials: int,
-         workers: int | None, threads: int | None, port: int, reuse: bool, precompute_for: str) -> None:
+         workers: int | None, threads: int | None, port: int, reuse: bool, precompute_for: str,
+         baseline_src: Path | None) -> None:
     workers, threads = workers or default_workers(), threads or DEFAULT_THREADS
     r: dict = {"users": users, "precomputed_for": precompute_for}
     reuse = reuse and (OUT / "bench-api" / "candidates" / "CURRENT").exists()
@@ -187,19 +211,27 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
         r["friendships"] = json.loads((sample / "manifest.json").read_text())["friendships"]
         active, inactive = _viewers(settings)
         r.update(active_users=len(active), users_without_list=len(inactive), workers=workers, threads=threads)
-        server = subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", "8097", "--workers",
-                                   str(workers), "--threads", str(threads)],
-                                  cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sources = {"server": ROOT, **({"baseline": baseline_src.resolve()} if baseline_src else {})}
+        if baseline_src:
+            r["baseline_src"] = f"{baseline_src.resolve()} ({_commit(baseline_src)}), against {_commit(ROOT)}"
+        procs = {name: subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", str(8097 + k),
+                                         "--workers", str(workers), "--threads", str(threads)],
+                                        cwd=src, env={**env, "PYTHONPATH": str(src)}, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+                 for k, (name, src) in enumerate(sources.items())}
+        ports = {name: 8097 + k for k, name in enumerate(procs)}
         try:
-            wait_ready(8097)
-            # Warm-up (figures are for a server in steady state): Neo4j's JIT compiles its Bolt, Cypher and
-            # procedure paths over the first ~10k queries, competing for the same 2 cores until it has.
-            warmup = ((50, 20), (100, 40), (150, 30), (200, 30))
-            for rate, secs in warmup:
-                _load(8097, active, rate, secs)
+            neo4j_pid = neo4j_status(settings.neo4j).pid
+            servers = {name: (ports[name], {"server": proc.pid, **({"neo4j": neo4j_pid} if neo4j_pid else {})})
+                       for name, proc in procs.items()}
+            for name in procs:
+                wait_ready(ports[name])
+                # Warm-up (figures are for a server in steady state): Neo4j's JIT compiles its Bolt, Cypher
+                # and procedure paths over the first ~10k queries, competing for the same 2 cores until it has.
+                warmup = ((50, 20), (100, 40), (150, 30), (200, 30))
+                for rate, secs in warmup:
+                    _load(ports[name], active, rate, secs)
             r["warmup_requests"] = sum(rate * secs for rate, secs in warmup)
-            cpu = {"server": server.pid, **({"neo4j": neo4j_pid} if (neo4j_pid := neo4j_status(settings.neo4j).pid)
-                                           else {})}
             mixes = (("runs", active, rates), ("runs_inactive", inactive, inactive_rates),
                      ("runs_all", active + inactive, all_rates))
             for mix, ids, series in mixes:
@@ -208,18 +240,25 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
                 if mix != "runs":
                     # the mix's own code paths warmed too (the first on-request rankings touch arrays and
                     # store pages no listed request reads: the first trial was the worst in every run)
-                    _load(8097, ids, MIX_WARMUP[0], MIX_WARMUP[1])
+                    for port_ in ports.values():
+                        _load(port_, ids, MIX_WARMUP[0], MIX_WARMUP[1])
                     r["warmup_requests"] += MIX_WARMUP[0] * MIX_WARMUP[1]
                 r[mix] = []
                 for rate in map(float, series.split(",")):
-                    run = _trials(8097, ids, rate, seconds, trials, cpu)
+                    got = _trials(servers, ids, rate, seconds, trials)
+                    run = got["server"] if len(got) == 1 else got
                     print(mix, run, flush=True)
                     r[mix].append(run)
-                    if run["achieved_rps"] < 0.9 * rate or run["p99_ms"] > 2000:
+                    if any(x["achieved_rps"] < 0.9 * rate or x["p99_ms"] > 2000 for x in got.values()):
                         break  # saturated
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(timeout=30)
+    if baseline_src:   # a comparison, not this code's figures: its own file
+        write_results("api_compare", r)
+        return
     write_results("api" if precompute_for == "all" else "api_active", r)
 
 
