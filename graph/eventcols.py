@@ -65,11 +65,15 @@ def _save_stats(root: Path, stats: dict[str, list]) -> None:
         log.warning("cannot write %s: %s", root / STATS_FILE, exc)
 
 
-def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = None) -> dict[Path, tuple[float, float]]:
-    """Each segment's (earliest, latest) event time, from the cache where it is current, else read (the
-    tables read are left in `tables` for the caller); the cache is rewritten when anything changed."""
+def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = None,
+                   window_s: float = 0.0) -> dict[Path, tuple[float, float]]:
+    """Each segment's (earliest, latest) event time, from the cache where it is current, else read; the
+    cache is rewritten when anything changed. The tables read are left in `tables` for the caller, except
+    (`window_s` > 0) those wholly older than `window_s` before the newest event seen so far, which no
+    windowed read needs: a first run over a long log holds the window's segments, not every one."""
     stats, fresh = _load_stats(event_log.root), {}
     ranges: dict[Path, tuple[float, float]] = {}
+    newest = float("-inf")
     for seg in event_log.segments():
         try:
             st = seg.stat()
@@ -81,12 +85,16 @@ def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = No
             ranges[seg] = (float(cached[2]), float(cached[3]))
         else:
             table = read_segment(seg)
-            if tables is not None:
-                tables[seg] = table
             mm = pc.min_max(table["ts"])
             lo, hi = mm["min"].as_py(), mm["max"].as_py()
             ranges[seg] = (float("inf") if lo is None else lo, float("-inf") if hi is None else hi)
+            if tables is not None:
+                tables[seg] = table
         fresh[seg.name] = [*key, *ranges[seg]]
+        newest = max(newest, ranges[seg][1])
+        if tables and window_s > 0:   # what the window has already left behind goes
+            for old in [p for p in tables if ranges[p][1] < newest - window_s]:
+                del tables[old]
     if fresh != stats:
         _save_stats(event_log.root, fresh)
     return ranges
@@ -96,7 +104,7 @@ def read_columns(event_log: EventLog, days: float = 0.0) -> pa.Table:
     """Every event of the log as one table in segment order; with `days` > 0 only those within `days` of
     the newest event's time (the log's own clock, so a replayed or simulated log reads the same)."""
     tables: dict[Path, pa.Table] = {}
-    ranges = segment_ranges(event_log, tables)
+    ranges = segment_ranges(event_log, tables, days * 86_400.0)
     newest = max((hi for _, hi in ranges.values()), default=float("-inf"))
     since = newest - days * 86_400.0 if days > 0 else float("-inf")
     parts, skipped = [], 0

@@ -75,6 +75,11 @@ def test_a_window_reads_the_recent_days_and_leaves_old_segments_unopened(tmp_pat
     for name, first_day in (("a-old", 0), ("b-mid", 10), ("c-new", 20)):
         with log.segment_writer(name) as write:
             write(Event("send", "u1", "u2", (first_day + d) * day) for d in range(5))   # 5 days each
+    from graph.eventcols import segment_ranges
+
+    held: dict = {}   # a first windowed read (no cache yet) reads every segment but holds only the window's
+    segment_ranges(log, held, window_s=6 * day)
+    assert sorted(p.name for p in held) == ["c-new.jsonl"]
     everything = read_columns(log)
     assert everything.num_rows == 15 and (tmp_path / STATS_FILE).exists()
 
