@@ -41,4 +41,4 @@ def setup(level: int, fmt: str = "text") -> None:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)} (got {fmt!r})")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
+    logging.basicConfig(level=level, handlers=[handler])   # a no-op where logging is set up already (tests)
