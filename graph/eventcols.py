@@ -136,3 +136,27 @@ def expire(event_log: EventLog, older_than: float, settle_s: float = 3600.0) -> 
         log.info("%s: deleted %d segments whose events are all older than %s", event_log.root, len(gone),
                  time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(older_than)))
     return gone
+
+
+def summary(event_log: EventLog) -> dict:
+    """What an operator asks of the log, from the files and the range cache alone (nothing parsed): its
+    segments and bytes, and the earliest and latest event of the segments the cache knows (`unindexed`:
+    the segments the next export will read for the first time)."""
+    stats = _load_stats(event_log.root)
+    out: dict = {"segments": 0, "bytes": 0, "unindexed": 0, "earliest": None, "latest": None}
+    for seg in event_log.segments():
+        try:
+            st = seg.stat()
+        except FileNotFoundError:
+            continue
+        out["segments"] += 1
+        out["bytes"] += st.st_size
+        cached = stats.get(seg.name)
+        if not (isinstance(cached, list) and len(cached) == 4 and cached[:2] == [st.st_size, st.st_mtime_ns]):
+            out["unindexed"] += 1
+            continue
+        lo, hi = float(cached[2]), float(cached[3])
+        if lo <= hi:   # an empty segment has no events to bound
+            out["earliest"] = lo if out["earliest"] is None else min(out["earliest"], lo)
+            out["latest"] = hi if out["latest"] is None else max(out["latest"], hi)
+    return out

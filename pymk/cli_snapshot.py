@@ -78,12 +78,15 @@ def snapshot_rollback(settings: Settings) -> None:
 def status(settings: Settings, max_age_hours: float, as_json: bool) -> None:
     """What is served (each artifact's version and age) and how the newest refresh run went.
     Exit code 1 when something needs a person (a monitoring check can run it)."""
+    from graph.eventcols import summary
+    from graph.eventlog import EventLog
     from pymk.status import status as read_status
 
     report = read_status(settings, max_age_hours)
+    report.event_log = summary(EventLog(settings.event_log_dir))
     if as_json:
         click.echo(json.dumps({"artifacts": report.artifacts, "refresh": report.refresh,
-                               "problems": report.problems}, indent=2))
+                               "event_log": report.event_log, "problems": report.problems}, indent=2))
     else:
         click.echo("\n".join(report.lines()))
     raise SystemExit(1 if report.problems else 0)

@@ -26,6 +26,7 @@ class Report:
     artifacts: dict[str, dict] = field(default_factory=dict)   # name -> version, published_at, age_h, ...
     refresh: dict = field(default_factory=dict)               # the newest run: its state, or that none ran
     problems: list[str] = field(default_factory=list)
+    event_log: dict = field(default_factory=dict)             # segments, bytes, earliest/latest (graph/eventcols)
 
     def lines(self) -> list[str]:
         out = []
@@ -40,6 +41,13 @@ class Report:
             out.append(f"{name:<11} {a['version']}  published {_utc(a['published_at'])} ({a['age_h']:.1f} h ago)"
                        f"{made}")
         out.append(f"{'refresh':<11} {self.refresh['summary']}")
+        if self.event_log:
+            e = self.event_log
+            span = (f", events from {_utc(e['earliest'])} to {_utc(e['latest'])}" if e.get("latest") is not None
+                    else "")
+            later = f" ({e['unindexed']} not yet read by an export)" if e.get("unindexed") else ""
+            out.append(f"{'event log':<11} {e['segments']} segment{'s' if e['segments'] != 1 else ''}, "
+                       f"{e['bytes'] / 1e6:,.1f} MB{span}{later}")
         out += [f"problem: {p}" for p in self.problems] or ["ok"]
         return out
 

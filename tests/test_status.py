@@ -104,3 +104,22 @@ def test_an_unreadable_manifest_is_a_named_problem_not_a_crash(tmp_path):
     assert problems[0].startswith("the current snapshot cannot be read")
     assert any("refresh run manifest" in p and "cannot be read" in p for p in problems)
 
+
+
+def test_the_event_log_line_counts_segments_and_bytes_and_spans_what_an_export_has_read(tmp_path):
+    from graph.eventcols import read_columns
+    from graph.eventlog import EventLog
+    from graph.records import Event
+
+    settings, _, _ = _world(tmp_path)
+    log = EventLog(settings.event_log_dir)
+    log.write_segment("a", [Event("send", "u1", "u2", 86_400.0), Event("send", "u2", "u1", 3 * 86_400.0)])
+    read_columns(log)   # an export read it: its range is known
+    log.write_segment("b", [Event("send", "u1", "u3", 9 * 86_400.0)])   # written since
+    size = sum(p.stat().st_size for p in log.segments())
+    result = CliRunner().invoke(main, ["status"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert (f"event log   2 segments, {size / 1e6:,.1f} MB, events from 1970-01-02 00:00:00 UTC to "
+            "1970-01-04 00:00:00 UTC (1 not yet read by an export)") in result.output
+    got = json.loads(CliRunner().invoke(main, ["status", "--json"], env={"PYMK_DATA_DIR": str(tmp_path)}).output)
+    assert got["event_log"] == {"segments": 2, "bytes": size, "unindexed": 1, "earliest": 86_400.0,
+                                "latest": 3 * 86_400.0}
