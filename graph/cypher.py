@@ -153,8 +153,10 @@ CALL (a) { MATCH (a)-[r:FRIENDS_WITH]->(b:User) RETURN collect([b.id, r.since]) 
 WITH a, ties WHERE size(ties) > 0
 RETURN a.id AS a, ties
 """
+# every pending request, and the others sent or answered at or after $since (null: all of them)
 Q_ALL_REQUESTS = """
 MATCH (a:User)-[r:REQUESTED]->(b:User)
+WHERE $since IS NULL OR r.status = 'pending' OR coalesce(r.responded_at, r.sent_at) >= $since
 RETURN a.id AS src, b.id AS dst, r.sent_at AS sent_at, r.status AS status, r.responded_at AS responded_at
 """
 Q_ALL_BLOCKS = "MATCH (a:User)-[r:BLOCKED]->(b:User) RETURN a.id AS src, b.id AS dst, r.at AS at"

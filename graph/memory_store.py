@@ -227,8 +227,9 @@ class MemoryGraphStore:
     def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
         yield from _chunks([Friendship(a, b, s) for (a, b), s in self.since.items()], batch_size)
 
-    def iter_requests(self, batch_size: int = 50_000) -> Iterator[list[Request]]:
-        yield from _chunks(list(self.requests.values()), batch_size)
+    def iter_requests(self, batch_size: int = 50_000, since: float | None = None) -> Iterator[list[Request]]:
+        yield from _chunks([r for r in self.requests.values() if since is None or r.status == "pending"
+                            or (r.responded_at if r.responded_at is not None else r.sent_at) >= since], batch_size)
 
     def iter_blocks(self, batch_size: int = 50_000) -> Iterator[list[tuple[str, str, float]]]:
         yield from _chunks([(a, b, t) for (a, b), t in self.blocks.items()], batch_size)

@@ -162,10 +162,10 @@ class Neo4jGraphStore:
         with self._reachable():
             return self._driver.execute_query(self._query(query, bounded), params, database_=self._db).records
 
-    def _stream(self, query: str, batch_size: int) -> Iterator[list[neo4j.Record]]:
+    def _stream(self, query: str, batch_size: int, **params: Any) -> Iterator[list[neo4j.Record]]:
         with self._reachable(), self._driver.session(database=self._db, fetch_size=batch_size) as session:
             batch: list[neo4j.Record] = []
-            for record in session.run(self._query(query)):
+            for record in session.run(self._query(query), params):
                 batch.append(record)
                 if len(batch) >= batch_size:
                     yield batch
@@ -301,8 +301,8 @@ class Neo4jGraphStore:
         if batch:
             yield batch
 
-    def iter_requests(self, batch_size: int = 50_000) -> Iterator[list[Request]]:
-        for batch in self._stream(Q_ALL_REQUESTS, batch_size):
+    def iter_requests(self, batch_size: int = 50_000, since: float | None = None) -> Iterator[list[Request]]:
+        for batch in self._stream(Q_ALL_REQUESTS, batch_size, since=since):
             yield [Request(r["src"], r["dst"], r["sent_at"], r["status"], r["responded_at"]) for r in batch]
 
     def iter_blocks(self, batch_size: int = 50_000) -> Iterator[list[tuple[str, str, float]]]:

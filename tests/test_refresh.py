@@ -318,12 +318,15 @@ def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_n
 
 
 def test_the_snapshot_holds_the_configured_days_of_events_counted_back_from_the_newest(tmp_path):
-    from graph.records import Event, Friendship
+    from graph.records import Event, Friendship, UserRecord
     from graph.snapshot import load_snapshot
 
     day = 86_400.0
     store = MemoryGraphStore()
     store.add_friendships([Friendship("u1", "u2", 1.0)])
+    store.upsert_users([UserRecord(id=f"u{i}") for i in range(3, 6)])
+    store.apply_events([Event("send", "u1", "u3", 0.0), Event("send", "u1", "u4", 0.0),
+                        Event("send", "u1", "u5", 190 * day), Event("decline", "u3", "u1", day)])
     for days, want in (("0", [0, 100, 200]), ("150", [100, 200])):
         settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path / days), "PYMK_EVENT_HISTORY_DAYS": days})
         log = EventLog(settings.event_log_dir)
@@ -332,6 +335,9 @@ def test_the_snapshot_holds_the_configured_days_of_events_counted_back_from_the_
         stage_snapshot(settings, store)
         snap = load_snapshot(ArtifactStore(settings.snapshot_dir).current())
         assert ((snap.events["ts"] - 5) / day).tolist() == want, days
+        # the requests: the pending ones always (u4 since day 0, u5), the declined one only within the window
+        asked = sorted(snap.external_id(int(d)) for d in snap.requests["dst"])
+        assert asked == (["u3", "u4", "u5"] if days == "0" else ["u4", "u5"]), days
     assert Settings.from_env({}).event_history_days == 365.0
 
 

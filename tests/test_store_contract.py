@@ -199,3 +199,20 @@ def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
     assert store.account_data(f"{prefix}nobody") is None
     store.delete_users([a])
     assert store.account_data(a) is None
+
+
+def test_requests_since_a_time_are_the_pending_ones_and_those_sent_or_answered_since(store, prefix):
+    p = prefix
+    store.upsert_users([UserRecord(id=f"{p}{x}") for x in "abcde"])
+    store.apply_events([Event("send", f"{p}a", f"{p}b", 10.0), Event("send", f"{p}a", f"{p}c", 11.0),
+                        Event("send", f"{p}a", f"{p}d", 12.0), Event("send", f"{p}a", f"{p}e", 150.0)])
+    store.apply_events([Event("decline", f"{p}c", f"{p}a", 20.0), Event("accept", f"{p}d", f"{p}a", 120.0)])
+
+    def dsts(**kw):
+        return sorted(r.dst.removeprefix(p) for batch in store.iter_requests(**kw) for r in batch
+                      if r.src == f"{p}a")
+
+    assert dsts() == ["b", "c", "d", "e"]
+    # b and e pending (whenever sent); c declined at 20 (out); d answered at 120
+    assert dsts(since=100.0) == ["b", "d", "e"]
+    assert dsts(since=1000.0) == ["b", "e"]

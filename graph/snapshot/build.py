@@ -190,10 +190,18 @@ def _event_table(ids: np.ndarray, events) -> dict[str, np.ndarray]:
             "position": pos[first][again]}
 
 
+def _newest(table) -> float | None:
+    """The newest event time of a table from the event log (None: no events)."""
+    import pyarrow.compute as pc
+
+    return pc.max(table["ts"]).as_py() if table.num_rows else None
+
+
 def from_store(store: GraphStore, event_log: EventLog | None = None, progress: bool = False,
                event_days: float = 0.0) -> Snapshot:
     """Export the whole graph from the store (streamed in batches) plus the event log (with `event_days` > 0,
-    only its events within that many days of the newest one)."""
+    only its events within that many days of the newest one, and of the requests the pending ones and
+    those sent or answered within that window)."""
     start = time.perf_counter()
     users: list[UserRecord] = []
     for batch in progress_bar(store.iter_users(), desc="users", unit=" batch", enabled=progress):
@@ -211,7 +219,14 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
         return (np.concatenate(parts) if parts else np.zeros(0, dt))
     indptr, indices, since = build_csr(len(ids), cat(src_parts, np.int32), cat(dst_parts, np.int32),
                                        cat(ts_parts, np.float64))
-    reqs = [r for batch in store.iter_requests() for r in batch]
+    from graph.eventcols import SCHEMA, read_columns
+
+    # the event window bounds the requests too (pending ones always come): the API reads the rules from the
+    # store, so the snapshot's requests serve offline state and history, and need not hold every one ever made
+    table = read_columns(event_log, event_days) if event_log is not None else SCHEMA.empty_table()
+    newest = _newest(table)
+    requests_since = newest - event_days * 86_400.0 if event_days > 0 and newest is not None else None
+    reqs = [r for batch in store.iter_requests(since=requests_since) for r in batch]
     requests = {
         "src": np.array([index[r.src] for r in reqs], np.int32),
         "dst": np.array([index[r.dst] for r in reqs], np.int32),
@@ -223,9 +238,7 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
               "dst": np.array([index[b[1]] for b in blk], np.int32),
               "at": np.array([b[2] for b in blk], np.float64)}
-    from graph.eventcols import SCHEMA, read_columns
-
-    events = _event_table(ids, read_columns(event_log, event_days) if event_log is not None else SCHEMA.empty_table())
+    events = _event_table(ids, table)
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
