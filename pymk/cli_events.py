@@ -29,6 +29,9 @@ def events_erase(settings: Settings, settle_min: float) -> None:
         report = done[name]
         click.echo(f"{name.replace('_', ' ')}: {report['records_erased']} records of {done['accounts']} deleted "
                    f"accounts erased and {report['lists_cut']} served lists cut, in {report['segments']} segments")
+    if "segments_expired" in done["event_log"]:
+        click.echo(f"event log: {done['event_log']['segments_expired']} segments past PYMK_EVENT_RETENTION_DAYS "
+                   f"({settings.event_retention_days:g} days) deleted")
     skipped = sum(done[name]["live_segments_left"] for name in ("event_log", "served_log"))
     if skipped:
         click.echo(f"{skipped} live segment(s) written in the last {settle_min:g} min left for the next run")

@@ -359,3 +359,18 @@ def test_the_nightly_erase_stage_deletes_event_segments_past_their_retention_onl
         report = stage_erase(settings, store)
         assert sorted(p.stem for p in log.segments()) == left, retention
         assert report["event_log"].get("segments_expired", 0) == 2 - len(left)
+
+
+def test_events_erase_says_how_many_segments_retention_deleted(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import pymk.refresh
+    from pymk.cli import main
+
+    report = {"records_erased": 0, "lists_cut": 0, "segments": 0, "live_segments_left": 0}
+    monkeypatch.setattr(pymk.refresh, "stage_erase", lambda settings, settle_s: {
+        "accounts": 0, "event_log": {**report, "segments_expired": 3}, "served_log": dict(report)})
+    env = {"PYMK_DATA_DIR": str(tmp_path), "PYMK_EVENT_RETENTION_DAYS": "30"}
+    result = CliRunner().invoke(main, ["events", "erase"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "event log: 3 segments past PYMK_EVENT_RETENTION_DAYS (30 days) deleted" in result.output
