@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from graph.records import PROFILE_FIELDS, Event, Friendship, UserRecord, UserState
+from graph.records import PROFILE_FIELDS, Event, Friendship, PendingRequests, UserRecord, UserState
 
 SCHEMA = (
     "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
@@ -205,6 +205,14 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
     ]
     applied = len(sends) + len(responses) + len(blocks) + len(dismissals) + sum(ev.type == "unblock" for ev in events)
     return statements, applied
+
+
+def pending_from_row(r: Mapping[str, Any] | None) -> PendingRequests:
+    """A user's pending requests from the row Q_PENDING returns (None: no such user)."""
+    if r is None:
+        return PendingRequests((), ())
+    incoming, outgoing = ([x for x, status in r[way] if status == "pending"] for way in ("incoming", "outgoing"))
+    return PendingRequests(tuple(sorted(incoming)), tuple(sorted(outgoing)))
 
 
 def state_from_rules_row(user_id: str, r: Mapping[str, Any]) -> UserState:

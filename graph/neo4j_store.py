@@ -46,6 +46,7 @@ from graph.cypher import (
     SCHEMA,
     event_statements,
     friendship_rows,
+    pending_from_row,
     state_from_rules_row,
     user_from_props,
 )
@@ -81,12 +82,10 @@ class Neo4jGraphStore:
 
     def __init__(self, cfg: Neo4jSettings, query_timeout_s: float | None = None,
                  breaker: CircuitBreaker | None = None) -> None:
-        """`query_timeout_s`: how long the server lets any one query of this store run (None: its own
-        db.transaction.timeout, unbounded by default); the API's store has one, batch jobs' do not.
-        A server that stops answering altogether (frozen, or cut off by a network that drops packets) is
-        given up on by the driver after the server's own `connection.recv_timeout_seconds` hint (its
-        keep-alive interval times its probes; the local server's is PYMK_NEO4J_KEEP_ALIVE_S x 2); with a
-        `breaker` (the API's store) the calls after such a slow failure fail at once for its cooldown."""
+        """`query_timeout_s`: the server's bound on each query (None: its db.transaction.timeout); the API's
+        store has one, batch jobs' none. A server that stops answering is given up on after its own
+        `connection.recv_timeout_seconds` hint (keep-alive x probes: PYMK_NEO4J_KEEP_ALIVE_S x 2 locally);
+        with a `breaker` (the API's) the calls after such a slow failure then fail at once."""
         auth = (cfg.user, cfg.password) if cfg.password else None
         self._timeout = query_timeout_s or None
         self._driver = GraphDatabase.driver(
@@ -258,11 +257,7 @@ class Neo4jGraphStore:
 
     def pending_requests(self, user_id: str) -> PendingRequests:
         records = self._read(Q_PENDING, id=user_id)
-        if not records:
-            return PendingRequests((), ())
-        incoming, outgoing = ([x for x, status in records[0][way] if status == "pending"]
-                              for way in ("incoming", "outgoing"))
-        return PendingRequests(tuple(sorted(incoming)), tuple(sorted(outgoing)))
+        return pending_from_row(records[0] if records else None)
 
     def blocked(self, user_id: str) -> set[str]:
         return {r["id"] for r in self._read(Q_BLOCKED, id=user_id)}
