@@ -50,7 +50,7 @@ class PipelineConfig:
     concurrency: int = 2         # requests served at once (server threads): the source pool has a thread
                                  # per source for each of them, so one request never waits on another's
     seen_window_days: float = 14.0   # impressions the re-rank's seen penalty counts: this many days back from
-                                     # the newest (each worker holds them: 8 bytes an impression)
+                                     # the newest (fatigue is recent)
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:

@@ -65,6 +65,14 @@ def _save_stats(root: Path, stats: dict[str, list]) -> None:
         log.warning("cannot write %s: %s", root / STATS_FILE, exc)
 
 
+def _cached_range(stats: dict[str, list], seg: Path, st: os.stat_result) -> tuple[float, float] | None:
+    """The segment's (earliest, latest) event time from the cache, if the cache describes the file as it is."""
+    cached = stats.get(seg.name)
+    if isinstance(cached, list) and len(cached) == 4 and cached[:2] == [st.st_size, st.st_mtime_ns]:
+        return float(cached[2]), float(cached[3])
+    return None
+
+
 def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = None,
                    window_s: float = 0.0) -> dict[Path, tuple[float, float]]:
     """Each segment's (earliest, latest) event time, from the cache where it is current, else read; the
@@ -79,10 +87,9 @@ def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = No
             st = seg.stat()
         except FileNotFoundError:   # expired or erased meanwhile
             continue
-        key = [st.st_size, st.st_mtime_ns]
-        cached = stats.get(seg.name)
-        if isinstance(cached, list) and len(cached) == 4 and cached[:2] == key:
-            ranges[seg] = (float(cached[2]), float(cached[3]))
+        cached = _cached_range(stats, seg, st)
+        if cached is not None:
+            ranges[seg] = cached
         else:
             table = read_segment(seg)
             mm = pc.min_max(table["ts"])
@@ -90,7 +97,7 @@ def segment_ranges(event_log: EventLog, tables: dict[Path, pa.Table] | None = No
             ranges[seg] = (float("inf") if lo is None else lo, float("-inf") if hi is None else hi)
             if tables is not None:
                 tables[seg] = table
-        fresh[seg.name] = [*key, *ranges[seg]]
+        fresh[seg.name] = [st.st_size, st.st_mtime_ns, *ranges[seg]]
         newest = max(newest, ranges[seg][1])
         if tables and window_s > 0:   # what the window has already left behind goes
             for old in [p for p in tables if ranges[p][1] < newest - window_s]:
@@ -151,11 +158,11 @@ def summary(event_log: EventLog) -> dict:
             continue
         out["segments"] += 1
         out["bytes"] += st.st_size
-        cached = stats.get(seg.name)
-        if not (isinstance(cached, list) and len(cached) == 4 and cached[:2] == [st.st_size, st.st_mtime_ns]):
+        cached = _cached_range(stats, seg, st)
+        if cached is None:
             out["unindexed"] += 1
             continue
-        lo, hi = float(cached[2]), float(cached[3])
+        lo, hi = cached
         if lo <= hi:   # an empty segment has no events to bound
             out["earliest"] = lo if out["earliest"] is None else min(out["earliest"], lo)
             out["latest"] = hi if out["latest"] is None else max(out["latest"], hi)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from api import create_app
@@ -622,6 +624,25 @@ def _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s: float 
     return create_app(app_settings, store=store).test_client(), store, proxy
 
 
+@contextlib.contextmanager
+def _stalled(neo4j_store, settings, prefix, tmp_path, **app_options):
+    """A viewer a1 served through the proxy, then the proxy stalled: (test client, proxy, a1's suggestions
+    URL). The proxy is taken down and the store closed afterwards."""
+    if settings.neo4j.external:
+        pytest.skip("an external server's keep-alive is its operator's setting")
+    p = prefix
+    neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
+    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, **app_options)
+    url = f"/v1/users/{p}a1/suggestions"
+    try:
+        assert client.get(url).status_code == 200
+        proxy.stall()
+        yield client, proxy, url
+    finally:
+        proxy.down()
+        store.close()
+
+
 @pytest.mark.integration
 def test_graph_store_down_is_a_fast_503_and_serving_recovers_by_itself(neo4j_store, settings, prefix, tmp_path):
     import time
@@ -666,13 +687,7 @@ def test_a_graph_store_that_stops_answering_costs_a_request_seconds_not_two_minu
         assert neo4j_store._read("UNWIND range(1, $n) AS x RETURN count(x) AS n", n=n)[0]["n"] == n
         took, n = time.perf_counter() - start, 2 * n
 
-    p = prefix
-    neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
-    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s=1.0)
-    url = f"/v1/users/{p}a1/suggestions"
-    try:
-        assert client.get(url).status_code == 200
-        proxy.stall()
+    with _stalled(neo4j_store, settings, prefix, tmp_path, query_timeout_s=1.0) as (client, proxy, url):
         start = time.perf_counter()
         resp = client.get(url)
         assert resp.status_code == 503 and silent - 0.5 < time.perf_counter() - start < silent + 3
@@ -681,9 +696,6 @@ def test_a_graph_store_that_stops_answering_costs_a_request_seconds_not_two_minu
         assert client.get("/readyz").status_code == 503 and time.perf_counter() - start < silent + 3
         proxy.resume()
         assert client.get(url).status_code == 200   # served again with the next request
-    finally:
-        proxy.down()
-        store.close()
 
 
 @pytest.mark.integration
@@ -694,17 +706,9 @@ def test_after_a_stall_is_found_requests_fail_at_once_until_a_trial_finds_the_se
     the cooldown has passed and one request finds the server answering again."""
     import time
 
-    if settings.neo4j.external:
-        pytest.skip("an external server's keep-alive is its operator's setting")
     silent, cooldown = 2 * settings.neo4j.keep_alive_s, 3.0
-    p = prefix
-    neo4j_store.add_friendships([Friendship(f"{p}a0", f"{p}a1"), Friendship(f"{p}a0", f"{p}b0")])
-    client, store, proxy = _app_behind_a_proxy(neo4j_store, settings, tmp_path, query_timeout_s=1.0,
-                                               breaker_cooldown_s=cooldown)
-    url = f"/v1/users/{p}a1/suggestions"
-    try:
-        assert client.get(url).status_code == 200
-        proxy.stall()
+    with _stalled(neo4j_store, settings, prefix, tmp_path, query_timeout_s=1.0,
+                  breaker_cooldown_s=cooldown) as (client, proxy, url):
         start = time.perf_counter()
         assert client.get(url).status_code == 503 and time.perf_counter() - start > silent - 0.5
         opened = time.perf_counter()
@@ -721,9 +725,6 @@ def test_after_a_stall_is_found_requests_fail_at_once_until_a_trial_finds_the_se
         time.sleep(max(0.0, opened + cooldown - time.perf_counter()) + 0.1)
         assert client.get(url).status_code == 200   # the trial finds the server: closed again
         assert client.get(url).status_code == 200 and client.get("/readyz").status_code == 200
-    finally:
-        proxy.down()
-        store.close()
 
 
 def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(client):
