@@ -22,7 +22,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from candidates.base import CandidateSource, Proposals, empty_proposals, propose
+from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
 from candidates.filters import FilterContext, StateReader, apply_rules, current_proof
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
@@ -89,15 +89,15 @@ class CandidatePipeline:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
                                         thread_name_prefix="source")
 
-    def recommend(self, user_id: str, k: int = 20) -> Recommendation:
+    def recommend(self, user_id: str, k: int = 20, ranked: Sequence[Candidate] | None = None) -> Recommendation:
+        """The viewer's list; `ranked`: the first four stages' list when the caller already has it."""
         rec = Recommendation(viewer=user_id, candidates=[])
         user = self.snap.index_of(user_id)
         start = time.perf_counter()
-        ranked = self.precomputed.get(user) if self.precomputed is not None else None
+        if ranked is None:
+            ranked = self.precomputed_for(user, rec)
         if ranked is None:
             ranked = self.ranked(user, rec)
-        else:
-            rec.precomputed = self.precomputed.version
         final: list[Candidate] = []
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
@@ -110,6 +110,13 @@ class CandidatePipeline:
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def precomputed_for(self, user: int, rec: Recommendation) -> Sequence[Candidate] | None:
+        """The precomputed list of `user` (its version noted in `rec`), or None without one."""
+        ranked = self.precomputed.get(user) if self.precomputed is not None else None
+        if ranked is not None:
+            rec.precomputed = self.precomputed.version
+        return ranked
 
     def _batches(self, user: int, ranked: list[Candidate], size: int) -> Iterator[list[Candidate]]:
         """The ranked list in batches of `size`, then what the fallback sources add to it."""
@@ -128,16 +135,19 @@ class CandidatePipeline:
                     break
                 want *= 2
 
-    def ranked(self, user: int, rec: Recommendation) -> Sequence[Candidate]:
-        """The first four stages, also run ahead of time by the precompute job.
+    def ranked(self, user: int, rec: Recommendation, proposals: dict[str, Proposals] | None = None
+               ) -> Sequence[Candidate]:
+        """The first four stages, also run ahead of time by the precompute job; `proposals`: the
+        sources' output when the caller already ran them (`proposals`), so they run once.
 
         A ranker that ranks proposals as arrays (`rank_proposals`, the learned ranker) gets the
         sources' proposals and does merge, cheap filters and rank itself, with the batch job's code
         (its Candidates are built only for the head of the list a request reads)."""
         rank_proposals = getattr(self.ranker, "rank_proposals", None)
         if rank_proposals is not None:
-            return rank_proposals(self, user, self.proposals(user, rec), rec)
-        generated = self.generate(user, rec)
+            return rank_proposals(self, user, proposals if proposals is not None else self.proposals(user, rec), rec)
+        generated = (self.generate(user, rec) if proposals is None
+                     else [to_candidates(name, self.snap, p) for name, p in proposals.items() if p.cand.size])
         merged = self.merge(generated)
         kept = self.cheap_filters(user, merged, rec)
         return self.ranker(self.snap.external_id(user), kept)

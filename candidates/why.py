@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from candidates.filters import FilterContext, apply_rules
 from candidates.pipeline import CandidatePipeline
 from candidates.types import Candidate, Recommendation
@@ -23,11 +25,13 @@ class Verdict:
     ranked_at: int | None = None      # position in the ranked list (before the hard rules), 0-based
     shown_at: int | None = None       # position in the list the viewer gets, 0-based
     proof: dict = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)   # source -> why it proposed nothing this time
 
     def lines(self) -> list[str]:
         out = [f"{self.candidate} for {self.viewer}:"]
         out.append("  proposed by " + (", ".join(f"{s} (#{r + 1})" for s, r in self.proposed_by.items())
                                        or "no source (not within reach of any source's list)"))
+        out += [f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
         if self.ranked_at is not None:
             out.append(f"  ranked #{self.ranked_at + 1} before the hard rules")
         if self.removed:
@@ -47,20 +51,27 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -
         return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])
-    for got in pipeline.generate(user, rec):   # each source's list, run as serving runs them (budgets too)
-        for rank, c in enumerate(got):
-            if c.index == cand:
-                verdict.proposed_by[c.sources[0]] = rank
+    # the sources run once, as serving runs them (budgets too): every stage below reads the same lists
+    proposals = pipeline.proposals(user, rec)
+    for name, got in proposals.items():
+        at = np.flatnonzero(got.cand == cand)
+        if at.size:
+            verdict.proposed_by[name] = int(at[0])
+    verdict.skipped = dict(rec.skipped_sources)
     one = Candidate(candidate, cand, tuple(verdict.proposed_by) or ("none",))
     if not pipeline.cheap_filters(user, [one], rec):
         verdict.removed = f"cheap filters (snapshot): {next(iter(rec.removed))}"
-    ranked = [c.index for c in pipeline.ranked(user, Recommendation(viewer, []))]
+    # the list the viewer's request reads: the precomputed one where serving has it
+    ranked_list = pipeline.precomputed_for(user, rec)
+    if ranked_list is None:
+        ranked_list = pipeline.ranked(user, Recommendation(viewer, []), proposals)
+    ranked = [c.index for c in ranked_list]
     verdict.ranked_at = ranked.index(cand) if cand in ranked else None
     state, opted = pipeline.state.rules(viewer, [candidate])
     result = apply_rules([one], FilterContext(viewer, state, opted))
     if result.removed and verdict.removed is None:
         verdict.removed = f"hard rules (fresh state): {result.removed[0][1]}"
-    final = pipeline.recommend(viewer, k).candidates
+    final = pipeline.recommend(viewer, k, ranked=ranked_list).candidates
     shown = [c.user_id for c in final]
     if candidate in shown:
         verdict.shown_at = shown.index(candidate)

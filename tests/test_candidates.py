@@ -284,6 +284,46 @@ def test_inline_sources_run_in_the_request_thread_and_fail_alone():
     pipe.close()
 
 
+def test_why_runs_the_sources_once_so_its_stages_agree():
+    """A source whose answer changes between runs (budgets, fresh state) cannot make the verdict
+    contradict itself: proposal, rank and the shown list all come from one run of the sources; a
+    source skipped in that run is named."""
+    from candidates.why import why
+
+    snap = two_cliques()
+
+    class Once(_Evil):   # proposes its targets on its first run only
+        calls = 0
+
+        def generate(self, user, k):
+            Once.calls += 1
+            return super().generate(user, k) if Once.calls == 1 else []
+
+    once = Once(snap, ["b2"])
+    once.name = "once"
+    pipe = CandidatePipeline(snap, [FriendsOfFriendsSource(snap), once, _Broken()], SnapshotStateReader(snap))
+    try:
+        verdict = why(pipe, "a1", "b2", k=5)
+        assert Once.calls == 1
+        assert verdict.proposed_by == {"once": 0} and verdict.ranked_at == 1 and verdict.shown_at == 1  # b0 first
+        assert verdict.removed is None
+        assert verdict.skipped == {"broken": "failed: RuntimeError('boom')"}
+        assert "  source broken skipped: failed: RuntimeError('boom')" in verdict.lines()
+        assert why(pipe, "a1", "b2", k=5).proposed_by == {}   # its second run: consistently not proposed
+
+        class Precomputed:   # where serving reads a precomputed list, so does the verdict
+            version = "v1"
+
+            def get(self, user):
+                return [Candidate.of("b3", snap.index_of("b3"), "fof", 1.0)]
+
+        pipe.precomputed = Precomputed()
+        verdict = why(pipe, "a1", "b3", k=5)
+        assert verdict.ranked_at == 0 and verdict.shown_at == 0 and verdict.proposed_by == {}
+    finally:
+        pipe.close()
+
+
 def test_registry_refuses_duplicates_and_unknown_names():
     reg = SourceRegistry()
     reg.register("fof", FriendsOfFriendsSource)
