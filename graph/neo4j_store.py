@@ -16,40 +16,8 @@ from typing import Any
 import neo4j
 from neo4j import GraphDatabase
 
+from graph import cypher as q
 from graph.breaker import CircuitBreaker
-from graph.cypher import (
-    Q_ACCOUNT,
-    Q_ALL_BLOCKS,
-    Q_ALL_FRIENDS,
-    Q_ALL_REQUESTS,
-    Q_ALL_USERS,
-    Q_BLOCKED,
-    Q_BULK_FRIENDS,
-    Q_COUNTS,
-    Q_DELETE_PREFIX,
-    Q_DELETE_USERS,
-    Q_DELETED,
-    Q_EXISTING,
-    Q_FOF,
-    Q_FRIENDS,
-    Q_GET_USER,
-    Q_MERGE_FRIENDS,
-    Q_MERGE_IDS,
-    Q_OPTED_OUT,
-    Q_PENDING,
-    Q_PROCEDURES,
-    Q_PURGE_TOMBSTONES_PREFIX,
-    Q_REMOVE_FRIEND,
-    Q_RULES,
-    Q_SET_OPT_OUT,
-    Q_UPSERT_USERS,
-    SCHEMA,
-    event_statements,
-    friendship_rows,
-    pending_from_row,
-    state_from_rules_row,
-    user_from_props,
-)
 from graph.records import (
     AccountData,
     Event,
@@ -106,7 +74,7 @@ class Neo4jGraphStore:
         if not self._use_procedures:
             return False
         if self._procedures is None:
-            self._procedures = frozenset(self._read(Q_PROCEDURES)[0]["names"])
+            self._procedures = frozenset(self._read(q.Q_PROCEDURES)[0]["names"])
             log.info("server-side procedures: %s", ", ".join(sorted(self._procedures)) or "none (plain Cypher)")
         return procedure in self._procedures
 
@@ -179,7 +147,7 @@ class Neo4jGraphStore:
 
     def ensure_schema(self) -> None:
         with self._reachable():
-            for statement in SCHEMA:
+            for statement in q.SCHEMA:
                 self._driver.execute_query(self._query(statement), database_=self._db)
 
     def close(self) -> None:
@@ -189,104 +157,104 @@ class Neo4jGraphStore:
     def upsert_users(self, users: Sequence[UserRecord]) -> int:
         rows = [{"id": u.id, "props": u.properties()} for u in users]
         if rows:
-            self._write([(Q_UPSERT_USERS, {"rows": rows})])
+            self._write([(q.Q_UPSERT_USERS, {"rows": rows})])
         return len(rows)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
-        rows = friendship_rows(edges)
+        rows = q.friendship_rows(edges)
         if not rows:
             return 0
         if self._has("pymk.mergeFriendships"):
-            self._write([(Q_BULK_FRIENDS, {"rows": rows})])
+            self._write([(q.Q_BULK_FRIENDS, {"rows": rows})])
         else:
             ids = sorted({r[k] for r in rows for k in ("a", "b")})
-            self._write([(Q_MERGE_IDS, {"ids": ids}), (Q_MERGE_FRIENDS, {"rows": rows})])
+            self._write([(q.Q_MERGE_IDS, {"ids": ids}), (q.Q_MERGE_FRIENDS, {"rows": rows})])
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:
-        records = self._execute(Q_REMOVE_FRIEND, a=a, b=b)
+        records = self._execute(q.Q_REMOVE_FRIEND, a=a, b=b)
         return bool(records and records[0]["n"])
 
     def apply_events(self, events: Sequence[Event]) -> int:
-        statements, applied = event_statements(events)
+        statements, applied = q.event_statements(events)
         if statements:
             self._write(statements)
         return applied
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
-        self._write([(Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
+        self._write([(q.Q_SET_OPT_OUT, {"id": user_id, "value": opted_out})])
 
     def delete_users(self, ids: Iterable[str]) -> int:
         # never bounded: its cost grows with the accounts' ties (3.3-3.7 s for one with 100,000 on 2 cores),
         # and an erasure that always ran out would never happen
-        records = self._execute(Q_DELETE_USERS, bounded=False, ids=sorted(set(ids)), at=time.time())
+        records = self._execute(q.Q_DELETE_USERS, bounded=False, ids=sorted(set(ids)), at=time.time())
         return int(records[0]["n"]) if records else 0
 
     def deleted_users(self) -> set[str]:
-        return {r["id"] for r in self._read(Q_DELETED)}
+        return {r["id"] for r in self._read(q.Q_DELETED)}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("refusing to delete with an empty prefix (that is every user)")
         # CALL IN TRANSACTIONS needs autocommit
         with self._reachable(), self._driver.session(database=self._db) as session:
-            record = session.run(self._query(Q_DELETE_PREFIX), {"prefix": prefix}).single()
-        self._write([(Q_PURGE_TOMBSTONES_PREFIX, {"prefix": prefix})])   # a namespace wiped leaves nothing
+            record = session.run(self._query(q.Q_DELETE_PREFIX), {"prefix": prefix}).single()
+        self._write([(q.Q_PURGE_TOMBSTONES_PREFIX, {"prefix": prefix})])   # a namespace wiped leaves nothing
         return int(record["n"]) if record else 0
 
     # reads
     def get_user(self, user_id: str) -> UserRecord | None:
-        records = self._read(Q_GET_USER, id=user_id)
-        return user_from_props(records[0]["p"]) if records else None
+        records = self._read(q.Q_GET_USER, id=user_id)
+        return q.user_from_props(records[0]["p"]) if records else None
 
     def account_data(self, user_id: str) -> AccountData | None:
-        records = self._read(Q_ACCOUNT, id=user_id)
+        records = self._read(q.Q_ACCOUNT, id=user_id)
         if not records:
             return None
         r = records[0]
         return AccountData.of(r["p"], r["friends"], r["sent"], r["received"], r["blocks"], r["dismissals"])
 
     def existing_users(self, ids: Iterable[str]) -> set[str]:
-        return {r["id"] for r in self._read(Q_EXISTING, ids=list(ids))}
+        return {r["id"] for r in self._read(q.Q_EXISTING, ids=list(ids))}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return {r["id"] for r in self._read(Q_OPTED_OUT, ids=list(ids))}
+        return {r["id"] for r in self._read(q.Q_OPTED_OUT, ids=list(ids))}
 
     def friends(self, user_id: str) -> list[str]:
-        return [r["id"] for r in self._read(Q_FRIENDS, id=user_id)]
+        return [r["id"] for r in self._read(q.Q_FRIENDS, id=user_id)]
 
     def pending_requests(self, user_id: str) -> PendingRequests:
-        records = self._read(Q_PENDING, id=user_id)
-        return pending_from_row(records[0] if records else None)
+        records = self._read(q.Q_PENDING, id=user_id)
+        return q.pending_from_row(records[0] if records else None)
 
     def blocked(self, user_id: str) -> set[str]:
-        return {r["id"] for r in self._read(Q_BLOCKED, id=user_id)}
+        return {r["id"] for r in self._read(q.Q_BLOCKED, id=user_id)}
 
     def user_state(self, user_id: str) -> UserState:
         return self.viewer_rules(user_id, [])[0]
 
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        record = self._read(Q_RULES, id=user_id, ids=list(candidate_ids))[0]
-        return state_from_rules_row(user_id, record), set(record["opted"])
+        record = self._read(q.Q_RULES, id=user_id, ids=list(candidate_ids))[0]
+        return q.state_from_rules_row(user_id, record), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
-        records = self._read(Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
+        records = self._read(q.Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
         return [
             FofRow(r["candidate"], int(r["mutual_count"]), float(r["aa"]), tuple(sorted(r["mutual"])))
             for r in records
         ]
 
     def counts(self) -> GraphCounts:
-        return GraphCounts(**{name: int(self._read(q)[0]["n"]) for name, q in Q_COUNTS.items()})
+        return GraphCounts(**{name: int(self._read(q)[0]["n"]) for name, q in q.Q_COUNTS.items()})
 
     # bulk reads
     def iter_users(self, batch_size: int = 10_000) -> Iterator[list[UserRecord]]:
-        for batch in self._stream(Q_ALL_USERS, batch_size):
-            yield [user_from_props(r["p"]) for r in batch]
+        for batch in self._stream(q.Q_ALL_USERS, batch_size):
+            yield [q.user_from_props(r["p"]) for r in batch]
 
     def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
         batch: list[Friendship] = []
-        for records in self._stream(Q_ALL_FRIENDS, max(1, batch_size // 20)):
+        for records in self._stream(q.Q_ALL_FRIENDS, max(1, batch_size // 20)):
             for r in records:
                 a = r["a"]
                 batch.extend(Friendship(a, b, since) for b, since in r["ties"])
@@ -297,9 +265,9 @@ class Neo4jGraphStore:
             yield batch
 
     def iter_requests(self, batch_size: int = 50_000, since: float | None = None) -> Iterator[list[Request]]:
-        for batch in self._stream(Q_ALL_REQUESTS, batch_size, since=since):
+        for batch in self._stream(q.Q_ALL_REQUESTS, batch_size, since=since):
             yield [Request(r["src"], r["dst"], r["sent_at"], r["status"], r["responded_at"]) for r in batch]
 
     def iter_blocks(self, batch_size: int = 50_000) -> Iterator[list[tuple[str, str, float]]]:
-        for batch in self._stream(Q_ALL_BLOCKS, batch_size):
+        for batch in self._stream(q.Q_ALL_BLOCKS, batch_size):
             yield [(r["src"], r["dst"], r["at"]) for r in batch]
