@@ -33,9 +33,17 @@ ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR r
                             THEN row.since ELSE r.since END
 """
 Q_MERGE_FRIENDS = _MATCH_PAIRS + _MERGE_TIE
-# A tie made by an accepted request: never between two users with a block either way, whichever batch
-# the block came in (a block in the same batch runs after this and removes the tie).
-Q_ACCEPT_FRIENDS = _MATCH_PAIRS + "WHERE NOT EXISTS { (a)-[:BLOCKED]-(b) }" + _MERGE_TIE
+# A tie made by an accepted request, dated when the request stands accepted (never before it was sent):
+# only while it does (an older accept arriving after a newer decline makes none), and never between two
+# users with a block either way, whichever batch the block came in (a block in the same batch runs after
+# this and removes the tie). Rows: src accepted dst's request; a, b the pair in stored order.
+Q_ACCEPT_FRIENDS = """
+UNWIND $rows AS event
+MATCH (:User {id: event.src})<-[q:REQUESTED {status: 'accepted'}]-(:User {id: event.dst})
+MATCH (a:User {id: event.a}) MATCH (b:User {id: event.b})
+WHERE NOT EXISTS { (a)-[:BLOCKED]-(b) }
+WITH a, b, {since: q.responded_at} AS row
+""" + _MERGE_TIE
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
@@ -43,16 +51,26 @@ Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN
 Q_REMOVE_FRIEND = """
 MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
 """
+# A request's state in time order (see event_statements: each request's events run one per statement):
+# a send after the answer to an earlier request opens a new pending one (a second try after a decline's
+# cool-down, or after an unfriending); a send while pending keeps the earliest time (a retry); an older
+# send or answer arriving after a newer answer changes nothing; an answer is never dated before the
+# request it answers (a client clock behind the sender's).
 Q_SEND = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
 MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
+WITH r, row, r.status <> 'pending' AND row.ts > coalesce(r.responded_at, r.sent_at) AS again
+SET r.sent_at = CASE WHEN again OR (r.status = 'pending' AND row.ts < r.sent_at) THEN row.ts ELSE r.sent_at END,
+    r.status = CASE WHEN again THEN 'pending' ELSE r.status END,
+    r.responded_at = CASE WHEN again THEN null ELSE r.responded_at END
 """
 Q_RESPOND = """
 UNWIND $rows AS row
 MATCH (me:User {id: row.src}) MATCH (other:User {id: row.dst})
-MERGE (other)-[r:REQUESTED]->(me) ON CREATE SET r.sent_at = row.ts
-SET r.status = row.status, r.responded_at = row.ts
+MERGE (other)-[r:REQUESTED]->(me) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
+WITH r, row WHERE r.status = 'pending' OR row.ts >= r.responded_at
+SET r.status = row.status, r.responded_at = CASE WHEN row.ts < r.sent_at THEN r.sent_at ELSE row.ts END
 """
 Q_BLOCK = """
 UNWIND $rows AS row
@@ -176,7 +194,8 @@ def friendship_rows(edges: Sequence[Friendship]) -> list[dict[str, Any]]:
 
 def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """The statements that apply a batch of events in one transaction, and how many events they apply."""
-    sends, responses, blocks, dismissals, friends = [], [], [], [], []
+    blocks: list[dict[str, Any]] = []
+    dismissals: list[dict[str, Any]] = []
     # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block
     # or unblock, by time, was an unblock: what applying them one by one in time order leaves
     last: dict[tuple[str, str], Event] = {}
@@ -184,27 +203,51 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
         if ev.type in ("block", "unblock") and ev.ts >= last.get((ev.src, ev.dst), ev).ts:
             last[(ev.src, ev.dst)] = ev
     unblocks = [{"src": ev.src, "dst": ev.dst} for ev in last.values() if ev.type == "unblock"]
-    for ev in events:
-        row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
-        if ev.type == "send":
-            sends.append(row)
-        elif ev.type in ("accept", "decline"):
+    statements: list[tuple[str, dict[str, Any]]] = []
+    for requests in request_rounds(events):   # each request's events in time order, one a round
+        sends, responses, friends = [], [], []
+        for ev in requests:
+            row = {"src": ev.src, "dst": ev.dst, "ts": ev.ts}
+            if ev.type == "send":
+                sends.append(row)
+                continue
             responses.append({**row, "status": "accepted" if ev.type == "accept" else "declined"})
             if ev.type == "accept":
                 lo, hi = sorted((ev.src, ev.dst))
-                friends.append({"a": lo, "b": hi, "since": ev.ts})
-        elif ev.type == "block":
-            blocks.append(row)
+                friends.append({"src": ev.src, "dst": ev.dst, "a": lo, "b": hi})
+        statements += [(q, {"rows": rows}) for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses),
+                                                           (Q_ACCEPT_FRIENDS, friends)) if rows]
+    for ev in events:
+        if ev.type == "block":
+            blocks.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
         elif ev.type == "dismiss":
-            dismissals.append(row)
-    statements = [
-        (q, {"rows": rows})
-        for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses), (Q_ACCEPT_FRIENDS, friends),
-                        (Q_BLOCK, blocks), (Q_UNBLOCK, unblocks), (Q_DISMISS, dismissals))
-        if rows
-    ]
-    applied = len(sends) + len(responses) + len(blocks) + len(dismissals) + sum(ev.type == "unblock" for ev in events)
+            dismissals.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
+    statements += [(q, {"rows": rows}) for q, rows in ((Q_BLOCK, blocks), (Q_UNBLOCK, unblocks),
+                                                       (Q_DISMISS, dismissals)) if rows]
+    applied = sum(ev.type in REQUEST_EVENTS for ev in events) + len(blocks) + len(dismissals) + \
+        sum(ev.type == "unblock" for ev in events)
     return statements, applied
+
+
+REQUEST_EVENTS = ("send", "accept", "decline")
+
+
+def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
+    """The batch's sends and answers in rounds: round i holds the i-th event of every request (requester ->
+    recipient) in time order (a send first among equal times, then the batch's order), so one statement
+    never touches a request twice and each request's events apply in the order they happened."""
+    mine = [ev for ev in events if ev.type in REQUEST_EVENTS]
+    order = sorted(range(len(mine)), key=lambda i: (mine[i].ts, mine[i].type != "send", i))
+    rounds: list[list[Event]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i in order:
+        ev = mine[i]
+        request = (ev.src, ev.dst) if ev.type == "send" else (ev.dst, ev.src)
+        r = seen[request] = seen.get(request, -1) + 1
+        if r == len(rounds):
+            rounds.append([])
+        rounds[r].append(ev)
+    return rounds
 
 
 def pending_from_row(r: Mapping[str, Any] | None) -> PendingRequests:

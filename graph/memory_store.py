@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
+from graph.cypher import request_rounds
 from graph.records import (
     AccountData,
     Event,
@@ -90,22 +91,20 @@ class MemoryGraphStore:
 
     def apply_events(self, events: Sequence[Event]) -> int:
         self.calls.append("apply_events")
-        order = {"send": 0, "accept": 1, "decline": 1, "block": 3, "unblock": 3, "dismiss": 4}
+        order = {"block": 3, "unblock": 3, "dismiss": 4}
         applied = 0
-        # by kind as the Neo4j store's statements run; blocks and unblocks among themselves in time order
+        # as the Neo4j store's statements run: each request's events in time order, then blocks and
+        # unblocks among themselves in time order, then dismissals
+        requests = [ev for batch in request_rounds(events) for ev in batch]
         key = lambda e: (order[e.type], e.ts if order[e.type] == 3 else 0.0)  # noqa: E731
-        for ev in sorted((e for e in events if e.type in order), key=key):
+        for ev in requests + sorted((e for e in events if e.type in order), key=key):
             applied += 1
             if ev.src not in self.users or ev.dst not in self.users:
                 continue  # like MATCH in Cypher: events about unknown users change nothing
             if ev.type == "send":
-                self.requests.setdefault((ev.src, ev.dst), Request(ev.src, ev.dst, ev.ts, "pending"))
+                self._send(ev)
             elif ev.type in ("accept", "decline"):
-                old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
-                status = "accepted" if ev.type == "accept" else "declined"
-                self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=ev.ts)
-                if ev.type == "accept" and not self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}:
-                    self.add_friendships([Friendship(ev.src, ev.dst, ev.ts)])
+                self._answer(ev)
             elif ev.type == "block":
                 self.blocks.setdefault((ev.src, ev.dst), ev.ts)
                 self.remove_friendship(ev.src, ev.dst)
@@ -115,6 +114,26 @@ class MemoryGraphStore:
                 key = (ev.src, ev.dst)
                 self.dismissals[key] = max(self.dismissals.get(key, ev.ts), ev.ts)
         return applied
+
+    def _send(self, ev: Event) -> None:
+        """graph/cypher.py Q_SEND: a new request after an answer, the earliest time of a pending one."""
+        old = self.requests.get((ev.src, ev.dst))
+        if old is None or (old.status != "pending"
+                           and ev.ts > (old.responded_at if old.responded_at is not None else old.sent_at)):
+            self.requests[(ev.src, ev.dst)] = Request(ev.src, ev.dst, ev.ts, "pending")
+        elif old.status == "pending" and ev.ts < old.sent_at:
+            self.requests[(ev.src, ev.dst)] = replace(old, sent_at=ev.ts)
+
+    def _answer(self, ev: Event) -> None:
+        """Q_RESPOND and Q_ACCEPT_FRIENDS: an answer newer than the last (never dated before the request);
+        a tie while the request stands accepted and no block stands between the two."""
+        old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
+        if old.status == "pending" or (old.responded_at is not None and ev.ts >= old.responded_at):
+            status = "accepted" if ev.type == "accept" else "declined"
+            old = self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=max(ev.ts, old.sent_at))
+        if (ev.type == "accept" and old.status == "accepted"
+                and not self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}):
+            self.add_friendships([Friendship(ev.src, ev.dst, old.responded_at)])
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         if user_id in self.users:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
@@ -194,6 +195,20 @@ def test_block_and_new_friendship_are_respected_immediately(client):
     assert "a0" in before
     assert client.post("/v1/friendships", json={"a": "b1", "b": "a0"}, headers=KEY).status_code == 201
     assert "a0" not in _ids(client.get("/v1/users/b1/suggestions"))
+
+
+def test_a_second_request_after_a_declines_cool_down_keeps_the_pair_out_of_both_lists(client):
+    from candidates.filters import DECLINE_COOLDOWN_S
+
+    long_ago = time.time() - 2 * DECLINE_COOLDOWN_S
+    events = [{"type": "send", "src": "a1", "dst": "b0", "ts": long_ago},
+              {"type": "decline", "src": "b0", "dst": "a1", "ts": long_ago + 60}]
+    assert client.post("/v1/events", json=events, headers=KEY).status_code == 202
+    assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"   # the cool-down is over
+    assert client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b0", "ts": time.time()},
+                       headers=KEY).status_code == 202
+    assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))   # pending again, either way
+    assert "a1" not in _ids(client.get("/v1/users/b0/suggestions"))
 
 
 @pytest.mark.parametrize(("path", "body", "status", "field"), [

@@ -216,3 +216,49 @@ def test_requests_since_a_time_are_the_pending_ones_and_those_sent_or_answered_s
     # b and e pending (whenever sent); c declined at 20 (out); d answered at 120
     assert dsts(since=100.0) == ["b", "d", "e"]
     assert dsts(since=1000.0) == ["b", "e"]
+
+
+def _request(store, src: str, dst: str) -> tuple[str, float, float | None] | None:
+    got = [(r.status, r.sent_at, r.responded_at) for batch in store.iter_requests() for r in batch
+           if (r.src, r.dst) == (src, dst)]
+    return got[0] if got else None
+
+
+def test_a_request_follows_its_events_in_time_order_whatever_order_they_arrive_in(store, prefix):
+    a, b, c, d = (f"{prefix}{x}" for x in "abcd")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c, d)])
+    # a second try after a decline is a new pending request: both sides' lists must leave the pair out again
+    store.apply_events([Event("send", a, b, 10.0)])
+    store.apply_events([Event("decline", b, a, 20.0)])
+    assert _request(store, a, b) == ("declined", 10.0, 20.0) and store.user_state(b).declined == {a: 20.0}
+    store.apply_events([Event("send", a, b, 30.0)])
+    assert _request(store, a, b) == ("pending", 30.0, None)
+    assert store.user_state(b).pending == {a} and store.user_state(a).pending == {b}
+    assert store.user_state(b).declined == {}
+    store.apply_events([Event("send", a, b, 25.0)])      # a retry of the pending request: its earliest time
+    assert _request(store, a, b) == ("pending", 25.0, None)
+    # an answer arriving after a newer one changes nothing; nor does an older send
+    store.apply_events([Event("accept", b, a, 40.0)])
+    store.apply_events([Event("decline", b, a, 35.0), Event("send", a, b, 5.0)])
+    assert _request(store, a, b) == ("accepted", 25.0, 40.0) and store.friends(a) == [b]
+    # an older accept arriving after a newer decline makes no tie
+    store.apply_events([Event("send", c, a, 10.0), Event("decline", a, c, 30.0)])
+    store.apply_events([Event("accept", a, c, 20.0)])
+    assert _request(store, c, a) == ("declined", 10.0, 30.0) and store.friends(c) == []
+    # an answer dated before its request (the answering client's clock behind): dated when it was sent
+    store.apply_events([Event("send", d, a, 100.0)])
+    store.apply_events([Event("accept", a, d, 1.0)])
+    assert _request(store, d, a) == ("accepted", 100.0, 100.0)
+    assert [f.since for batch in store.iter_friendships() for f in batch if d in (f.a, f.b)] == [100.0]
+
+
+def test_one_batch_applies_each_requests_events_in_time_order(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c)])
+    # listed out of order: sent at 10, declined at 20, sent again at 30 -> pending since 30
+    store.apply_events([Event("send", a, b, 30.0), Event("decline", b, a, 20.0), Event("send", a, b, 10.0)])
+    assert _request(store, a, b) == ("pending", 30.0, None)
+    # sent and accepted in one batch, the accept listed first: a tie dated by the accept
+    store.apply_events([Event("accept", c, a, 12.0), Event("send", a, c, 11.0)])
+    assert _request(store, a, c) == ("accepted", 11.0, 12.0)
+    assert [f.since for batch in store.iter_friendships() for f in batch if c in (f.a, f.b)] == [12.0]
