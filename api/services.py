@@ -22,7 +22,7 @@ from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.assemble import assemble_pipeline
-from pymk.errors import ArtifactError, EventLogUnavailableError, UnknownUserError
+from pymk.errors import AccountReplacedError, ArtifactError, EventLogUnavailableError, UnknownUserError
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,10 @@ class Services:
         self.reload()
         served = self._served
         if served.pipeline is not None and served.pipeline.snap.has_user(user_id):
-            rec = served.pipeline.recommend(user_id, k)
+            try:
+                rec = served.pipeline.recommend(user_id, k)
+            except AccountReplacedError:   # a new account under a former one's id: as a user new since the snapshot
+                rec = self._fresh_fallback(user_id, k)
         elif self.store.get_user(user_id) is None:
             raise UnknownUserError(user_id)
         else:

@@ -28,7 +28,10 @@ DECLINE_COOLDOWN_S = 90 * 86_400.0
 class StateReader(Protocol):
     def viewer_state(self, user_id: str) -> UserState: ...
     def opted_out(self, user_ids: list[str]) -> set[str]: ...
-    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]: ...
+    def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
+              ) -> tuple[UserState, set[str]]:
+        """The viewer's state and the unsuggestable among the candidates (see GraphStore.viewer_rules)."""
+        ...
 
 
 class StoreStateReader:
@@ -43,8 +46,9 @@ class StoreStateReader:
     def opted_out(self, user_ids: list[str]) -> set[str]:
         return self.store.opted_out_among(user_ids)
 
-    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]:
-        return self.store.viewer_rules(user_id, candidate_ids)
+    def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
+              ) -> tuple[UserState, set[str]]:
+        return self.store.viewer_rules(user_id, candidate_ids, accounts_since)
 
 
 class SnapshotStateReader:
@@ -77,8 +81,9 @@ class SnapshotStateReader:
     def opted_out(self, user_ids: list[str]) -> set[str]:
         return {u for u in user_ids if self.snap.has_user(u) and self.snap.opted_out[self.snap.index_of(u)]}
 
-    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]:
-        return self.viewer_state(user_id), self.opted_out(candidate_ids)
+    def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
+              ) -> tuple[UserState, set[str]]:
+        return self.viewer_state(user_id), self.opted_out(candidate_ids)   # the snapshot's own accounts
 
 
 @dataclass
@@ -113,7 +118,8 @@ RULES = {
     "already_friends": lambda c, ctx: "already friends" if c.user_id in ctx.state.friends else None,
     "pending_request": lambda c, ctx: "request pending" if c.user_id in ctx.state.pending else None,
     "blocked": lambda c, ctx: "blocked" if c.user_id in ctx.state.blocked else None,
-    "opted_out": lambda c, ctx: "opted out of suggestions or deactivated" if c.user_id in ctx.opted_out else None,
+    "opted_out": lambda c, ctx: ("opted out of suggestions, deactivated or deleted" if c.user_id in ctx.opted_out
+                                 else None),
     "declined": lambda c, ctx: ("declined within cool-down"
                                 if ctx.now - ctx.state.declined.get(c.user_id, -np.inf) < ctx.decline_cooldown_s
                                 else None),

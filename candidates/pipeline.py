@@ -28,7 +28,7 @@ from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
-from pymk.errors import UnknownUserError
+from pymk.errors import AccountReplacedError, UnknownUserError
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -245,9 +245,12 @@ class CandidatePipeline:
     def expensive_filters(self, user_id: str, candidates: list[Candidate], rec: Recommendation) -> list[Candidate]:
         """Every hard rule, on fresh state, for the few candidates about to be returned."""
         start = time.perf_counter()
-        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in candidates]))
+        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in candidates],
+                                                       self.snap.meta.get("accounts_read_at")))
         if ctx.state.deleted:   # deleted after the snapshot was made: unknown from now on, as for the store
             raise UnknownUserError(user_id)
+        if ctx.state.replaced:  # deleted and created again since: the snapshot's record is someone else's
+            raise AccountReplacedError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
         kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000

@@ -49,6 +49,11 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -
     if not snap.has_user(candidate):
         verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
         return verdict
+    state, opted = pipeline.state.rules(viewer, [candidate], snap.meta.get("accounts_read_at"))
+    if state.replaced:
+        verdict.removed = ("the viewer's account was deleted and created again since the served snapshot: its "
+                           "suggestions come from the graph store's friends of friends, not from these stages")
+        return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])
     # the sources run once, as serving runs them (budgets too): every stage below reads the same lists
@@ -67,7 +72,6 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -
         ranked_list = pipeline.ranked(user, Recommendation(viewer, []), proposals)
     ranked = [c.index for c in ranked_list]
     verdict.ranked_at = ranked.index(cand) if cand in ranked else None
-    state, opted = pipeline.state.rules(viewer, [candidate])
     result = apply_rules([one], FilterContext(viewer, state, opted))
     if result.removed and verdict.removed is None:
         verdict.removed = f"hard rules (fresh state): {result.removed[0][1]}"

@@ -119,10 +119,13 @@ RETURN properties(u) AS p,
 """
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
 # candidates never to suggest: opted out, deactivated, or deleted since the snapshot was made
+# Opted out, deactivated, deleted, or deleted at or after $since (when given) and created again: whoever
+# holds the id now is not the account a record made before $since (the served snapshot) describes.
 _UNSUGGESTABLE = """
 UNWIND $ids AS cid OPTIONAL MATCH (x:User {id: cid})
 WITH cid, x WHERE x.opted_out = true OR x.deactivated = true
                   OR (x IS NULL AND EXISTS { MATCH (:DeletedUser {id: cid}) })
+                  OR ($since IS NOT NULL AND EXISTS { MATCH (d:DeletedUser {id: cid}) WHERE d.at >= $since })
 """
 Q_OPTED_OUT = _UNSUGGESTABLE + "RETURN cid AS id"
 Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
@@ -139,6 +142,8 @@ CALL () {""" + _UNSUGGESTABLE + """  RETURN collect(cid) AS opted
 OPTIONAL MATCH (u:User {id: $id})
 RETURN opted, coalesce(u.deactivated, false) AS deactivated,
        u IS NULL AND EXISTS { MATCH (:DeletedUser {id: $id}) } AS deleted,
+       u IS NOT NULL AND $since IS NOT NULL
+         AND EXISTS { MATCH (d:DeletedUser {id: $id}) WHERE d.at >= $since } AS replaced,
        [(u)-[:FRIENDS_WITH]-(f) | [f.id, f.opted_out = true OR f.deactivated = true]] AS friends,
        [(u)-[r:REQUESTED]-(p) | [p.id, r.status, r.responded_at]] AS requests,
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
@@ -272,7 +277,7 @@ def state_from_rules_row(user_id: str, r: Mapping[str, Any]) -> UserState:
             declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
     return UserState(user_id, frozenset(f for f, _ in r["friends"]), frozenset(pending), frozenset(r["blocked"]),
                      declined, frozenset(r["dismissed"]), bool(r["deactivated"]), bool(r["deleted"]),
-                     frozenset(f for f, hidden in r["friends"] if hidden))
+                     frozenset(f for f, hidden in r["friends"] if hidden), bool(r["replaced"]))
 
 
 def user_from_props(props: Mapping[str, Any]) -> UserRecord:

@@ -217,8 +217,16 @@ class MemoryGraphStore:
             frozenset(self.opted_out_among(self.adj.get(user_id, ()))),
         )
 
-    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        return self.user_state(user_id), self.opted_out_among(candidate_ids)
+    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str], accounts_since: float | None = None
+                     ) -> tuple[UserState, set[str]]:
+        def replaced(i: str) -> bool:
+            return accounts_since is not None and self.tombstones.get(i, -math.inf) >= accounts_since
+
+        candidate_ids = list(candidate_ids)
+        state = self.user_state(user_id)
+        if user_id in self.users and replaced(user_id):
+            state = replace(state, replaced=True)
+        return state, self.opted_out_among(candidate_ids) | {i for i in candidate_ids if replaced(i)}
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         mine = self.adj.get(user_id, set())

@@ -218,7 +218,7 @@ class Neo4jGraphStore:
         return {r["id"] for r in self._read(q.Q_EXISTING, ids=list(ids))}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return {r["id"] for r in self._read(q.Q_OPTED_OUT, ids=list(ids))}
+        return {r["id"] for r in self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)}
 
     def friends(self, user_id: str) -> list[str]:
         return [r["id"] for r in self._read(q.Q_FRIENDS, id=user_id)]
@@ -233,8 +233,9 @@ class Neo4jGraphStore:
     def user_state(self, user_id: str) -> UserState:
         return self.viewer_rules(user_id, [])[0]
 
-    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        record = self._read(q.Q_RULES, id=user_id, ids=list(candidate_ids))[0]
+    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str], accounts_since: float | None = None
+                     ) -> tuple[UserState, set[str]]:
+        record = self._read(q.Q_RULES, id=user_id, ids=list(candidate_ids), since=accounts_since)[0]
         return q.state_from_rules_row(user_id, record), set(record["opted"])
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:

@@ -149,3 +149,4 @@ class UserState:
     deactivated: bool = False          # the viewer's own account is closed or suspended: shown nothing
     deleted: bool = False              # the viewer's account was deleted after the served snapshot was made
     unnamed: frozenset[str] = frozenset()   # friends never named in a proof (opted out or deactivated)
+    replaced: bool = False             # deleted at or after `accounts_since` and created again: a new account

@@ -58,8 +58,13 @@ class GraphStore(Protocol):
     def blocked(self, user_id: str) -> set[str]: ...
     def user_state(self, user_id: str) -> UserState: ...
     def opted_out_among(self, ids: Iterable[str]) -> set[str]: ...
-    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str]) -> tuple[UserState, set[str]]:
-        """`user_state` and `opted_out_among(candidate_ids)` together (one round trip where it matters)."""
+    def viewer_rules(self, user_id: str, candidate_ids: Iterable[str], accounts_since: float | None = None
+                     ) -> tuple[UserState, set[str]]:
+        """`user_state` and `opted_out_among(candidate_ids)` together (one round trip where it matters).
+
+        With `accounts_since` (when the served snapshot read the accounts), an id deleted at or after it
+        and created again is a new account that record does not describe: among the candidates it is
+        unsuggestable, and as the viewer its state says `replaced`."""
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         """Candidates two hops away, by mutual count then Adamic-Adar then id.
 

@@ -21,6 +21,16 @@ class UnknownUserError(PymkError, LookupError):
         self.user_id = user_id
 
 
+class AccountReplacedError(PymkError, LookupError):
+    """The served snapshot's record of a user id is a former account's: the id was deleted after the
+    snapshot read the accounts and created again, so whoever holds it now is someone else."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} was deleted and created again after the served snapshot was made: "
+                         f"the snapshot describes the former account")
+        self.user_id = user_id
+
+
 class InputFormatError(PymkError, ValueError):
     """A whole input file cannot be read (bad header, unknown format)."""
 

@@ -742,6 +742,20 @@ def test_after_a_stall_is_found_requests_fail_at_once_until_a_trial_finds_the_se
         assert client.get(url).status_code == 200 and client.get("/readyz").status_code == 200
 
 
+def test_an_id_deleted_and_created_again_is_a_new_account_not_the_snapshots(client):
+    """Whoever takes a deleted account's id is not suggested on the former account's ties, nor shown
+    suggestions drawn from them, while the served snapshot still describes the former account."""
+    assert "b1" in _ids(client.get("/v1/users/a0/suggestions"))
+    assert "a0" in _ids(client.get("/v1/users/b1/suggestions"))
+    assert client.delete("/v1/users/b1", headers=KEY).status_code == 200
+    assert client.post("/v1/users", json={"id": "b1"}, headers=KEY).status_code == 201
+    assert "b1" not in _ids(client.get("/v1/users/a0/suggestions"))
+    fresh = client.get("/v1/users/b1/suggestions").get_json()
+    assert fresh["suggestions"] == []   # no friends yet: nothing from the former account's network
+    assert client.post("/v1/friendships", json={"a": "b1", "b": "c0"}, headers=KEY).status_code == 201
+    assert _ids(client.get("/v1/users/b1/suggestions")) == []   # c0 has no other friend to suggest
+
+
 def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(client):
     assert _ids(client.get("/v1/users/a1/suggestions"))[0] == "b0"
     assert client.post("/v1/users", json={"id": "b0", "deactivated": True}, headers=KEY).status_code == 201
@@ -903,5 +917,10 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
         assert why(pipeline, "a1", "new-user").removed.startswith("not in the served snapshot")
         with pytest.raises(UnknownUserError):
             why(pipeline, "nobody", "b0")
+        world.delete_users(["a1"])
+        world.upsert_users([UserRecord(id="a1")])   # a new account under the id the snapshot knows
+        assert why(pipeline, "a1", "b0").removed.startswith("the viewer's account was deleted and created again")
+        assert why(pipeline, "b0", "a1").removed == ("hard rules (fresh state): opted_out: opted out of "
+                                                     "suggestions, deactivated or deleted")
     finally:
         pipeline.close()

@@ -232,7 +232,7 @@ class _FixedState:
     def opted_out(self, ids):
         return set(ids) & self.opted
 
-    def rules(self, user_id, ids):
+    def rules(self, user_id, ids, accounts_since=None):
         return self.viewer_state(user_id), self.opted_out(ids)
 
 

@@ -27,7 +27,8 @@ class FixedState:
     def __init__(self, state: UserState, opted_out: set[str]) -> None:
         self.state, self.out = state, opted_out
 
-    def rules(self, user_id: str, candidate_ids: list[str]) -> tuple[UserState, set[str]]:
+    def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
+              ) -> tuple[UserState, set[str]]:
         return self.state, {c for c in candidate_ids if c in self.out}
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import networkx as nx
 import numpy as np
 import pytest
 
 from graph.eventlog import EventLog
 from graph.records import Event, Friendship, UserRecord
-from graph.snapshot import build_csr, from_edge_list, from_store, load_snapshot, save_snapshot
+from graph.snapshot import build_csr, from_edge_list, from_pairs, from_store, load_snapshot, save_snapshot
 from graph.snapshot.build import id_array
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError, UnknownUserError
@@ -99,7 +102,9 @@ def test_export_from_store_carries_profiles_requests_blocks_events(tmp_path):
     log = EventLog(tmp_path / "events")
     log.write_segment("x", events)
     log.write_segment("y", events[:1])  # the same event twice in the log is kept once
+    started = time.time()
     snap = from_store(store, log)
+    assert started <= snap.meta["accounts_read_at"] <= time.time()   # when the accounts were read (serving's rules)
     idx = {u: snap.index_of(u) for u in "abcd"}
     assert snap.num_edges == 2 and snap.opted_out[idx["a"]] and not snap.opted_out[idx["b"]]
     assert snap.vocab["city"] == ["Oslo", "Rome"] and snap.categorical["city"][idx["c"]] == -1
@@ -109,6 +114,10 @@ def test_export_from_store_carries_profiles_requests_blocks_events(tmp_path):
     assert snap.events["ts"].tolist() == [9.0, 10.0, 11.0] and snap.events["position"].tolist() == [2, -1, -1]
     back = load_snapshot(save_snapshot(snap, ArtifactStore(tmp_path / "s"), source="memory"))
     assert back.vocab == snap.vocab and np.array_equal(back.events["dst"], snap.events["dst"])
+    assert back.meta["accounts_read_at"] == snap.meta["accounts_read_at"]
+    plain = save_snapshot(from_pairs(["a"], ["b"]), ArtifactStore(tmp_path / "s"), source="edges")
+    published = json.loads((plain / "manifest.json").read_text())["published_at"]
+    assert load_snapshot(plain).meta["accounts_read_at"] == published   # not read from a store: when published
 
 
 @pytest.mark.integration

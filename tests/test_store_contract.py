@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -262,3 +263,19 @@ def test_one_batch_applies_each_requests_events_in_time_order(store, prefix):
     store.apply_events([Event("accept", c, a, 12.0), Event("send", a, c, 11.0)])
     assert _request(store, a, c) == ("accepted", 11.0, 12.0)
     assert [f.since for batch in store.iter_friendships() for f in batch if c in (f.a, f.b)] == [12.0]
+
+
+def test_an_id_deleted_and_created_again_is_a_new_account_to_records_made_before(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.add_friendships([Friendship(a, b), Friendship(b, c)])
+    before = time.time() - 1.0          # a snapshot read the accounts then
+    store.delete_users([c])
+    store.upsert_users([UserRecord(id=c)])   # someone else takes the id
+    state, unsuggestable = store.viewer_rules(a, [b, c], accounts_since=before)
+    assert unsuggestable == {c} and not state.replaced
+    assert store.viewer_rules(c, [a], accounts_since=before)[0].replaced
+    after = time.time() + 1.0           # a snapshot made since knows the new account
+    assert store.viewer_rules(a, [b, c], accounts_since=after)[1] == set()
+    assert not store.viewer_rules(c, [a], accounts_since=after)[0].replaced
+    assert store.viewer_rules(a, [b, c])[1] == set() and not store.viewer_rules(c, [])[0].replaced
+    assert store.opted_out_among([c]) == set()

@@ -203,6 +203,9 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     only its events within that many days of the newest one, and of the requests the pending ones and
     those sent or answered within that window)."""
     start = time.perf_counter()
+    # before the first account is read: an account deleted from now on may be in this snapshot as it was,
+    # so serving treats an id deleted since then and created again as a new account (graph/store.py)
+    accounts_read_at = time.time()
     users: list[UserRecord] = []
     for batch in progress_bar(store.iter_users(), desc="users", unit=" batch", enabled=progress):
         users.extend(batch)
@@ -242,7 +245,7 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
-                    meta={"source_store": store.server_info()})
+                    meta={"source_store": store.server_info(), "accounts_read_at": accounts_read_at})
 
 
 def restrict_ties(snap: Snapshot, keep: np.ndarray) -> Snapshot:

@@ -203,7 +203,10 @@ def load_snapshot(path: Path, mmap: bool = False) -> Snapshot:
         ids=arrays["ids"], indptr=arrays["indptr"], indices=arrays["indices"], since=arrays["since"],
         numeric=group("num_"), categorical=group("cat_"), vocab=json.loads((path / "vocab.json").read_text()),
         opted_out=arrays["opted_out"], requests=group("requests_"), blocks=group("blocks_"),
-        events=group("events_"), meta={"version": manifest.get("version"), "source": manifest.get("source")},
+        events=group("events_"), meta={"version": manifest.get("version"), "source": manifest.get("source"),
+                                        # snapshots not read from a store: when they were published
+                                        "accounts_read_at": manifest.get("accounts_read_at",
+                                                                         manifest.get("published_at"))},
     )
     if all(name in arrays for name in SHOWN_ARRAYS):   # snapshots before 2026-12-06 compute them on first use
         snap._shown = tuple(arrays[name] for name in SHOWN_ARRAYS)
