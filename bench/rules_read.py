@@ -4,7 +4,9 @@ Every request reads the viewer's friends, pending requests, blocks, declines, di
 deactivated / deleted flags, and which candidates are opted out, deactivated or deleted (tombstones),
 in one round trip (`viewer_rules`), through a batch job's store and the API's store (`api_store`:
 each query bounded by PYMK_NEO4J_REQUEST_TIMEOUT_S).
-Baselines in the same run: the same state from the store's single-purpose reads (friends, pending,
+`one_round_trip_as_served` passes the snapshot's time (`accounts_since`), as the API does since
+2026-12-06: ids deleted after it and created again count as former accounts. Baselines in the same
+run: the same state from the store's single-purpose reads (friends, pending,
 blocked, opted-out candidates: four round trips), the read as it was before 2026-12-05, and both
 again with the relationship index on REQUESTED.status that earlier versions created (with it the old
 read seeks every pending request of the database instead of expanding from the viewer).
@@ -49,8 +51,10 @@ def _load(store, n: int, degree: int, rng: np.random.Generator) -> list[str]:
     events = [Event(kind, ids[a], ids[b], 1.6e9 + i) for i, (a, b) in enumerate(rng.integers(0, n, size=(n, 2)))
               if a != b for kind in ("send", "block" if i % 10 == 0 else "dismiss")]
     store.apply_events(events)
+    snapshot_at = time.time()
     store.delete_users(ids[1::97])   # tombstones: accounts deleted after the snapshot
-    return ids
+    store.upsert_users([UserRecord(id=u) for u in ids[1::194]])   # half of those ids taken again by new accounts
+    return ids, snapshot_at
 
 
 def main(users: int, degree: int, candidates: int, requests: int, port: int) -> None:
@@ -64,12 +68,14 @@ def main(users: int, degree: int, candidates: int, requests: int, port: int) -> 
                 store._write([(Q_OLD_STATUS_INDEX, {})])
                 store._write([("CALL db.awaitIndexes(300)", {})])
             start = time.perf_counter()
-            ids = _load(store, users, degree, rng)
+            ids, snapshot_at = _load(store, users, degree, rng)
             load_s = time.perf_counter() - start
             draws = [(ids[v], [ids[c] for c in rng.integers(0, users, candidates)])
                      for v in rng.integers(0, users, requests)]
             api_store = open_store(settings, for_requests=True)
             ways = {"one_round_trip": lambda v, cs, s=store: s.viewer_rules(v, cs),
+                    # as the API calls it: the served snapshot's time, so ids deleted since and taken again count
+                    "one_round_trip_as_served": lambda v, cs, s=store, t=snapshot_at: s.viewer_rules(v, cs, t),
                     "one_round_trip_api_store": lambda v, cs, s=api_store: s.viewer_rules(v, cs),
                     "before_2026_12_05": lambda v, cs, s=store: s._read(Q_RULES_BEFORE, id=v, ids=cs),
                     "four_reads_baseline": lambda v, cs, s=store: (s.friends(v), s.pending_requests(v),
