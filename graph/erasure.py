@@ -14,11 +14,12 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import mmap
 import os
 import re
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,21 +48,38 @@ class ErasureReport:
     skipped: list[str] = field(default_factory=list)   # live segments too recent to rewrite now
 
 
-def _scrub(line: bytes, ids: Collection[str]) -> bytes | None:
-    """`line` without the accounts `ids`: None when the record names one as actor, target or viewer (the
-    record goes); a served record with one among its candidates loses those entries (the viewer's record
-    stays); otherwise `line` itself (an unreadable line is kept as it is)."""
+def accounts(ids: Mapping[str, float] | Collection[str]) -> dict[str, float]:
+    """Deleted accounts as id -> until when records under the id are theirs (GraphStore.deletions); plain
+    ids: every record (inf)."""
+    return {str(k): float(v) for k, v in ids.items()} if isinstance(ids, Mapping) else dict.fromkeys(ids, math.inf)
+
+
+def theirs(ids: Mapping[str, float], who: object, ts: object) -> bool:
+    """Whether a record naming `who` at time `ts` belongs to a deleted account of `ids`: every record of an
+    id not created again; of one created again, those before its deletion (or with no readable time:
+    erasure errs on the side of erasing)."""
+    until = ids.get(str(who))
+    if until is None:
+        return False
+    return until == math.inf or not (isinstance(ts, int | float) and not isinstance(ts, bool) and ts >= until)
+
+
+def _scrub(line: bytes, ids: Mapping[str, float]) -> bytes | None:
+    """`line` without the deleted accounts `ids` (see `theirs`): None when the record names one as actor,
+    target or viewer (the record goes); a served record with one among its candidates loses those entries
+    (the viewer's record stays); otherwise `line` itself (an unreadable line is kept as it is)."""
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError:
         return line
     if not isinstance(obj, dict):
         return line
-    if any(str(obj.get(k)) in ids for k in ("src", "dst", "viewer") if k in obj):
+    ts = obj.get("ts")
+    if any(theirs(ids, obj.get(k), ts) for k in ("src", "dst", "viewer") if k in obj):
         return None
     shown = obj.get("candidates")
     if isinstance(shown, list):
-        kept = [c for c in shown if not (isinstance(c, dict) and str(c.get("user_id")) in ids)]
+        kept = [c for c in shown if not (isinstance(c, dict) and theirs(ids, c.get("user_id"), ts))]
         if len(kept) < len(shown):
             return orjson.dumps({**obj, "candidates": kept}) + b"\n"
     return line
@@ -90,7 +108,8 @@ def lines_with(f: BinaryIO, pattern: re.Pattern[bytes]) -> Iterator[tuple[int, i
             yield start, end, m[start:end]
 
 
-def _edits(f: BinaryIO, ids: Collection[str], pattern: re.Pattern[bytes] | None) -> list[tuple[int, int, bytes | None]]:
+def _edits(f: BinaryIO, ids: Mapping[str, float], pattern: re.Pattern[bytes] | None
+           ) -> list[tuple[int, int, bytes | None]]:
     """The records of the open segment `f` that change, as (start, end, replacement or None) byte ranges.
     With a `pattern`, only the lines holding a spelling of one of `ids` are parsed; without one, every
     line is (streamed: a segment may be a whole ingested file)."""
@@ -116,17 +135,21 @@ def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
         n -= len(chunk)
 
 
-def _state(root: Path) -> tuple[set[str], dict[str, list[int]]]:
-    """The ids an earlier run erased and the segments (name -> [size, mtime_ns]) it left clean of them."""
+def _state(root: Path) -> tuple[dict[str, float], dict[str, list[int]]]:
+    """The accounts an earlier run erased (id -> until, as `accounts`) and the segments (name -> [size,
+    mtime_ns]) it left clean of them."""
     path = root / STATE
     try:
         data = json.loads(path.read_text())
-        return set(data["ids"]), {str(k): list(v) for k, v in data["clean"].items()}
+        done = data["ids"]   # a list before 2026-12-06 (every record of each)
+        done = accounts({k: math.inf if v is None else v for k, v in done.items()} if isinstance(done, dict)
+                        else done)
+        return done, {str(k): list(v) for k, v in data["clean"].items()}
     except FileNotFoundError:
-        return set(), {}
+        return {}, {}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("%s: unreadable (%s); every segment is read again", path, exc)
-        return set(), {}
+        return {}, {}
 
 
 def _fingerprint(stat: os.stat_result) -> list[int]:
@@ -178,19 +201,23 @@ def _exclusive(root: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
-def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -> ErasureReport:
-    """Rewrite every segment of `event_log` without the records naming any of `ids` (as `src`, `dst` or
-    `viewer`) and without their entries in other viewers' served lists (`candidates`).
+def erase(event_log: EventLog, ids: Mapping[str, float] | Collection[str], settle_s: float = 3600.0
+          ) -> ErasureReport:
+    """Rewrite every segment of `event_log` without the records naming a deleted account of `ids` (as
+    `src`, `dst` or `viewer`) and without their entries in other viewers' served lists (`candidates`).
+    `ids` maps each id to until when its records are the deleted account's (GraphStore.deletions: all
+    of them, or those before the deletion where the id is a new account's since); plain ids: all.
 
     A live segment written in the last `settle_s` may still be open for appending in an API process
     (a rename would cut those appends off), so it is left for the next run and counted as skipped.
     """
-    wanted, report = set(ids), ErasureReport()
+    wanted, report = accounts(ids), ErasureReport()
     if not wanted or not event_log.root.is_dir():
         return report
     with _exclusive(event_log.root):
         done, clean = _state(event_log.root)
-        since = wanted - done       # deleted since the last run: every segment is read for them
+        # deleted (or created again, or deleted again) since the last run: every segment is read for them
+        since = {i: until for i, until in wanted.items() if done.get(i) != until}
         now_clean: dict[str, list[int]] = {}
         by_since = spelling(since) if 0 < len(since) <= BYTE_SEARCH_MAX else None
         by_all = spelling(wanted) if len(wanted) <= BYTE_SEARCH_MAX else None
@@ -219,7 +246,8 @@ def erase(event_log: EventLog, ids: Collection[str], settle_s: float = 3600.0) -
                 log.info("%s: gone while being erased (expired or replaced); nothing to erase there", seg)
         tmp = event_log.root / f"{STATE}.{os.getpid()}"
         with _log_errors(tmp):
-            tmp.write_text(json.dumps({"ids": sorted(wanted), "clean": now_clean}))
+            tmp.write_text(json.dumps({"ids": {i: None if until == math.inf else until   # JSON has no inf
+                                               for i, until in sorted(wanted.items())}, "clean": now_clean}))
             os.replace(tmp, event_log.root / STATE)
     log.info("%s: erased %d records of %d users and cut them from %d others' lists, in %d segments (%d read, "
              "%d parsed; %d clean since an earlier run; %d recent live segments left)", event_log.root,

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -181,8 +181,8 @@ class EventLog:
             log.info("%s: deleted %d live segments older than %.0f h", self.root, len(gone), self.retention_s / 3600)
         return gone
 
-    def erase(self, ids: Collection[str], settle_s: float = 3600.0) -> ErasureReport:
-        """Every record naming one of `ids` out of this log (graph/erasure.py)."""
+    def erase(self, ids: Mapping[str, float] | Collection[str], settle_s: float = 3600.0) -> ErasureReport:
+        """Every record of a deleted account out of this log (graph/erasure.py)."""
         from graph.erasure import erase
 
         return erase(self, ids, settle_s)

@@ -155,8 +155,8 @@ class MemoryGraphStore:
                     del table[key]
         return n
 
-    def deleted_users(self) -> set[str]:
-        return {u for u in self.tombstones if u not in self.users}
+    def deletions(self) -> dict[str, float]:
+        return {u: at if u in self.users else math.inf for u, at in self.tombstones.items()}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

@@ -8,6 +8,7 @@ Friendships are stored once per pair, directed from the smaller id to the larger
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -190,8 +191,8 @@ class Neo4jGraphStore:
         records = self._execute(q.Q_DELETE_USERS, bounded=False, ids=sorted(set(ids)), at=time.time())
         return int(records[0]["n"]) if records else 0
 
-    def deleted_users(self) -> set[str]:
-        return {r["id"] for r in self._read(q.Q_DELETED)}
+    def deletions(self) -> dict[str, float]:
+        return {r["id"]: float(r["at"]) if r["again"] else math.inf for r in self._read(q.Q_DELETIONS)}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

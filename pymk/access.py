@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from graph.erasure import lines_with, spelling
+from graph.erasure import lines_with, spelling, theirs
 from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
@@ -53,11 +53,16 @@ def export_account(settings: Settings, user_id: str, store: GraphStore | None = 
 
     with given_or_opened(settings, store) as graph:
         data = graph.account_data(user_id)
+        # an id deleted before and created again: the former account's records (until the nightly erasure
+        # takes them out of the logs) are not this account's
+        former = {user_id: until} if (until := graph.deletions().get(user_id)) is not None else {}
     if data is None:
         raise UnknownUserError(user_id)
     start = time.perf_counter()
-    events = list(records_of(EventLog(settings.event_log_dir), user_id, "src"))
-    served = list(records_of(EventLog(settings.served_log_dir), user_id, "viewer"))
+    events = [r for r in records_of(EventLog(settings.event_log_dir), user_id, "src")
+              if not theirs(former, user_id, r.get("ts"))]
+    served = [r for r in records_of(EventLog(settings.served_log_dir), user_id, "viewer")
+              if not theirs(former, user_id, r.get("ts"))]
     log.info("read %d events and %d served lists of %s from the logs in %.1fs", len(events), len(served),
              user_id, time.perf_counter() - start)
     artifacts: dict[str, Path] = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,

@@ -60,7 +60,7 @@ def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: f
     from graph.eventlog import EventLog
 
     with given_or_opened(settings, store) as graph:
-        deleted = graph.deleted_users()
+        deleted = graph.deletions()
     done = {"accounts": len(deleted)}
     for name, root in (("event_log", settings.event_log_dir), ("served_log", settings.served_log_dir)):
         report = EventLog(root).erase(deleted, settle_s=settle_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -41,6 +42,20 @@ def test_the_export_holds_the_accounts_own_records_and_no_one_elses(tmp_path, us
     json.dumps(doc)   # a JSON document as it is
     with pytest.raises(UnknownUserError, match="'u3'"):
         export_account(settings, "u3", store)
+
+
+def test_the_export_of_an_id_taken_again_leaves_out_the_former_accounts_records(tmp_path):
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    store = MemoryGraphStore()
+    store.upsert_users([UserRecord(id="u1"), UserRecord(id="u2")])
+    _logs(settings, "u1", "u2")   # the former u1's, at 1-4 (s since 1970)
+    store.delete_users(["u1"])
+    store.upsert_users([UserRecord(id="u1")])   # someone else, before the nightly erasure ran
+    now = time.time()
+    EventLog(settings.event_log_dir).write_segment("file-2", [Event("impression", "u1", "u2", now, position=0)])
+    doc = export_account(settings, "u1", store)
+    assert [(e["type"], e["ts"]) for e in doc["events"]] == [("impression", now)]
+    assert doc["suggestions_served"] == []
 
 
 def test_records_of_skips_unreadable_lines_and_ids_inside_other_fields(tmp_path):

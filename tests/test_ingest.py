@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -296,6 +297,30 @@ def test_erasure_reads_again_only_what_is_new_since_the_last_run(tmp_path, monke
     assert [(e.src, e.dst) for e in log.read()] == [("u3", "u4")]
 
 
+def test_erasure_of_an_id_created_again_takes_only_the_former_accounts_records(tmp_path):
+    from graph.records import Event
+
+    log = EventLog(tmp_path / "log")
+    log.write_segment("file-1", [Event("send", "u1", "u2", 1.0), Event("accept", "u3", "u1", 2.0),
+                                 Event("send", "u1", "u4", 10.0), Event("send", "u3", "u4", 3.0)])
+    served = log.root / "live-2026010100-h-1.jsonl"
+    served.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"viewer": "u1", "ts": 4, "candidates": []},                                   # the former account's
+        {"viewer": "u9", "ts": 4, "candidates": [{"user_id": "u1"}, {"user_id": "u2"}]},
+        {"viewer": "u9", "ts": 11, "candidates": [{"user_id": "u1"}]},                 # the new account shown
+        {"viewer": "u1", "candidates": []}]))                                         # no time: erased
+    report = log.erase({"u1": 5.0}, settle_s=0)   # deleted at 5, the id taken again since
+    assert (report.lines, report.scrubbed) == (4, 1)
+    assert [(e.src, e.dst, e.ts) for e in log.read()] == [("u1", "u4", 10.0), ("u3", "u4", 3.0)]
+    assert [json.loads(x) for x in served.read_text().splitlines()] == [
+        {"viewer": "u9", "ts": 4, "candidates": [{"user_id": "u2"}]},
+        {"viewer": "u9", "ts": 11, "candidates": [{"user_id": "u1"}]}]
+    assert log.erase({"u1": 5.0}, settle_s=0).unread == 2   # remembered with its time: nothing read again
+    report = log.erase({"u1": math.inf}, settle_s=0)         # the new account deleted too: all of it
+    assert (report.lines, report.scrubbed, report.unread) == (1, 1, 0)
+    assert [(e.src, e.dst) for e in log.read()] == [("u3", "u4")]
+
+
 @pytest.mark.integration
 def test_events_erase_command_erases_the_store_tombstones(neo4j_store, prefix, tmp_path):
     from click.testing import CliRunner
@@ -308,7 +333,7 @@ def test_events_erase_command_erases_the_store_tombstones(neo4j_store, prefix, t
     log.write_segment("file-1", [Event("send", a, b, 1.0), Event("send", c, a, 2.0), Event("send", b, c, 3.0)])
     neo4j_store.add_friendships([Friendship(a, b), Friendship(b, c)])
     neo4j_store.delete_users([a])
-    assert a in neo4j_store.deleted_users() and b not in neo4j_store.deleted_users()
+    assert a in neo4j_store.deletions() and b not in neo4j_store.deletions()
     result = CliRunner().invoke(main, ["events", "erase"], env={"PYMK_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
     assert "event log: 2 records" in result.output

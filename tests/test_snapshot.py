@@ -120,6 +120,23 @@ def test_export_from_store_carries_profiles_requests_blocks_events(tmp_path):
     assert load_snapshot(plain).meta["accounts_read_at"] == published   # not read from a store: when published
 
 
+def test_export_leaves_out_a_former_accounts_events_under_an_id_taken_again(tmp_path):
+    from graph.memory_store import MemoryGraphStore
+
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b"), Friendship("b", "c")])
+    log = EventLog(tmp_path / "events")
+    log.write_segment("x", [Event("impression", "a", "c", 1.0, position=0), Event("send", "c", "b", 2.0),
+                            Event("impression", "b", "a", 3.0, position=1)])
+    store.delete_users(["c"])
+    store.upsert_users([UserRecord(id="c")])   # a new account under the id: the log not yet erased
+    log.write_segment("y", [Event("send", "c", "a", time.time() + 1.0)])
+    snap = from_store(store, log)
+    named = [(snap.external_id(int(s)), snap.external_id(int(d))) for s, d in zip(snap.events["src"],
+                                                                                 snap.events["dst"], strict=True)]
+    assert named == [("b", "a"), ("c", "a")]   # the former c's impression and send are not the new c's history
+
+
 @pytest.mark.integration
 def test_export_from_neo4j_equals_memory_export(neo4j_store, prefix, tmp_path):
     from graph.memory_store import MemoryGraphStore

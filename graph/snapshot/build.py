@@ -197,6 +197,21 @@ def _newest(table) -> float | None:
     return pc.max(table["ts"]).as_py() if table.num_rows else None
 
 
+def _former_accounts_out(events: dict[str, np.ndarray], index: dict[str, int], deletions: dict[str, float]
+                         ) -> dict[str, np.ndarray]:
+    """The events without those of deleted accounts whose ids are new accounts' now: an event naming such an
+    id before its deletion is the former account's (the nightly erasure takes it out of the log; one still
+    in a live segment it left for later is not read as the new account's history)."""
+    until = np.full(len(index), -np.inf)
+    for user, at in deletions.items():
+        if np.isfinite(at) and user in index:
+            until[index[user]] = at
+    if not np.isfinite(until).any():
+        return events
+    keep = (events["ts"] >= until[events["src"]]) & (events["ts"] >= until[events["dst"]])
+    return {k: v[keep] for k, v in events.items()}
+
+
 def from_store(store: GraphStore, event_log: EventLog | None = None, progress: bool = False,
                event_days: float = 0.0) -> Snapshot:
     """Export the whole graph from the store (streamed in batches) plus the event log (with `event_days` > 0,
@@ -241,7 +256,7 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
               "dst": np.array([index[b[1]] for b in blk], np.int32),
               "at": np.array([b[2] for b in blk], np.float64)}
-    events = _event_table(ids, table)
+    events = _former_accounts_out(_event_table(ids, table), index, store.deletions())
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
