@@ -118,7 +118,6 @@ RETURN properties(u) AS p,
        [(u)-[d:DISMISSED]->(x:User) | [x.id, d.at]] AS dismissals
 """
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
-# candidates never to suggest: opted out, deactivated, or deleted since the snapshot was made
 # Opted out, deactivated, deleted, or deleted at or after $since (when given) and created again: whoever
 # holds the id now is not the account a record made before $since (the served snapshot) describes.
 _UNSUGGESTABLE = """
