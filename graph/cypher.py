@@ -53,23 +53,24 @@ MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count
 """
 # A request's state in time order (see event_statements: each request's events run one per statement):
 # a send after the answer to an earlier request opens a new pending one (a second try after a decline's
-# cool-down, or after an unfriending); a send while pending keeps the earliest time (a retry); an older
-# send or answer arriving after a newer answer changes nothing; an answer is never dated before the
-# request it answers (a client clock behind the sender's).
+# cool-down, or after an unfriending); a send while one is pending, or one older than the last answer,
+# changes nothing (a retry, a file ingested again); an answer older than the last answer changes nothing,
+# and so does one dated more than ANSWER_SKEW_S before the pending request (it answered an earlier one);
+# one dated less than that before it (the answering client's clock behind the sender's) is dated when the
+# request was sent.
+ANSWER_SKEW_S = 3600.0
 Q_SEND = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
 MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
-WITH r, row, r.status <> 'pending' AND row.ts > coalesce(r.responded_at, r.sent_at) AS again
-SET r.sent_at = CASE WHEN again OR (r.status = 'pending' AND row.ts < r.sent_at) THEN row.ts ELSE r.sent_at END,
-    r.status = CASE WHEN again THEN 'pending' ELSE r.status END,
-    r.responded_at = CASE WHEN again THEN null ELSE r.responded_at END
+WITH r, row WHERE r.status <> 'pending' AND row.ts > coalesce(r.responded_at, r.sent_at)
+SET r.sent_at = row.ts, r.status = 'pending', r.responded_at = null
 """
 Q_RESPOND = """
 UNWIND $rows AS row
 MATCH (me:User {id: row.src}) MATCH (other:User {id: row.dst})
 MERGE (other)-[r:REQUESTED]->(me) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
-WITH r, row WHERE r.status = 'pending' OR row.ts >= r.responded_at
+WITH r, row WHERE CASE WHEN r.status = 'pending' THEN row.ts >= r.sent_at - $skew ELSE row.ts >= r.responded_at END
 SET r.status = row.status, r.responded_at = CASE WHEN row.ts < r.sent_at THEN r.sent_at ELSE row.ts END
 """
 Q_BLOCK = """
@@ -219,8 +220,9 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
             if ev.type == "accept":
                 lo, hi = sorted((ev.src, ev.dst))
                 friends.append({"src": ev.src, "dst": ev.dst, "a": lo, "b": hi})
-        statements += [(q, {"rows": rows}) for q, rows in ((Q_SEND, sends), (Q_RESPOND, responses),
-                                                           (Q_ACCEPT_FRIENDS, friends)) if rows]
+        statements += [(q, {"rows": rows, **extra}) for q, rows, extra in (
+            (Q_SEND, sends, {}), (Q_RESPOND, responses, {"skew": ANSWER_SKEW_S}), (Q_ACCEPT_FRIENDS, friends, {}))
+            if rows]
     for ev in events:
         if ev.type == "block":
             blocks.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from graph.cypher import request_rounds
+from graph.cypher import ANSWER_SKEW_S, request_rounds
 from graph.records import (
     AccountData,
     Event,
@@ -116,19 +116,18 @@ class MemoryGraphStore:
         return applied
 
     def _send(self, ev: Event) -> None:
-        """graph/cypher.py Q_SEND: a new request after an answer, the earliest time of a pending one."""
+        """graph/cypher.py Q_SEND: a request, or a new one after the last answer."""
         old = self.requests.get((ev.src, ev.dst))
         if old is None or (old.status != "pending"
                            and ev.ts > (old.responded_at if old.responded_at is not None else old.sent_at)):
             self.requests[(ev.src, ev.dst)] = Request(ev.src, ev.dst, ev.ts, "pending")
-        elif old.status == "pending" and ev.ts < old.sent_at:
-            self.requests[(ev.src, ev.dst)] = replace(old, sent_at=ev.ts)
 
     def _answer(self, ev: Event) -> None:
-        """Q_RESPOND and Q_ACCEPT_FRIENDS: an answer newer than the last (never dated before the request);
-        a tie while the request stands accepted and no block stands between the two."""
+        """Q_RESPOND and Q_ACCEPT_FRIENDS: an answer newer than the last, to this request (never dated before
+        it); a tie while the request stands accepted and no block stands between the two."""
         old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
-        if old.status == "pending" or (old.responded_at is not None and ev.ts >= old.responded_at):
+        if (ev.ts >= old.sent_at - ANSWER_SKEW_S if old.status == "pending"
+                else old.responded_at is not None and ev.ts >= old.responded_at):
             status = "accepted" if ev.type == "accept" else "declined"
             old = self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=max(ev.ts, old.sent_at))
         if (ev.type == "accept" and old.status == "accepted"

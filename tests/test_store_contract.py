@@ -226,31 +226,36 @@ def _request(store, src: str, dst: str) -> tuple[str, float, float | None] | Non
 
 
 def test_a_request_follows_its_events_in_time_order_whatever_order_they_arrive_in(store, prefix):
-    a, b, c, d = (f"{prefix}{x}" for x in "abcd")
-    store.upsert_users([UserRecord(id=x) for x in (a, b, c, d)])
+    a, b, c, d, e = (f"{prefix}{x}" for x in "abcde")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c, d, e)])
+    day = 86_400.0
     # a second try after a decline is a new pending request: both sides' lists must leave the pair out again
-    store.apply_events([Event("send", a, b, 10.0)])
-    store.apply_events([Event("decline", b, a, 20.0)])
-    assert _request(store, a, b) == ("declined", 10.0, 20.0) and store.user_state(b).declined == {a: 20.0}
-    store.apply_events([Event("send", a, b, 30.0)])
-    assert _request(store, a, b) == ("pending", 30.0, None)
+    store.apply_events([Event("send", a, b, 1 * day)])
+    store.apply_events([Event("decline", b, a, 2 * day)])
+    assert _request(store, a, b) == ("declined", 1 * day, 2 * day) and store.user_state(b).declined == {a: 2 * day}
+    store.apply_events([Event("send", a, b, 100 * day)])
+    assert _request(store, a, b) == ("pending", 100 * day, None)
     assert store.user_state(b).pending == {a} and store.user_state(a).pending == {b}
     assert store.user_state(b).declined == {}
-    store.apply_events([Event("send", a, b, 25.0)])      # a retry of the pending request: its earliest time
-    assert _request(store, a, b) == ("pending", 25.0, None)
+    # the first request's file ingested again, and a retry: the pending request stays as it is
+    store.apply_events([Event("send", a, b, 1 * day), Event("decline", b, a, 2 * day)])
+    store.apply_events([Event("send", a, b, 100 * day + 5)])
+    assert _request(store, a, b) == ("pending", 100 * day, None)
     # an answer arriving after a newer one changes nothing; nor does an older send
-    store.apply_events([Event("accept", b, a, 40.0)])
-    store.apply_events([Event("decline", b, a, 35.0), Event("send", a, b, 5.0)])
-    assert _request(store, a, b) == ("accepted", 25.0, 40.0) and store.friends(a) == [b]
+    store.apply_events([Event("accept", b, a, 101 * day)])
+    store.apply_events([Event("decline", b, a, 100.5 * day), Event("send", a, b, 100.7 * day)])
+    assert _request(store, a, b) == ("accepted", 100 * day, 101 * day) and store.friends(a) == [b]
     # an older accept arriving after a newer decline makes no tie
-    store.apply_events([Event("send", c, a, 10.0), Event("decline", a, c, 30.0)])
-    store.apply_events([Event("accept", a, c, 20.0)])
-    assert _request(store, c, a) == ("declined", 10.0, 30.0) and store.friends(c) == []
-    # an answer dated before its request (the answering client's clock behind): dated when it was sent
-    store.apply_events([Event("send", d, a, 100.0)])
-    store.apply_events([Event("accept", a, d, 1.0)])
-    assert _request(store, d, a) == ("accepted", 100.0, 100.0)
-    assert [f.since for batch in store.iter_friendships() for f in batch if d in (f.a, f.b)] == [100.0]
+    store.apply_events([Event("send", c, a, 10 * day), Event("decline", a, c, 30 * day)])
+    store.apply_events([Event("accept", a, c, 20 * day)])
+    assert _request(store, c, a) == ("declined", 10 * day, 30 * day) and store.friends(c) == []
+    # an answer dated a minute before its request (the answering client's clock behind): dated when it was
+    # sent, and so is the tie; one dated days before it answered an earlier request: nothing changes
+    store.apply_events([Event("send", d, a, 100 * day), Event("send", e, a, 100 * day)])
+    store.apply_events([Event("accept", a, d, 100 * day - 60), Event("accept", a, e, 1.0)])
+    assert _request(store, d, a) == ("accepted", 100 * day, 100 * day)
+    assert [f.since for batch in store.iter_friendships() for f in batch if d in (f.a, f.b)] == [100 * day]
+    assert _request(store, e, a) == ("pending", 100 * day, None) and store.friends(e) == []
 
 
 def test_one_batch_applies_each_requests_events_in_time_order(store, prefix):
