@@ -241,14 +241,20 @@ REQUEST_EVENTS = ("send", "accept", "decline")
 def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
     """The batch's sends and answers in rounds: round i holds the i-th event of every request (requester ->
     recipient) in time order (a send first among equal times, then the batch's order), so one statement
-    never touches a request twice and each request's events apply in the order they happened."""
+    never touches a request twice and each request's events apply in the order they happened. A send
+    right after a send of the same request is left out: it changes nothing (the request is pending), and
+    a client repeating one send a thousand times would otherwise cost a thousand rounds."""
     mine = [ev for ev in events if ev.type in REQUEST_EVENTS]
     order = sorted(range(len(mine)), key=lambda i: (mine[i].ts, mine[i].type != "send", i))
     rounds: list[list[Event]] = []
     seen: dict[tuple[str, str], int] = {}
+    last: dict[tuple[str, str], str] = {}
     for i in order:
         ev = mine[i]
         request = (ev.src, ev.dst) if ev.type == "send" else (ev.dst, ev.src)
+        if ev.type == "send" == last.get(request):
+            continue
+        last[request] = ev.type
         r = seen[request] = seen.get(request, -1) + 1
         if r == len(rounds):
             rounds.append([])

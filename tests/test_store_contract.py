@@ -284,3 +284,13 @@ def test_an_id_deleted_and_created_again_is_a_new_account_to_records_made_before
     assert not store.viewer_rules(c, [a], accounts_since=after)[0].replaced
     assert store.viewer_rules(a, [b, c])[1] == set() and not store.viewer_rules(c, [])[0].replaced
     assert store.opted_out_among([c]) == set()
+
+
+def test_request_rounds_put_each_requests_events_in_time_order_and_drop_repeated_sends():
+    from graph.cypher import request_rounds
+
+    events = [Event("send", "a", "b", t) for t in (3.0, 1.0, 2.0)] + [
+        Event("decline", "b", "a", 4.0), Event("send", "a", "b", 5.0), Event("send", "c", "b", 1.0),
+        Event("impression", "a", "b", 0.5, position=0)]
+    rounds = [[(e.type, e.src, e.ts) for e in r] for r in request_rounds(events)]
+    assert rounds == [[("send", "a", 1.0), ("send", "c", 1.0)], [("decline", "b", 4.0)], [("send", "a", 5.0)]]
