@@ -103,14 +103,16 @@ def open_loop(port: int, paths: list[str], rate: float, threads: int = 16, timeo
 
 
 @contextmanager
-def fresh_neo4j(name: str, port: int, start: bool = True, keep: bool = False) -> Iterator[Settings]:
+def fresh_neo4j(name: str, port: int, start: bool = True, keep: bool = False,
+                env: dict[str, str] | None = None) -> Iterator[Settings]:
     """A throw-away local Neo4j under bench/out/NAME (wiped first unless `keep`), stopped afterwards.
-    With start=False the server is left for the caller to start (e.g. after an offline import)."""
+    With start=False the server is left for the caller to start (e.g. after an offline import); `env`:
+    more settings (e.g. PYMK_NEO4J_KEEP_ALIVE_S)."""
     from graph import server
 
     data = OUT / name
     settings = Settings.from_env({"PYMK_DATA_DIR": str(data), "PYMK_NEO4J_PORT": str(port),
-                                  "PYMK_NEO4J_HEAP_MB": "2048", "PYMK_NEO4J_PAGECACHE_MB": "1024"})
+                                  "PYMK_NEO4J_HEAP_MB": "2048", "PYMK_NEO4J_PAGECACHE_MB": "1024", **(env or {})})
     server.stop(settings.neo4j)  # one left over by an interrupted run
     if not keep:
         shutil.rmtree(data, ignore_errors=True)

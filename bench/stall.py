@@ -131,8 +131,12 @@ def _plot(arms: list[dict], normal: float, stall: float, path: Path) -> None:
 @click.option("--stall", default=30.0, show_default=True, help="Seconds the proxy passes nothing on.")
 @click.option("--after", default=30.0, show_default=True, help="Seconds after the stall ends.")
 @click.option("--port", default=7697, show_default=True, help="The throw-away Neo4j's Bolt port.")
-def main(users: int, rate: float, normal: float, stall: float, after: float, port: int) -> None:
-    with fresh_neo4j("bench-stall", port) as settings:
+@click.option("--keep-alive", default=None, type=float, help="The server's PYMK_NEO4J_KEEP_ALIVE_S (else its default).")
+@click.option("--cooldowns", default="5,0", show_default=True, help="The arms' breaker cooldowns (0: no breaker).")
+def main(users: int, rate: float, normal: float, stall: float, after: float, port: int, keep_alive: float | None,
+         cooldowns: str) -> None:
+    extra = {} if keep_alive is None else {"PYMK_NEO4J_KEEP_ALIVE_S": f"{keep_alive:g}"}
+    with fresh_neo4j("bench-stall", port, env=extra) as settings:
         env = {**os.environ, "PYMK_DATA_DIR": str(settings.data_dir), "PYMK_NEO4J_PORT": str(port),
                "PYMK_API_RATE_LIMIT": "0", "PYMK_SERVED_LOG": "off"}
         sample = OUT / f"stall-sample-{users}"
@@ -148,7 +152,7 @@ def main(users: int, rate: float, normal: float, stall: float, after: float, por
         proxy = TcpProxy(target.hostname, target.port)
         try:
             served = {**env, "NEO4J_URI": f"bolt://127.0.0.1:{proxy.port}"}
-            arms = [_arm(served, proxy, cooldown, ids, rate, normal, stall, after) for cooldown in ("5", "0")]
+            arms = [_arm(served, proxy, cooldown, ids, rate, normal, stall, after) for cooldown in cooldowns.split(",")]
         finally:
             proxy.down()
     r = {"users": users, "rate_rps": rate, "phases_s": [normal, stall, after], "workers": 2, "threads": 2,
