@@ -100,7 +100,9 @@ UNWIND $ids AS id MATCH (u:User {id: id}) DETACH DELETE u
 WITH id MERGE (d:DeletedUser {id: id}) SET d.at = $at
 RETURN count(*) AS n
 """
-Q_DELETIONS = "MATCH (d:DeletedUser) RETURN d.id AS id, d.at AS at, EXISTS { MATCH (:User {id: d.id}) } AS again"
+_DELETION = "RETURN d.id AS id, d.at AS at, EXISTS { MATCH (:User {id: d.id}) } AS again"
+Q_DELETIONS = "MATCH (d:DeletedUser) " + _DELETION
+Q_DELETIONS_OF = "UNWIND $ids AS id MATCH (d:DeletedUser {id: id}) " + _DELETION
 Q_PURGE_TOMBSTONES_PREFIX = "MATCH (d:DeletedUser) WHERE d.id STARTS WITH $prefix DELETE d"
 Q_DELETE_PREFIX = """
 MATCH (u:User) WHERE u.id STARTS WITH $prefix

@@ -154,8 +154,9 @@ class MemoryGraphStore:
                     del table[key]
         return n
 
-    def deletions(self) -> dict[str, float]:
-        return {u: at if u in self.users else math.inf for u, at in self.tombstones.items()}
+    def deletions(self, ids: Iterable[str] | None = None) -> dict[str, float]:
+        wanted = self.tombstones.keys() if ids is None else set(ids) & self.tombstones.keys()
+        return {u: self.tombstones[u] if u in self.users else math.inf for u in wanted}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

@@ -55,7 +55,7 @@ def export_account(settings: Settings, user_id: str, store: GraphStore | None = 
         data = graph.account_data(user_id)
         # an id deleted before and created again: the former account's records (until the nightly erasure
         # takes them out of the logs) are not this account's
-        former = {user_id: until} if (until := graph.deletions().get(user_id)) is not None else {}
+        former = graph.deletions([user_id])
     if data is None:
         raise UnknownUserError(user_id)
     start = time.perf_counter()

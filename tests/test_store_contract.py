@@ -157,6 +157,7 @@ def test_a_deleted_user_is_never_suggested_nor_served_until_created_again(store,
     store.upsert_users([UserRecord(id=c)])   # the same id created again is a new, suggestable user
     assert store.opted_out_among([c]) == set() and not store.user_state(c).deleted
     assert store.deletions()[c] <= time.time()   # only the records before the deletion are
+    assert store.deletions([c, a]) == {c: store.deletions()[c]}
     store.delete_users([c])
     store.delete_users_with_prefix(prefix)   # a namespace wiped leaves no tombstone behind
     assert not store.user_state(c).deleted and store.opted_out_among([c]) == set()
