@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from graph.records import UserRecord
+from graph.records import UserRecord, id_problem
 from graph.timestamps import parse_timestamp
 
-Id = Field(min_length=1, max_length=256)
+
+def _id(value: str) -> str:
+    if problem := id_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+Id = Annotated[str, AfterValidator(_id), Field(min_length=1, max_length=256)]
 
 
 class _Strict(BaseModel):
@@ -17,7 +24,7 @@ class _Strict(BaseModel):
 
 
 class UserIn(_Strict):
-    id: str = Id
+    id: Id
     created_at: float | None = None
     school: str | None = Field(default=None, max_length=256)
     employer: str | None = Field(default=None, max_length=256)
@@ -38,14 +45,14 @@ Timestamp = Annotated[float | None, BeforeValidator(lambda v: None if v is None 
 
 
 class FriendshipIn(_Strict):
-    a: str = Id
-    b: str = Id
+    a: Id
+    b: Id
     since: Timestamp = None
 
 
 class BlockIn(_Strict):
-    src: str = Id
-    dst: str = Id
+    src: Id
+    dst: Id
     at: Timestamp = None
 
 

@@ -50,7 +50,7 @@ def _write_log(root: Path, days: int, per_day: int, users: int) -> int:
 
 def _arm(name: str, root: str, users: int, window: float, out) -> None:
     from graph.eventcols import read_columns
-    from graph.snapshot.build import _event_table
+    from graph.snapshot.export import _event_table
     from tests.events_reference import event_table_reference
 
     ids = np.array([f"u{i}" for i in range(users)])

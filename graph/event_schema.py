@@ -9,13 +9,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from graph.records import EVENT_TYPES, Event
+from graph.records import EVENT_TYPES, Event, id_problem
 from graph.timestamps import parse_timestamp
 
 
 def _user_id(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
         raise ValueError(f"must be a non-empty string or integer (got {value!r})")
+    if problem := id_problem(str(value)):
+        raise ValueError(problem)
     return str(value)
 
 

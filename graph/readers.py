@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from graph.edge_columns import header_columns, looks_like_header, split_fields
-from graph.records import CATEGORICAL_FIELDS, Event, UserRecord
+from graph.records import CATEGORICAL_FIELDS, Event, UserRecord, id_problem
 from graph.textfile import ByteCounter
 from graph.timestamps import NULL_TIMES, parse_timestamp, time_window
 from pymk.errors import InputFormatError
@@ -125,6 +125,9 @@ def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
         if not src or not dst:
             yield bad(f"empty src or dst in {stripped!r}")
             continue
+        if problem := id_problem(src) or id_problem(dst):
+            yield bad(problem)
+            continue
         if src == dst:
             yield bad(f"self-loop {src!r} -> {dst!r}")
             continue
@@ -156,6 +159,8 @@ def _user_from_row(row: dict[str, str]) -> UserRecord:
     uid = (row.get("id") or "").strip()
     if not uid:
         raise ValueError("empty id")
+    if problem := id_problem(uid):
+        raise ValueError(problem)
     fields: dict[str, object] = {name: (row.get(name) or "").strip() or None for name in CATEGORICAL_FIELDS}
     created = (row.get("created_at") or "").strip()
     fields["created_at"] = parse_timestamp(created) if created else None

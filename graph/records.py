@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -16,6 +17,15 @@ CATEGORICAL_FIELDS: tuple[str, ...] = ("school", "employer", "city", "age_group"
 EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dismiss", "block", "interaction",
                                 "unblock")
 REQUEST_STATUSES: tuple[str, ...] = ("pending", "accepted", "declined")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def id_problem(user_id: str) -> str | None:
+    """Why `user_id` cannot be a user id, or None. A control character (a NUL, a line break) is refused:
+    the snapshot's id array drops trailing NULs, so 'a\\x00' would become another account's 'a', and a
+    line break cannot be written in an edge list or a log line."""
+    bad = _CONTROL.search(user_id)
+    return None if bad is None else f"user id {user_id!r} holds the control character {bad.group()!r}"
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,8 @@ def test_a_second_request_after_a_declines_cool_down_keeps_the_pair_out_of_both_
     ("/v1/users", {"id": "u", "lat": 100, "lon": 0}, 400, "lat"),
     ("/v1/users", {"id": "u", "nickname": "x"}, 400, "nickname"),
     ("/v1/users", {"id": ""}, 400, "id"),
+    ("/v1/users", {"id": "abc\x00"}, 400, "id"),   # the snapshot's id array would make it 'abc'
+    ("/v1/friendships", {"a": "a1", "b": "b\nx"}, 400, "b"),
     ("/v1/friendships", {"a": "a1", "b": "a1"}, 400, "b"),
     ("/v1/friendships", {"a": "a1", "b": "ghost"}, 404, "b"),
     ("/v1/friendships", {"a": "a1", "b": "b3", "since": "yesterday"}, 400, "since"),

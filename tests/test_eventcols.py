@@ -11,7 +11,7 @@ import pytest
 from graph.eventcols import STATS_FILE, read_columns
 from graph.eventlog import EventLog
 from graph.records import Event
-from graph.snapshot.build import _event_table
+from graph.snapshot.export import _event_table
 from graph.snapshot.format import EVENT_TYPES
 from tests.events_reference import event_table_reference
 

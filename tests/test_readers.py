@@ -13,6 +13,7 @@ from graph.readers import (
     read_events,
     read_users,
 )
+from graph.records import UserRecord
 from graph.timestamps import parse_timestamp
 from pymk.errors import InputFormatError
 
@@ -112,6 +113,19 @@ def test_bad_edge_rows_report_file_and_line_and_good_rows_survive(tmp_path):
     assert "self-loop" in bad[2].message
 
 
+def test_an_id_with_a_control_character_is_a_bad_row(tmp_path):
+    """A NUL would be dropped from the end of an id by the snapshot's id array (another account's id then),
+    a line break cannot be written back in an edge list: refused with its line, wherever ids come in."""
+    rows = _edges(tmp_path, "1 2\nab\x00 3\n4\x01x 5\n6 7\n")
+    assert [r.line for r in rows if isinstance(r, RowError)] == [2, 3]
+    assert "control character '\\x00'" in next(r for r in rows if isinstance(r, RowError)).message
+    p = tmp_path / "users.csv"
+    p.write_text('id,city\nu1,Oslo\nu\x1b2,Rome\n')
+    got = list(read_users(ByteCounter(p)))
+    assert [u.id for u in got if isinstance(u, UserRecord)] == ["u1"]
+    assert "control character '\\x1b'" in next(r for r in got if isinstance(r, RowError)).message
+
+
 def test_users_csv(tmp_path):
     p = tmp_path / "users.csv"
     p.write_text("id,school,lat,lon,opted_out,created_at,extra\n"
@@ -160,6 +174,7 @@ def test_events_jsonl(tmp_path):
 @pytest.mark.parametrize("bad", [{"type": "send", "src": "a", "dst": "b"},
                                  {"type": "send", "src": True, "dst": "b", "ts": 1},
                                  {"type": "send", "src": "a", "dst": "b", "ts": 1, "position": -1},
+                                 {"type": "send", "src": "a\x00", "dst": "b", "ts": 1},
                                  ["send"]])
 def test_parse_event_names_the_field(bad):
     with pytest.raises(ValueError):

@@ -226,3 +226,14 @@ def test_impressions_by_viewer_are_saved_shared_by_mapped_loads_and_recomputed_f
     (path / "manifest.json").write_text(json.dumps(manifest))
     older = load_snapshot(path, mmap=True)
     assert all(np.array_equal(a, b) for a, b in zip(older.impressions_by_viewer(), (viewer, shown, sec), strict=True))
+
+
+def test_an_export_leaves_out_an_id_no_snapshot_can_hold_and_goes_on(tmp_path, caplog):
+    from graph.memory_store import MemoryGraphStore
+
+    store = MemoryGraphStore()   # written before ids were checked: 'abc\x00' would become 'abc' in the id array
+    store.add_friendships([Friendship("abc\x00", "zz"), Friendship("abc", "zz")])
+    store.apply_events([Event("block", "abc\x00", "abc", 1.0)])
+    snap = from_store(store)
+    assert snap.ids.tolist() == ["abc", "zz"] and snap.num_edges == 1 and snap.blocks["src"].size == 0
+    assert "1 users left out of the snapshot" in caplog.text and "'\\x00'" in caplog.text

@@ -6,12 +6,12 @@ from graph.snapshot.build import (
     data_time,
     from_edge_list,
     from_pairs,
-    from_store,
     interaction_table,
     recent_window_start,
     restrict_ties,
     unknown_zero_times,
 )
+from graph.snapshot.export import from_store
 from graph.snapshot.format import Snapshot, load_snapshot, save_snapshot
 
 __all__ = ["Snapshot", "as_of", "build_csr", "data_time", "from_edge_list", "from_pairs", "from_store",
