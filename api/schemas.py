@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from graph.records import UserRecord, id_problem
+from graph.records import MAX_ID_LENGTH, UserRecord, id_problem
 from graph.timestamps import parse_timestamp
 
 
@@ -16,7 +16,7 @@ def _id(value: str) -> str:
     return value
 
 
-Id = Annotated[str, AfterValidator(_id), Field(min_length=1, max_length=256)]
+Id = Annotated[str, AfterValidator(_id), Field(min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 class _Strict(BaseModel):

@@ -18,12 +18,15 @@ EVENT_TYPES: tuple[str, ...] = ("impression", "send", "accept", "decline", "dism
                                 "unblock")
 REQUEST_STATUSES: tuple[str, ...] = ("pending", "accepted", "declined")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_ID_LENGTH = 256
 
 
 def id_problem(user_id: str) -> str | None:
-    """Why `user_id` cannot be a user id, or None. A control character (a NUL, a line break) is refused:
-    the snapshot's id array drops trailing NULs, so 'a\\x00' would become another account's 'a', and a
-    line break cannot be written in an edge list or a log line."""
+    """Why `user_id` cannot be a user id, or None. The snapshot holds ids in one fixed-width array, so one
+    id of 100,000 characters (a corrupt line) would make every id take 400 kB; and it drops trailing NULs,
+    so 'a\\x00' would become another account's 'a'. A line break cannot be written in an edge list."""
+    if len(user_id) > MAX_ID_LENGTH:
+        return f"user id {user_id[:40]!r}... is {len(user_id):,} characters long (at most {MAX_ID_LENGTH})"
     bad = _CONTROL.search(user_id)
     return None if bad is None else f"user id {user_id!r} holds the control character {bad.group()!r}"
 

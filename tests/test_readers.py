@@ -113,11 +113,12 @@ def test_bad_edge_rows_report_file_and_line_and_good_rows_survive(tmp_path):
     assert "self-loop" in bad[2].message
 
 
-def test_an_id_with_a_control_character_is_a_bad_row(tmp_path):
+def test_an_id_with_a_control_character_or_too_long_is_a_bad_row(tmp_path):
     """A NUL would be dropped from the end of an id by the snapshot's id array (another account's id then),
-    a line break cannot be written back in an edge list: refused with its line, wherever ids come in."""
-    rows = _edges(tmp_path, "1 2\nab\x00 3\n4\x01x 5\n6 7\n")
-    assert [r.line for r in rows if isinstance(r, RowError)] == [2, 3]
+    one long id would widen every id of the array: refused with its line, wherever ids come in."""
+    rows = _edges(tmp_path, "1 2\nab\x00 3\n4\x01x 5\n6 7\n" + "y" * 100_000 + " 8\n")
+    assert [r.line for r in rows if isinstance(r, RowError)] == [2, 3, 5]   # and an id of 100,000 characters
+    assert "100,000 characters long" in rows[-1].message
     assert "control character '\\x00'" in next(r for r in rows if isinstance(r, RowError)).message
     p = tmp_path / "users.csv"
     p.write_text('id,city\nu1,Oslo\nu\x1b2,Rome\n')
