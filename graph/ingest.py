@@ -147,7 +147,7 @@ def ingest_deletions(store: GraphStore, path: Path, batch_size: int = 10_000, pr
         store.delete_users([u.id for u in batch])
         return []
 
-    return _run("deletions", source, read_users(source), flush, batch_size, progress)
+    return _run("deletions", source, read_users(source, ids_only=True), flush, batch_size, progress)
 
 
 def ingest_events(

@@ -183,8 +183,10 @@ def _nonblank(source: ByteCounter) -> Iterator[tuple[int, str | RowError]]:
             yield number, text
 
 
-def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
-    """CSV with a header containing `id` and optional profile columns (unknown ones are ignored)."""
+def read_users(source: ByteCounter, ids_only: bool = False) -> Iterator[UserRecord | RowError]:
+    """CSV with a header containing `id` and optional profile columns (unknown ones are ignored). With
+    `ids_only` (deletions) the other columns are not read, and any non-empty id is taken: an account with an
+    id written before ids were checked can still be deleted."""
     path = str(source.path)
     header: list[str] | None = None
     for number, text in _nonblank(source):
@@ -200,8 +202,13 @@ def read_users(source: ByteCounter) -> Iterator[UserRecord | RowError]:
         if len(values) != len(header):
             yield RowError(path, number, f"expected {len(header)} fields, got {len(values)}")
             continue
+        row = dict(zip(header, values, strict=True))
+        if ids_only:
+            uid = row["id"].strip()
+            yield UserRecord(id=uid) if uid else RowError(path, number, "empty id")
+            continue
         try:
-            yield _user_from_row(dict(zip(header, values, strict=True)))
+            yield _user_from_row(row)
         except ValueError as exc:
             yield RowError(path, number, str(exc))
 

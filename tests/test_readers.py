@@ -125,6 +125,10 @@ def test_an_id_with_a_control_character_or_too_long_is_a_bad_row(tmp_path):
     got = list(read_users(ByteCounter(p)))
     assert [u.id for u in got if isinstance(u, UserRecord)] == ["u1"]
     assert "control character '\\x1b'" in next(r for r in got if isinstance(r, RowError)).message
+    # deletions read ids only: an account made before ids were checked can still be deleted
+    p.write_text('id,city,lat\nu1,Oslo,999\nu\x1b2,,\n,,\n')
+    got = list(read_users(ByteCounter(p), ids_only=True))
+    assert [u.id for u in got if isinstance(u, UserRecord)] == ["u1", "u\x1b2"] and got[2].message == "empty id"
 
 
 def test_users_csv(tmp_path):
