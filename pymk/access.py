@@ -47,6 +47,17 @@ def records_of(event_log: EventLog, user_id: str, field: str) -> Iterator[dict]:
                     yield obj
 
 
+def _without_others_features(record: dict) -> dict:
+    """A served list as shown to the account: who, where, from which sources, with which scores; each
+    candidate's ranking features (with PYMK_SERVED_LOG=features: that user's degree, activity, accept
+    rate...) describe the candidate, another person, and are left out."""
+    shown = record.get("candidates")
+    if not isinstance(shown, list):
+        return record
+    return {**record, "candidates": [{k: v for k, v in c.items() if k not in ("features", "features_at")}
+                                     if isinstance(c, dict) else c for c in shown]}
+
+
 def export_account(settings: Settings, user_id: str, store: GraphStore | None = None) -> dict:
     """The access-request document for `user_id` (UnknownUserError if the graph store has no such user)."""
     from graph.connect import given_or_opened
@@ -61,7 +72,7 @@ def export_account(settings: Settings, user_id: str, store: GraphStore | None = 
     start = time.perf_counter()
     events = [r for r in records_of(EventLog(settings.event_log_dir), user_id, "src")
               if not theirs(former, user_id, r.get("ts"))]
-    served = [r for r in records_of(EventLog(settings.served_log_dir), user_id, "viewer")
+    served = [_without_others_features(r) for r in records_of(EventLog(settings.served_log_dir), user_id, "viewer")
               if not theirs(former, user_id, r.get("ts"))]
     log.info("read %d events and %d served lists of %s from the logs in %.1fs", len(events), len(served),
              user_id, time.perf_counter() - start)

@@ -21,7 +21,7 @@ def _logs(settings: Settings, a: str, b: str) -> None:
     EventLog(settings.event_log_dir).write_segment("file-1", [
         Event("impression", a, b, 1.0, position=0), Event("send", b, a, 2.0), Event("dismiss", a, b, 3.0)])
     EventLog(settings.served_log_dir).append_records([
-        {"ts": 4.0, "viewer": a, "candidates": [{"user_id": b, "position": 0}]},
+        {"ts": 4.0, "viewer": a, "candidates": [{"user_id": b, "position": 0, "features": [0.5], "features_at": 3.0}]},
         {"ts": 5.0, "viewer": b, "candidates": [{"user_id": a, "position": 0}]}])
 
 
@@ -37,6 +37,8 @@ def test_the_export_holds_the_accounts_own_records_and_no_one_elses(tmp_path, us
     # its impression and dismissal, not u2's request to it; the list served to it, not u2's list
     assert [(e["type"], e["ts"]) for e in doc["events"]] == [("impression", 1.0), ("dismiss", 3.0)]
     assert [s["ts"] for s in doc["suggestions_served"]] == [4.0]
+    # what it was shown, not the shown user's ranking features (another person's degree, activity...)
+    assert doc["suggestions_served"][0]["candidates"] == [{"user_id": "u2", "position": 0}]
     assert doc["derived_artifacts"] == {"snapshot": None, "embeddings": None, "ranker": None,
                                         "precomputed_lists": None}
     json.dumps(doc)   # a JSON document as it is
