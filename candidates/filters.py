@@ -128,16 +128,21 @@ RULES = {
 
 
 def current_proof(candidates: list[Candidate], friends: frozenset[str],
-                  unnamed: frozenset[str] = frozenset()) -> list[Candidate]:
+                  unnamed: frozenset[str] = frozenset(), ties_ended: frozenset[str] = frozenset()) -> list[Candidate]:
     """The mutual friends a proof names, kept only while they are still the viewer's friends on fresh state.
 
     The snapshot's two-hop proof can name someone whose tie with the viewer ended since (a block either
     way, an unfriending, a deleted account): that name is not shown, and the count drops with it. A friend
-    in `unnamed` (opted out or deactivated) still counts but is never named.
+    in `unnamed` (opted out or deactivated) still counts but is never named. A candidate in `ties_ended`
+    ended a tie since the snapshot, maybe with a friend the proof names (an unfriending, a block): the
+    fresh state does not say with whom, so its proof names no mutual friend and counts none.
     """
     out = []
     for c in candidates:
         fof = c.proof.get("fof")
+        if fof and c.user_id in ties_ended:
+            c = replace(c, proof=MappingProxyType({k: v for k, v in c.proof.items() if k != "fof"}))
+            fof = None
         names = fof.get("mutual_ids", ()) if fof else ()
         gone = sum(m not in friends for m in names)
         if gone or any(m in unnamed for m in names):

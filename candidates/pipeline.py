@@ -252,7 +252,7 @@ class CandidatePipeline:
         if ctx.state.replaced:  # deleted and created again since: the snapshot's record is someone else's
             raise AccountReplacedError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
-        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed)
+        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return kept
 

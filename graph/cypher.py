@@ -6,6 +6,7 @@ code and its queries can each be read whole; the parameters of the batch writes 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,12 @@ WITH a, b, {since: q.responded_at} AS row
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
 Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN collect(name) AS names"
+# Both users of a tie that ends are stamped (`ties_ended_at`, the writer's clock): a snapshot made before
+# still holds the tie, so serving names no mutual friend in their proofs until a snapshot made since.
 Q_REMOVE_FRIEND = """
-MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b}) DELETE r RETURN count(r) AS n
+MATCH (a:User {id: $a})-[r:FRIENDS_WITH]-(b:User {id: $b})
+SET a.ties_ended_at = $at, b.ties_ended_at = $at
+DELETE r RETURN count(r) AS n
 """
 # A request's state in time order (see event_statements: each request's events run one per statement):
 # a send after the answer to an earlier request opens a new pending one (a second try after a decline's
@@ -79,6 +84,7 @@ MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
 MERGE (a)-[k:BLOCKED]->(b) ON CREATE SET k.at = row.ts
 WITH a, b
 OPTIONAL MATCH (a)-[f:FRIENDS_WITH]-(b)
+FOREACH (_ IN CASE WHEN f IS NULL THEN [] ELSE [1] END | SET a.ties_ended_at = $at, b.ties_ended_at = $at)
 DELETE f
 """
 Q_UNBLOCK = """
@@ -141,8 +147,13 @@ Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS
 Q_RULES = """
 CALL () {""" + _UNSUGGESTABLE + """  RETURN collect(cid) AS opted
 }
+CALL () {
+  UNWIND CASE WHEN $since IS NULL THEN [] ELSE $ids END AS cid
+  MATCH (x:User {id: cid}) WHERE x.ties_ended_at >= $since
+  RETURN collect(cid) AS ties_ended
+}
 OPTIONAL MATCH (u:User {id: $id})
-RETURN opted, coalesce(u.deactivated, false) AS deactivated,
+RETURN opted, ties_ended, coalesce(u.deactivated, false) AS deactivated,
        u IS NULL AND EXISTS { MATCH (:DeletedUser {id: $id}) } AS deleted,
        u IS NOT NULL AND $since IS NOT NULL
          AND EXISTS { MATCH (d:DeletedUser {id: $id}) WHERE d.at >= $since } AS replaced,
@@ -230,8 +241,8 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
             blocks.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
         elif ev.type == "dismiss":
             dismissals.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
-    statements += [(q, {"rows": rows}) for q, rows in ((Q_BLOCK, blocks), (Q_UNBLOCK, unblocks),
-                                                       (Q_DISMISS, dismissals)) if rows]
+    statements += [(q, {"rows": rows, **extra}) for q, rows, extra in (
+        (Q_BLOCK, blocks, {"at": time.time()}), (Q_UNBLOCK, unblocks, {}), (Q_DISMISS, dismissals, {})) if rows]
     applied = sum(ev.type in REQUEST_EVENTS for ev in events) + len(blocks) + len(dismissals) + \
         sum(ev.type == "unblock" for ev in events)
     return statements, applied
@@ -286,7 +297,8 @@ def state_from_rules_row(user_id: str, r: Mapping[str, Any]) -> UserState:
             declined[other] = max(declined.get(other, 0.0), float(at or 0.0))
     return UserState(user_id, frozenset(f for f, _ in r["friends"]), frozenset(pending), frozenset(r["blocked"]),
                      declined, frozenset(r["dismissed"]), bool(r["deactivated"]), bool(r["deleted"]),
-                     frozenset(f for f, hidden in r["friends"] if hidden), bool(r["replaced"]))
+                     frozenset(f for f, hidden in r["friends"] if hidden), bool(r["replaced"]),
+                     frozenset(r["ties_ended"]))
 
 
 def user_from_props(props: Mapping[str, Any]) -> UserRecord:

@@ -42,6 +42,7 @@ class MemoryGraphStore:
         self.blocks: dict[tuple[str, str], float] = {}
         self.dismissals: dict[tuple[str, str], float] = {}
         self.tombstones: dict[str, float] = {}   # deleted user -> when (as Neo4j's :DeletedUser nodes)
+        self.ties_ended: dict[str, float] = {}   # user -> when a tie of theirs last ended (their ties_ended_at)
         self.calls: list[str] = []
 
     def server_info(self) -> str:
@@ -87,6 +88,7 @@ class MemoryGraphStore:
         del self.since[key]
         self.adj[a].discard(b)
         self.adj[b].discard(a)
+        self.ties_ended[a] = self.ties_ended[b] = time.time()   # graph/cypher.py Q_REMOVE_FRIEND
         return True
 
     def apply_events(self, events: Sequence[Event]) -> int:
@@ -146,6 +148,7 @@ class MemoryGraphStore:
             n += 1
             del self.users[uid]
             self.tombstones[uid] = time.time()
+            self.ties_ended.pop(uid, None)   # went with the node
             for other in list(self.adj.pop(uid, ())):
                 self.adj[other].discard(uid)
                 self.since.pop(tuple(sorted((uid, other))), None)
@@ -226,6 +229,9 @@ class MemoryGraphStore:
         state = self.user_state(user_id)
         if user_id in self.users and replaced(user_id):
             state = replace(state, replaced=True)
+        if accounts_since is not None:
+            state = replace(state, ties_ended=frozenset(
+                i for i in candidate_ids if i in self.users and self.ties_ended.get(i, -math.inf) >= accounts_since))
         return state, self.opted_out_among(candidate_ids) | {i for i in candidate_ids if replaced(i)}
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:

@@ -173,7 +173,7 @@ class Neo4jGraphStore:
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:
-        records = self._execute(q.Q_REMOVE_FRIEND, a=a, b=b)
+        records = self._execute(q.Q_REMOVE_FRIEND, a=a, b=b, at=time.time())
         return bool(records and records[0]["n"])
 
     def apply_events(self, events: Sequence[Event]) -> int:

@@ -163,3 +163,4 @@ class UserState:
     deleted: bool = False              # the viewer's account was deleted after the served snapshot was made
     unnamed: frozenset[str] = frozenset()   # friends never named in a proof (opted out or deactivated)
     replaced: bool = False             # deleted at or after `accounts_since` and created again: a new account
+    ties_ended: frozenset[str] = frozenset()   # candidates of this read with a tie ended since `accounts_since`

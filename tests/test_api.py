@@ -744,6 +744,16 @@ def test_after_a_stall_is_found_requests_fail_at_once_until_a_trial_finds_the_se
         assert client.get(url).status_code == 200 and client.get("/readyz").status_code == 200
 
 
+def test_a_proof_names_no_mutual_friend_of_a_candidate_whose_ties_ended_since_the_snapshot(client):
+    """b0 and a0 end their tie after the snapshot: a1 may still be shown b0 (the snapshot's two hops), but
+    not "mutual friend: a0", which would tell a1 of a tie that ended (or a block)."""
+    first = client.get("/v1/users/a1/suggestions?explain=true").get_json()["suggestions"][0]
+    assert first["user_id"] == "b0" and first["proof"]["fof"]["mutual_ids"] == ["a0"]
+    assert client.delete("/v1/friendships/a0/b0", headers=KEY).status_code == 200
+    for s in client.get("/v1/users/a1/suggestions?explain=true").get_json()["suggestions"]:
+        assert "fof" not in s["proof"] and not any("a0" in r for r in s["reasons"]), s
+
+
 def test_an_id_deleted_and_created_again_is_a_new_account_not_the_snapshots(client):
     """Whoever takes a deleted account's id is not suggested on the former account's ties, nor shown
     suggestions drawn from them, while the served snapshot still describes the former account."""

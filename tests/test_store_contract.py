@@ -295,3 +295,15 @@ def test_request_rounds_put_each_requests_events_in_time_order_and_drop_repeated
         Event("impression", "a", "b", 0.5, position=0)]
     rounds = [[(e.type, e.src, e.ts) for e in r] for r in request_rounds(events)]
     assert rounds == [[("send", "a", 1.0), ("send", "c", 1.0)], [("decline", "b", 4.0)], [("send", "a", 5.0)]]
+
+
+def test_a_tie_that_ends_marks_both_users_for_proofs_made_before(store, prefix):
+    a, b, c, d, e = (f"{prefix}{x}" for x in "abcde")
+    store.add_friendships([Friendship(a, b), Friendship(c, d), Friendship(a, e)])
+    before = time.time() - 1.0          # a snapshot read the accounts then: it still holds the ties below
+    assert store.remove_friendship(a, b)
+    store.apply_events([Event("block", c, d, 5.0), Event("block", e, d, 6.0)])   # e and d had no tie
+    state = store.viewer_rules(e, [a, b, c, d, f"{prefix}nobody"], accounts_since=before)[0]
+    assert state.ties_ended == {a, b, c, d}
+    assert store.viewer_rules(e, [a, b, c, d], accounts_since=time.time() + 1.0)[0].ties_ended == frozenset()
+    assert store.viewer_rules(e, [a, b, c, d])[0].ties_ended == frozenset()
