@@ -127,26 +127,10 @@ RETURN properties(u) AS p,
        [(u)-[d:DISMISSED]->(x:User) | [x.id, d.at]] AS dismissals
 """
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
-# Opted out, deactivated, deleted, or deleted at or after $since (when given) and created again: whoever
-# holds the id now is not the account a record made before $since (the served snapshot) describes.
-_UNSUGGESTABLE = """
-UNWIND $ids AS cid OPTIONAL MATCH (x:User {id: cid})
-WITH cid, x WHERE x.opted_out = true OR x.deactivated = true
-                  OR (x IS NULL AND EXISTS { MATCH (:DeletedUser {id: cid}) })
-                  OR ($since IS NOT NULL AND EXISTS { MATCH (d:DeletedUser {id: cid}) WHERE d.at >= $since })
-"""
-Q_OPTED_OUT = _UNSUGGESTABLE + "RETURN cid AS id"
-Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
-Q_PENDING = """
-MATCH (u:User {id: $id})
-RETURN [(u)<-[r:REQUESTED]-(x) | [x.id, r.status]] AS incoming,
-       [(u)-[r:REQUESTED]->(x) | [x.id, r.status]] AS outgoing
-"""
-Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
-# The viewer's rule state and the opted-out users among candidates, in one round trip (serving).
-# The candidates' flags in two plain passes (one index seek each; the rules in `state_from_rules_row`):
-# an OR of EXISTS subqueries per candidate costs more than the seeks themselves.
-Q_RULES = """
+# The candidates' flags in two plain passes, one index seek each: their users (opted out or deactivated,
+# missing, a tie ended at or after $since) and their tombstones; `unsuggestable_from_row` applies the
+# rule. An OR of EXISTS subqueries per candidate cost more than the seeks themselves (RESULTS).
+_CANDIDATE_FLAGS = """
 CALL () {
   UNWIND $ids AS cid OPTIONAL MATCH (x:User {id: cid})
   RETURN collect(CASE WHEN x.opted_out = true OR x.deactivated = true THEN cid END) AS flagged,
@@ -157,6 +141,17 @@ CALL () {
   UNWIND $ids AS cid MATCH (d:DeletedUser {id: cid})
   RETURN collect([cid, d.at]) AS tombstones
 }
+"""
+Q_OPTED_OUT = _CANDIDATE_FLAGS + "RETURN flagged, missing, tombstones"
+Q_FRIENDS = "MATCH (:User {id: $id})-[:FRIENDS_WITH]-(f:User) RETURN f.id AS id ORDER BY id"
+Q_PENDING = """
+MATCH (u:User {id: $id})
+RETURN [(u)<-[r:REQUESTED]-(x) | [x.id, r.status]] AS incoming,
+       [(u)-[r:REQUESTED]->(x) | [x.id, r.status]] AS outgoing
+"""
+Q_BLOCKED = "MATCH (:User {id: $id})-[:BLOCKED]-(x:User) RETURN DISTINCT x.id AS id"
+# The viewer's rule state and the candidates' flags, in one round trip (serving).
+Q_RULES = _CANDIDATE_FLAGS + """
 OPTIONAL MATCH (u:User {id: $id})
 RETURN flagged, missing, ties_ended, tombstones, coalesce(u.deactivated, false) AS deactivated,
        u IS NULL AND EXISTS { MATCH (:DeletedUser {id: $id}) } AS deleted,
@@ -288,9 +283,10 @@ def pending_from_row(r: Mapping[str, Any] | None) -> PendingRequests:
     return PendingRequests(tuple(sorted(incoming)), tuple(sorted(outgoing)))
 
 
-def unsuggestable_from_rules_row(r: Mapping[str, Any], since: float | None) -> set[str]:
-    """The candidates never to suggest, from the row Q_RULES returns: opted out or deactivated, deleted, or
-    deleted at or after `since` and created again (the snapshot's record of them is a former account's)."""
+def unsuggestable_from_row(r: Mapping[str, Any], since: float | None) -> set[str]:
+    """The candidates never to suggest, from the row Q_RULES or Q_OPTED_OUT returns: opted out or
+    deactivated, deleted, or deleted at or after `since` and created again (the snapshot's record of them
+    is a former account's)."""
     missing = set(r["missing"])
     gone = {cid for cid, at in r["tombstones"] if cid in missing or (since is not None and at >= since)}
     return set(r["flagged"]) | gone

@@ -220,7 +220,7 @@ class Neo4jGraphStore:
         return {r["id"] for r in self._read(q.Q_EXISTING, ids=list(ids))}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return {r["id"] for r in self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)}
+        return q.unsuggestable_from_row(self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)[0], None)
 
     def friends(self, user_id: str) -> list[str]:
         return [r["id"] for r in self._read(q.Q_FRIENDS, id=user_id)]
@@ -238,7 +238,7 @@ class Neo4jGraphStore:
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str], accounts_since: float | None = None
                      ) -> tuple[UserState, set[str]]:
         record = self._read(q.Q_RULES, id=user_id, ids=list(candidate_ids), since=accounts_since)[0]
-        return q.state_from_rules_row(user_id, record), q.unsuggestable_from_rules_row(record, accounts_since)
+        return q.state_from_rules_row(user_id, record), q.unsuggestable_from_row(record, accounts_since)
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(q.Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
