@@ -44,7 +44,11 @@ MATCH (:User {id: event.src})<-[q:REQUESTED {status: 'accepted'}]-(:User {id: ev
 MATCH (a:User {id: event.a}) MATCH (b:User {id: event.b})
 WHERE NOT EXISTS { (a)-[:BLOCKED]-(b) }
 WITH a, b, {since: q.responded_at} AS row
-""" + _MERGE_TIE
+""" + _MERGE_TIE + """
+WITH a, b, row
+OPTIONAL MATCH (a)-[p:REQUESTED {status: 'pending'}]-(b)
+SET p.status = 'accepted', p.responded_at = CASE WHEN p.sent_at > row.since THEN p.sent_at ELSE row.since END
+"""
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
@@ -62,11 +66,14 @@ DELETE r RETURN count(r) AS n
 # changes nothing (a retry, a file ingested again); an answer older than the last answer changes nothing,
 # and so does one dated more than ANSWER_SKEW_S before the pending request (it answered an earlier one);
 # one dated less than that before it (the answering client's clock behind the sender's) is dated when the
-# request was sent.
+# request was sent. No request stands pending between friends: a send to a friend changes nothing (a stale
+# client, or a tie made outside requests), and the tie an accept makes answers the other way's pending
+# request too (crossed requests: each had sent one).
 ANSWER_SKEW_S = 3600.0
 Q_SEND = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
+WHERE NOT EXISTS { (a)-[:FRIENDS_WITH]-(b) }
 MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
 WITH r, row WHERE r.status <> 'pending' AND row.ts > coalesce(r.responded_at, r.sent_at)
 SET r.sent_at = row.ts, r.status = 'pending', r.responded_at = null

@@ -95,18 +95,23 @@ class MemoryGraphStore:
         self.calls.append("apply_events")
         order = {"block": 3, "unblock": 3, "dismiss": 4}
         applied = 0
-        # as the Neo4j store's statements run: each request's events in time order, then blocks and
-        # unblocks among themselves in time order, then dismissals
-        requests = [ev for batch in request_rounds(events) for ev in batch]
+        # as the Neo4j store's statements run: each request's events in time order (a round at a time: its
+        # sends, its answers, then its accepts' ties), then blocks and unblocks in time order, then dismissals
+        steps = {"send": ("send",), "accept": ("answer", "tie"), "decline": ("answer",)}
+        requests = [(step, ev) for batch in request_rounds(events) for step in ("send", "answer", "tie")
+                    for ev in batch if step in steps[ev.type]]
         key = lambda e: (order[e.type], e.ts if order[e.type] == 3 else 0.0)  # noqa: E731
-        for ev in requests + sorted((e for e in events if e.type in order), key=key):
-            applied += 1
+        others = [(ev.type, ev) for ev in sorted((e for e in events if e.type in order), key=key)]
+        for step, ev in requests + others:
+            applied += step != "tie"
             if ev.src not in self.users or ev.dst not in self.users:
                 continue  # like MATCH in Cypher: events about unknown users change nothing
-            if ev.type == "send":
+            if step == "send":
                 self._send(ev)
-            elif ev.type in ("accept", "decline"):
+            elif step == "answer":
                 self._answer(ev)
+            elif step == "tie":
+                self._tie(ev)
             elif ev.type == "block":
                 self.blocks.setdefault((ev.src, ev.dst), ev.ts)
                 self.remove_friendship(ev.src, ev.dst)
@@ -118,23 +123,32 @@ class MemoryGraphStore:
         return applied
 
     def _send(self, ev: Event) -> None:
-        """graph/cypher.py Q_SEND: a request, or a new one after the last answer."""
+        """graph/cypher.py Q_SEND: a request, or a new one after the last answer; none between friends."""
+        if ev.dst in self.adj.get(ev.src, ()):
+            return   # no request between friends
         old = self.requests.get((ev.src, ev.dst))
         if old is None or (old.status != "pending"
                            and ev.ts > (old.responded_at if old.responded_at is not None else old.sent_at)):
             self.requests[(ev.src, ev.dst)] = Request(ev.src, ev.dst, ev.ts, "pending")
 
     def _answer(self, ev: Event) -> None:
-        """Q_RESPOND and Q_ACCEPT_FRIENDS: an answer newer than the last, to this request (never dated before
-        it); a tie while the request stands accepted and no block stands between the two."""
+        """Q_RESPOND: an answer newer than the last, to this request (never dated before it)."""
         old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
         if (ev.ts >= old.sent_at - ANSWER_SKEW_S if old.status == "pending"
                 else old.responded_at is not None and ev.ts >= old.responded_at):
             status = "accepted" if ev.type == "accept" else "declined"
-            old = self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=max(ev.ts, old.sent_at))
-        if (ev.type == "accept" and old.status == "accepted"
+            self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=max(ev.ts, old.sent_at))
+
+    def _tie(self, ev: Event) -> None:
+        """Q_ACCEPT_FRIENDS: a tie while the request stands accepted and no block stands between the two."""
+        old = self.requests.get((ev.dst, ev.src))
+        if (old is not None and old.status == "accepted"
                 and not self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}):
             self.add_friendships([Friendship(ev.src, ev.dst, old.responded_at)])
+            crossed = self.requests.get((ev.src, ev.dst))   # the other way's request, answered by the tie
+            if crossed is not None and crossed.status == "pending":
+                self.requests[(ev.src, ev.dst)] = replace(crossed, status="accepted",
+                                                          responded_at=max(crossed.sent_at, old.responded_at))
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         if user_id in self.users:

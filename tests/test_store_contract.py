@@ -307,3 +307,23 @@ def test_a_tie_that_ends_marks_both_users_for_proofs_made_before(store, prefix):
     assert state.ties_ended == {a, b, c, d}
     assert store.viewer_rules(e, [a, b, c, d], accounts_since=time.time() + 1.0)[0].ties_ended == frozenset()
     assert store.viewer_rules(e, [a, b, c, d])[0].ties_ended == frozenset()
+
+
+def test_no_request_stands_pending_between_friends(store, prefix):
+    a, b, c, d, e, f = (f"{prefix}{x}" for x in "abcdef")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c, d, e, f)])
+    store.add_friendships([Friendship(a, b, 5.0)])
+    # a stale client's send to a friend (a tie made outside requests) changes nothing, either way
+    store.apply_events([Event("send", a, b, 10.0)])
+    store.apply_events([Event("send", b, a, 11.0)])
+    assert _request(store, a, b) is None and _request(store, b, a) is None
+    assert store.user_state(a).pending == frozenset() == store.user_state(b).pending
+    # crossed requests: the tie d's accept makes answers d's own request to c, dated by the tie
+    store.apply_events([Event("send", c, d, 20.0), Event("send", d, c, 21.0)])
+    store.apply_events([Event("accept", d, c, 30.0)])
+    assert _request(store, c, d) == ("accepted", 20.0, 30.0) and _request(store, d, c) == ("accepted", 21.0, 30.0)
+    assert store.user_state(c).pending == frozenset() == store.user_state(d).pending
+    # in one batch, a send after the tie formed is dated by itself; every store runs a round's sends first
+    store.apply_events([Event("send", e, f, 40.0), Event("accept", f, e, 41.0), Event("send", f, e, 45.0)])
+    assert _request(store, e, f) == ("accepted", 40.0, 41.0) and _request(store, f, e) == ("accepted", 45.0, 45.0)
+    assert store.friends(e) == [f] and store.user_state(f).pending == frozenset()
