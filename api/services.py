@@ -149,11 +149,11 @@ class Services:
             try:
                 rec = served.pipeline.recommend(user_id, k)
             except AccountReplacedError:   # a new account under a former one's id: as a user new since the snapshot
-                rec = self._fresh_fallback(user_id, k)
+                rec = self._fresh_fallback(user_id, k, served)
         elif self.store.get_user(user_id) is None:
             raise UnknownUserError(user_id)
         else:
-            rec = self._fresh_fallback(user_id, k)
+            rec = self._fresh_fallback(user_id, k, served)
         self.log_served(rec, served, request_id)
         return rec
 
@@ -182,7 +182,9 @@ class Services:
                 self._served_log_warned = time.monotonic()
                 log.warning("served log: %s (%d responses unlogged so far)", exc, self.served_log_failures)
 
-    def _fresh_fallback(self, user_id: str, k: int) -> Recommendation:
-        rec = fresh_fof(self.store, user_id, k)
+    def _fresh_fallback(self, user_id: str, k: int, served: Served) -> Recommendation:
+        pipeline = served.pipeline
+        rec = fresh_fof(self.store, user_id, k, snap=pipeline.snap if pipeline else None,
+                        sources=pipeline.sources if pipeline else ())
         rec.skipped_sources["snapshot"] = "user is newer than the served snapshot"
         return rec

@@ -8,12 +8,15 @@ friends-of-friends source, which runs for every user.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from candidates.base import Proposals, to_candidates
 from candidates.ppr import global_pagerank
 from candidates.types import Candidate
 from graph.geo import haversine_km
+from graph.records import UserRecord
 from graph.snapshot import Snapshot
 
 WEIGHTS = {"school": 1.0, "employer": 1.0, "city": 0.6}
@@ -42,29 +45,58 @@ class ColdStartSource:
             order = np.lexsort((-self.popularity, codes))
             starts = np.searchsorted(codes[order], np.arange(len(snap.vocab[col]) + 1))
             self.groups[col] = (order, starts)
+        self._lookup: dict[str, dict[str, int]] = {}   # value -> code, built on first use (generate_for_profile)
 
     def _top(self, user: int, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
         """The viewer's top k: candidates, scores, which attributes each shares, distances (NaN: unknown)."""
         if self.degree[user] >= self.min_friends:
             return None
-        pools = []
-        for col, (order, starts) in self.groups.items():
-            code = int(self.snap.categorical[col][user])
-            if code >= 0:
-                pools.append(order[starts[code]:min(starts[code + 1], starts[code] + self.per_group)])
+        codes = {col: int(self.snap.categorical[col][user]) for col in self.groups}
+        lat, lon = self.snap.numeric["lat"][user], self.snap.numeric["lon"][user]
+        return self._top_of(codes, lat, lon, np.append(self.snap.neighbors(user), user), k)
+
+    def _top_of(self, codes: dict[str, int], lat: float, lon: float, exclude: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], np.ndarray] | None:
+        """The top k for a profile (attribute codes, -1: none; location), `exclude` left out."""
+        pools = [order[starts[code]:min(starts[code + 1], starts[code] + self.per_group)]
+                 for col, (order, starts) in self.groups.items() if (code := codes.get(col, -1)) >= 0]
         if not pools:
             return None
         cand = np.unique(np.concatenate(pools))
-        cand = cand[(cand != user) & ~np.isin(cand, self.snap.neighbors(user))]
+        cand = cand[~np.isin(cand, exclude)]
         if not cand.size:
             return None
-        shared = {col: self.snap.categorical[col][cand] == self.snap.categorical[col][user] for col in self.groups}
+        shared = {col: (self.snap.categorical[col][cand] == code) & (code >= 0)   # a missing value is not shared
+                  for col in self.groups for code in [codes.get(col, -1)]}
         score = sum(WEIGHTS[col] * m for col, m in shared.items()) + 0.3 * self.popularity[cand]
-        lat, lon = self.snap.numeric["lat"], self.snap.numeric["lon"]
-        dist = haversine_km(lat[user], lon[user], lat[cand], lon[cand])
+        dist = haversine_km(lat, lon, self.snap.numeric["lat"][cand], self.snap.numeric["lon"][cand])
         score = score - 0.05 * np.nan_to_num(np.log1p(dist), nan=0.0)
         top = np.lexsort((cand, -score))[:k]
         return cand[top], score[top], {col: m[top] for col, m in shared.items()}, dist[top]
+
+    def _proof(self, shared: dict[str, np.ndarray], dist: np.ndarray) -> Callable[[np.ndarray], list[dict]]:
+        return lambda rows: [{"shared": [col for col in self.groups if shared[col][r]],
+                              "distance_km": None if np.isnan(dist[r]) else round(float(dist[r]), 1)}
+                             for r in rows.tolist()]
+
+    def generate_for_profile(self, profile: UserRecord, friends: np.ndarray, k: int) -> list[Candidate]:
+        """For a viewer the snapshot does not hold (signed up since): its profile from the graph store,
+        `friends` its friends' snapshot indices; nothing once it has `min_friends` of them."""
+        if len(friends) >= self.min_friends:
+            return []
+        codes = {col: self._code(col, getattr(profile, col)) for col in self.groups}
+        lat, lon = (np.nan if v is None else float(v) for v in (profile.lat, profile.lon))
+        got = self._top_of(codes, lat, lon, np.asarray(friends, dtype=np.int64), k)
+        if got is None:
+            return []
+        cand, score, shared, dist = got
+        return to_candidates(self.name, self.snap, Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64),
+                                                             score.astype(np.float64), self._proof(shared, dist)))
+
+    def _code(self, col: str, value: str | None) -> int:
+        if col not in self._lookup:
+            self._lookup[col] = {v: i for i, v in enumerate(self.snap.vocab[col])}
+        return -1 if value is None else self._lookup[col].get(value, -1)
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         """Proposals as arrays; the proof of a row is built only when asked for (most are never shown)."""
@@ -74,14 +106,8 @@ class ColdStartSource:
             if got is None:
                 continue
             cand, score, shared, dist = got
-
-            def proof(rows: np.ndarray, shared=shared, dist=dist) -> list[dict]:
-                return [{"shared": [col for col in self.groups if shared[col][r]],
-                         "distance_km": None if np.isnan(dist[r]) else round(float(dist[r]), 1)}
-                        for r in rows.tolist()]
-
             parts.append((i, Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64),
-                                       score.astype(np.float64), proof)))
+                                       score.astype(np.float64), self._proof(shared, dist))))
         return Proposals.concat(parts)
 
     def generate(self, user: int, k: int) -> list[Candidate]:

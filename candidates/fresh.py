@@ -1,12 +1,20 @@
 """Friends-of-friends straight from the graph store (Cypher), through the same hard rules as every path.
 
-Used for users newer than the served snapshot (the API) and by `pymk suggest`.
+Used for users newer than the served snapshot (the API, with the snapshot's cold-start and popularity
+sources beside it) and by `pymk suggest`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
 from candidates.filters import FilterContext, StoreStateReader, apply_rules, current_proof
+from candidates.pipeline import rrf_rank
 from candidates.types import Candidate, Recommendation
+from graph.snapshot import Snapshot
 from graph.snapshot.build import id_array
 from graph.store import GraphStore
 
@@ -18,13 +26,43 @@ def in_snapshot_order(ids: list[str]) -> list[str]:
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
-              overfetch: int = 5) -> Recommendation:
-    """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state."""
+              overfetch: int = 5, snap: Snapshot | None = None, sources: Sequence[object] = ()) -> Recommendation:
+    """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state.
+
+    With a snapshot, the viewer not in it (signed up since) also gets what the `sources` that serve a
+    profile propose (`generate_for_profile`: cold start from the profile the store holds, popularity),
+    fused with the two-hop candidates by reciprocal rank, so a new account with no friend is not left
+    with an empty list until the next snapshot. Those candidates are the snapshot's: an id deleted and
+    created again since it read the accounts is someone else now and is left out.
+    """
     rows = store.friends_of_friends(user_id, limit=k * overfetch, max_friend_degree=max_friend_degree)
     cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
                            "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in rows]
     rec = Recommendation(viewer=user_id, candidates=[])
-    ctx = FilterContext(user_id, *StoreStateReader(store).rules(user_id, [c.user_id for c in cands]))
+    reader = StoreStateReader(store)
+    state, unsuggestable = reader.rules(user_id, [c.user_id for c in cands])
+    profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
+    profile = store.get_user(user_id) if snap is not None and profiled else None
+    if profile is not None:
+        friends = np.array([snap.index_of(f) for f in state.friends if snap.has_user(f)], dtype=np.int64)
+        more = [c for s in profiled for c in s.generate_for_profile(profile, friends, k * overfetch)]
+        if more:
+            unsuggestable |= reader.rules(user_id, list({c.user_id for c in more}),
+                                          snap.meta.get("accounts_read_at"))[1]
+            cands = rrf_rank(user_id, _merged(snap, cands, more))
+    ctx = FilterContext(user_id, state, unsuggestable)
     rec.candidates = current_proof(apply_rules(cands, ctx, rec.removed).kept[:k], ctx.state.friends, ctx.state.unnamed)
     return rec
+
+
+def _merged(snap: Snapshot, fof: list[Candidate], more: list[Candidate]) -> list[Candidate]:
+    """One candidate per user: the store's two-hop ones indexed as the snapshot holds them (a user it does
+    not hold gets a negative index of its own), merged with the snapshot sources' for the same user."""
+    out: dict[str, Candidate] = {}
+    for i, c in enumerate(fof):
+        index = snap.index_of(c.user_id) if snap.has_user(c.user_id) else -1 - i
+        out[c.user_id] = replace(c, index=index)
+    for c in more:
+        out[c.user_id] = out[c.user_id].merged(c) if c.user_id in out else c
+    return list(out.values())

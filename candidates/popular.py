@@ -11,6 +11,7 @@ import numpy as np
 
 from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
+from graph.records import UserRecord
 from graph.snapshot import Snapshot, data_time, recent_window_start
 from graph.snapshot.csr import is_neighbour, rank_in_group
 
@@ -54,6 +55,14 @@ class _RankedUsers:
 
     def generate(self, user: int, k: int) -> list[Candidate]:
         return to_candidates(self.name, self.snap, self.propose(np.array([user]), k))
+
+    def generate_for_profile(self, profile: UserRecord, friends: np.ndarray, k: int) -> list[Candidate]:
+        """For a viewer the snapshot does not hold: the first k of the order that are not `friends`."""
+        head = self.order[:k + len(friends)]
+        cand = head[~np.isin(head, friends)][:k]
+        score = self.score[cand]
+        proof = lambda r: [{self.unit: int(x)} for x in score[r].tolist()]  # noqa: E731
+        return to_candidates(self.name, self.snap, Proposals(np.zeros(cand.size, np.int64), cand, score, proof))
 
 
 class PopularSource(_RankedUsers):

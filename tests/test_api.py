@@ -228,12 +228,26 @@ def test_bad_writes(client, path, body, status, field):
 
 
 def test_new_user_then_friendship_gets_fresh_suggestions(client):
+    """A user who signed up after the snapshot: cold start from the profile the store holds and the
+    snapshot's popular people at once, under every hard rule on fresh state; then friends of friends."""
     assert client.post("/v1/users", json={"id": "newbie", "city": "oslo"}, headers=KEY).status_code == 201
-    assert client.get("/v1/users/newbie/suggestions").get_json()["suggestions"] == []
-    client.post("/v1/friendships", json={"a": "newbie", "b": "a2"}, headers=KEY)
-    body = client.get("/v1/users/newbie/suggestions").get_json()
-    assert {s["user_id"] for s in body["suggestions"]} == {"a0", "a1", "a3"}
+    body = client.get("/v1/users/newbie/suggestions?explain=true").get_json()
+    by_id = {s["user_id"]: s for s in body["suggestions"]}
+    assert set(by_id) == {"a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "c0"}
     assert "snapshot" in body["skipped_sources"]
+    assert [s["user_id"] for s in body["suggestions"]][:2] == ["a0", "b0"]   # the best connected
+    assert by_id["c0"]["sources"] == ["coldstart"] and by_id["c0"]["proof"]["coldstart"]["shared"] == ["city"]
+    assert by_id["c0"]["reasons"] and "popular" in by_id["a0"]["sources"]
+    client.post("/v1/blocks", json={"src": "a0", "dst": "newbie"}, headers=KEY)
+    client.post("/v1/users", json={"id": "c0", "opted_out": True}, headers=KEY)
+    assert client.delete("/v1/users/b1", headers=KEY).status_code == 200
+    assert client.post("/v1/users", json={"id": "b1"}, headers=KEY).status_code == 201   # someone else now
+    assert set(_ids(client.get("/v1/users/newbie/suggestions"))) == {"a1", "a2", "a3", "b0", "b2", "b3"}
+    client.post("/v1/friendships", json={"a": "newbie", "b": "a2"}, headers=KEY)
+    body = client.get("/v1/users/newbie/suggestions?explain=true").get_json()
+    by_id = {s["user_id"]: s for s in body["suggestions"]}
+    assert set(by_id) == {"a1", "a3", "b0", "b2", "b3"} and "snapshot" in body["skipped_sources"]
+    assert by_id["a1"]["proof"]["fof"]["mutual_ids"] == ["a2"] and "popular" in by_id["a1"]["sources"]
 
 
 def test_health_ready_metrics_openapi_and_generic_errors(client, world, tmp_path):
@@ -762,10 +776,14 @@ def test_an_id_deleted_and_created_again_is_a_new_account_not_the_snapshots(clie
     assert client.delete("/v1/users/b1", headers=KEY).status_code == 200
     assert client.post("/v1/users", json={"id": "b1"}, headers=KEY).status_code == 201
     assert "b1" not in _ids(client.get("/v1/users/a0/suggestions"))
-    fresh = client.get("/v1/users/b1/suggestions").get_json()
-    assert fresh["suggestions"] == []   # no friends yet: nothing from the former account's network
+    fresh = client.get("/v1/users/b1/suggestions?explain=true").get_json()
+    # no friends yet: what any new account gets (popular people), nothing from the former account's network
+    assert client.post("/v1/users", json={"id": "newbie"}, headers=KEY).status_code == 201
+    assert _ids(client.get("/v1/users/newbie/suggestions")) == [s["user_id"] for s in fresh["suggestions"]] != []
+    assert all(set(s["proof"]) <= {"popular", "trending"} for s in fresh["suggestions"])
     assert client.post("/v1/friendships", json={"a": "b1", "b": "c0"}, headers=KEY).status_code == 201
-    assert _ids(client.get("/v1/users/b1/suggestions")) == []   # c0 has no other friend to suggest
+    body = client.get("/v1/users/b1/suggestions?explain=true").get_json()   # c0 has no other friend to suggest
+    assert body["suggestions"] and not any("fof" in s["proof"] for s in body["suggestions"])
 
 
 def test_a_deactivated_user_is_never_suggested_from_the_moment_it_is_written(client):

@@ -18,7 +18,7 @@ from candidates.pipeline import CandidatePipeline, PipelineConfig
 from candidates.ppr import PersonalizedPageRankSource, forward_push, global_pagerank, ppr_dense
 from candidates.registry import REGISTRY
 from candidates.types import Candidate, Recommendation
-from graph.records import UserState
+from graph.records import UserRecord, UserState
 from graph.snapshot import from_pairs
 
 
@@ -169,6 +169,28 @@ def test_coldstart_only_for_users_with_few_friends_and_prefers_shared_school():
     ids = [c.user_id for c in got]
     assert "b" not in ids and "a" not in ids
     assert ids[0] == "e" and got[0].proof["coldstart"]["shared"] == ["school", "city"]
+
+
+def test_coldstart_for_a_profile_the_snapshot_does_not_hold():
+    """A user who signed up after the snapshot gets what a snapshot user with the same profile and friends
+    gets; a value the snapshot never saw, or a missing one, is shared with nobody."""
+    snap = from_pairs(["a", "b", "c", "d", "b"], ["b", "c", "d", "e", "d"])  # a-b, b-c, c-d, d-e, b-d
+    snap.vocab["school"] = ["mit", "yale"]
+    snap.categorical["school"] = np.array([0, 0, 1, 1, 0], dtype=np.int32)
+    snap.vocab["city"] = ["oslo"]
+    snap.categorical["city"] = np.array([0, 0, 0, 0, -1], dtype=np.int32)   # e's city unknown
+    src = ColdStartSource(snap, min_friends=2)
+    a = snap.index_of("a")
+    as_a = src.generate_for_profile(UserRecord(id="new", school="mit", city="oslo"), snap.neighbors(a), 5)
+    assert [(c.user_id, c.score("coldstart"), c.proof["coldstart"]) for c in as_a if c.user_id != "a"] == [
+        (c.user_id, c.score("coldstart"), c.proof["coldstart"]) for c in src.generate(a, 5)]
+    assert [c.user_id for c in as_a] == ["a", "e", "d", "c"]   # school + city, school, then city by centrality
+    assert {c.user_id: c.proof["coldstart"]["shared"] for c in as_a}["e"] == ["school"]
+    no_city = src.generate_for_profile(UserRecord(id="new", school="mit"), np.array([], np.int64), 5)
+    assert {c.user_id: c.proof["coldstart"]["shared"] for c in no_city} == {
+        "a": ["school"], "b": ["school"], "e": ["school"]}
+    assert src.generate_for_profile(UserRecord(id="new", school="harvard"), np.array([], np.int64), 5) == []
+    assert src.generate_for_profile(UserRecord(id="new", city="oslo"), np.array([0, 1]), 5) == []   # 2 friends
 
 
 def test_filters_remove_exactly_what_they_should():
