@@ -34,11 +34,17 @@ step $PY -m pymk suggest 1 2
 
 # Serve the API and ask it for suggestions, as a client would.
 PORT=${PYMK_DEMO_PORT:-8080}
-PYMK_API_KEYS=${PYMK_API_KEYS:-demo-key} $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
+KEYS=${PYMK_API_KEYS:-demo-key}
+PYMK_API_KEYS=$KEYS $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
 API_PID=$!
 trap 'kill $API_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.5; done
 for u in 3 42 "$((USERS - 1))"; do
   curl -sf "http://127.0.0.1:$PORT/v1/users/$u/suggestions?limit=5" | $PY scripts/show_suggestions.py
 done
+# Someone signs up now, after the snapshot: suggestions from their profile at once, not at the next refresh.
+PROFILE=$(sed -n 2p "$SAMPLE/users.csv" | cut -d, -f3,5)   # the first sample user's school and city
+curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/users" \
+  -d "{\"id\": \"new-user\", \"school\": \"${PROFILE%,*}\", \"city\": \"${PROFILE#*,}\"}" >/dev/null
+curl -sf "http://127.0.0.1:$PORT/v1/users/new-user/suggestions?limit=5" | $PY scripts/show_suggestions.py
 echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"

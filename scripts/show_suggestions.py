@@ -7,5 +7,7 @@ body = json.load(sys.stdin)
 print(f"GET /v1/users/{body['user_id']}/suggestions  (bucket {body['bucket']}, snapshot {body['snapshot_version']})")
 for s in body["suggestions"]:
     print(f"  {s['position'] + 1}. user {s['user_id']:>6}  [{', '.join(s['sources'])}]  {'; '.join(s['reasons'])}")
+for name, why in body.get("skipped_sources", {}).items():
+    print(f"  ({name} skipped: {why})")
 if not body["suggestions"]:
     print("  (no suggestions)")
