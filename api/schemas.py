@@ -23,9 +23,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# epoch seconds or ISO 8601, read the same way as in the ingestion formats
+Timestamp = Annotated[float | None, BeforeValidator(lambda v: None if v is None else parse_timestamp(str(v)))]
+
+
 class UserIn(_Strict):
     id: Id
-    created_at: float | None = None
+    created_at: Timestamp = None
     school: str | None = Field(default=None, max_length=256)
     employer: str | None = Field(default=None, max_length=256)
     city: str | None = Field(default=None, max_length=256)
@@ -38,10 +42,6 @@ class UserIn(_Strict):
 
     def record(self) -> UserRecord:
         return UserRecord(**self.model_dump())
-
-
-# epoch seconds or ISO 8601, read the same way as in the ingestion formats
-Timestamp = Annotated[float | None, BeforeValidator(lambda v: None if v is None else parse_timestamp(str(v)))]
 
 
 class FriendshipIn(_Strict):

@@ -213,6 +213,8 @@ def test_a_second_request_after_a_declines_cool_down_keeps_the_pair_out_of_both_
 
 @pytest.mark.parametrize(("path", "body", "status", "field"), [
     ("/v1/users", {"id": "u", "lat": 100, "lon": 0}, 400, "lat"),
+    ("/v1/users", {"id": "u", "created_at": "2999-01-01"}, 400, "created_at"),   # the accepted time window
+    ("/v1/users", {"id": "u", "created_at": "soon"}, 400, "created_at"),
     ("/v1/users", {"id": "u", "nickname": "x"}, 400, "nickname"),
     ("/v1/users", {"id": ""}, 400, "id"),
     ("/v1/users", {"id": "abc\x00"}, 400, "id"),   # the snapshot's id array would make it 'abc'
@@ -954,3 +956,10 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
                                                      "suggestions, deactivated or deleted")
     finally:
         pipeline.close()
+
+
+def test_a_users_creation_time_is_read_as_every_timestamp_is(client, world):
+    """Epoch seconds or ISO 8601, as in a users CSV (before, the API took a bare number only)."""
+    for uid, created in (("u1", "2026-01-01T00:00:00Z"), ("u2", 1767225600)):
+        assert client.post("/v1/users", json={"id": uid, "created_at": created}, headers=KEY).status_code == 201
+    assert world.get_user("u1").created_at == world.get_user("u2").created_at == 1767225600.0
