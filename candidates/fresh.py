@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from candidates.filters import FilterContext, StoreStateReader, apply_rules, current_proof
-from candidates.pipeline import rrf_rank
+from candidates.pipeline import PER_SOURCE_K, rrf_rank
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.build import id_array
@@ -33,27 +33,36 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     profile propose (`generate_for_profile`: cold start from the profile the store holds, popularity),
     fused with the two-hop candidates by reciprocal rank, so a new account with no friend is not left
     with an empty list until the next snapshot. Those candidates are the snapshot's: an id deleted and
-    created again since it read the accounts is someone else now and is left out.
+    created again since it read the accounts is left out (someone else now).
     """
-    rows = store.friends_of_friends(user_id, limit=k * overfetch, max_friend_degree=max_friend_degree)
+    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, overfetch, snap, sources)
+    rec = Recommendation(viewer=user_id, candidates=[])
+    rec.candidates = current_proof(apply_rules(ranked, ctx, rec.removed).kept[:k], ctx.state.friends,
+                                   ctx.state.unnamed)
+    return rec
+
+
+def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000, overfetch: int = 5,
+                 snap: Snapshot | None = None, sources: Sequence[object] = ()) -> tuple[list[Candidate], FilterContext]:
+    """fresh_fof's candidates in their order before the hard rules, and the rules' context. Every source
+    proposes as many as the pipeline's do (at least): the fused order does not depend on k."""
+    n = max(PER_SOURCE_K, k * overfetch)
+    rows = store.friends_of_friends(user_id, limit=n, max_friend_degree=max_friend_degree)
     cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
                            "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in rows]
-    rec = Recommendation(viewer=user_id, candidates=[])
     reader = StoreStateReader(store)
     state, unsuggestable = reader.rules(user_id, [c.user_id for c in cands])
     profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
     profile = store.get_user(user_id) if snap is not None and profiled else None
     if profile is not None:
         friends = np.array([snap.index_of(f) for f in state.friends if snap.has_user(f)], dtype=np.int64)
-        more = [c for s in profiled for c in s.generate_for_profile(profile, friends, k * overfetch)]
+        more = [c for s in profiled for c in s.generate_for_profile(profile, friends, n)]
         if more:
             unsuggestable |= reader.rules(user_id, list({c.user_id for c in more}),
                                           snap.meta.get("accounts_read_at"))[1]
             cands = rrf_rank(user_id, _merged(snap, cands, more))
-    ctx = FilterContext(user_id, state, unsuggestable)
-    rec.candidates = current_proof(apply_rules(cands, ctx, rec.removed).kept[:k], ctx.state.friends, ctx.state.unnamed)
-    return rec
+    return cands, FilterContext(user_id, state, unsuggestable)
 
 
 def _merged(snap: Snapshot, fof: list[Candidate], more: list[Candidate]) -> list[Candidate]:

@@ -10,10 +10,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candidates.filters import FilterContext, apply_rules
+from candidates.filters import FilterContext, apply_rules, current_proof
+from candidates.fresh import fresh_ranked
 from candidates.pipeline import CandidatePipeline
 from candidates.types import Candidate, Recommendation
+from graph.store import GraphStore
 from pymk.errors import UnknownUserError
+
+FRESH_PATH = ("the viewer is newer than the served snapshot (or its id was created again since): friends of "
+              "friends from the graph store, fused with the snapshot's cold start and popularity")
 
 
 @dataclass
@@ -40,19 +45,25 @@ class Verdict:
         return out
 
 
-def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -> Verdict:
-    """Every stage's verdict on `candidate` for `viewer`; UnknownUserError for a viewer the snapshot lacks."""
+def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, store: GraphStore | None = None
+        ) -> Verdict:
+    """Every stage's verdict on `candidate` for `viewer`. A viewer the snapshot lacks (or whose id was created
+    again since) is served as the API serves it (`why_fresh`) when `store` is given; else UnknownUserError."""
     snap = pipeline.snap
     if not snap.has_user(viewer):
-        raise UnknownUserError(viewer)
+        if store is None or store.get_user(viewer) is None:
+            raise UnknownUserError(viewer)
+        return why_fresh(pipeline, store, viewer, candidate, k)
     verdict = Verdict(viewer, candidate)
     if not snap.has_user(candidate):
         verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
         return verdict
     state, opted = pipeline.state.rules(viewer, [candidate], snap.meta.get("accounts_read_at"))
-    if state.replaced:
-        verdict.removed = ("the viewer's account was deleted and created again since the served snapshot: its "
-                           "suggestions come from the graph store's friends of friends, not from these stages")
+    if state.replaced:   # a new account under a former one's id: served as a user newer than the snapshot
+        if store is not None:
+            return why_fresh(pipeline, store, viewer, candidate, k)
+        verdict.removed = ("the viewer's account was deleted and created again since the served snapshot: it is "
+                           "served as a user newer than the snapshot")
         return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])
@@ -83,4 +94,30 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20) -
     elif verdict.removed is None:
         verdict.removed = (f"ranked below the first {k} that passed the hard rules" if verdict.proposed_by
                            else "no source proposed it")
+    return verdict
+
+
+def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candidate: str, k: int = 20) -> Verdict:
+    """The verdict for a viewer served off the snapshot (candidates/fresh.py): friends of friends from the
+    store, fused with the snapshot's cold start and popularity, under the hard rules on fresh state."""
+    verdict = Verdict(viewer, candidate, skipped={"snapshot": FRESH_PATH})
+    ranked, ctx = fresh_ranked(store, viewer, k, snap=pipeline.snap, sources=pipeline.sources)
+    mine = next((c for c in ranked if c.user_id == candidate), None)
+    if mine is None:
+        verdict.removed = "no source proposed it"
+        return verdict
+    for source in mine.sources:   # its rank in each list, as the fusion read them
+        by_score = sorted((c for c in ranked if source in c.scores), key=lambda c: (-c.score(source), c.index))
+        verdict.proposed_by[source] = next(i for i, c in enumerate(by_score) if c.user_id == candidate)
+    verdict.ranked_at = ranked.index(mine)
+    result = apply_rules(ranked, ctx)
+    gone = next((why for c, why in result.removed if c.user_id == candidate), None)
+    shown = current_proof(result.kept[:k], ctx.state.friends, ctx.state.unnamed)
+    at = next((i for i, c in enumerate(shown) if c.user_id == candidate), None)
+    if gone is not None:
+        verdict.removed = f"hard rules (fresh state): {gone}"
+    elif at is None:
+        verdict.removed = f"ranked below the first {k} that passed the hard rules"
+    else:
+        verdict.shown_at, verdict.proof = at, dict(shown[at].proof)
     return verdict

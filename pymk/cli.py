@@ -241,7 +241,7 @@ def why(settings: Settings, viewer: str, candidate: str, limit: int) -> None:
     try:
         pipeline = assemble_pipeline(settings, StoreStateReader(store)).pipeline
         try:
-            click.echo("\n".join(explain(pipeline, viewer, candidate, limit).lines()))
+            click.echo("\n".join(explain(pipeline, viewer, candidate, limit, store=store).lines()))
         finally:
             pipeline.close()
     finally:

@@ -237,7 +237,10 @@ def test_new_user_then_friendship_gets_fresh_suggestions(client):
     by_id = {s["user_id"]: s for s in body["suggestions"]}
     assert set(by_id) == {"a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "c0"}
     assert "snapshot" in body["skipped_sources"]
-    assert [s["user_id"] for s in body["suggestions"]][:2] == ["a0", "b0"]   # the best connected
+    order = [s["user_id"] for s in body["suggestions"]]
+    assert order[:2] == ["a0", "b0"]   # the best connected
+    for limit in (1, 4):   # the same order whatever the limit (every source proposes as many)
+        assert _ids(client.get(f"/v1/users/newbie/suggestions?limit={limit}")) == order[:limit]
     assert by_id["c0"]["sources"] == ["coldstart"] and by_id["c0"]["proof"]["coldstart"]["shared"] == ["city"]
     assert by_id["c0"]["reasons"] and "popular" in by_id["a0"]["sources"]
     client.post("/v1/blocks", json={"src": "a0", "dst": "newbie"}, headers=KEY)
@@ -954,6 +957,24 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
         assert why(pipeline, "a1", "b0").removed.startswith("the viewer's account was deleted and created again")
         assert why(pipeline, "b0", "a1").removed == ("hard rules (fresh state): opted_out: opted out of "
                                                      "suggestions, deactivated or deleted")
+        # with the store, as `pymk why` runs it: a viewer served off the snapshot gets the API's verdicts
+        replaced = why(pipeline, "a1", "b0", store=world)
+        assert "snapshot" in replaced.skipped and replaced.removed is None and replaced.shown_at is not None
+        # second of the global lists (a0 and b0 have 4 friends each, every tie made at once): a0 comes first
+        assert replaced.proposed_by == {"popular": 1, "trending": 1} and replaced.proof["popular"] == {"friends": 4}
+        world.upsert_users([UserRecord(id="newbie", city="oslo")])
+        world.add_friendships([Friendship("newbie", "b1", 9.0)])
+        cold = why(pipeline, "newbie", "c0", store=world)
+        assert cold.proposed_by == {"coldstart": 0} and cold.proof["coldstart"]["shared"] == ["city"]
+        via = why(pipeline, "newbie", "b2", store=world)
+        assert via.proposed_by["fof"] == 1 and via.proof["fof"]["mutual_ids"] == ["b1"] and via.shown_at is not None
+        assert why(pipeline, "newbie", "b3", store=world).proposed_by["fof"] == 2   # b0, b2, b3: one mutual each
+        assert why(pipeline, "newbie", "b1", store=world).removed == "no source proposed it"   # a friend already
+        assert why(pipeline, "newbie", "b0", store=world).shown_at is not None
+        world.apply_events([Event("block", "newbie", "b0", 10.0)])
+        assert why(pipeline, "newbie", "b0", store=world).removed == "hard rules (fresh state): blocked: blocked"
+        with pytest.raises(UnknownUserError):
+            why(pipeline, "nobody", "b0", store=world)
     finally:
         pipeline.close()
 
