@@ -66,9 +66,8 @@ DELETE r RETURN count(r) AS n
 # changes nothing (a retry, a file ingested again); an answer older than the last answer changes nothing,
 # and so does one dated more than ANSWER_SKEW_S before the pending request (it answered an earlier one);
 # one dated less than that before it (the answering client's clock behind the sender's) is dated when the
-# request was sent. No request stands pending between friends: a send to a friend changes nothing (a stale
-# client, or a tie made outside requests), and the tie an accept makes answers the other way's pending
-# request too (crossed requests: each had sent one).
+# request was sent. A send to a friend changes nothing (a stale client, or a tie made outside requests), and
+# the tie an accept makes answers the other way's pending request too (crossed requests: each had sent one).
 ANSWER_SKEW_S = 3600.0
 Q_SEND = """
 UNWIND $rows AS row
