@@ -54,6 +54,9 @@ def spec(auth: str = "writes") -> dict:
     event = schema(EventIn)  # the model every event is validated with (files and API alike)
     paths = {
         "/v1/users/{user_id}/suggestions": {"get": {
+            "description": "Ranked suggestions. A user newer than the served snapshot (signed up since) gets "
+                           "friends of friends from the graph store fused with cold start from their profile "
+                           "and popular people, under the same hard rules; `skipped_sources.snapshot` says so.",
             "parameters": [
                 {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
