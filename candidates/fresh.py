@@ -26,7 +26,7 @@ def in_snapshot_order(ids: list[str]) -> list[str]:
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
-              overfetch: int = 5, snap: Snapshot | None = None, sources: Sequence[object] = ()) -> Recommendation:
+              snap: Snapshot | None = None, sources: Sequence[object] = ()) -> Recommendation:
     """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state.
 
     With a snapshot, the viewer not in it (signed up since) also gets what the `sources` that serve a
@@ -35,18 +35,18 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     with an empty list until the next snapshot. Those candidates are the snapshot's: an id deleted and
     created again since it read the accounts is left out (someone else now).
     """
-    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, overfetch, snap, sources)
+    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources)
     rec = Recommendation(viewer=user_id, candidates=[])
     rec.candidates = current_proof(apply_rules(ranked, ctx, rec.removed).kept[:k], ctx.state.friends,
                                    ctx.state.unnamed)
     return rec
 
 
-def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000, overfetch: int = 5,
+def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
                  snap: Snapshot | None = None, sources: Sequence[object] = ()) -> tuple[list[Candidate], FilterContext]:
     """fresh_fof's candidates in their order before the hard rules, and the rules' context. Every source
-    proposes as many as the pipeline's do (at least): the fused order does not depend on k."""
-    n = max(PER_SOURCE_K, k * overfetch)
+    proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same."""
+    n = max(PER_SOURCE_K, k)
     rows = store.friends_of_friends(user_id, limit=n, max_friend_degree=max_friend_degree)
     cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,

@@ -499,3 +499,29 @@ def test_fresh_fof_names_mutual_friends_in_the_snapshots_order():
         snap = from_pairs([a for m in mutual for a in ("1", "9")], [m for m in mutual for _ in ("1", "9")])
         got = FriendsOfFriendsSource(snap).generate(snap.index_of("1"), 5)
         assert got[0].proof["fof"]["mutual_ids"] == named   # the snapshot path names them alike
+
+
+def test_a_new_accounts_fused_list_is_the_same_order_whatever_the_limit():
+    """The fresh path fuses four lists by reciprocal rank; were each list as long as the limit asks, a
+    candidate deep in several lists would rise or fall with the limit (the fusion reads every rank)."""
+    from candidates.fresh import fresh_fof
+    from graph.memory_store import MemoryGraphStore
+    from graph.records import Friendship
+    from graph.snapshot.export import from_store
+
+    rng = np.random.default_rng(3)
+    store = MemoryGraphStore()
+    store.upsert_users([UserRecord(id=f"u{i}", city=f"c{i % 3}", school=f"s{i % 7}") for i in range(400)])
+    store.add_friendships([Friendship(f"u{a}", f"u{b}", float(t)) for t, (a, b) in
+                           enumerate(rng.integers(0, 400, size=(2400, 2))) if a != b])
+    snap = from_store(store)
+    sources = REGISTRY.build_all(snap)
+    store.upsert_users([UserRecord(id="new", city="c1", school="s2")])
+    store.add_friendships([Friendship("new", "u5", 1e4)])
+    def fused(limit: int) -> list[Candidate]:
+        return fresh_fof(store, "new", limit, snap=snap, sources=sources).candidates
+
+    full = fused(100)   # the API's largest limit
+    assert len(full) == 100 and {"coldstart", "popular", "fof"} <= {s for c in full for s in c.sources}
+    for limit in (1, 3, 10, 60):
+        assert [c.user_id for c in fused(limit)] == [c.user_id for c in full[:limit]]
