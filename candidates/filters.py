@@ -33,6 +33,10 @@ class StateReader(Protocol):
         """The viewer's state and the unsuggestable among the candidates (see GraphStore.viewer_rules)."""
         ...
 
+    def ties_among(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The pairs that are friends now (see GraphStore.ties_among)."""
+        ...
+
 
 class StoreStateReader:
     """Fresh state from the system of record (Neo4j)."""
@@ -49,6 +53,9 @@ class StoreStateReader:
     def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
               ) -> tuple[UserState, set[str]]:
         return self.store.viewer_rules(user_id, candidate_ids, accounts_since)
+
+    def ties_among(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return self.store.ties_among(pairs)
 
 
 class SnapshotStateReader:
@@ -84,6 +91,11 @@ class SnapshotStateReader:
     def rules(self, user_id: str, candidate_ids: list[str], accounts_since: float | None = None
               ) -> tuple[UserState, set[str]]:
         return self.viewer_state(user_id), self.opted_out(candidate_ids)   # the snapshot's own accounts
+
+    def ties_among(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        s = self.snap
+        return {(a, b) for a, b in pairs if s.has_user(a) and s.has_user(b)
+                and s.index_of(b) in s.neighbors(s.index_of(a))}
 
 
 @dataclass
@@ -127,22 +139,26 @@ RULES = {
 }
 
 
-def current_proof(candidates: list[Candidate], friends: frozenset[str],
-                  unnamed: frozenset[str] = frozenset(), ties_ended: frozenset[str] = frozenset()) -> list[Candidate]:
+def current_proof(candidates: list[Candidate], friends: frozenset[str], unnamed: frozenset[str] = frozenset(),
+                  ties_ended: frozenset[str] = frozenset(), tied: set[tuple[str, str]] | None = None
+                  ) -> list[Candidate]:
     """The mutual friends a proof names, kept only while they are still the viewer's friends on fresh state.
 
     The snapshot's two-hop proof can name someone whose tie with the viewer ended since (a block either
     way, an unfriending, a deleted account): that name is not shown, and the count drops with it. A friend
     in `unnamed` (opted out or deactivated) still counts but is never named. A candidate in `ties_ended`
-    ended a tie since the snapshot, maybe with a friend the proof names (an unfriending, a block): the
-    fresh state does not say with whom, so its proof names no mutual friend and counts none.
+    ended a tie since the snapshot, maybe with a friend the proof names (an unfriending, a block): its proof
+    keeps the names whose (candidate, friend) pair is in `tied` (the ties that stand now, read for those
+    pairs; `proof_ties`) and counts only them; without `tied` it names no mutual friend and counts none.
     """
     out = []
     for c in candidates:
         fof = c.proof.get("fof")
         if fof and c.user_id in ties_ended:
-            c = replace(c, proof=MappingProxyType({k: v for k, v in c.proof.items() if k != "fof"}))
-            fof = None
+            names = [m for m in fof.get("mutual_ids", ()) if tied is not None and (c.user_id, m) in tied]
+            proof = {k: v for k, v in c.proof.items() if k != "fof"}
+            fof = {**fof, "mutual_count": len(names), "mutual_ids": names} if names else None
+            c = replace(c, proof=MappingProxyType({**proof, **({"fof": fof} if fof else {})}))
         names = fof.get("mutual_ids", ()) if fof else ()
         gone = sum(m not in friends for m in names)
         if gone or any(m in unnamed for m in names):
@@ -169,3 +185,12 @@ def apply_rules(candidates: list[Candidate], ctx: FilterContext, counts: Counter
         if counts is not None:
             counts[name] += len(result.removed)
     return FilterResult(candidates, removed)
+
+
+def proof_ties(state: StateReader, candidates: list[Candidate], friends: frozenset[str],
+               ties_ended: frozenset[str]) -> set[tuple[str, str]]:
+    """For the candidates that ended a tie since the snapshot, which of the mutual friends their proofs
+    name (and the viewer still has) they are still friends with: one read, only when there are any."""
+    pairs = [(c.user_id, m) for c in candidates if c.user_id in ties_ended and "fof" in c.proof
+             for m in c.proof["fof"].get("mutual_ids", ()) if m in friends]
+    return state.ties_among(pairs) if pairs else set()

@@ -23,7 +23,7 @@ from typing import TypeVar
 import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
-from candidates.filters import FilterContext, StateReader, apply_rules, current_proof
+from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
@@ -252,7 +252,8 @@ class CandidatePipeline:
         if ctx.state.replaced:  # deleted and created again since: the snapshot's record is someone else's
             raise AccountReplacedError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
-        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended)
+        tied = proof_ties(self.state, result.kept, ctx.state.friends, ctx.state.ties_ended)
+        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return kept
 

@@ -133,6 +133,10 @@ RETURN properties(u) AS p,
        [(u)-[d:DISMISSED]->(x:User) | [x.id, d.at]] AS dismissals
 """
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
+Q_TIES_AMONG = """
+UNWIND $pairs AS pair MATCH (a:User {id: pair[0]}) MATCH (b:User {id: pair[1]})
+WHERE EXISTS { (a)-[:FRIENDS_WITH]-(b) } RETURN pair
+"""
 # The candidates' flags in two plain passes, one index seek each: their users (opted out or deactivated,
 # missing, a tie ended at or after $since) and their tombstones; `unsuggestable_from_row` applies the
 # rule. An OR of EXISTS subqueries per candidate cost more than the seeks themselves (RESULTS).

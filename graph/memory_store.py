@@ -200,6 +200,9 @@ class MemoryGraphStore:
     def existing_users(self, ids: Iterable[str]) -> set[str]:
         return {i for i in ids if i in self.users}
 
+    def ties_among(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {(a, b) for a, b in pairs if b in self.adj.get(a, ())}
+
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
         return {i for i in ids if (not self.users[i].suggestable if i in self.users else self._deleted(i))}
 

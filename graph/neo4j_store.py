@@ -219,6 +219,9 @@ class Neo4jGraphStore:
     def existing_users(self, ids: Iterable[str]) -> set[str]:
         return {r["id"] for r in self._read(q.Q_EXISTING, ids=list(ids))}
 
+    def ties_among(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {tuple(r["pair"]) for r in self._read(q.Q_TIES_AMONG, pairs=[list(p) for p in pairs])}
+
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
         return q.unsuggestable_from_row(self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)[0], None)
 

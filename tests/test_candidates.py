@@ -480,6 +480,13 @@ def test_a_proof_names_only_mutual_friends_the_viewer_still_has():
     assert current_proof([two], frozenset({"m1", "m2", "m3"}))[0] is two   # nothing stale: unchanged
     hidden = current_proof([two], frozenset({"m1", "m2", "m3"}), unnamed=frozenset({"m2"}))[0]
     assert hidden.proof["fof"]["mutual_count"] == 5 and hidden.proof["fof"]["mutual_ids"] == ["m1", "m3"]
+    # c ended a tie since the snapshot: only the names whose tie with c stands now, and only they count
+    everyone = frozenset({"m1", "m2", "m3"})
+    checked = current_proof([two], everyone, ties_ended=frozenset({"c"}), tied={("c", "m1"), ("c", "m3")})[0]
+    assert checked.proof["fof"] == {"mutual_count": 2, "adamic_adar": 1.0, "mutual_ids": ["m1", "m3"]}
+    assert "fof" not in current_proof([two], everyone, ties_ended=frozenset({"c"}), tied=set())[0].proof
+    assert "fof" not in current_proof([two], everyone, ties_ended=frozenset({"c"}))[0].proof   # unchecked
+    assert current_proof([one], everyone, ties_ended=frozenset({"c"}), tied=set())[0] is one   # d: not stamped
 
 
 def test_fresh_fof_names_mutual_friends_in_the_snapshots_order():

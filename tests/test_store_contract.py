@@ -327,3 +327,12 @@ def test_no_request_stands_pending_between_friends(store, prefix):
     store.apply_events([Event("send", e, f, 40.0), Event("accept", f, e, 41.0), Event("send", f, e, 45.0)])
     assert _request(store, e, f) == ("accepted", 40.0, 41.0) and _request(store, f, e) == ("accepted", 45.0, 45.0)
     assert store.friends(e) == [f] and store.user_state(f).pending == frozenset()
+
+
+def test_ties_among_says_which_pairs_are_friends_now(store, prefix):
+    a, b, c, gone = (f"{prefix}{x}" for x in ("a", "b", "c", "gone"))
+    store.add_friendships([Friendship(a, b, 1.0), Friendship(b, c, 1.0), Friendship(c, gone, 1.0)])
+    store.remove_friendship(b, c)
+    store.delete_users([gone])
+    assert store.ties_among([(a, b), (b, a), (b, c), (a, c), (c, gone), (a, f"{prefix}nobody")]) == {(a, b), (b, a)}
+    assert store.ties_among([]) == set()
