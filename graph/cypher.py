@@ -133,9 +133,10 @@ RETURN properties(u) AS p,
        [(u)-[d:DISMISSED]->(x:User) | [x.id, d.at]] AS dismissals
 """
 Q_EXISTING = "UNWIND $ids AS id MATCH (u:User {id: id}) RETURN u.id AS id"
+# (the ids bound first: seeking on `pair[0]` itself ran ~3x slower on 5.26, 5.3 against 1.7 ms for 20 pairs)
 Q_TIES_AMONG = """
-UNWIND $pairs AS pair MATCH (a:User {id: pair[0]}) MATCH (b:User {id: pair[1]})
-WHERE EXISTS { (a)-[:FRIENDS_WITH]-(b) } RETURN pair
+UNWIND $pairs AS pair WITH pair, pair[0] AS x, pair[1] AS y
+MATCH (a:User {id: x}) MATCH (b:User {id: y}) WHERE EXISTS { (a)-[:FRIENDS_WITH]-(b) } RETURN pair
 """
 # The candidates' flags in two plain passes, one index seek each: their users (opted out or deactivated,
 # missing, a tie ended at or after $since) and their tombstones; `unsuggestable_from_row` applies the
