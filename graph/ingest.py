@@ -33,6 +33,7 @@ class IngestReport(RejectCounter):
     rows_read: int = 0
     loaded: int = 0
     seconds: float = 0.0
+    detail: str = ""   # what a kind adds to the summary (deletions: how many accounts went now)
 
     @property
     def rows_per_second(self) -> float:
@@ -40,7 +41,8 @@ class IngestReport(RejectCounter):
 
     def summary(self) -> str:
         return (f"{self.kind} {self.path}: {self.rows_read} rows read, {self.loaded} loaded, "
-                f"{self.rejected} rejected in {self.seconds:.1f}s ({self.rows_per_second:,.0f} rows/s)")
+                f"{self.rejected} rejected in {self.seconds:.1f}s ({self.rows_per_second:,.0f} rows/s)"
+                + (f"; {self.detail}" if self.detail else ""))
 
 
 def _run(
@@ -142,12 +144,15 @@ def ingest_deletions(store: GraphStore, path: Path, batch_size: int = 10_000, pr
     """Delete the accounts a CSV with an `id` column names (other columns are ignored). Each leaves a
     tombstone, so it is never suggested nor served again; ids already gone are no error (re-runnable)."""
     source = ByteCounter(path)
+    deleted = [0]
 
     def flush(batch: list[UserRecord]) -> list[RowError]:
-        store.delete_users([u.id for u in batch])
+        deleted[0] += store.delete_users([u.id for u in batch])
         return []
 
-    return _run("deletions", source, read_users(source, ids_only=True), flush, batch_size, progress)
+    report = _run("deletions", source, read_users(source, ids_only=True), flush, batch_size, progress)
+    report.detail = f"{deleted[0]} accounts deleted now, {report.loaded - deleted[0]} already gone or unknown"
+    return report
 
 
 def ingest_events(

@@ -116,11 +116,13 @@ def test_a_deletions_file_deletes_each_account_once_and_can_be_rerun(store, pref
     path.write_text(f"id,reason\n{ids[1]},gdpr\n\n{ids[3]},\n{ids[1]},again\n\"{ids[4]}\n")
     report = ingest_deletions(store, path, batch_size, progress=False)
     assert (report.rows_read, report.loaded, report.rejected) == (4, 3, 1)
+    assert report.summary().endswith("; 2 accounts deleted now, 1 already gone or unknown")   # ids[1] twice
     assert report.errors[0].line == 6    # file and line of the malformed row
     assert store.existing_users(ids) == {ids[0], ids[2], ids[4]}
     assert store.opted_out_among(ids) == {ids[1], ids[3]} and store.friends(ids[2]) == []
     again = ingest_deletions(store, path, batch_size, progress=False)   # re-run: nothing more, no error
     assert again.loaded == 3 and store.existing_users(ids) == {ids[0], ids[2], ids[4]}
+    assert again.detail == "0 accounts deleted now, 3 already gone or unknown"
 
 
 def test_killed_ingestion_rerun_completes_without_duplicates(neo4j_store, prefix, tmp_path, settings):
