@@ -37,6 +37,7 @@ class Metrics:
     stages: Histogram
     published: Gauge
     held_back: Counter
+    paths: Counter
 
 
 def _metrics() -> Metrics:
@@ -66,6 +67,9 @@ def _instruments(reg: CollectorRegistry) -> tuple:
               "(Unix time)", ["artifact"], registry=reg, multiprocess_mode="livemin"),
         Counter("pymk_graph_store_held_back_total", "Requests answered 503 at once, without trying the graph "
                 "store, because it was found unreachable moments ago (PYMK_NEO4J_BREAKER_COOLDOWN_S)", registry=reg),
+        # a rising share of `fresh` means many users the snapshot lacks: the nightly refresh is late or stopped
+        Counter("pymk_suggestion_lists_total", "Suggestion lists by how they were made: precomputed (the nightly "
+                "lists), online (ranked on request), fresh (a user newer than the snapshot)", ["path"], registry=reg),
     )
 
 

@@ -103,11 +103,14 @@ def suggestions(user_id: str):
             item["reasons"] = reasons(c)
             item["proof"] = {k: v for k, v in c.proof.items() if k != "ranker"}  # features go to the served log
         items.append(item)
-    current_app.extensions["pymk_metrics"].suggestions.inc(len(items))
+    metrics = current_app.extensions["pymk_metrics"]
+    metrics.suggestions.inc(len(items))
+    metrics.paths.labels("fresh" if "snapshot" in rec.skipped_sources
+                         else "precomputed" if rec.precomputed else "online").inc()
     for reason, n in rec.removed.items():
-        current_app.extensions["pymk_metrics"].removed.labels(reason).inc(n)
+        metrics.removed.labels(reason).inc(n)
     for stage, ms in rec.timings_ms.items():
-        current_app.extensions["pymk_metrics"].stages.labels(stage).observe(ms / 1000)
+        metrics.stages.labels(stage).observe(ms / 1000)
     return jsonify({"user_id": user_id, "request_id": request_id(), "bucket": bucket(user_id), "suggestions": items,
                     "skipped_sources": rec.skipped_sources, "snapshot_version": g.snapshot_version,
                     "embeddings_version": _svc().served.embeddings_version,

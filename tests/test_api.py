@@ -239,6 +239,10 @@ def test_new_user_then_friendship_gets_fresh_suggestions(client):
     assert "snapshot" in body["skipped_sources"]
     order = [s["user_id"] for s in body["suggestions"]]
     assert order[:2] == ["a0", "b0"]   # the best connected
+    client.get("/v1/users/a1/suggestions")   # in the snapshot; no precomputed lists in this app: ranked online
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'pymk_suggestion_lists_total{path="fresh"} 1.0' in metrics
+    assert 'pymk_suggestion_lists_total{path="online"} 1.0' in metrics
     for limit in (1, 4):   # the same order whatever the limit (every source proposes as many)
         assert _ids(client.get(f"/v1/users/newbie/suggestions?limit={limit}")) == order[:limit]
     assert by_id["c0"]["sources"] == ["coldstart"] and by_id["c0"]["proof"]["coldstart"]["shared"] == ["city"]
@@ -494,6 +498,7 @@ def test_precomputed_lists_are_served_while_their_versions_are_and_hard_rules_st
     assert _ids(client.get("/v1/users/a1/suggestions")) == online
     served = list(EventLog(app_settings.data_dir / "served").read_records())[-1]
     assert served["precomputed"] == svc.served.precomputed_version
+    assert 'pymk_suggestion_lists_total{path="precomputed"} 1.0' in client.get("/metrics").get_data(as_text=True)
     assert client.post("/v1/blocks", json={"src": "b0", "dst": "a1"}, headers=KEY).status_code == 201
     assert "b0" not in _ids(client.get("/v1/users/a1/suggestions"))  # fresh rules beat the stored list
     world.add_friendships([Friendship("a1", "c0", 2.0)])
