@@ -44,7 +44,8 @@ for u in 3 42 "$((USERS - 1))"; do
 done
 # Someone signs up now, after the snapshot: suggestions from their profile at once, not at the next refresh.
 PROFILE=$(sed -n 2p "$SAMPLE/users.csv" | cut -d, -f3,5)   # the first sample user's school and city
+NEW="new-user-$(date +%s)"   # a new id each run: an earlier run's is in the snapshot now
 curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/users" \
-  -d "{\"id\": \"new-user\", \"school\": \"${PROFILE%,*}\", \"city\": \"${PROFILE#*,}\"}" >/dev/null
-curl -sf "http://127.0.0.1:$PORT/v1/users/new-user/suggestions?limit=5" | $PY scripts/show_suggestions.py
+  -d "{\"id\": \"$NEW\", \"school\": \"${PROFILE%,*}\", \"city\": \"${PROFILE#*,}\"}" >/dev/null
+curl -sf "http://127.0.0.1:$PORT/v1/users/$NEW/suggestions?limit=5" | $PY scripts/show_suggestions.py
 echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"
