@@ -66,13 +66,14 @@ DELETE r RETURN count(r) AS n
 # changes nothing (a retry, a file ingested again); an answer older than the last answer changes nothing,
 # and so does one dated more than ANSWER_SKEW_S before the pending request (it answered an earlier one);
 # one dated less than that before it (the answering client's clock behind the sender's) is dated when the
-# request was sent. A send to a friend changes nothing (a stale client, or a tie made outside requests), and
-# the tie an accept makes answers the other way's pending request too (crossed requests: each had sent one).
+# request was sent. A send to a friend changes nothing (a stale client, or a tie made outside requests), nor
+# does one across a block either way; the tie an accept makes answers the other way's pending request too
+# (crossed requests: each had sent one), and a block withdraws the pending requests between the two.
 ANSWER_SKEW_S = 3600.0
 Q_SEND = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.src}) MATCH (b:User {id: row.dst})
-WHERE NOT EXISTS { (a)-[:FRIENDS_WITH]-(b) }
+WHERE NOT EXISTS { (a)-[:FRIENDS_WITH]-(b) } AND NOT EXISTS { (a)-[:BLOCKED]-(b) }
 MERGE (a)-[r:REQUESTED]->(b) ON CREATE SET r.sent_at = row.ts, r.status = 'pending'
 WITH r, row WHERE r.status <> 'pending' AND row.ts > coalesce(r.responded_at, r.sent_at)
 SET r.sent_at = row.ts, r.status = 'pending', r.responded_at = null
@@ -92,6 +93,9 @@ WITH a, b
 OPTIONAL MATCH (a)-[f:FRIENDS_WITH]-(b)
 FOREACH (_ IN CASE WHEN f IS NULL THEN [] ELSE [1] END | SET a.ties_ended_at = $at, b.ties_ended_at = $at)
 DELETE f
+WITH a, b
+OPTIONAL MATCH (a)-[p:REQUESTED {status: 'pending'}]-(b)
+DELETE p
 """
 Q_UNBLOCK = """
 UNWIND $rows AS row

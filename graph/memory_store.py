@@ -112,9 +112,12 @@ class MemoryGraphStore:
                 self._answer(ev)
             elif step == "tie":
                 self._tie(ev)
-            elif ev.type == "block":
+            elif ev.type == "block":   # Q_BLOCK: ends a tie, withdraws pending requests either way
                 self.blocks.setdefault((ev.src, ev.dst), ev.ts)
                 self.remove_friendship(ev.src, ev.dst)
+                for key in ((ev.src, ev.dst), (ev.dst, ev.src)):
+                    if key in self.requests and self.requests[key].status == "pending":
+                        del self.requests[key]
             elif ev.type == "unblock":
                 self.blocks.pop((ev.src, ev.dst), None)
             else:
@@ -123,9 +126,10 @@ class MemoryGraphStore:
         return applied
 
     def _send(self, ev: Event) -> None:
-        """graph/cypher.py Q_SEND: a request, or a new one after the last answer; none between friends."""
-        if ev.dst in self.adj.get(ev.src, ()):
-            return   # no request between friends
+        """graph/cypher.py Q_SEND: a request, or a new one after the last answer; none between friends or
+        across a block."""
+        if ev.dst in self.adj.get(ev.src, ()) or self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}:
+            return   # no request between friends, nor across a block
         old = self.requests.get((ev.src, ev.dst))
         if old is None or (old.status != "pending"
                            and ev.ts > (old.responded_at if old.responded_at is not None else old.sent_at)):

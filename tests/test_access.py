@@ -70,9 +70,9 @@ def test_records_of_skips_unreadable_lines_and_ids_inside_other_fields(tmp_path)
 
 @pytest.mark.integration
 def test_users_export_reads_the_real_store_and_refuses_an_unknown_id(neo4j_store, prefix, tmp_path):
-    a, b = f"{prefix}a", f"{prefix}b"
-    neo4j_store.upsert_users([UserRecord(id=a, language="fi"), UserRecord(id=b)])
-    neo4j_store.apply_events([Event("send", a, b, 7.0), Event("block", b, a, 8.0)])
+    a, b, c = f"{prefix}a", f"{prefix}b", f"{prefix}c"
+    neo4j_store.upsert_users([UserRecord(id=a, language="fi"), UserRecord(id=b), UserRecord(id=c)])
+    neo4j_store.apply_events([Event("send", a, c, 7.0), Event("block", b, a, 8.0)])
     env = {"PYMK_DATA_DIR": str(tmp_path)}
     _logs(Settings.from_env(env), a, b)
     out = tmp_path / "export.json"
@@ -80,7 +80,7 @@ def test_users_export_reads_the_real_store_and_refuses_an_unknown_id(neo4j_store
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["profile"]["language"] == "fi" and doc["blocks"] == []     # b's block of a is b's
-    assert doc["requests_sent"] == [{"src": a, "dst": b, "sent_at": 7.0, "status": "pending", "responded_at": None}]
+    assert doc["requests_sent"] == [{"src": a, "dst": c, "sent_at": 7.0, "status": "pending", "responded_at": None}]
     assert len(doc["events"]) == 2 and len(doc["suggestions_served"]) == 1
     result = CliRunner().invoke(main, ["users", "export", a, "--out", str(tmp_path / "no-such-dir" / "x.json")],
                                 env=env)

@@ -80,7 +80,7 @@ def test_events_requests_blocks_dismissals(store, prefix):
                         Event("dismiss", f"{p}a", f"{p}e", 22.0), Event("block", f"{p}b", f"{p}a", 23.0)])
     state = store.user_state(f"{p}a")
     assert state.friends == {f"{p}c"}
-    assert state.pending == {f"{p}b"}
+    assert state.pending == frozenset()   # a's request to b went with b's block
     assert state.blocked == {f"{p}b"}
     assert state.declined == {f"{p}d": 21.0}
     assert state.dismissed == {f"{p}e"}
@@ -184,11 +184,11 @@ def test_opt_out_and_delete(store, prefix):
 def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
     from graph.records import Request
 
-    a, b, c, d, e = (f"{prefix}{x}" for x in "abcde")
-    store.upsert_users([UserRecord(id=a, city="Lyon", created_at=5.0), *(UserRecord(id=x) for x in (b, c, d, e))])
+    a, b, c, d, e, f = (f"{prefix}{x}" for x in "abcdef")
+    store.upsert_users([UserRecord(id=a, city="Lyon", created_at=5.0), *(UserRecord(id=x) for x in (b, c, d, e, f))])
     store.add_friendships([Friendship(b, a, 7.0), Friendship(a, e)])
     store.apply_events([Event("send", a, c, 10.0), Event("send", d, a, 11.0), Event("decline", a, d, 12.0),
-                        Event("dismiss", a, b, 13.0), Event("block", a, c, 14.0), Event("dismiss", c, a, 15.0),
+                        Event("dismiss", a, b, 13.0), Event("block", a, f, 14.0), Event("dismiss", c, a, 15.0),
                         Event("block", d, a, 16.0)])
     got = store.account_data(a)
     assert got is not None and {k: got.profile[k] for k in ("id", "city", "created_at")} == {
@@ -197,7 +197,7 @@ def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
     assert got.requests_sent == (Request(a, c, 10.0, "pending"),)
     assert got.requests_received == (Request(d, a, 11.0, "declined", 12.0),)
     # its own block and dismissal; c's dismissal of a and d's block of a are theirs, not a's
-    assert (got.blocks, got.dismissals) == (((c, 14.0),), ((b, 13.0),))
+    assert (got.blocks, got.dismissals) == (((f, 14.0),), ((b, 13.0),))
     assert store.account_data(f"{prefix}nobody") is None
     store.delete_users([a])
     assert store.account_data(a) is None
@@ -336,3 +336,21 @@ def test_ties_among_says_which_pairs_are_friends_now(store, prefix):
     store.delete_users([gone])
     assert store.ties_among([(a, b), (b, a), (b, c), (a, c), (c, gone), (a, f"{prefix}nobody")]) == {(a, b), (b, a)}
     assert store.ties_among([]) == set()
+
+
+def test_a_block_withdraws_pending_requests_and_stops_new_ones(store, prefix):
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c)])
+    store.apply_events([Event("send", b, a, 10.0), Event("send", a, c, 11.0)])
+    store.apply_events([Event("block", a, b, 20.0)])   # b's request to a goes with the block
+    assert _request(store, b, a) is None and _request(store, a, c) == ("pending", 11.0, None)
+    store.apply_events([Event("send", b, a, 30.0)])    # blocked: no request, either way
+    store.apply_events([Event("send", a, b, 31.0)])
+    assert _request(store, b, a) is None and _request(store, a, b) is None
+    assert store.user_state(a).pending == frozenset({c})
+    # in one batch a block runs after the requests' events, whatever their times: it withdraws them too
+    store.apply_events([Event("send", c, b, 40.0), Event("block", b, c, 39.0)])
+    assert _request(store, c, b) is None and store.user_state(b).pending == frozenset()
+    store.apply_events([Event("unblock", a, b, 50.0)])
+    store.apply_events([Event("send", b, a, 60.0)])    # unblocked: a request again
+    assert _request(store, b, a) == ("pending", 60.0, None)
