@@ -56,7 +56,8 @@ def spec(auth: str = "writes") -> dict:
         "/v1/users/{user_id}/suggestions": {"get": {
             "description": "Ranked suggestions. A user newer than the served snapshot (signed up since) gets "
                            "friends of friends from the graph store fused with cold start from their profile "
-                           "and popular people, under the same hard rules; `skipped_sources.snapshot` says so.",
+                           "and popular people, under the same hard rules; `skipped_sources.snapshot` says so. "
+                           "So is a user with fewer than 3 friends in the snapshot who has made new ones since.",
             "parameters": [
                 {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},

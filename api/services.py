@@ -22,7 +22,13 @@ from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.assemble import assemble_pipeline
-from pymk.errors import AccountReplacedError, ArtifactError, EventLogUnavailableError, UnknownUserError
+from pymk.errors import (
+    AccountReplacedError,
+    ArtifactError,
+    EventLogUnavailableError,
+    FriendsChangedError,
+    UnknownUserError,
+)
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,6 +156,10 @@ class Services:
                 rec = served.pipeline.recommend(user_id, k)
             except AccountReplacedError:   # a new account under a former one's id: as a user new since the snapshot
                 rec = self._fresh_fallback(user_id, k, served)
+            except FriendsChangedError:    # few friends in the snapshot, new ones since (a new account's next days)
+                rec = self._fresh_fallback(user_id, k, served, "the viewer had fewer than "
+                                           f"{served.pipeline.config.fresh_below_friends} friends in the served "
+                                           "snapshot and has made new ones since")
         elif self.store.get_user(user_id) is None:
             raise UnknownUserError(user_id)
         else:
@@ -182,9 +192,10 @@ class Services:
                 self._served_log_warned = time.monotonic()
                 log.warning("served log: %s (%d responses unlogged so far)", exc, self.served_log_failures)
 
-    def _fresh_fallback(self, user_id: str, k: int, served: Served) -> Recommendation:
+    def _fresh_fallback(self, user_id: str, k: int, served: Served,
+                        why: str = "user is newer than the served snapshot") -> Recommendation:
         pipeline = served.pipeline
         rec = fresh_fof(self.store, user_id, k, snap=pipeline.snap if pipeline else None,
                         sources=pipeline.sources if pipeline else ())
-        rec.skipped_sources["snapshot"] = "user is newer than the served snapshot"
+        rec.skipped_sources["snapshot"] = why
         return rec

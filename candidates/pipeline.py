@@ -28,7 +28,7 @@ from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
-from pymk.errors import AccountReplacedError, UnknownUserError
+from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
 
 log = logging.getLogger(__name__)
 RRF_K = 60
@@ -51,6 +51,8 @@ class PipelineConfig:
                                  # per source for each of them, so one request never waits on another's
     seen_window_days: float = 14.0   # impressions the re-rank's seen penalty counts: this many days back from
                                      # the newest (fatigue is recent)
+    fresh_below_friends: int = 3     # a viewer with fewer friends in the snapshot who has made new ones since is
+                                     # served off the snapshot (FriendsChangedError): a new account's second day
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -251,11 +253,22 @@ class CandidatePipeline:
             raise UnknownUserError(user_id)
         if ctx.state.replaced:  # deleted and created again since: the snapshot's record is someone else's
             raise AccountReplacedError(user_id)
+        if self.friends_changed(user_id, ctx.state.friends):
+            raise FriendsChangedError(user_id)
         result = apply_rules(candidates, ctx, rec.removed)
         tied = proof_ties(self.state, result.kept, ctx.state.friends, ctx.state.ties_ended)
         kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return kept
+
+    def friends_changed(self, user_id: str, friends: frozenset[str]) -> bool:
+        """Fewer than `fresh_below_friends` friends in the snapshot, and a friend now that it lacks: its two-hop
+        sources saw (almost) no one, where the graph store sees the friends of the new friends."""
+        user = self.snap.index_of(user_id)
+        if self.snap.indptr[user + 1] - self.snap.indptr[user] >= self.config.fresh_below_friends:
+            return False
+        known = {self.snap.id_strings[i] for i in self.snap.neighbors(user).tolist()}
+        return bool(friends - known)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -17,8 +17,9 @@ from candidates.types import Candidate, Recommendation
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
 
-FRESH_PATH = ("the viewer is newer than the served snapshot (or its id was created again since): friends of "
-              "friends from the graph store, fused with the snapshot's cold start and popularity")
+FRESH_PATH = ("the viewer is newer than the served snapshot (or its id was created again since, or it had "
+              "almost no friends there and has made new ones): friends of friends from the graph store, fused "
+              "with the snapshot's cold start and popularity")
 
 
 @dataclass
@@ -64,6 +65,12 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
             return why_fresh(pipeline, store, viewer, candidate, k)
         verdict.removed = ("the viewer's account was deleted and created again since the served snapshot: it is "
                            "served as a user newer than the snapshot")
+        return verdict
+    if pipeline.friends_changed(viewer, state.friends):   # served off the snapshot too
+        if store is not None:
+            return why_fresh(pipeline, store, viewer, candidate, k)
+        verdict.removed = ("the viewer had almost no friends in the served snapshot and has made new ones since: "
+                           "it is served as a user newer than the snapshot")
         return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])

@@ -31,6 +31,15 @@ class AccountReplacedError(PymkError, LookupError):
         self.user_id = user_id
 
 
+class FriendsChangedError(PymkError, LookupError):
+    """The viewer had almost no friends in the served snapshot and has made some since: the snapshot's
+    sources would serve it as a user without friends, so it is served as a user newer than the snapshot."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id!r} had few friends in the served snapshot and has made new ones since")
+        self.user_id = user_id
+
+
 class InputFormatError(PymkError, ValueError):
     """A whole input file cannot be read (bad header, unknown format)."""
 

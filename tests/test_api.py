@@ -984,6 +984,10 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
         assert why(pipeline, "newbie", "b0", store=world).removed == "hard rules (fresh state): blocked: blocked"
         with pytest.raises(UnknownUserError):
             why(pipeline, "nobody", "b0", store=world)
+        world.add_friendships([Friendship("c0", "a3", 9.0)])   # c0 had no friend in the snapshot
+        assert why(pipeline, "c0", "a0").removed.startswith("the viewer had almost no friends in the served snapshot")
+        second_day = why(pipeline, "c0", "a0", store=world)
+        assert "snapshot" in second_day.skipped and second_day.proof["fof"]["mutual_ids"] == ["a3"]
     finally:
         pipeline.close()
 
@@ -993,3 +997,19 @@ def test_a_users_creation_time_is_read_as_every_timestamp_is(client, world):
     for uid, created in (("u1", "2026-01-01T00:00:00Z"), ("u2", 1767225600)):
         assert client.post("/v1/users", json={"id": uid, "created_at": created}, headers=KEY).status_code == 201
     assert world.get_user("u1").created_at == world.get_user("u2").created_at == 1767225600.0
+
+
+def test_a_viewer_with_almost_no_friends_in_the_snapshot_who_makes_some_is_served_off_it(client):
+    """c0 had no friend when the snapshot was made (its second day, say) and befriends a2: the snapshot's
+    sources would still see a user without friends, so c0 gets the friends of a2 from the graph store now.
+    A viewer with friends enough in the snapshot stays on it, new friend or not."""
+    before = client.get("/v1/users/c0/suggestions?explain=true").get_json()
+    assert "snapshot" not in before["skipped_sources"] and not any("fof" in s["proof"] for s in before["suggestions"])
+    assert client.post("/v1/friendships", json={"a": "c0", "b": "a2"}, headers=KEY).status_code == 201
+    after = client.get("/v1/users/c0/suggestions?explain=true").get_json()
+    assert after["skipped_sources"]["snapshot"].startswith("the viewer had fewer than 3 friends")
+    fof = {s["user_id"]: s["proof"]["fof"]["mutual_ids"] for s in after["suggestions"] if "fof" in s["proof"]}
+    assert fof == {"a0": ["a2"], "a1": ["a2"], "a3": ["a2"]}
+    assert "a2" not in _ids(client.get("/v1/users/c0/suggestions"))
+    assert client.post("/v1/friendships", json={"a": "a1", "b": "b3"}, headers=KEY).status_code == 201
+    assert "snapshot" not in client.get("/v1/users/a1/suggestions").get_json()["skipped_sources"]   # 3 friends then

@@ -70,9 +70,11 @@ def test_no_rule_is_broken_and_lists_are_short_only_when_nothing_is_left(world):
     edges, state, opted_out, k, path = world
     snap = from_pairs([str(a) for a, _ in edges], [str(b) for _, b in edges])
     reranker = Reranker(snap, RerankConfig(explore_share=0.5 if path == "explore" else 0.0), seed=1)
-    # a small per-source k and no overfetch make the first batch run dry often, so the refill is exercised
-    pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), FixedState(state, opted_out),
-                                 PipelineConfig(per_source_k=3, overfetch=1, source_budget_s=30.0), reranker=reranker)
+    # a small per-source k and no overfetch make the first batch run dry often, so the refill is exercised;
+    # never handed off the snapshot (fresh_below_friends=0: the fresh state's friends are drawn at random)
+    config = PipelineConfig(per_source_k=3, overfetch=1, source_budget_s=30.0, fresh_below_friends=0)
+    pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), FixedState(state, opted_out), config,
+                                 reranker=reranker)
     try:
         if path == "precomputed":
             with tempfile.TemporaryDirectory() as tmp:
