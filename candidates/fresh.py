@@ -29,11 +29,12 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
               snap: Snapshot | None = None, sources: Sequence[object] = ()) -> Recommendation:
     """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state.
 
-    With a snapshot, the viewer not in it (signed up since) also gets what the `sources` that serve a
-    profile propose (`generate_for_profile`: cold start from the profile the store holds, popularity),
-    fused with the two-hop candidates by reciprocal rank, so a new account with no friend is not left
-    with an empty list until the next snapshot. Those candidates are the snapshot's: an id deleted and
-    created again since it read the accounts is left out (someone else now).
+    With a snapshot, a viewer served off it (signed up since, or with almost no friends there and new
+    ones now: FriendsChangedError) also gets what the `sources` that serve a profile propose
+    (`generate_for_profile`: cold start from the profile the store holds, popularity), fused with the
+    two-hop candidates by reciprocal rank, so a new account with no friend is not left with an empty
+    list until the next snapshot. Those candidates are the snapshot's: an id deleted and created again
+    since it read the accounts is left out (someone else now).
     """
     ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources)
     rec = Recommendation(viewer=user_id, candidates=[])
