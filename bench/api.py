@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, fresh_neo4j, open_loop, percentiles, wait_ready, write_results  # noqa: E402
+from bench.common import OUT, commit_of, fresh_neo4j, open_loop, percentiles, wait_ready, write_results  # noqa: E402
 from graph.server import status as neo4j_status  # noqa: E402
 from pymk.settings import DEFAULT_THREADS, default_workers  # noqa: E402
 
@@ -147,11 +147,6 @@ def _trials(servers: dict[str, tuple[int, dict[str, int]]], users: list[str], ra
     return out
 
 
-def _commit(src: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown commit"
-
-
 def _viewers(settings) -> tuple[list[str], list[str]]:
     """External ids of the users with a precomputed list and of all the others (friendless ones too)."""
     from pymk.artifacts import ArtifactStore
@@ -213,7 +208,7 @@ def main(users: int, rates: str, inactive_rates: str, all_rates: str, seconds: f
         r.update(active_users=len(active), users_without_list=len(inactive), workers=workers, threads=threads)
         sources = {"server": ROOT, **({"baseline": baseline_src.resolve()} if baseline_src else {})}
         if baseline_src:
-            r["baseline_src"] = f"{baseline_src.resolve()} ({_commit(baseline_src)}), against {_commit(ROOT)}"
+            r["baseline_src"] = f"{baseline_src.resolve()} ({commit_of(baseline_src)}), against {commit_of(ROOT)}"
         procs = {name: subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", str(8097 + k),
                                          "--workers", str(workers), "--threads", str(threads)],
                                         cwd=src, env={**env, "PYTHONPATH": str(src)}, stdout=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ import platform
 import resource
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,3 +132,20 @@ def write_results(name: str, results: dict) -> Path:
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     return path
+
+
+def commit_of(tree: Path) -> str:
+    """The short commit a checkout is at (a comparison's results name both trees by it)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown commit"
+
+
+def sim_world(name: str, users: int, days: int, seed: int = 1) -> Path:
+    """A simulated world (`pymk sim generate`: users.csv, edges.txt, events.jsonl) under bench/out/NAME,
+    generated once and reused by later runs."""
+    world = OUT / name
+    if not (world / "events.jsonl").exists():
+        subprocess.run([sys.executable, "-m", "pymk", "sim", "generate", "--users", str(users), "--days", str(days),
+                        "--seed", str(seed), "--out", str(world)], cwd=REPO_ROOT, check=True,
+                       stdout=subprocess.DEVNULL)
+    return world

@@ -13,7 +13,6 @@ without friends). Printed: p50 / p99 ms and how many of the new accounts got a n
 from __future__ import annotations
 
 import csv
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import OUT, fresh_neo4j, percentiles, write_results  # noqa: E402
+from bench.common import fresh_neo4j, percentiles, sim_world, write_results  # noqa: E402
 from candidates.fresh import fresh_fof  # noqa: E402
 from candidates.registry import REGISTRY  # noqa: E402
 from graph.connect import open_store  # noqa: E402
@@ -32,14 +31,6 @@ from graph.readers import read_users  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
 from graph.snapshot.export import from_store  # noqa: E402
 from graph.textfile import ByteCounter  # noqa: E402
-
-
-def _world(users: int) -> Path:
-    world = OUT / f"fresh-path-world-{users}"
-    if not (world / "users.csv").exists():
-        subprocess.run([sys.executable, "-m", "pymk", "sim", "generate", "--users", str(users), "--days", "1",
-                        "--seed", "1", "--out", str(world)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    return world
 
 
 def _timed(fn, n: int) -> tuple[dict, list]:
@@ -57,7 +48,7 @@ def _timed(fn, n: int) -> tuple[dict, list]:
 @click.option("--limit", default=20, show_default=True)
 @click.option("--port", default=7695, show_default=True)
 def main(users: int, new_users: int, limit: int, port: int) -> None:
-    world = _world(users)
+    world = sim_world(f"fresh-path-world-{users}", users, days=1)
     profiles = [u for u in read_users(ByteCounter(world / "users.csv")) if isinstance(u, UserRecord)]
     with open(world / "edges.txt") as f:
         ties = [Friendship(a, b, float(ts)) for a, b, ts in csv.reader(f, delimiter=" ") if a != "src"]

@@ -59,11 +59,6 @@ def _one_pass(world: Path, prefix: str, batch: int) -> dict:
             "batch_seconds": [round(x, 3) for x in seconds]}
 
 
-def _commit(tree: Path) -> str:
-    out = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 @click.command()
 @click.option("--users", default=5000, show_default=True, help="users of the simulated world")
 @click.option("--passes", default=8, show_default=True,
@@ -79,12 +74,9 @@ def main(users: int, passes: int, batch: int, port: int, baseline_src: Path | No
         print(json.dumps(_one_pass(Path(worker[0]), worker[1], batch)))
         return
     sys.path.insert(0, str(ROOT))
-    from bench.common import OUT, fresh_neo4j, write_results
+    from bench.common import commit_of, fresh_neo4j, sim_world, write_results
 
-    world = OUT / f"request-events-world-{users}"
-    if not (world / "events.jsonl").exists():
-        subprocess.run([sys.executable, "-m", "pymk", "sim", "generate", "--users", str(users), "--days", "7",
-                        "--seed", "1", "--out", str(world)], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    world = sim_world(f"request-events-world-{users}", users, days=7)
     trees = {"this": ROOT, **({"baseline": baseline_src.resolve()} if baseline_src else {})}
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     with fresh_neo4j("request-events-neo4j", port) as settings:
@@ -97,7 +89,7 @@ def main(users: int, passes: int, batch: int, port: int, baseline_src: Path | No
                 runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"pass {k} {name}: {runs[name][-1]['seconds']} s", file=sys.stderr)
     results: dict = {"users": users, "batch": batch, "passes": passes,
-                     "trees": {name: f"{tree} ({_commit(tree)})" for name, tree in trees.items()}, "runs": runs}
+                     "trees": {name: f"{tree} ({commit_of(tree)})" for name, tree in trees.items()}, "runs": runs}
     if baseline_src:   # the first passes pay the server's query planning and JIT warm-up; compare the rest
         warm = {name: sorted(r["seconds"] for r in rs[WARMUP_PASSES:]) for name, rs in runs.items()}
         if all(warm.values()):
