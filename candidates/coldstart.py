@@ -8,8 +8,6 @@ friends-of-friends source, which runs for every user.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from candidates.base import Proposals, to_candidates
@@ -74,10 +72,14 @@ class ColdStartSource:
         top = np.lexsort((cand, -score))[:k]
         return cand[top], score[top], {col: m[top] for col, m in shared.items()}, dist[top]
 
-    def _proof(self, shared: dict[str, np.ndarray], dist: np.ndarray) -> Callable[[np.ndarray], list[dict]]:
-        return lambda rows: [{"shared": [col for col in self.groups if shared[col][r]],
-                              "distance_km": None if np.isnan(dist[r]) else round(float(dist[r]), 1)}
-                             for r in rows.tolist()]
+    def _proposals(self, cand: np.ndarray, score: np.ndarray, shared: dict[str, np.ndarray], dist: np.ndarray
+                   ) -> Proposals:
+        """One viewer's top (as `_top_of` returns it) as proposals; a row's proof is built when asked for."""
+        def proof(rows: np.ndarray) -> list[dict]:
+            return [{"shared": [col for col in self.groups if shared[col][r]],
+                     "distance_km": None if np.isnan(dist[r]) else round(float(dist[r]), 1)} for r in rows.tolist()]
+
+        return Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64), score.astype(np.float64), proof)
 
     def generate_for_profile(self, profile: UserRecord, friends: np.ndarray, k: int) -> list[Candidate]:
         """For a viewer the snapshot does not hold (signed up since): its profile from the graph store,
@@ -87,11 +89,7 @@ class ColdStartSource:
         codes = {col: self._code(col, getattr(profile, col)) for col in self.groups}
         lat, lon = (np.nan if v is None else float(v) for v in (profile.lat, profile.lon))
         got = self._top_of(codes, lat, lon, np.asarray(friends, dtype=np.int64), k)
-        if got is None:
-            return []
-        cand, score, shared, dist = got
-        return to_candidates(self.name, self.snap, Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64),
-                                                             score.astype(np.float64), self._proof(shared, dist)))
+        return [] if got is None else to_candidates(self.name, self.snap, self._proposals(*got))
 
     def _code(self, col: str, value: str | None) -> int:
         if col not in self._lookup:
@@ -103,11 +101,8 @@ class ColdStartSource:
         parts = []
         for i, user in enumerate(np.asarray(users, dtype=np.int64).tolist()):
             got = self._top(user, k)
-            if got is None:
-                continue
-            cand, score, shared, dist = got
-            parts.append((i, Proposals(np.zeros(cand.size, np.int64), cand.astype(np.int64),
-                                       score.astype(np.float64), self._proof(shared, dist))))
+            if got is not None:
+                parts.append((i, self._proposals(*got)))
         return Proposals.concat(parts)
 
     def generate(self, user: int, k: int) -> list[Candidate]:

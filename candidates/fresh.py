@@ -6,12 +6,13 @@ sources beside it) and by `pymk suggest`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from candidates.filters import FilterContext, StoreStateReader, apply_rules, current_proof
+from candidates.filters import FilterContext, FilterResult, StoreStateReader, apply_rules, current_proof
 from candidates.pipeline import PER_SOURCE_K, rrf_rank
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
@@ -38,9 +39,15 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     """
     ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources)
     rec = Recommendation(viewer=user_id, candidates=[])
-    rec.candidates = current_proof(apply_rules(ranked, ctx, rec.removed).kept[:k], ctx.state.friends,
-                                   ctx.state.unnamed)
+    rec.candidates = fresh_shown(ranked, ctx, k, rec.removed)[0]
     return rec
+
+
+def fresh_shown(ranked: list[Candidate], ctx: FilterContext, k: int, counts: Counter | None = None
+                ) -> tuple[list[Candidate], FilterResult]:
+    """The first k of `ranked` that pass the hard rules, their proofs current; and the rules' result."""
+    result = apply_rules(ranked, ctx, counts)
+    return current_proof(result.kept[:k], ctx.state.friends, ctx.state.unnamed), result
 
 
 def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,

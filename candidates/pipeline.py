@@ -55,13 +55,17 @@ class PipelineConfig:
                                      # served off the snapshot (FriendsChangedError): a new account's second day
 
 
+def in_source_order(candidates: list[Candidate], source: str) -> list[Candidate]:
+    """The candidates `source` proposed, in its own order (its score, then the snapshot's index)."""
+    return sorted((c for c in candidates if source in c.scores), key=lambda c: (-c.score(source), c.index))
+
+
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
     """Heuristic order: reciprocal rank fusion of the per-source ranks (stored as score 'rrf')."""
     fused: dict[int, float] = {}
     sources = {s for c in candidates for s in c.sources}
     for source in sources:
-        ranked = sorted((c for c in candidates if source in c.scores), key=lambda c: (-c.score(source), c.index))
-        for rank, c in enumerate(ranked):
+        for rank, c in enumerate(in_source_order(candidates, source)):
             fused[c.index] = fused.get(c.index, 0.0) + 1.0 / (RRF_K + rank + 1)
     scored = [c.with_score("rrf", fused.get(c.index, 0.0)) for c in candidates]
     return sorted(scored, key=lambda c: (-c.score("rrf"), c.index))

@@ -49,7 +49,9 @@ class _RankedUsers:
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:
         """Each viewer's first k of the global order that are neither the viewer nor a friend."""
-        owner, cand = top_excluding_block(self.order, self.snap, self.degree, users, k)
+        return self._proposals(*top_excluding_block(self.order, self.snap, self.degree, users, k))
+
+    def _proposals(self, owner: np.ndarray, cand: np.ndarray) -> Proposals:
         score = self.score[cand]
         return Proposals(owner, cand, score, lambda r: [{self.unit: int(x)} for x in score[r].tolist()])
 
@@ -60,9 +62,7 @@ class _RankedUsers:
         """For a viewer the snapshot does not hold: the first k of the order that are not `friends`."""
         head = self.order[:k + len(friends)]
         cand = head[~np.isin(head, friends)][:k]
-        score = self.score[cand]
-        proof = lambda r: [{self.unit: int(x)} for x in score[r].tolist()]  # noqa: E731
-        return to_candidates(self.name, self.snap, Proposals(np.zeros(cand.size, np.int64), cand, score, proof))
+        return to_candidates(self.name, self.snap, self._proposals(np.zeros(cand.size, np.int64), cand))
 
 
 class PopularSource(_RankedUsers):

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from candidates.filters import FilterContext, apply_rules, current_proof
-from candidates.fresh import fresh_ranked
-from candidates.pipeline import CandidatePipeline
+from candidates.filters import FilterContext, apply_rules
+from candidates.fresh import fresh_ranked, fresh_shown
+from candidates.pipeline import CandidatePipeline, in_source_order
 from candidates.types import Candidate, Recommendation
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
@@ -60,17 +60,15 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
         verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
         return verdict
     state, opted = pipeline.state.rules(viewer, [candidate], snap.meta.get("accounts_read_at"))
-    if state.replaced:   # a new account under a former one's id: served as a user newer than the snapshot
+    # served off the snapshot, as the API serves a user newer than it: a new account under a former one's
+    # id, or one with almost no friends there and new ones now
+    off = ("the viewer's account was deleted and created again since the served snapshot" if state.replaced
+           else "the viewer had almost no friends in the served snapshot and has made new ones since"
+           if pipeline.friends_changed(viewer, state.friends) else None)
+    if off is not None:
         if store is not None:
             return why_fresh(pipeline, store, viewer, candidate, k)
-        verdict.removed = ("the viewer's account was deleted and created again since the served snapshot: it is "
-                           "served as a user newer than the snapshot")
-        return verdict
-    if pipeline.friends_changed(viewer, state.friends):   # served off the snapshot too
-        if store is not None:
-            return why_fresh(pipeline, store, viewer, candidate, k)
-        verdict.removed = ("the viewer had almost no friends in the served snapshot and has made new ones since: "
-                           "it is served as a user newer than the snapshot")
+        verdict.removed = f"{off}: it is served as a user newer than the snapshot"
         return verdict
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])
@@ -114,12 +112,11 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
         verdict.removed = "no source proposed it"
         return verdict
     for source in mine.sources:   # its rank in each list, as the fusion read them
-        by_score = sorted((c for c in ranked if source in c.scores), key=lambda c: (-c.score(source), c.index))
-        verdict.proposed_by[source] = next(i for i, c in enumerate(by_score) if c.user_id == candidate)
+        verdict.proposed_by[source] = next(i for i, c in enumerate(in_source_order(ranked, source))
+                                           if c.user_id == candidate)
     verdict.ranked_at = ranked.index(mine)
-    result = apply_rules(ranked, ctx)
+    shown, result = fresh_shown(ranked, ctx, k)
     gone = next((why for c, why in result.removed if c.user_id == candidate), None)
-    shown = current_proof(result.kept[:k], ctx.state.friends, ctx.state.unnamed)
     at = next((i for i, c in enumerate(shown) if c.user_id == candidate), None)
     if gone is not None:
         verdict.removed = f"hard rules (fresh state): {gone}"

@@ -128,7 +128,7 @@ class MemoryGraphStore:
     def _send(self, ev: Event) -> None:
         """graph/cypher.py Q_SEND: a request, or a new one after the last answer; none between friends or
         across a block."""
-        if ev.dst in self.adj.get(ev.src, ()) or self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}:
+        if ev.dst in self.adj.get(ev.src, ()) or self._blocked_between(ev.src, ev.dst):
             return   # no request between friends, nor across a block
         old = self.requests.get((ev.src, ev.dst))
         if old is None or (old.status != "pending"
@@ -146,13 +146,15 @@ class MemoryGraphStore:
     def _tie(self, ev: Event) -> None:
         """Q_ACCEPT_FRIENDS: a tie while the request stands accepted and no block stands between the two."""
         old = self.requests.get((ev.dst, ev.src))
-        if (old is not None and old.status == "accepted"
-                and not self.blocks.keys() & {(ev.src, ev.dst), (ev.dst, ev.src)}):
+        if old is not None and old.status == "accepted" and not self._blocked_between(ev.src, ev.dst):
             self.add_friendships([Friendship(ev.src, ev.dst, old.responded_at)])
             crossed = self.requests.get((ev.src, ev.dst))   # the other way's request, answered by the tie
             if crossed is not None and crossed.status == "pending":
                 self.requests[(ev.src, ev.dst)] = replace(crossed, status="accepted",
                                                           responded_at=max(crossed.sent_at, old.responded_at))
+
+    def _blocked_between(self, a: str, b: str) -> bool:
+        return (a, b) in self.blocks or (b, a) in self.blocks
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         if user_id in self.users:
