@@ -145,7 +145,8 @@ def events():
 def users():
     _require_key()
     user = _validate(UserIn, _json_body())
-    _svc().store.upsert_users([user.record()])
+    # a sign-up without `created_at` is dated now; an update never moves an account's creation time
+    _svc().store.upsert_users([user.record()], created_at_default=time.time())
     return jsonify({"user_id": user.id}), 201
 
 

@@ -22,7 +22,10 @@ SCHEMA = (
     "CREATE CONSTRAINT deleted_user_id_unique IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
 )
 Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
-Q_UPSERT_USERS = "UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props"
+Q_UPSERT_USERS = """
+UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props
+SET u.created_at = coalesce(u.created_at, $created_default)
+"""
 _MATCH_PAIRS = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.a}) MATCH (b:User {id: row.b})

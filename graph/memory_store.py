@@ -57,10 +57,13 @@ class MemoryGraphStore:
     def _touch(self, user_id: str) -> None:
         self.users.setdefault(user_id, UserRecord(id=user_id))
 
-    def upsert_users(self, users: Sequence[UserRecord]) -> int:
+    def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         self.calls.append("upsert_users")
         for u in users:
-            self.users[u.id] = self.users.get(u.id, UserRecord(id=u.id)).updated(u)
+            record = self.users.get(u.id, UserRecord(id=u.id)).updated(u)
+            if record.created_at is None and created_at_default is not None:
+                record = replace(record, created_at=created_at_default)
+            self.users[u.id] = record
         return len(users)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:

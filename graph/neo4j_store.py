@@ -155,10 +155,10 @@ class Neo4jGraphStore:
         self._driver.close()
 
     # writes
-    def upsert_users(self, users: Sequence[UserRecord]) -> int:
+    def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         rows = [{"id": u.id, "props": u.properties()} for u in users]
         if rows:
-            self._write([(q.Q_UPSERT_USERS, {"rows": rows})])
+            self._write([(q.Q_UPSERT_USERS, {"rows": rows, "created_default": created_at_default})])
         return len(rows)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:

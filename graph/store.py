@@ -29,7 +29,10 @@ class GraphStore(Protocol):
         """Create constraints and indexes; safe to call any number of times."""
 
     # writes (all idempotent)
-    def upsert_users(self, users: Sequence[UserRecord]) -> int: ...
+    def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
+        """Create or update accounts (a field a record leaves out keeps its value). An account that has
+        no creation time, none given now nor before, gets `created_at_default` (the API's sign-ups: now)."""
+
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
         """Merge ties (creating missing users); `since` keeps the earliest time. Returns rows applied."""
 

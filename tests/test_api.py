@@ -999,6 +999,17 @@ def test_a_users_creation_time_is_read_as_every_timestamp_is(client, world):
     assert world.get_user("u1").created_at == world.get_user("u2").created_at == 1767225600.0
 
 
+def test_a_sign_up_without_a_creation_time_is_dated_when_it_arrives(client, world):
+    """Before, an account made through the API without `created_at` had none (the account-age signals of
+    the embeddings and the newcomer stage read it); a later profile update never moves it."""
+    before = time.time()
+    assert client.post("/v1/users", json={"id": "signup"}, headers=KEY).status_code == 201
+    dated = world.get_user("signup").created_at
+    assert dated is not None and before <= dated <= time.time()
+    assert client.post("/v1/users", json={"id": "signup", "city": "Oslo"}, headers=KEY).status_code == 201
+    assert world.get_user("signup").created_at == dated
+
+
 def test_a_viewer_with_almost_no_friends_in_the_snapshot_who_makes_some_is_served_off_it(client):
     """c0 had no friend when the snapshot was made (its second day, say) and befriends a2: the snapshot's
     sources would still see a user without friends, so c0 gets the friends of a2 from the graph store now.

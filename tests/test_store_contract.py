@@ -31,6 +31,21 @@ def test_users_upsert_and_read_back(store, prefix):
     assert store.existing_users([f"{prefix}ana", f"{prefix}nobody"]) == {f"{prefix}ana"}
 
 
+def test_created_at_default_dates_only_an_account_without_one(store, prefix):
+    a, b, c = f"{prefix}new", f"{prefix}dated", f"{prefix}bare"
+    store.add_friendships([Friendship(c, a, 1.0)])             # c exists, undated (made by its tie)
+    store.upsert_users([UserRecord(id=b, created_at=7.0)])
+    store.upsert_users([UserRecord(id=a, city="Oslo"), UserRecord(id=b), UserRecord(id=c)], created_at_default=99.0)
+    assert [store.get_user(x).created_at for x in (a, b, c)] == [99.0, 7.0, 99.0]
+    store.upsert_users([UserRecord(id=a, city="Rome")], created_at_default=500.0)   # an update keeps the date
+    assert (store.get_user(a).created_at, store.get_user(a).city) == (99.0, "Rome")
+    store.upsert_users([UserRecord(id=f"{prefix}file")])       # ingestion gives no default: stays unknown
+    assert store.get_user(f"{prefix}file").created_at is None
+    store.delete_users([a])                                    # an id created again is a new account, dated anew
+    store.upsert_users([UserRecord(id=a)], created_at_default=800.0)
+    assert store.get_user(a).created_at == 800.0
+
+
 def test_friendship_stored_once_per_pair_with_earliest_since(store, prefix):
     a, b = f"{prefix}a", f"{prefix}b"
     before = store.counts().friendships
