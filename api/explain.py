@@ -16,6 +16,8 @@ def reasons(c: Candidate, max_names: int = 3) -> list[str]:
         more = ", …" if m > len(names) else ""
         listed = f": {', '.join(names)}{more}" if names else ""   # none may be nameable (opted out, deactivated)
         out.append(f"{m} mutual friend{'s' if m != 1 else ''}{listed}")
+    if "newcomers" in c.proof:
+        out.append("joined recently")
     cold = c.proof.get("coldstart")
     if cold:
         out.extend(SHARED_WORDS[s] for s in cold.get("shared", []) if s in SHARED_WORDS)

@@ -17,6 +17,7 @@ import numpy as np
 
 from candidates.filters import StoreStateReader
 from candidates.fresh import fresh_fof
+from candidates.newcomers import NewcomerConfig, newcomer_index
 from candidates.pipeline import CandidatePipeline, Recommendation
 from graph.eventlog import EventLog
 from graph.store import GraphStore
@@ -92,6 +93,9 @@ class Services:
                 return False
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
+            api = self.settings.api
+            pipeline.newcomers = newcomer_index(self.store, pipeline.snap,
+                                                NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s))
             try:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on

@@ -1,9 +1,11 @@
-"""recommend(): sources -> merge -> cheap filters -> rank -> expensive filters -> re-rank -> truncate.
+"""recommend(): sources -> merge -> cheap filters -> rank -> expensive filters -> re-rank -> newcomers ->
+truncate.
 
-The first four stages may have run ahead of time (candidates/precompute.py); the last three
-always run per request. The hard rules (expensive filters, on fresh state) take the ranked list
-batch by batch, and then the fallback sources' candidates, until k survive: a list comes back
-short only when no eligible candidate is left.
+The first four stages may have run ahead of time (candidates/precompute.py); the last ones always
+run per request. The hard rules (expensive filters, on fresh state) take the ranked list batch by
+batch, and then the fallback sources' candidates, until k survive: a list comes back short only when
+no eligible candidate is left. Newcomers (accounts newer than the snapshot, which no source can
+propose) take fixed slots of the list when the server keeps their index (candidates/newcomers.py).
 
 Each source runs under a time budget; one that fails or runs late is skipped and logged, never
 fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
@@ -24,6 +26,7 @@ import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
 from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
+from candidates.newcomers import NewcomerIndex, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
@@ -87,6 +90,7 @@ class CandidatePipeline:
         self.ranker = ranker or rrf_rank
         self.reranker = reranker
         self.precomputed: PrecomputedCandidates | None = None  # set by the server when versions match
+        self.newcomers: NewcomerIndex | None = None   # set by the server: accounts newer than the snapshot
         self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
         # impressions by viewer (the snapshot's shared copy), counted from `seen_window_days` before the newest
         self._imp_viewer, self._imp_shown, self._imp_sec = snap.impressions_by_viewer()
@@ -113,6 +117,7 @@ class CandidatePipeline:
                 break
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))
+        final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec)
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
@@ -259,6 +264,7 @@ class CandidatePipeline:
             raise AccountReplacedError(user_id)
         if self.friends_changed(user_id, ctx.state.friends):
             raise FriendsChangedError(user_id)
+        rec.viewer_friends = ctx.state.friends
         result = apply_rules(candidates, ctx, rec.removed)
         tied = proof_ties(self.state, result.kept, ctx.state.friends, ctx.state.ties_ended)
         kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)

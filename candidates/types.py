@@ -63,3 +63,4 @@ class Recommendation:
     skipped_sources: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     precomputed: str | None = None    # version of the precomputed list used, if any
+    viewer_friends: frozenset[str] | None = None   # the viewer's friends as the hard rules last read them

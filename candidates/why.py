@@ -12,6 +12,7 @@ import numpy as np
 
 from candidates.filters import FilterContext, apply_rules
 from candidates.fresh import fresh_ranked, fresh_shown
+from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.pipeline import CandidatePipeline, in_source_order
 from candidates.types import Candidate, Recommendation
 from graph.store import GraphStore
@@ -56,9 +57,6 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
             raise UnknownUserError(viewer)
         return why_fresh(pipeline, store, viewer, candidate, k)
     verdict = Verdict(viewer, candidate)
-    if not snap.has_user(candidate):
-        verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
-        return verdict
     state, opted = pipeline.state.rules(viewer, [candidate], snap.meta.get("accounts_read_at"))
     # served off the snapshot, as the API serves a user newer than it: a new account under a former one's
     # id, or one with almost no friends there and new ones now
@@ -70,6 +68,8 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
             return why_fresh(pipeline, store, viewer, candidate, k)
         verdict.removed = f"{off}: it is served as a user newer than the snapshot"
         return verdict
+    if not snap.has_user(candidate):
+        return why_newcomer(pipeline, verdict, state.friends, k)
     user, cand = snap.index_of(viewer), snap.index_of(candidate)
     rec = Recommendation(viewer, [])
     # the sources run once, as serving runs them (budgets too): every stage below reads the same lists
@@ -124,4 +124,30 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
         verdict.removed = f"ranked below the first {k} that passed the hard rules"
     else:
         verdict.shown_at, verdict.proof = at, dict(shown[at].proof)
+    return verdict
+
+
+def why_newcomer(pipeline: CandidatePipeline, verdict: Verdict, friends: frozenset[str], k: int) -> Verdict:
+    """The verdict on a candidate the snapshot lacks: only the newcomer stage can propose it (an account
+    created since, befriended by the viewer's friends; candidates/newcomers.py)."""
+    viewer, candidate, index = verdict.viewer, verdict.candidate, pipeline.newcomers
+    if index is None:
+        verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
+        return verdict
+    mine = next(((i, c) for i, c in enumerate(index.near(viewer, friends, 1_000)) if c.user_id == candidate), None)
+    if mine is None:
+        verdict.removed = ("not in the served snapshot, and not a newcomer befriended by the viewer's friends "
+                           "(the newcomer index's read of " + str(index.read_at) + ")")
+        return verdict
+    verdict.proposed_by[NEWCOMERS] = mine[0]
+    result = apply_rules([mine[1]], FilterContext(viewer, *pipeline.state.rules(viewer, [candidate], index.read_at)))
+    final = pipeline.recommend(viewer, k).candidates
+    at = next((i for i, c in enumerate(final) if c.user_id == candidate), None)
+    if result.removed:
+        verdict.removed = f"hard rules (fresh state): {result.removed[0][1]}"
+    elif at is None:
+        verdict.removed = (f"newcomer #{mine[0] + 1}: below those in the {len(index.config.slots)} newcomer slots "
+                           f"{index.config.slots} (or slots past the first {k})")
+    else:
+        verdict.shown_at, verdict.proof = at, dict(final[at].proof)
     return verdict

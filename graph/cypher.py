@@ -22,9 +22,9 @@ SCHEMA = (
     "CREATE CONSTRAINT deleted_user_id_unique IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
 )
 Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
+# $created_default dates an account this statement creates (a sign-up), when its row gives no created_at
 Q_UPSERT_USERS = """
-UNWIND $rows AS row MERGE (u:User {id: row.id}) SET u += row.props
-SET u.created_at = coalesce(u.created_at, $created_default)
+UNWIND $rows AS row MERGE (u:User {id: row.id}) ON CREATE SET u.created_at = $created_default SET u += row.props
 """
 _MATCH_PAIRS = """
 UNWIND $rows AS row
@@ -190,6 +190,16 @@ WITH c, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
 RETURN c.id AS candidate, size(mutual) AS mutual_count, aa, mutual
 ORDER BY mutual_count DESC, round(aa, 9) DESC, candidate ASC
 LIMIT $limit
+"""
+# The newest accounts created at or after $since that have a friend (the created_at index finds them), each
+# with up to $max_friends friends; the accounts without one count towards $limit (they are the newest too).
+Q_NEW_ACCOUNTS = """
+MATCH (n:User) WHERE n.created_at >= $since
+WITH n ORDER BY n.created_at DESC, n.id ASC LIMIT $limit
+MATCH (n)-[:FRIENDS_WITH]-(f:User)
+WITH n, f ORDER BY f.id
+RETURN n.id AS id, n.created_at AS created_at, collect(f.id)[..$max_friends] AS friends
+ORDER BY created_at DESC, id ASC
 """
 Q_COUNTS = {
     "users": "MATCH (u:User) RETURN count(u) AS n",

@@ -19,6 +19,7 @@ from graph.records import (
     FofRow,
     Friendship,
     GraphCounts,
+    NewAccount,
     PendingRequests,
     Request,
     UserRecord,
@@ -60,10 +61,8 @@ class MemoryGraphStore:
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         self.calls.append("upsert_users")
         for u in users:
-            record = self.users.get(u.id, UserRecord(id=u.id)).updated(u)
-            if record.created_at is None and created_at_default is not None:
-                record = replace(record, created_at=created_at_default)
-            self.users[u.id] = record
+            new = UserRecord(id=u.id, created_at=created_at_default)   # a sign-up, dated unless it says when
+            self.users[u.id] = self.users.get(u.id, new).updated(u)
         return len(users)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
@@ -259,6 +258,13 @@ class MemoryGraphStore:
             state = replace(state, ties_ended=frozenset(
                 i for i in candidate_ids if i in self.users and self.ties_ended.get(i, -math.inf) >= accounts_since))
         return state, self.opted_out_among(candidate_ids) | {i for i in candidate_ids if replaced(i)}
+
+    def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
+        self.calls.append("new_accounts")
+        newest = sorted((u for u in self.users.values() if u.created_at is not None and u.created_at >= since),
+                        key=lambda u: (-u.created_at, u.id))[:limit]
+        return [NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends]))
+                for u in newest if self.adj.get(u.id)]
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         mine = self.adj.get(user_id, set())

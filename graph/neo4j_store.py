@@ -25,6 +25,7 @@ from graph.records import (
     FofRow,
     Friendship,
     GraphCounts,
+    NewAccount,
     PendingRequests,
     Request,
     UserRecord,
@@ -249,6 +250,10 @@ class Neo4jGraphStore:
             FofRow(r["candidate"], int(r["mutual_count"]), float(r["aa"]), tuple(sorted(r["mutual"])))
             for r in records
         ]
+
+    def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
+        records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)
+        return [NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"])) for r in records]
 
     def counts(self) -> GraphCounts:
         return GraphCounts(**{name: int(self._read(q)[0]["n"]) for name, q in q.Q_COUNTS.items()})

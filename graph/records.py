@@ -135,6 +135,15 @@ class FofRow:
 
 
 @dataclass(frozen=True)
+class NewAccount:
+    """An account created since some time, with its friends (the newcomer stage's input)."""
+
+    id: str
+    created_at: float
+    friends: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GraphCounts:
     users: int
     friendships: int

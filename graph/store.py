@@ -11,6 +11,7 @@ from graph.records import (
     FofRow,
     Friendship,
     GraphCounts,
+    NewAccount,
     PendingRequests,
     Request,
     UserRecord,
@@ -30,8 +31,9 @@ class GraphStore(Protocol):
 
     # writes (all idempotent)
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
-        """Create or update accounts (a field a record leaves out keeps its value). An account that has
-        no creation time, none given now nor before, gets `created_at_default` (the API's sign-ups: now)."""
+        """Create or update accounts (a field a record leaves out keeps its value). An account this call
+        creates gets `created_at_default` (the API's sign-ups: now) unless its record gives `created_at`;
+        an existing one, even one without a creation time (made by a tie), keeps what it has."""
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
         """Merge ties (creating missing users); `since` keeps the earliest time. Returns rows applied."""
@@ -77,6 +79,10 @@ class GraphStore(Protocol):
 
         Friends whose degree exceeds `max_friend_degree` are not used as intermediaries (hub cap).
         """
+
+    def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
+        """The `limit` newest accounts created at or after `since` (newest first), those with a friend, each
+        with up to `max_friends` of its friends (the first by id)."""
 
     def counts(self) -> GraphCounts: ...
 

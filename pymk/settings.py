@@ -25,6 +25,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
+    "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S",
     "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
 })
 _warned: set[str] = set()
@@ -63,6 +64,22 @@ def _env_float(env: dict[str, str], name: str, default: float, lo: float, hi: fl
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi} (got {value})")
     return value
+
+
+def _env_slots(env: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated 1-based list positions, distinct ("" or "0": none)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.strip() in ("", "0"):
+        return ()
+    try:
+        slots = tuple(int(x) for x in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated list positions such as 3,8 (got {raw!r})") from exc
+    if any(s < 1 for s in slots) or len(set(slots)) != len(slots):
+        raise ConfigError(f"{name} must be distinct positions from 1 up (got {raw!r})")
+    return tuple(sorted(slots))
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,10 @@ class ApiSettings:
     # retention are deleted as the workers start new ones (0: kept for ever)
     served_log: str = "ids"
     served_log_retention_h: float = 24.0
+    # accounts newer than the served snapshot are suggested to the friends of their friends in these 1-based
+    # slots of a list (candidates/newcomers.py; () = off), from an index read again every `newcomer_refresh_s`
+    newcomer_slots: tuple[int, ...] = (3, 8)
+    newcomer_refresh_s: float = 30.0
 
     def check_servable(self) -> None:
         """ConfigError for settings no API could serve with (checked before any server process starts)."""
@@ -262,6 +283,8 @@ class Settings:
             threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS, lo=1),
             served_log=_env_choice(env, "PYMK_SERVED_LOG", SERVED_LOG_MODES, "ids"),
             served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
+            newcomer_slots=_env_slots(env, "PYMK_NEWCOMER_SLOTS", (3, 8)),
+            newcomer_refresh_s=_env_float(env, "PYMK_NEWCOMER_REFRESH_S", 30.0, 0.0, 86_400.0),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),

@@ -31,12 +31,13 @@ def test_users_upsert_and_read_back(store, prefix):
     assert store.existing_users([f"{prefix}ana", f"{prefix}nobody"]) == {f"{prefix}ana"}
 
 
-def test_created_at_default_dates_only_an_account_without_one(store, prefix):
-    a, b, c = f"{prefix}new", f"{prefix}dated", f"{prefix}bare"
-    store.add_friendships([Friendship(c, a, 1.0)])             # c exists, undated (made by its tie)
+def test_created_at_default_dates_only_an_account_the_call_creates(store, prefix):
+    a, b, c, d = f"{prefix}new", f"{prefix}dated", f"{prefix}bare", f"{prefix}says"
+    store.add_friendships([Friendship(c, f"{prefix}z", 1.0)])   # c exists, undated (made by its tie)
     store.upsert_users([UserRecord(id=b, created_at=7.0)])
-    store.upsert_users([UserRecord(id=a, city="Oslo"), UserRecord(id=b), UserRecord(id=c)], created_at_default=99.0)
-    assert [store.get_user(x).created_at for x in (a, b, c)] == [99.0, 7.0, 99.0]
+    store.upsert_users([UserRecord(id=a, city="Oslo"), UserRecord(id=b), UserRecord(id=c),
+                        UserRecord(id=d, created_at=3.0)], created_at_default=99.0)
+    assert [store.get_user(x).created_at for x in (a, b, c, d)] == [99.0, 7.0, None, 3.0]
     store.upsert_users([UserRecord(id=a, city="Rome")], created_at_default=500.0)   # an update keeps the date
     assert (store.get_user(a).created_at, store.get_user(a).city) == (99.0, "Rome")
     store.upsert_users([UserRecord(id=f"{prefix}file")])       # ingestion gives no default: stays unknown
@@ -44,6 +45,25 @@ def test_created_at_default_dates_only_an_account_without_one(store, prefix):
     store.delete_users([a])                                    # an id created again is a new account, dated anew
     store.upsert_users([UserRecord(id=a)], created_at_default=800.0)
     assert store.get_user(a).created_at == 800.0
+
+
+def test_new_accounts_are_the_newest_since_a_time_with_their_friends(store, prefix):
+    p = prefix
+    t = 4.0e9   # later than any other test's accounts, so only this test's are read
+    store.upsert_users([UserRecord(id=f"{p}old", created_at=t - 10), UserRecord(id=f"{p}n1", created_at=t + 1),
+                        UserRecord(id=f"{p}n2", created_at=t + 2), UserRecord(id=f"{p}n3", created_at=t + 3),
+                        UserRecord(id=f"{p}lonely", created_at=t + 4)])
+    store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n1", f"{p}x", 1.0),
+                           Friendship(f"{p}n1", f"{p}n2", 1.0), Friendship(f"{p}n3", f"{p}old", 1.0)])
+    got = store.new_accounts(t, limit=10, max_friends=10)
+    # newest first; `lonely` has no friend (no one's friends-of-friends), `old` is older than `since`
+    assert [(a.id, a.created_at, a.friends) for a in got] == [
+        (f"{p}n3", t + 3, (f"{p}old",)), (f"{p}n2", t + 2, (f"{p}n1",)),
+        (f"{p}n1", t + 1, (f"{p}n2", f"{p}old", f"{p}x"))]
+    assert [a.friends for a in store.new_accounts(t + 1, limit=10, max_friends=1)][-1] == (f"{p}n2",)
+    # the limit counts the newest accounts, friended or not: `lonely` and n3
+    assert [a.id for a in store.new_accounts(t, limit=2, max_friends=10)] == [f"{p}n3"]
+    assert store.new_accounts(t + 5, limit=10, max_friends=10) == []
 
 
 def test_friendship_stored_once_per_pair_with_earliest_since(store, prefix):

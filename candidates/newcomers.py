@@ -1,0 +1,164 @@
+"""Accounts newer than the served snapshot, suggested to the friends of their friends (the newcomer stage).
+
+The snapshot's sources cannot propose a user the snapshot does not hold: until the next refresh a sign-up
+would be suggested to no one, however many of a viewer's friends it has already befriended.
+`NewcomerIndex` holds the ties of the accounts created since the snapshot read the accounts (one graph-store
+read, repeated by the first request that finds it older than `refresh_s`). A viewer's newcomers are those
+tied to its friends now, most mutual friends first; `blend` puts them in fixed slots of the ranked list
+(no model has scored them: the ranker's features are the snapshot's), after every hard rule on fresh state.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
+from candidates.types import Candidate, Recommendation
+from graph.snapshot import Snapshot
+from graph.snapshot.build import id_array
+from graph.store import GraphStore
+from pymk.errors import GraphStoreUnavailableError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "newcomers"
+MAX_NAMED = 20       # mutual friends a proof names, as the friends-of-friends source's do
+
+
+@dataclass(frozen=True)
+class NewcomerConfig:
+    slots: tuple[int, ...] = (3, 8)  # 1-based positions newcomers take in a list (); (): the stage is off
+    refresh_s: float = 30.0          # how old the index's read of the newest accounts may grow
+    max_accounts: int = 200_000      # newest accounts read (a day of sign-ups on a large platform)
+    max_friends: int = 1_000         # friends read per account (more in its first day: a bulk import)
+
+
+@dataclass(frozen=True)
+class _Ties:
+    read_at: float                           # when the store was read (time.time())
+    by_friend: dict[str, tuple[str, ...]]    # friend -> the newcomers tied to it
+    created: dict[str, float]                # newcomer -> its creation time
+
+
+class NewcomerIndex:
+    """The ties of the accounts created at or after `since`, kept in memory and read again when stale."""
+
+    def __init__(self, store: GraphStore, since: float, config: NewcomerConfig | None = None) -> None:
+        self.store = store
+        self.since = since
+        self.config = config or NewcomerConfig()
+        self._ties: _Ties | None = None
+        self._next_read = -math.inf          # time.monotonic() of the next read
+        self._lock = threading.Lock()
+        self._failures = 0
+
+    @property
+    def read_at(self) -> float | None:
+        return self._ties.read_at if self._ties is not None else None
+
+    def refresh(self, force: bool = False) -> bool:
+        """Read the newest accounts again if the last read is older than `refresh_s` (or `force`); True if
+        read. One thread reads while the others go on with the previous read; a failed read keeps it too
+        (logged), and is tried again `refresh_s` later."""
+        if not force and time.monotonic() < self._next_read:
+            return False
+        if not self._lock.acquire(blocking=self._ties is None):
+            return False
+        try:
+            if not force and time.monotonic() < self._next_read:
+                return False
+            self._next_read = time.monotonic() + self.config.refresh_s
+            read_at = time.time()
+            try:
+                accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
+            except Exception as exc:   # the newcomers are an addition: a list is served without them
+                self._failures += 1
+                log.warning("newcomer index: reading the accounts created since %.0f failed (%d so far), "
+                            "keeping the read of %s: %s", self.since, self._failures, self.read_at, exc)
+                return False
+            by_friend: dict[str, list[str]] = {}
+            for a in accounts:
+                for f in a.friends:
+                    by_friend.setdefault(f, []).append(a.id)
+            self._ties = _Ties(read_at, {f: tuple(ns) for f, ns in by_friend.items()},
+                               {a.id: a.created_at for a in accounts})
+            if len(accounts) >= self.config.max_accounts:
+                log.warning("newcomer index: %d accounts created since %.0f read, the cap (NewcomerConfig."
+                            "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
+            return True
+        finally:
+            self._lock.release()
+
+    def near(self, viewer: str, friends: frozenset[str], limit: int) -> list[Candidate]:
+        """Up to `limit` newcomers tied to the viewer's `friends`, most mutual friends first (then the
+        newest, then by id), each with a friends-of-friends proof naming them."""
+        self.refresh()
+        ties = self._ties
+        if ties is None or limit <= 0:
+            return []
+        mutual: dict[str, list[str]] = {}
+        for f in friends:
+            for n in ties.by_friend.get(f, ()):
+                mutual.setdefault(n, []).append(f)
+        ranked = sorted((n for n in mutual if n != viewer and n not in friends),
+                        key=lambda n: (-len(mutual[n]), -ties.created[n], n))[:limit]
+        out = []
+        for i, n in enumerate(ranked):
+            names = [str(x) for x in id_array(mutual[n])][:MAX_NAMED]
+            out.append(Candidate(n, -1 - i, (SOURCE,), MappingProxyType({SOURCE: float(len(mutual[n]))}),
+                                 MappingProxyType({"fof": {"mutual_count": len(mutual[n]), "mutual_ids": names},
+                                                   SOURCE: {"created_at": ties.created[n]}})))
+        return out
+
+
+def newcomer_index(store: GraphStore, snap: Snapshot, config: NewcomerConfig) -> NewcomerIndex | None:
+    """The index of the accounts created since `snap` read the accounts, read once now (None when the slots
+    are off, or for a snapshot that did not record when it read them)."""
+    since = snap.meta.get("accounts_read_at")
+    if not config.slots or since is None:
+        return None
+    index = NewcomerIndex(store, float(since), config)
+    index.refresh()   # a failure is logged there; the requests try again
+    return index
+
+
+def blend(ranked: list[Candidate], newcomers: list[Candidate], slots: tuple[int, ...]) -> list[Candidate]:
+    """`ranked` with the newcomers in the given 1-based slots, in order (at the end when the list is shorter);
+    a newcomer already in `ranked` under its id keeps its place there instead."""
+    present = {c.user_id for c in ranked}
+    out = list(ranked)
+    for slot, c in zip(sorted(slots), (c for c in newcomers if c.user_id not in present), strict=False):
+        out.insert(min(slot - 1, len(out)), c)
+    return out
+
+
+def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str, final: list[Candidate], k: int,
+                   rec: Recommendation) -> list[Candidate]:
+    """The newcomer stage: the viewer's newcomers through every hard rule (fresh state, their proofs current),
+    blended into `final`'s slots up to k. Skipped, with the reason, when the graph store cannot be read."""
+    slots = tuple(s for s in index.config.slots if s <= k) if index is not None else ()
+    if not slots or rec.removed["viewer_deactivated"]:
+        return final
+    start = time.perf_counter()
+    try:
+        friends = rec.viewer_friends if rec.viewer_friends is not None else state.rules(viewer, [])[0].friends
+        proposed = index.near(viewer, friends, 3 * len(slots))
+        if not proposed:
+            return final
+        ctx = FilterContext(viewer, *state.rules(viewer, [c.user_id for c in proposed], index.read_at))
+        result = apply_rules(proposed, ctx, rec.removed)
+        tied = proof_ties(state, result.kept, ctx.state.friends, ctx.state.ties_ended)
+        kept = [c for c in current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended,
+                                         tied) if "fof" in c.proof]   # a newcomer left with no mutual friend goes
+    except GraphStoreUnavailableError as exc:
+        rec.skipped_sources[SOURCE] = f"failed: {exc}"
+        log.warning("newcomer stage skipped for %r: %s", viewer, exc)
+        return final
+    finally:
+        rec.timings_ms[SOURCE] = (time.perf_counter() - start) * 1000
+    return blend(final, kept, slots)

@@ -1,0 +1,149 @@
+"""Accounts newer than the served snapshot, suggested to the friends of their friends (candidates/newcomers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from api import create_app
+from candidates.newcomers import NewcomerConfig, NewcomerIndex, blend
+from candidates.types import Candidate
+from graph.memory_store import MemoryGraphStore
+from graph.records import Friendship, UserRecord
+from graph.snapshot import from_store, save_snapshot
+from pymk.artifacts import ArtifactStore
+from pymk.errors import GraphStoreUnavailableError
+from pymk.settings import Settings
+
+KEY = {"X-API-Key": "k1"}
+
+
+def _world() -> MemoryGraphStore:
+    """v's friends f1, f2, f3; f1-f3 a triangle with x; y and z friends of x only (two hops from v)."""
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship(a, b, 1.0) for a, b in (
+        ("v", "f1"), ("v", "f2"), ("v", "f3"), ("f1", "x"), ("f2", "x"), ("f3", "x"), ("x", "y"), ("x", "z"))])
+    store.upsert_users([UserRecord(id=u, created_at=10.0) for u in store.users])
+    return store
+
+
+@pytest.fixture
+def world() -> MemoryGraphStore:
+    return _world()
+
+
+def _client(tmp_path, world, **env: str):
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0",
+                                  "PYMK_NEWCOMER_REFRESH_S": "0", **env})
+    save_snapshot(from_store(world), ArtifactStore(settings.snapshot_dir), source="test")
+    return create_app(settings, store=world).test_client()
+
+
+def _sign_up(client, user: str, *friends: str) -> None:
+    assert client.post("/v1/users", json={"id": user}, headers=KEY).status_code == 201
+    for f in friends:
+        assert client.post("/v1/friendships", json={"a": user, "b": f}, headers=KEY).status_code == 201
+
+
+def _list(client, viewer: str, limit: int = 20) -> list[dict]:
+    resp = client.get(f"/v1/users/{viewer}/suggestions?limit={limit}")
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["suggestions"]
+
+
+def test_a_sign_up_befriended_by_the_viewers_friends_takes_a_slot_at_once(tmp_path, world):
+    """Before, n (signed up after the snapshot, friends with f1 and f2) was suggested to no one until the
+    next snapshot; now v sees it in slot 3 with the mutual friends named, m (one mutual friend) in slot 8."""
+    client = _client(tmp_path, world)
+    assert [s["user_id"] for s in _list(client, "v")] == ["x", "y", "z"]
+    _sign_up(client, "n", "f1", "f2")
+    _sign_up(client, "m", "f3")
+    _sign_up(client, "far", "y")          # two hops from v through y: not a friend of v's friends
+    got = _list(client, "v")
+    assert [s["user_id"] for s in got] == ["x", "y", "n", "z", "m"]   # slot 8 past the end: appended
+    n = got[2]
+    assert n["sources"] == ["newcomers"] and n["score"] == 2
+    assert n["reasons"] == ["2 mutual friends: f1, f2", "joined recently"]
+    assert n["proof"]["fof"] == {"mutual_count": 2, "mutual_ids": ["f1", "f2"]}
+    assert [s["user_id"] for s in _list(client, "v", limit=2)] == ["x", "y"]     # slots past the limit stay out
+    assert [s["user_id"] for s in _list(client, "v", limit=3)] == ["x", "y", "n"]
+    assert "n" not in {s["user_id"] for s in _list(client, "f1")}               # already friends
+
+
+def test_every_hard_rule_holds_for_newcomers(tmp_path, world):
+    client = _client(tmp_path, world)
+    _sign_up(client, "n", "f1", "f2")
+    _sign_up(client, "m", "f3")
+    _sign_up(client, "o", "f1")
+    assert client.post("/v1/blocks", json={"src": "n", "dst": "v"}, headers=KEY).status_code == 201
+    assert client.post("/v1/users", json={"id": "m", "opted_out": True}, headers=KEY).status_code == 201
+    assert [s["user_id"] for s in _list(client, "v")] == ["x", "y", "o", "z"]
+    # a friendship of the newcomer's that ended since: it no longer counts nor is named
+    assert client.delete("/v1/friendships/o/f1", headers=KEY).status_code == 200
+    assert "o" not in {s["user_id"] for s in _list(client, "v")}
+    assert client.delete("/v1/users/v", headers=KEY).status_code == 200
+    assert client.get("/v1/users/v/suggestions").status_code == 404
+
+
+def test_the_slots_are_a_setting_and_can_be_switched_off(tmp_path, world):
+    client = _client(tmp_path, world, PYMK_NEWCOMER_SLOTS="1")
+    _sign_up(client, "n", "f1")
+    assert [s["user_id"] for s in _list(client, "v")][:2] == ["n", "x"]
+    off = _client(tmp_path / "off", _world(), PYMK_NEWCOMER_SLOTS="")
+    _sign_up(off, "n", "f1")
+    assert "n" not in {s["user_id"] for s in _list(off, "v")}
+
+
+def test_the_index_is_read_again_only_when_stale_and_survives_a_failed_read():
+    store = _world()
+    index = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=3600))
+    store.upsert_users([UserRecord(id="n", created_at=200.0)])
+    store.add_friendships([Friendship("n", "f1", 200.0)])
+    assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]
+    store.add_friendships([Friendship("n", "f2", 201.0)])
+    reads = store.calls.count("new_accounts")
+    assert index.near("v", frozenset({"f1", "f2"}), 5)[0].scores["newcomers"] == 1.0   # not stale yet
+    assert store.calls.count("new_accounts") == reads
+
+    def down(*_a, **_k):
+        raise GraphStoreUnavailableError("bolt://x", "stalled")
+
+    store.new_accounts = down
+    assert index.refresh(force=True) is False
+    assert [c.user_id for c in index.near("v", frozenset({"f1"}), 5)] == ["n"]      # the last read stands
+
+
+def test_newcomers_are_ranked_by_mutual_friends_then_the_newest():
+    store = _world()
+    for uid, t, friends in (("a", 201.0, ("f1",)), ("b", 202.0, ("f1",)), ("c", 150.0, ("f1", "f2")),
+                            ("old", 50.0, ("f1", "f2", "f3"))):
+        store.upsert_users([UserRecord(id=uid, created_at=t)])
+        store.add_friendships([Friendship(uid, f, t) for f in friends])
+    index = NewcomerIndex(store, since=100.0)
+    got = index.near("v", frozenset({"f1", "f2", "f3"}), 5)
+    assert [(c.user_id, c.proof["fof"]["mutual_count"]) for c in got] == [("c", 2), ("b", 1), ("a", 1)]
+    assert [c.user_id for c in index.near("v", frozenset({"f1", "f2", "f3"}), 2)] == ["c", "b"]
+
+
+def test_blend_takes_the_slots_in_order_and_never_repeats_a_user():
+    ranked = [Candidate.of(u, i, "fof", 1.0) for i, u in enumerate("abcde")]
+    new = [Candidate.of(u, -1 - i, "newcomers", 1.0) for i, u in enumerate(["n", "c", "m"])]
+    assert [c.user_id for c in blend(ranked, new, (2, 4))] == ["a", "n", "b", "m", "c", "d", "e"]
+    assert [c.user_id for c in blend(ranked[:1], new, (3, 8))] == ["a", "n", "c"]   # c not in this list
+
+
+def test_why_explains_a_newcomer(tmp_path, world):
+    from candidates.why import why
+
+    client = _client(tmp_path, world, PYMK_NEWCOMER_SLOTS="1")
+    _sign_up(client, "n", "f1", "f2")
+    _sign_up(client, "m", "f3")
+    _sign_up(client, "far", "y")
+    pipeline = client.application.extensions["pymk"].served.pipeline
+    shown = why(pipeline, "v", "n")
+    assert (shown.proposed_by, shown.shown_at, shown.proof["fof"]["mutual_ids"]) == ({"newcomers": 0}, 0, ["f1", "f2"])
+    assert why(pipeline, "v", "m").removed.startswith("newcomer #2: below those in the 1 newcomer slots")
+    assert why(pipeline, "v", "far").removed.startswith("not in the served snapshot, and not a newcomer")
+    assert client.post("/v1/blocks", json={"src": "v", "dst": "n"}, headers=KEY).status_code == 201
+    assert why(pipeline, "v", "n").removed == "hard rules (fresh state): blocked: blocked"
+    pipeline.newcomers = None
+    assert why(pipeline, "v", "m").removed.startswith("not in the served snapshot (created since")
