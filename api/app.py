@@ -38,6 +38,7 @@ class Metrics:
     published: Gauge
     held_back: Counter
     paths: Counter
+    newcomers: Counter
 
 
 def _metrics() -> Metrics:
@@ -70,6 +71,8 @@ def _instruments(reg: CollectorRegistry) -> tuple:
         # a rising share of `fresh` means many users the snapshot lacks: the nightly refresh is late or stopped
         Counter("pymk_suggestion_lists_total", "Suggestion lists by how they were made: precomputed (the nightly "
                 "lists), online (ranked on request), fresh (a user newer than the snapshot)", ["path"], registry=reg),
+        Counter("pymk_newcomer_suggestions_total", "Suggestions of accounts newer than the snapshot, in the "
+                "newcomer slots (PYMK_NEWCOMER_SLOTS)", registry=reg),
     )
 
 

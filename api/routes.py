@@ -15,6 +15,7 @@ from api.errors import ApiError, request_id
 from api.explain import reasons
 from api.ratelimit import WRITE_METHODS
 from api.schemas import BlockIn, FriendshipIn, UserIn
+from candidates.newcomers import SOURCE as NEWCOMERS
 from graph.event_schema import parse_event
 from graph.records import Event, Friendship
 
@@ -105,6 +106,7 @@ def suggestions(user_id: str):
         items.append(item)
     metrics = current_app.extensions["pymk_metrics"]
     metrics.suggestions.inc(len(items))
+    metrics.newcomers.inc(sum(NEWCOMERS in c.sources for c in rec.candidates))
     metrics.paths.labels("fresh" if "snapshot" in rec.skipped_sources
                          else "precomputed" if rec.precomputed else "online").inc()
     for reason, n in rec.removed.items():

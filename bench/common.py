@@ -149,3 +149,21 @@ def sim_world(name: str, users: int, days: int, seed: int = 1) -> Path:
                         "--seed", str(seed), "--out", str(world)], cwd=REPO_ROOT, check=True,
                        stdout=subprocess.DEVNULL)
     return world
+
+
+def load_world(store, world: Path) -> list:
+    """A simulated world's users and ties (`sim_world`) into `store`; returns the users' profiles."""
+    import csv
+
+    from graph.readers import read_users
+    from graph.records import Friendship, UserRecord
+    from graph.textfile import ByteCounter
+
+    profiles = [u for u in read_users(ByteCounter(world / "users.csv")) if isinstance(u, UserRecord)]
+    with open(world / "edges.txt") as f:
+        ties = [Friendship(a, b, float(ts)) for a, b, ts in csv.reader(f, delimiter=" ") if a != "src"]
+    store.ensure_schema()
+    store.upsert_users(profiles)
+    for i in range(0, len(ties), 20_000):
+        store.add_friendships(ties[i:i + 20_000])
+    return profiles

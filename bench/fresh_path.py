@@ -12,7 +12,6 @@ without friends). Printed: p50 / p99 ms and how many of the new accounts got a n
 
 from __future__ import annotations
 
-import csv
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import fresh_neo4j, percentiles, sim_world, write_results  # noqa: E402
+from bench.common import fresh_neo4j, load_world, percentiles, sim_world, write_results  # noqa: E402
 from candidates.fresh import fresh_fof  # noqa: E402
 from candidates.registry import REGISTRY  # noqa: E402
 from graph.connect import open_store  # noqa: E402
-from graph.readers import read_users  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
 from graph.snapshot.export import from_store  # noqa: E402
-from graph.textfile import ByteCounter  # noqa: E402
 
 
 def _timed(fn, n: int) -> tuple[dict, list]:
@@ -49,17 +46,11 @@ def _timed(fn, n: int) -> tuple[dict, list]:
 @click.option("--port", default=7695, show_default=True)
 def main(users: int, new_users: int, limit: int, port: int) -> None:
     world = sim_world(f"fresh-path-world-{users}", users, days=1)
-    profiles = [u for u in read_users(ByteCounter(world / "users.csv")) if isinstance(u, UserRecord)]
-    with open(world / "edges.txt") as f:
-        ties = [Friendship(a, b, float(ts)) for a, b, ts in csv.reader(f, delimiter=" ") if a != "src"]
     rng = np.random.default_rng(0)
     with fresh_neo4j("fresh-path-neo4j", port) as settings:
         store = open_store(settings)
         try:
-            store.ensure_schema()
-            store.upsert_users(profiles)
-            for i in range(0, len(ties), 20_000):
-                store.add_friendships(ties[i:i + 20_000])
+            profiles = load_world(store, world)
             snap = from_store(store)
             sources = REGISTRY.build_all(snap)
             new = [f"new-{i}" for i in range(new_users)]

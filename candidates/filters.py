@@ -105,6 +105,7 @@ class FilterContext:
     opted_out: set[str]
     now: float = field(default_factory=time.time)
     decline_cooldown_s: float = DECLINE_COOLDOWN_S
+    read_for: frozenset[str] = frozenset()   # the candidates the read of `state` and `opted_out` covered
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The snapshot's sources cannot propose a user the snapshot does not hold: until the next refresh a sign-up
 would be suggested to no one, however many of a viewer's friends it has already befriended.
 `NewcomerIndex` holds the ties of the accounts created since the snapshot read the accounts (one graph-store
-read, repeated by the first request that finds it older than `refresh_s`). A viewer's newcomers are those
+read, repeated in the background when a request finds it older than `refresh_s`). A viewer's newcomers are those
 tied to its friends now, most mutual friends first; `blend` puts them in fixed slots of the ranked list
 (no model has scored them: the ranker's features are the snapshot's), after every hard rule on fresh state.
 """
@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -33,7 +34,8 @@ MAX_NAMED = 20       # mutual friends a proof names, as the friends-of-friends s
 @dataclass(frozen=True)
 class NewcomerConfig:
     slots: tuple[int, ...] = (3, 8)  # 1-based positions newcomers take in a list (); (): the stage is off
-    refresh_s: float = 30.0          # how old the index's read of the newest accounts may grow
+    refresh_s: float = 30.0          # how old the index's read of the newest accounts may grow (0: read by
+                                     # every request, in its own thread: tests and demos, not production)
     max_accounts: int = 200_000      # newest accounts read (a day of sign-ups on a large platform)
     max_friends: int = 1_000         # friends read per account (more in its first day: a bulk import)
 
@@ -56,23 +58,35 @@ class NewcomerIndex:
         self._next_read = -math.inf          # time.monotonic() of the next read
         self._lock = threading.Lock()
         self._failures = 0
+        self.reading: threading.Thread | None = None   # the last read run in a thread of its own
 
     @property
     def read_at(self) -> float | None:
         return self._ties.read_at if self._ties is not None else None
 
     def refresh(self, force: bool = False) -> bool:
-        """Read the newest accounts again if the last read is older than `refresh_s` (or `force`); True if
-        read. One thread reads while the others go on with the previous read; a failed read keeps it too
-        (logged), and is tried again `refresh_s` later."""
+        """Read the newest accounts again if the last read is older than `refresh_s` (or `force`). The first
+        read, a forced one and every one with `refresh_s` 0 run in the caller's thread (True if read); later
+        ones in a thread of their own while the requests go on with the previous read, so no request waits
+        on it. One read at a time; a failed read keeps the previous one (logged), tried again `refresh_s` later."""
         if not force and time.monotonic() < self._next_read:
             return False
-        if not self._lock.acquire(blocking=self._ties is None):
+        inline = force or self._ties is None or self.config.refresh_s == 0
+        if not self._lock.acquire(blocking=inline):
             return False
+        if not force and time.monotonic() < self._next_read:
+            self._lock.release()
+            return False
+        self._next_read = time.monotonic() + self.config.refresh_s
+        if inline:
+            return self._read()
+        self.reading = threading.Thread(target=self._read, name="newcomer-index", daemon=True)
+        self.reading.start()
+        return False
+
+    def _read(self) -> bool:
+        """One read of the store into the index; releases the lock `refresh` took."""
         try:
-            if not force and time.monotonic() < self._next_read:
-                return False
-            self._next_read = time.monotonic() + self.config.refresh_s
             read_at = time.time()
             try:
                 accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
@@ -137,20 +151,39 @@ def blend(ranked: list[Candidate], newcomers: list[Candidate], slots: tuple[int,
     return out
 
 
+def _slots(index: NewcomerIndex | None, k: int) -> tuple[int, ...]:
+    return tuple(s for s in index.config.slots if s <= k) if index is not None else ()
+
+
+def newcomers_ahead(index: NewcomerIndex | None, viewer: str, friends: Iterable[str], k: int) -> list[str]:
+    """The newcomers the stage will most likely propose, from the viewer's friends in the snapshot: the
+    pipeline reads their hard rules with its first batch's, so the stage needs no read of its own unless
+    the viewer's friends changed since."""
+    slots = _slots(index, k)
+    return [c.user_id for c in index.near(viewer, frozenset(friends), 3 * len(slots))] if slots else []
+
+
 def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str, final: list[Candidate], k: int,
                    rec: Recommendation) -> list[Candidate]:
-    """The newcomer stage: the viewer's newcomers through every hard rule (fresh state, their proofs current),
-    blended into `final`'s slots up to k. Skipped, with the reason, when the graph store cannot be read."""
-    slots = tuple(s for s in index.config.slots if s <= k) if index is not None else ()
+    """The newcomer stage: the viewer's newcomers (tied to its friends now) through every hard rule on fresh
+    state, their proofs current, blended into `final`'s slots up to k. The rules come from the pipeline's
+    read (`rec.rules`) when it covered every one of them (its `accounts_since` is the snapshot's, earlier
+    than the index's read: an id deleted and created again in between is left out until the next snapshot,
+    and more pairs are checked for ended ties); else from a read of their own. Skipped, with the reason,
+    when the graph store cannot be read."""
+    slots = _slots(index, k)
     if not slots or rec.removed["viewer_deactivated"]:
         return final
     start = time.perf_counter()
     try:
-        friends = rec.viewer_friends if rec.viewer_friends is not None else state.rules(viewer, [])[0].friends
-        proposed = index.near(viewer, friends, 3 * len(slots))
+        ctx = rec.rules
+        proposed = index.near(viewer, ctx.state.friends if ctx else state.rules(viewer, [])[0].friends,
+                              3 * len(slots))
         if not proposed:
             return final
-        ctx = FilterContext(viewer, *state.rules(viewer, [c.user_id for c in proposed], index.read_at))
+        ids = [c.user_id for c in proposed]
+        if ctx is None or not ctx.read_for.issuperset(ids):
+            ctx = FilterContext(viewer, *state.rules(viewer, ids, index.read_at), read_for=frozenset(ids))
         result = apply_rules(proposed, ctx, rec.removed)
         tied = proof_ties(state, result.kept, ctx.state.friends, ctx.state.ties_ended)
         kept = [c for c in current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended,

@@ -26,7 +26,7 @@ import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
 from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
-from candidates.newcomers import NewcomerIndex, with_newcomers
+from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
@@ -111,8 +111,11 @@ class CandidatePipeline:
         final: list[Candidate] = []
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
+        ids = self.snap.id_strings
+        ahead = newcomers_ahead(self.newcomers, user_id, (ids[i] for i in self.snap.neighbors(user).tolist()), k)
         for batch in self._batches(user, ranked, k * self.config.overfetch):
-            final += self.expensive_filters(user_id, batch, rec)
+            final += self.expensive_filters(user_id, batch, rec, ahead)
+            ahead = []
             if len(final) >= k or rec.removed["viewer_deactivated"]:  # a closed account is shown nothing
                 break
         if self.reranker is not None:
@@ -253,18 +256,22 @@ class CandidatePipeline:
                 kept.append(c)
         return kept
 
-    def expensive_filters(self, user_id: str, candidates: list[Candidate], rec: Recommendation) -> list[Candidate]:
-        """Every hard rule, on fresh state, for the few candidates about to be returned."""
+    def expensive_filters(self, user_id: str, candidates: list[Candidate], rec: Recommendation,
+                          also: Sequence[str] = ()) -> list[Candidate]:
+        """Every hard rule, on fresh state, for the few candidates about to be returned; the read covers the
+        ids `also` names too (the newcomer stage's, kept in `rec.rules` with the first read)."""
         start = time.perf_counter()
-        ctx = FilterContext(user_id, *self.state.rules(user_id, [c.user_id for c in candidates],
-                                                       self.snap.meta.get("accounts_read_at")))
+        ids = [c.user_id for c in candidates] + list(also)
+        ctx = FilterContext(user_id, *self.state.rules(user_id, ids, self.snap.meta.get("accounts_read_at")),
+                            read_for=frozenset(ids))
         if ctx.state.deleted:   # deleted after the snapshot was made: unknown from now on, as for the store
             raise UnknownUserError(user_id)
         if ctx.state.replaced:  # deleted and created again since: the snapshot's record is someone else's
             raise AccountReplacedError(user_id)
         if self.friends_changed(user_id, ctx.state.friends):
             raise FriendsChangedError(user_id)
-        rec.viewer_friends = ctx.state.friends
+        if rec.rules is None:
+            rec.rules = ctx
         result = apply_rules(candidates, ctx, rec.removed)
         tied = proof_ties(self.state, result.kept, ctx.state.friends, ctx.state.ties_ended)
         kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from candidates.filters import FilterContext
 
 
 def _frozen(d: dict[str, Any] | None) -> MappingProxyType:
@@ -63,4 +66,4 @@ class Recommendation:
     skipped_sources: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     precomputed: str | None = None    # version of the precomputed list used, if any
-    viewer_friends: frozenset[str] | None = None   # the viewer's friends as the hard rules last read them
+    rules: FilterContext | None = None   # the hard rules' first read of fresh state

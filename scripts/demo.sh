@@ -35,7 +35,7 @@ step $PY -m pymk suggest 1 2
 # Serve the API and ask it for suggestions, as a client would.
 PORT=${PYMK_DEMO_PORT:-8080}
 KEYS=${PYMK_API_KEYS:-demo-key}
-PYMK_API_KEYS=$KEYS $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
+PYMK_API_KEYS=$KEYS PYMK_NEWCOMER_REFRESH_S=${PYMK_NEWCOMER_REFRESH_S:-0} $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
 API_PID=$!
 trap 'kill $API_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.5; done
@@ -48,4 +48,11 @@ NEW="new-user-$(date +%s)"   # a new id each run: an earlier run's is in the sna
 curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/users" \
   -d "{\"id\": \"$NEW\", \"school\": \"${PROFILE%,*}\", \"city\": \"${PROFILE#*,}\"}" >/dev/null
 curl -sf "http://127.0.0.1:$PORT/v1/users/$NEW/suggestions?limit=5" | $PY scripts/show_suggestions.py
+# They befriend two of user 42's friends: 42 is suggested them at once too (a newcomer slot, the 3rd; the
+# demo's API reads its newcomer index on every request, PYMK_NEWCOMER_REFRESH_S=0, where a server's waits 30 s).
+for f in $(awk '$1 == 42 {print $2} $2 == 42 {print $1}' "$SAMPLE/edges.txt" | head -2); do
+  curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' \
+    "http://127.0.0.1:$PORT/v1/friendships" -d "{\"a\": \"$NEW\", \"b\": \"$f\"}" >/dev/null
+done
+curl -sf "http://127.0.0.1:$PORT/v1/users/42/suggestions?limit=5" | $PY scripts/show_suggestions.py
 echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from api import create_app
@@ -67,6 +70,9 @@ def test_a_sign_up_befriended_by_the_viewers_friends_takes_a_slot_at_once(tmp_pa
     assert [s["user_id"] for s in _list(client, "v", limit=2)] == ["x", "y"]     # slots past the limit stay out
     assert [s["user_id"] for s in _list(client, "v", limit=3)] == ["x", "y", "n"]
     assert "n" not in {s["user_id"] for s in _list(client, "f1")}               # already friends
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "\npymk_newcomer_suggestions_total 3.0\n" in metrics   # n and m, then n in the 3-long list
+    assert 'pymk_stage_seconds_count{stage="newcomers"}' in metrics
 
 
 def test_every_hard_rule_holds_for_newcomers(tmp_path, world):
@@ -93,16 +99,27 @@ def test_the_slots_are_a_setting_and_can_be_switched_off(tmp_path, world):
     assert "n" not in {s["user_id"] for s in _list(off, "v")}
 
 
-def test_the_index_is_read_again_only_when_stale_and_survives_a_failed_read():
+def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_a_failed_read():
     store = _world()
     index = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=3600))
     store.upsert_users([UserRecord(id="n", created_at=200.0)])
     store.add_friendships([Friendship("n", "f1", 200.0)])
-    assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]
+    assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]   # the first read: inline
     store.add_friendships([Friendship("n", "f2", 201.0)])
     reads = store.calls.count("new_accounts")
     assert index.near("v", frozenset({"f1", "f2"}), 5)[0].scores["newcomers"] == 1.0   # not stale yet
-    assert store.calls.count("new_accounts") == reads
+    assert store.calls.count("new_accounts") == reads and index.reading is None
+    index.config = NewcomerConfig(refresh_s=0.05)
+    index.refresh(force=True)
+    store.add_friendships([Friendship("n", "f3", 202.0)])
+    gate, read = threading.Event(), store.new_accounts
+    store.new_accounts = lambda *a: (gate.wait(5), read(*a))[1]   # the read takes until the gate opens
+    time.sleep(0.06)      # stale: read in a thread of its own, while this request goes on with the last read
+    assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 2.0
+    assert index.reading.is_alive()
+    gate.set()
+    index.reading.join(5)
+    assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 3.0
 
     def down(*_a, **_k):
         raise GraphStoreUnavailableError("bolt://x", "stalled")
@@ -147,3 +164,20 @@ def test_why_explains_a_newcomer(tmp_path, world):
     assert why(pipeline, "v", "n").removed == "hard rules (fresh state): blocked: blocked"
     pipeline.newcomers = None
     assert why(pipeline, "v", "m").removed.startswith("not in the served snapshot (created since")
+
+
+def test_the_stage_reads_the_rules_with_the_lists_own_read_unless_the_viewers_friends_changed(tmp_path, world):
+    client = _client(tmp_path, world)
+    _sign_up(client, "n", "f1", "f2")
+    _sign_up(client, "m", "y")     # two hops from v only through y, whom v befriends below
+    reads = []
+    rules = world.viewer_rules
+    world.viewer_rules = lambda user, ids, since=None: (reads.append(list(ids)), rules(user, ids, since))[1]
+    assert [s["user_id"] for s in _list(client, "v")] == ["x", "y", "n", "z"]
+    assert len(reads) == 1 and "n" in reads[0]          # one read: the list's, n's rules with it
+    assert client.post("/v1/friendships", json={"a": "v", "b": "y"}, headers=KEY).status_code == 201
+    reads.clear()
+    got = _list(client, "v")
+    assert [s["user_id"] for s in got] == ["x", "z", "n", "m"]   # y a friend now; m in slot 8, past the end
+    assert len(reads) == 2 and reads[1] == ["n", "m"]    # m was not among the snapshot's friends' newcomers
+    assert got[3]["reasons"] == ["1 mutual friend: y", "joined recently"]

@@ -1,0 +1,115 @@
+"""The newcomer stage (candidates/newcomers.py): what it costs a request and its index's read of Neo4j.
+
+A simulated world goes into a throw-away Neo4j and a snapshot; then accounts sign up (dated now, as the
+API dates them) and befriend 1 to 3 users of the world each. Each viewer's list is timed through
+`CandidatePipeline.recommend` (the hard rules on Neo4j) with the newcomer index and without it (the
+baseline of the same run, the pipeline before 2026-12-06), both in turn for each viewer (which goes
+first alternating), over viewers of two kinds: any user the snapshot serves (3 friends or more there),
+and those of them who are friends of the newcomers' friends (who get a newcomer and pay its rules read).
+Also timed: the index's read of the newest accounts, at this many newcomers and at 10x.
+
+    PYTHONPATH=. .venv/bin/python bench/newcomers.py [--users 5000] [--new-users 300] [--viewers 300]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import fresh_neo4j, load_world, percentiles, sim_world, write_results  # noqa: E402
+from candidates.filters import StoreStateReader  # noqa: E402
+from candidates.newcomers import SOURCE, NewcomerConfig, NewcomerIndex  # noqa: E402
+from candidates.pipeline import CandidatePipeline  # noqa: E402
+from candidates.registry import REGISTRY  # noqa: E402
+from graph.connect import open_store  # noqa: E402
+from graph.records import Friendship, UserRecord  # noqa: E402
+from graph.snapshot.export import from_store  # noqa: E402
+
+
+def _sign_up(store, profiles: list, names: list[str], rng: np.random.Generator) -> None:
+    now = time.time()
+    store.upsert_users([UserRecord(id=u) for u in names], created_at_default=now)
+    store.add_friendships([Friendship(u, profiles[int(x)].id, now) for i, u in enumerate(names)
+                           for x in rng.choice(len(profiles), 1 + i % 3, replace=False)])
+
+
+def _read_ms(index: NewcomerIndex, times: int = 20) -> dict:
+    seconds = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        index.refresh(force=True)
+        seconds.append(time.perf_counter() - t0)
+    return percentiles(seconds)
+
+
+@click.command()
+@click.option("--users", default=5000, show_default=True, help="users of the simulated world")
+@click.option("--new-users", default=300, show_default=True, help="accounts that sign up after the snapshot")
+@click.option("--viewers", default=300, show_default=True, help="viewers timed of each kind")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--port", default=7696, show_default=True)
+def main(users: int, new_users: int, viewers: int, limit: int, port: int) -> None:
+    world = sim_world(f"fresh-path-world-{users}", users, days=1)
+    rng = np.random.default_rng(0)
+    with fresh_neo4j("newcomers-neo4j", port) as settings:
+        store = open_store(settings, for_requests=True)
+        try:
+            profiles = load_world(store, world)
+            snap = from_store(store)
+            pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), StoreStateReader(store))
+            new = [f"new-{i}" for i in range(new_users)]
+            _sign_up(store, profiles, new, rng)
+            index = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
+            index.refresh()
+            read_ms = _read_ms(index)
+            # viewers the snapshot serves (those with fewer friends there who made new ones are served off it)
+            served = {snap.external_id(int(i)) for i in
+                      np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)}
+            near = sorted({v for u in new for f in store.friends(u) for v in store.friends(f)} & served)
+            anyone = sorted(served)
+            kinds = {"any_viewer": [anyone[int(i)] for i in rng.choice(len(anyone), viewers, replace=False)],
+                     "newcomers_friends_of_friends": [near[int(i)] for i in
+                                                      rng.choice(len(near), min(viewers, len(near)), replace=False)]}
+            pipeline.newcomers = index
+            for v in kinds["newcomers_friends_of_friends"][-30:]:   # warm the query plans, the pool, the kernels
+                pipeline.recommend(v, limit)
+            out: dict = {}
+            for kind, vs in kinds.items():
+                timed: dict[str, list[float]] = {"with_newcomers": [], "baseline_without": []}
+                shown, stage = 0, []
+                arms = [("with_newcomers", index), ("baseline_without", None)]
+                for i, v in enumerate(vs):
+                    for name, idx in arms[::1 if i % 2 else -1]:   # which goes first alternates
+                        pipeline.newcomers = idx
+                        t0 = time.perf_counter()
+                        rec = pipeline.recommend(v, limit)
+                        timed[name].append(time.perf_counter() - t0)
+                        if idx is not None:
+                            shown += any(SOURCE in c.sources for c in rec.candidates)
+                            stage.append(rec.timings_ms.get(SOURCE, 0.0) / 1000)
+                with_, without = percentiles(timed["with_newcomers"]), percentiles(timed["baseline_without"])
+                out[kind] = {"viewers": len(vs), "lists_with_a_newcomer": shown, "with_newcomers_ms": with_,
+                             "baseline_without_ms": without, "newcomer_stage_ms": percentiles(stage),
+                             "p50_ratio": round(with_["p50_ms"] / without["p50_ms"], 3),
+                             "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3)}
+            more = [f"more-{i}" for i in range(9 * new_users)]
+            _sign_up(store, profiles, more, rng)
+            read_10x_ms = _read_ms(index)
+            pipeline.close()
+        finally:
+            store.close()
+    write_results("newcomers", {
+        "users": users, "new_users": new_users, "limit": limit, "friends_each": "1, 2 or 3 (a third each)",
+        "slots": list(NewcomerConfig().slots), **out,
+        "index_read_ms": {f"{new_users}_newcomers": read_ms, f"{10 * new_users}_newcomers": read_10x_ms}})
+
+
+if __name__ == "__main__":
+    main()
