@@ -19,7 +19,9 @@ ACCEPT_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+    """In float64, clipped only where exp would overflow: a clip at +-30 (before 2026-12-06) gave every logit
+    below -30 the same probability, a tie the ranking then broke by candidate index."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(x, dtype=np.float64), -700, 700)))
 
 
 @dataclass(frozen=True)

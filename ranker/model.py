@@ -30,3 +30,13 @@ class MultiTaskRanker(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h = self.trunk(x)
         return self.send_head(h).squeeze(-1), self.accept_head(h).squeeze(-1), self.connect_head(h).squeeze(-1)
+
+    @torch.no_grad()
+    def freeze_inputs(self, columns: list[int]) -> None:
+        """Ignore these inputs: the batch norm's output for each is its bias alone, for any value. For the
+        inputs the training data holds constant (`fit`): every training batch normalised them to 0, so
+        training is the same, but served as they were, a value the training never had (a feature constant in
+        the graph's history that varies at serving, such as event counts) is scaled by 1 / sqrt(eps), ~316,
+        and swamps every other input. Their weight stays 0 in training (its gradient is 0)."""
+        bn = self.trunk[0]
+        bn.weight[columns] = 0.0

@@ -71,6 +71,13 @@ def calibrate(model: MultiTaskRanker, imp: Examples, snd: Examples, connected: n
 Task = tuple[int, np.ndarray, np.ndarray]   # (head: 0 send, 1 accept, 2 connect), x, y
 
 
+def constant_columns(xs: list[np.ndarray]) -> list[int]:
+    """The columns holding one value in every row of every matrix (`MultiTaskRanker.freeze_inputs`)."""
+    lo = np.min([x.min(axis=0) for x in xs], axis=0)
+    hi = np.max([x.max(axis=0) for x in xs], axis=0)
+    return np.flatnonzero(lo == hi).tolist()
+
+
 def fit(cfg: RankerConfig, imp: Examples | None = None, snd: Examples | None = None,
         conn: tuple[np.ndarray, np.ndarray] | None = None,
         validate: Callable[[MultiTaskRanker], float] | None = None, patience: int = 3) -> MultiTaskRanker:
@@ -88,6 +95,7 @@ def fit(cfg: RankerConfig, imp: Examples | None = None, snd: Examples | None = N
     width = tasks[0][1].shape[1]
     model = MultiTaskRanker(width, hidden_channels=cfg.hidden_channels, num_layers=cfg.num_layers,
                             dropout=cfg.dropout, linear=cfg.linear).to(cfg.device)
+    model.freeze_inputs(constant_columns([x for _, x, _ in tasks]))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data = [(h, torch.from_numpy(x).to(cfg.device), torch.from_numpy(y).to(cfg.device)) for h, x, y in tasks]
     steps = max(1, tasks[0][2].size // cfg.batch_size)

@@ -66,6 +66,30 @@ def test_all_three_heads_learn():
     assert all(a < 0.5 * b for a, b in zip(after, before, strict=True))
 
 
+def test_an_input_constant_in_training_is_ignored_when_served_and_no_logit_ties():
+    """The demo's served ranker (logistic, 2026-12-06) gave every candidate p_connect 0.0, ranked by id:
+    the viewer's sends and the candidate's accept rate are constant in the graph's history (no impression
+    log), vary at serving, and the batch norm scaled them by ~316; every logit fell below -30, where the
+    old sigmoid's clip made them one tie. Now such an input is the batch norm's bias alone, as in training."""
+    from ranker.calibration import Calibration, sigmoid
+    from ranker.scorers import TorchScorer
+    from ranker.train import RankerConfig, constant_columns, fit
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([np.ones(2000), rng.normal(size=2000), rng.normal(size=2000)]).astype(np.float32)
+    y = (x[:, 1] + 0.3 * rng.normal(size=2000) > 0.5).astype(np.float32)
+    assert constant_columns([x, x[:10]]) == [0] and constant_columns([x, x * 0]) == []
+    for linear in (True, False):
+        model = fit(RankerConfig(loss="bce", linear=linear, epochs=3), conn=(x, y))
+        scorer = TorchScorer(model, Calibration())
+        served = scorer(x[:5])["p_connect"]
+        moved = x[:5].copy()
+        moved[:, 0] = [0.0, 3.0, 7.0, 1.0, 2.0]          # values training never had
+        assert np.array_equal(scorer(moved)["p_connect"], served)
+        assert len(set(served.tolist())) == 5            # the columns that vary still order them
+    assert sigmoid(np.array([-40.0, -35.0]))[0] < sigmoid(np.array([-40.0, -35.0]))[1]   # no tie below -30
+
+
 def test_calibration_recovers_known_platt_parameters_and_scores_the_product():
     import numpy as np
 
