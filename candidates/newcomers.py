@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "newcomers"
 MAX_NAMED = 20       # mutual friends a proof names, as the friends-of-friends source's do
+READ_SPACING = 10    # the index's next read waits at least this many times as long as the last one took
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class NewcomerIndex:
         self._lock = threading.Lock()
         self._failures = 0
         self.reading: threading.Thread | None = None   # the last read run in a thread of its own
+        self.read_s = 0.0                               # how long the last read took
 
     @property
     def read_at(self) -> float | None:
@@ -85,7 +87,10 @@ class NewcomerIndex:
         return False
 
     def _read(self) -> bool:
-        """One read of the store into the index; releases the lock `refresh` took."""
+        """One read of the store into the index; releases the lock `refresh` took. The next read waits at
+        least READ_SPACING times as long as this one took (unless `refresh_s` is 0), so however many newcomers
+        there are, reading them keeps Neo4j busy for at most 1 / READ_SPACING of the time per API worker."""
+        started = time.monotonic()
         try:
             read_at = time.time()
             try:
@@ -106,6 +111,9 @@ class NewcomerIndex:
                             "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
             return True
         finally:
+            self.read_s = time.monotonic() - started
+            if self.config.refresh_s > 0:   # 0: every request reads (tests, demos)
+                self._next_read = max(self._next_read, time.monotonic() + READ_SPACING * self.read_s)
             self._lock.release()
 
     def near(self, viewer: str, friends: frozenset[str], limit: int) -> list[Candidate]:

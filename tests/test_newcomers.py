@@ -121,6 +121,12 @@ def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_
     index.reading.join(5)
     assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 3.0
 
+    slow = store.new_accounts                       # a slow read spaces the next ones out
+    store.new_accounts = lambda *a: (time.sleep(0.02), slow(*a))[1]
+    index.refresh(force=True)
+    assert index.read_s >= 0.02 and index._next_read - time.monotonic() > 0.1   # 10x the read, not 0.05 s
+    store.new_accounts = slow
+
     def down(*_a, **_k):
         raise GraphStoreUnavailableError("bolt://x", "stalled")
 
