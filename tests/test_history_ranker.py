@@ -221,10 +221,14 @@ def test_connect_head_learns_a_planted_rule():
     assert out["chosen"] == "mlp_focal"
     # a feature with one value on every row (no embeddings: emb_sim is 0) is no contender: it ranks by tie order
     assert not val.x[:, FEATURE_NAMES.index("emb_sim")].any() and "feature:emb_sim" not in res
-    # and it learned the rule's direction: all else equal, scores fall with the candidate's degree
+    # and it learned the rule's direction: all else equal, scores fall with the candidate's degree, which two
+    # columns read (its log and its percentile within the viewer's list). Before 2026-12-06 only the first moved:
+    # a model reading both passed on one training path (> 80% of 200 rows scoring lower) and not on another one
+    # as good (65%, validation Recall@20 0.293 against 0.283; one torch thread, after the API tests set it)
     lo, hi = val.x[:200].copy(), val.x[:200].copy()
-    col = FEATURE_NAMES.index("log_deg_cand")
-    lo[:, col], hi[:, col] = 0.5, 4.0
+    for name, low, high in (("log_deg_cand", 0.5, 4.0), ("cand_degree_pct_in_list", 0.0, 1.0)):
+        col = FEATURE_NAMES.index(name)
+        lo[:, col], hi[:, col] = low, high
     assert (out["scorer"](lo)["score"] > out["scorer"](hi)["score"]).mean() > 0.8
     # its learning curve: one point per epoch on both sides; the model kept is the best validation epoch's
     curve = out["report"]["learning_curves"]["mlp_focal"]
