@@ -86,6 +86,14 @@ def test_every_hard_rule_holds_for_newcomers(tmp_path, world):
     # a friendship of the newcomer's that ended since: it no longer counts nor is named
     assert client.delete("/v1/friendships/o/f1", headers=KEY).status_code == 200
     assert "o" not in {s["user_id"] for s in _list(client, "v")}
+    _sign_up(client, "gone", "f1", "f2", "f3")           # deleted: never suggested, though the index held it
+    assert [s["user_id"] for s in _list(client, "v")][2] == "gone"
+    index = client.application.extensions["pymk"].served.pipeline.newcomers
+    index.config = NewcomerConfig(refresh_s=3600)
+    index.refresh(force=True)                            # the last read for an hour
+    assert client.delete("/v1/users/gone", headers=KEY).status_code == 200
+    assert "gone" in {c.user_id for c in index.near("v", frozenset({"f1"}), 5)}   # not read again yet
+    assert "gone" not in {s["user_id"] for s in _list(client, "v")}
     assert client.delete("/v1/users/v", headers=KEY).status_code == 200
     assert client.get("/v1/users/v/suggestions").status_code == 404
 
