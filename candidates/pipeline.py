@@ -112,7 +112,8 @@ class CandidatePipeline:
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
         ids = self.snap.id_strings
-        ahead = newcomers_ahead(self.newcomers, user_id, (ids[i] for i in self.snap.neighbors(user).tolist()), k)
+        ahead = (newcomers_ahead(self.newcomers, user_id, (ids[i] for i in self.snap.neighbors(user).tolist()), k)
+                 if self.newcomers is not None else [])
         for batch in self._batches(user, ranked, k * self.config.overfetch):
             final += self.expensive_filters(user_id, batch, rec, ahead)
             ahead = []

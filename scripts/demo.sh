@@ -44,7 +44,7 @@ for u in 3 42 "$((USERS - 1))"; do
 done
 # Someone signs up now, after the snapshot: suggestions from their profile at once, not at the next refresh.
 PROFILE=$(sed -n 2p "$SAMPLE/users.csv" | cut -d, -f3,5)   # the first sample user's school and city
-NEW="new-user-$(date +%s)"   # a new id each run: an earlier run's is in the snapshot now
+NEW="new-user-$(date +%s)"   # a new id each run (an earlier run's is deleted, its tombstone kept)
 curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/users" \
   -d "{\"id\": \"$NEW\", \"school\": \"${PROFILE%,*}\", \"city\": \"${PROFILE#*,}\"}" >/dev/null
 curl -sf "http://127.0.0.1:$PORT/v1/users/$NEW/suggestions?limit=5" | $PY scripts/show_suggestions.py
@@ -55,4 +55,7 @@ for f in $(awk '$1 == 42 {print $2} $2 == 42 {print $1}' "$SAMPLE/edges.txt" | h
     "http://127.0.0.1:$PORT/v1/friendships" -d "{\"a\": \"$NEW\", \"b\": \"$f\"}" >/dev/null
 done
 curl -sf "http://127.0.0.1:$PORT/v1/users/42/suggestions?limit=5" | $PY scripts/show_suggestions.py
+# The sign-up leaves again (its ties, and a tombstone in its place): the sample world's timeline (years ago)
+# is not mixed with today's, so the next run's snapshot and ranker see the sample alone.
+curl -sf -X DELETE -H "X-API-Key: ${KEYS%%,*}" "http://127.0.0.1:$PORT/v1/users/$NEW" >/dev/null
 echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"
