@@ -6,9 +6,12 @@ Applied to the ranked list before truncation, in this order:
 2. greedy selection with diversity: no source may fill more than `max_source_share` of the list
    and no city more than `max_group_share`; at most `max_popular` suggestions may target users in
    the top `popular_quantile` by degree;
-3. exploration: each slot is, with probability `explore_share`, given to a random candidate from
-   further down the list, marked in its scores as `explore` = 1 so training can tell (and weight)
-   those impressions apart.
+3. exploration: each slot from `explore_from` on is, with probability `explore_share`, given to a
+   random candidate from further down the list, marked in its scores as `explore` = 1 so training can
+   tell (and weight) those impressions apart. The candidates it displaces move down a slot (the list's
+   last falls off). The first slots, the ones most seen, always show the ranker's best: before
+   2026-12-06 the first could go to exploration too (one list in twenty), and the candidate in an
+   explored slot left the list.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class RerankConfig:
     max_popular: int = 2
     popular_quantile: float = 0.99
     explore_share: float = 0.05
+    explore_from: int = 3         # 0-based: the first slot exploration may take
 
 
 class Reranker:
@@ -85,10 +89,13 @@ class Reranker:
                 chosen.append(c)
                 taken.add(c.index)
         rest = [c for c in pool if c.index not in taken]
+        out: list[Candidate] = []
+        best = iter(chosen)
         for slot in range(len(chosen)):
-            if rest and self.rng.random() < cfg.explore_share:
+            if slot >= cfg.explore_from and rest and self.rng.random() < cfg.explore_share:
                 pick = rest.pop(int(self.rng.integers(len(rest))))
-                chosen[slot] = pick.with_scores(rerank=keys[pick.index], explore=1.0)
+                out.append(pick.with_scores(rerank=keys[pick.index], explore=1.0))
             else:
-                chosen[slot] = chosen[slot].with_scores(rerank=keys[chosen[slot].index])
-        return chosen
+                c = next(best)
+                out.append(c.with_scores(rerank=keys[c.index]))
+        return out

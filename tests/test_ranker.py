@@ -218,8 +218,16 @@ def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
         mixed, k=5)
     assert sum(c.sources[0] == "fof" for c in out) == 3               # at most 60% from one source
     out = Reranker(snap, RerankConfig(max_popular=5, max_group_share=1.0, explore_share=1.0), seed=1)(
-        _ranked(snap, ids), k=4)
-    assert all(c.score("explore") == 1.0 for c in out)                # exploration is marked
+        _ranked(snap, ids), k=5)
+    # the first three slots are the ranker's; exploration takes the others and is marked
+    assert [c.user_id for c in out[:3]] == ["h", "u0", "u1"] and not any(c.score("explore") for c in out[:3])
+    assert all(c.score("explore") == 1.0 for c in out[3:]) and {c.user_id for c in out[3:]} <= {
+        f"u{i}" for i in range(2, 10)}
+    one = Reranker(snap, RerankConfig(max_popular=5, max_group_share=1.0, explore_share=0.5, explore_from=0),
+                   seed=3)(_ranked(snap, ids), k=6)
+    kept = [c.user_id for c in one if not c.score("explore")]
+    assert kept == ["h", *[f"u{i}" for i in range(len(kept) - 1)]]   # displaced ones move down, in order
+    assert 0 < len(kept) < 6
 
 
 def test_sample_groups_keeps_whole_viewer_days_within_the_budget():
