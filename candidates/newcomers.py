@@ -88,9 +88,10 @@ class NewcomerIndex:
 
     def _read(self) -> bool:
         """One read of the store into the index; releases the lock `refresh` took. The next read waits at
-        least READ_SPACING times as long as this one took (unless `refresh_s` is 0), so however many newcomers
-        there are, reading them keeps Neo4j busy for at most 1 / READ_SPACING of the time per API worker."""
-        started = time.monotonic()
+        least READ_SPACING times as long as this one took (unless `refresh_s` is 0, or this is the first read),
+        so however many newcomers there are, reading them keeps Neo4j busy at most 1 / READ_SPACING of the
+        time per API worker."""
+        started, first = time.monotonic(), self._ties is None
         try:
             read_at = time.time()
             try:
@@ -112,7 +113,8 @@ class NewcomerIndex:
             return True
         finally:
             self.read_s = time.monotonic() - started
-            if self.config.refresh_s > 0:   # 0: every request reads (tests, demos)
+            # not after the first read: its time is mostly the server planning the query, once
+            if self.config.refresh_s > 0 and not first:   # 0: every request reads (tests, demos)
                 self._next_read = max(self._next_read, time.monotonic() + READ_SPACING * self.read_s)
             self._lock.release()
 

@@ -129,6 +129,11 @@ def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_
     index.reading.join(5)
     assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 3.0
 
+    cold = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=0.05))
+    store.new_accounts, fast = (lambda *a: (time.sleep(0.02), fast(*a))[1]), store.new_accounts
+    cold.refresh()                                  # the first read (the server plans the query) spaces nothing
+    assert cold._next_read - time.monotonic() < 0.06
+    store.new_accounts = fast
     slow = store.new_accounts                       # a slow read spaces the next ones out
     store.new_accounts = lambda *a: (time.sleep(0.02), slow(*a))[1]
     index.refresh(force=True)
