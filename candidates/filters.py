@@ -188,6 +188,15 @@ def apply_rules(candidates: list[Candidate], ctx: FilterContext, counts: Counter
     return FilterResult(candidates, removed)
 
 
+def passing_rules(state: StateReader, candidates: list[Candidate], ctx: FilterContext,
+                  counts: Counter | None = None) -> list[Candidate]:
+    """The candidates that pass every hard rule on `ctx`, their proofs made current (`current_proof`, with
+    the ties read for the candidates that ended one since the snapshot: `proof_ties`)."""
+    kept = apply_rules(candidates, ctx, counts).kept
+    tied = proof_ties(state, kept, ctx.state.friends, ctx.state.ties_ended)
+    return current_proof(kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)
+
+
 def proof_ties(state: StateReader, candidates: list[Candidate], friends: frozenset[str],
                ties_ended: frozenset[str]) -> set[tuple[str, str]]:
     """For the candidates that ended a tie since the snapshot, which of the mutual friends their proofs

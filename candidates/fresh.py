@@ -16,14 +16,8 @@ from candidates.filters import FilterContext, FilterResult, StoreStateReader, ap
 from candidates.pipeline import PER_SOURCE_K, rrf_rank
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
-from graph.snapshot.build import id_array
+from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
-
-
-def in_snapshot_order(ids: list[str]) -> list[str]:
-    """Ids in the order a snapshot holds them (`id_array`: by value when every one is a canonical
-    integer, else as strings), so a proof names the same mutual friends first on both paths."""
-    return [str(x) for x in id_array(ids)]
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,

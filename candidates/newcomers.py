@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
+from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
-from graph.snapshot.build import id_array
+from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
 from pymk.errors import GraphStoreUnavailableError
 
@@ -133,7 +133,7 @@ class NewcomerIndex:
                         key=lambda n: (-len(mutual[n]), -ties.created[n], n))[:limit]
         out = []
         for i, n in enumerate(ranked):
-            names = [str(x) for x in id_array(mutual[n])][:MAX_NAMED]
+            names = in_snapshot_order(mutual[n])[:MAX_NAMED]
             out.append(Candidate(n, -1 - i, (SOURCE,), MappingProxyType({SOURCE: float(len(mutual[n]))}),
                                  MappingProxyType({"fof": {"mutual_count": len(mutual[n]), "mutual_ids": names},
                                                    SOURCE: {"created_at": ties.created[n]}})))
@@ -194,10 +194,8 @@ def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str,
         ids = [c.user_id for c in proposed]
         if ctx is None or not ctx.read_for.issuperset(ids):
             ctx = FilterContext(viewer, *state.rules(viewer, ids, index.read_at), read_for=frozenset(ids))
-        result = apply_rules(proposed, ctx, rec.removed)
-        tied = proof_ties(state, result.kept, ctx.state.friends, ctx.state.ties_ended)
-        kept = [c for c in current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended,
-                                         tied) if "fof" in c.proof]   # a newcomer left with no mutual friend goes
+        # a newcomer left with no mutual friend goes
+        kept = [c for c in passing_rules(state, proposed, ctx, rec.removed) if "fof" in c.proof]
     except GraphStoreUnavailableError as exc:
         rec.skipped_sources[SOURCE] = f"failed: {exc}"
         log.warning("newcomer stage skipped for %r: %s", viewer, exc)

@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
-from candidates.filters import FilterContext, StateReader, apply_rules, current_proof, proof_ties
+from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.types import Candidate, Recommendation
@@ -111,8 +111,7 @@ class CandidatePipeline:
         final: list[Candidate] = []
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
-        ids = self.snap.id_strings
-        ahead = (newcomers_ahead(self.newcomers, user_id, (ids[i] for i in self.snap.neighbors(user).tolist()), k)
+        ahead = (newcomers_ahead(self.newcomers, user_id, self.snapshot_friends(user), k)
                  if self.newcomers is not None else [])
         for batch in self._batches(user, ranked, k * self.config.overfetch):
             final += self.expensive_filters(user_id, batch, rec, ahead)
@@ -273,9 +272,7 @@ class CandidatePipeline:
             raise FriendsChangedError(user_id)
         if rec.rules is None:
             rec.rules = ctx
-        result = apply_rules(candidates, ctx, rec.removed)
-        tied = proof_ties(self.state, result.kept, ctx.state.friends, ctx.state.ties_ended)
-        kept = current_proof(result.kept, ctx.state.friends, ctx.state.unnamed, ctx.state.ties_ended, tied)
+        kept = passing_rules(self.state, candidates, ctx, rec.removed)
         rec.timings_ms["filters"] = (time.perf_counter() - start) * 1000
         return kept
 
@@ -285,8 +282,12 @@ class CandidatePipeline:
         user = self.snap.index_of(user_id)
         if self.snap.indptr[user + 1] - self.snap.indptr[user] >= self.config.fresh_below_friends:
             return False
-        known = {self.snap.id_strings[i] for i in self.snap.neighbors(user).tolist()}
-        return bool(friends - known)
+        return bool(friends - set(self.snapshot_friends(user)))
+
+    def snapshot_friends(self, user: int) -> list[str]:
+        """The ids of `user`'s friends as the snapshot holds them."""
+        ids = self.snap.id_strings
+        return [ids[i] for i in self.snap.neighbors(user).tolist()]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -72,6 +72,12 @@ def id_array(ids: Iterable[str]) -> np.ndarray:
     return strs
 
 
+def in_snapshot_order(ids: Iterable[str]) -> list[str]:
+    """Ids in the order a snapshot holds them (`id_array`: by value when every one is a canonical integer,
+    else as strings), so a proof names the same mutual friends first on every path."""
+    return [str(x) for x in id_array(ids)]
+
+
 def map_ids(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Internal indices of external `values` (all must be present in the sorted `ids`)."""
     values = values.astype(ids.dtype) if ids.dtype.kind == "i" else values.astype(str)
