@@ -94,8 +94,8 @@ class Services:
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
             api = self.settings.api
-            pipeline.newcomers = newcomer_index(self.store, pipeline.snap,
-                                                NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s))
+            newcomers = NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s, api.newcomer_full_read_s)
+            pipeline.newcomers = newcomer_index(self.store, pipeline.snap, newcomers)
             try:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on

@@ -6,7 +6,7 @@ API dates them) and befriend 1 to 3 users of the world each. Each viewer's list 
 baseline of the same run, the pipeline before 2026-12-06), both in turn for each viewer (which goes
 first alternating), over viewers of two kinds: any user the snapshot serves (3 friends or more there),
 and those of them who are friends of the newcomers' friends (who get a newcomer and pay its rules read).
-Also timed: the index's read of the newest accounts, at this many newcomers and at 10x.
+The index's own reads of Neo4j are timed by bench/newcomer_reads.py.
 
     PYTHONPATH=. .venv/bin/python bench/newcomers.py [--users 5000] [--new-users 300] [--viewers 300]
 """
@@ -40,15 +40,6 @@ def _sign_up(store, profiles: list, names: list[str], rng: np.random.Generator) 
                            for x in rng.choice(len(profiles), 1 + i % 3, replace=False)])
 
 
-def _read_ms(index: NewcomerIndex, times: int = 20) -> dict:
-    seconds = []
-    for _ in range(times):
-        t0 = time.perf_counter()
-        index.refresh(force=True)
-        seconds.append(time.perf_counter() - t0)
-    return percentiles(seconds)
-
-
 @click.command()
 @click.option("--users", default=5000, show_default=True, help="users of the simulated world")
 @click.option("--new-users", default=300, show_default=True, help="accounts that sign up after the snapshot")
@@ -68,7 +59,6 @@ def main(users: int, new_users: int, viewers: int, limit: int, port: int) -> Non
             _sign_up(store, profiles, new, rng)
             index = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
             index.refresh()
-            read_ms = _read_ms(index)
             # viewers the snapshot serves (those with fewer friends there who made new ones are served off it)
             served = {snap.external_id(int(i)) for i in
                       np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)}
@@ -99,16 +89,12 @@ def main(users: int, new_users: int, viewers: int, limit: int, port: int) -> Non
                              "baseline_without_ms": without, "newcomer_stage_ms": percentiles(stage),
                              "p50_ratio": round(with_["p50_ms"] / without["p50_ms"], 3),
                              "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3)}
-            more = [f"more-{i}" for i in range(9 * new_users)]
-            _sign_up(store, profiles, more, rng)
-            read_10x_ms = _read_ms(index)
             pipeline.close()
         finally:
             store.close()
     write_results("newcomers", {
         "users": users, "new_users": new_users, "limit": limit, "friends_each": "1, 2 or 3 (a third each)",
-        "slots": list(NewcomerConfig().slots), **out,
-        "index_read_ms": {f"{new_users}_newcomers": read_ms, f"{10 * new_users}_newcomers": read_10x_ms}})
+        "slots": list(NewcomerConfig().slots), **out})
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.types import Candidate, Recommendation
+from graph.records import NewAccount, NewcomerChanges
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
@@ -37,19 +38,71 @@ class NewcomerConfig:
     slots: tuple[int, ...] = (3, 8)  # 1-based positions newcomers take in a list (); (): the stage is off
     refresh_s: float = 30.0          # how old the index's read of the newest accounts may grow (0: read by
                                      # every request, in its own thread: tests and demos, not production)
+    full_read_s: float = 900.0       # how often the index is read whole; the reads between read what changed
     max_accounts: int = 200_000      # newest accounts read (a day of sign-ups on a large platform)
     max_friends: int = 1_000         # friends read per account (more in its first day: a bulk import)
+
+
+# A read of what changed since the last read goes back this much further: a tie stamped by its writer before
+# the last read but committed after it (a long ingestion batch), or stamped by a writer whose clock runs
+# behind the reader's, is read by the next one. Anything later still (a historical file) waits for the next
+# full read.
+CHANGE_OVERLAP_S = 120.0
 
 
 @dataclass(frozen=True)
 class _Ties:
     read_at: float                           # when the store was read (time.time())
+    accounts: dict[str, NewAccount]          # newcomer -> its account as last read (with a friend)
     by_friend: dict[str, tuple[str, ...]]    # friend -> the newcomers tied to it
-    created: dict[str, float]                # newcomer -> its creation time
+
+    @classmethod
+    def of(cls, read_at: float, accounts: Iterable[NewAccount]) -> _Ties:
+        by_friend: dict[str, list[str]] = {}
+        kept = {a.id: a for a in accounts if a.friends}
+        for a in kept.values():
+            for f in a.friends:
+                by_friend.setdefault(f, []).append(a.id)
+        return cls(read_at, kept, {f: tuple(ns) for f, ns in by_friend.items()})
+
+    def updated(self, read_at: float, changes: NewcomerChanges, cap: int) -> _Ties:
+        """A new index: this one with the changed accounts as read now and without the deleted ones (the
+        newest `cap` kept). Copied, not changed in place: requests go on reading this one meanwhile."""
+        accounts = dict(self.accounts)
+        gone = set(changes.gone)
+        # a deleted account's ties went with it: its newcomer friends are read as they are left without it
+        left = {n: replace(accounts[n], friends=tuple(f for f in accounts[n].friends if f not in gone))
+                for g in gone for n in self.by_friend.get(g, ()) if n not in gone}
+        read = {a.id for a in changes.accounts}
+        changed = [*(a for n, a in left.items() if n not in read), *changes.accounts]
+        dropped: dict[str, set[str]] = {}   # friend -> newcomers to take out of its entry
+        added: dict[str, list[str]] = {}    # friend -> newcomers to put in
+        for n in (*gone, *(a.id for a in changed)):
+            for f in getattr(accounts.pop(n, None), "friends", ()):
+                dropped.setdefault(f, set()).add(n)
+        for a in changed:
+            if a.friends:
+                accounts[a.id] = a
+                for f in a.friends:
+                    added.setdefault(f, []).append(a.id)
+        if len(accounts) > cap:
+            newest = sorted(accounts.values(), key=lambda a: (-a.created_at, a.id))[:cap]
+            return _Ties.of(read_at, newest)
+        by_friend = dict(self.by_friend)
+        for f in dropped.keys() | added.keys():
+            out = dropped.get(f, set())
+            ns = (*(n for n in by_friend.get(f, ()) if n not in out), *added.get(f, ()))
+            if ns:
+                by_friend[f] = ns
+            else:
+                by_friend.pop(f, None)
+        return _Ties(read_at, accounts, by_friend)
 
 
 class NewcomerIndex:
-    """The ties of the accounts created at or after `since`, kept in memory and read again when stale."""
+    """The ties of the accounts created at or after `since`, kept in memory and read again when stale: whole
+    every `full_read_s`, and in between only what changed since the last read (`GraphStore.newcomer_changes`),
+    so a read costs what changed, not every newcomer's ties."""
 
     def __init__(self, store: GraphStore, since: float, config: NewcomerConfig | None = None) -> None:
         self.store = store
@@ -57,10 +110,12 @@ class NewcomerIndex:
         self.config = config or NewcomerConfig()
         self._ties: _Ties | None = None
         self._next_read = -math.inf          # time.monotonic() of the next read
+        self._next_full = -math.inf          # ... and of the next full one
         self._lock = threading.Lock()
         self._failures = 0
         self.reading: threading.Thread | None = None   # the last read run in a thread of its own
         self.read_s = 0.0                               # how long the last read took
+        self.last_read_full = False                     # whether the last read was a full one
 
     @property
     def read_at(self) -> float | None:
@@ -87,36 +142,46 @@ class NewcomerIndex:
         return False
 
     def _read(self) -> bool:
-        """One read of the store into the index; releases the lock `refresh` took. The next read waits at
-        least READ_SPACING times as long as this one took (unless `refresh_s` is 0, or this is the first read),
-        so however many newcomers there are, reading them keeps Neo4j busy at most 1 / READ_SPACING of the
-        time per API worker."""
+        """One read of the store into the index, whole or what changed; releases the lock `refresh` took.
+        The next read of each kind waits at least READ_SPACING times as long as the last of its kind took
+        (unless `refresh_s` is 0, or it was the first read), so however many newcomers there are, reading them
+        keeps Neo4j busy at most about 2 / READ_SPACING of the time per API worker."""
         started, first = time.monotonic(), self._ties is None
+        full = first or started >= self._next_full
         try:
             read_at = time.time()
             try:
-                accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
+                self._ties = self._read_full(read_at) if full else self._read_changes(read_at)
             except Exception as exc:   # the newcomers are an addition: a list is served without them
                 self._failures += 1
                 log.warning("newcomer index: reading the accounts created since %.0f failed (%d so far), "
                             "keeping the read of %s: %s", self.since, self._failures, self.read_at, exc)
                 return False
-            by_friend: dict[str, list[str]] = {}
-            for a in accounts:
-                for f in a.friends:
-                    by_friend.setdefault(f, []).append(a.id)
-            self._ties = _Ties(read_at, {f: tuple(ns) for f, ns in by_friend.items()},
-                               {a.id: a.created_at for a in accounts})
-            if len(accounts) >= self.config.max_accounts:
-                log.warning("newcomer index: %d accounts created since %.0f read, the cap (NewcomerConfig."
-                            "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
+            self.last_read_full = full
             return True
         finally:
             self.read_s = time.monotonic() - started
-            # not after the first read: its time is mostly the server planning the query, once
-            if self.config.refresh_s > 0 and not first:   # 0: every request reads (tests, demos)
+            spaced = self.config.refresh_s > 0 and not first   # the first read's time is mostly query planning
+            if full:
+                self._next_full = started + max(self.config.full_read_s, READ_SPACING * self.read_s * spaced)
+            elif spaced:
                 self._next_read = max(self._next_read, time.monotonic() + READ_SPACING * self.read_s)
             self._lock.release()
+
+    def _read_full(self, read_at: float) -> _Ties:
+        accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
+        if len(accounts) >= self.config.max_accounts:
+            log.warning("newcomer index: %d accounts created since %.0f read, the cap (NewcomerConfig."
+                        "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
+        return _Ties.of(read_at, accounts)
+
+    def _read_changes(self, read_at: float) -> _Ties:
+        assert self._ties is not None
+        changes = self.store.newcomer_changes(self.since, self._ties.read_at - CHANGE_OVERLAP_S,
+                                              self.config.max_accounts, self.config.max_friends)
+        if len(changes.accounts) >= self.config.max_accounts:   # some changes may be missing: read all next
+            self._next_full = -math.inf
+        return self._ties.updated(read_at, changes, self.config.max_accounts)
 
     def near(self, viewer: str, friends: frozenset[str], limit: int) -> list[Candidate]:
         """Up to `limit` newcomers tied to the viewer's `friends`, most mutual friends first (then the
@@ -130,13 +195,13 @@ class NewcomerIndex:
             for n in ties.by_friend.get(f, ()):
                 mutual.setdefault(n, []).append(f)
         ranked = sorted((n for n in mutual if n != viewer and n not in friends),
-                        key=lambda n: (-len(mutual[n]), -ties.created[n], n))[:limit]
+                        key=lambda n: (-len(mutual[n]), -ties.accounts[n].created_at, n))[:limit]
         out = []
         for i, n in enumerate(ranked):
             names = in_snapshot_order(mutual[n])[:MAX_NAMED]
             out.append(Candidate(n, -1 - i, (SOURCE,), MappingProxyType({SOURCE: float(len(mutual[n]))}),
                                  MappingProxyType({"fof": {"mutual_count": len(mutual[n]), "mutual_ids": names},
-                                                   SOURCE: {"created_at": ties.created[n]}})))
+                                                   SOURCE: {"created_at": ties.accounts[n].created_at}})))
         return out
 
 

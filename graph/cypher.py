@@ -20,6 +20,10 @@ SCHEMA = (
     # seeking every pending request of the database, ~3x slower per request at 20,000 of them and growing
     "DROP INDEX requested_status IF EXISTS",
     "CREATE CONSTRAINT deleted_user_id_unique IF NOT EXISTS FOR (d:DeletedUser) REQUIRE d.id IS UNIQUE",
+    # what changed since a time, for the newcomer index's incremental reads (Q_NEWCOMER_CHANGES)
+    "CREATE INDEX friends_written_at IF NOT EXISTS FOR ()-[r:FRIENDS_WITH]-() ON (r.written_at)",
+    "CREATE INDEX user_ties_ended_at IF NOT EXISTS FOR (u:User) ON (u.ties_ended_at)",
+    "CREATE INDEX deleted_user_at IF NOT EXISTS FOR (d:DeletedUser) ON (d.at)",
 )
 Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
 # $created_default dates an account this statement creates (a sign-up), when its row gives no created_at
@@ -30,9 +34,11 @@ _MATCH_PAIRS = """
 UNWIND $rows AS row
 MATCH (a:User {id: row.a}) MATCH (b:User {id: row.b})
 """
+# `written_at` (the writer's clock, $at) is when the tie entered the store, whatever its `since` says (a file
+# may date it years back): the newcomer index reads the ties written since its last read by it.
 _MERGE_TIE = """
 MERGE (a)-[r:FRIENDS_WITH]->(b)
-ON CREATE SET r.since = row.since
+ON CREATE SET r.since = row.since, r.written_at = $at
 ON MATCH SET r.since = CASE WHEN row.since IS NOT NULL AND (r.since IS NULL OR row.since < r.since)
                             THEN row.since ELSE r.since END
 """
@@ -54,7 +60,7 @@ SET p.status = 'accepted', p.responded_at = CASE WHEN p.sent_at > row.since THEN
 """
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
-Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows) YIELD created, matched RETURN created, matched"
+Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows, $at) YIELD created, matched RETURN created, matched"
 Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN collect(name) AS names"
 # Both users of a tie that ends are stamped (`ties_ended_at`, the writer's clock): a snapshot made before
 # still holds the tie, so serving names no mutual friend in their proofs until a snapshot made since.
@@ -201,6 +207,28 @@ WITH n, f ORDER BY f.id
 RETURN n.id AS id, n.created_at AS created_at, collect(f.id)[..$max_friends] AS friends
 ORDER BY created_at DESC, id ASC
 """
+# The accounts created at or after $since whose ties may have changed at or after $changed ($changed >= $since):
+# created then, a tie written then (`written_at`), or a tie ended then (`ties_ended_at`); each with all of its
+# friends now (none: it lost them), newest first. Each branch seeks its own index (the ties' one named: left
+# to itself, the planner expands every newcomer's ties from the created_at index, the cost of a whole read).
+Q_NEWCOMER_CHANGES = """
+CALL () {
+  MATCH (n:User) WHERE n.created_at >= $changed RETURN n
+  UNION
+  MATCH (n:User)-[r:FRIENDS_WITH]-() USING INDEX r:FRIENDS_WITH(written_at)
+  WHERE r.written_at >= $changed AND n.created_at >= $since RETURN n
+  UNION
+  MATCH (n:User) WHERE n.ties_ended_at >= $changed AND n.created_at >= $since RETURN n
+}
+WITH n ORDER BY n.created_at DESC, n.id ASC LIMIT $limit
+RETURN n.id AS id, n.created_at AS created_at,
+       COLLECT { MATCH (n)-[:FRIENDS_WITH]-(f:User) RETURN f.id ORDER BY f.id LIMIT $max_friends } AS friends
+ORDER BY created_at DESC, id ASC
+"""
+# the accounts deleted at or after $changed and not created again
+Q_DELETED_SINCE = """
+MATCH (d:DeletedUser) WHERE d.at >= $changed AND NOT EXISTS { MATCH (:User {id: d.id}) } RETURN d.id AS id
+"""
 Q_COUNTS = {
     "users": "MATCH (u:User) RETURN count(u) AS n",
     "friendships": "MATCH ()-[r:FRIENDS_WITH]->() RETURN count(r) AS n",
@@ -240,6 +268,7 @@ def friendship_rows(edges: Sequence[Friendship]) -> list[dict[str, Any]]:
 
 def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """The statements that apply a batch of events in one transaction, and how many events they apply."""
+    now = time.time()   # `at` of the ties this batch ends or makes (the writer's clock)
     blocks: list[dict[str, Any]] = []
     dismissals: list[dict[str, Any]] = []
     # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block
@@ -262,15 +291,15 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
                 lo, hi = sorted((ev.src, ev.dst))
                 friends.append({"src": ev.src, "dst": ev.dst, "a": lo, "b": hi})
         statements += [(q, {"rows": rows, **extra}) for q, rows, extra in (
-            (Q_SEND, sends, {}), (Q_RESPOND, responses, {"skew": ANSWER_SKEW_S}), (Q_ACCEPT_FRIENDS, friends, {}))
-            if rows]
+            (Q_SEND, sends, {}), (Q_RESPOND, responses, {"skew": ANSWER_SKEW_S}),
+            (Q_ACCEPT_FRIENDS, friends, {"at": now})) if rows]
     for ev in events:
         if ev.type == "block":
             blocks.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
         elif ev.type == "dismiss":
             dismissals.append({"src": ev.src, "dst": ev.dst, "ts": ev.ts})
     statements += [(q, {"rows": rows, **extra}) for q, rows, extra in (
-        (Q_BLOCK, blocks, {"at": time.time()}), (Q_UNBLOCK, unblocks, {}), (Q_DISMISS, dismissals, {})) if rows]
+        (Q_BLOCK, blocks, {"at": now}), (Q_UNBLOCK, unblocks, {}), (Q_DISMISS, dismissals, {})) if rows]
     applied = sum(ev.type in REQUEST_EVENTS for ev in events) + len(blocks) + len(dismissals) + \
         sum(ev.type == "unblock" for ev in events)
     return statements, applied

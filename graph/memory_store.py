@@ -20,6 +20,7 @@ from graph.records import (
     Friendship,
     GraphCounts,
     NewAccount,
+    NewcomerChanges,
     PendingRequests,
     Request,
     UserRecord,
@@ -39,6 +40,7 @@ class MemoryGraphStore:
         self.users: dict[str, UserRecord] = {}
         self.adj: dict[str, set[str]] = defaultdict(set)
         self.since: dict[tuple[str, str], float | None] = {}
+        self.written: dict[tuple[str, str], float] = {}   # tie -> when it entered the store (its written_at)
         self.requests: dict[tuple[str, str], Request] = {}
         self.blocks: dict[tuple[str, str], float] = {}
         self.dismissals: dict[tuple[str, str], float] = {}
@@ -77,6 +79,8 @@ class MemoryGraphStore:
             key = (c.a, c.b)
             applied.add(key)
             old = self.since.get(key, c.since)
+            if key not in self.since:
+                self.written[key] = time.time()
             if key not in self.since or (c.since is not None and (old is None or c.since < old)):
                 self.since[key] = c.since
             self.adj[c.a].add(c.b)
@@ -88,6 +92,7 @@ class MemoryGraphStore:
         if key not in self.since:
             return False
         del self.since[key]
+        self.written.pop(key, None)
         self.adj[a].discard(b)
         self.adj[b].discard(a)
         self.ties_ended[a] = self.ties_ended[b] = time.time()   # graph/cypher.py Q_REMOVE_FRIEND
@@ -174,6 +179,7 @@ class MemoryGraphStore:
             for other in list(self.adj.pop(uid, ())):
                 self.adj[other].discard(uid)
                 self.since.pop(tuple(sorted((uid, other))), None)
+                self.written.pop(tuple(sorted((uid, other))), None)
             for table in (self.requests, self.blocks, self.dismissals):
                 for key in [k for k in table if uid in k]:
                     del table[key]
@@ -265,6 +271,18 @@ class MemoryGraphStore:
                         key=lambda u: (-u.created_at, u.id))[:limit]
         return [NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends]))
                 for u in newest if self.adj.get(u.id)]
+
+    def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
+        self.calls.append("newcomer_changes")
+        changed = max(since, changed_since)
+        touched = {u for key, t in self.written.items() if t >= changed for u in key}
+        touched |= {u for u, t in self.ties_ended.items() if t >= changed}
+        newest = sorted((u for u in self.users.values() if u.created_at is not None and u.created_at >= since
+                         and (u.created_at >= changed or u.id in touched)),
+                        key=lambda u: (-u.created_at, u.id))[:limit]
+        return NewcomerChanges(
+            tuple(NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends])) for u in newest),
+            tuple(u for u, t in self.tombstones.items() if t >= changed and u not in self.users))
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         mine = self.adj.get(user_id, set())

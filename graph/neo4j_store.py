@@ -26,6 +26,7 @@ from graph.records import (
     Friendship,
     GraphCounts,
     NewAccount,
+    NewcomerChanges,
     PendingRequests,
     Request,
     UserRecord,
@@ -167,10 +168,10 @@ class Neo4jGraphStore:
         if not rows:
             return 0
         if self._has("pymk.mergeFriendships"):
-            self._write([(q.Q_BULK_FRIENDS, {"rows": rows})])
+            self._write([(q.Q_BULK_FRIENDS, {"rows": rows, "at": time.time()})])
         else:
             ids = sorted({r[k] for r in rows for k in ("a", "b")})
-            self._write([(q.Q_MERGE_IDS, {"ids": ids}), (q.Q_MERGE_FRIENDS, {"rows": rows})])
+            self._write([(q.Q_MERGE_IDS, {"ids": ids}), (q.Q_MERGE_FRIENDS, {"rows": rows, "at": time.time()})])
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:
@@ -254,6 +255,17 @@ class Neo4jGraphStore:
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)
         return [NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"])) for r in records]
+
+    def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
+        params = {"since": since, "changed": max(since, changed_since)}
+        with self._reachable(), self._driver.session(database=self._db,
+                                                     default_access_mode=neo4j.READ_ACCESS) as session:
+            def work(tx: neo4j.ManagedTransaction) -> NewcomerChanges:   # one snapshot of the store for both
+                accounts = tx.run(q.Q_NEWCOMER_CHANGES, {**params, "limit": limit, "max_friends": max_friends})
+                changed = [NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"])) for r in accounts]
+                gone = tuple(r["id"] for r in tx.run(q.Q_DELETED_SINCE, params))
+                return NewcomerChanges(tuple(changed), gone)
+            return session.execute_read(neo4j.unit_of_work(timeout=self._timeout)(work))
 
     def counts(self) -> GraphCounts:
         return GraphCounts(**{name: int(self._read(q)[0]["n"]) for name, q in q.Q_COUNTS.items()})

@@ -144,6 +144,15 @@ class NewAccount:
 
 
 @dataclass(frozen=True)
+class NewcomerChanges:
+    """What changed for the newcomer index since its last read: the accounts whose ties may have changed,
+    each with all of its friends now (none: it has lost them), and the accounts deleted since."""
+
+    accounts: tuple[NewAccount, ...]
+    gone: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class GraphCounts:
     users: int
     friendships: int

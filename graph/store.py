@@ -12,6 +12,7 @@ from graph.records import (
     Friendship,
     GraphCounts,
     NewAccount,
+    NewcomerChanges,
     PendingRequests,
     Request,
     UserRecord,
@@ -83,6 +84,13 @@ class GraphStore(Protocol):
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         """The `limit` newest accounts created at or after `since` (newest first), those with a friend, each
         with up to `max_friends` of its friends (the first by id)."""
+
+    def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
+        """Among the accounts created at or after `since`, the `limit` newest whose ties may have changed at
+        or after `changed_since` (created then, a tie written or ended then), each with up to `max_friends`
+        of its friends now (the first by id; none: it lost them), and the accounts deleted at or after
+        `changed_since` and not created again. Ties are dated by when they entered the store (the writer's
+        clock), not by their `since`."""
 
     def counts(self) -> GraphCounts: ...
 

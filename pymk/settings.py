@@ -25,7 +25,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
-    "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S",
+    "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S", "PYMK_NEWCOMER_FULL_READ_S",
     "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
 })
 _warned: set[str] = set()
@@ -178,8 +178,10 @@ class ApiSettings:
     served_log_retention_h: float = 24.0
     # accounts newer than the served snapshot are suggested to the friends of their friends in these 1-based
     # slots of a list (candidates/newcomers.py; () = off), from an index read again every `newcomer_refresh_s`
+    # (what changed since the last read) and whole every `newcomer_full_read_s`
     newcomer_slots: tuple[int, ...] = (3, 8)
     newcomer_refresh_s: float = 30.0
+    newcomer_full_read_s: float = 900.0
 
     def check_servable(self) -> None:
         """ConfigError for settings no API could serve with (checked before any server process starts)."""
@@ -285,6 +287,7 @@ class Settings:
             served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
             newcomer_slots=_env_slots(env, "PYMK_NEWCOMER_SLOTS", (3, 8)),
             newcomer_refresh_s=_env_float(env, "PYMK_NEWCOMER_REFRESH_S", 30.0, 0.0, 86_400.0),
+            newcomer_full_read_s=_env_float(env, "PYMK_NEWCOMER_FULL_READ_S", 900.0, 0.0, 7 * 86_400.0),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import random
 import threading
 import time
 
 import pytest
 
 from api import create_app
+from candidates import newcomers
 from candidates.newcomers import NewcomerConfig, NewcomerIndex, blend
 from candidates.types import Candidate
 from graph.memory_store import MemoryGraphStore
@@ -107,6 +110,15 @@ def test_the_slots_are_a_setting_and_can_be_switched_off(tmp_path, world):
     assert "n" not in {s["user_id"] for s in _list(off, "v")}
 
 
+def _reads_through(store: MemoryGraphStore, around=None) -> None:
+    """Both of the index's reads of `store` (whole, and what changed) made through `around(read, *args)`;
+    None: plain again."""
+    for name in ("new_accounts", "newcomer_changes"):
+        store.__dict__.pop(name, None)
+        if around is not None:
+            setattr(store, name, functools.partial(around, getattr(store, name)))
+
+
 def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_a_failed_read():
     store = _world()
     index = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=3600))
@@ -114,14 +126,14 @@ def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_
     store.add_friendships([Friendship("n", "f1", 200.0)])
     assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]   # the first read: inline
     store.add_friendships([Friendship("n", "f2", 201.0)])
-    reads = store.calls.count("new_accounts")
+    reads = len(store.calls)
     assert index.near("v", frozenset({"f1", "f2"}), 5)[0].scores["newcomers"] == 1.0   # not stale yet
-    assert store.calls.count("new_accounts") == reads and index.reading is None
+    assert len(store.calls) == reads and index.reading is None
     index.config = NewcomerConfig(refresh_s=0.05)
     index.refresh(force=True)
     store.add_friendships([Friendship("n", "f3", 202.0)])
-    gate, read = threading.Event(), store.new_accounts
-    store.new_accounts = lambda *a: (gate.wait(5), read(*a))[1]   # the read takes until the gate opens
+    gate = threading.Event()
+    _reads_through(store, lambda read, *a: (gate.wait(5), read(*a))[1])   # a read takes until the gate opens
     time.sleep(0.06)      # stale: read in a thread of its own, while this request goes on with the last read
     assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 2.0
     assert index.reading.is_alive()
@@ -129,23 +141,78 @@ def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_
     index.reading.join(5)
     assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 3.0
 
-    cold = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=0.05))
-    store.new_accounts, fast = (lambda *a: (time.sleep(0.02), fast(*a))[1]), store.new_accounts
+    slowly = lambda read, *a: (time.sleep(0.02), read(*a))[1]   # noqa: E731
+    cold = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=0.05, full_read_s=0.05))
+    _reads_through(store, slowly)
     cold.refresh()                                  # the first read (the server plans the query) spaces nothing
-    assert cold._next_read - time.monotonic() < 0.06
-    store.new_accounts = fast
-    slow = store.new_accounts                       # a slow read spaces the next ones out
-    store.new_accounts = lambda *a: (time.sleep(0.02), slow(*a))[1]
-    index.refresh(force=True)
+    assert cold.last_read_full and cold._next_read - time.monotonic() < 0.06
+    assert cold._next_full - time.monotonic() < 0.06
+    index.refresh(force=True)                       # a slow read spaces the next ones of its kind out
+    assert not index.last_read_full
     assert index.read_s >= 0.02 and index._next_read - time.monotonic() > 0.1   # 10x the read, not 0.05 s
-    store.new_accounts = slow
+    time.sleep(0.06)
+    cold.refresh(force=True)
+    assert cold.last_read_full and cold._next_full - time.monotonic() > 0.1
+    _reads_through(store)
 
     def down(*_a, **_k):
         raise GraphStoreUnavailableError("bolt://x", "stalled")
 
-    store.new_accounts = down
+    _reads_through(store, down)
     assert index.refresh(force=True) is False
     assert [c.user_id for c in index.near("v", frozenset({"f1"}), 5)] == ["n"]      # the last read stands
+    _reads_through(store)
+
+
+def test_reads_of_what_changed_keep_the_index_as_a_whole_read_would(monkeypatch):
+    """Random sign-ups, ties (dated long ago, as a file may date them), unfriendings, deletions and
+    accounts created again; after each step the index read incrementally (with no overlap, so a change
+    read one read late would show) holds what a whole read holds, and only whole reads every full_read_s."""
+    monkeypatch.setattr(newcomers, "CHANGE_OVERLAP_S", 0.0)
+    rng = random.Random(7)
+    store = _world()
+    since = time.time()
+    index = NewcomerIndex(store, since, NewcomerConfig(refresh_s=0, full_read_s=3600))
+    old = sorted(store.users)
+    made: list[str] = []
+    for step in range(120):
+        for _ in range(rng.randint(1, 3)):   # several changes a read, of one account or of several
+            roll = rng.random()
+            if roll < 0.25 or not made:
+                made.append(f"n{len(made)}")
+                store.upsert_users([UserRecord(id=made[-1])], created_at_default=time.time())
+            elif roll < 0.6:
+                store.add_friendships([Friendship(rng.choice(made), rng.choice(old + made), 1.0)])
+            elif roll < 0.75:
+                store.add_friendships([Friendship(rng.choice(old), rng.choice(old), 1.0)])   # no newcomer's
+            elif roll < 0.9:
+                a = rng.choice(made)
+                if store.adj.get(a):
+                    store.remove_friendship(a, rng.choice(sorted(store.adj[a])))
+            else:
+                store.delete_users([rng.choice(made)])
+        index.refresh()
+        whole = NewcomerIndex(store, since, NewcomerConfig(refresh_s=0))
+        whole.refresh()
+        assert index._ties.accounts == whole._ties.accounts, step
+        assert {f: set(ns) for f, ns in index._ties.by_friend.items()} == \
+            {f: set(ns) for f, ns in whole._ties.by_friend.items()}, step
+    assert store.calls.count("newcomer_changes") == 120 - 1 and index.last_read_full is False
+
+
+def test_a_read_of_changes_that_reaches_the_cap_makes_the_next_read_whole():
+    store = _world()
+    index = NewcomerIndex(store, 100.0, NewcomerConfig(refresh_s=0, max_accounts=2))
+    for i in range(3):
+        store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time())])
+        store.add_friendships([Friendship(f"n{i}", "f1", 1.0)])
+    index.refresh()
+    assert index.last_read_full and sorted(index._ties.accounts) == ["n1", "n2"]   # the newest 2
+    store.add_friendships([Friendship("n0", "f2", 1.0), Friendship("n1", "f2", 1.0), Friendship("n2", "f2", 1.0)])
+    index.refresh()
+    assert not index.last_read_full and sorted(index._ties.accounts) == ["n1", "n2"]
+    index.refresh()   # the changes read filled the cap: some may be missing, so this read is whole
+    assert index.last_read_full and sorted(index._ties.accounts) == ["n1", "n2"]
 
 
 def test_newcomers_are_ranked_by_mutual_friends_then_the_newest():

@@ -15,7 +15,8 @@ def test_settings_from_env(tmp_path):
     assert s.neo4j.home == tmp_path / "neo4j" and s.snapshot_dir == tmp_path / "snapshots"
     assert not s.neo4j.external and s.ingest_batch_size == 5
     assert s.api.served_log == "ids" and s.api.served_log_retention_h == 24
-    assert s.api.newcomer_slots == (3, 8) and s.api.newcomer_refresh_s == 30
+    assert s.api.newcomer_slots == (3, 8) and s.api.newcomer_refresh_s == 30 and s.api.newcomer_full_read_s == 900
+    assert Settings.from_env({"PYMK_NEWCOMER_FULL_READ_S": "60"}).api.newcomer_full_read_s == 60
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": " 9, 2"}).api.newcomer_slots == (2, 9)
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": ""}).api.newcomer_slots == ()
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": "0"}).api.newcomer_slots == ()
@@ -30,7 +31,8 @@ def test_settings_from_env(tmp_path):
                                              ("PYMK_API_MAX_REQUEST_BYTES", "10"), ("PYMK_NEO4J_HEAP_MB", "0"),
                                              ("PYMK_NEO4J_REQUEST_TIMEOUT_S", "-1"), ("PYMK_NEWCOMER_SLOTS", "3,x"),
                                              ("PYMK_NEWCOMER_SLOTS", "3,3"), ("PYMK_NEWCOMER_SLOTS", "-2"),
-                                             ("PYMK_NEWCOMER_REFRESH_S", "-5")])
+                                             ("PYMK_NEWCOMER_REFRESH_S", "-5"),
+                                             ("PYMK_NEWCOMER_FULL_READ_S", "-1")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})

@@ -66,6 +66,44 @@ def test_new_accounts_are_the_newest_since_a_time_with_their_friends(store, pref
     assert store.new_accounts(t + 5, limit=10, max_friends=10) == []
 
 
+def test_newcomer_changes_are_the_newcomers_whose_ties_changed_since_a_time(store, prefix):
+    """Ties are dated by when they were written (a file may date them years back): a newcomer that gained,
+    lost or got its first tie since `changed_since` is read with all its friends now; one deleted is gone."""
+    p = prefix
+    since = time.time() - 1000.0
+    mine = lambda ids: [i for i in ids if i.startswith(p)]   # noqa: E731 (a shared server holds others)
+    store.upsert_users([UserRecord(id=f"{p}old", created_at=since - 500)] +
+                       [UserRecord(id=f"{p}n{i}", created_at=since + i) for i in range(1, 5)])
+    store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n2", f"{p}old", 1.0),
+                           Friendship(f"{p}n3", f"{p}x", 1.0), Friendship(f"{p}n4", f"{p}old", 1.0)])
+    time.sleep(0.05)
+    changed = time.time()
+    time.sleep(0.05)
+    got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
+    assert mine(a.id for a in got.accounts) == [] and mine(got.gone) == []   # nothing changed yet
+    store.add_friendships([Friendship(f"{p}n1", f"{p}y", 1.0),    # n1 gains a tie dated long ago
+                           Friendship(f"{p}old", f"{p}z", 1.0),   # old is no newcomer
+                           Friendship(f"{p}n4", f"{p}old", 0.5)])  # a tie n4 had: not a change
+    store.remove_friendship(f"{p}n2", f"{p}old")                   # n2 loses its only tie
+    store.delete_users([f"{p}n3"])
+    store.upsert_users([UserRecord(id=f"{p}n5", created_at=changed + 1),
+                        UserRecord(id=f"{p}n6", created_at=changed + 2)])   # created since: n6 with no tie
+    store.add_friendships([Friendship(f"{p}n5", f"{p}old", 1.0)])
+    got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
+    assert [(a.id, a.created_at, a.friends) for a in got.accounts if a.id.startswith(p)] == [
+        (f"{p}n6", changed + 2, ()), (f"{p}n5", changed + 1, (f"{p}old",)), (f"{p}n2", since + 2, ()),
+        (f"{p}n1", since + 1, (f"{p}old", f"{p}y"))]
+    assert mine(got.gone) == [f"{p}n3"]
+    store.upsert_users([UserRecord(id=f"{p}n3", created_at=changed + 3)])   # created again: not gone
+    got = store.newcomer_changes(since, changed, limit=100, max_friends=1)
+    assert mine(got.gone) == [] and [a.friends for a in got.accounts if a.id == f"{p}n1"] == [(f"{p}old",)]
+    # a later `since` than `changed_since` reads from `since`; the limit keeps the newest
+    assert mine(a.id for a in store.newcomer_changes(since + 1.5, changed, 100, 10).accounts) == [
+        f"{p}n3", f"{p}n6", f"{p}n5", f"{p}n2"]
+    assert mine(a.id for a in store.newcomer_changes(since, since - 1, 100, 10).accounts) == [
+        f"{p}n3", f"{p}n6", f"{p}n5", f"{p}n4", f"{p}n2", f"{p}n1"]
+
+
 def test_friendship_stored_once_per_pair_with_earliest_since(store, prefix):
     a, b = f"{prefix}a", f"{prefix}b"
     before = store.counts().friendships

@@ -22,7 +22,8 @@ import org.neo4j.procedure.Procedure;
 /**
  * Bulk ingestion procedure, registered by the launcher. Same semantics as the Cypher MERGE in
  * graph/neo4j_store.py (users merged by id, one FRIENDS_WITH per pair from the smaller id to the
- * larger, `since` keeps the earliest time), without the per-row cost of the Cypher interpreter.
+ * larger, `since` keeps the earliest time, `written_at` set when the tie is created), without the
+ * per-row cost of the Cypher interpreter.
  */
 public class IngestProcedures {
     private static final Label USER = Label.label("User");
@@ -50,8 +51,10 @@ public class IngestProcedures {
     }
 
     @Procedure(name = "pymk.mergeFriendships", mode = Mode.WRITE)
-    @Description("pymk.mergeFriendships(rows :: LIST<MAP>) - merge {a, b, since} ties (a < b), creating missing users")
-    public Stream<Counts> mergeFriendships(@Name("rows") List<Map<String, Object>> rows) {
+    @Description("pymk.mergeFriendships(rows :: LIST<MAP>, writtenAt :: FLOAT) - merge {a, b, since} ties (a < b), "
+            + "creating missing users; a tie created gets written_at = writtenAt")
+    public Stream<Counts> mergeFriendships(@Name("rows") List<Map<String, Object>> rows,
+                                           @Name("writtenAt") Double writtenAt) {
         Map<String, Node> nodes = new HashMap<>();
         long created = 0;
         long matched = 0;
@@ -64,6 +67,9 @@ public class IngestProcedures {
                 Relationship r = a.createRelationshipTo(b, FRIENDS);
                 if (since != null) {
                     r.setProperty("since", since);
+                }
+                if (writtenAt != null) {
+                    r.setProperty("written_at", writtenAt);
                 }
                 created++;
             } else {
