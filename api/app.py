@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from api import errors, ratelimit
 from api.routes import bp
 from api.services import Services
+from candidates.newcomers import IndexRead
 from graph.store import GraphStore
 from graph.timestamps import TimeWindow, set_time_window
 from pymk import logs
@@ -39,6 +40,15 @@ class Metrics:
     held_back: Counter
     paths: Counter
     newcomers: Counter
+    newcomer_reads: Histogram
+    newcomer_read_at: Gauge
+    newcomer_accounts: Gauge
+
+    def newcomer_read(self, read: IndexRead) -> None:
+        """A read of a worker's newcomer index (candidates/newcomers.py `on_read`)."""
+        self.newcomer_reads.labels(read.kind, "ok" if read.ok else "failed").observe(read.seconds)
+        self.newcomer_read_at.set(read.read_at or 0.0)   # 0: no read has worked yet
+        self.newcomer_accounts.set(read.accounts)
 
 
 def _metrics() -> Metrics:
@@ -73,6 +83,16 @@ def _instruments(reg: CollectorRegistry) -> tuple:
                 "lists), online (ranked on request), fresh (a user newer than the snapshot)", ["path"], registry=reg),
         Counter("pymk_newcomer_suggestions_total", "Suggestions of accounts newer than the snapshot, in the "
                 "newcomer slots (PYMK_NEWCOMER_SLOTS)", registry=reg),
+        Histogram("pymk_newcomer_index_read_seconds", "Reads of Neo4j by the newcomer index of each worker: whole, "
+                  "or what changed since the last read; ok or failed (the index then keeps its last read)",
+                  ["kind", "outcome"], registry=reg, buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)),
+        # alert on `time() - pymk_newcomer_index_read_timestamp_seconds > 600` (with the default 30 s refresh):
+        # the index stopped reading, and accounts created since are suggested to no one; livemin: the worker
+        # furthest behind
+        Gauge("pymk_newcomer_index_read_timestamp_seconds", "When the newcomer index last read Neo4j with success "
+              "(Unix time; 0: never)", registry=reg, multiprocess_mode="livemin"),
+        Gauge("pymk_newcomer_index_accounts", "Accounts newer than the snapshot, with a friend, that the newcomer "
+              "index holds", registry=reg, multiprocess_mode="livemax"),
     )
 
 
@@ -112,8 +132,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.config["PYMK_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_request_bytes
     app.json = OrjsonProvider(app)
-    app.extensions["pymk"] = Services(settings, store)
     metrics = app.extensions["pymk_metrics"] = _metrics()
+    app.extensions["pymk"] = Services(settings, store, on_newcomer_read=metrics.newcomer_read)
     errors.register(app)
     ratelimit.install(app, settings)
     app.register_blueprint(bp)

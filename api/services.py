@@ -11,13 +11,14 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from candidates.filters import StoreStateReader
 from candidates.fresh import fresh_fof
-from candidates.newcomers import NewcomerConfig, newcomer_index
+from candidates.newcomers import IndexRead, NewcomerConfig, newcomer_index
 from candidates.pipeline import CandidatePipeline, Recommendation
 from graph.eventlog import EventLog
 from graph.store import GraphStore
@@ -50,9 +51,11 @@ class Served:
 
 
 class Services:
-    def __init__(self, settings: Settings, store: GraphStore) -> None:
+    def __init__(self, settings: Settings, store: GraphStore,
+                 on_newcomer_read: Callable[[IndexRead], None] | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.on_newcomer_read = on_newcomer_read   # told of every read of the newcomer index (metrics)
         self.events = EventLog(settings.event_log_dir)
         self.served_log = EventLog(settings.served_log_dir, retention_s=settings.api.served_log_retention_h * 3600)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
@@ -95,7 +98,7 @@ class Services:
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
             api = self.settings.api
             newcomers = NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s, api.newcomer_full_read_s)
-            pipeline.newcomers = newcomer_index(self.store, pipeline.snap, newcomers)
+            pipeline.newcomers = newcomer_index(self.store, pipeline.snap, newcomers, self.on_newcomer_read)
             try:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -48,6 +48,17 @@ class NewcomerConfig:
 # behind the reader's, is read by the next one. Anything later still (a historical file) waits for the next
 # full read.
 CHANGE_OVERLAP_S = 120.0
+
+
+@dataclass(frozen=True)
+class IndexRead:
+    """One read of the index, as `NewcomerIndex.on_read` is told of it (the API's metrics)."""
+
+    kind: str                # "whole" or "changes"
+    seconds: float
+    ok: bool
+    accounts: int            # newcomers the index holds after it
+    read_at: float | None    # when the data it holds was read (the last read that worked; time.time())
 
 
 @dataclass(frozen=True)
@@ -104,10 +115,12 @@ class NewcomerIndex:
     every `full_read_s`, and in between only what changed since the last read (`GraphStore.newcomer_changes`),
     so a read costs what changed, not every newcomer's ties."""
 
-    def __init__(self, store: GraphStore, since: float, config: NewcomerConfig | None = None) -> None:
+    def __init__(self, store: GraphStore, since: float, config: NewcomerConfig | None = None,
+                 on_read: Callable[[IndexRead], None] | None = None) -> None:
         self.store = store
         self.since = since
         self.config = config or NewcomerConfig()
+        self.on_read = on_read                 # told of every read, whether it worked (metrics)
         self._ties: _Ties | None = None
         self._next_read = -math.inf          # time.monotonic() of the next read
         self._next_full = -math.inf          # ... and of the next full one
@@ -148,6 +161,7 @@ class NewcomerIndex:
         keeps Neo4j busy at most about 2 / READ_SPACING of the time per API worker."""
         started, first = time.monotonic(), self._ties is None
         full = first or started >= self._next_full
+        ok = False
         try:
             read_at = time.time()
             try:
@@ -157,16 +171,25 @@ class NewcomerIndex:
                 log.warning("newcomer index: reading the accounts created since %.0f failed (%d so far), "
                             "keeping the read of %s: %s", self.since, self._failures, self.read_at, exc)
                 return False
-            self.last_read_full = full
+            self.last_read_full, ok = full, True
             return True
         finally:
             self.read_s = time.monotonic() - started
+            self._report(IndexRead("whole" if full else "changes", self.read_s, ok,
+                                   len(self._ties.accounts) if self._ties is not None else 0, self.read_at))
             spaced = self.config.refresh_s > 0 and not first   # the first read's time is mostly query planning
             if full:
                 self._next_full = started + max(self.config.full_read_s, READ_SPACING * self.read_s * spaced)
             elif spaced:
                 self._next_read = max(self._next_read, time.monotonic() + READ_SPACING * self.read_s)
             self._lock.release()
+
+    def _report(self, read: IndexRead) -> None:
+        if self.on_read is not None:
+            try:
+                self.on_read(read)
+            except Exception:   # a report must never fail the read
+                log.exception("newcomer index: reporting a read failed")
 
     def _read_full(self, read_at: float) -> _Ties:
         accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
@@ -205,13 +228,14 @@ class NewcomerIndex:
         return out
 
 
-def newcomer_index(store: GraphStore, snap: Snapshot, config: NewcomerConfig) -> NewcomerIndex | None:
+def newcomer_index(store: GraphStore, snap: Snapshot, config: NewcomerConfig,
+                   on_read: Callable[[IndexRead], None] | None = None) -> NewcomerIndex | None:
     """The index of the accounts created since `snap` read the accounts, read once now (None when the slots
     are off, or for a snapshot that did not record when it read them)."""
     since = snap.meta.get("accounts_read_at")
     if not config.slots or since is None:
         return None
-    index = NewcomerIndex(store, float(since), config)
+    index = NewcomerIndex(store, float(since), config, on_read)
     index.refresh()   # a failure is logged there; the requests try again
     return index
 

@@ -78,6 +78,34 @@ def test_a_sign_up_befriended_by_the_viewers_friends_takes_a_slot_at_once(tmp_pa
     assert 'pymk_stage_seconds_count{stage="newcomers"}' in metrics
 
 
+def _metric(text: str, name: str) -> float:
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_the_index_reads_are_in_the_metrics_with_their_failures(tmp_path, world):
+    """An operator sees each worker's reads of the index (whole or changes, ok or failed), when it last read
+    with success (to alert on a stalled index) and how many newcomers it holds."""
+    client = _client(tmp_path, world)
+    _sign_up(client, "n", "f1", "f2")
+    _list(client, "v")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert _metric(text, 'pymk_newcomer_index_read_seconds_count{kind="whole",outcome="ok"}') == 1.0
+    assert _metric(text, 'pymk_newcomer_index_read_seconds_count{kind="changes",outcome="ok"}') >= 1.0
+    assert _metric(text, "pymk_newcomer_index_accounts") == 1.0
+    read_at = _metric(text, "pymk_newcomer_index_read_timestamp_seconds")
+    assert time.time() - 60 < read_at <= time.time()
+
+    def down(*_a, **_k):
+        raise GraphStoreUnavailableError("bolt://x", "stalled")
+
+    world.newcomer_changes = down
+    _list(client, "v")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert _metric(text, 'pymk_newcomer_index_read_seconds_count{kind="changes",outcome="failed"}') >= 1.0
+    assert _metric(text, "pymk_newcomer_index_read_timestamp_seconds") == read_at   # the last good read
+    assert _metric(text, "pymk_newcomer_index_accounts") == 1.0
+
+
 def test_every_hard_rule_holds_for_newcomers(tmp_path, world):
     client = _client(tmp_path, world)
     _sign_up(client, "n", "f1", "f2")
