@@ -69,7 +69,17 @@ class Services:
         self._checked = 0.0
         self.served_log_failures = 0
         self._served_log_warned = -math.inf
+        self._ensure_schema()
         self.reload(force=True)
+
+    def _ensure_schema(self) -> None:
+        """The indexes serving reads by (idempotent: a no-op once made), so code upgraded without an ingestion
+        run does not read by a missing one; credentials that may not change the schema get a warning."""
+        try:
+            self.store.ensure_schema()
+        except Exception as exc:   # the API serves without it; the reads it speeds up still work, slower
+            log.warning("could not check the graph store's indexes and constraints (%s); run `pymk neo4j "
+                        "schema` with credentials allowed to change the schema", exc)
 
     @property
     def served(self) -> Served:

@@ -209,14 +209,14 @@ ORDER BY created_at DESC, id ASC
 """
 # The accounts created at or after $since whose ties may have changed at or after $changed ($changed >= $since):
 # created then, a tie written then (`written_at`), or a tie ended then (`ties_ended_at`); each with all of its
-# friends now (none: it lost them), newest first. Each branch seeks its own index (the ties' one named: left
-# to itself, the planner expands every newcomer's ties from the created_at index, the cost of a whole read).
+# friends now (none: it lost them), newest first. Each branch seeks its own index; the ties' branch starts
+# from the ties alone, or the planner would expand every newcomer's ties from the created_at index instead.
 Q_NEWCOMER_CHANGES = """
 CALL () {
   MATCH (n:User) WHERE n.created_at >= $changed RETURN n
   UNION
-  MATCH (n:User)-[r:FRIENDS_WITH]-() USING INDEX r:FRIENDS_WITH(written_at)
-  WHERE r.written_at >= $changed AND n.created_at >= $since RETURN n
+  MATCH ()-[r:FRIENDS_WITH]->() WHERE r.written_at >= $changed
+  UNWIND [startNode(r), endNode(r)] AS n WITH n WHERE n.created_at >= $since RETURN n
   UNION
   MATCH (n:User) WHERE n.ties_ended_at >= $changed AND n.created_at >= $since RETURN n
 }

@@ -103,6 +103,21 @@ def neo4j_status(settings: Settings) -> None:
     sys.exit(0 if st.running else 3)
 
 
+@neo4j.command("schema")
+@click.pass_obj
+def neo4j_schema(settings: Settings) -> None:
+    """Create the indexes and constraints pymk reads by (idempotent; the API and `pymk ingest` do it too):
+    after an upgrade, or on a server whose API credentials may not change the schema."""
+    from graph.connect import open_store
+
+    store = open_store(settings)
+    try:
+        store.ensure_schema()
+        click.echo(f"schema in place on {store.server_info()}")
+    finally:
+        store.close()
+
+
 @neo4j.command("build")
 def neo4j_build() -> None:
     """Build the Java launcher with Maven (done on demand by start)."""

@@ -413,3 +413,21 @@ def test_a_second_erasure_of_the_same_log_waits_for_the_first(tmp_path):
         fcntl.flock(held.fileno(), fcntl.LOCK_UN)
     second.join(10)
     assert not second.is_alive() and list(log.read()) == []
+
+
+@pytest.mark.integration
+def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store):
+    """After an upgrade that adds an index (the ties' written_at), `pymk neo4j schema` makes it; the API
+    does the same at start."""
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    def indexes() -> set[str]:
+        return {r["name"] for r in neo4j_store._driver.execute_query("SHOW INDEXES YIELD name").records}
+
+    neo4j_store._driver.execute_query("DROP INDEX friends_written_at IF EXISTS")
+    assert "friends_written_at" not in indexes()
+    result = CliRunner().invoke(main, ["neo4j", "schema"])
+    assert result.exit_code == 0, result.output
+    assert "schema in place" in result.output and "friends_written_at" in indexes()

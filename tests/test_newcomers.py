@@ -106,6 +106,21 @@ def test_the_index_reads_are_in_the_metrics_with_their_failures(tmp_path, world)
     assert _metric(text, "pymk_newcomer_index_accounts") == 1.0
 
 
+def test_the_api_checks_the_schema_at_start_and_serves_without_the_right_to(tmp_path, world, caplog):
+    _client(tmp_path / "allowed", world)
+    assert world.calls.index("ensure_schema") < world.calls.index("new_accounts")   # before the first read
+
+    def refused():
+        raise PermissionError("Neo.ClientError.Security.Forbidden: schema operations are not allowed")
+
+    world.ensure_schema = refused
+    with caplog.at_level("WARNING", logger="api.services"):
+        client = _client(tmp_path, world)
+    assert "run `pymk neo4j schema`" in caplog.text
+    _sign_up(client, "n", "f1", "f2")
+    assert [s["user_id"] for s in _list(client, "v")] == ["x", "y", "n", "z"]
+
+
 def test_every_hard_rule_holds_for_newcomers(tmp_path, world):
     client = _client(tmp_path, world)
     _sign_up(client, "n", "f1", "f2")
