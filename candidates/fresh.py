@@ -47,23 +47,23 @@ def fresh_shown(ranked: list[Candidate], ctx: FilterContext, k: int, counts: Cou
 def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
                  snap: Snapshot | None = None, sources: Sequence[object] = ()) -> tuple[list[Candidate], FilterContext]:
     """fresh_fof's candidates in their order before the hard rules, and the rules' context. Every source
-    proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same."""
+    proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same.
+    Two round trips: the viewer (profile, friends, friends of friends), then the hard rules of every
+    candidate. With a snapshot, an id it holds that was deleted and created again since it read the
+    accounts is left out, whichever source proposed it (its features there are the former account's)."""
     n = max(PER_SOURCE_K, k)
-    rows = store.friends_of_friends(user_id, limit=n, max_friend_degree=max_friend_degree)
+    view = store.fresh_view(user_id, limit=n, max_friend_degree=max_friend_degree)
     cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
-                           "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in rows]
-    reader = StoreStateReader(store)
-    state, unsuggestable = reader.rules(user_id, [c.user_id for c in cands])
+                           "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in view.fof]
     profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
-    profile = store.get_user(user_id) if snap is not None and profiled else None
-    if profile is not None:
-        friends = np.array([snap.index_of(f) for f in state.friends if snap.has_user(f)], dtype=np.int64)
-        more = [c for s in profiled for c in s.generate_for_profile(profile, friends, n)]
+    if snap is not None and profiled and view.profile is not None:
+        friends = np.array([snap.index_of(f) for f in view.friends if snap.has_user(f)], dtype=np.int64)
+        more = [c for s in profiled for c in s.generate_for_profile(view.profile, friends, n)]
         if more:
-            unsuggestable |= reader.rules(user_id, list({c.user_id for c in more}),
-                                          snap.meta.get("accounts_read_at"))[1]
             cands = rrf_rank(user_id, _merged(snap, cands, more))
+    state, unsuggestable = StoreStateReader(store).rules(
+        user_id, list(dict.fromkeys(c.user_id for c in cands)), snap.meta.get("accounts_read_at") if snap else None)
     return cands, FilterContext(user_id, state, unsuggestable)
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from graph.records import PROFILE_FIELDS, Event, Friendship, PendingRequests, UserRecord, UserState
+from graph.records import PROFILE_FIELDS, Event, FofRow, Friendship, PendingRequests, UserRecord, UserState
 
 SCHEMA = (
     "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
@@ -186,16 +186,24 @@ RETURN flagged, missing, ties_ended, tombstones, coalesce(u.deactivated, false) 
        [(u)-[:BLOCKED]-(b) | b.id] AS blocked,
        [(u)-[:DISMISSED]->(x) | x.id] AS dismissed
 """
-Q_FOF = """
-MATCH (u:User {id: $id})-[:FRIENDS_WITH]-(f:User)
+_FOF = """
+MATCH (u)-[:FRIENDS_WITH]-(f:User)
 WITH u, f, COUNT { (f)-[:FRIENDS_WITH]-() } AS fdeg
 WHERE fdeg <= $max_deg
 MATCH (f)-[:FRIENDS_WITH]-(c:User)
 WHERE c <> u AND NOT EXISTS { (u)-[:FRIENDS_WITH]-(c) }
-WITH c, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
-RETURN c.id AS candidate, size(mutual) AS mutual_count, aa, mutual
+WITH c.id AS candidate, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
+WITH candidate, size(mutual) AS mutual_count, aa, mutual
 ORDER BY mutual_count DESC, round(aa, 9) DESC, candidate ASC
 LIMIT $limit
+"""
+Q_FOF = "MATCH (u:User {id: $id})" + _FOF + "RETURN candidate, mutual_count, aa, mutual"
+# A viewer served off the snapshot (the fresh path): its profile, its friends and Q_FOF's rows in one read
+Q_FRESH_VIEW = """
+MATCH (u:User {id: $id})
+CALL (u) {""" + _FOF + """RETURN collect([candidate, mutual_count, aa, mutual]) AS fof
+}
+RETURN properties(u) AS p, [(u)-[:FRIENDS_WITH]-(x:User) | x.id] AS friends, fof
 """
 # The newest accounts created at or after $since that have a friend (the created_at index finds them), each
 # with up to $max_friends friends; the accounts without one count towards $limit (they are the newest too).
@@ -330,6 +338,11 @@ def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
             rounds.append([])
         rounds[r].append(ev)
     return rounds
+
+
+def fof_row(candidate: str, mutual_count: int, aa: float, mutual: Sequence[str]) -> FofRow:
+    """One row of Q_FOF (or of Q_FRESH_VIEW's `fof`)."""
+    return FofRow(candidate, int(mutual_count), float(aa), tuple(sorted(mutual)))
 
 
 def pending_from_row(r: Mapping[str, Any] | None) -> PendingRequests:

@@ -17,6 +17,7 @@ from graph.records import (
     AccountData,
     Event,
     FofRow,
+    FreshView,
     Friendship,
     GraphCounts,
     NewAccount,
@@ -283,6 +284,10 @@ class MemoryGraphStore:
         return NewcomerChanges(
             tuple(NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends])) for u in newest),
             tuple(u for u, t in self.tombstones.items() if t >= changed and u not in self.users))
+
+    def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:
+        return FreshView(self.get_user(user_id), tuple(self.friends(user_id)),
+                         tuple(self.friends_of_friends(user_id, limit, max_friend_degree)))
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         mine = self.adj.get(user_id, set())

@@ -23,6 +23,7 @@ from graph.records import (
     AccountData,
     Event,
     FofRow,
+    FreshView,
     Friendship,
     GraphCounts,
     NewAccount,
@@ -247,10 +248,15 @@ class Neo4jGraphStore:
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(q.Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
-        return [
-            FofRow(r["candidate"], int(r["mutual_count"]), float(r["aa"]), tuple(sorted(r["mutual"])))
-            for r in records
-        ]
+        return [q.fof_row(r["candidate"], r["mutual_count"], r["aa"], r["mutual"]) for r in records]
+
+    def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:
+        records = self._read(q.Q_FRESH_VIEW, id=user_id, limit=limit, max_deg=max_friend_degree)
+        if not records:
+            return FreshView(None, (), ())
+        r = records[0]
+        return FreshView(q.user_from_props(r["p"]), tuple(sorted(r["friends"])),
+                         tuple(q.fof_row(*row) for row in r["fof"]))
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)

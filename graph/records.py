@@ -135,6 +135,16 @@ class FofRow:
 
 
 @dataclass(frozen=True)
+class FreshView:
+    """What the fresh path reads of a viewer in one go: its profile (None: no such user), its friends
+    (sorted) and its friends-of-friends rows (as `GraphStore.friends_of_friends` gives them)."""
+
+    profile: UserRecord | None
+    friends: tuple[str, ...]
+    fof: tuple[FofRow, ...]
+
+
+@dataclass(frozen=True)
 class NewAccount:
     """An account created since some time, with its friends (the newcomer stage's input)."""
 

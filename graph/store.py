@@ -9,6 +9,7 @@ from graph.records import (
     AccountData,
     Event,
     FofRow,
+    FreshView,
     Friendship,
     GraphCounts,
     NewAccount,
@@ -80,6 +81,9 @@ class GraphStore(Protocol):
 
         Friends whose degree exceeds `max_friend_degree` are not used as intermediaries (hub cap).
         """
+
+    def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:
+        """`get_user`, `friends` and `friends_of_friends` of one user, in one round trip."""
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         """The `limit` newest accounts created at or after `since` (newest first), those with a friend, each

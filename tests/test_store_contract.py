@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from graph.records import Event, Friendship, UserRecord
+from graph.records import Event, FreshView, Friendship, UserRecord
 
 
 def two_cliques(p: str) -> list[Friendship]:
@@ -138,6 +138,22 @@ def test_fof_orders_by_mutual_count_then_adamic_adar(store, prefix):
     store.add_friendships([Friendship(a, b) for a, b in edges])
     rows = store.friends_of_friends(f"{p}u", limit=2, max_friend_degree=100)
     assert [(r.candidate, r.mutual_count) for r in rows] == [(f"{p}c2", 2), (f"{p}c1", 1)]
+
+
+def test_fresh_view_is_the_profile_friends_and_fof_in_one_read(store, prefix):
+    p = prefix
+    store.add_friendships([*two_cliques(p), Friendship(f"{p}b3", f"{p}x"), Friendship(f"{p}b2", f"{p}x")])
+    store.upsert_users([UserRecord(id=f"{p}a0", city="Oslo", created_at=5.0), UserRecord(id=f"{p}alone")])
+    for user, limit, cap in ((f"{p}a0", 10, 1000), (f"{p}b0", 2, 1000), (f"{p}b0", 10, 3), (f"{p}a1", 10, 1000)):
+        view = store.fresh_view(user, limit=limit, max_friend_degree=cap)
+        assert view.profile == store.get_user(user)
+        assert view.friends == tuple(store.friends(user))
+        assert list(view.fof) == store.friends_of_friends(user, limit=limit, max_friend_degree=cap)
+    assert store.fresh_view(f"{p}a0", 10, 1000).profile.city == "Oslo"
+    assert [r.candidate for r in store.fresh_view(f"{p}b0", 10, 1000).fof][:2] == [f"{p}x", f"{p}a1"]
+    alone = store.fresh_view(f"{p}alone", 10, 1000)
+    assert (alone.profile.id, alone.friends, alone.fof) == (f"{p}alone", (), ())
+    assert store.fresh_view(f"{p}nobody", 10, 1000) == FreshView(None, (), ())
 
 
 def test_events_requests_blocks_dismissals(store, prefix):
