@@ -508,6 +508,25 @@ def test_fresh_fof_names_mutual_friends_in_the_snapshots_order():
         assert got[0].proof["fof"]["mutual_ids"] == named   # the snapshot path names them alike
 
 
+def test_a_new_viewers_two_hop_candidate_under_a_reused_id_is_left_out():
+    """The fresh path's own friends of friends too (not only the snapshot sources' candidates): the
+    snapshot's record of a reused id, and so its features, is the former account's. An account the
+    snapshot never held is proposed as before."""
+    from candidates.fresh import fresh_fof
+    from graph.memory_store import MemoryGraphStore
+    from graph.records import Friendship
+    from graph.snapshot.export import from_store
+
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("old", "hub"), Friendship("reused", "x")])
+    snap = from_store(store)
+    store.delete_users(["reused"])
+    store.upsert_users([UserRecord(id=u) for u in ("reused", "joiner", "viewer")])
+    store.add_friendships([Friendship(u, "hub") for u in ("reused", "joiner", "viewer")])
+    assert [c.user_id for c in fresh_fof(store, "viewer", 10).candidates] == ["joiner", "old", "reused"]
+    assert [c.user_id for c in fresh_fof(store, "viewer", 10, snap=snap).candidates] == ["joiner", "old"]
+
+
 def test_a_new_accounts_fused_list_is_the_same_order_whatever_the_limit():
     """The fresh path fuses four lists by reciprocal rank; were each list as long as the limit asks, a
     candidate deep in several lists would rise or fall with the limit (the fusion reads every rank)."""
