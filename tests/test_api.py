@@ -581,6 +581,10 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
         line = next(x for x in metrics.splitlines() if x.startswith(key))
         assert float(line.rsplit(" ", 1)[1]) == 17.0
         assert len(list((tmp_path / "served").glob("live-*.jsonl"))) == 2  # one served log per worker: both answered
+        value = {x.rsplit(" ", 1)[0]: float(x.rsplit(" ", 1)[1]) for x in metrics.splitlines() if x[:1] != "#"}
+        # each worker read its newcomer index whole at start; the gauge holds the oldest read of a live worker
+        assert value['pymk_newcomer_index_read_seconds_count{kind="whole",outcome="ok"}'] == 2.0
+        assert time.time() - 300 < value["pymk_newcomer_index_read_timestamp_seconds"] <= time.time()
         assert call("GET", "/v1/users/nobody/suggestions")[0] == 404
     finally:
         server.terminate()
