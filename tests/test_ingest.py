@@ -15,7 +15,7 @@ import pytest
 
 from graph.eventlog import EventLog
 from graph.ingest import ingest_deletions, ingest_edges, ingest_events, ingest_users
-from graph.records import Friendship
+from graph.records import Friendship, UserRecord
 
 
 def _write_edges(path, prefix: str, n: int) -> set[tuple[str, str]]:
@@ -416,7 +416,7 @@ def test_a_second_erasure_of_the_same_log_waits_for_the_first(tmp_path):
 
 
 @pytest.mark.integration
-def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store):
+def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store, prefix):
     """After an upgrade that adds an index (the ties' written_at), `pymk neo4j schema` makes it; the API
     does the same at start."""
     from click.testing import CliRunner
@@ -428,6 +428,12 @@ def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store):
 
     neo4j_store._driver.execute_query("DROP INDEX friends_written_at IF EXISTS")
     assert "friends_written_at" not in indexes()
+    neo4j_store.add_friendships([Friendship(f"{prefix}n", f"{prefix}m")])
+    neo4j_store.upsert_users([UserRecord(id=f"{prefix}n", created_at=time.time())])
+    # without the index the read of what changed still answers (planned another way, slower)
+    changed = neo4j_store.newcomer_changes(time.time() - 60, time.time() - 60, 100, 10)
+    assert f"{prefix}n" in {a.id for a in changed.accounts}
     result = CliRunner().invoke(main, ["neo4j", "schema"])
     assert result.exit_code == 0, result.output
     assert "schema in place" in result.output and "friends_written_at" in indexes()
+    neo4j_store.delete_users([f"{prefix}n", f"{prefix}m"])
