@@ -10,6 +10,7 @@ tied to its friends now, most mutual friends first; `blend` puts them in fixed s
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import threading
@@ -99,13 +100,16 @@ class _Ties:
                 accounts[n] = entry
                 for f in entry[1]:
                     added.setdefault(f, []).append(n)
-        if len(accounts) > cap:
-            newest = sorted(accounts.items(), key=lambda kv: (-kv[1][0], kv[0]))[:cap]
-            return _Ties.of(read_at, (NewAccount(n, t, fs) for n, (t, fs) in newest))
+        # over the cap, the oldest go (a partial selection: a platform at the cap pays it every read)
+        capped = set(heapq.nlargest(len(accounts) - cap, accounts, key=lambda n: (-accounts[n][0], n))
+                     if len(accounts) > cap else ())
+        for n in capped:
+            for f in accounts.pop(n)[1]:
+                dropped.setdefault(f, set()).add(n)
         by_friend = dict(self.by_friend)
         for f in dropped.keys() | added.keys():
             out = dropped.get(f, set())
-            ns = (*(n for n in by_friend.get(f, ()) if n not in out), *added.get(f, ()))
+            ns = (*(n for n in by_friend.get(f, ()) if n not in out), *(n for n in added.get(f, ()) if n not in capped))
             if ns:
                 by_friend[f] = ns
             else:
