@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import fresh_neo4j, load_world, percentiles, sim_world, write_results  # noqa: E402
-from candidates.newcomers import NewcomerConfig, _Ties  # noqa: E402
+from candidates.newcomer_ties import NewcomerTies  # noqa: E402
+from candidates.newcomers import NewcomerConfig  # noqa: E402
 from graph import cypher  # noqa: E402
 from graph.connect import open_store  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
@@ -98,12 +99,13 @@ def main(users: int, new_users: int, reps: int, port: int) -> None:
                 _sign_up(store, others, names, rng)
                 newcomers += names
                 _time(lambda: store.new_accounts(since, CONFIG.max_accounts, CONFIG.max_friends), 2)   # warm
-                before = _Ties.of(time.time(), store.new_accounts(since, CONFIG.max_accounts, CONFIG.max_friends))
+                before = NewcomerTies.of(time.time(),
+                                         store.new_accounts(since, CONFIG.max_accounts, CONFIG.max_friends))
                 mark = time.time()
                 time.sleep(0.01)
                 deleted = _burst(store, others, newcomers, scale, rng)
                 newcomers = [u for u in newcomers if u not in deleted]
-                whole_ms, whole = _time(lambda: _Ties.of(time.time(), store.new_accounts(
+                whole_ms, whole = _time(lambda: NewcomerTies.of(time.time(), store.new_accounts(
                     since, CONFIG.max_accounts, CONFIG.max_friends)), reps)
                 changes = store.newcomer_changes(since, mark, CONFIG.max_accounts, CONFIG.max_friends)
                 changes_ms, updated = _time(lambda b=before, m=mark: b.updated(time.time(), store.newcomer_changes(

@@ -10,7 +10,6 @@ tied to its friends now, most mutual friends first; `blend` puts them in fixed s
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import threading
@@ -20,8 +19,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from candidates.filters import FilterContext, StateReader, passing_rules
+from candidates.newcomer_ties import NewcomerTies
 from candidates.types import Candidate, Recommendation
-from graph.records import NewAccount, NewcomerChanges
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
@@ -62,61 +61,6 @@ class IndexRead:
     read_at: float | None    # when the data it holds was read (the last read that worked; time.time())
 
 
-@dataclass(frozen=True)
-class _Ties:
-    """The index as one read left it. Plain tuples, strings and floats only: once the garbage collector has
-    seen them it stops tracking them, so 200,000 newcomers add no pause to a full collection in the API
-    (as objects with attributes they made each one ~170 ms longer)."""
-
-    read_at: float                                         # when the store was read (time.time())
-    accounts: dict[str, tuple[float, tuple[str, ...]]]     # newcomer -> (created_at, friends) as last read
-    by_friend: dict[str, tuple[str, ...]]                  # friend -> the newcomers tied to it
-
-    @classmethod
-    def of(cls, read_at: float, accounts: Iterable[NewAccount]) -> _Ties:
-        kept = {a.id: (a.created_at, tuple(a.friends)) for a in accounts if a.friends}
-        by_friend: dict[str, list[str]] = {}
-        for n, (_, friends) in kept.items():
-            for f in friends:
-                by_friend.setdefault(f, []).append(n)
-        return cls(read_at, kept, {f: tuple(ns) for f, ns in by_friend.items()})
-
-    def updated(self, read_at: float, changes: NewcomerChanges, cap: int) -> _Ties:
-        """A new index: this one with the changed accounts as read now and without the deleted ones (the
-        newest `cap` kept). Copied, not changed in place: requests go on reading this one meanwhile."""
-        accounts = dict(self.accounts)
-        gone = set(changes.gone)
-        # a deleted account's ties went with it: its newcomer friends are read as they are left without it
-        changed = {n: (accounts[n][0], tuple(f for f in accounts[n][1] if f not in gone))
-                   for g in gone for n in self.by_friend.get(g, ()) if n not in gone}
-        changed.update((a.id, (a.created_at, tuple(a.friends))) for a in changes.accounts)   # as read now
-        dropped: dict[str, set[str]] = {}   # friend -> newcomers to take out of its entry
-        added: dict[str, list[str]] = {}    # friend -> newcomers to put in
-        for n in (*gone, *changed):
-            for f in accounts.pop(n, (0.0, ()))[1]:
-                dropped.setdefault(f, set()).add(n)
-        for n, entry in changed.items():
-            if entry[1]:
-                accounts[n] = entry
-                for f in entry[1]:
-                    added.setdefault(f, []).append(n)
-        # over the cap, the oldest go (a partial selection: a platform at the cap pays it every read)
-        capped = set(heapq.nlargest(len(accounts) - cap, accounts, key=lambda n: (-accounts[n][0], n))
-                     if len(accounts) > cap else ())
-        for n in capped:
-            for f in accounts.pop(n)[1]:
-                dropped.setdefault(f, set()).add(n)
-        by_friend = dict(self.by_friend)
-        for f in dropped.keys() | added.keys():
-            out = dropped.get(f, set())
-            ns = (*(n for n in by_friend.get(f, ()) if n not in out), *(n for n in added.get(f, ()) if n not in capped))
-            if ns:
-                by_friend[f] = ns
-            else:
-                by_friend.pop(f, None)
-        return _Ties(read_at, accounts, by_friend)
-
-
 class NewcomerIndex:
     """The ties of the accounts created at or after `since`, kept in memory and read again when stale: whole
     every `full_read_s`, and in between only what changed since the last read (`GraphStore.newcomer_changes`),
@@ -128,7 +72,7 @@ class NewcomerIndex:
         self.since = since
         self.config = config or NewcomerConfig()
         self.on_read = on_read                 # told of every read, whether it worked (metrics)
-        self._ties: _Ties | None = None
+        self._ties: NewcomerTies | None = None
         self._next_read = -math.inf          # time.monotonic() of the next read
         self._next_full = -math.inf          # ... and of the next full one
         self._lock = threading.Lock()
@@ -198,14 +142,14 @@ class NewcomerIndex:
             except Exception:   # a report must never fail the read
                 log.exception("newcomer index: reporting a read failed")
 
-    def _read_full(self, read_at: float) -> _Ties:
+    def _read_full(self, read_at: float) -> NewcomerTies:
         accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
         if len(accounts) >= self.config.max_accounts:
             log.warning("newcomer index: %d accounts created since %.0f read, the cap (NewcomerConfig."
                         "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
-        return _Ties.of(read_at, accounts)
+        return NewcomerTies.of(read_at, accounts)
 
-    def _read_changes(self, read_at: float) -> _Ties:
+    def _read_changes(self, read_at: float) -> NewcomerTies:
         assert self._ties is not None
         changes = self.store.newcomer_changes(self.since, self._ties.read_at - CHANGE_OVERLAP_S,
                                               self.config.max_accounts, self.config.max_friends)
