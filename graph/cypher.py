@@ -128,6 +128,7 @@ RETURN count(*) AS n
 _DELETION = "RETURN d.id AS id, d.at AS at, EXISTS { MATCH (:User {id: d.id}) } AS again"
 Q_DELETIONS = "MATCH (d:DeletedUser) " + _DELETION
 Q_DELETIONS_OF = "UNWIND $ids AS id MATCH (d:DeletedUser {id: id}) " + _DELETION
+Q_DELETIONS_SINCE = "MATCH (d:DeletedUser) WHERE d.at >= $since " + _DELETION   # through the index on `at`
 Q_PURGE_TOMBSTONES_PREFIX = "MATCH (d:DeletedUser) WHERE d.id STARTS WITH $prefix DELETE d"
 Q_DELETE_PREFIX = """
 MATCH (u:User) WHERE u.id STARTS WITH $prefix

@@ -186,9 +186,10 @@ class MemoryGraphStore:
                     del table[key]
         return n
 
-    def deletions(self, ids: Iterable[str] | None = None) -> dict[str, float]:
+    def deletions(self, ids: Iterable[str] | None = None, since: float | None = None) -> dict[str, float]:
         wanted = self.tombstones.keys() if ids is None else set(ids) & self.tombstones.keys()
-        return {u: self.tombstones[u] if u in self.users else math.inf for u in wanted}
+        return {u: self.tombstones[u] if u in self.users else math.inf for u in wanted
+                if since is None or self.tombstones[u] >= since}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

@@ -194,9 +194,13 @@ class Neo4jGraphStore:
         records = self._execute(q.Q_DELETE_USERS, bounded=False, ids=sorted(set(ids)), at=time.time())
         return int(records[0]["n"]) if records else 0
 
-    def deletions(self, ids: Iterable[str] | None = None) -> dict[str, float]:
-        records = self._read(q.Q_DELETIONS) if ids is None else self._read(q.Q_DELETIONS_OF, ids=list(ids))
-        return {r["id"]: float(r["at"]) if r["again"] else math.inf for r in records}
+    def deletions(self, ids: Iterable[str] | None = None, since: float | None = None) -> dict[str, float]:
+        if ids is not None:
+            records = self._read(q.Q_DELETIONS_OF, ids=list(ids))
+        else:
+            records = self._read(q.Q_DELETIONS) if since is None else self._read(q.Q_DELETIONS_SINCE, since=since)
+        return {r["id"]: float(r["at"]) if r["again"] else math.inf for r in records
+                if since is None or r["at"] >= since}
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         if not prefix:

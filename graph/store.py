@@ -48,10 +48,11 @@ class GraphStore(Protocol):
     def delete_users(self, ids: Iterable[str]) -> int:
         """Delete accounts, each leaving a tombstone (never suggested nor served until created again)."""
 
-    def deletions(self, ids: Iterable[str] | None = None) -> dict[str, float]:
-        """Every deleted account (its tombstone; with `ids`, among those), and until when records under its
-        id are that account's: all of them (inf) while the id is not created again, those before the
-        deletion once it is (the id is a new account's from then on). What erasure works from."""
+    def deletions(self, ids: Iterable[str] | None = None, since: float | None = None) -> dict[str, float]:
+        """Every deleted account (its tombstone; with `ids`, among those; with `since`, those deleted at or
+        after it), and until when records under its id are that account's: all of them (inf) while the id
+        is not created again, those before the deletion once it is (the id is a new account's from then
+        on). What erasure works from."""
 
     def delete_users_with_prefix(self, prefix: str) -> int:
         """Delete every user whose id starts with `prefix` (test data, a tenant's namespace)."""

@@ -131,10 +131,14 @@ def test_export_leaves_out_a_former_accounts_events_under_an_id_taken_again(tmp_
     store.delete_users(["c"])
     store.upsert_users([UserRecord(id="c")])   # a new account under the id: the log not yet erased
     log.write_segment("y", [Event("send", "c", "a", time.time() + 1.0)])
+    asked, read = [], store.deletions
+    store.deletions = lambda ids=None, since=None: asked.append((ids, since)) or read(ids, since)
     snap = from_store(store, log)
     named = [(snap.external_id(int(s)), snap.external_id(int(d))) for s, d in zip(snap.events["src"],
                                                                                  snap.events["dst"], strict=True)]
     assert named == [("b", "a"), ("c", "a")]   # the former c's impression and send are not the new c's history
+    # only the accounts deleted since the oldest event it holds: one deleted before names none of them
+    assert asked == [(None, 1.0)]
 
 
 @pytest.mark.integration

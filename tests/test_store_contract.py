@@ -247,6 +247,11 @@ def test_a_deleted_user_is_never_suggested_nor_served_until_created_again(store,
     assert store.opted_out_among([c]) == set() and not store.user_state(c).deleted
     assert store.deletions()[c] <= time.time()   # only the records before the deletion are
     assert store.deletions([c, a]) == {c: store.deletions()[c]}
+    at = store.deletions()[c]
+    time.sleep(0.02)
+    store.delete_users([a])
+    later = {u for u in store.deletions(since=at + 0.01) if u.startswith(prefix)}   # the nightly export's read
+    assert later == {a} and c in store.deletions(since=at) and store.deletions([c, a], since=at + 0.01) == {a: math.inf}
     store.delete_users([c])
     store.delete_users_with_prefix(prefix)   # a namespace wiped leaves no tombstone behind
     assert not store.user_state(c).deleted and store.opted_out_among([c]) == set()

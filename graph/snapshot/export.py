@@ -140,7 +140,9 @@ def from_store(store: GraphStore, event_log: EventLog | None = None, progress: b
     blocks = {"src": np.array([index[b[0]] for b in blk], np.int32),
               "dst": np.array([index[b[1]] for b in blk], np.int32),
               "at": np.array([b[2] for b in blk], np.float64)}
-    events = _former_accounts_out(_event_table(ids, table), index, store.deletions())
+    events = _event_table(ids, table)
+    if events["ts"].size:   # in time order: an account deleted before the oldest event names none of them
+        events = _former_accounts_out(events, index, store.deletions(since=float(events["ts"][0])))
     log.info("exported snapshot from %s in %.2fs (%d users, %d ties, %d events)", store.server_info(),
              time.perf_counter() - start, len(ids), len(indices) // 2, len(events["src"]))
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab, opted, requests, blocks, events,
