@@ -62,8 +62,8 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
         more = [c for s in profiled for c in s.generate_for_profile(view.profile, friends, n)]
         if more:
             cands = rrf_rank(user_id, _merged(snap, cands, more))
-    state, unsuggestable = StoreStateReader(store).rules(
-        user_id, list(dict.fromkeys(c.user_id for c in cands)), snap.meta.get("accounts_read_at") if snap else None)
+    since = snap.meta.get("accounts_read_at") if snap is not None else None
+    state, unsuggestable = StoreStateReader(store).rules(user_id, [c.user_id for c in cands], since)
     return cands, FilterContext(user_id, state, unsuggestable)
 
 
