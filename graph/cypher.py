@@ -61,7 +61,12 @@ SET p.status = 'accepted', p.responded_at = CASE WHEN p.sent_at > row.since THEN
 # Same semantics as Q_MERGE_IDS + Q_MERGE_FRIENDS, as a procedure the bundled launcher registers
 # (graph/neo4j_launcher/.../IngestProcedures.java); several times faster than interpreted MERGE.
 Q_BULK_FRIENDS = "CALL pymk.mergeFriendships($rows, $at) YIELD created, matched RETURN created, matched"
-Q_PROCEDURES = "SHOW PROCEDURES YIELD name WHERE name STARTS WITH 'pymk.' RETURN collect(name) AS names"
+Q_PROCEDURES = """
+SHOW PROCEDURES YIELD name, signature WHERE name STARTS WITH 'pymk.' RETURN collect([name, signature]) AS procedures
+"""
+# What a procedure's signature must hold for this code to call it: a server still running an older
+# launcher (started before an upgrade) has it with other arguments, and gets plain Cypher instead.
+PROCEDURE_SIGNATURES = {"pymk.mergeFriendships": "(rows :: LIST<MAP>, writtenAt :: FLOAT)"}
 # Both users of a tie that ends are stamped (`ties_ended_at`, the writer's clock): a snapshot made before
 # still holds the tie, so serving names no mutual friend in their proofs until a snapshot made since.
 Q_REMOVE_FRIEND = """

@@ -70,16 +70,22 @@ class Neo4jGraphStore:
         self._db = cfg.database
         self._uri = cfg.bolt_uri
         self._use_procedures = cfg.procedures
-        self._procedures: frozenset[str] | None = None  # the launcher's procedures this server has; lazy
+        self._procedures: frozenset[str] | None = None  # the launcher's procedures this code can call; lazy
 
     # plumbing
     def _has(self, procedure: str) -> bool:
-        """Whether to call this procedure of the bundled launcher (probed once; any other server: no)."""
+        """Whether to call this procedure of the bundled launcher (probed once; any other server, or one with
+        another version of it: no)."""
         if not self._use_procedures:
             return False
         if self._procedures is None:
-            self._procedures = frozenset(self._read(q.Q_PROCEDURES)[0]["names"])
+            found = dict(self._read(q.Q_PROCEDURES)[0]["procedures"])
+            self._procedures = frozenset(n for n, sig in found.items() if q.PROCEDURE_SIGNATURES.get(n, "") in sig)
             log.info("server-side procedures: %s", ", ".join(sorted(self._procedures)) or "none (plain Cypher)")
+            for name in sorted(found.keys() - self._procedures):
+                log.warning("the server's %s is another version (%s; this code calls %s): plain Cypher instead, "
+                            "slower; restart the local Neo4j to load the current launcher", name, found[name],
+                            q.PROCEDURE_SIGNATURES[name])
         return procedure in self._procedures
 
     @contextmanager

@@ -437,3 +437,24 @@ def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store, prefix):
     assert result.exit_code == 0, result.output
     assert "schema in place" in result.output and "friends_written_at" in indexes()
     neo4j_store.delete_users([f"{prefix}n", f"{prefix}m"])
+
+
+@pytest.mark.integration
+def test_a_server_running_an_older_launcher_gets_plain_cypher(settings, neo4j_store, prefix, caplog):
+    """A local Neo4j started before an upgrade still has the older procedure (other arguments): ingestion
+    goes on in plain Cypher, with a warning to restart it, rather than failing on every batch."""
+    from graph.neo4j_store import Neo4jGraphStore
+
+    store = Neo4jGraphStore(settings.neo4j)
+    read = store._read
+    old = [["pymk.mergeFriendships", "pymk.mergeFriendships(rows :: LIST<MAP>) :: (created :: INTEGER)"]]
+    store._read = lambda query, **params: ([{"procedures": old}] if "SHOW PROCEDURES" in query
+                                           else read(query, **params))
+    try:
+        with caplog.at_level("WARNING", logger="graph.neo4j_store"):
+            assert store.add_friendships([Friendship(f"{prefix}a", f"{prefix}b", 3.0)]) == 1
+        assert "another version" in caplog.text and not store._has("pymk.mergeFriendships")
+        assert neo4j_store.friends(f"{prefix}a") == [f"{prefix}b"]
+    finally:
+        store.delete_users_with_prefix(prefix)
+        store.close()
