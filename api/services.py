@@ -29,7 +29,6 @@ from pymk.errors import (
     ArtifactError,
     EventLogUnavailableError,
     FriendsChangedError,
-    UnknownUserError,
 )
 from pymk.settings import Settings
 
@@ -177,9 +176,7 @@ class Services:
                 rec = self._fresh_fallback(user_id, k, served, "the viewer had fewer than "
                                            f"{served.pipeline.config.fresh_below_friends} friends in the served "
                                            "snapshot and has made new ones since")
-        elif self.store.get_user(user_id) is None:
-            raise UnknownUserError(user_id)
-        else:
+        else:   # an id the store does not hold either: UnknownUserError from the fresh path's first read
             rec = self._fresh_fallback(user_id, k, served)
         self.log_served(rec, served, request_id)
         return rec

@@ -18,6 +18,7 @@ from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
+from pymk.errors import UnknownUserError
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
@@ -50,9 +51,12 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
     proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same.
     Two round trips: the viewer (profile, friends, friends of friends), then the hard rules of every
     candidate. With a snapshot, an id it holds that was deleted and created again since it read the
-    accounts is left out, whichever source proposed it (its features there are the former account's)."""
+    accounts is left out, whichever source proposed it (its features there are the former account's).
+    UnknownUserError for an id the store does not hold (the first read says so: no read of its own)."""
     n = max(PER_SOURCE_K, k)
     view = store.fresh_view(user_id, limit=n, max_friend_degree=max_friend_degree)
+    if view.profile is None:
+        raise UnknownUserError(user_id)
     cands = [Candidate.of(r.candidate, -1, "fof", r.mutual_count,
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
                            "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in view.fof]

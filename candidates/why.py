@@ -53,9 +53,9 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
     again since) is served as the API serves it (`why_fresh`) when `store` is given; else UnknownUserError."""
     snap = pipeline.snap
     if not snap.has_user(viewer):
-        if store is None or store.get_user(viewer) is None:
+        if store is None:
             raise UnknownUserError(viewer)
-        return why_fresh(pipeline, store, viewer, candidate, k)
+        return why_fresh(pipeline, store, viewer, candidate, k)   # UnknownUserError if the store lacks it too
     verdict = Verdict(viewer, candidate)
     state, opted = pipeline.state.rules(viewer, [candidate], snap.meta.get("accounts_read_at"))
     # served off the snapshot, as the API serves a user newer than it: a new account under a former one's

@@ -13,7 +13,7 @@ from pymk import logs
 from pymk.cli_events import events, users
 from pymk.cli_models import COMMANDS
 from pymk.cli_snapshot import snapshot, status
-from pymk.errors import GraphStoreUnavailableError, PymkError
+from pymk.errors import GraphStoreUnavailableError, PymkError, UnknownUserError
 from pymk.settings import Settings, log_format
 
 log = logging.getLogger("pymk")
@@ -224,9 +224,10 @@ def suggest(settings: Settings, user_ids: tuple[str, ...], limit: int, max_frien
     store = open_store(settings)
     try:
         for uid in user_ids:
-            if store.get_user(uid) is None:
-                raise click.ClickException(f"unknown user {uid!r}")
-            kept = fresh_fof(store, uid, limit, max_friend_degree).candidates  # the one hard-rule path
+            try:
+                kept = fresh_fof(store, uid, limit, max_friend_degree).candidates  # the one hard-rule path
+            except UnknownUserError:
+                raise click.ClickException(f"unknown user {uid!r}") from None
             click.echo(f"user {uid} ({len(store.friends(uid))} friends):")
             for c in kept:
                 proof = c.proof["fof"]

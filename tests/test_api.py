@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import pytest
@@ -227,6 +228,29 @@ def test_a_second_request_after_a_declines_cool_down_keeps_the_pair_out_of_both_
 def test_bad_writes(client, path, body, status, field):
     resp = client.post(path, json=body, headers=KEY)
     assert resp.status_code == status and resp.get_json()["error"]["field"] == field
+
+
+def test_a_viewer_the_snapshot_lacks_costs_two_reads_and_an_unknown_one_is_a_404(client, world, monkeypatch):
+    """The fresh path's first read says whether the store holds the viewer: no existence read before it."""
+    assert client.post("/v1/users", json={"id": "newbie", "city": "oslo"}, headers=KEY).status_code == 201
+    reads, depth = [], [0]
+
+    def counted(read, name, *a, **k):   # the store's own calls (the fake's fresh_view calls its other reads)
+        if not depth[0]:
+            reads.append(name)
+        depth[0] += 1
+        try:
+            return read(*a, **k)
+        finally:
+            depth[0] -= 1
+
+    for name in ("get_user", "fresh_view", "viewer_rules", "friends_of_friends", "friends"):
+        monkeypatch.setattr(world, name, functools.partial(counted, getattr(world, name), name))
+    assert client.get("/v1/users/newbie/suggestions").status_code == 200
+    assert reads == ["fresh_view", "viewer_rules"]
+    reads.clear()
+    resp = client.get("/v1/users/nobody/suggestions")
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_user" and reads == ["fresh_view"]
 
 
 def test_new_user_then_friendship_gets_fresh_suggestions(client):
