@@ -61,7 +61,7 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
                           {"mutual_count": r.mutual_count, "adamic_adar": r.adamic_adar,
                            "mutual_ids": in_snapshot_order(list(r.mutual_ids))[:20]}) for r in view.fof]
     profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
-    if snap is not None and profiled and view.profile is not None:
+    if snap is not None and profiled:
         friends = np.array([snap.index_of(f) for f in view.friends if snap.has_user(f)], dtype=np.int64)
         more = [c for s in profiled for c in s.generate_for_profile(view.profile, friends, n)]
         if more:

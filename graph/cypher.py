@@ -10,7 +10,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from graph.records import PROFILE_FIELDS, Event, FofRow, Friendship, PendingRequests, UserRecord, UserState
+from graph.records import (
+    PROFILE_FIELDS,
+    Event,
+    FofRow,
+    Friendship,
+    NewAccount,
+    PendingRequests,
+    UserRecord,
+    UserState,
+)
 
 SCHEMA = (
     "CREATE CONSTRAINT user_id_unique IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE",
@@ -344,6 +353,11 @@ def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
             rounds.append([])
         rounds[r].append(ev)
     return rounds
+
+
+def new_account(r: Mapping[str, Any]) -> NewAccount:
+    """One row of Q_NEW_ACCOUNTS or Q_NEWCOMER_CHANGES."""
+    return NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"]))
 
 
 def fof_row(candidate: str, mutual_count: int, aa: float, mutual: Sequence[str]) -> FofRow:

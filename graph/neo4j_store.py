@@ -270,7 +270,7 @@ class Neo4jGraphStore:
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)
-        return [NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"])) for r in records]
+        return [q.new_account(r) for r in records]
 
     def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
         params = {"since": since, "changed": max(since, changed_since)}
@@ -278,7 +278,7 @@ class Neo4jGraphStore:
                                                      default_access_mode=neo4j.READ_ACCESS) as session:
             def work(tx: neo4j.ManagedTransaction) -> NewcomerChanges:   # one snapshot of the store for both
                 accounts = tx.run(q.Q_NEWCOMER_CHANGES, {**params, "limit": limit, "max_friends": max_friends})
-                changed = [NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"])) for r in accounts]
+                changed = [q.new_account(r) for r in accounts]
                 gone = tuple(r["id"] for r in tx.run(q.Q_DELETED_SINCE, params))
                 return NewcomerChanges(tuple(changed), gone)
             return session.execute_read(neo4j.unit_of_work(timeout=self._timeout)(work))
