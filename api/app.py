@@ -87,7 +87,7 @@ def _instruments(reg: CollectorRegistry) -> tuple:
                   "or what changed since the last read; ok or failed (the index then keeps its last read)",
                   ["kind", "outcome"], registry=reg, buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30)),
         # alert on `time() - pymk_newcomer_index_read_timestamp_seconds > 600` (with the default 30 s refresh):
-        # the index stopped reading, and accounts created since are suggested to no one; livemin: the worker
+        # the index stopped reading, and accounts added since are suggested to no one; livemin: the worker
         # furthest behind
         Gauge("pymk_newcomer_index_read_timestamp_seconds", "When the newcomer index last read Neo4j with success "
               "(Unix time; 0: never)", registry=reg, multiprocess_mode="livemin"),

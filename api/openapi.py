@@ -58,9 +58,9 @@ def spec(auth: str = "writes") -> dict:
                            "friends of friends from the graph store fused with cold start from their profile "
                            "and popular people, under the same hard rules; `skipped_sources.snapshot` says so. "
                            "So is a user with fewer than 3 friends in the snapshot who has made new ones since. "
-                           "Accounts created since the snapshot that the viewer's friends have befriended take "
-                           "fixed slots of the list (PYMK_NEWCOMER_SLOTS, 3 and 8 by default): their source is "
-                           "`newcomers` and their score is their number of mutual friends.",
+                           "Accounts added to the graph since the snapshot that the viewer's friends have "
+                           "befriended take fixed slots of the list (PYMK_NEWCOMER_SLOTS, 3 and 8 by default): "
+                           "their source is `newcomers` and their score is their number of mutual friends.",
             "parameters": [
                 {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},

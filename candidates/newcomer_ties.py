@@ -1,8 +1,9 @@
-"""The newcomer index's contents as one read left them: each newcomer's creation time and friends, and the
-newcomers tied to each friend (candidates/newcomers.py reads the store into it and serves from it).
+"""The newcomer index's contents as one read left them: when each newcomer entered the store, its creation
+time and its friends, and the newcomers tied to each friend (candidates/newcomers.py reads the store into it
+and serves from it).
 
-Plain tuples, strings and floats only: once the garbage collector has seen them it stops tracking them, so
-200,000 newcomers add no pause to a full collection in an API worker (as objects with attributes they made
+Plain tuples, strings, floats and None only: once the garbage collector has seen them it stops tracking
+them, so 200,000 newcomers add no pause to a full collection in an API worker (as objects with attributes they made
 each one ~160 ms longer; bench/RESULTS.md).
 """
 
@@ -14,20 +15,26 @@ from dataclasses import dataclass
 
 from graph.records import NewAccount, NewcomerChanges
 
+Entry = tuple[float, float | None, tuple[str, ...]]   # a newcomer's written_at, created_at and friends, as read
+
+
+def _entry(a: NewAccount) -> Entry:
+    return a.written_at, a.created_at, tuple(a.friends)
+
 
 @dataclass(frozen=True)
 class NewcomerTies:
     """The index as one read left it (or as a read of what changed updated it)."""
 
     read_at: float                                         # when the store was read (time.time())
-    accounts: dict[str, tuple[float, tuple[str, ...]]]     # newcomer -> (created_at, friends) as last read
+    accounts: dict[str, Entry]                             # newcomer -> (written_at, created_at, friends)
     by_friend: dict[str, tuple[str, ...]]                  # friend -> the newcomers tied to it
 
     @classmethod
     def of(cls, read_at: float, accounts: Iterable[NewAccount]) -> NewcomerTies:
-        kept = {a.id: (a.created_at, tuple(a.friends)) for a in accounts if a.friends}
+        kept = {a.id: _entry(a) for a in accounts if a.friends}
         by_friend: dict[str, list[str]] = {}
-        for n, (_, friends) in kept.items():
+        for n, (_, _, friends) in kept.items():
             for f in friends:
                 by_friend.setdefault(f, []).append(n)
         return cls(read_at, kept, {f: tuple(ns) for f, ns in by_friend.items()})
@@ -38,24 +45,24 @@ class NewcomerTies:
         accounts = dict(self.accounts)
         gone = set(changes.gone)
         # a deleted account's ties went with it: its newcomer friends are read as they are left without it
-        changed = {n: (accounts[n][0], tuple(f for f in accounts[n][1] if f not in gone))
+        changed = {n: (*accounts[n][:2], tuple(f for f in accounts[n][2] if f not in gone))
                    for g in gone for n in self.by_friend.get(g, ()) if n not in gone}
-        changed.update((a.id, (a.created_at, tuple(a.friends))) for a in changes.accounts)   # as read now
+        changed.update((a.id, _entry(a)) for a in changes.accounts)   # as read now
         dropped: dict[str, set[str]] = {}   # friend -> newcomers to take out of its entry
         added: dict[str, list[str]] = {}    # friend -> newcomers to put in
         for n in (*gone, *changed):
-            for f in accounts.pop(n, (0.0, ()))[1]:
+            for f in accounts.pop(n, (0.0, None, ()))[2]:
                 dropped.setdefault(f, set()).add(n)
         for n, entry in changed.items():
-            if entry[1]:
+            if entry[2]:
                 accounts[n] = entry
-                for f in entry[1]:
+                for f in entry[2]:
                     added.setdefault(f, []).append(n)
         # over the cap, the oldest go (a partial selection: a platform at the cap pays it every read)
         capped = set(heapq.nlargest(len(accounts) - cap, accounts, key=lambda n: (-accounts[n][0], n))
                      if len(accounts) > cap else ())
         for n in capped:
-            for f in accounts.pop(n)[1]:
+            for f in accounts.pop(n)[2]:
                 dropped.setdefault(f, set()).add(n)
         by_friend = dict(self.by_friend)
         for f in dropped.keys() | added.keys():

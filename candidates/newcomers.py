@@ -2,8 +2,10 @@
 
 The snapshot's sources cannot propose a user the snapshot does not hold: until the next refresh a sign-up
 would be suggested to no one, however many of a viewer's friends it has already befriended.
-`NewcomerIndex` holds the ties of the accounts created since the snapshot read the accounts (one graph-store
-read, repeated in the background when a request finds it older than `refresh_s`). A viewer's newcomers are those
+`NewcomerIndex` holds the ties of the accounts that entered the store since the snapshot read the accounts
+(by `written_at`: a sign-up, an account ingested from a file whatever its created_at, one made by its first
+tie), read from the graph store and read again in the background when a request finds it older than
+`refresh_s`. A viewer's newcomers are those
 tied to its friends now, most mutual friends first; `blend` puts them in fixed slots of the ranked list
 (no model has scored them: the ranker's features are the snapshot's), after every hard rule on fresh state.
 """
@@ -62,9 +64,9 @@ class IndexRead:
 
 
 class NewcomerIndex:
-    """The ties of the accounts created at or after `since`, kept in memory and read again when stale: whole
-    every `full_read_s`, and in between only what changed since the last read (`GraphStore.newcomer_changes`),
-    so a read costs what changed, not every newcomer's ties."""
+    """The ties of the accounts that entered the store at or after `since`, kept in memory and read again
+    when stale: whole every `full_read_s`, and in between only what changed since the last read
+    (`GraphStore.newcomer_changes`), so a read costs what changed, not every newcomer's ties."""
 
     def __init__(self, store: GraphStore, since: float, config: NewcomerConfig | None = None,
                  on_read: Callable[[IndexRead], None] | None = None) -> None:
@@ -119,7 +121,7 @@ class NewcomerIndex:
                 self._ties = self._read_full(read_at) if full else self._read_changes(read_at)
             except Exception as exc:   # the newcomers are an addition: a list is served without them
                 self._failures += 1
-                log.warning("newcomer index: reading the accounts created since %.0f failed (%d so far), "
+                log.warning("newcomer index: reading the accounts written since %.0f failed (%d so far), "
                             "keeping the read of %s: %s", self.since, self._failures, self.read_at, exc)
                 return False
             self.last_read_full, ok = full, True
@@ -145,7 +147,7 @@ class NewcomerIndex:
     def _read_full(self, read_at: float) -> NewcomerTies:
         accounts = self.store.new_accounts(self.since, self.config.max_accounts, self.config.max_friends)
         if len(accounts) >= self.config.max_accounts:
-            log.warning("newcomer index: %d accounts created since %.0f read, the cap (NewcomerConfig."
+            log.warning("newcomer index: %d accounts written since %.0f read, the cap (NewcomerConfig."
                         "max_accounts): older newcomers wait for the next snapshot", len(accounts), self.since)
         return NewcomerTies.of(read_at, accounts)
 
@@ -175,13 +177,14 @@ class NewcomerIndex:
             names = in_snapshot_order(mutual[n])[:MAX_NAMED]
             out.append(Candidate(n, -1 - i, (SOURCE,), MappingProxyType({SOURCE: float(len(mutual[n]))}),
                                  MappingProxyType({"fof": {"mutual_count": len(mutual[n]), "mutual_ids": names},
-                                                   SOURCE: {"created_at": ties.accounts[n][0]}})))
+                                                   SOURCE: {"written_at": ties.accounts[n][0],
+                                                            "created_at": ties.accounts[n][1]}})))
         return out
 
 
 def newcomer_index(store: GraphStore, snap: Snapshot, config: NewcomerConfig,
                    on_read: Callable[[IndexRead], None] | None = None) -> NewcomerIndex | None:
-    """The index of the accounts created since `snap` read the accounts, read once now (None when the slots
+    """The index of the accounts written since `snap` read the accounts, read once now (None when the slots
     are off, or for a snapshot that did not record when it read them)."""
     since = snap.meta.get("accounts_read_at")
     if not config.slots or since is None:

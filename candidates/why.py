@@ -129,10 +129,10 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
 
 def why_newcomer(pipeline: CandidatePipeline, verdict: Verdict, friends: frozenset[str], k: int) -> Verdict:
     """The verdict on a candidate the snapshot lacks: only the newcomer stage can propose it (an account
-    created since, befriended by the viewer's friends; candidates/newcomers.py)."""
+    that entered the store since, befriended by the viewer's friends; candidates/newcomers.py)."""
     viewer, candidate, index = verdict.viewer, verdict.candidate, pipeline.newcomers
     if index is None:
-        verdict.removed = "not in the served snapshot (created since it was made, or unknown)"
+        verdict.removed = "not in the served snapshot (added since it was made, or unknown)"
         return verdict
     mine = next(((i, c) for i, c in enumerate(index.near(viewer, friends, 1_000)) if c.user_id == candidate), None)
     if mine is None:

@@ -121,15 +121,16 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
     return src[keep], dst[keep], ts[keep]
 
 
-def _write_nodes(path: Path, ids: _Ids, props: dict[int, dict]) -> None:
+def _write_nodes(path: Path, ids: _Ids, props: dict[int, dict], written_at: float) -> None:
     cols = list(PROFILE_FIELDS)
-    header = [":ID", "id"] + [f"{c}:{_TYPES[c]}" if c in _TYPES else c for c in cols]
+    header = [":ID", "id"] + [f"{c}:{_TYPES[c]}" if c in _TYPES else c for c in cols] + ["written_at:double"]
+    at = repr(written_at)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
         out.writerow(header)
         for uid, i in ids.index.items():
             p = props.get(i, {})
-            out.writerow([i, uid, *(_cell(p.get(c)) for c in cols)])
+            out.writerow([i, uid, *(_cell(p.get(c)) for c in cols), at])
 
 
 def _cell(value: object) -> str:
@@ -140,12 +141,13 @@ def _cell(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _write_friendships(path: Path, src: np.ndarray, dst: np.ndarray, since: np.ndarray) -> None:
+def _write_friendships(path: Path, src: np.ndarray, dst: np.ndarray, since: np.ndarray, written_at: float) -> None:
+    at = repr(written_at)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(":START_ID,:END_ID,since:double\n")
+        fh.write(":START_ID,:END_ID,since:double,written_at:double\n")
         step = 200_000
         for lo in range(0, len(src), step):
-            fh.write("".join(f"{s},{d},{'' if t != t else repr(t)}\n" for s, d, t in
+            fh.write("".join(f"{s},{d},{'' if t != t else repr(t)},{at}\n" for s, d, t in
                              zip(src[lo:lo + step].tolist(), dst[lo:lo + step].tolist(),
                                  since[lo:lo + step].tolist(), strict=True)))
 
@@ -217,8 +219,9 @@ def initial_load(cfg: Neo4jSettings, users: list[Path], edges: list[Path], progr
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        _write_nodes(staging / "users.csv", ids, props)
-        _write_friendships(staging / "friendships.csv", src, dst, since)
+        written_at = time.time()   # every user and tie enters the store now (`written_at`, as MERGE stamps it)
+        _write_nodes(staging / "users.csv", ids, props, written_at)
+        _write_friendships(staging / "friendships.csv", src, dst, since, written_at)
         del props, src, dst, since
         server.stop(cfg)
         t = time.perf_counter()

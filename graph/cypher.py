@@ -33,11 +33,15 @@ SCHEMA = (
     "CREATE INDEX friends_written_at IF NOT EXISTS FOR ()-[r:FRIENDS_WITH]-() ON (r.written_at)",
     "CREATE INDEX user_ties_ended_at IF NOT EXISTS FOR (u:User) ON (u.ties_ended_at)",
     "CREATE INDEX deleted_user_at IF NOT EXISTS FOR (d:DeletedUser) ON (d.at)",
+    "CREATE INDEX user_written_at IF NOT EXISTS FOR (u:User) ON (u.written_at)",
 )
-Q_MERGE_IDS = "UNWIND $ids AS id MERGE (:User {id: id})"
+# An account these create is stamped `written_at` (the writer's clock, $at): when it entered the store, whatever
+# its created_at says (a file may date it years back, or not at all). No row sets it: its props are the profile's.
+Q_MERGE_IDS = "UNWIND $ids AS id MERGE (u:User {id: id}) ON CREATE SET u.written_at = $at"
 # $created_default dates an account this statement creates (a sign-up), when its row gives no created_at
 Q_UPSERT_USERS = """
-UNWIND $rows AS row MERGE (u:User {id: row.id}) ON CREATE SET u.created_at = $created_default SET u += row.props
+UNWIND $rows AS row MERGE (u:User {id: row.id}) ON CREATE SET u.created_at = $created_default, u.written_at = $at
+SET u += row.props
 """
 _MATCH_PAIRS = """
 UNWIND $rows AS row
@@ -75,7 +79,10 @@ SHOW PROCEDURES YIELD name, signature WHERE name STARTS WITH 'pymk.' RETURN coll
 """
 # What a procedure's signature must hold for this code to call it: a server still running an older
 # launcher (started before an upgrade) has it with other arguments, and gets plain Cypher instead.
-PROCEDURE_SIGNATURES = {"pymk.mergeFriendships": "(rows :: LIST<MAP>, writtenAt :: FLOAT)"}
+# (Its outputs count: a launcher from before `users` was one did not stamp the users it creates.)
+PROCEDURE_SIGNATURES = {"pymk.mergeFriendships":
+                        "(rows :: LIST<MAP>, writtenAt :: FLOAT) :: (created :: INTEGER, matched :: INTEGER, "
+                        "users :: INTEGER)"}
 # Both users of a tie that ends are stamped (`ties_ended_at`, the writer's clock): a snapshot made before
 # still holds the tie, so serving names no mutual friend in their proofs until a snapshot made since.
 Q_REMOVE_FRIEND = """
@@ -220,33 +227,43 @@ CALL (u) {""" + _FOF + """RETURN collect([candidate, mutual_count, aa, mutual]) 
 }
 RETURN properties(u) AS p, [(u)-[:FRIENDS_WITH]-(x:User) | x.id] AS friends, fof
 """
-# The newest accounts created at or after $since that have a friend (the created_at index finds them), each
-# with up to $max_friends friends; the accounts without one count towards $limit (they are the newest too).
+# When an account entered the store: `written_at`, or its created_at where a version that did not stamp it wrote it
+_JOINED = "coalesce(n.written_at, n.created_at)"
+# The accounts that entered the store at or after $since (two index seeks: those stamped, and those from before
+# the stamp by created_at), the newest $limit of them with a friend, each with up to $max_friends friends; the
+# accounts without one count towards $limit (they are the newest too).
 Q_NEW_ACCOUNTS = """
-MATCH (n:User) WHERE n.created_at >= $since
-WITH n ORDER BY n.created_at DESC, n.id ASC LIMIT $limit
+CALL () {
+  MATCH (n:User) WHERE n.written_at >= $since RETURN n
+  UNION
+  MATCH (n:User) WHERE n.created_at >= $since AND n.written_at IS NULL RETURN n
+}
+WITH n, """ + _JOINED + """ AS joined ORDER BY joined DESC, n.id ASC LIMIT $limit
 MATCH (n)-[:FRIENDS_WITH]-(f:User)
-WITH n, f ORDER BY f.id
-RETURN n.id AS id, n.created_at AS created_at, collect(f.id)[..$max_friends] AS friends
-ORDER BY created_at DESC, id ASC
+WITH n, joined, f ORDER BY f.id
+RETURN n.id AS id, joined AS written_at, n.created_at AS created_at, collect(f.id)[..$max_friends] AS friends
+ORDER BY written_at DESC, id ASC
 """
-# The accounts created at or after $since whose ties may have changed at or after $changed ($changed >= $since):
-# created then, a tie written then (`written_at`), or a tie ended then (`ties_ended_at`); each with all of its
-# friends now (none: it lost them), newest first. Each branch seeks its own index; the ties' branch starts
-# from the ties alone, or the planner would expand every newcomer's ties from the created_at index instead.
+# The accounts that entered the store at or after $since whose ties may have changed at or after $changed
+# ($changed >= $since): written then, a tie written then (`written_at`), or a tie ended then (`ties_ended_at`);
+# each with all of its friends now (none: it lost them), newest first. Each branch seeks its own index; the
+# ties' branch starts from the ties alone, or the planner would expand every newcomer's ties from an index on
+# the accounts instead.
 Q_NEWCOMER_CHANGES = """
 CALL () {
-  MATCH (n:User) WHERE n.created_at >= $changed RETURN n
+  MATCH (n:User) WHERE n.written_at >= $changed RETURN n
+  UNION
+  MATCH (n:User) WHERE n.created_at >= $changed AND n.written_at IS NULL RETURN n
   UNION
   MATCH ()-[r:FRIENDS_WITH]->() WHERE r.written_at >= $changed
-  UNWIND [startNode(r), endNode(r)] AS n WITH n WHERE n.created_at >= $since RETURN n
+  UNWIND [startNode(r), endNode(r)] AS n WITH n WHERE """ + _JOINED + """ >= $since RETURN n
   UNION
-  MATCH (n:User) WHERE n.ties_ended_at >= $changed AND n.created_at >= $since RETURN n
+  MATCH (n:User) WHERE n.ties_ended_at >= $changed AND """ + _JOINED + """ >= $since RETURN n
 }
-WITH n ORDER BY n.created_at DESC, n.id ASC LIMIT $limit
-RETURN n.id AS id, n.created_at AS created_at,
+WITH n, """ + _JOINED + """ AS joined ORDER BY joined DESC, n.id ASC LIMIT $limit
+RETURN n.id AS id, joined AS written_at, n.created_at AS created_at,
        COLLECT { MATCH (n)-[:FRIENDS_WITH]-(f:User) RETURN f.id ORDER BY f.id LIMIT $max_friends } AS friends
-ORDER BY created_at DESC, id ASC
+ORDER BY written_at DESC, id ASC
 """
 # the accounts deleted at or after $changed and not created again
 Q_DELETED_SINCE = """
@@ -357,7 +374,9 @@ def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
 
 def new_account(r: Mapping[str, Any]) -> NewAccount:
     """One row of Q_NEW_ACCOUNTS or Q_NEWCOMER_CHANGES."""
-    return NewAccount(r["id"], float(r["created_at"]), tuple(r["friends"]))
+    created = r["created_at"]
+    return NewAccount(r["id"], float(r["written_at"]), tuple(r["friends"]),
+                      None if created is None else float(created))
 
 
 def fof_row(candidate: str, mutual_count: int, aa: float, mutual: Sequence[str]) -> FofRow:

@@ -42,6 +42,7 @@ class MemoryGraphStore:
         self.adj: dict[str, set[str]] = defaultdict(set)
         self.since: dict[tuple[str, str], float | None] = {}
         self.written: dict[tuple[str, str], float] = {}   # tie -> when it entered the store (its written_at)
+        self.user_written: dict[str, float] = {}           # user -> when it entered the store (its written_at)
         self.requests: dict[tuple[str, str], Request] = {}
         self.blocks: dict[tuple[str, str], float] = {}
         self.dismissals: dict[tuple[str, str], float] = {}
@@ -59,12 +60,16 @@ class MemoryGraphStore:
         self.calls.append("close")
 
     def _touch(self, user_id: str) -> None:
-        self.users.setdefault(user_id, UserRecord(id=user_id))
+        if user_id not in self.users:
+            self.users[user_id] = UserRecord(id=user_id)
+            self.user_written[user_id] = time.time()
 
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         self.calls.append("upsert_users")
         for u in users:
             new = UserRecord(id=u.id, created_at=created_at_default)   # a sign-up, dated unless it says when
+            if u.id not in self.users:
+                self.user_written[u.id] = time.time()
             self.users[u.id] = self.users.get(u.id, new).updated(u)
         return len(users)
 
@@ -175,6 +180,7 @@ class MemoryGraphStore:
                 continue
             n += 1
             del self.users[uid]
+            self.user_written.pop(uid, None)
             self.tombstones[uid] = time.time()
             self.ties_ended.pop(uid, None)   # went with the node
             for other in list(self.adj.pop(uid, ())):
@@ -267,23 +273,28 @@ class MemoryGraphStore:
                 i for i in candidate_ids if i in self.users and self.ties_ended.get(i, -math.inf) >= accounts_since))
         return state, self.opted_out_among(candidate_ids) | {i for i in candidate_ids if replaced(i)}
 
+    def _joined(self, u: UserRecord) -> float | None:
+        """When `u` entered the store: its written_at (graph/cypher.py _JOINED)."""
+        return self.user_written.get(u.id, u.created_at)
+
+    def _newcomers(self, since: float, limit: int, max_friends: int, also=None) -> list[NewAccount]:
+        """The `limit` newest accounts that entered the store at or after `since` (and pass `also`)."""
+        joined = {u.id: t for u in self.users.values() if (t := self._joined(u)) is not None and t >= since
+                  and (also is None or also(u, t))}
+        return [NewAccount(i, t, tuple(sorted(self.adj.get(i, ()))[:max_friends]), self.users[i].created_at)
+                for i, t in sorted(joined.items(), key=lambda it: (-it[1], it[0]))[:limit]]
+
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         self.calls.append("new_accounts")
-        newest = sorted((u for u in self.users.values() if u.created_at is not None and u.created_at >= since),
-                        key=lambda u: (-u.created_at, u.id))[:limit]
-        return [NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends]))
-                for u in newest if self.adj.get(u.id)]
+        return [a for a in self._newcomers(since, limit, max_friends) if a.friends]
 
     def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
         self.calls.append("newcomer_changes")
         changed = max(since, changed_since)
         touched = {u for key, t in self.written.items() if t >= changed for u in key}
         touched |= {u for u, t in self.ties_ended.items() if t >= changed}
-        newest = sorted((u for u in self.users.values() if u.created_at is not None and u.created_at >= since
-                         and (u.created_at >= changed or u.id in touched)),
-                        key=lambda u: (-u.created_at, u.id))[:limit]
         return NewcomerChanges(
-            tuple(NewAccount(u.id, u.created_at, tuple(sorted(self.adj.get(u.id, ()))[:max_friends])) for u in newest),
+            tuple(self._newcomers(since, limit, max_friends, lambda u, t: t >= changed or u.id in touched)),
             tuple(u for u, t in self.tombstones.items() if t >= changed and u not in self.users))
 
     def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:

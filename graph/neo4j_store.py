@@ -167,7 +167,7 @@ class Neo4jGraphStore:
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         rows = [{"id": u.id, "props": u.properties()} for u in users]
         if rows:
-            self._write([(q.Q_UPSERT_USERS, {"rows": rows, "created_default": created_at_default})])
+            self._write([(q.Q_UPSERT_USERS, {"rows": rows, "created_default": created_at_default, "at": time.time()})])
         return len(rows)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
@@ -178,7 +178,8 @@ class Neo4jGraphStore:
             self._write([(q.Q_BULK_FRIENDS, {"rows": rows, "at": time.time()})])
         else:
             ids = sorted({r[k] for r in rows for k in ("a", "b")})
-            self._write([(q.Q_MERGE_IDS, {"ids": ids}), (q.Q_MERGE_FRIENDS, {"rows": rows, "at": time.time()})])
+            at = time.time()
+            self._write([(q.Q_MERGE_IDS, {"ids": ids, "at": at}), (q.Q_MERGE_FRIENDS, {"rows": rows, "at": at})])
         return len(rows)
 
     def remove_friendship(self, a: str, b: str) -> bool:

@@ -146,11 +146,13 @@ class FreshView:
 
 @dataclass(frozen=True)
 class NewAccount:
-    """An account created since some time, with its friends (the newcomer stage's input)."""
+    """An account that entered the store since some time, with its friends (the newcomer stage's input)."""
 
     id: str
-    created_at: float
+    written_at: float                 # when it entered the store (the writer's clock; its created_at where a
+                                      # version before 2026-12-07 wrote it, which did not record this)
     friends: tuple[str, ...]
+    created_at: float | None = None   # the account's own creation time, as its profile says (None: unknown)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,9 @@ class GraphStore(Protocol):
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         """Create or update accounts (a field a record leaves out keeps its value). An account this call
         creates gets `created_at_default` (the API's sign-ups: now) unless its record gives `created_at`;
-        an existing one, even one without a creation time (made by a tie), keeps what it has."""
+        an existing one, even one without a creation time (made by a tie), keeps what it has. Every account
+        either write creates is stamped with when it entered the store (`written_at`, the writer's clock), which
+        no record can set: what the newcomer index reads by, whatever `created_at` a file gives."""
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
         """Merge ties (creating missing users); `since` keeps the earliest time. Returns rows applied."""
@@ -87,12 +89,14 @@ class GraphStore(Protocol):
         """`get_user`, `friends` and `friends_of_friends` of one user, in one round trip."""
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
-        """The `limit` newest accounts created at or after `since` (newest first), those with a friend, each
-        with up to `max_friends` of its friends (the first by id)."""
+        """The `limit` newest accounts that entered the store at or after `since` (`written_at`; newest first),
+        those with a friend, each with up to `max_friends` of its friends (the first by id). An account written
+        by a version that did not stamp `written_at` counts by its `created_at`."""
 
     def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
-        """Among the accounts created at or after `since`, the `limit` newest whose ties may have changed at
-        or after `changed_since` (created then, a tie written or ended then), each with up to `max_friends`
+        """Among the accounts that entered the store at or after `since` (as `new_accounts` reads them), the
+        `limit` newest whose ties may have changed at or after `changed_since` (written then, a tie written or
+        ended then), each with up to `max_friends`
         of its friends now (the first by id; none: it lost them), and the accounts deleted at or after
         `changed_since` and not created again. Ties are dated by when they entered the store (the writer's
         clock), not by their `since`."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
@@ -57,6 +58,7 @@ def test_initial_load_builds_the_graph_merge_ingestion_builds(tmp_path, files):
     expected = MemoryGraphStore()
     ingest_users(expected, users_csv, batch_size=2, progress=False)
     ingest_edges(expected, edges_txt, batch_size=2, progress=False)
+    loaded = time.time()
     try:
         report = initial_load(settings.neo4j, [users_csv], [edges_txt], progress=False, max_memory="256M")
         assert [(e.path, e.line) for e in report.errors] == [
@@ -74,6 +76,13 @@ def test_initial_load_builds_the_graph_merge_ingestion_builds(tmp_path, files):
             assert dataclasses.asdict(got_users["u1"])["employer"] == "Initech"  # later row adds a field
             assert got_users["u2"].employer == "Acme" and got_users["u2"].opted_out is True
             assert store.friends_of_friends("u3", limit=10, max_friend_degree=100)[0].candidate == "u2"
+            # every user and tie is stamped with when it entered the store, as MERGE ingestion stamps them
+            assert {a.id for a in store.new_accounts(loaded, 100, 10)} == {"u1", "u2", "u3", "u4", "u5"}
+            assert store.new_accounts(time.time(), 100, 10) == []
+            unstamped = store._driver.execute_query(
+                "MATCH ()-[r:FRIENDS_WITH]->() WHERE r.written_at IS NULL OR r.written_at < $t RETURN count(r) AS n",
+                t=loaded).records[0]["n"]
+            assert unstamped == 0
         finally:
             store.close()
         with pytest.raises(InitialLoadError, match="already has users"):

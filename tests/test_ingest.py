@@ -440,14 +440,19 @@ def test_schema_command_makes_the_indexes_serving_reads_by(neo4j_store, prefix):
 
 
 @pytest.mark.integration
-def test_a_server_running_an_older_launcher_gets_plain_cypher(settings, neo4j_store, prefix, caplog):
-    """A local Neo4j started before an upgrade still has the older procedure (other arguments): ingestion
-    goes on in plain Cypher, with a warning to restart it, rather than failing on every batch."""
+@pytest.mark.parametrize("signature", [
+    "pymk.mergeFriendships(rows :: LIST<MAP>) :: (created :: INTEGER)",   # other arguments: the call would fail
+    # the same arguments, from before it stamped the users it creates (their `written_at`)
+    "pymk.mergeFriendships(rows :: LIST<MAP>, writtenAt :: FLOAT) :: (created :: INTEGER, matched :: INTEGER)"])
+def test_a_server_running_an_older_launcher_gets_plain_cypher(settings, neo4j_store, prefix, caplog, signature):
+    """A local Neo4j started before an upgrade still has the older procedure: ingestion goes on in plain
+    Cypher, with a warning to restart it, rather than failing on every batch or writing what this code's
+    readers would miss."""
     from graph.neo4j_store import Neo4jGraphStore
 
     store = Neo4jGraphStore(settings.neo4j)
     read = store._read
-    old = [["pymk.mergeFriendships", "pymk.mergeFriendships(rows :: LIST<MAP>) :: (created :: INTEGER)"]]
+    old = [["pymk.mergeFriendships", signature]]
     store._read = lambda query, **params: ([{"procedures": old}] if "SHOW PROCEDURES" in query
                                            else read(query, **params))
     try:
@@ -455,6 +460,7 @@ def test_a_server_running_an_older_launcher_gets_plain_cypher(settings, neo4j_st
             assert store.add_friendships([Friendship(f"{prefix}a", f"{prefix}b", 3.0)]) == 1
         assert "another version" in caplog.text and not store._has("pymk.mergeFriendships")
         assert neo4j_store.friends(f"{prefix}a") == [f"{prefix}b"]
+        assert {f"{prefix}a", f"{prefix}b"} <= {a.id for a in neo4j_store.new_accounts(time.time() - 60, 10_000, 1)}
     finally:
         store.delete_users_with_prefix(prefix)
         store.close()

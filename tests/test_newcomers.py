@@ -33,6 +33,15 @@ def _world() -> MemoryGraphStore:
     return store
 
 
+def _now() -> float:
+    """A time strictly after every write so far and before every write after it (stores stamp `written_at`
+    by time.time()): the `since` of an index that holds only what is written next."""
+    time.sleep(0.01)
+    t = time.time()
+    time.sleep(0.01)
+    return t
+
+
 @pytest.fixture
 def world() -> MemoryGraphStore:
     return _world()
@@ -77,6 +86,25 @@ def test_a_sign_up_befriended_by_the_viewers_friends_takes_a_slot_at_once(tmp_pa
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "\npymk_newcomer_suggestions_total 3.0\n" in metrics   # n and m, then n in the 3-long list
     assert 'pymk_stage_seconds_count{stage="newcomers"}' in metrics
+
+
+def test_accounts_ingested_from_files_after_the_snapshot_are_newcomers_whatever_their_dates(tmp_path, world):
+    """An hourly ingestion brings accounts whose created_at is before the snapshot (they signed up before it
+    was made, and reached the store after), and ties whose ends no users file named (made by the tie, with no
+    created_at). Before, neither was a newcomer (read by created_at), so each waited for the next snapshot;
+    now a newcomer is an account that entered the store since the snapshot read the accounts."""
+    from graph.ingest import ingest_edges, ingest_users
+
+    client = _client(tmp_path, world)
+    (tmp_path / "users.csv").write_text("id,created_at,city\nlate,1500000000,Oslo\n")
+    (tmp_path / "edges.txt").write_text("late f1 1500000100\nlate f2 1500000200\nbare f3 1500000300\n")
+    ingest_users(world, tmp_path / "users.csv", batch_size=10, progress=False)
+    ingest_edges(world, tmp_path / "edges.txt", batch_size=10, progress=False)
+    got = _list(client, "v")
+    assert [s["user_id"] for s in got] == ["x", "y", "late", "z", "bare"]
+    assert got[2]["proof"]["newcomers"]["created_at"] == 1500000000.0 and got[2]["score"] == 2
+    assert got[4]["proof"]["newcomers"]["created_at"] is None
+    assert got[4]["reasons"] == ["1 mutual friend: f3", "joined recently"]
 
 
 def _metric(text: str, name: str) -> float:
@@ -165,7 +193,7 @@ def _reads_through(store: MemoryGraphStore, around=None) -> None:
 
 def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_a_failed_read():
     store = _world()
-    index = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=3600))
+    index = NewcomerIndex(store, since=_now(), config=NewcomerConfig(refresh_s=3600))
     store.upsert_users([UserRecord(id="n", created_at=200.0)])
     store.add_friendships([Friendship("n", "f1", 200.0)])
     assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]   # the first read: inline
@@ -186,7 +214,7 @@ def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_
     assert index.near("v", frozenset({"f1", "f2", "f3"}), 5)[0].scores["newcomers"] == 3.0
 
     slowly = lambda read, *a: (time.sleep(0.02), read(*a))[1]   # noqa: E731
-    cold = NewcomerIndex(store, since=100.0, config=NewcomerConfig(refresh_s=0.05, full_read_s=0.05))
+    cold = NewcomerIndex(store, since=index.since, config=NewcomerConfig(refresh_s=0.05, full_read_s=0.05))
     _reads_through(store, slowly)
     cold.refresh()                                  # the first read (the server plans the query) spaces nothing
     assert cold.last_read_full and cold._next_read - time.monotonic() < 0.06
@@ -248,9 +276,9 @@ def test_the_index_holds_nothing_the_garbage_collector_keeps_walking():
     """Every full collection in an API worker walks what it tracks: 200,000 newcomers as objects with
     attributes made each one ~160 ms longer, for every request thread (RESULTS)."""
     store = _world()
-    index = NewcomerIndex(store, 100.0, NewcomerConfig(refresh_s=0))
-    for i in range(50):
-        store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time())])
+    index = NewcomerIndex(store, _now(), NewcomerConfig(refresh_s=0))
+    for i in range(50):   # half of them dated (None is a constant the collector never tracks either)
+        store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time() if i % 2 else None)])
         store.add_friendships([Friendship(f"n{i}", f"f{1 + i % 3}", 1.0), Friendship(f"n{i}", f"n{i // 2}", 1.0)])
     index.refresh()
     store.remove_friendship("n7", "f2")
@@ -272,14 +300,15 @@ def test_an_index_at_its_cap_keeps_the_newest_accounts_as_a_rebuild_would():
 
     rng = random.Random(11)
     def account(i: int, t: float) -> NewAccount:
-        return NewAccount(f"n{i}", t, tuple(sorted({f"f{rng.randrange(12)}" for _ in range(rng.randrange(4))})))
+        return NewAccount(f"n{i}", t, tuple(sorted({f"f{rng.randrange(12)}" for _ in range(rng.randrange(4))})),
+                          rng.choice((None, t - rng.randrange(10**6))))
 
     for trial in range(30):
         old = [account(i, float(rng.randrange(50))) for i in range(40)]
         changes = [account(rng.randrange(60), float(rng.randrange(80))) for _ in range(rng.randrange(1, 15))]
         cap = rng.randrange(5, 45)
         merged = {a.id: a for a in [*old, *changes]}   # as read now where changed (none left: it goes)
-        newest = sorted((a for a in merged.values() if a.friends), key=lambda a: (-a.created_at, a.id))[:cap]
+        newest = sorted((a for a in merged.values() if a.friends), key=lambda a: (-a.written_at, a.id))[:cap]
         got = NewcomerTies.of(1.0, old).updated(2.0, NewcomerChanges(tuple(changes), ()), cap)
         want = NewcomerTies.of(2.0, newest)
         assert got.accounts == want.accounts, trial
@@ -288,9 +317,10 @@ def test_an_index_at_its_cap_keeps_the_newest_accounts_as_a_rebuild_would():
 
 def test_a_read_of_changes_that_reaches_the_cap_makes_the_next_read_whole():
     store = _world()
-    index = NewcomerIndex(store, 100.0, NewcomerConfig(refresh_s=0, max_accounts=2))
+    index = NewcomerIndex(store, _now(), NewcomerConfig(refresh_s=0, max_accounts=2))
     for i in range(3):
         store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time())])
+        time.sleep(0.001)
         store.add_friendships([Friendship(f"n{i}", "f1", 1.0)])
     index.refresh()
     assert index.last_read_full and sorted(index._ties.accounts) == ["n1", "n2"]   # the newest 2
@@ -302,14 +332,19 @@ def test_a_read_of_changes_that_reaches_the_cap_makes_the_next_read_whole():
 
 
 def test_newcomers_are_ranked_by_mutual_friends_then_the_newest():
+    """The newest by when they entered the store, whatever their created_at says (b, the newest, is dated
+    before a; c, written first, is dated latest)."""
     store = _world()
-    for uid, t, friends in (("a", 201.0, ("f1",)), ("b", 202.0, ("f1",)), ("c", 150.0, ("f1", "f2")),
-                            ("old", 50.0, ("f1", "f2", "f3"))):
+    since = None
+    for uid, t, friends in (("old", 300.0, ("f1", "f2", "f3")), ("c", 400.0, ("f1", "f2")), ("a", 202.0, ("f1",)),
+                            ("b", 201.0, ("f1",))):
         store.upsert_users([UserRecord(id=uid, created_at=t)])
         store.add_friendships([Friendship(uid, f, t) for f in friends])
-    index = NewcomerIndex(store, since=100.0)
+        since = since or _now()   # old entered before
+    index = NewcomerIndex(store, since=since)
     got = index.near("v", frozenset({"f1", "f2", "f3"}), 5)
     assert [(c.user_id, c.proof["fof"]["mutual_count"]) for c in got] == [("c", 2), ("b", 1), ("a", 1)]
+    assert [c.proof["newcomers"]["created_at"] for c in got] == [400.0, 201.0, 202.0]
     assert [c.user_id for c in index.near("v", frozenset({"f1", "f2", "f3"}), 2)] == ["c", "b"]
 
 
@@ -335,7 +370,7 @@ def test_why_explains_a_newcomer(tmp_path, world):
     assert client.post("/v1/blocks", json={"src": "v", "dst": "n"}, headers=KEY).status_code == 201
     assert why(pipeline, "v", "n").removed == "hard rules (fresh state): blocked: blocked"
     pipeline.newcomers = None
-    assert why(pipeline, "v", "m").removed.startswith("not in the served snapshot (created since")
+    assert why(pipeline, "v", "m").removed.startswith("not in the served snapshot (added since")
 
 
 def test_the_stage_reads_the_rules_with_the_lists_own_read_unless_the_viewers_friends_changed(tmp_path, world):

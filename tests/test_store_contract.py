@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -47,38 +48,73 @@ def test_created_at_default_dates_only_an_account_the_call_creates(store, prefix
     assert store.get_user(a).created_at == 800.0
 
 
-def test_new_accounts_are_the_newest_since_a_time_with_their_friends(store, prefix):
+def _tick() -> float:
+    """A time strictly between the writes before it and those after it (each store stamps `written_at` by
+    time.time() when it writes)."""
+    time.sleep(0.02)
+    t = time.time()
+    time.sleep(0.02)
+    return t
+
+
+def _unstamp(store, user_id: str, created_at: float) -> None:
+    """Make `user_id` an account as a version before `written_at` on users wrote it: none, and this created_at."""
+    if hasattr(store, "user_written"):
+        store.user_written.pop(user_id, None)
+        store.users[user_id] = dataclasses.replace(store.users[user_id], created_at=created_at)
+    else:
+        store._driver.execute_query("MATCH (u:User {id: $id}) REMOVE u.written_at SET u.created_at = $t",
+                                    id=user_id, t=created_at)
+
+
+def test_new_accounts_are_those_written_since_a_time_whatever_their_created_at(store, prefix):
+    """A newcomer is an account that entered the store since `since`: a sign-up, a file's row dated years
+    back, an account made by its first tie (no created_at); newest first, those with a friend."""
     p = prefix
-    t = 4.0e9   # later than any other test's accounts, so only this test's are read
-    store.upsert_users([UserRecord(id=f"{p}old", created_at=t - 10), UserRecord(id=f"{p}n1", created_at=t + 1),
-                        UserRecord(id=f"{p}n2", created_at=t + 2), UserRecord(id=f"{p}n3", created_at=t + 3),
-                        UserRecord(id=f"{p}lonely", created_at=t + 4)])
-    store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n1", f"{p}x", 1.0),
-                           Friendship(f"{p}n1", f"{p}n2", 1.0), Friendship(f"{p}n3", f"{p}old", 1.0)])
-    got = store.new_accounts(t, limit=10, max_friends=10)
-    # newest first; `lonely` has no friend (no one's friends-of-friends), `old` is older than `since`
-    assert [(a.id, a.created_at, a.friends) for a in got] == [
-        (f"{p}n3", t + 3, (f"{p}old",)), (f"{p}n2", t + 2, (f"{p}n1",)),
-        (f"{p}n1", t + 1, (f"{p}n2", f"{p}old", f"{p}x"))]
-    assert [a.friends for a in store.new_accounts(t + 1, limit=10, max_friends=1)][-1] == (f"{p}n2",)
+    mine = lambda accounts: [(a.id, a.created_at, a.friends) for a in accounts if a.id.startswith(p)]  # noqa: E731
+    store.upsert_users([UserRecord(id=f"{p}old", created_at=1.0e9)])
+    store.add_friendships([Friendship(f"{p}old", f"{p}x", 1.0)])
+    since = _tick()
+    store.upsert_users([UserRecord(id=f"{p}n1", created_at=1.2e9)])   # a file's row, dated long ago
+    store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n1", f"{p}x", 1.0)])
+    _tick()
+    store.add_friendships([Friendship(f"{p}n2", f"{p}n1", 1.0)])       # n2: made by its tie, undated
+    _tick()
+    store.upsert_users([UserRecord(id=f"{p}n3")], created_at_default=since + 1)   # a sign-up
+    store.add_friendships([Friendship(f"{p}n3", f"{p}old", 1.0)])
+    _tick()
+    store.upsert_users([UserRecord(id=f"{p}lonely", created_at=since + 2)])
+    got = store.new_accounts(since, limit=10, max_friends=10)
+    # `lonely` has no friend (no one's friends-of-friends); `old` and `x` entered before `since`
+    assert mine(got) == [(f"{p}n3", since + 1, (f"{p}old",)), (f"{p}n2", None, (f"{p}n1",)),
+                         (f"{p}n1", 1.2e9, (f"{p}n2", f"{p}old", f"{p}x"))]
+    assert [a.written_at for a in got] == sorted((a.written_at for a in got), reverse=True)
+    assert since < got[-1].written_at < got[0].written_at < time.time()
+    assert [a.friends for a in store.new_accounts(since, limit=10, max_friends=1)][-1] == (f"{p}n2",)
     # the limit counts the newest accounts, friended or not: `lonely` and n3
-    assert [a.id for a in store.new_accounts(t, limit=2, max_friends=10)] == [f"{p}n3"]
-    assert store.new_accounts(t + 5, limit=10, max_friends=10) == []
+    assert mine(store.new_accounts(since, limit=2, max_friends=10)) == [(f"{p}n3", since + 1, (f"{p}old",))]
+    assert store.new_accounts(_tick(), limit=10, max_friends=10) == []
+    # an account a version before the stamp wrote counts by its created_at, and is dated by it
+    _unstamp(store, f"{p}old", since + 0.005)
+    got = store.new_accounts(since, limit=10, max_friends=1)
+    assert mine(got)[-1] == (f"{p}old", since + 0.005, (f"{p}n1",)) and got[-1].written_at == since + 0.005
+    _unstamp(store, f"{p}old", since - 0.5)
+    assert f"{p}old" not in {a.id for a in store.new_accounts(since, limit=10, max_friends=1)}
 
 
 def test_newcomer_changes_are_the_newcomers_whose_ties_changed_since_a_time(store, prefix):
     """Ties are dated by when they were written (a file may date them years back): a newcomer that gained,
     lost or got its first tie since `changed_since` is read with all its friends now; one deleted is gone."""
     p = prefix
-    since = time.time() - 1000.0
     mine = lambda ids: [i for i in ids if i.startswith(p)]   # noqa: E731 (a shared server holds others)
-    store.upsert_users([UserRecord(id=f"{p}old", created_at=since - 500)] +
-                       [UserRecord(id=f"{p}n{i}", created_at=since + i) for i in range(1, 5)])
+    store.upsert_users([UserRecord(id=f"{p}{u}", created_at=1.0e9) for u in ("old", "x", "y", "z")])
+    since = _tick()
+    for i in range(1, 5):   # n1 (written first) .. n4, each dated long ago by its file
+        store.upsert_users([UserRecord(id=f"{p}n{i}", created_at=1.0e9 + i)])
+        _tick()
     store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n2", f"{p}old", 1.0),
                            Friendship(f"{p}n3", f"{p}x", 1.0), Friendship(f"{p}n4", f"{p}old", 1.0)])
-    time.sleep(0.05)
-    changed = time.time()
-    time.sleep(0.05)
+    changed = _tick()
     got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
     assert mine(a.id for a in got.accounts) == [] and mine(got.gone) == []   # nothing changed yet
     store.add_friendships([Friendship(f"{p}n1", f"{p}y", 1.0),    # n1 gains a tie dated long ago
@@ -86,22 +122,33 @@ def test_newcomer_changes_are_the_newcomers_whose_ties_changed_since_a_time(stor
                            Friendship(f"{p}n4", f"{p}old", 0.5)])  # a tie n4 had: not a change
     store.remove_friendship(f"{p}n2", f"{p}old")                   # n2 loses its only tie
     store.delete_users([f"{p}n3"])
-    store.upsert_users([UserRecord(id=f"{p}n5", created_at=changed + 1),
-                        UserRecord(id=f"{p}n6", created_at=changed + 2)])   # created since: n6 with no tie
+    _tick()
+    store.upsert_users([UserRecord(id=f"{p}n5", created_at=1.0e9 + 5)])
     store.add_friendships([Friendship(f"{p}n5", f"{p}old", 1.0)])
+    _tick()
+    store.upsert_users([UserRecord(id=f"{p}n6")])   # written since, with no tie
     got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
     assert [(a.id, a.created_at, a.friends) for a in got.accounts if a.id.startswith(p)] == [
-        (f"{p}n6", changed + 2, ()), (f"{p}n5", changed + 1, (f"{p}old",)), (f"{p}n2", since + 2, ()),
-        (f"{p}n1", since + 1, (f"{p}old", f"{p}y"))]
+        (f"{p}n6", None, ()), (f"{p}n5", 1.0e9 + 5, (f"{p}old",)), (f"{p}n2", 1.0e9 + 2, ()),
+        (f"{p}n1", 1.0e9 + 1, (f"{p}old", f"{p}y"))]
     assert mine(got.gone) == [f"{p}n3"]
-    store.upsert_users([UserRecord(id=f"{p}n3", created_at=changed + 3)])   # created again: not gone
+    _tick()
+    store.upsert_users([UserRecord(id=f"{p}n3")])   # created again: not gone
     got = store.newcomer_changes(since, changed, limit=100, max_friends=1)
     assert mine(got.gone) == [] and [a.friends for a in got.accounts if a.id == f"{p}n1"] == [(f"{p}old",)]
     # a later `since` than `changed_since` reads from `since`; the limit keeps the newest
-    assert mine(a.id for a in store.newcomer_changes(since + 1.5, changed, 100, 10).accounts) == [
+    n2 = next(a.written_at for a in store.new_accounts(since, 100, 10) if a.id == f"{p}n1")
+    assert mine(a.id for a in store.newcomer_changes(n2 + 0.01, changed, 100, 10).accounts) == [
         f"{p}n3", f"{p}n6", f"{p}n5", f"{p}n2"]
     assert mine(a.id for a in store.newcomer_changes(since, since - 1, 100, 10).accounts) == [
         f"{p}n3", f"{p}n6", f"{p}n5", f"{p}n4", f"{p}n2", f"{p}n1"]
+    # an account a version before the stamp wrote: read by its created_at, when that is since (its ties
+    # changed since `changed`: old-z, n5-old)
+    _unstamp(store, f"{p}old", since - 0.5)
+    assert f"{p}old" not in mine(a.id for a in store.newcomer_changes(since, changed, 100, 10).accounts)
+    _unstamp(store, f"{p}old", since + 0.005)
+    got = store.newcomer_changes(since, changed, 100, 10)
+    assert [a.written_at for a in got.accounts if a.id == f"{p}old"] == [since + 0.005]
 
 
 def test_friendship_stored_once_per_pair_with_earliest_since(store, prefix):

@@ -22,8 +22,8 @@ import org.neo4j.procedure.Procedure;
 /**
  * Bulk ingestion procedure, registered by the launcher. Same semantics as the Cypher MERGE in
  * graph/neo4j_store.py (users merged by id, one FRIENDS_WITH per pair from the smaller id to the
- * larger, `since` keeps the earliest time, `written_at` set when the tie is created), without the
- * per-row cost of the Cypher interpreter.
+ * larger, `since` keeps the earliest time, `written_at` set when the tie or the user is created), without
+ * the per-row cost of the Cypher interpreter.
  */
 public class IngestProcedures {
     private static final Label USER = Label.label("User");
@@ -41,26 +41,21 @@ public class IngestProcedures {
     public Transaction tx;
 
     public static class Counts {
-        public long created;
-        public long matched;
-
-        public Counts(long created, long matched) {
-            this.created = created;
-            this.matched = matched;
-        }
+        public long created;   // ties created
+        public long matched;   // ties already there
+        public long users;     // users created
     }
 
     @Procedure(name = "pymk.mergeFriendships", mode = Mode.WRITE)
     @Description("pymk.mergeFriendships(rows :: LIST<MAP>, writtenAt :: FLOAT) - merge {a, b, since} ties (a < b), "
-            + "creating missing users; a tie created gets written_at = writtenAt")
+            + "creating missing users; a tie or user created gets written_at = writtenAt")
     public Stream<Counts> mergeFriendships(@Name("rows") List<Map<String, Object>> rows,
                                            @Name("writtenAt") Double writtenAt) {
         Map<String, Node> nodes = new HashMap<>();
-        long created = 0;
-        long matched = 0;
+        Counts counts = new Counts();
         for (Map<String, Object> row : rows) {
-            Node a = user(nodes, (String) row.get("a"));
-            Node b = user(nodes, (String) row.get("b"));
+            Node a = user(nodes, (String) row.get("a"), writtenAt, counts);
+            Node b = user(nodes, (String) row.get("b"), writtenAt, counts);
             Object since = row.get("since");
             Relationship existing = find(a, b);
             if (existing == null) {
@@ -71,9 +66,9 @@ public class IngestProcedures {
                 if (writtenAt != null) {
                     r.setProperty("written_at", writtenAt);
                 }
-                created++;
+                counts.created++;
             } else {
-                matched++;
+                counts.matched++;
                 if (since != null) {
                     Object old = existing.getProperty("since", null);
                     if (old == null || ((Number) since).doubleValue() < ((Number) old).doubleValue()) {
@@ -82,10 +77,10 @@ public class IngestProcedures {
                 }
             }
         }
-        return Stream.of(new Counts(created, matched));
+        return Stream.of(counts);
     }
 
-    private Node user(Map<String, Node> cache, String id) {
+    private Node user(Map<String, Node> cache, String id, Double writtenAt, Counts counts) {
         if (id == null) {
             throw new IllegalArgumentException("row without a user id");
         }
@@ -102,6 +97,10 @@ public class IngestProcedures {
             if (n == null) {
                 n = tx.createNode(USER);
                 n.setProperty("id", id);
+                if (writtenAt != null) {
+                    n.setProperty("written_at", writtenAt);
+                }
+                counts.users++;
             }
             if (NODE_IDS.size() >= MAX_CACHED) {
                 NODE_IDS.clear();

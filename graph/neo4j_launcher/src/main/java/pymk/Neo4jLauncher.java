@@ -53,6 +53,23 @@ public final class Neo4jLauncher {
             stopped.countDown();
         }, "pymk-neo4j-shutdown"));
 
+        String version;
+        try {
+            version = ready(service);
+        } catch (Exception e) {
+            // the server's own threads would keep the JVM up, unready, until the start command gave up on it
+            e.printStackTrace();
+            System.out.flush();
+            System.exit(1);   // the shutdown hook stops the server
+            return;
+        }
+        System.out.println("PYMK_NEO4J_READY bolt://" + host + ":" + port + " version=" + version);
+        System.out.flush();
+        stopped.await();
+    }
+
+    /** Registers the bundled procedures and returns the server's version. */
+    private static String ready(DatabaseManagementService service) throws Exception {
         GraphDatabaseService db = service.database(GraphDatabaseSettings.DEFAULT_DATABASE_NAME);
         GlobalProcedures procedures = ((GraphDatabaseAPI) db).getDependencyResolver()
             .resolveDependency(GlobalProcedures.class);
@@ -64,9 +81,7 @@ public final class Neo4jLauncher {
             }
             tx.commit();
         }
-        System.out.println("PYMK_NEO4J_READY bolt://" + host + ":" + port + " version=" + version);
-        System.out.flush();
-        stopped.await();
+        return version;
     }
 
     private static Map<String, String> parse(String[] args) {
