@@ -5,6 +5,9 @@ from __future__ import annotations
 from candidates.types import Candidate
 
 SHARED_WORDS = {"school": "went to the same school", "employer": "same employer", "city": "lives in your city"}
+# A newcomer (an account added since the snapshot) "joined recently" unless its profile dates it further back
+# than this before it reached the store: a years-old account imported today did not
+RECENT_JOIN_S = 30 * 86400.0
 
 
 def reasons(c: Candidate, max_names: int = 3) -> list[str]:
@@ -16,7 +19,9 @@ def reasons(c: Candidate, max_names: int = 3) -> list[str]:
         more = ", …" if m > len(names) else ""
         listed = f": {', '.join(names)}{more}" if names else ""   # none may be nameable (opted out, deactivated)
         out.append(f"{m} mutual friend{'s' if m != 1 else ''}{listed}")
-    if "newcomers" in c.proof:
+    new = c.proof.get("newcomers")
+    if new is not None and (new.get("created_at") is None
+                            or new["written_at"] - new["created_at"] <= RECENT_JOIN_S):
         out.append("joined recently")
     cold = c.proof.get("coldstart")
     if cold:

@@ -103,6 +103,7 @@ def test_accounts_ingested_from_files_after_the_snapshot_are_newcomers_whatever_
     got = _list(client, "v")
     assert [s["user_id"] for s in got] == ["x", "y", "late", "z", "bare"]
     assert got[2]["proof"]["newcomers"]["created_at"] == 1500000000.0 and got[2]["score"] == 2
+    assert got[2]["reasons"] == ["2 mutual friends: f1, f2"]   # an account from 2017: it did not join recently
     assert got[4]["proof"]["newcomers"]["created_at"] is None
     assert got[4]["reasons"] == ["1 mutual friend: f3", "joined recently"]
 
