@@ -309,6 +309,36 @@ def friendship_rows(edges: Sequence[Friendship]) -> list[dict[str, Any]]:
 def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     """The statements that apply a batch of events in one transaction, and how many events they apply."""
     now = time.time()   # `at` of the ties this batch ends or makes (the writer's clock)
+    statements: list[tuple[str, dict[str, Any]]] = []
+    applied = 0
+    for segment in time_segments(events):
+        more, n = _segment_statements(segment, now)
+        statements += more
+        applied += n
+    return statements, applied
+
+
+def time_segments(events: Sequence[Event]) -> list[list[Event]]:
+    """The batch in time order, cut where applying it as one would go against time: a segment's requests'
+    events run before its blocks and unblocks, so a send or an answer dated after an unblock of the same
+    pair would meet the block still standing (a tie accepted after an unblock would be lost). Such an
+    event starts a new segment; the segments apply one after the other (one transaction). Most batches
+    are one segment."""
+    segments: list[list[Event]] = [[]]
+    lifted: dict[frozenset[str], float] = {}   # pair -> its first unblock in the current segment
+    for ev in sorted(events, key=lambda e: e.ts):   # stable: equal times keep the batch's order
+        pair = frozenset((ev.src, ev.dst))
+        if ev.type in REQUEST_EVENTS and lifted.get(pair, ev.ts) < ev.ts:
+            segments.append([])
+            lifted = {}
+        if ev.type == "unblock":
+            lifted.setdefault(pair, ev.ts)
+        segments[-1].append(ev)
+    return [s for s in segments if s]
+
+
+def _segment_statements(events: Sequence[Event], now: float) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    """event_statements for one time segment."""
     blocks: list[dict[str, Any]] = []
     dismissals: list[dict[str, Any]] = []
     # every block of the batch runs (each ends a tie), then the unblocks of the pairs whose last block

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from graph.cypher import ANSWER_SKEW_S, request_rounds
+from graph.cypher import ANSWER_SKEW_S, request_rounds, time_segments
 from graph.records import (
     AccountData,
     Event,
@@ -106,6 +106,9 @@ class MemoryGraphStore:
 
     def apply_events(self, events: Sequence[Event]) -> int:
         self.calls.append("apply_events")
+        return sum(self._apply_segment(segment) for segment in time_segments(events))
+
+    def _apply_segment(self, events: Sequence[Event]) -> int:
         order = {"block": 3, "unblock": 3, "dismiss": 4}
         applied = 0
         # as the Neo4j store's statements run: each request's events in time order (a round at a time: its

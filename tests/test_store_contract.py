@@ -438,6 +438,33 @@ def test_request_rounds_put_each_requests_events_in_time_order_and_drop_repeated
     assert rounds == [[("send", "a", 1.0), ("send", "c", 1.0)], [("decline", "b", 4.0)], [("send", "a", 5.0)]]
 
 
+def test_time_segments_cut_only_where_a_request_follows_an_unblock_of_its_pair():
+    from graph.cypher import time_segments
+
+    ev = lambda kind, a, b, t: Event(kind, a, b, t)   # noqa: E731
+    plain = [ev("send", "a", "b", 3.0), ev("block", "c", "d", 1.0), ev("unblock", "c", "d", 2.0),
+             ev("send", "a", "c", 4.0), ev("dismiss", "a", "d", 0.5)]
+    assert time_segments(plain) == [sorted(plain, key=lambda e: e.ts)]   # no pair both unblocked and asked
+    batch = [ev("accept", "b", "a", 5.0), ev("unblock", "a", "b", 2.0), ev("send", "a", "b", 3.0),
+             ev("block", "a", "b", 1.0), ev("send", "b", "a", 2.0), ev("block", "x", "y", 6.0)]
+    assert [[(e.type, e.ts) for e in seg] for seg in time_segments(batch)] == [
+        [("block", 1.0), ("unblock", 2.0), ("send", 2.0)],   # the same time as the unblock: not after it
+        [("send", 3.0), ("accept", 5.0), ("block", 6.0)]]
+
+
+def test_a_request_after_an_unblock_in_the_same_batch_goes_through(store, prefix):
+    """Block, unblock, then a request sent and accepted, all in one batch (a queue's batch of a few
+    minutes): the pair are friends, as applying the events one by one leaves them. Before, a batch ran its
+    requests' events before its blocks and unblocks: the send and the accept met the block still standing,
+    and a tie the platform holds was missing (so each could be suggested to the other)."""
+    a, b, c = (f"{prefix}{x}" for x in "abc")
+    store.upsert_users([UserRecord(id=x) for x in (a, b, c)])
+    store.apply_events([Event("accept", b, a, 40.0), Event("send", c, b, 25.0), Event("send", a, b, 30.0),
+                        Event("unblock", a, b, 20.0), Event("block", a, b, 10.0)])
+    assert store.friends(a) == [b] and _request(store, a, b) == ("accepted", 30.0, 40.0)
+    assert store.user_state(b).pending == frozenset({c}) and store.user_state(a).blocked == frozenset()
+
+
 def test_a_tie_that_ends_marks_both_users_for_proofs_made_before(store, prefix):
     a, b, c, d, e = (f"{prefix}{x}" for x in "abcde")
     store.add_friendships([Friendship(a, b), Friendship(c, d), Friendship(a, e)])
