@@ -215,7 +215,7 @@ class MemoryGraphStore:
             return None
         requests = [(r, r.dst if r.src == user_id else r.src) for r in self.requests.values()]
         return AccountData.of(
-            {"id": user_id, **self.users[user_id].properties()},
+            {"id": user_id, **self.users[user_id].properties(), "written_at": self.user_written[user_id]},
             ((f, self.since[tuple(sorted((user_id, f)))]) for f in self.adj.get(user_id, ())),
             ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.src == user_id),
             ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.dst == user_id),

@@ -33,7 +33,8 @@ def test_the_export_holds_the_accounts_own_records_and_no_one_elses(tmp_path, us
     store.add_friendships([Friendship(user_id, "u2", 9.0)])
     _logs(settings, user_id, "u2")
     doc = export_account(settings, user_id, store)
-    assert doc["profile"] == {"id": user_id, "city": "Oslo"} and doc["friends"] == [{"id": "u2", "since": 9.0}]
+    assert doc["profile"] == {"id": user_id, "city": "Oslo", "written_at": store.user_written[user_id]}
+    assert doc["friends"] == [{"id": "u2", "since": 9.0}]
     # its impression and dismissal, not u2's request to it; the list served to it, not u2's list
     assert [(e["type"], e["ts"]) for e in doc["events"]] == [("impression", 1.0), ("dismiss", 3.0)]
     assert [s["ts"] for s in doc["suggestions_served"]] == [4.0]

@@ -326,6 +326,7 @@ def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
     from graph.records import Request
 
     a, b, c, d, e, f = (f"{prefix}{x}" for x in "abcdef")
+    written = time.time()
     store.upsert_users([UserRecord(id=a, city="Lyon", created_at=5.0), *(UserRecord(id=x) for x in (b, c, d, e, f))])
     store.add_friendships([Friendship(b, a, 7.0), Friendship(a, e)])
     store.apply_events([Event("send", a, c, 10.0), Event("send", d, a, 11.0), Event("decline", a, d, 12.0),
@@ -334,6 +335,7 @@ def test_an_account_reads_back_whole_with_its_own_actions_only(store, prefix):
     got = store.account_data(a)
     assert got is not None and {k: got.profile[k] for k in ("id", "city", "created_at")} == {
         "id": a, "city": "Lyon", "created_at": 5.0}
+    assert written <= got.profile["written_at"] <= time.time()   # when it entered the store: stored, so given
     assert got.friends == (Friendship(a, b, 7.0), Friendship(a, e, None))
     assert got.requests_sent == (Request(a, c, 10.0, "pending"),)
     assert got.requests_received == (Request(d, a, 11.0, "declined", 12.0),)
