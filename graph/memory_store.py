@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
 from graph.cypher import ANSWER_SKEW_S, request_rounds, time_segments
@@ -215,7 +215,8 @@ class MemoryGraphStore:
             return None
         requests = [(r, r.dst if r.src == user_id else r.src) for r in self.requests.values()]
         return AccountData.of(
-            {"id": user_id, **self.users[user_id].properties(), "written_at": self.user_written[user_id]},
+            {"id": user_id, **self.users[user_id].properties(),
+             **({"written_at": self.user_written[user_id]} if user_id in self.user_written else {})},
             ((f, self.since[tuple(sorted((user_id, f)))]) for f in self.adj.get(user_id, ())),
             ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.src == user_id),
             ((o, r.sent_at, r.status, r.responded_at) for r, o in requests if r.dst == user_id),
@@ -277,10 +278,11 @@ class MemoryGraphStore:
         return state, self.opted_out_among(candidate_ids) | {i for i in candidate_ids if replaced(i)}
 
     def _joined(self, u: UserRecord) -> float | None:
-        """When `u` entered the store: its written_at (graph/cypher.py _JOINED)."""
+        """When `u` entered the store: its written_at, else its created_at (graph/cypher.py _JOINED)."""
         return self.user_written.get(u.id, u.created_at)
 
-    def _newcomers(self, since: float, limit: int, max_friends: int, also=None) -> list[NewAccount]:
+    def _newcomers(self, since: float, limit: int, max_friends: int,
+                   also: Callable[[UserRecord, float], bool] | None = None) -> list[NewAccount]:
         """The `limit` newest accounts that entered the store at or after `since` (and pass `also`)."""
         joined = {u.id: t for u in self.users.values() if (t := self._joined(u)) is not None and t >= since
                   and (also is None or also(u, t))}
