@@ -319,18 +319,24 @@ def event_statements(events: Sequence[Event]) -> tuple[list[tuple[str, dict[str,
 
 
 def time_segments(events: Sequence[Event]) -> list[list[Event]]:
-    """The batch in time order, cut where applying it as one would go against time: a segment's requests'
-    events run before its blocks and unblocks, so a send or an answer dated after an unblock of the same
-    pair would meet the block still standing (a tie accepted after an unblock would be lost). Such an
-    event starts a new segment; the segments apply one after the other (one transaction). Most batches
+    """The batch in time order, cut where applying it as one would go against time. A segment runs its
+    requests' events (each pair's in time order, request_rounds), then its blocks, then its unblocks; so a
+    send or an answer dated after a block or an unblock of the same pair, or a block dated after an unblock
+    of it, starts a new segment (a tie accepted after an unblock would otherwise be lost, a decline's record
+    replaced by a send the block then withdraws). The segments apply one after the other, in one
+    transaction: a batch leaves what its events leave applied one at a time in time order. Most batches
     are one segment."""
     segments: list[list[Event]] = [[]]
-    lifted: dict[frozenset[str], float] = {}   # pair -> its first unblock in the current segment
+    blocking: dict[frozenset[str], float] = {}   # pair -> its first block or unblock in the current segment
+    lifted: dict[frozenset[str], float] = {}     # pair -> its first unblock in the current segment
     for ev in sorted(events, key=lambda e: e.ts):   # stable: equal times keep the batch's order
         pair = frozenset((ev.src, ev.dst))
-        if ev.type in REQUEST_EVENTS and lifted.get(pair, ev.ts) < ev.ts:
+        if ((ev.type in REQUEST_EVENTS and blocking.get(pair, ev.ts) < ev.ts)
+                or (ev.type == "block" and lifted.get(pair, ev.ts) < ev.ts)):
             segments.append([])
-            lifted = {}
+            blocking, lifted = {}, {}
+        if ev.type in ("block", "unblock"):
+            blocking.setdefault(pair, ev.ts)
         if ev.type == "unblock":
             lifted.setdefault(pair, ev.ts)
         segments[-1].append(ev)
@@ -379,23 +385,25 @@ REQUEST_EVENTS = ("send", "accept", "decline")
 
 
 def request_rounds(events: Sequence[Event]) -> list[list[Event]]:
-    """The batch's sends and answers in rounds: round i holds the i-th event of every request (requester ->
-    recipient) in time order (a send first among equal times, then the batch's order), so one statement
-    never touches a request twice and each request's events apply in the order they happened. A send
-    right after a send of the same request is left out: it changes nothing (the request is pending), and
-    a client repeating one send a thousand times would otherwise cost a thousand rounds."""
+    """The batch's sends and answers in rounds: round i holds the i-th event of every pair of users (their
+    requests both ways) in time order (a send first among equal times, then the batch's order), so one
+    statement never touches a pair twice and each pair's events apply in the order they happened (an
+    accept's tie answers the other way's request: the two ways are one sequence). A send right after a
+    send of the same request is left out: it changes nothing (the request is pending), and a client
+    repeating one send a thousand times would otherwise cost a thousand rounds."""
     mine = [ev for ev in events if ev.type in REQUEST_EVENTS]
     order = sorted(range(len(mine)), key=lambda i: (mine[i].ts, mine[i].type != "send", i))
     rounds: list[list[Event]] = []
-    seen: dict[tuple[str, str], int] = {}
-    last: dict[tuple[str, str], str] = {}
+    seen: dict[frozenset[str], int] = {}
+    last: dict[frozenset[str], tuple[str, tuple[str, str]]] = {}
     for i in order:
         ev = mine[i]
         request = (ev.src, ev.dst) if ev.type == "send" else (ev.dst, ev.src)
-        if ev.type == "send" == last.get(request):
+        pair = frozenset(request)
+        if ev.type == "send" and last.get(pair) == ("send", request):
             continue
-        last[request] = ev.type
-        r = seen[request] = seen.get(request, -1) + 1
+        last[pair] = (ev.type, request)
+        r = seen[pair] = seen.get(pair, -1) + 1
         if r == len(rounds):
             rounds.append([])
         rounds[r].append(ev)

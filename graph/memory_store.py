@@ -111,8 +111,9 @@ class MemoryGraphStore:
     def _apply_segment(self, events: Sequence[Event]) -> int:
         order = {"block": 3, "unblock": 3, "dismiss": 4}
         applied = 0
-        # as the Neo4j store's statements run: each request's events in time order (a round at a time: its
-        # sends, its answers, then its accepts' ties), then blocks and unblocks in time order, then dismissals
+        # as the Neo4j store's statements run a time segment: each pair's events in time order (a round at a
+        # time: its sends, its answers, then its accepts' ties), then blocks and unblocks in time order, then
+        # dismissals
         steps = {"send": ("send",), "accept": ("answer", "tie"), "decline": ("answer",)}
         requests = [(step, ev) for batch in request_rounds(events) for step in ("send", "answer", "tie")
                     for ev in batch if step in steps[ev.type]]

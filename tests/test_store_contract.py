@@ -430,28 +430,66 @@ def test_an_id_deleted_and_created_again_is_a_new_account_to_records_made_before
     assert store.opted_out_among([c]) == set()
 
 
-def test_request_rounds_put_each_requests_events_in_time_order_and_drop_repeated_sends():
+def test_request_rounds_put_each_pairs_events_in_time_order_and_drop_repeated_sends():
     from graph.cypher import request_rounds
 
     events = [Event("send", "a", "b", t) for t in (3.0, 1.0, 2.0)] + [
         Event("decline", "b", "a", 4.0), Event("send", "a", "b", 5.0), Event("send", "c", "b", 1.0),
-        Event("impression", "a", "b", 0.5, position=0)]
+        Event("send", "b", "a", 4.5), Event("impression", "a", "b", 0.5, position=0)]
     rounds = [[(e.type, e.src, e.ts) for e in r] for r in request_rounds(events)]
-    assert rounds == [[("send", "a", 1.0), ("send", "c", 1.0)], [("decline", "b", 4.0)], [("send", "a", 5.0)]]
+    # the pair's two ways are one sequence: b's own request to a comes between a's decline and a's next send
+    assert rounds == [[("send", "a", 1.0), ("send", "c", 1.0)], [("decline", "b", 4.0)], [("send", "b", 4.5)],
+                      [("send", "a", 5.0)]]
 
 
-def test_time_segments_cut_only_where_a_request_follows_an_unblock_of_its_pair():
+def test_time_segments_cut_where_a_request_follows_a_block_or_unblock_of_its_pair():
     from graph.cypher import time_segments
 
     ev = lambda kind, a, b, t: Event(kind, a, b, t)   # noqa: E731
     plain = [ev("send", "a", "b", 3.0), ev("block", "c", "d", 1.0), ev("unblock", "c", "d", 2.0),
-             ev("send", "a", "c", 4.0), ev("dismiss", "a", "d", 0.5)]
-    assert time_segments(plain) == [sorted(plain, key=lambda e: e.ts)]   # no pair both unblocked and asked
+             ev("block", "c", "e", 2.5), ev("send", "a", "c", 4.0), ev("dismiss", "a", "d", 0.5)]
+    assert time_segments(plain) == [sorted(plain, key=lambda e: e.ts)]   # no pair blocked and then asked
     batch = [ev("accept", "b", "a", 5.0), ev("unblock", "a", "b", 2.0), ev("send", "a", "b", 3.0),
-             ev("block", "a", "b", 1.0), ev("send", "b", "a", 2.0), ev("block", "x", "y", 6.0)]
+             ev("block", "a", "b", 1.0), ev("send", "b", "a", 1.0), ev("block", "x", "y", 6.0),
+             ev("unblock", "x", "y", 7.0), ev("block", "y", "x", 8.0)]
     assert [[(e.type, e.ts) for e in seg] for seg in time_segments(batch)] == [
-        [("block", 1.0), ("unblock", 2.0), ("send", 2.0)],   # the same time as the unblock: not after it
-        [("send", 3.0), ("accept", 5.0), ("block", 6.0)]]
+        [("block", 1.0), ("send", 1.0), ("unblock", 2.0)],   # the same time as the block: not after it
+        [("send", 3.0), ("accept", 5.0), ("block", 6.0), ("unblock", 7.0)],
+        [("block", 8.0)]]                                    # a block after an unblock of its pair
+
+
+def _pair_state(store, p: str, names: str) -> tuple:
+    """Ties, requests (status and times) and blocks (and when) among `names` under prefix `p`, prefix off."""
+    n = len(p)
+    out = []
+    for u in names:
+        acc = store.account_data(p + u)
+        out.append((u, [f.b[n:] if f.a == p + u else f.a[n:] for f in acc.friends],
+                    [(r.dst[n:], r.status, r.sent_at, r.responded_at) for r in acc.requests_sent],
+                    [(x[n:], t) for x, t in acc.blocks]))
+    return tuple(out)
+
+
+def test_a_batch_leaves_what_its_events_leave_applied_one_at_a_time_in_time_order(store, prefix):
+    """Random sends, answers, blocks and unblocks among three users: one batch leaves the same ties,
+    requests (status and times) and blocks (and their times) as its events applied one at a time in time
+    order. Before, a batch ran every request's events before its blocks, and the two ways of a pair as two
+    sequences: a tie accepted after an unblock was lost, a decline's record replaced by a send the block then
+    withdrew (the decline cool-down gone), a send after a tie opened a request. (While building it, the
+    in-memory store was checked so on 95,000 random batches; here 30 on every store.)"""
+    import random
+
+    rng = random.Random(17)
+    kinds = ("send", "accept", "decline", "block", "unblock")
+    for trial in range(30):
+        events = [(rng.choice(kinds), *rng.sample("abc", 2), float(t))
+                  for t in rng.sample(range(100), rng.randrange(2, 9))]
+        whole, single = f"{prefix}{trial}w-", f"{prefix}{trial}s-"
+        store.upsert_users([UserRecord(id=p + u) for p in (whole, single) for u in "abc"])
+        store.apply_events([Event(k, whole + a, whole + b, t) for k, a, b, t in events])
+        for k, a, b, t in sorted(events, key=lambda e: e[3]):
+            store.apply_events([Event(k, single + a, single + b, t)])
+        assert _pair_state(store, whole, "abc") == _pair_state(store, single, "abc"), events
 
 
 def test_a_request_after_an_unblock_in_the_same_batch_goes_through(store, prefix):
@@ -493,9 +531,9 @@ def test_no_request_stands_pending_between_friends(store, prefix):
     store.apply_events([Event("accept", d, c, 30.0)])
     assert _request(store, c, d) == ("accepted", 20.0, 30.0) and _request(store, d, c) == ("accepted", 21.0, 30.0)
     assert store.user_state(c).pending == frozenset() == store.user_state(d).pending
-    # in one batch, a send after the tie formed is dated by itself; every store runs a round's sends first
+    # in one batch as in two, a send after the tie formed changes nothing
     store.apply_events([Event("send", e, f, 40.0), Event("accept", f, e, 41.0), Event("send", f, e, 45.0)])
-    assert _request(store, e, f) == ("accepted", 40.0, 41.0) and _request(store, f, e) == ("accepted", 45.0, 45.0)
+    assert _request(store, e, f) == ("accepted", 40.0, 41.0) and _request(store, f, e) is None
     assert store.friends(e) == [f] and store.user_state(f).pending == frozenset()
 
 
@@ -518,7 +556,7 @@ def test_a_block_withdraws_pending_requests_and_stops_new_ones(store, prefix):
     store.apply_events([Event("send", a, b, 31.0)])
     assert _request(store, b, a) is None and _request(store, a, b) is None
     assert store.user_state(a).pending == frozenset({c})
-    # in one batch a block runs after the requests' events, whatever their times: it withdraws them too
+    # in one batch as one at a time: a send after a block changes nothing
     store.apply_events([Event("send", c, b, 40.0), Event("block", b, c, 39.0)])
     assert _request(store, c, b) is None and store.user_state(b).pending == frozenset()
     store.apply_events([Event("unblock", a, b, 50.0)])
