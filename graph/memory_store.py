@@ -59,34 +59,36 @@ class MemoryGraphStore:
     def close(self) -> None:
         self.calls.append("close")
 
-    def _touch(self, user_id: str) -> None:
+    def _touch(self, user_id: str, now: float) -> None:
         if user_id not in self.users:
             self.users[user_id] = UserRecord(id=user_id)
-            self.user_written[user_id] = time.time()
+            self.user_written[user_id] = now
 
     def upsert_users(self, users: Sequence[UserRecord], created_at_default: float | None = None) -> int:
         self.calls.append("upsert_users")
+        now = time.time()   # every account one call creates is stamped alike, as one Cypher statement does
         for u in users:
             new = UserRecord(id=u.id, created_at=created_at_default)   # a sign-up, dated unless it says when
             if u.id not in self.users:
-                self.user_written[u.id] = time.time()
+                self.user_written[u.id] = now
             self.users[u.id] = self.users.get(u.id, new).updated(u)
         return len(users)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
         self.calls.append("add_friendships")
         applied = set()
+        now = time.time()   # the ties and accounts one call creates are stamped alike (one statement's $at)
         for e in edges:
             c = e.canonical()
             if c.a == c.b:
                 continue
-            self._touch(c.a)
-            self._touch(c.b)
+            self._touch(c.a, now)
+            self._touch(c.b, now)
             key = (c.a, c.b)
             applied.add(key)
             old = self.since.get(key, c.since)
             if key not in self.since:
-                self.written[key] = time.time()
+                self.written[key] = now
             if key not in self.since or (c.since is not None and (old is None or c.since < old)):
                 self.since[key] = c.since
             self.adj[c.a].add(c.b)
