@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,15 @@ from graph.store import GraphStore
 from pymk.settings import Settings
 
 SERVER_SEEN: list[str] = []
+
+
+def between_writes(pause_s: float = 0.01) -> float:
+    """A time strictly after every write so far and before every write after it (the stores stamp
+    `written_at` by time.time() when they write): a `since` that holds only what is written next."""
+    time.sleep(pause_s)
+    t = time.time()
+    time.sleep(pause_s)
+    return t
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

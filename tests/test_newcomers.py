@@ -20,6 +20,7 @@ from graph.snapshot import from_store, save_snapshot
 from pymk.artifacts import ArtifactStore
 from pymk.errors import GraphStoreUnavailableError
 from pymk.settings import Settings
+from tests.conftest import between_writes
 
 KEY = {"X-API-Key": "k1"}
 
@@ -31,15 +32,6 @@ def _world() -> MemoryGraphStore:
         ("v", "f1"), ("v", "f2"), ("v", "f3"), ("f1", "x"), ("f2", "x"), ("f3", "x"), ("x", "y"), ("x", "z"))])
     store.upsert_users([UserRecord(id=u, created_at=10.0) for u in store.users])
     return store
-
-
-def _now() -> float:
-    """A time strictly after every write so far and before every write after it (stores stamp `written_at`
-    by time.time()): the `since` of an index that holds only what is written next."""
-    time.sleep(0.01)
-    t = time.time()
-    time.sleep(0.01)
-    return t
 
 
 @pytest.fixture
@@ -194,7 +186,7 @@ def _reads_through(store: MemoryGraphStore, around=None) -> None:
 
 def test_the_index_is_read_again_only_when_stale_in_the_background_and_survives_a_failed_read():
     store = _world()
-    index = NewcomerIndex(store, since=_now(), config=NewcomerConfig(refresh_s=3600))
+    index = NewcomerIndex(store, since=between_writes(), config=NewcomerConfig(refresh_s=3600))
     store.upsert_users([UserRecord(id="n", created_at=200.0)])
     store.add_friendships([Friendship("n", "f1", 200.0)])
     assert [c.user_id for c in index.near("v", frozenset({"f1", "f2"}), 5)] == ["n"]   # the first read: inline
@@ -277,7 +269,7 @@ def test_the_index_holds_nothing_the_garbage_collector_keeps_walking():
     """Every full collection in an API worker walks what it tracks: 200,000 newcomers as objects with
     attributes made each one ~160 ms longer, for every request thread (RESULTS)."""
     store = _world()
-    index = NewcomerIndex(store, _now(), NewcomerConfig(refresh_s=0))
+    index = NewcomerIndex(store, between_writes(), NewcomerConfig(refresh_s=0))
     for i in range(50):   # half of them dated (None is a constant the collector never tracks either)
         store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time() if i % 2 else None)])
         store.add_friendships([Friendship(f"n{i}", f"f{1 + i % 3}", 1.0), Friendship(f"n{i}", f"n{i // 2}", 1.0)])
@@ -318,7 +310,7 @@ def test_an_index_at_its_cap_keeps_the_newest_accounts_as_a_rebuild_would():
 
 def test_a_read_of_changes_that_reaches_the_cap_makes_the_next_read_whole():
     store = _world()
-    index = NewcomerIndex(store, _now(), NewcomerConfig(refresh_s=0, max_accounts=2))
+    index = NewcomerIndex(store, between_writes(), NewcomerConfig(refresh_s=0, max_accounts=2))
     for i in range(3):
         store.upsert_users([UserRecord(id=f"n{i}", created_at=time.time())])
         time.sleep(0.001)
@@ -341,7 +333,7 @@ def test_newcomers_are_ranked_by_mutual_friends_then_the_newest():
                             ("b", 201.0, ("f1",))):
         store.upsert_users([UserRecord(id=uid, created_at=t)])
         store.add_friendships([Friendship(uid, f, t) for f in friends])
-        since = since or _now()   # old entered before
+        since = since or between_writes()   # old entered before
     index = NewcomerIndex(store, since=since)
     got = index.near("v", frozenset({"f1", "f2", "f3"}), 5)
     assert [(c.user_id, c.proof["fof"]["mutual_count"]) for c in got] == [("c", 2), ("b", 1), ("a", 1)]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from graph.records import Event, FreshView, Friendship, UserRecord
+from tests.conftest import between_writes
 
 
 def two_cliques(p: str) -> list[Friendship]:
@@ -48,15 +49,6 @@ def test_created_at_default_dates_only_an_account_the_call_creates(store, prefix
     assert store.get_user(a).created_at == 800.0
 
 
-def _tick() -> float:
-    """A time strictly between the writes before it and those after it (each store stamps `written_at` by
-    time.time() when it writes)."""
-    time.sleep(0.02)
-    t = time.time()
-    time.sleep(0.02)
-    return t
-
-
 def _unstamp(store, user_id: str, created_at: float) -> None:
     """Make `user_id` an account as a version before `written_at` on users wrote it: none, and this created_at."""
     if hasattr(store, "user_written"):
@@ -74,15 +66,15 @@ def test_new_accounts_are_those_written_since_a_time_whatever_their_created_at(s
     mine = lambda accounts: [(a.id, a.created_at, a.friends) for a in accounts if a.id.startswith(p)]  # noqa: E731
     store.upsert_users([UserRecord(id=f"{p}old", created_at=1.0e9)])
     store.add_friendships([Friendship(f"{p}old", f"{p}x", 1.0)])
-    since = _tick()
+    since = between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}n1", created_at=1.2e9)])   # a file's row, dated long ago
     store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n1", f"{p}x", 1.0)])
-    _tick()
+    between_writes(0.02)
     store.add_friendships([Friendship(f"{p}n2", f"{p}n1", 1.0)])       # n2: made by its tie, undated
-    _tick()
+    between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}n3")], created_at_default=since + 1)   # a sign-up
     store.add_friendships([Friendship(f"{p}n3", f"{p}old", 1.0)])
-    _tick()
+    between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}lonely", created_at=since + 2)])
     got = store.new_accounts(since, limit=10, max_friends=10)
     # `lonely` has no friend (no one's friends-of-friends); `old` and `x` entered before `since`
@@ -93,7 +85,7 @@ def test_new_accounts_are_those_written_since_a_time_whatever_their_created_at(s
     assert [a.friends for a in store.new_accounts(since, limit=10, max_friends=1)][-1] == (f"{p}n2",)
     # the limit counts the newest accounts, friended or not: `lonely` and n3
     assert mine(store.new_accounts(since, limit=2, max_friends=10)) == [(f"{p}n3", since + 1, (f"{p}old",))]
-    assert store.new_accounts(_tick(), limit=10, max_friends=10) == []
+    assert store.new_accounts(between_writes(0.02), limit=10, max_friends=10) == []
     # an account a version before the stamp wrote counts by its created_at, and is dated by it
     _unstamp(store, f"{p}old", since + 0.005)
     got = store.new_accounts(since, limit=10, max_friends=1)
@@ -108,13 +100,13 @@ def test_newcomer_changes_are_the_newcomers_whose_ties_changed_since_a_time(stor
     p = prefix
     mine = lambda ids: [i for i in ids if i.startswith(p)]   # noqa: E731 (a shared server holds others)
     store.upsert_users([UserRecord(id=f"{p}{u}", created_at=1.0e9) for u in ("old", "x", "y", "z")])
-    since = _tick()
+    since = between_writes(0.02)
     for i in range(1, 5):   # n1 (written first) .. n4, each dated long ago by its file
         store.upsert_users([UserRecord(id=f"{p}n{i}", created_at=1.0e9 + i)])
-        _tick()
+        between_writes(0.02)
     store.add_friendships([Friendship(f"{p}n1", f"{p}old", 1.0), Friendship(f"{p}n2", f"{p}old", 1.0),
                            Friendship(f"{p}n3", f"{p}x", 1.0), Friendship(f"{p}n4", f"{p}old", 1.0)])
-    changed = _tick()
+    changed = between_writes(0.02)
     got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
     assert mine(a.id for a in got.accounts) == [] and mine(got.gone) == []   # nothing changed yet
     store.add_friendships([Friendship(f"{p}n1", f"{p}y", 1.0),    # n1 gains a tie dated long ago
@@ -122,17 +114,17 @@ def test_newcomer_changes_are_the_newcomers_whose_ties_changed_since_a_time(stor
                            Friendship(f"{p}n4", f"{p}old", 0.5)])  # a tie n4 had: not a change
     store.remove_friendship(f"{p}n2", f"{p}old")                   # n2 loses its only tie
     store.delete_users([f"{p}n3"])
-    _tick()
+    between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}n5", created_at=1.0e9 + 5)])
     store.add_friendships([Friendship(f"{p}n5", f"{p}old", 1.0)])
-    _tick()
+    between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}n6")])   # written since, with no tie
     got = store.newcomer_changes(since, changed, limit=100, max_friends=10)
     assert [(a.id, a.created_at, a.friends) for a in got.accounts if a.id.startswith(p)] == [
         (f"{p}n6", None, ()), (f"{p}n5", 1.0e9 + 5, (f"{p}old",)), (f"{p}n2", 1.0e9 + 2, ()),
         (f"{p}n1", 1.0e9 + 1, (f"{p}old", f"{p}y"))]
     assert mine(got.gone) == [f"{p}n3"]
-    _tick()
+    between_writes(0.02)
     store.upsert_users([UserRecord(id=f"{p}n3")])   # created again: not gone
     got = store.newcomer_changes(since, changed, limit=100, max_friends=1)
     assert mine(got.gone) == [] and [a.friends for a in got.accounts if a.id == f"{p}n1"] == [(f"{p}old",)]
@@ -569,7 +561,7 @@ def test_the_fake_and_neo4j_read_the_same_hard_rules_after_random_histories(neo4
             s.upsert_users([UserRecord(id=p + u) for u in "abcd"])
         for i, (what, kind, a, b, t) in enumerate(history):
             if i == middle:
-                since = _tick()
+                since = between_writes(0.02)
             for s in (fake, neo4j_store):
                 write(s, what, kind, p + a, p + b, t)
         for v in "abcd":
@@ -600,7 +592,7 @@ def test_the_fake_and_neo4j_read_the_same_newcomers_after_random_histories(neo4j
         for s in (fake, neo4j_store):
             s.upsert_users([UserRecord(id=p + u, created_at=1e9) for u in names[:3]])
             s.add_friendships([Friendship(p + "u0", p + "u1", 1.0)])
-        since, marks = _tick(), []
+        since, marks = between_writes(0.02), []
         for _ in range(rng.randrange(3, 12)):
             roll, (a, b) = rng.random(), rng.sample(names, 2)
             dated, now = rng.choice([None, 1.2e9, since + 1]), time.time()
@@ -615,9 +607,7 @@ def test_the_fake_and_neo4j_read_the_same_newcomers_after_random_histories(neo4j
                     s.delete_users([p + a])
                 else:
                     s.upsert_users([UserRecord(id=p + a)], created_at_default=now)
-            time.sleep(0.002)
-            marks.append(time.time())   # between this write and the next
-            time.sleep(0.002)
+            marks.append(between_writes(0.002))
         changed = rng.choice(marks)
 
         def reads(s, p=p, since=since, changed=changed) -> tuple:
