@@ -18,12 +18,12 @@ import numpy as np
 
 from candidates.filters import StoreStateReader
 from candidates.fresh import fresh_fof
-from candidates.newcomers import IndexRead, NewcomerConfig, newcomer_index
+from candidates.newcomers import IndexRead
 from candidates.pipeline import CandidatePipeline, Recommendation
 from graph.eventlog import EventLog
 from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
-from pymk.assemble import assemble_pipeline
+from pymk.assemble import add_live_state, assemble_pipeline
 from pymk.errors import (
     AccountReplacedError,
     ArtifactError,
@@ -105,9 +105,7 @@ class Services:
                 return False
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
-            api = self.settings.api
-            newcomers = NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s, api.newcomer_full_read_s)
-            pipeline.newcomers = newcomer_index(self.store, pipeline.snap, newcomers, self.on_newcomer_read)
+            add_live_state(pipeline, self.settings, self.store, self.on_newcomer_read)
             try:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on

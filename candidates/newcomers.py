@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -217,13 +217,16 @@ def newcomers_ahead(index: NewcomerIndex | None, viewer: str, friends: Iterable[
 
 
 def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str, final: list[Candidate], k: int,
-                   rec: Recommendation) -> list[Candidate]:
+                   rec: Recommendation, seen: Mapping[str, int] | None = None, seen_decay: float = 1.0
+                   ) -> list[Candidate]:
     """The newcomer stage: the viewer's newcomers (tied to its friends now) through every hard rule on fresh
     state, their proofs current, blended into `final`'s slots up to k. The rules come from the pipeline's
     read (`rec.rules`) when it covered every one of them (its `accounts_since` is the snapshot's, earlier
     than the index's read: an id deleted and created again in between is left out until the next snapshot,
     and more pairs are checked for ended ties); else from a read of their own. Skipped, with the reason,
-    when the graph store cannot be read."""
+    when the graph store cannot be read. `seen`: how often each newcomer was shown to the viewer since the
+    snapshot; its score (mutual friends) is weighed by `seen_decay` to that power, as the re-rank weighs the
+    others', so a newcomer shown again and again gives its slot to the next one."""
     slots = _slots(index, k)
     if not slots or rec.removed["viewer_deactivated"]:
         return final
@@ -239,6 +242,8 @@ def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str,
             ctx = FilterContext(viewer, *state.rules(viewer, ids, index.read_at), read_for=frozenset(ids))
         # a newcomer left with no mutual friend goes
         kept = [c for c in passing_rules(state, proposed, ctx, rec.removed) if "fof" in c.proof]
+        if seen:
+            kept.sort(key=lambda c: -c.score(SOURCE) * seen_decay ** seen.get(c.user_id, 0))   # stable
     except GraphStoreUnavailableError as exc:
         rec.skipped_sources[SOURCE] = f"failed: {exc}"
         log.warning("newcomer stage skipped for %r: %s", viewer, exc)

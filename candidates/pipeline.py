@@ -28,6 +28,7 @@ from candidates.base import CandidateSource, Proposals, empty_proposals, propose
 from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
+from candidates.recent_shown import RecentImpressions
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
@@ -91,6 +92,7 @@ class CandidatePipeline:
         self.reranker = reranker
         self.precomputed: PrecomputedCandidates | None = None  # set by the server when versions match
         self.newcomers: NewcomerIndex | None = None   # set by the server: accounts newer than the snapshot
+        self.recent_shown: RecentImpressions | None = None   # set by the server: impressions since the snapshot
         self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
         # impressions by viewer (the snapshot's shared copy), counted from `seen_window_days` before the newest
         self._imp_viewer, self._imp_shown, self._imp_sec = snap.impressions_by_viewer()
@@ -120,7 +122,10 @@ class CandidatePipeline:
                 break
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))
-        final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec)
+        if self.newcomers is not None:
+            seen = self.recent_shown.newcomer_counts(user) if self.recent_shown is not None else {}
+            decay = self.reranker.cfg.seen_decay if self.reranker is not None else 1.0
+            final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec, seen, decay)
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
@@ -176,11 +181,15 @@ class CandidatePipeline:
             _ = self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))[:20]
 
     def times_seen(self, user: int) -> dict[int, int]:
-        """How often each user was shown to `user` (impressions in the snapshot's event log, within
-        `seen_window_days` of the newest)."""
+        """How often each user was shown to `user`: impressions in the snapshot's event log within
+        `seen_window_days` of the newest, and those logged since (`recent_shown`, when the server set it)."""
         lo, hi = run_bounds(self._imp_viewer, user)
         shown, counts = np.unique(self._imp_shown[lo:hi][self._imp_sec[lo:hi] >= self._seen_from], return_counts=True)
-        return dict(zip(shown.tolist(), counts.tolist(), strict=True))
+        seen = dict(zip(shown.tolist(), counts.tolist(), strict=True))
+        if self.recent_shown is not None:
+            for index, n in self.recent_shown.counts(user).items():
+                seen[index] = seen.get(index, 0) + n
+        return seen
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
         """Every source's candidates (a source over its budget or failing is skipped, with the reason)."""

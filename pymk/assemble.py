@@ -6,13 +6,17 @@ One place for the API server and the jobs that must rank exactly as it does (pre
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from candidates.ann import current_embeddings
 from candidates.filters import SnapshotStateReader, StateReader
+from candidates.newcomers import IndexRead, NewcomerConfig, newcomer_index
 from candidates.pipeline import PER_SOURCE_K, CandidatePipeline, PipelineConfig
+from candidates.recent_shown import RecentShownConfig, recent_impressions
 from candidates.registry import REGISTRY
 from graph.snapshot import load_snapshot
+from graph.store import GraphStore
 from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError
 from pymk.settings import Settings
@@ -52,6 +56,19 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
                                                 concurrency=settings.api.threads), ranker=ranker,
                                  reranker=Reranker(snap, RerankConfig(explore_share=settings.api.explore_share)))
     return Assembled(pipeline, snap_version, emb_version, ranker_version)
+
+
+def add_live_state(pipeline: CandidatePipeline, settings: Settings, store: GraphStore,
+                   on_newcomer_read: Callable[[IndexRead], None] | None = None) -> None:
+    """What serving adds to a snapshot's pipeline, read from newer data: the index of the accounts written
+    since (newcomer slots) and the impressions logged since (the seen penalty)."""
+    api = settings.api
+    pipeline.newcomers = newcomer_index(
+        store, pipeline.snap, NewcomerConfig(api.newcomer_slots, api.newcomer_refresh_s, api.newcomer_full_read_s),
+        on_newcomer_read)
+    if api.seen_max_impressions > 0:
+        pipeline.recent_shown = recent_impressions(settings.event_log_dir, pipeline.snap,
+                                                   RecentShownConfig(api.seen_refresh_s, api.seen_max_impressions))
 
 
 def _ranker(settings: Settings, snap, emb, emb_version: str | None):

@@ -249,15 +249,14 @@ def why(settings: Settings, viewer: str, candidate: str, limit: int) -> None:
     """Why CANDIDATE is or is not in VIEWER's suggestions: each stage's verdict, on the served artifacts
     and fresh Neo4j state (what the API would do)."""
     from candidates.filters import StoreStateReader
-    from candidates.newcomers import NewcomerConfig, newcomer_index
     from candidates.why import why as explain
     from graph.connect import open_store
-    from pymk.assemble import assemble_pipeline
+    from pymk.assemble import add_live_state, assemble_pipeline
 
     store = open_store(settings)
     try:
         pipeline = assemble_pipeline(settings, StoreStateReader(store)).pipeline
-        pipeline.newcomers = newcomer_index(store, pipeline.snap, NewcomerConfig(settings.api.newcomer_slots))
+        add_live_state(pipeline, settings, store)
         try:
             click.echo("\n".join(explain(pipeline, viewer, candidate, limit, store=store).lines()))
         finally:

@@ -1,8 +1,8 @@
 """Re-ranking after the model: fresh faces, diversity, a cap on very popular users, exploration.
 
 Applied to the ranked list before truncation, in this order:
-1. seen penalty: score x `seen_decay` ** (times shown to this viewer without an action), so each
-   refresh brings new faces;
+1. seen penalty: score x `seen_decay` ** (times shown to this viewer without an action: in the snapshot's
+   log and, when serving, logged since: candidates/recent_shown.py), so each refresh brings new faces;
 2. greedy selection with diversity: no source may fill more than `max_source_share` of the list
    and no city more than `max_group_share`; at most `max_popular` suggestions may target users in
    the top `popular_quantile` by degree;

@@ -1052,3 +1052,24 @@ def test_a_viewer_with_almost_no_friends_in_the_snapshot_who_makes_some_is_serve
     assert "a2" not in _ids(client.get("/v1/users/c0/suggestions"))
     assert client.post("/v1/friendships", json={"a": "a1", "b": "b3"}, headers=KEY).status_code == 201
     assert "snapshot" not in client.get("/v1/users/a1/suggestions").get_json()["skipped_sources"]   # 3 friends then
+
+
+def test_impressions_posted_since_the_snapshot_rotate_the_list(world, tmp_path):
+    """A candidate shown again and again gives its place to the next one at once, not at the next snapshot
+    (the seen penalty counts the impressions logged since it: candidates/recent_shown.py); a newcomer in a
+    slot gives it to the next newcomer the same way."""
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0",
+                                  "PYMK_SEEN_REFRESH_S": "0", "PYMK_NEWCOMER_REFRESH_S": "0",
+                                  "PYMK_NEWCOMER_SLOTS": "2"})
+    save_snapshot(from_store(world), ArtifactStore(settings.snapshot_dir), source="test")
+    # two newcomers, each befriended by one of a1's friends (one mutual friend each: a tie, n1 first by id)
+    world.add_friendships([Friendship("a2", "n1", time.time()), Friendship("a3", "n2", time.time())])
+    client = create_app(settings, store=world).test_client()
+    first = _ids(client.get("/v1/users/a1/suggestions?limit=5"))
+    assert len(first) >= 3 and first[1] == "n1"
+    shown = [{"type": "impression", "src": "a1", "dst": first[0], "ts": time.time(), "position": 0},
+             {"type": "impression", "src": "a1", "dst": "n1", "ts": time.time(), "position": 1}]
+    assert client.post("/v1/events", json=shown * 3, headers=KEY).status_code == 202
+    again = _ids(client.get("/v1/users/a1/suggestions?limit=5"))
+    assert again[0] != first[0] and first[0] in again   # moved down, still suggested
+    assert again[1] == "n2" and "n1" not in again[:2]

@@ -1,0 +1,232 @@
+"""Impressions logged since the served snapshot, for the re-rank's seen penalty.
+
+The seen penalty (ranker/rerank.py) is what makes each refresh of a list bring new faces. Its counts come
+from the snapshot's event log, so until the next snapshot (a day) a viewer who opened the list ten times
+saw the same head ten times. `RecentImpressions` reads the impressions appended to the event log since
+then: every API worker tails the log's segments (`$PYMK_DATA_DIR/events`, written by every worker on the
+machine, or by every machine where the directory is shared), reading only the bytes written since its last
+read: the first (the backlog since the snapshot: a worker starting late in the day) before the worker serves
+with the snapshot, later ones in the background when a request finds the last read older than `refresh_s`
+(a few milliseconds of parsing each: a long read in a thread of its own would hold the interpreter's lock
+against the requests, bench/recent_shown.py).
+
+Which impressions: those dated after the snapshot's newest impression, which therefore cannot be in it. An
+impression logged after the export but dated before that waits for the next snapshot (never counted twice).
+A segment last written before that time was read whole by the export and is not opened. A segment rewritten
+in place (the nightly erasure of deleted accounts, which leaves alone the segments written in the last hour)
+is taken as read: what it held stays counted until the next snapshot, which the nightly refresh publishes
+after the erasure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+import orjson
+
+from graph.snapshot import Snapshot
+from graph.snapshot.csr import run_bounds
+from graph.snapshot.format import EVENT_CODE
+
+log = logging.getLogger(__name__)
+
+CHUNK_BYTES = 4 << 20      # a segment is read this much at a time (its lines are parsed at once)
+
+
+@dataclass(frozen=True)
+class RecentShownConfig:
+    refresh_s: float = 10.0            # a read older than this is read again (0: by every request itself)
+    max_impressions: int = 50_000_000  # held at most (8 bytes each); past it the penalty waits for the snapshot
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Impressions of snapshot users as runs sorted by viewer (a few, merged as they grow), and of users
+    the snapshot does not hold (accounts since: the newcomer slots) by viewer and id."""
+
+    runs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
+    newcomers: Mapping[int, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def size(self) -> int:
+        return sum(int(v.size) for v, _ in self.runs) + sum(sum(c.values()) for c in self.newcomers.values())
+
+    def added(self, viewer: np.ndarray, shown: np.ndarray, newcomers: Mapping[int, Counter]) -> _Runs:
+        runs = list(self.runs)
+        if viewer.size:
+            order = np.argsort(viewer, kind="stable")
+            run = (viewer[order], shown[order])
+            # merge while the last run is no more than twice the new one: O(log n) runs, each impression
+            # merged O(log n) times
+            while runs and runs[-1][0].size <= 2 * run[0].size:
+                last = runs.pop()
+                v, s = np.concatenate((last[0], run[0])), np.concatenate((last[1], run[1]))
+                order = np.argsort(v, kind="stable")
+                run = (v[order], s[order])
+            runs.append(run)
+        by_viewer = dict(self.newcomers)
+        for v, counts in newcomers.items():
+            by_viewer[v] = MappingProxyType(dict(Counter(by_viewer.get(v, {})) + counts))
+        return _Runs(tuple(runs), MappingProxyType(by_viewer))
+
+
+class RecentImpressions:
+    """Impressions appended to the event log after `after` (the snapshot's newest impression), by viewer."""
+
+    def __init__(self, root: Path, snap: Snapshot, after: float, config: RecentShownConfig | None = None) -> None:
+        self.root = root
+        self.snap = snap
+        self.after = after
+        self.config = config or RecentShownConfig()
+        self._held = _Runs()
+        self._read: dict[str, tuple[int, int]] = {}   # segment name -> (inode, bytes read)
+        self._next_read = -float("inf")
+        self._lock = threading.Lock()
+        self._full_warned = False
+        self.reading: threading.Thread | None = None   # the last read run in a thread of its own
+
+    @property
+    def size(self) -> int:
+        """Impressions held."""
+        return self._held.size
+
+    def counts(self, viewer: int) -> dict[int, int]:
+        """How often each snapshot user was shown to `viewer` (a snapshot index) since the snapshot."""
+        self.refresh()
+        parts = []
+        for v, s in self._held.runs:
+            lo, hi = run_bounds(v, viewer)
+            parts.append(s[lo:hi])
+        if not parts:
+            return {}
+        shown, n = np.unique(np.concatenate(parts), return_counts=True)
+        return dict(zip(shown.tolist(), n.tolist(), strict=True))
+
+    def newcomer_counts(self, viewer: int) -> Mapping[str, int]:
+        """How often each user the snapshot does not hold was shown to `viewer`, by id."""
+        self.refresh()
+        return self._held.newcomers.get(viewer, {})
+
+    def refresh(self, force: bool = False) -> bool:
+        """Read what the log gained if the last read is older than `refresh_s` (or `force`): in the caller's
+        thread when forced or with `refresh_s` 0 (True if read), else in a thread of its own while requests go
+        on with the last read. A failed read is logged and tried again `refresh_s` later."""
+        if not force and time.monotonic() < self._next_read:
+            return False
+        inline = force or self.config.refresh_s == 0
+        if not self._lock.acquire(blocking=inline):
+            return False
+        if not force and time.monotonic() < self._next_read:
+            self._lock.release()
+            return False
+        self._next_read = time.monotonic() + self.config.refresh_s
+        if inline:
+            return self._read_locked()
+        self.reading = threading.Thread(target=self._read_locked, name="recent-impressions", daemon=True)
+        self.reading.start()
+        return False
+
+    def _read_locked(self) -> bool:
+        try:
+            self._read_new()
+            return True
+        except Exception as exc:   # the penalty is an addition: lists are served with what was read
+            log.warning("recent impressions: reading %s failed, keeping %d read so far: %s",
+                        self.root, self.size, exc)
+            return False
+        finally:
+            self._lock.release()
+
+    def _read_new(self) -> None:
+        segments = sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
+        stats = {}
+        for seg in segments:
+            try:
+                stats[seg.name] = seg.stat()
+            except FileNotFoundError:   # expired by another process since the listing
+                continue
+        self._read = {name: done for name, done in self._read.items() if name in stats}   # expired ones go
+        for name, (ino, done) in self._read.items():
+            st = stats[name]
+            if st.st_ino != ino or st.st_size < done:
+                # rewritten: erasure rewrites only segments settled for an hour (read whole here long since),
+                # re-ingestion a file as it was. Taken as read: counted twice otherwise
+                log.info("recent impressions: %s was rewritten; its %d bytes taken as read", name, st.st_size)
+                self._read[name] = (st.st_ino, st.st_size)
+        for name, st in stats.items():
+            if st.st_mtime < self.after and name not in self._read:
+                continue   # last written before the snapshot's newest impression: read by its export
+            ino, done = self._read.get(name, (st.st_ino, 0))
+            while done < st.st_size and not self._full():
+                done = self._read_chunk(self.root / name, done, st.st_size, ino)
+
+    def _full(self) -> bool:
+        if self.size < self.config.max_impressions:
+            return False
+        if not self._full_warned:
+            self._full_warned = True
+            log.warning("recent impressions: %d held, the cap (PYMK_SEEN_MAX_IMPRESSIONS); the ones after it "
+                        "count from the next snapshot", self.size)
+        return True
+
+    def _read_chunk(self, path: Path, start: int, end: int, ino: int) -> int:
+        """Parse whole lines from `start` (at most CHUNK_BYTES); the offset after the last whole line."""
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(min(end - start, CHUNK_BYTES))
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:   # a line still being written (or longer than a chunk: skipped whole)
+            if len(data) < CHUNK_BYTES:
+                return end
+            log.warning("%s: a line longer than %d bytes at byte %d skipped", path, CHUNK_BYTES, start)
+            nxt = data.find(b"\n")
+            return start + len(data) if nxt < 0 else start + nxt + 1
+        self._add(data[:cut], path)
+        self._read[path.name] = (ino, start + cut)
+        return start + cut
+
+    def _add(self, data: bytes, path: Path) -> None:
+        """The impressions in whole lines `data` dated after `after`, added (an unreadable line is skipped
+        with a warning naming it)."""
+        index = self.snap.build_index()
+        viewers, shown, newcomers = [], [], {}
+        for line in data.splitlines():
+            if b"impression" not in line:   # most lines of a busy log are impressions; others are skipped unparsed
+                continue
+            try:
+                obj = orjson.loads(line)
+                if obj["type"] != "impression" or not float(obj["ts"]) > self.after:
+                    continue
+                src, dst = str(obj["src"]), str(obj["dst"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("%s: skipping an unreadable event log line (%s): %r", path, exc, line[:80])
+                continue
+            v = index.get(src)
+            if v is None:   # a viewer newer than the snapshot: served off the store, with no re-rank
+                continue
+            s = index.get(dst)
+            if s is None:
+                newcomers.setdefault(v, Counter())[dst] += 1
+            else:
+                viewers.append(v)
+                shown.append(s)
+        self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32), newcomers)
+
+
+def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig) -> RecentImpressions:
+    """The impressions logged since `snap`'s newest one (since it read the accounts when it has none)."""
+    imp = snap.events["type"] == EVENT_CODE["impression"]
+    newest = float(snap.events["ts"][imp].max()) if imp.any() else snap.meta.get("accounts_read_at")
+    recent = RecentImpressions(root, snap, float(newest) if newest is not None else -float("inf"), config)
+    start = time.perf_counter()
+    recent.refresh(force=True)   # in the caller's thread: a worker reads its backlog before it serves
+    log.info("recent impressions: %d logged since the snapshot read in %.2fs", recent.size, time.perf_counter() - start)
+    return recent

@@ -1,0 +1,148 @@
+"""Impressions logged since the served snapshot count in the seen penalty (candidates/recent_shown.py)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from candidates.filters import SnapshotStateReader
+from candidates.pipeline import CandidatePipeline
+from candidates.recent_shown import RecentImpressions, RecentShownConfig, recent_impressions
+from graph.eventlog import EventLog, event_to_json
+from graph.memory_store import MemoryGraphStore
+from graph.records import Event, Friendship
+from graph.snapshot import from_store
+
+INLINE = RecentShownConfig(refresh_s=0)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """Users a..e (a-b, b-c, b-d, b-e) and an event log whose newest impression is at t=100."""
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b", 1.0), Friendship("b", "c", 1.0), Friendship("b", "d", 1.0),
+                           Friendship("b", "e", 1.0)])
+    log = EventLog(tmp_path / "events")
+    log.write_segment("old", [Event("impression", "a", "c", 90.0, position=0),
+                              Event("impression", "a", "c", 100.0, position=0)])
+    return log, from_store(store, log)
+
+
+def _append(log: EventLog, *events: Event) -> None:
+    log.root.mkdir(parents=True, exist_ok=True)
+    with open(log.root / "live-test.jsonl", "a") as f:
+        f.writelines(event_to_json(ev) + "\n" for ev in events)
+
+
+def test_counts_only_the_impressions_the_snapshot_does_not_hold(world):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    assert recent.after == 100.0 and recent.counts(snap.index_of("a")) == {}
+    _append(log, Event("impression", "a", "c", 100.0, position=0),   # dated as the newest held: not new
+            Event("impression", "a", "c", 101.0, position=0), Event("impression", "a", "d", 102.0, position=1),
+            Event("impression", "a", "c", 103.0, position=0), Event("send", "a", "c", 104.0),
+            Event("impression", "c", "a", 105.0, position=0), Event("impression", "zed", "a", 105.0, position=0))
+    i = snap.index_of
+    assert recent.counts(i("a")) == {i("c"): 2, i("d"): 1}
+    assert recent.counts(i("c")) == {i("a"): 1} and recent.counts(i("e")) == {}
+    assert recent.size == 4   # zed, a viewer the snapshot does not hold, is served with no re-rank
+
+
+def test_reads_only_what_was_appended_since_and_waits_for_a_whole_line(world):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    i = snap.index_of
+    _append(log, Event("impression", "a", "c", 101.0))
+    assert recent.counts(i("a")) == {i("c"): 1}
+    with open(log.root / "live-test.jsonl", "a") as f:   # a line half written
+        f.write('{"type":"impression","src":"a","dst":"d","ts":10')
+    assert recent.counts(i("a")) == {i("c"): 1}
+    with open(log.root / "live-test.jsonl", "a") as f:
+        f.write('2.0}\n')
+    _append(log, Event("impression", "a", "c", 103.0))
+    assert recent.counts(i("a")) == {i("c"): 2, i("d"): 1}
+    for n in range(40):   # many reads: the runs merge as they grow, counts stay whole
+        _append(log, Event("impression", "a", "e", 200.0 + n))
+        assert recent.counts(i("a"))[i("e")] == n + 1
+    assert len(recent._held.runs) <= 7
+
+
+def test_users_the_snapshot_does_not_hold_are_counted_by_id(world):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    _append(log, Event("impression", "a", "new1", 101.0), Event("impression", "a", "new1", 102.0),
+            Event("impression", "c", "new2", 102.0))
+    assert dict(recent.newcomer_counts(snap.index_of("a"))) == {"new1": 2}
+    assert dict(recent.newcomer_counts(snap.index_of("c"))) == {"new2": 1}
+    assert recent.counts(snap.index_of("a")) == {}
+
+
+def test_a_segment_rewritten_in_place_is_taken_as_read(world):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    i = snap.index_of
+    log.write_segment("day", [Event("impression", "a", "c", 101.0), Event("impression", "a", "d", 102.0)])
+    assert recent.counts(i("a")) == {i("c"): 1, i("d"): 1}
+    # the nightly erasure rewrites a settled segment without a deleted account's records (a new file renamed
+    # in); re-ingesting a file writes it again as it was: neither is counted again
+    log.write_segment("day", [Event("impression", "a", "c", 101.0)])
+    assert recent.counts(i("a")) == {i("c"): 1, i("d"): 1}
+    with open(log.root / "day.jsonl", "a") as f:   # what is appended to it later counts
+        f.write(event_to_json(Event("impression", "a", "e", 103.0)) + "\n")
+    assert recent.counts(i("a")) == {i("c"): 1, i("d"): 1, i("e"): 1}
+
+
+def test_unreadable_lines_are_skipped_and_named(world, caplog):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    log.root.mkdir(parents=True, exist_ok=True)
+    with open(log.root / "live-bad.jsonl", "w") as f:
+        f.write('{"type":"impression","src":"a","dst":"c","ts":"soon"}\n[1, "impression"]\nimpression\n'
+                '{"type":"impression","src":"a","dst":"c","ts":101}\n')
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
+    assert caplog.text.count("live-bad.jsonl: skipping an unreadable event log line") == 3
+
+
+def test_a_segment_last_written_before_the_snapshot_is_not_opened(world):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    _append(log, Event("impression", "a", "c", 150.0))
+    os.utime(log.root / "live-test.jsonl", (50.0, 50.0))   # as if written before the newest held impression
+    assert recent.counts(snap.index_of("a")) == {}
+    assert "live-test.jsonl" not in recent._read
+
+
+def test_the_cap_stops_reading_with_a_warning(world, caplog):
+    log, snap = world
+    recent = recent_impressions(log.root, snap, RecentShownConfig(refresh_s=0, max_impressions=2))
+    _append(log, *[Event("impression", "a", "c", 101.0 + n) for n in range(5)])
+    recent.counts(snap.index_of("a"))
+    _append(log, Event("impression", "a", "d", 200.0))
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 5}   # one read: the whole first chunk
+    assert "the cap (PYMK_SEEN_MAX_IMPRESSIONS)" in caplog.text
+
+
+def test_later_reads_run_in_the_background(world):
+    log, snap = world
+    recent = RecentImpressions(log.root, snap, 100.0, RecentShownConfig(refresh_s=0.05))
+    recent.counts(snap.index_of("a"))
+    recent.reading.join()
+    _append(log, Event("impression", "a", "c", 101.0))
+    assert recent.counts(snap.index_of("a")) == {}   # the last read is fresh: no read
+    time.sleep(0.06)
+    recent.counts(snap.index_of("a"))   # stale: a read starts in its own thread, this request goes on
+    recent.reading.join()
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
+
+
+def test_the_pipeline_adds_them_to_the_snapshot_count(world):
+    log, snap = world
+    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap))
+    i = snap.index_of
+    assert pipe.times_seen(i("a")) == {i("c"): 2}
+    pipe.recent_shown = recent_impressions(log.root, snap, INLINE)
+    _append(log, Event("impression", "a", "c", 101.0), Event("impression", "a", "d", 102.0))
+    assert pipe.times_seen(i("a")) == {i("c"): 3, i("d"): 1}
+    pipe.close()
