@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.newcomer_ties import NewcomerTies
+from candidates.read_gate import ReadGate
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
@@ -75,13 +76,20 @@ class NewcomerIndex:
         self.config = config or NewcomerConfig()
         self.on_read = on_read                 # told of every read, whether it worked (metrics)
         self._ties: NewcomerTies | None = None
-        self._next_read = -math.inf          # time.monotonic() of the next read
-        self._next_full = -math.inf          # ... and of the next full one
-        self._lock = threading.Lock()
+        self._gate = ReadGate(self._read, "newcomer-index")
+        self._next_full = -math.inf          # time.monotonic() of the next full read
         self._failures = 0
-        self.reading: threading.Thread | None = None   # the last read run in a thread of its own
         self.read_s = 0.0                               # how long the last read took
         self.last_read_full = False                     # whether the last read was a full one
+
+    @property
+    def reading(self) -> threading.Thread | None:
+        """The last read run in a thread of its own."""
+        return self._gate.reading
+
+    @property
+    def _next_read(self) -> float:
+        return self._gate.next_read
 
     @property
     def read_at(self) -> float | None:
@@ -92,23 +100,11 @@ class NewcomerIndex:
         read, a forced one and every one with `refresh_s` 0 run in the caller's thread (True if read); later
         ones in a thread of their own while the requests go on with the previous read, so no request waits
         on it. One read at a time; a failed read keeps the previous one (logged), tried again `refresh_s` later."""
-        if not force and time.monotonic() < self._next_read:
-            return False
         inline = force or self._ties is None or self.config.refresh_s == 0
-        if not self._lock.acquire(blocking=inline):
-            return False
-        if not force and time.monotonic() < self._next_read:
-            self._lock.release()
-            return False
-        self._next_read = time.monotonic() + self.config.refresh_s
-        if inline:
-            return self._read()
-        self.reading = threading.Thread(target=self._read, name="newcomer-index", daemon=True)
-        self.reading.start()
-        return False
+        return self._gate.refresh(self.config.refresh_s, inline, force)
 
     def _read(self) -> bool:
-        """One read of the store into the index, whole or what changed; releases the lock `refresh` took.
+        """One read of the store into the index, whole or what changed (run by the gate, one at a time).
         The next read of each kind waits at least READ_SPACING times as long as the last of its kind took
         (unless `refresh_s` is 0, or it was the first read), so however many newcomers there are, reading them
         keeps Neo4j busy at most about 2 / READ_SPACING of the time per API worker."""
@@ -134,8 +130,7 @@ class NewcomerIndex:
             if full:
                 self._next_full = started + max(self.config.full_read_s, READ_SPACING * self.read_s * spaced)
             elif spaced:
-                self._next_read = max(self._next_read, time.monotonic() + READ_SPACING * self.read_s)
-            self._lock.release()
+                self._gate.next_read = max(self._gate.next_read, time.monotonic() + READ_SPACING * self.read_s)
 
     def _report(self, read: IndexRead) -> None:
         if self.on_read is not None:

@@ -32,6 +32,7 @@ from types import MappingProxyType
 import numpy as np
 import orjson
 
+from candidates.read_gate import ReadGate
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
 from graph.snapshot.format import EVENT_CODE
@@ -88,10 +89,8 @@ class RecentImpressions:
         self.config = config or RecentShownConfig()
         self._held = _Runs()
         self._read: dict[str, tuple[int, int]] = {}   # segment name -> (inode, bytes read)
-        self._next_read = -float("inf")
-        self._lock = threading.Lock()
+        self._gate = ReadGate(self._read_logged, "recent-impressions")
         self._full_warned = False
-        self.reading: threading.Thread | None = None   # the last read run in a thread of its own
 
     @property
     def size(self) -> int:
@@ -119,22 +118,14 @@ class RecentImpressions:
         """Read what the log gained if the last read is older than `refresh_s` (or `force`): in the caller's
         thread when forced or with `refresh_s` 0 (True if read), else in a thread of its own while requests go
         on with the last read. A failed read is logged and tried again `refresh_s` later."""
-        if not force and time.monotonic() < self._next_read:
-            return False
-        inline = force or self.config.refresh_s == 0
-        if not self._lock.acquire(blocking=inline):
-            return False
-        if not force and time.monotonic() < self._next_read:
-            self._lock.release()
-            return False
-        self._next_read = time.monotonic() + self.config.refresh_s
-        if inline:
-            return self._read_locked()
-        self.reading = threading.Thread(target=self._read_locked, name="recent-impressions", daemon=True)
-        self.reading.start()
-        return False
+        return self._gate.refresh(self.config.refresh_s, force or self.config.refresh_s == 0, force)
 
-    def _read_locked(self) -> bool:
+    @property
+    def reading(self) -> threading.Thread | None:
+        """The last read run in a thread of its own."""
+        return self._gate.reading
+
+    def _read_logged(self) -> bool:
         try:
             self._read_new()
             return True
@@ -142,8 +133,6 @@ class RecentImpressions:
             log.warning("recent impressions: reading %s failed, keeping %d read so far: %s",
                         self.root, self.size, exc)
             return False
-        finally:
-            self._lock.release()
 
     def _read_new(self) -> None:
         segments = sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
