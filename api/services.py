@@ -208,6 +208,8 @@ class Services:
                         why: str = "user is newer than the served snapshot") -> Recommendation:
         pipeline = served.pipeline
         rec = fresh_fof(self.store, user_id, k, snap=pipeline.snap if pipeline else None,
-                        sources=pipeline.sources if pipeline else ())
+                        sources=pipeline.sources if pipeline else (),
+                        seen=pipeline.seen_by_id(user_id) if pipeline else None,
+                        seen_decay=pipeline.seen_decay if pipeline else 1.0)
         rec.skipped_sources["snapshot"] = why
         return rec

@@ -7,13 +7,13 @@ sources beside it) and by `pymk suggest`.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from candidates.filters import FilterContext, FilterResult, StoreStateReader, apply_rules, current_proof
-from candidates.pipeline import PER_SOURCE_K, rrf_rank
+from candidates.pipeline import PER_SOURCE_K, RRF_K, rrf_rank
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
@@ -22,7 +22,8 @@ from pymk.errors import UnknownUserError
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
-              snap: Snapshot | None = None, sources: Sequence[object] = ()) -> Recommendation:
+              snap: Snapshot | None = None, sources: Sequence[object] = (),
+              seen: Mapping[str, int] | None = None, seen_decay: float = 1.0) -> Recommendation:
     """Up to k two-hop candidates by mutual friends, every hard rule applied on the store's state.
 
     With a snapshot, a viewer served off it (signed up since, or with almost no friends there and new
@@ -30,12 +31,22 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     (`generate_for_profile`: cold start from the profile the store holds, popularity), fused with the
     two-hop candidates by reciprocal rank, so a new account with no friend is not left with an empty
     list until the next snapshot. Those candidates are the snapshot's: an id deleted and created again
-    since it read the accounts is left out (someone else now).
+    since it read the accounts is left out (someone else now). `seen`: how often each candidate was shown to
+    the viewer, by id; a candidate's fused score is weighed by `seen_decay` to that power, as the re-rank
+    weighs a snapshot viewer's, so this list too brings new faces each time it is opened.
     """
     ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources)
+    if seen:
+        ranked = seen_penalized(ranked, seen, seen_decay)
     rec = Recommendation(viewer=user_id, candidates=[])
     rec.candidates = fresh_shown(ranked, ctx, k, rec.removed)[0]
     return rec
+
+
+def seen_penalized(ranked: list[Candidate], seen: Mapping[str, int], decay: float) -> list[Candidate]:
+    """`ranked` by fused score (its position's reciprocal rank where it has none) x `decay` ** times seen."""
+    keys = [c.score("rrf", 1.0 / (RRF_K + i + 1)) * decay ** seen.get(c.user_id, 0) for i, c in enumerate(ranked)]
+    return [ranked[i] for i in sorted(range(len(ranked)), key=lambda i: -keys[i])]
 
 
 def fresh_shown(ranked: list[Candidate], ctx: FilterContext, k: int, counts: Counter | None = None

@@ -124,8 +124,7 @@ class CandidatePipeline:
             final = self.reranker(final, k, self.times_seen(user))
         if self.newcomers is not None:
             seen = self.recent_shown.newcomer_counts(user) if self.recent_shown is not None else {}
-            decay = self.reranker.cfg.seen_decay if self.reranker is not None else 1.0
-            final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec, seen, decay)
+            final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec, seen, self.seen_decay)
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
@@ -189,6 +188,24 @@ class CandidatePipeline:
         if self.recent_shown is not None:
             for index, n in self.recent_shown.counts(user).items():
                 seen[index] = seen.get(index, 0) + n
+        return seen
+
+    @property
+    def seen_decay(self) -> float:
+        """The re-rank's seen penalty per time shown (1: none without a re-rank)."""
+        return self.reranker.cfg.seen_decay if self.reranker is not None else 1.0
+
+    def seen_by_id(self, user_id: str) -> dict[str, int]:
+        """How often each user was shown to `user_id`, by id: `times_seen` and the newcomers shown since for
+        a viewer the snapshot holds, the impressions logged since for one it does not (lists served off the
+        store: the fresh path)."""
+        recent = self.recent_shown
+        if not self.snap.has_user(user_id):
+            return dict(recent.others_counts(user_id)) if recent is not None else {}
+        user = self.snap.index_of(user_id)
+        seen = {self.snap.external_id(i): n for i, n in self.times_seen(user).items()}
+        for other, n in (recent.newcomer_counts(user) if recent is not None else {}).items():
+            seen[other] = seen.get(other, 0) + n
         return seen
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:

@@ -2,7 +2,8 @@
 
 The seen penalty (ranker/rerank.py) is what makes each refresh of a list bring new faces. Its counts come
 from the snapshot's event log, so until the next snapshot (a day) a viewer who opened the list ten times
-saw the same head ten times. `RecentImpressions` reads the impressions appended to the event log since
+saw the same head ten times (and a viewer served off the store, the fresh path, always did).
+`RecentImpressions` reads the impressions appended to the event log since
 then: every API worker tails the log's segments (`$PYMK_DATA_DIR/events`, written by every worker on the
 machine, or by every machine where the directory is shared), reading only the bytes written since its last
 read: the first (the backlog since the snapshot: a worker starting late in the day) before the worker serves
@@ -48,19 +49,31 @@ class RecentShownConfig:
     max_impressions: int = 50_000_000  # held at most (8 bytes each); past it the penalty waits for the snapshot
 
 
+def _merged(old: Mapping, new: Mapping[object, Counter]) -> Mapping:
+    """Counts by viewer and shown id, `new` added to `old` (a new mapping: readers keep theirs)."""
+    out = dict(old)
+    for viewer, counts in new.items():
+        out[viewer] = MappingProxyType(dict(Counter(out.get(viewer, {})) + counts))
+    return MappingProxyType(out)
+
+
 @dataclass(frozen=True)
 class _Runs:
-    """Impressions of snapshot users as runs sorted by viewer (a few, merged as they grow), and of users
-    the snapshot does not hold (accounts since: the newcomer slots) by viewer and id."""
+    """Impressions of snapshot users as runs sorted by viewer (a few, merged as they grow); of users the
+    snapshot does not hold (accounts since: the newcomer slots) by viewer and id; and of the viewers it does
+    not hold (served off the store) by their ids."""
 
     runs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
     newcomers: Mapping[int, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    others: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def size(self) -> int:
-        return sum(int(v.size) for v, _ in self.runs) + sum(sum(c.values()) for c in self.newcomers.values())
+        return sum(int(v.size) for v, _ in self.runs) + sum(
+            sum(c.values()) for table in (self.newcomers, self.others) for c in table.values())
 
-    def added(self, viewer: np.ndarray, shown: np.ndarray, newcomers: Mapping[int, Counter]) -> _Runs:
+    def added(self, viewer: np.ndarray, shown: np.ndarray, newcomers: Mapping[int, Counter],
+              others: Mapping[str, Counter]) -> _Runs:
         runs = list(self.runs)
         if viewer.size:
             order = np.argsort(viewer, kind="stable")
@@ -73,10 +86,7 @@ class _Runs:
                 order = np.argsort(v, kind="stable")
                 run = (v[order], s[order])
             runs.append(run)
-        by_viewer = dict(self.newcomers)
-        for v, counts in newcomers.items():
-            by_viewer[v] = MappingProxyType(dict(Counter(by_viewer.get(v, {})) + counts))
-        return _Runs(tuple(runs), MappingProxyType(by_viewer))
+        return _Runs(tuple(runs), _merged(self.newcomers, newcomers), _merged(self.others, others))
 
 
 class RecentImpressions:
@@ -113,6 +123,11 @@ class RecentImpressions:
         """How often each user the snapshot does not hold was shown to `viewer`, by id."""
         self.refresh()
         return self._held.newcomers.get(viewer, {})
+
+    def others_counts(self, viewer_id: str) -> Mapping[str, int]:
+        """How often each user was shown to a viewer the snapshot does not hold, by id."""
+        self.refresh()
+        return self._held.others.get(viewer_id, {})
 
     def refresh(self, force: bool = False) -> bool:
         """Read what the log gained if the last read is older than `refresh_s` (or `force`): in the caller's
@@ -176,8 +191,8 @@ class RecentImpressions:
             if len(data) < CHUNK_BYTES:
                 return end
             log.warning("%s: a line longer than %d bytes at byte %d skipped", path, CHUNK_BYTES, start)
-            nxt = data.find(b"\n")
-            return start + len(data) if nxt < 0 else start + nxt + 1
+            self._read[path.name] = (ino, start + len(data))
+            return start + len(data)
         self._add(data[:cut], path)
         self._read[path.name] = (ino, start + cut)
         return start + cut
@@ -186,7 +201,7 @@ class RecentImpressions:
         """The impressions in whole lines `data` dated after `after`, added (an unreadable line is skipped
         with a warning naming it)."""
         index = self.snap.build_index()
-        viewers, shown, newcomers = [], [], {}
+        viewers, shown, newcomers, others = [], [], {}, {}
         for line in data.splitlines():
             if b"impression" not in line:   # most lines of a busy log are impressions; others are skipped unparsed
                 continue
@@ -199,7 +214,8 @@ class RecentImpressions:
                 log.warning("%s: skipping an unreadable event log line (%s): %r", path, exc, line[:80])
                 continue
             v = index.get(src)
-            if v is None:   # a viewer newer than the snapshot: served off the store, with no re-rank
+            if v is None:   # a viewer newer than the snapshot: served off the store
+                others.setdefault(src, Counter())[dst] += 1
                 continue
             s = index.get(dst)
             if s is None:
@@ -207,7 +223,7 @@ class RecentImpressions:
             else:
                 viewers.append(v)
                 shown.append(s)
-        self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32), newcomers)
+        self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32), newcomers, others)
 
 
 def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig) -> RecentImpressions:

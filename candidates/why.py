@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from candidates.filters import FilterContext, apply_rules
-from candidates.fresh import fresh_ranked, fresh_shown
+from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
 from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.pipeline import CandidatePipeline, in_source_order
 from candidates.types import Candidate, Recommendation
@@ -115,7 +115,7 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
         verdict.proposed_by[source] = next(i for i, c in enumerate(in_source_order(ranked, source))
                                            if c.user_id == candidate)
     verdict.ranked_at = ranked.index(mine)
-    shown, result = fresh_shown(ranked, ctx, k)
+    shown, result = fresh_shown(seen_penalized(ranked, pipeline.seen_by_id(viewer), pipeline.seen_decay), ctx, k)
     gone = next((why for c, why in result.removed if c.user_id == candidate), None)
     at = next((i for i, c in enumerate(shown) if c.user_id == candidate), None)
     if gone is not None:

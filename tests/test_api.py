@@ -1073,3 +1073,22 @@ def test_impressions_posted_since_the_snapshot_rotate_the_list(world, tmp_path):
     again = _ids(client.get("/v1/users/a1/suggestions?limit=5"))
     assert again[0] != first[0] and first[0] in again   # moved down, still suggested
     assert again[1] == "n2" and "n1" not in again[:2]
+
+
+def test_a_viewer_newer_than_the_snapshot_gets_new_faces_too(world, tmp_path):
+    """Its list is served off the store (the fresh path, no re-rank): the impressions logged since weigh its
+    fused order the same way."""
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path), "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0",
+                                  "PYMK_SEEN_REFRESH_S": "0"})
+    save_snapshot(from_store(world), ArtifactStore(settings.snapshot_dir), source="test")
+    client = create_app(settings, store=world).test_client()
+    assert client.post("/v1/users", json={"id": "nu"}, headers=KEY).status_code == 201
+    assert client.post("/v1/friendships", json={"a": "nu", "b": "a0"}, headers=KEY).status_code == 201
+    resp = client.get("/v1/users/nu/suggestions?limit=4")
+    first = _ids(resp)
+    assert "snapshot" in resp.get_json()["skipped_sources"] and len(first) == 4
+    shown = [{"type": "impression", "src": "nu", "dst": u, "ts": time.time(), "position": i}
+             for i, u in enumerate(first[:2])]
+    assert client.post("/v1/events", json=shown * 2, headers=KEY).status_code == 202
+    again = _ids(client.get("/v1/users/nu/suggestions?limit=4"))
+    assert again[:2] == first[2:4]   # the two shown twice moved behind the two not shown

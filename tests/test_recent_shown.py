@@ -47,7 +47,7 @@ def test_counts_only_the_impressions_the_snapshot_does_not_hold(world):
     i = snap.index_of
     assert recent.counts(i("a")) == {i("c"): 2, i("d"): 1}
     assert recent.counts(i("c")) == {i("a"): 1} and recent.counts(i("e")) == {}
-    assert recent.size == 4   # zed, a viewer the snapshot does not hold, is served with no re-rank
+    assert recent.size == 5 and dict(recent.others_counts("zed")) == {"a": 1}   # a viewer newer than the snapshot
 
 
 def test_reads_only_what_was_appended_since_and_waits_for_a_whole_line(world):
@@ -146,3 +146,29 @@ def test_the_pipeline_adds_them_to_the_snapshot_count(world):
     _append(log, Event("impression", "a", "c", 101.0), Event("impression", "a", "d", 102.0))
     assert pipe.times_seen(i("a")) == {i("c"): 3, i("d"): 1}
     pipe.close()
+
+
+def test_the_pipeline_counts_by_id_for_lists_served_off_the_store(world):
+    log, snap = world
+    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap))
+    assert pipe.seen_by_id("a") == {"c": 2} and pipe.seen_by_id("zed") == {}
+    pipe.recent_shown = recent_impressions(log.root, snap, INLINE)
+    _append(log, Event("impression", "a", "c", 101.0), Event("impression", "a", "new1", 102.0),
+            Event("impression", "zed", "a", 103.0), Event("impression", "zed", "a", 104.0))
+    assert pipe.seen_by_id("a") == {"c": 3, "new1": 1}
+    assert pipe.seen_by_id("zed") == {"a": 2}
+    pipe.close()
+
+
+def test_seen_penalized_weighs_the_fused_score_or_the_position():
+    from candidates.fresh import seen_penalized
+    from candidates.types import Candidate
+
+    fused = [Candidate.of(u, i, "fof", 1.0).with_score("rrf", r) for i, (u, r) in
+             enumerate([("x", 0.05), ("y", 0.04), ("z", 0.01)])]
+    assert [c.user_id for c in seen_penalized(fused, {"x": 1}, 0.7)] == ["y", "x", "z"]   # 0.035 < 0.04
+    assert [c.user_id for c in seen_penalized(fused, {"x": 3}, 0.7)] == ["y", "x", "z"]   # 0.017 > 0.01
+    assert [c.user_id for c in seen_penalized(fused, {"x": 5}, 0.7)] == ["y", "z", "x"]   # 0.008 < 0.01
+    plain = [Candidate.of(u, i, "fof", 1.0) for i, u in enumerate("abc")]   # no fused score: 1 / (60 + rank)
+    assert [c.user_id for c in seen_penalized(plain, {"a": 1}, 0.7)] == ["b", "c", "a"]
+    assert [c.user_id for c in seen_penalized(plain, {}, 0.7)] == ["a", "b", "c"]
