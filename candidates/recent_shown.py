@@ -187,7 +187,7 @@ class RecentImpressions:
             f.seek(start)
             data = f.read(min(end - start, CHUNK_BYTES))
         cut = data.rfind(b"\n") + 1
-        if cut == 0:   # a line still being written (or longer than a chunk: skipped whole)
+        if cut == 0:   # a line still being written, read when whole; or one longer than a chunk, skipped
             if len(data) < CHUNK_BYTES:
                 return end
             log.warning("%s: a line longer than %d bytes at byte %d skipped", path, CHUNK_BYTES, start)

@@ -172,3 +172,19 @@ def test_seen_penalized_weighs_the_fused_score_or_the_position():
     plain = [Candidate.of(u, i, "fof", 1.0) for i, u in enumerate("abc")]   # no fused score: 1 / (60 + rank)
     assert [c.user_id for c in seen_penalized(plain, {"a": 1}, 0.7)] == ["b", "c", "a"]
     assert [c.user_id for c in seen_penalized(plain, {}, 0.7)] == ["a", "b", "c"]
+
+
+def test_a_line_longer_than_a_read_is_skipped_once(world, caplog, monkeypatch):
+    import candidates.recent_shown as rs
+
+    log, snap = world
+    recent = recent_impressions(log.root, snap, INLINE)
+    monkeypatch.setattr(rs, "CHUNK_BYTES", 80)
+    long = Event("impression", "a", "d", 101.0, extra={"note": "x" * 200})
+    _append(log, long, Event("impression", "a", "c", 102.0))
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
+    warned = caplog.text.count("longer than 80 bytes")
+    assert warned >= 1
+    _append(log, Event("impression", "a", "c", 103.0))
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 2}
+    assert caplog.text.count("longer than 80 bytes") == warned   # not read again
