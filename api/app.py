@@ -43,12 +43,20 @@ class Metrics:
     newcomer_reads: Histogram
     newcomer_read_at: Gauge
     newcomer_accounts: Gauge
+    recent_read_at: Gauge
+    recent_held: Gauge
 
     def newcomer_read(self, read: IndexRead) -> None:
         """A read of a worker's newcomer index (candidates/newcomers.py `on_read`)."""
         self.newcomer_reads.labels(read.kind, "ok" if read.ok else "failed").observe(read.seconds)
         self.newcomer_read_at.set(read.read_at or 0.0)   # 0: no read has worked yet
         self.newcomer_accounts.set(read.accounts)
+
+    def recent_read(self, ok: bool, held: int) -> None:
+        """A read of a worker's impressions logged since the snapshot (candidates/recent_shown.py `on_read`)."""
+        if ok:
+            self.recent_read_at.set(time.time())
+        self.recent_held.set(held)
 
 
 def _metrics() -> Metrics:
@@ -93,6 +101,13 @@ def _instruments(reg: CollectorRegistry) -> tuple:
               "(Unix time; 0: never)", registry=reg, multiprocess_mode="livemin"),
         Gauge("pymk_newcomer_index_accounts", "Accounts newer than the snapshot, with a friend, that the newcomer "
               "index holds", registry=reg, multiprocess_mode="livemax"),
+        # alert on `time() - pymk_recent_impressions_read_timestamp_seconds > 300` (with the default 10 s
+        # refresh): lists stop rotating within the day; livemin: the worker furthest behind
+        Gauge("pymk_recent_impressions_read_timestamp_seconds", "When the worker last read the impressions logged "
+              "since the snapshot (the seen penalty's) with success (Unix time; 0: never)", registry=reg,
+              multiprocess_mode="livemin"),
+        Gauge("pymk_recent_impressions_held", "Impressions logged since the snapshot that a worker holds for the "
+              "seen penalty (PYMK_SEEN_MAX_IMPRESSIONS at most)", registry=reg, multiprocess_mode="livemax"),
     )
 
 
@@ -133,7 +148,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_request_bytes
     app.json = OrjsonProvider(app)
     metrics = app.extensions["pymk_metrics"] = _metrics()
-    app.extensions["pymk"] = Services(settings, store, on_newcomer_read=metrics.newcomer_read)
+    app.extensions["pymk"] = Services(settings, store, on_newcomer_read=metrics.newcomer_read,
+                                         on_recent_read=metrics.recent_read)
     errors.register(app)
     ratelimit.install(app, settings)
     app.register_blueprint(bp)

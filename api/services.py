@@ -51,10 +51,12 @@ class Served:
 
 class Services:
     def __init__(self, settings: Settings, store: GraphStore,
-                 on_newcomer_read: Callable[[IndexRead], None] | None = None) -> None:
+                 on_newcomer_read: Callable[[IndexRead], None] | None = None,
+                 on_recent_read: Callable[[bool, int], None] | None = None) -> None:
         self.settings = settings
         self.store = store
         self.on_newcomer_read = on_newcomer_read   # told of every read of the newcomer index (metrics)
+        self.on_recent_read = on_recent_read       # ... and of the impressions since the snapshot (ok, held)
         self.events = EventLog(settings.event_log_dir)
         self.served_log = EventLog(settings.served_log_dir, retention_s=settings.api.served_log_retention_h * 3600)
         self.snapshots = ArtifactStore(settings.snapshot_dir)
@@ -105,7 +107,7 @@ class Services:
                 return False
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
-            add_live_state(pipeline, self.settings, self.store, self.on_newcomer_read)
+            add_live_state(pipeline, self.settings, self.store, self.on_newcomer_read, self.on_recent_read)
             try:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on

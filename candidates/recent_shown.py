@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -92,7 +92,8 @@ class _Runs:
 class RecentImpressions:
     """Impressions appended to the event log after `after` (the snapshot's newest impression), by viewer."""
 
-    def __init__(self, root: Path, snap: Snapshot, after: float, config: RecentShownConfig | None = None) -> None:
+    def __init__(self, root: Path, snap: Snapshot, after: float, config: RecentShownConfig | None = None,
+                 on_read: Callable[[bool, int], None] | None = None) -> None:
         self.root = root
         self.snap = snap
         self.after = after
@@ -100,6 +101,7 @@ class RecentImpressions:
         self._held = _Runs()
         self._read: dict[str, tuple[int, int]] = {}   # segment name -> (inode, bytes read)
         self._gate = ReadGate(self._read_logged, "recent-impressions")
+        self.on_read = on_read   # told of every read: whether it worked, how many are held (metrics)
         self._full_warned = False
 
     @property
@@ -141,13 +143,19 @@ class RecentImpressions:
         return self._gate.reading
 
     def _read_logged(self) -> bool:
+        ok = False
         try:
             self._read_new()
-            return True
+            ok = True
         except Exception as exc:   # the penalty is an addition: lists are served with what was read
             log.warning("recent impressions: reading %s failed, keeping %d read so far: %s",
                         self.root, self.size, exc)
-            return False
+        if self.on_read is not None:
+            try:
+                self.on_read(ok, self.size)
+            except Exception:   # a report must never fail the read
+                log.exception("recent impressions: reporting a read failed")
+        return ok
 
     def _read_new(self) -> None:
         segments = sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
@@ -226,11 +234,12 @@ class RecentImpressions:
         self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32), newcomers, others)
 
 
-def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig) -> RecentImpressions:
+def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig,
+                       on_read: Callable[[bool, int], None] | None = None) -> RecentImpressions:
     """The impressions logged since `snap`'s newest one (since it read the accounts when it has none)."""
     imp = snap.events["type"] == EVENT_CODE["impression"]
     newest = float(snap.events["ts"][imp].max()) if imp.any() else snap.meta.get("accounts_read_at")
-    recent = RecentImpressions(root, snap, float(newest) if newest is not None else -float("inf"), config)
+    recent = RecentImpressions(root, snap, float(newest) if newest is not None else -float("inf"), config, on_read)
     start = time.perf_counter()
     recent.refresh(force=True)   # in the caller's thread: a worker reads its backlog before it serves
     log.info("recent impressions: %d logged since the snapshot read in %.2fs", recent.size, time.perf_counter() - start)

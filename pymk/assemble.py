@@ -59,7 +59,8 @@ def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> A
 
 
 def add_live_state(pipeline: CandidatePipeline, settings: Settings, store: GraphStore,
-                   on_newcomer_read: Callable[[IndexRead], None] | None = None) -> None:
+                   on_newcomer_read: Callable[[IndexRead], None] | None = None,
+                   on_recent_read: Callable[[bool, int], None] | None = None) -> None:
     """What serving adds to a snapshot's pipeline, read from newer data: the index of the accounts written
     since (newcomer slots) and the impressions logged since (the seen penalty)."""
     api = settings.api
@@ -68,7 +69,8 @@ def add_live_state(pipeline: CandidatePipeline, settings: Settings, store: Graph
         on_newcomer_read)
     if api.seen_max_impressions > 0:
         pipeline.recent_shown = recent_impressions(settings.event_log_dir, pipeline.snap,
-                                                   RecentShownConfig(api.seen_refresh_s, api.seen_max_impressions))
+                                                   RecentShownConfig(api.seen_refresh_s, api.seen_max_impressions),
+                                                   on_recent_read)
 
 
 def _ranker(settings: Settings, snap, emb, emb_version: str | None):

@@ -609,6 +609,9 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
         # each worker read its newcomer index whole at start; the gauge holds the oldest read of a live worker
         assert value['pymk_newcomer_index_read_seconds_count{kind="whole",outcome="ok"}'] == 2.0
         assert time.time() - 300 < value["pymk_newcomer_index_read_timestamp_seconds"] <= time.time()
+        # ... and the impressions logged since the snapshot (none here), read before serving
+        assert time.time() - 300 < value["pymk_recent_impressions_read_timestamp_seconds"] <= time.time()
+        assert value["pymk_recent_impressions_held"] == 0.0
         assert call("GET", "/v1/users/nobody/suggestions")[0] == 404
     finally:
         server.terminate()
@@ -1073,6 +1076,8 @@ def test_impressions_posted_since_the_snapshot_rotate_the_list(world, tmp_path):
     again = _ids(client.get("/v1/users/a1/suggestions?limit=5"))
     assert again[0] != first[0] and first[0] in again   # moved down, still suggested
     assert again[1] == "n2" and "n1" not in again[:2]
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "pymk_recent_impressions_held 6.0" in metrics   # an operator sees what the workers hold
 
 
 def test_a_viewer_newer_than_the_snapshot_gets_new_faces_too(world, tmp_path):

@@ -188,3 +188,19 @@ def test_a_line_longer_than_a_read_is_skipped_once(world, caplog, monkeypatch):
     _append(log, Event("impression", "a", "c", 103.0))
     assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 2}
     assert caplog.text.count("longer than 80 bytes") == warned   # not read again
+
+
+def test_every_read_is_reported_and_a_failed_one_keeps_what_was_read(world, caplog):
+    log, snap = world
+    reads = []
+    recent = recent_impressions(log.root, snap, INLINE, on_read=lambda ok, held: reads.append((ok, held)))
+    _append(log, Event("impression", "a", "c", 101.0))
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
+
+    def broken():
+        raise PermissionError(f"[Errno 13] Permission denied: '{log.root}'")
+
+    recent._read_new = broken
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
+    assert reads == [(True, 0), (True, 1), (False, 1)]
+    assert "reading" in caplog.text and "Permission denied" in caplog.text
