@@ -204,3 +204,61 @@ def test_every_read_is_reported_and_a_failed_one_keeps_what_was_read(world, capl
     assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
     assert reads == [(True, 0), (True, 1), (False, 1)]
     assert "reading" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_random_appends_in_random_pieces_count_as_a_full_read_does(world, monkeypatch):
+    """Against a reference that reads every line of every segment at the end: random events appended to
+    random segments in random byte pieces (lines cut anywhere), read at random moments, in small chunks."""
+    import random
+    from collections import Counter
+
+    import candidates.recent_shown as rs
+
+    log, snap = world
+    monkeypatch.setattr(rs, "CHUNK_BYTES", 256)
+    users = ["a", "b", "c", "d", "e", "new1", "zed"]
+    for seed in range(30):
+        rng = random.Random(seed)
+        for seg in log.root.glob("live-*.jsonl"):
+            seg.unlink()
+        recent = recent_impressions(log.root, snap, INLINE)
+        pending = {f"live-{s}.jsonl": b"" for s in range(3)}
+        for _ in range(rng.randrange(5, 40)):
+            name = rng.choice(list(pending))
+            src, dst = rng.sample(users, 2)
+            kind = rng.choice(["impression"] * 4 + ["send", "dismiss"])
+            pending[name] += (event_to_json(Event(kind, src, dst, rng.choice([99.0, 100.0, 101.0, 150.0]),
+                                                  position=rng.randrange(3))) + "\n").encode()
+            for n, data in pending.items():   # write a random prefix of what is pending
+                cut = rng.randrange(len(data) + 1)
+                with open(log.root / n, "ab") as f:
+                    f.write(data[:cut])
+                pending[n] = data[cut:]
+            if rng.random() < 0.3:
+                recent.refresh(force=True)
+        for n, data in pending.items():
+            with open(log.root / n, "ab") as f:
+                f.write(data)
+        want: Counter = Counter()
+        for seg in log.root.glob("live-*.jsonl"):
+            for ev in _events(seg):
+                if ev.type == "impression" and ev.ts > 100.0:
+                    want[(ev.src, ev.dst)] += 1
+        for viewer in users:
+            got = _shown_to(recent, snap, viewer)
+            assert got == {d: n for (s, d), n in want.items() if s == viewer}, (seed, viewer)
+
+
+def _events(path):
+    from graph.eventlog import read_segment_events
+
+    return list(read_segment_events(path))
+
+
+def _shown_to(recent, snap, viewer: str) -> dict[str, int]:
+    """What the recent counts say `viewer` was shown, by id (snapshot users, newcomers, viewers it lacks)."""
+    if not snap.has_user(viewer):
+        return dict(recent.others_counts(viewer))
+    i = snap.index_of(viewer)
+    got = {snap.external_id(s): n for s, n in recent.counts(i).items()}
+    return got | dict(recent.newcomer_counts(i))
