@@ -35,7 +35,8 @@ step $PY -m pymk suggest 1 2
 # Serve the API and ask it for suggestions, as a client would.
 PORT=${PYMK_DEMO_PORT:-8080}
 KEYS=${PYMK_API_KEYS:-demo-key}
-PYMK_API_KEYS=$KEYS PYMK_NEWCOMER_REFRESH_S=${PYMK_NEWCOMER_REFRESH_S:-0} $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
+PYMK_API_KEYS=$KEYS PYMK_NEWCOMER_REFRESH_S=${PYMK_NEWCOMER_REFRESH_S:-0} PYMK_SEEN_REFRESH_S=${PYMK_SEEN_REFRESH_S:-0} \
+  $PY -m pymk serve --port "$PORT" > "$PYMK_DATA_DIR/api.log" 2>&1 &
 API_PID=$!
 trap 'kill $API_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.5; done
@@ -58,4 +59,14 @@ curl -sf "http://127.0.0.1:$PORT/v1/users/42/suggestions?limit=5" | $PY scripts/
 # The sign-up leaves again (its ties, and a tombstone in its place): the sample world's timeline (years ago)
 # is not mixed with today's, so the next run's snapshot and ranker see the sample alone.
 curl -sf -X DELETE -H "X-API-Key: ${KEYS%%,*}" "http://127.0.0.1:$PORT/v1/users/$NEW" >/dev/null
+# the client logs what it showed (the first two, twice each); the next list brings new faces
+SHOWN=$(curl -sf "http://127.0.0.1:$PORT/v1/users/42/suggestions?limit=5" | $PY -c '
+import json, sys, time
+b = json.load(sys.stdin)
+print(json.dumps([{"type": "impression", "src": b["user_id"], "dst": s["user_id"], "ts": time.time() + n,
+                   "position": s["position"], "request_id": b["request_id"]} for s in b["suggestions"][:2] for n in (0, 1)]))')
+curl -sf -X POST -H "X-API-Key: ${KEYS%%,*}" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/events" \
+  -d "$SHOWN" >/dev/null
+echo "(logged: user 42 was shown its first two suggestions twice each)"
+curl -sf "http://127.0.0.1:$PORT/v1/users/42/suggestions?limit=5" | $PY scripts/show_suggestions.py
 echo "Neo4j is still running (bolt://127.0.0.1:${PYMK_NEO4J_PORT:-7687}); stop it with: PYMK_DATA_DIR=$PYMK_DATA_DIR $PY -m pymk neo4j stop"
