@@ -101,7 +101,7 @@ def main(users: int, impressions: int, rate: int) -> None:
     assert recent.after == after and recent.size == impressions, recent.size
     r["first_read"] = {"seconds": round(seconds, 2), "impressions_per_s": round(recent.size / seconds),
                        "private_mb": round(_private_mb() - before, 1),
-                       "held_mb": round(sum(v.nbytes + s.nbytes for v, s in recent._held.runs) / 2**20, 1)}
+                       "held_mb": round(sum(a.nbytes for run in recent._held.runs for a in run) / 2**20, 1)}
     # the same read in a background thread, requests going on meanwhile (not what serving does)
     other = RecentImpressions(root, snap, after, RecentShownConfig(refresh_s=3600))
     side = CandidatePipeline(snap, [], SnapshotStateReader(snap))

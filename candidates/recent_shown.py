@@ -46,45 +46,54 @@ CHUNK_BYTES = 4 << 20      # a segment is read this much at a time (its lines ar
 @dataclass(frozen=True)
 class RecentShownConfig:
     refresh_s: float = 10.0            # a read older than this is read again (0: by every request itself)
-    max_impressions: int = 50_000_000  # held at most (8 bytes each); past it the penalty waits for the snapshot
+    max_impressions: int = 50_000_000  # held at most (12 bytes each); past it the penalty waits for the snapshot
 
 
-def _merged(old: Mapping, new: Mapping[object, Counter]) -> Mapping:
-    """Counts by viewer and shown id, `new` added to `old` (a new mapping: readers keep theirs)."""
+Shown = tuple[str, float, object]   # (shown id, time, position): one impression of a viewer's, by id
+
+
+def _merged(old: Mapping, new: Mapping[object, set[Shown]]) -> Mapping:
+    """Impressions by viewer, `new` added to `old` (a new mapping: readers keep theirs)."""
     out = dict(old)
-    for viewer, counts in new.items():
-        out[viewer] = MappingProxyType(dict(Counter(out.get(viewer, {})) + counts))
+    for viewer, shown in new.items():
+        out[viewer] = out.get(viewer, frozenset()) | shown
     return MappingProxyType(out)
+
+
+def _by_id(shown: frozenset[Shown]) -> dict[str, int]:
+    return dict(Counter(user_id for user_id, _, _ in shown))
 
 
 @dataclass(frozen=True)
 class _Runs:
-    """Impressions of snapshot users as runs sorted by viewer (a few, merged as they grow); of users the
-    snapshot does not hold (accounts since: the newcomer slots) by viewer and id; and of the viewers it does
-    not hold (served off the store) by their ids."""
+    """Impressions of snapshot users as runs sorted by viewer (a few, merged as they grow), each with a
+    32-bit fingerprint of its time and position; of users the snapshot does not hold (accounts since: the
+    newcomer slots) by viewer; and of the viewers it does not hold (served off the store) by their ids.
+    An impression logged twice (a retried write: the same users, time and position) counts once, as the
+    snapshot's export counts it."""
 
-    runs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
-    newcomers: Mapping[int, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
-    others: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    runs: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
+    newcomers: Mapping[int, frozenset[Shown]] = field(default_factory=lambda: MappingProxyType({}))
+    others: Mapping[str, frozenset[Shown]] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def size(self) -> int:
-        return sum(int(v.size) for v, _ in self.runs) + sum(
-            sum(c.values()) for table in (self.newcomers, self.others) for c in table.values())
+        return sum(int(v.size) for v, _, _ in self.runs) + sum(
+            len(shown) for table in (self.newcomers, self.others) for shown in table.values())
 
-    def added(self, viewer: np.ndarray, shown: np.ndarray, newcomers: Mapping[int, Counter],
-              others: Mapping[str, Counter]) -> _Runs:
+    def added(self, viewer: np.ndarray, shown: np.ndarray, mark: np.ndarray, newcomers: Mapping[int, set[Shown]],
+              others: Mapping[str, set[Shown]]) -> _Runs:
         runs = list(self.runs)
         if viewer.size:
             order = np.argsort(viewer, kind="stable")
-            run = (viewer[order], shown[order])
+            run = (viewer[order], shown[order], mark[order])
             # merge while the last run is no more than twice the new one: O(log n) runs, each impression
             # merged O(log n) times
             while runs and runs[-1][0].size <= 2 * run[0].size:
                 last = runs.pop()
-                v, s = np.concatenate((last[0], run[0])), np.concatenate((last[1], run[1]))
+                v, s, m = (np.concatenate((a, b)) for a, b in zip(last, run, strict=True))
                 order = np.argsort(v, kind="stable")
-                run = (v[order], s[order])
+                run = (v[order], s[order], m[order])
             runs.append(run)
         return _Runs(tuple(runs), _merged(self.newcomers, newcomers), _merged(self.others, others))
 
@@ -113,23 +122,24 @@ class RecentImpressions:
         """How often each snapshot user was shown to `viewer` (a snapshot index) since the snapshot."""
         self.refresh()
         parts = []
-        for v, s in self._held.runs:
+        for v, s, m in self._held.runs:
             lo, hi = run_bounds(v, viewer)
-            parts.append(s[lo:hi])
+            parts.append((s[lo:hi].astype(np.int64) << 32) | m[lo:hi].astype(np.int64))
         if not parts:
             return {}
-        shown, n = np.unique(np.concatenate(parts), return_counts=True)
+        once = np.unique(np.concatenate(parts))   # an impression logged twice counts once
+        shown, n = np.unique(once >> 32, return_counts=True)
         return dict(zip(shown.tolist(), n.tolist(), strict=True))
 
     def newcomer_counts(self, viewer: int) -> Mapping[str, int]:
         """How often each user the snapshot does not hold was shown to `viewer`, by id."""
         self.refresh()
-        return self._held.newcomers.get(viewer, {})
+        return _by_id(self._held.newcomers.get(viewer, frozenset()))
 
     def others_counts(self, viewer_id: str) -> Mapping[str, int]:
         """How often each user was shown to a viewer the snapshot does not hold, by id."""
         self.refresh()
-        return self._held.others.get(viewer_id, {})
+        return _by_id(self._held.others.get(viewer_id, frozenset()))
 
     def refresh(self, force: bool = False) -> bool:
         """Read what the log gained if the last read is older than `refresh_s` (or `force`): in the caller's
@@ -209,7 +219,7 @@ class RecentImpressions:
         """The impressions in whole lines `data` dated after `after`, added (an unreadable line is skipped
         with a warning naming it)."""
         index = self.snap.build_index()
-        viewers, shown, newcomers, others = [], [], {}, {}
+        viewers, shown, marks, newcomers, others = [], [], [], {}, {}
         for line in data.splitlines():
             if b"impression" not in line:   # most lines of a busy log are impressions; others are skipped unparsed
                 continue
@@ -217,21 +227,24 @@ class RecentImpressions:
                 obj = orjson.loads(line)
                 if obj["type"] != "impression" or not float(obj["ts"]) > self.after:
                     continue
-                src, dst = str(obj["src"]), str(obj["dst"])
+                src, dst, ts, position = str(obj["src"]), str(obj["dst"]), float(obj["ts"]), obj.get("position")
+                hash(position)   # a position no writer writes (a list) makes the line unreadable
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("%s: skipping an unreadable event log line (%s): %r", path, exc, line[:80])
                 continue
             v = index.get(src)
             if v is None:   # a viewer newer than the snapshot: served off the store
-                others.setdefault(src, Counter())[dst] += 1
+                others.setdefault(src, set()).add((dst, ts, position))
                 continue
             s = index.get(dst)
             if s is None:
-                newcomers.setdefault(v, Counter())[dst] += 1
+                newcomers.setdefault(v, set()).add((dst, ts, position))
             else:
                 viewers.append(v)
                 shown.append(s)
-        self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32), newcomers, others)
+                marks.append(hash((ts, position)) & 0xFFFFFFFF)
+        self._held = self._held.added(np.array(viewers, np.int32), np.array(shown, np.int32),
+                                      np.array(marks, np.uint32), newcomers, others)
 
 
 def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig,

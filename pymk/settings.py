@@ -185,7 +185,7 @@ class ApiSettings:
     newcomer_full_read_s: float = 900.0
     # the re-rank's seen penalty also counts the impressions logged since the snapshot, read from the event
     # log by each worker every `seen_refresh_s` (candidates/recent_shown.py; 0: by every request itself), at
-    # most `seen_max_impressions` of them (8 bytes each; 0: only the snapshot's count)
+    # most `seen_max_impressions` of them (12 bytes each; 0: only the snapshot's count)
     seen_refresh_s: float = 10.0
     seen_max_impressions: int = 50_000_000
 
