@@ -11,8 +11,10 @@ with the snapshot, later ones in the background when a request finds the last re
 (a few milliseconds of parsing each: a long read in a thread of its own would hold the interpreter's lock
 against the requests, bench/recent_shown.py).
 
-Which impressions: those dated after the snapshot's newest impression, which therefore cannot be in it. An
-impression logged after the export but dated before that waits for the next snapshot (never counted twice).
+Which impressions: those dated after `after`, the snapshot's newest impression or, when earlier, the time
+its export began (a client whose clock runs ahead must not date "the snapshot's newest" a day ahead and hide
+every impression until then); one the snapshot holds (same users and second) is not counted again. An
+impression logged after the export but dated before `after` waits for the next snapshot.
 A segment last written before that time was read whole by the export and is not opened. A segment rewritten
 in place (the nightly erasure of deleted accounts, which leaves alone the segments written in the last hour)
 is taken as read: what it held stays counted until the next snapshot, which the nightly refresh publishes
@@ -22,6 +24,7 @@ after the erasure.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -99,13 +102,16 @@ class _Runs:
 
 
 class RecentImpressions:
-    """Impressions appended to the event log after `after` (the snapshot's newest impression), by viewer."""
+    """Impressions appended to the event log dated after `after`, by viewer; `held`: the (viewer, shown user,
+    whole second) of the snapshot's impressions dated after `after` (not counted again)."""
 
     def __init__(self, root: Path, snap: Snapshot, after: float, config: RecentShownConfig | None = None,
-                 on_read: Callable[[bool, int], None] | None = None) -> None:
+                 on_read: Callable[[bool, int], None] | None = None,
+                 held: frozenset[tuple[int, int, float]] = frozenset()) -> None:
         self.root = root
         self.snap = snap
         self.after = after
+        self.in_snapshot = held
         self.config = config or RecentShownConfig()
         self._held = _Runs()
         self._read: dict[str, tuple[int, int]] = {}   # segment name -> (inode, bytes read)
@@ -239,6 +245,8 @@ class RecentImpressions:
             s = index.get(dst)
             if s is None:
                 newcomers.setdefault(v, set()).add((dst, ts, position))
+            elif self.in_snapshot and (v, s, math.floor(ts)) in self.in_snapshot:
+                continue   # dated after `after` but in the snapshot: counted there
             else:
                 viewers.append(v)
                 shown.append(s)
@@ -249,10 +257,15 @@ class RecentImpressions:
 
 def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig,
                        on_read: Callable[[bool, int], None] | None = None) -> RecentImpressions:
-    """The impressions logged since `snap`'s newest one (since it read the accounts when it has none)."""
+    """The impressions logged since `snap` (see the module's docstring for which)."""
     imp = snap.events["type"] == EVENT_CODE["impression"]
-    newest = float(snap.events["ts"][imp].max()) if imp.any() else snap.meta.get("accounts_read_at")
-    recent = RecentImpressions(root, snap, float(newest) if newest is not None else -float("inf"), config, on_read)
+    ts = snap.events["ts"][imp]
+    bounds = [float(b) for b in (ts.max() if ts.size else None, snap.meta.get("accounts_read_at")) if b is not None]
+    after = min(bounds, default=-math.inf)
+    late = ts > after   # in the snapshot, dated after `after` (minutes of them; more only for clocks ahead)
+    held = frozenset(zip(snap.events["src"][imp][late].tolist(), snap.events["dst"][imp][late].tolist(),
+                         np.floor(ts[late]).tolist(), strict=True))
+    recent = RecentImpressions(root, snap, after, config, on_read, held)
     start = time.perf_counter()
     recent.refresh(force=True)   # in the caller's thread: a worker reads its backlog before it serves
     log.info("recent impressions: %d logged since the snapshot read in %.2fs", recent.size, time.perf_counter() - start)

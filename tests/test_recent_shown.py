@@ -275,3 +275,22 @@ def test_an_impression_logged_twice_counts_once(world):
                                                                                 position=0))
     assert recent.counts(i("a")) == {i("c"): 3}
     assert dict(recent.newcomer_counts(i("a"))) == {"new1": 1} and dict(recent.others_counts("zed")) == {"a": 1}
+
+
+def test_a_client_clock_ahead_does_not_hide_the_impressions_after_the_snapshot(tmp_path):
+    """The snapshot holds an impression dated a day ahead (a client's clock; the API accepts a day): the
+    impressions logged after the export still count, and those the snapshot holds are not counted again."""
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship("a", "b", 1.0), Friendship("b", "c", 1.0), Friendship("b", "d", 1.0)])
+    log = EventLog(tmp_path / "events")
+    now = time.time()
+    log.write_segment("s", [Event("impression", "a", "c", now - 60, position=0),
+                            Event("impression", "a", "d", now + 86_000, position=0),   # the clock ahead
+                            Event("impression", "a", "c", now + 5, position=1)])       # logged as the export ran
+    snap = from_store(store, log)   # read its accounts at about `now`
+    recent = recent_impressions(log.root, snap, INLINE)
+    assert recent.after <= snap.meta["accounts_read_at"] < now + 5
+    i = snap.index_of
+    _append(log, Event("impression", "a", "c", now + 5, position=1),   # a retry of one the snapshot holds
+            Event("impression", "a", "c", now + 30, position=0), Event("impression", "a", "d", now + 31, position=0))
+    assert recent.counts(i("a")) == {i("c"): 1, i("d"): 1}
