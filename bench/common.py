@@ -9,15 +9,17 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from pymk.settings import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "bench" / "out"
+T = TypeVar("T")
 
 
 def machine() -> str:
@@ -48,6 +50,52 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     arr = np.asarray(samples_s) * 1000
     return {"p50_ms": round(float(np.percentile(arr, 50)), 3), "p99_ms": round(float(np.percentile(arr, 99)), 3),
             "mean_ms": round(float(arr.mean()), 3)}
+
+
+def alternating(items: list, arms: dict[str, Callable[[object], T]]
+                ) -> tuple[dict[str, list[float]], dict[str, list[T]]]:
+    """Each item run under every arm in turn (which arm goes first alternates from item to item, so neither
+    gains from what the other warmed); each call's seconds and result, by arm."""
+    names = list(arms)
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    results: dict[str, list[T]] = {n: [] for n in names}
+    for i, item in enumerate(items):
+        for name in names[::1 if i % 2 else -1]:
+            start = time.perf_counter()
+            results[name].append(arms[name](item))
+            seconds[name].append(time.perf_counter() - start)
+    return seconds, results
+
+
+def against_baseline(seconds: dict[str, list[float]], arm: str, baseline: str = "baseline_without") -> dict:
+    """`arm`'s and `baseline`'s latency percentiles (ms) and their p50 and p99 ratios."""
+    a, b = percentiles(seconds[arm]), percentiles(seconds[baseline])
+    return {f"{arm}_ms": a, f"{baseline}_ms": b, "p50_ratio": round(a["p50_ms"] / b["p50_ms"], 3),
+            "p99_ratio": round(a["p99_ms"] / b["p99_ms"], 3)}
+
+
+def compare_lists(pipeline, kinds: dict[str, list[str]], arms: dict[str, Callable[[], None]], limit: int,
+                  source: str, stage: str) -> dict:
+    """Each kind's viewers' lists (`pipeline.recommend`) timed under each arm (a setter making the pipeline
+    that arm's; the last is the baseline), alternating which goes first, after 30 warm-up lists: latency
+    percentiles and ratios, how many lists the arm's `source` reached, and the `stage`'s own time."""
+    first, baseline = next(iter(arms)), list(arms)[-1]
+
+    def ranked(name: str, viewer: str):
+        arms[name]()
+        return pipeline.recommend(viewer, limit)
+
+    arms[first]()
+    for v in next(iter(kinds.values()))[-30:]:   # warm the query plans, the pool, the kernels
+        pipeline.recommend(v, limit)
+    out: dict = {}
+    for kind, viewers in kinds.items():
+        timed, recs = alternating(viewers, {name: (lambda v, n=name: ranked(n, v)) for name in arms})
+        out[kind] = {"viewers": len(viewers),
+                     f"lists_with_{source}": sum(any(source in c.sources for c in r.candidates) for r in recs[first]),
+                     **against_baseline(timed, first, baseline),
+                     f"{stage}_stage_ms": percentiles([r.timings_ms.get(stage, 0.0) / 1000 for r in recs[first]])}
+    return out
 
 
 def wait_ready(port: int, tries: int = 240) -> None:

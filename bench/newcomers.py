@@ -23,7 +23,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import fresh_neo4j, load_world, percentiles, sim_world, write_results  # noqa: E402
+from bench.common import (  # noqa: E402
+    compare_lists,
+    fresh_neo4j,
+    load_world,
+    sim_world,
+    write_results,
+)
 from candidates.filters import StoreStateReader  # noqa: E402
 from candidates.newcomers import SOURCE, NewcomerConfig, NewcomerIndex  # noqa: E402
 from candidates.pipeline import CandidatePipeline  # noqa: E402
@@ -67,28 +73,11 @@ def main(users: int, new_users: int, viewers: int, limit: int, port: int) -> Non
             kinds = {"any_viewer": [anyone[int(i)] for i in rng.choice(len(anyone), viewers, replace=False)],
                      "newcomers_friends_of_friends": [near[int(i)] for i in
                                                       rng.choice(len(near), min(viewers, len(near)), replace=False)]}
-            pipeline.newcomers = index
-            for v in kinds["newcomers_friends_of_friends"][-30:]:   # warm the query plans, the pool, the kernels
-                pipeline.recommend(v, limit)
-            out: dict = {}
-            for kind, vs in kinds.items():
-                timed: dict[str, list[float]] = {"with_newcomers": [], "baseline_without": []}
-                shown, stage = 0, []
-                arms = [("with_newcomers", index), ("baseline_without", None)]
-                for i, v in enumerate(vs):
-                    for name, idx in arms[::1 if i % 2 else -1]:   # which goes first alternates
-                        pipeline.newcomers = idx
-                        t0 = time.perf_counter()
-                        rec = pipeline.recommend(v, limit)
-                        timed[name].append(time.perf_counter() - t0)
-                        if idx is not None:
-                            shown += any(SOURCE in c.sources for c in rec.candidates)
-                            stage.append(rec.timings_ms.get(SOURCE, 0.0) / 1000)
-                with_, without = percentiles(timed["with_newcomers"]), percentiles(timed["baseline_without"])
-                out[kind] = {"viewers": len(vs), "lists_with_a_newcomer": shown, "with_newcomers_ms": with_,
-                             "baseline_without_ms": without, "newcomer_stage_ms": percentiles(stage),
-                             "p50_ratio": round(with_["p50_ms"] / without["p50_ms"], 3),
-                             "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3)}
+            out = compare_lists(pipeline, {"newcomers_friends_of_friends": kinds["newcomers_friends_of_friends"],
+                                           "any_viewer": kinds["any_viewer"]},
+                                {"with_newcomers": lambda: setattr(pipeline, "newcomers", index),
+                                 "baseline_without": lambda: setattr(pipeline, "newcomers", None)},
+                                limit, SOURCE, SOURCE)
             pipeline.close()
         finally:
             store.close()

@@ -190,12 +190,25 @@ def newcomer_index(store: GraphStore, snap: Snapshot, config: NewcomerConfig,
 
 
 def blend(ranked: list[Candidate], newcomers: list[Candidate], slots: tuple[int, ...]) -> list[Candidate]:
-    """`ranked` with the newcomers in the given 1-based slots, in order (at the end when the list is shorter);
-    a newcomer already in `ranked` under its id keeps its place there instead."""
-    present = {c.user_id for c in ranked}
+    """`ranked` with the newcomers in the given 1-based slots, in order (at the end when the list is shorter).
+    One already in `ranked` under its id: when it is the same user (a snapshot user proposed as a friend of a
+    new friend) it gets the stage's proof (its mutual friends now) and, when it stands below the slot, moves
+    up to it; an account the list holds under that id otherwise keeps its place."""
     out = list(ranked)
-    for slot, c in zip(sorted(slots), (c for c in newcomers if c.user_id not in present), strict=False):
-        out.insert(min(slot - 1, len(out)), c)
+    at = {c.user_id: i for i, c in enumerate(out)}
+    same = {c.user_id for c in newcomers if c.user_id in at and out[at[c.user_id]].index == c.index}
+    for c in newcomers:
+        if c.user_id in same:
+            out[at[c.user_id]] = out[at[c.user_id]].merged(c)
+    queue = [c for c in newcomers if c.user_id not in at or c.user_id in same]
+    for slot in sorted(slots):
+        while queue:
+            c = queue.pop(0)
+            here = next((i for i, o in enumerate(out) if o.user_id == c.user_id), None)
+            if here is not None and here <= slot - 1:
+                continue   # already at or above the slot
+            out.insert(min(slot - 1, len(out)), c if here is None else out.pop(here))
+            break
     return out
 
 
@@ -212,33 +225,39 @@ def newcomers_ahead(index: NewcomerIndex | None, viewer: str, friends: Iterable[
 
 
 def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str, final: list[Candidate], k: int,
-                   rec: Recommendation, seen: Mapping[str, int] | None = None, seen_decay: float = 1.0
-                   ) -> list[Candidate]:
-    """The newcomer stage: the viewer's newcomers (tied to its friends now) through every hard rule on fresh
-    state, their proofs current, blended into `final`'s slots up to k. The rules come from the pipeline's
-    read (`rec.rules`) when it covered every one of them (its `accounts_since` is the snapshot's, earlier
-    than the index's read: an id deleted and created again in between is left out until the next snapshot,
-    and more pairs are checked for ended ties); else from a read of their own. Skipped, with the reason,
-    when the graph store cannot be read. `seen`: how often each newcomer was shown to the viewer since the
-    snapshot; its score (mutual friends) is weighed by `seen_decay` to that power, as the re-rank weighs the
-    others', so a newcomer shown again and again gives its slot to the next one."""
+                   rec: Recommendation, seen: Callable[[], Mapping[str, int]] | None = None,
+                   seen_decay: float = 1.0, more: Callable[[frozenset[str], int], list[Candidate]] | None = None,
+                   accounts_since: float | None = None) -> list[Candidate]:
+    """The fresh-tie stage: the viewer's newcomers (tied to its friends now), and what `more` proposes from
+    its friends now (the friends of its new friends: candidates/new_friends.py, snapshot users), through
+    every hard rule on fresh state, their proofs current, most mutual friends first, blended into `final`'s
+    slots up to k. The rules come from the pipeline's read (`rec.rules`) when it covered every one of them
+    (its `accounts_since` is the snapshot's, earlier than the index's read: an id deleted and created again
+    in between is left out until the next snapshot, and more pairs are checked for ended ties); else from a
+    read of their own (since `accounts_since`, the snapshot's, when `more` proposed any). Skipped, with the
+    reason, when the graph store cannot be read. `seen()`: how often each user was shown to the viewer, by
+    id; a candidate's mutual friends are weighed by `seen_decay` to that power, as the re-rank weighs the
+    others' scores, so one shown again and again gives its slot to the next one."""
     slots = _slots(index, k)
     if not slots or rec.removed["viewer_deactivated"]:
         return final
     start = time.perf_counter()
     try:
         ctx = rec.rules
-        proposed = index.near(viewer, ctx.state.friends if ctx else state.rules(viewer, [])[0].friends,
-                              3 * len(slots))
+        friends = ctx.state.friends if ctx else state.rules(viewer, [])[0].friends
+        proposed = index.near(viewer, friends, 3 * len(slots))
+        others = more(friends, 3 * len(slots)) if more is not None else []
+        proposed += [c for c in others if c.user_id not in {p.user_id for p in proposed}]
         if not proposed:
             return final
         ids = [c.user_id for c in proposed]
         if ctx is None or not ctx.read_for.issuperset(ids):
-            ctx = FilterContext(viewer, *state.rules(viewer, ids, index.read_at), read_for=frozenset(ids))
-        # a newcomer left with no mutual friend goes
+            since = accounts_since if others and accounts_since is not None else index.read_at
+            ctx = FilterContext(viewer, *state.rules(viewer, ids, since), read_for=frozenset(ids))
+        # a candidate left with no mutual friend goes
         kept = [c for c in passing_rules(state, proposed, ctx, rec.removed) if "fof" in c.proof]
-        if seen:
-            kept.sort(key=lambda c: -c.score(SOURCE) * seen_decay ** seen.get(c.user_id, 0))   # stable
+        shown = seen() if seen is not None and kept else {}
+        kept.sort(key=lambda c: -c.proof["fof"]["mutual_count"] * seen_decay ** shown.get(c.user_id, 0))  # stable
     except GraphStoreUnavailableError as exc:
         rec.skipped_sources[SOURCE] = f"failed: {exc}"
         log.warning("newcomer stage skipped for %r: %s", viewer, exc)

@@ -26,6 +26,7 @@ import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
 from candidates.filters import FilterContext, StateReader, passing_rules
+from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
@@ -57,6 +58,7 @@ class PipelineConfig:
                                      # the newest (fatigue is recent)
     fresh_below_friends: int = 3     # a viewer with fewer friends in the snapshot who has made new ones since is
                                      # served off the snapshot (FriendsChangedError): a new account's second day
+    new_friends: bool = True         # the friends of ties made since the snapshot take the fresh-tie slots too
 
 
 def in_source_order(candidates: list[Candidate], source: str) -> list[Candidate]:
@@ -123,8 +125,11 @@ class CandidatePipeline:
         if self.reranker is not None:
             final = self.reranker(final, k, self.times_seen(user))
         if self.newcomers is not None:
-            seen = self.recent_shown.newcomer_counts(user) if self.recent_shown is not None else {}
-            final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec, seen, self.seen_decay)
+            final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec,
+                                   lambda: self.seen_by_id(user_id), self.seen_decay,
+                                   (lambda friends, n: friends_of_new_friends(self.snap, user, friends, n))
+                                   if self.config.new_friends else None,
+                                   self.snap.meta.get("accounts_read_at"))
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec

@@ -379,5 +379,8 @@ def test_the_stage_reads_the_rules_with_the_lists_own_read_unless_the_viewers_fr
     reads.clear()
     got = _list(client, "v")
     assert [s["user_id"] for s in got] == ["x", "z", "n", "m"]   # y a friend now; m in slot 8, past the end
-    assert len(reads) == 2 and reads[1] == ["n", "m"]    # m was not among the snapshot's friends' newcomers
+    # m was not among the snapshot's friends' newcomers; x, a friend of y (v's new friend), is proposed by the
+    # friends of new friends: already first, it keeps its place, its proof now counting y
+    assert len(reads) == 2 and reads[1] == ["n", "m", "x"]
+    assert got[0]["reasons"][0] == "4 mutual friends: y, f1, f2, …"
     assert got[3]["reasons"] == ["1 mutual friend: y", "joined recently"]
