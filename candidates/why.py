@@ -12,6 +12,7 @@ import numpy as np
 
 from candidates.filters import FilterContext, apply_rules
 from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
+from candidates.new_friends import SOURCE as NEW_FRIENDS
 from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.pipeline import CandidatePipeline, in_source_order
 from candidates.types import Candidate, Recommendation
@@ -33,11 +34,15 @@ class Verdict:
     shown_at: int | None = None       # position in the list the viewer gets, 0-based
     proof: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)   # source -> why it proposed nothing this time
+    via_new_friends: list[str] = field(default_factory=list)   # the fresh-tie stage's new friends, if it placed it
 
     def lines(self) -> list[str]:
         out = [f"{self.candidate} for {self.viewer}:"]
-        out.append("  proposed by " + (", ".join(f"{s} (#{r + 1})" for s, r in self.proposed_by.items())
-                                       or "no source (not within reach of any source's list)"))
+        proposed = [f"{s} (#{r + 1})" for s, r in self.proposed_by.items()]
+        if self.via_new_friends:
+            proposed.append(f"{NEW_FRIENDS} (a friend of the viewer's new friends {', '.join(self.via_new_friends)}, "
+                            "in a fresh-tie slot)")
+        out.append("  proposed by " + (", ".join(proposed) or "no source (not within reach of any source's list)"))
         out += [f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
         if self.ranked_at is not None:
             out.append(f"  ranked #{self.ranked_at + 1} before the hard rules")
@@ -96,6 +101,7 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
     if candidate in shown:
         verdict.shown_at = shown.index(candidate)
         verdict.proof = {s: p for s, p in final[verdict.shown_at].proof.items() if s != "ranker"}
+        verdict.via_new_friends = list(verdict.proof.get(NEW_FRIENDS, {}).get("via", []))
     elif verdict.removed is None:
         verdict.removed = (f"ranked below the first {k} that passed the hard rules" if verdict.proposed_by
                            else "no source proposed it")

@@ -60,3 +60,8 @@ def test_a_tie_made_since_the_snapshot_brings_its_friends_into_the_list(tmp_path
         if x["user_id"] in ("c0", "c2"):
             assert x["proof"]["fof"]["mutual_ids"] == ["c1"]
     assert after[0]["user_id"] == "b0" and after[0]["reasons"][0] == "1 mutual friend: a0"
+    from candidates.why import why
+
+    verdict = why(client.application.extensions["pymk"].served.pipeline, "a1", "c0", 8)
+    assert verdict.shown_at == 2 and verdict.via_new_friends == ["c1"]
+    assert "new_friends (a friend of the viewer's new friends c1, in a fresh-tie slot)" in verdict.lines()[1]
