@@ -50,6 +50,9 @@ CHUNK_BYTES = 4 << 20      # a segment is read this much at a time (its lines ar
 class RecentShownConfig:
     refresh_s: float = 10.0            # a read older than this is read again (0: by every request itself)
     max_impressions: int = 50_000_000  # held at most (12 bytes each); past it the penalty waits for the snapshot
+    # the backlog read before serving stops after this long and goes on in the background: a worker's boot
+    # must stay well inside gunicorn's timeout (60 s) however long the snapshot has not been refreshed
+    first_read_s: float = 10.0
 
 
 Shown = tuple[str, float, object]   # (shown id, time, position): one impression of a viewer's, by id
@@ -117,6 +120,8 @@ class RecentImpressions:
         self._read: dict[str, tuple[int, int]] = {}   # segment name -> (inode, bytes read)
         self._gate = ReadGate(self._read_logged, "recent-impressions")
         self.on_read = on_read   # told of every read: whether it worked, how many are held (metrics)
+        self.caught_up = False   # whether the last read reached the end of every segment
+        self._budget_s: float | None = None   # the next read stops after this long (None: at the end)
         self._full_warned = False
 
     @property
@@ -160,8 +165,9 @@ class RecentImpressions:
 
     def _read_logged(self) -> bool:
         ok = False
+        budget, self._budget_s = self._budget_s, None
         try:
-            self._read_new()
+            self.caught_up = self._read_new(math.inf if budget is None else time.monotonic() + budget)
             ok = True
         except Exception as exc:   # the penalty is an addition: lists are served with what was read
             log.warning("recent impressions: reading %s failed, keeping %d read so far: %s",
@@ -173,7 +179,9 @@ class RecentImpressions:
                 log.exception("recent impressions: reporting a read failed")
         return ok
 
-    def _read_new(self) -> None:
+    def _read_new(self, deadline: float) -> bool:
+        """What the segments gained since the last read; False when `deadline` (time.monotonic()) stopped it
+        first (the next read goes on from there)."""
         segments = sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
         stats = {}
         for seg in segments:
@@ -194,7 +202,10 @@ class RecentImpressions:
                 continue   # last written before the snapshot's newest impression: read by its export
             ino, done = self._read.get(name, (st.st_ino, 0))
             while done < st.st_size and not self._full():
+                if time.monotonic() > deadline:
+                    return False
                 done = self._read_chunk(self.root / name, done, st.st_size, ino)
+        return True
 
     def _full(self) -> bool:
         if self.size < self.config.max_impressions:
@@ -267,6 +278,12 @@ def recent_impressions(root: Path, snap: Snapshot, config: RecentShownConfig,
                          np.floor(ts[late]).tolist(), strict=True))
     recent = RecentImpressions(root, snap, after, config, on_read, held)
     start = time.perf_counter()
+    recent._budget_s = config.first_read_s
     recent.refresh(force=True)   # in the caller's thread: a worker reads its backlog before it serves
     log.info("recent impressions: %d logged since the snapshot read in %.2fs", recent.size, time.perf_counter() - start)
+    if not recent.caught_up:   # the rest in the background (0: by the next request)
+        log.warning("recent impressions: the backlog since the snapshot is longer than %.0f s of reading (%d read); "
+                    "the rest is read while serving (is the nightly refresh late?)", config.first_read_s, recent.size)
+        recent._gate.next_read = -math.inf
+        recent.refresh()
     return recent

@@ -69,7 +69,8 @@ def add_live_state(pipeline: CandidatePipeline, settings: Settings, store: Graph
         on_newcomer_read)
     if api.seen_max_impressions > 0:
         pipeline.recent_shown = recent_impressions(settings.event_log_dir, pipeline.snap,
-                                                   RecentShownConfig(api.seen_refresh_s, api.seen_max_impressions),
+                                                   RecentShownConfig(api.seen_refresh_s, api.seen_max_impressions,
+                                                                     api.seen_first_read_s),
                                                    on_recent_read)
 
 

@@ -26,7 +26,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
     "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S", "PYMK_NEWCOMER_FULL_READ_S",
-    "PYMK_SEEN_REFRESH_S", "PYMK_SEEN_MAX_IMPRESSIONS",
+    "PYMK_SEEN_REFRESH_S", "PYMK_SEEN_MAX_IMPRESSIONS", "PYMK_SEEN_FIRST_READ_S",
     "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
 })
 _warned: set[str] = set()
@@ -188,6 +188,7 @@ class ApiSettings:
     # most `seen_max_impressions` of them (12 bytes each; 0: only the snapshot's count)
     seen_refresh_s: float = 10.0
     seen_max_impressions: int = 50_000_000
+    seen_first_read_s: float = 10.0   # of that backlog, read before a worker serves; the rest in the background
 
     def check_servable(self) -> None:
         """ConfigError for settings no API could serve with (checked before any server process starts)."""
@@ -296,6 +297,7 @@ class Settings:
             newcomer_full_read_s=_env_float(env, "PYMK_NEWCOMER_FULL_READ_S", 900.0, 0.0, 7 * 86_400.0),
             seen_refresh_s=_env_float(env, "PYMK_SEEN_REFRESH_S", 10.0, 0.0, 86_400.0),
             seen_max_impressions=_env_int(env, "PYMK_SEEN_MAX_IMPRESSIONS", 50_000_000, 0),
+            seen_first_read_s=_env_float(env, "PYMK_SEEN_FIRST_READ_S", 10.0, 0.0, 3600.0),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
                    ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),

@@ -197,7 +197,7 @@ def test_every_read_is_reported_and_a_failed_one_keeps_what_was_read(world, capl
     _append(log, Event("impression", "a", "c", 101.0))
     assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 1}
 
-    def broken():
+    def broken(deadline):
         raise PermissionError(f"[Errno 13] Permission denied: '{log.root}'")
 
     recent._read_new = broken
@@ -294,3 +294,21 @@ def test_a_client_clock_ahead_does_not_hide_the_impressions_after_the_snapshot(t
     _append(log, Event("impression", "a", "c", now + 5, position=1),   # a retry of one the snapshot holds
             Event("impression", "a", "c", now + 30, position=0), Event("impression", "a", "d", now + 31, position=0))
     assert recent.counts(i("a")) == {i("c"): 1, i("d"): 1}
+
+
+def test_a_long_backlog_is_read_partly_before_serving_and_the_rest_after(world, caplog, monkeypatch):
+    """However long the snapshot has not been refreshed, a worker's boot stays short: the backlog read before
+    serving stops after `first_read_s`; the rest is read after (here by the next request), none twice."""
+    import candidates.recent_shown as rs
+
+    log, snap = world
+    monkeypatch.setattr(rs, "CHUNK_BYTES", 128)
+    _append(log, *[Event("impression", "a", "c", 101.0 + n, position=0) for n in range(50)])
+    recent = RecentImpressions(log.root, snap, 100.0, RecentShownConfig(refresh_s=0, first_read_s=0.0))
+    recent._budget_s = 0.0
+    recent.refresh(force=True)
+    assert not recent.caught_up and recent.size < 50
+    assert recent.counts(snap.index_of("a")) == {snap.index_of("c"): 50} and recent.caught_up
+    late = recent_impressions(log.root, snap, RecentShownConfig(refresh_s=0, first_read_s=0.0))
+    assert "the backlog since the snapshot is longer than 0 s of reading" in caplog.text
+    assert late.counts(snap.index_of("a")) == {snap.index_of("c"): 50}
