@@ -199,6 +199,24 @@ def sim_world(name: str, users: int, days: int, seed: int = 1) -> Path:
     return world
 
 
+@contextmanager
+def world_in_neo4j(name: str, users: int, port: int, for_requests: bool = False) -> Iterator[tuple]:
+    """A one-day simulated world of `users` users (`sim_world`) loaded into a throw-away Neo4j (`fresh_neo4j`
+    under bench/out/NAME): yields the open store, the users' profiles and a snapshot exported from it; the
+    store is closed and the server stopped afterwards."""
+    from graph.connect import open_store
+    from graph.snapshot.export import from_store
+
+    world = sim_world(f"fresh-path-world-{users}", users, days=1)
+    with fresh_neo4j(name, port) as settings:
+        store = open_store(settings, for_requests=for_requests)
+        try:
+            profiles = load_world(store, world)
+            yield store, profiles, from_store(store)
+        finally:
+            store.close()
+
+
 def load_world(store, world: Path) -> list:
     """A simulated world's users and ties (`sim_world`) into `store`; returns the users' profiles."""
     import csv

@@ -22,12 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import fresh_neo4j, load_world, percentiles, sim_world, write_results  # noqa: E402
+from bench.common import percentiles, world_in_neo4j, write_results  # noqa: E402
 from candidates.fresh import fresh_fof  # noqa: E402
 from candidates.registry import REGISTRY  # noqa: E402
-from graph.connect import open_store  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
-from graph.snapshot.export import from_store  # noqa: E402
 
 
 def _timed(fn, n: int) -> tuple[dict, list]:
@@ -45,28 +43,21 @@ def _timed(fn, n: int) -> tuple[dict, list]:
 @click.option("--limit", default=20, show_default=True)
 @click.option("--port", default=7695, show_default=True)
 def main(users: int, new_users: int, limit: int, port: int) -> None:
-    world = sim_world(f"fresh-path-world-{users}", users, days=1)
     rng = np.random.default_rng(0)
-    with fresh_neo4j("fresh-path-neo4j", port) as settings:
-        store = open_store(settings)
-        try:
-            profiles = load_world(store, world)
-            snap = from_store(store)
-            sources = REGISTRY.build_all(snap)
-            new = [f"new-{i}" for i in range(new_users)]
-            drawn = rng.choice(len(profiles), new_users)
-            store.upsert_users([UserRecord(id=u, school=profiles[j].school, employer=profiles[j].employer,
-                                           city=profiles[j].city, lat=profiles[j].lat, lon=profiles[j].lon)
-                                for u, j in zip(new, drawn.tolist(), strict=True)])
-            store.add_friendships([Friendship(u, profiles[int(x)].id, time.time()) for i, u in enumerate(new)
-                                   for x in rng.choice(len(profiles), i % 3)])   # 0, 1 or 2 friends
-            for u in new[:20]:   # warm the server's query plans and the driver's pool
-                fresh_fof(store, u, limit, snap=snap, sources=sources)
-            as_served = lambda i: fresh_fof(store, new[i], limit, snap=snap, sources=sources).candidates  # noqa: E731
-            fused, fused_lists = _timed(as_served, new_users)
-            fof, fof_lists = _timed(lambda i: fresh_fof(store, new[i], limit).candidates, new_users)
-        finally:
-            store.close()
+    with world_in_neo4j("fresh-path-neo4j", users, port) as (store, profiles, snap):
+        sources = REGISTRY.build_all(snap)
+        new = [f"new-{i}" for i in range(new_users)]
+        drawn = rng.choice(len(profiles), new_users)
+        store.upsert_users([UserRecord(id=u, school=profiles[j].school, employer=profiles[j].employer,
+                                       city=profiles[j].city, lat=profiles[j].lat, lon=profiles[j].lon)
+                            for u, j in zip(new, drawn.tolist(), strict=True)])
+        store.add_friendships([Friendship(u, profiles[int(x)].id, time.time()) for i, u in enumerate(new)
+                               for x in rng.choice(len(profiles), i % 3)])   # 0, 1 or 2 friends
+        for u in new[:20]:   # warm the server's query plans and the driver's pool
+            fresh_fof(store, u, limit, snap=snap, sources=sources)
+        as_served = lambda i: fresh_fof(store, new[i], limit, snap=snap, sources=sources).candidates  # noqa: E731
+        fused, fused_lists = _timed(as_served, new_users)
+        fof, fof_lists = _timed(lambda i: fresh_fof(store, new[i], limit).candidates, new_users)
     write_results("fresh_path", {
         "users": users, "new_users": new_users, "limit": limit, "friends_each": "0, 1 or 2 (a third each)",
         "fused_ms": fused, "baseline_fof_only_ms": fof,

@@ -24,22 +24,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    compare_lists,
-    fresh_neo4j,
-    load_world,
-    sim_world,
-    write_results,
-)
+from bench.common import compare_lists, world_in_neo4j, write_results  # noqa: E402
 from candidates.filters import StoreStateReader  # noqa: E402
 from candidates.new_friends import SOURCE  # noqa: E402
 from candidates.newcomers import SOURCE as NEWCOMERS  # noqa: E402
 from candidates.newcomers import NewcomerConfig, NewcomerIndex  # noqa: E402
 from candidates.pipeline import CandidatePipeline  # noqa: E402
 from candidates.registry import REGISTRY  # noqa: E402
-from graph.connect import open_store  # noqa: E402
 from graph.records import Friendship  # noqa: E402
-from graph.snapshot.export import from_store  # noqa: E402
 
 
 @click.command()
@@ -48,35 +40,26 @@ from graph.snapshot.export import from_store  # noqa: E402
 @click.option("--limit", default=20, show_default=True)
 @click.option("--port", default=7697, show_default=True)
 def main(users: int, viewers: int, limit: int, port: int) -> None:
-    world = sim_world(f"fresh-path-world-{users}", users, days=1)
     rng = np.random.default_rng(0)
-    with fresh_neo4j("new-friends-neo4j", port) as settings:
-        store = open_store(settings, for_requests=True)
-        try:
-            load_world(store, world)
-            snap = from_store(store)
-            pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), StoreStateReader(store))
-            served = np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)
-            picked = rng.choice(served, 2 * viewers, replace=False)
-            connecting, anyone = picked[:viewers], picked[viewers:]
-            now = time.time()
-            ties = [Friendship(snap.external_id(int(v)), snap.external_id(int(f)), now)
-                    for i, v in enumerate(connecting.tolist())
-                    for f in rng.choice(snap.num_users, 1 + i % 3, replace=False).tolist()
-                    if f != v and f not in set(snap.neighbors(v).tolist())]
-            store.add_friendships(ties)
-            pipeline.newcomers = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
-            kinds = {"any_viewer": [snap.external_id(int(v)) for v in anyone],
-                     "made_new_friends": [snap.external_id(int(v)) for v in connecting]}
-            on, off = pipeline.config, replace(pipeline.config, new_friends=False)
-            out = compare_lists(pipeline, {"made_new_friends": kinds["made_new_friends"],
-                                           "any_viewer": kinds["any_viewer"]},
-                                {"with_stage": lambda: setattr(pipeline, "config", on),
-                                 "baseline_without": lambda: setattr(pipeline, "config", off)},
-                                limit, SOURCE, NEWCOMERS)
-            pipeline.close()
-        finally:
-            store.close()
+    with world_in_neo4j("new-friends-neo4j", users, port, for_requests=True) as (store, _, snap):
+        pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), StoreStateReader(store))
+        served = np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)
+        picked = rng.choice(served, 2 * viewers, replace=False)
+        connecting, anyone = picked[:viewers], picked[viewers:]
+        now = time.time()
+        ties = [Friendship(snap.external_id(int(v)), snap.external_id(int(f)), now)
+                for i, v in enumerate(connecting.tolist())
+                for f in rng.choice(snap.num_users, 1 + i % 3, replace=False).tolist()
+                if f != v and f not in set(snap.neighbors(v).tolist())]
+        store.add_friendships(ties)
+        pipeline.newcomers = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
+        on, off = pipeline.config, replace(pipeline.config, new_friends=False)
+        out = compare_lists(pipeline, {"made_new_friends": [snap.external_id(int(v)) for v in connecting],
+                                       "any_viewer": [snap.external_id(int(v)) for v in anyone]},
+                            {"with_stage": lambda: setattr(pipeline, "config", on),
+                             "baseline_without": lambda: setattr(pipeline, "config", off)},
+                            limit, SOURCE, NEWCOMERS)
+        pipeline.close()
     write_results("new_friends", {"users": users, "limit": limit, "new_friends_each": "1, 2 or 3 (a third each)",
                                   **out})
 

@@ -23,20 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    compare_lists,
-    fresh_neo4j,
-    load_world,
-    sim_world,
-    write_results,
-)
+from bench.common import compare_lists, world_in_neo4j, write_results  # noqa: E402
 from candidates.filters import StoreStateReader  # noqa: E402
 from candidates.newcomers import SOURCE, NewcomerConfig, NewcomerIndex  # noqa: E402
 from candidates.pipeline import CandidatePipeline  # noqa: E402
 from candidates.registry import REGISTRY  # noqa: E402
-from graph.connect import open_store  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
-from graph.snapshot.export import from_store  # noqa: E402
 
 
 def _sign_up(store, profiles: list, names: list[str], rng: np.random.Generator) -> None:
@@ -53,34 +45,25 @@ def _sign_up(store, profiles: list, names: list[str], rng: np.random.Generator) 
 @click.option("--limit", default=20, show_default=True)
 @click.option("--port", default=7696, show_default=True)
 def main(users: int, new_users: int, viewers: int, limit: int, port: int) -> None:
-    world = sim_world(f"fresh-path-world-{users}", users, days=1)
     rng = np.random.default_rng(0)
-    with fresh_neo4j("newcomers-neo4j", port) as settings:
-        store = open_store(settings, for_requests=True)
-        try:
-            profiles = load_world(store, world)
-            snap = from_store(store)
-            pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), StoreStateReader(store))
-            new = [f"new-{i}" for i in range(new_users)]
-            _sign_up(store, profiles, new, rng)
-            index = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
-            index.refresh()
-            # viewers the snapshot serves (those with fewer friends there who made new ones are served off it)
-            served = {snap.external_id(int(i)) for i in
-                      np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)}
-            near = sorted({v for u in new for f in store.friends(u) for v in store.friends(f)} & served)
-            anyone = sorted(served)
-            kinds = {"any_viewer": [anyone[int(i)] for i in rng.choice(len(anyone), viewers, replace=False)],
-                     "newcomers_friends_of_friends": [near[int(i)] for i in
-                                                      rng.choice(len(near), min(viewers, len(near)), replace=False)]}
-            out = compare_lists(pipeline, {"newcomers_friends_of_friends": kinds["newcomers_friends_of_friends"],
-                                           "any_viewer": kinds["any_viewer"]},
-                                {"with_newcomers": lambda: setattr(pipeline, "newcomers", index),
-                                 "baseline_without": lambda: setattr(pipeline, "newcomers", None)},
-                                limit, SOURCE, SOURCE)
-            pipeline.close()
-        finally:
-            store.close()
+    with world_in_neo4j("newcomers-neo4j", users, port, for_requests=True) as (store, profiles, snap):
+        pipeline = CandidatePipeline(snap, REGISTRY.build_all(snap), StoreStateReader(store))
+        new = [f"new-{i}" for i in range(new_users)]
+        _sign_up(store, profiles, new, rng)
+        index = NewcomerIndex(store, snap.meta["accounts_read_at"], NewcomerConfig(refresh_s=3600))
+        index.refresh()
+        # viewers the snapshot serves (those with fewer friends there who made new ones are served off it)
+        served = {snap.external_id(int(i)) for i in
+                  np.flatnonzero(snap.degree >= pipeline.config.fresh_below_friends)}
+        near = sorted({v for u in new for f in store.friends(u) for v in store.friends(f)} & served)
+        anyone = sorted(served)
+        any_viewer = [anyone[int(i)] for i in rng.choice(len(anyone), viewers, replace=False)]
+        near_viewer = [near[int(i)] for i in rng.choice(len(near), min(viewers, len(near)), replace=False)]
+        out = compare_lists(pipeline, {"newcomers_friends_of_friends": near_viewer, "any_viewer": any_viewer},
+                            {"with_newcomers": lambda: setattr(pipeline, "newcomers", index),
+                             "baseline_without": lambda: setattr(pipeline, "newcomers", None)},
+                            limit, SOURCE, SOURCE)
+        pipeline.close()
     write_results("newcomers", {
         "users": users, "new_users": new_users, "limit": limit, "friends_each": "1, 2 or 3 (a third each)",
         "slots": list(NewcomerConfig().slots), **out})
