@@ -247,7 +247,8 @@ def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str,
         friends = ctx.state.friends if ctx else state.rules(viewer, [])[0].friends
         proposed = index.near(viewer, friends, 3 * len(slots))
         others = more(friends, 3 * len(slots)) if more is not None else []
-        proposed += [c for c in others if c.user_id not in {p.user_id for p in proposed}]
+        newcomers = {c.user_id for c in proposed}
+        proposed += [c for c in others if c.user_id not in newcomers]
         if not proposed:
             return final
         ids = [c.user_id for c in proposed]

@@ -122,11 +122,12 @@ class CandidatePipeline:
             ahead = []
             if len(final) >= k or rec.removed["viewer_deactivated"]:  # a closed account is shown nothing
                 break
+        times = self.times_seen(user) if self.reranker is not None else None
         if self.reranker is not None:
-            final = self.reranker(final, k, self.times_seen(user))
+            final = self.reranker(final, k, times)
         if self.newcomers is not None:
             final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec,
-                                   lambda: self.seen_by_id(user_id), self.seen_decay,
+                                   lambda: self.seen_by_id(user_id, times), self.seen_decay,
                                    (lambda friends, n: friends_of_new_friends(self.snap, user, friends, n))
                                    if self.config.new_friends else None,
                                    self.snap.meta.get("accounts_read_at"))
@@ -200,15 +201,16 @@ class CandidatePipeline:
         """The re-rank's seen penalty per time shown (1: none without a re-rank)."""
         return self.reranker.cfg.seen_decay if self.reranker is not None else 1.0
 
-    def seen_by_id(self, user_id: str) -> dict[str, int]:
-        """How often each user was shown to `user_id`, by id: `times_seen` and the newcomers shown since for
-        a viewer the snapshot holds, the impressions logged since for one it does not (lists served off the
-        store: the fresh path)."""
+    def seen_by_id(self, user_id: str, times: dict[int, int] | None = None) -> dict[str, int]:
+        """How often each user was shown to `user_id`, by id: `times_seen` (`times` when the caller has it)
+        and the newcomers shown since for a viewer the snapshot holds, the impressions logged since for one it
+        does not (lists served off the store: the fresh path)."""
         recent = self.recent_shown
         if not self.snap.has_user(user_id):
             return dict(recent.others_counts(user_id)) if recent is not None else {}
         user = self.snap.index_of(user_id)
-        seen = {self.snap.external_id(i): n for i, n in self.times_seen(user).items()}
+        times = self.times_seen(user) if times is None else times
+        seen = {self.snap.external_id(i): n for i, n in times.items()}
         for other, n in (recent.newcomer_counts(user) if recent is not None else {}).items():
             seen[other] = seen.get(other, 0) + n
         return seen

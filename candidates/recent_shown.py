@@ -242,9 +242,9 @@ class RecentImpressions:
                 continue
             try:
                 obj = orjson.loads(line)
-                if obj["type"] != "impression" or not float(obj["ts"]) > self.after:
+                if obj["type"] != "impression" or not (ts := float(obj["ts"])) > self.after:
                     continue
-                src, dst, ts, position = str(obj["src"]), str(obj["dst"]), float(obj["ts"]), obj.get("position")
+                src, dst, position = str(obj["src"]), str(obj["dst"]), obj.get("position")
                 hash(position)   # a position no writer writes (a list) makes the line unreadable
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("%s: skipping an unreadable event log line (%s): %r", path, exc, line[:80])

@@ -34,7 +34,11 @@ class Verdict:
     shown_at: int | None = None       # position in the list the viewer gets, 0-based
     proof: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)   # source -> why it proposed nothing this time
-    via_new_friends: list[str] = field(default_factory=list)   # the fresh-tie stage's new friends, if it placed it
+
+    @property
+    def via_new_friends(self) -> list[str]:
+        """The viewer's new friends through which the fresh-tie stage placed it (none: it did not)."""
+        return list(self.proof.get(NEW_FRIENDS, {}).get("via", []))
 
     def lines(self) -> list[str]:
         out = [f"{self.candidate} for {self.viewer}:"]
@@ -101,7 +105,6 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
     if candidate in shown:
         verdict.shown_at = shown.index(candidate)
         verdict.proof = {s: p for s, p in final[verdict.shown_at].proof.items() if s != "ranker"}
-        verdict.via_new_friends = list(verdict.proof.get(NEW_FRIENDS, {}).get("via", []))
     elif verdict.removed is None:
         verdict.removed = (f"ranked below the first {k} that passed the hard rules" if verdict.proposed_by
                            else "no source proposed it")
