@@ -30,7 +30,7 @@ from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
-from candidates.types import Candidate, Recommendation
+from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
@@ -103,9 +103,11 @@ class CandidatePipeline:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
                                         thread_name_prefix="source")
 
-    def recommend(self, user_id: str, k: int = 20, ranked: Sequence[Candidate] | None = None) -> Recommendation:
-        """The viewer's list; `ranked`: the first four stages' list when the caller already has it."""
-        rec = Recommendation(viewer=user_id, candidates=[])
+    def recommend(self, user_id: str, k: int = 20, ranked: Sequence[Candidate] | None = None,
+                  trace: bool = False) -> Recommendation:
+        """The viewer's list; `ranked`: the first four stages' list when the caller already has it; `trace`:
+        keep what the re-rank did in `rec.rerank` (`pymk why`)."""
+        rec = Recommendation(viewer=user_id, candidates=[], rerank=RerankTrace() if trace else None)
         user = self.snap.index_of(user_id)
         start = time.perf_counter()
         if ranked is None:
@@ -124,7 +126,11 @@ class CandidatePipeline:
                 break
         times = self.times_seen(user) if self.reranker is not None else None
         if self.reranker is not None:
-            final = self.reranker(final, k, times)
+            if rec.rerank is not None:
+                rec.rerank.considered, rec.rerank.seen = [c.index for c in final], dict(times or {})
+            final = self.reranker(final, k, times, rec.rerank.held_back if rec.rerank is not None else None)
+            if rec.rerank is not None:
+                rec.rerank.kept = [c.index for c in final]
         if self.newcomers is not None:
             final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec,
                                    lambda: self.seen_by_id(user_id, times), self.seen_decay,

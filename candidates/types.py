@@ -57,6 +57,16 @@ class Candidate:
 
 
 @dataclass
+class RerankTrace:
+    """What the re-rank did to one viewer's list (for `pymk why`: `CandidatePipeline.recommend(trace=True)`)."""
+
+    considered: list[int] = field(default_factory=list)   # the indices that reached it, in ranked order
+    seen: dict[int, int] = field(default_factory=dict)     # index -> times shown to the viewer (the seen penalty)
+    held_back: dict[int, str] = field(default_factory=dict)   # index -> the step that held it back (rerank.HELD_BACK)
+    kept: list[int] = field(default_factory=list)         # the indices it returned, in order
+
+
+@dataclass
 class Recommendation:
     """What the pipeline returns for one viewer: the list, and what was removed, skipped and timed."""
 
@@ -67,3 +77,4 @@ class Recommendation:
     timings_ms: dict[str, float] = field(default_factory=dict)
     precomputed: str | None = None    # version of the precomputed list used, if any
     rules: FilterContext | None = None   # the hard rules' first read of fresh state
+    rerank: RerankTrace | None = None     # what the re-rank did (only when asked for)

@@ -15,13 +15,21 @@ from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
 from candidates.new_friends import SOURCE as NEW_FRIENDS
 from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.pipeline import CandidatePipeline, in_source_order
-from candidates.types import Candidate, Recommendation
+from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
 
 FRESH_PATH = ("the viewer is newer than the served snapshot (or its id was created again since, or it had "
               "almost no friends there and has made new ones): friends of friends from the graph store, fused "
               "with the snapshot's cold start and popularity")
+
+# What the re-rank's notes mean (ranker/rerank.py `Reranker.__call__`)
+HELD_BACK = {
+    "source_share": "its first source already filled its share of the list (max_source_share)",
+    "city_share": "its city already filled its share of the list (max_group_share)",
+    "popular": "the list already held its most popular users (max_popular of the top popular_quantile by degree)",
+    "explore": "exploration took a slot above it, and the list's last fell off",
+}
 
 
 @dataclass
@@ -34,6 +42,7 @@ class Verdict:
     shown_at: int | None = None       # position in the list the viewer gets, 0-based
     proof: dict = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)   # source -> why it proposed nothing this time
+    reranked: list[str] = field(default_factory=list)       # what the re-rank did to it (seen penalty, caps)
 
     @property
     def via_new_friends(self) -> list[str]:
@@ -50,6 +59,7 @@ class Verdict:
         out += [f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
         if self.ranked_at is not None:
             out.append(f"  ranked #{self.ranked_at + 1} before the hard rules")
+        out += [f"  re-rank: {note}" for note in self.reranked]
         if self.removed:
             out.append(f"  removed: {self.removed}")
         out.append(f"  shown at #{self.shown_at + 1}" if self.shown_at is not None else "  not shown")
@@ -100,15 +110,43 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
     result = apply_rules([one], FilterContext(viewer, state, opted))
     if result.removed and verdict.removed is None:
         verdict.removed = f"hard rules (fresh state): {result.removed[0][1]}"
-    final = pipeline.recommend(viewer, k, ranked=ranked_list).candidates
+    served = pipeline.recommend(viewer, k, ranked=ranked_list, trace=True)
+    final = served.candidates
     shown = [c.user_id for c in final]
+    if served.rerank is not None:
+        verdict.reranked = rerank_notes(served.rerank, cand, pipeline.seen_decay)
     if candidate in shown:
         verdict.shown_at = shown.index(candidate)
         verdict.proof = {s: p for s, p in final[verdict.shown_at].proof.items() if s != "ranker"}
+        if final[verdict.shown_at].score("explore"):
+            verdict.reranked.append("shown in an exploration slot (a random pick from further down the list)")
     elif verdict.removed is None:
-        verdict.removed = (f"ranked below the first {k} that passed the hard rules" if verdict.proposed_by
-                           else "no source proposed it")
+        verdict.removed = _not_shown(served.rerank, cand, k, bool(verdict.proposed_by or verdict.ranked_at is not None))
     return verdict
+
+
+def rerank_notes(trace: RerankTrace, cand: int, decay: float) -> list[str]:
+    """What the re-rank did to `cand` (a snapshot index), as `pymk why` says it; nothing when it did not reach it."""
+    if cand not in trace.considered:
+        return []
+    out = _seen_note(trace.seen.get(cand, 0), decay)
+    if (held := trace.held_back.get(cand)) is not None:
+        out.append(f"held back: {HELD_BACK[held]}")
+    return out
+
+
+def _seen_note(n: int, decay: float) -> list[str]:
+    return [f"shown to the viewer {n} time{'s' if n > 1 else ''} without an action: its score x{decay ** n:.3g} "
+            f"(the seen penalty, x{decay:g} a time)"] if n else []
+
+
+def _not_shown(trace: RerankTrace | None, cand: int, k: int, proposed: bool) -> str:
+    """Why a candidate that passed every rule (or that the rules' batches never reached) is not in the first k."""
+    if trace is not None and cand in trace.kept[:k]:
+        return f"pushed past the first {k} by the fresh-tie slots (newcomers, friends of new friends)"
+    if trace is not None and cand in trace.considered[:k]:   # within the first k before the re-rank
+        return f"re-ranked below the first {k} (the re-rank's lines above)"
+    return f"ranked below the first {k} that passed the hard rules" if proposed else "no source proposed it"
 
 
 def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candidate: str, k: int = 20) -> Verdict:
@@ -124,13 +162,18 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
         verdict.proposed_by[source] = next(i for i, c in enumerate(in_source_order(ranked, source))
                                            if c.user_id == candidate)
     verdict.ranked_at = ranked.index(mine)
-    shown, result = fresh_shown(seen_penalized(ranked, pipeline.seen_by_id(viewer), pipeline.seen_decay), ctx, k)
+    seen = pipeline.seen_by_id(viewer)
+    verdict.reranked = _seen_note(seen.get(candidate, 0), pipeline.seen_decay)
+    shown, result = fresh_shown(seen_penalized(ranked, seen, pipeline.seen_decay), ctx, k)
     gone = next((why for c, why in result.removed if c.user_id == candidate), None)
     at = next((i for i, c in enumerate(shown) if c.user_id == candidate), None)
     if gone is not None:
         verdict.removed = f"hard rules (fresh state): {gone}"
     elif at is None:
-        verdict.removed = f"ranked below the first {k} that passed the hard rules"
+        plain = fresh_shown(ranked, ctx, k)[0]   # where it stood without the seen penalty
+        verdict.removed = (f"re-ranked below the first {k} (the re-rank's lines above)"
+                           if any(c.user_id == candidate for c in plain) else
+                           f"ranked below the first {k} that passed the hard rules")
     else:
         verdict.shown_at, verdict.proof = at, dict(shown[at].proof)
     return verdict

@@ -44,7 +44,11 @@ class Reranker:
         self.rng = np.random.default_rng(seed)
         self.city = snap.categorical.get("city")
 
-    def __call__(self, ranked: list[Candidate], k: int, seen: dict[int, int] | None = None) -> list[Candidate]:
+    def __call__(self, ranked: list[Candidate], k: int, seen: dict[int, int] | None = None,
+                 notes: dict[int, str] | None = None) -> list[Candidate]:
+        """The first k of `ranked` after the three steps; `notes` (when given) gets, for each candidate a cap
+        held back or exploration displaced, which: "source_share", "city_share", "popular" or "explore"
+        (`pymk why` says them: candidates/why.py)."""
         cfg, seen = self.cfg, seen or {}
         keys = {c.index: c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0) for c in ranked}
         pool = sorted(ranked, key=lambda c: (-keys[c.index], c.index))
@@ -64,9 +68,13 @@ class Reranker:
         for c, group, is_popular in zip(pool, groups, popular_of, strict=True):
             if len(chosen) == k:
                 break
-            if (by_source.get(c.sources[0], 0) >= cap_source or (group >= 0 and by_group.get(group, 0) >= cap_group)
-                    or (is_popular and popular >= cfg.max_popular)):
+            held = ("source_share" if by_source.get(c.sources[0], 0) >= cap_source
+                    else "city_share" if group >= 0 and by_group.get(group, 0) >= cap_group
+                    else "popular" if is_popular and popular >= cfg.max_popular else None)
+            if held is not None:
                 deferred.append((c, is_popular))
+                if notes is not None:
+                    notes[c.index] = held
                 continue
             chosen.append(c)
             by_source[c.sources[0]] = by_source.get(c.sources[0], 0) + 1
@@ -98,4 +106,6 @@ class Reranker:
             else:
                 c = next(best)
                 out.append(c.with_scores(rerank=keys[c.index]))
+        if notes is not None:
+            notes.update((c.index, "explore") for c in best)   # what the explored slots pushed off the end
         return out

@@ -1099,3 +1099,18 @@ def test_a_viewer_newer_than_the_snapshot_gets_new_faces_too(world, tmp_path):
     assert client.post("/v1/events", json=shown, headers=KEY).status_code == 202
     again = _ids(client.get("/v1/users/nu/suggestions?limit=4"))
     assert again[:2] == first[2:4]   # the two shown twice moved behind the two not shown
+    # pymk why says so (its pipeline built as the command builds it)
+    from candidates.filters import StoreStateReader
+    from candidates.why import why
+    from pymk.assemble import add_live_state, assemble_pipeline
+
+    pipeline = assemble_pipeline(settings, StoreStateReader(world)).pipeline
+    add_live_state(pipeline, settings, world)
+    try:
+        verdict = why(pipeline, "nu", first[0], k=4, store=world)
+        assert verdict.reranked == ["shown to the viewer 2 times without an action: its score x0.49 (the seen "
+                                    "penalty, x0.7 a time)"] and verdict.shown_at is None
+        assert verdict.removed == "re-ranked below the first 4 (the re-rank's lines above)"
+        assert why(pipeline, "nu", first[0], k=10, store=world).shown_at is not None
+    finally:
+        pipeline.close()

@@ -346,6 +346,48 @@ def test_why_runs_the_sources_once_so_its_stages_agree():
         pipe.close()
 
 
+def test_why_names_what_the_rerank_did_to_a_candidate():
+    """A candidate ranked first but shown again and again without an action sinks below the list: the
+    verdict says the re-rank's seen penalty took it there (it had said "ranked #1" and "ranked below the
+    first k that passed the hard rules", with no reason), and names a cap that held one back."""
+    from candidates.types import RerankTrace
+    from candidates.why import _not_shown, why
+    from ranker.rerank import RerankConfig, Reranker
+
+    # v's friends f0..f2; c0 is tied to all three, c1..c4 to one each: c0 first by mutual friends
+    pairs = [("v", f"f{i}") for i in range(3)] + [(f"f{i}", "c0") for i in range(3)]
+    pairs += [(f"f{i % 3}", f"c{i}") for i in range(1, 5)]
+    snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
+    cfg = RerankConfig(max_source_share=1.0, max_group_share=1.0, max_popular=100, explore_share=0.0)
+    pipe = CandidatePipeline(snap, [FriendsOfFriendsSource(snap)], SnapshotStateReader(snap),
+                             reranker=Reranker(snap, cfg))
+    try:
+        fresh = why(pipe, "v", "c0", k=3)
+        assert fresh.ranked_at == 0 and fresh.shown_at == 0 and fresh.reranked == [] and fresh.removed is None
+        pipe.times_seen = lambda user: {snap.index_of("c0"): 5}
+        sunk = why(pipe, "v", "c0", k=3)
+        assert sunk.ranked_at == 0 and sunk.shown_at is None
+        assert sunk.removed == "re-ranked below the first 3 (the re-rank's lines above)"
+        assert sunk.reranked == ["shown to the viewer 5 times without an action: its score x0.168 (the seen "
+                                 "penalty, x0.7 a time)"]
+        assert "  re-rank: " + sunk.reranked[0] in sunk.lines()
+        assert why(pipe, "v", "c0", k=5).shown_at == 4   # still shown, last, with the same note
+        assert why(pipe, "v", "c1", k=3).reranked == []   # never shown: nothing to say
+        pipe.reranker = Reranker(snap, RerankConfig(max_source_share=0.5, max_group_share=1.0, max_popular=100,
+                                                    explore_share=0.0))
+        pipe.times_seen = lambda user: {}
+        capped = why(pipe, "v", "c3", k=4)   # every candidate from fof: at most 2 of 4 before the caps fill in
+        assert capped.reranked == ["held back: its first source already filled its share of the list "
+                                   "(max_source_share)"] and capped.shown_at == 3
+    finally:
+        pipe.close()
+    kept = RerankTrace(considered=[1, 2, 3], kept=[1, 2, 3])
+    assert _not_shown(kept, 3, 3, True) == ("pushed past the first 3 by the fresh-tie slots (newcomers, friends of "
+                                            "new friends)")
+    assert _not_shown(kept, 7, 3, True) == "ranked below the first 3 that passed the hard rules"
+    assert _not_shown(None, 7, 3, False) == "no source proposed it"
+
+
 def test_registry_refuses_duplicates_and_unknown_names():
     reg = SourceRegistry()
     reg.register("fof", FriendsOfFriendsSource)

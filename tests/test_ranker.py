@@ -230,6 +230,40 @@ def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
     assert 0 < len(kept) < 6
 
 
+def test_rerank_notes_say_which_step_held_each_candidate_back():
+    """`pymk why` reads these: each cap that deferred a candidate, and the candidates exploration pushed off."""
+    from graph.snapshot import from_pairs
+    from ranker.rerank import RerankConfig, Reranker
+
+    pairs = [("h", f"f{i}") for i in range(30)] + [(f"u{i}", f"v{i}") for i in range(10)]
+    snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
+    snap.vocab["city"] = ["x", "y"]
+    snap.categorical["city"] = np.zeros(snap.num_users, dtype=np.int32)
+    ids = ["h", *[f"u{i}" for i in range(10)]]
+    index = snap.index_of
+
+    def notes(cfg, k, ranked=None, seed=0):
+        out: dict[int, str] = {}
+        got = Reranker(snap, cfg, seed=seed)(ranked or _ranked(snap, ids), k, notes=out)
+        return [c.user_id for c in got], {snap.external_id(i): why for i, why in out.items()}
+
+    shown, held = notes(RerankConfig(max_popular=0, max_source_share=1.0, max_group_share=1.0, explore_share=0.0), 5)
+    assert held == {"h": "popular"} and "h" not in shown
+    shown, held = notes(RerankConfig(max_popular=5, max_source_share=1.0, max_group_share=0.4, explore_share=0.0),
+                        5)   # 2 a city
+    assert shown == ["h", "u0", "u1", "u2", "u3"]    # the caps fill what they leave empty, in order
+    assert held == {u: "city_share" for u in ["u1", *[f"u{i}" for i in range(2, 10)]]}
+    mixed = _ranked(snap, ids, sources={f"u{i}": "ppr" for i in range(5, 10)})
+    shown, held = notes(RerankConfig(max_popular=5, max_source_share=0.6, max_group_share=1.0, explore_share=0), 5,
+                        mixed)
+    assert held == {"u2": "source_share", "u3": "source_share", "u4": "source_share"} and "u2" not in shown
+    shown, held = notes(RerankConfig(max_popular=5, max_source_share=1.0, max_group_share=1.0, explore_share=1.0), 5,
+                        seed=1)
+    assert held == {"u2": "explore", "u3": "explore"}   # two explored slots: the ranker's 4th and 5th fell off
+    assert [index(u) for u in shown[:3]] == [index("h"), index("u0"), index("u1")]
+    assert notes(RerankConfig(max_popular=5, max_source_share=1.0, max_group_share=1.0, explore_share=0.0), 5)[1] == {}
+
+
 def test_sample_groups_keeps_whole_viewer_days_within_the_budget():
     from ranker.data import sample_groups
 
