@@ -4,6 +4,7 @@ or the same read from a published snapshot (a graph already in Neo4j, exported).
 from __future__ import annotations
 
 import logging
+from array import array
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -62,36 +63,61 @@ def read_ties(path: Path) -> EdgeList:
 
 
 def _read_ties(path: Path) -> EdgeList:
-    first: dict[tuple[str, str], float] = {}
-    rows: list[tuple[str, str, float]] = []
-    repeats = False
+    # Rows as codes (ids numbered in order of first appearance) and times in typed arrays, the pairs found
+    # with numpy after the read: 8M rows took ~2.4 GB as tuples of strings and a dict of pairs, ~1 GB this
+    # way (bench/RESULTS.md), so a message graph of tens of millions of rows fits in memory.
+    code: dict[str, int] = {}
+    src, dst, when = array("q"), array("q"), array("d")
+    number, add_src, add_dst, add_when, unknown = code.setdefault, src.append, dst.append, when.append, np.nan
     bad, first_bad = 0, None
     for row in read_edges(ByteCounter(path)):
-        if not isinstance(row, EdgeRow):
+        if row.__class__ is not EdgeRow:
             bad += 1
             first_bad = first_bad or row
             if bad <= 5:
                 log.warning("skipped %s", row)
             continue
-        key = (row.src, row.dst) if row.src < row.dst else (row.dst, row.src)
-        ts = np.nan if row.ts is None else row.ts
-        repeats |= key in first
-        if key not in first or ts < first[key]:
-            first[key] = ts
-        if row.ts is not None:
-            rows.append((row.src, row.dst, row.ts))
+        add_src(number(row.src, len(code)))
+        add_dst(number(row.dst, len(code)))
+        add_when(unknown if row.ts is None else row.ts)
+    names = list(code)   # in order of first appearance: each id's code is its place here
+    del code
     if bad:
         log.warning("%s: %d bad rows skipped", path, bad)
-    if not first:
+    if not when:
         raise no_edge_read(path, first_bad)
-    raw = np.fromiter(first.values(), np.float64, len(first))
+    s, d, t = np.frombuffer(src, np.int64), np.frombuffer(dst, np.int64), np.frombuffer(when, np.float64)
+    lo, hi, first, raw = first_ties(names, s, d, t)
     ts = unknown_zero_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
-    if ts is not raw:   # interactions at an unknown time have none to count in
-        rows = [r for r in rows if r[2] != 0]
     said = None
-    if repeats and rows:
-        said = ([r[0] for r in rows], [r[1] for r in rows], np.array([r[2] for r in rows], dtype=np.float64))
-    return EdgeList([a for a, _ in first], [b for _, b in first], ts, said)
+    timed = ~np.isnan(t)
+    if ts is not raw:   # interactions at an unknown time have none to count in
+        timed &= t != 0
+    if first.size < t.size and timed.any():   # pairs repeat (a message graph): every timed row is an interaction
+        said = (_named(names, s[timed]), _named(names, d[timed]), t[timed])
+    return EdgeList(_named(names, lo), _named(names, hi), ts, said)
+
+
+def first_ties(names: list[str], s: np.ndarray, d: np.ndarray, t: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each undirected pair of the rows `s`-`d` (codes into `names`) once, in order of first appearance, the
+    lower id (as strings compare) first: (low codes, high codes, first rows, time). A pair's time is its
+    earliest row's, or NaN (unknown) where its first row has none."""
+    rank = np.empty(len(names), np.int64)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    swap = rank[s] > rank[d]
+    lo, hi = np.where(swap, d, s), np.where(swap, s, d)
+    _, first, pair = np.unique(lo << 32 | hi, return_index=True, return_inverse=True)
+    earliest = np.full(first.size, np.inf)
+    np.minimum.at(earliest, pair, np.where(np.isnan(t), np.inf, t))
+    order = np.argsort(first, kind="stable")
+    first = first[order]
+    return lo[first], hi[first], first, np.where(np.isnan(t[first]), np.nan, earliest[order])
+
+
+def _named(names: list[str], codes: np.ndarray) -> list[str]:
+    """The ids of `codes` (the same str objects, shared)."""
+    return [names[c] for c in codes.tolist()]
 
 
 def snapshot_dir(path: Path) -> Path:

@@ -27,6 +27,8 @@ def id_problem(user_id: str) -> str | None:
     so 'a\\x00' would become another account's 'a'. A line break cannot be written in an edge list."""
     if len(user_id) > MAX_ID_LENGTH:
         return f"user id {user_id[:40]!r}... is {len(user_id):,} characters long (at most {MAX_ID_LENGTH})"
+    if user_id.isprintable():   # every control character is unprintable: the common case, without the search
+        return None
     bad = _CONTROL.search(user_id)
     return None if bad is None else f"user id {user_id!r} holds the control character {bad.group()!r}"
 

@@ -120,6 +120,30 @@ def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path
     assert read_ties(relative).ts.tolist() == [0.0, 5.0, 90.0]
 
 
+def test_an_edge_lists_ties_are_its_pairs_once_at_their_first_time(tmp_path):
+    """Known answers for what the reader keeps (numbered ids in arrays since 2026-12-07, where it held tuples
+    of strings): a pair once, in order of first appearance, its lower id as strings compare first ("10" <
+    "9"), at its earliest time, unknown when its first row has none; every timed row an interaction, its
+    direction as written."""
+    from evaluation.edgelist import read_ties
+
+    path = tmp_path / "msgs.txt"
+    path.write_text("9 10 300\n"       # ("10", "9") at 300, then 200 (its earliest)
+                    "x y\n"            # ("x", "y") unknown: its first row has no time
+                    "10 9 200\n"
+                    "y x 100\n"
+                    "b a 50\n"         # ("a", "b") 50, its later row at 70 kept as an interaction only
+                    "a b 70\n")
+    ties = read_ties(path)
+    assert list(zip(ties.src, ties.dst, strict=True)) == [("10", "9"), ("x", "y"), ("a", "b")]
+    assert ties.ts[0] == 200.0 and np.isnan(ties.ts[1]) and ties.ts[2] == 50.0
+    assert list(zip(*ties.said[:2], strict=True)) == [("9", "10"), ("10", "9"), ("y", "x"), ("b", "a"), ("a", "b")]
+    assert ties.said[2].tolist() == [300.0, 200.0, 100.0, 50.0, 70.0]
+    once = tmp_path / "once.txt"
+    once.write_text("a b 5\nb c 6\n")
+    assert read_ties(once).said is None   # no pair repeats: not a message graph
+
+
 @pytest.mark.parametrize("unit, factor", [("milliseconds", 1_000), ("microseconds", 1_000_000),
                                           ("nanoseconds", 1_000_000_000)])
 def test_an_edge_list_in_finer_units_is_read_in_the_unit_that_makes_times_of_it(tmp_path, caplog, unit, factor):
