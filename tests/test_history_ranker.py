@@ -62,6 +62,24 @@ def test_neighbourhood_baselines_score_like_networkx():
             ours = {v: s for _, v, s in fn(g, cands)}
             got = [ours[snap.external_id(int(i))] for i in base[name](u, 10)]
             assert np.allclose(got, expected), (name, user)
+    # the five share the last viewer's two-hop counts: asked in any order, each answers for the viewer asked
+    shared = neighbourhood_baselines(snap)
+    for name in base:
+        for user in ("3", "17", "42"):
+            u = snap.index_of(user)
+            assert np.array_equal(shared[name](u, 10), neighbourhood_baselines(snap)[name](u, 10)), (name, user)
+
+
+def test_a_baselines_top_k_is_the_full_sorts_head_ties_included():
+    """Only candidates at or above the k-th best score are sorted: the same head as sorting all of them,
+    ties (many, with integer scores) broken by the lower index."""
+    from evaluation.baselines import _top
+
+    rng = np.random.default_rng(0)
+    for n, k in ((10, 3), (1_000, 100), (50_000, 100), (5_000, 20)):
+        cands = rng.permutation(3 * n)[:n]
+        for score in (rng.random(n), rng.integers(0, 5, n).astype(np.float64)):
+            assert np.array_equal(_top(cands, score, k), cands[np.lexsort((cands, -score))[:k]]), (n, k)
 
 
 def test_features_at_t_do_not_change_when_later_ties_are_added():
