@@ -196,16 +196,21 @@ def _ranked(snap, ids, sources=None):
     return out
 
 
-def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
+def _hub_and_ten():
+    """Hub h with 30 friends and ordinary u0..u9, all in one city; the ids h, u0..u9 in that order."""
     from graph.snapshot import from_pairs
-    from ranker.rerank import RerankConfig, Reranker
 
-    # hub h has 30 friends; u0..u9 are ordinary
     pairs = [("h", f"f{i}") for i in range(30)] + [(f"u{i}", f"v{i}") for i in range(10)]
     snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
     snap.vocab["city"] = ["x", "y"]
     snap.categorical["city"] = np.zeros(snap.num_users, dtype=np.int32)
-    ids = ["h", *[f"u{i}" for i in range(10)]]
+    return snap, ["h", *[f"u{i}" for i in range(10)]]
+
+
+def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
+    from ranker.rerank import RerankConfig, Reranker
+
+    snap, ids = _hub_and_ten()
     rr = Reranker(snap, RerankConfig(max_popular=0, max_group_share=1.0, explore_share=0.0), seed=0)
     out = rr(_ranked(snap, ids), k=5)
     assert "h" not in [c.user_id for c in out]                       # popular cap
@@ -232,14 +237,9 @@ def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
 
 def test_rerank_notes_say_which_step_held_each_candidate_back():
     """`pymk why` reads these: each cap that deferred a candidate, and the candidates exploration pushed off."""
-    from graph.snapshot import from_pairs
     from ranker.rerank import RerankConfig, Reranker
 
-    pairs = [("h", f"f{i}") for i in range(30)] + [(f"u{i}", f"v{i}") for i in range(10)]
-    snap = from_pairs([a for a, _ in pairs], [b for _, b in pairs])
-    snap.vocab["city"] = ["x", "y"]
-    snap.categorical["city"] = np.zeros(snap.num_users, dtype=np.int32)
-    ids = ["h", *[f"u{i}" for i in range(10)]]
+    snap, ids = _hub_and_ten()
     index = snap.index_of
 
     def notes(cfg, k, ranked=None, seed=0):
