@@ -117,7 +117,8 @@ def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int =
                  "rrf": CandidatePipeline(snap, built, SnapshotStateReader(snap), config)}
     baselines = {**neighbourhood_baselines(snap), **popularity_baselines(snap, split.cut)}
     rng = np.random.default_rng(seed)
-    eligible = sorted(u for u in split.test if snap.degree[snap.index_of(u)] > 0)
+    degree = snap.degree   # computed once: each `snap.degree` is a fresh np.diff over every user
+    eligible = sorted(u for u in split.test if degree[snap.index_of(u)] > 0)
     sample = [eligible[i] for i in rng.permutation(len(eligible))[:users]]
     totals: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
