@@ -126,11 +126,12 @@ class CandidatePipeline:
                 break
         times = self.times_seen(user) if self.reranker is not None else None
         if self.reranker is not None:
-            if rec.rerank is not None:
-                rec.rerank.considered, rec.rerank.seen = [c.index for c in final], dict(times or {})
-            final = self.reranker(final, k, times, rec.rerank.held_back if rec.rerank is not None else None)
-            if rec.rerank is not None:
-                rec.rerank.kept = [c.index for c in final]
+            trace = rec.rerank
+            if trace is not None:
+                trace.considered, trace.seen = [c.index for c in final], dict(times)
+            final = self.reranker(final, k, times, trace.held_back if trace is not None else None)
+            if trace is not None:
+                trace.kept = [c.index for c in final]
         if self.newcomers is not None:
             final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec,
                                    lambda: self.seen_by_id(user_id, times), self.seen_decay,

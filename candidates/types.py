@@ -62,7 +62,7 @@ class RerankTrace:
 
     considered: list[int] = field(default_factory=list)   # the indices that reached it, in ranked order
     seen: dict[int, int] = field(default_factory=dict)     # index -> times shown to the viewer (the seen penalty)
-    held_back: dict[int, str] = field(default_factory=dict)   # index -> the step that held it back (rerank.HELD_BACK)
+    held_back: dict[int, str] = field(default_factory=dict)   # index -> the step that held it back (why.HELD_BACK)
     kept: list[int] = field(default_factory=list)         # the indices it returned, in order
 
 

@@ -170,10 +170,10 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
     if gone is not None:
         verdict.removed = f"hard rules (fresh state): {gone}"
     elif at is None:
-        plain = fresh_shown(ranked, ctx, k)[0]   # where it stood without the seen penalty
-        verdict.removed = (f"re-ranked below the first {k} (the re-rank's lines above)"
-                           if any(c.user_id == candidate for c in plain) else
-                           f"ranked below the first {k} that passed the hard rules")
+        passed = {c.user_id for c in result.kept}   # where it stood among them without the seen penalty
+        plain = [c.user_id for c in ranked if c.user_id in passed][:k]
+        verdict.removed = (f"re-ranked below the first {k} (the re-rank's lines above)" if candidate in plain
+                           else f"ranked below the first {k} that passed the hard rules")
     else:
         verdict.shown_at, verdict.proof = at, dict(shown[at].proof)
     return verdict
