@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from array import array
 from dataclasses import dataclass, replace
+from itertools import count, repeat
 from pathlib import Path
 
 import numpy as np
 
-from graph.readers import ByteCounter, EdgeRow, no_edge_read, read_edges
+from graph.readers import ByteCounter, EdgeBlock, EdgeRow, no_edge_read, read_edge_blocks
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
 from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window
@@ -63,23 +64,32 @@ def read_ties(path: Path) -> EdgeList:
 
 
 def _read_ties(path: Path) -> EdgeList:
-    # Rows as codes (ids numbered in order of first appearance) and times in typed arrays, the pairs found
-    # with numpy after the read: 8M rows took ~2.4 GB as tuples of strings and a dict of pairs, ~1 GB this
-    # way (bench/RESULTS.md), so a message graph of tens of millions of rows fits in memory.
+    # Rows as codes (each id numbered when first met; only names[code] matters) and times in typed arrays, the
+    # pairs found with numpy after the read: 8M rows took ~2.4 GB as tuples of strings and a dict of pairs, ~1 GB
+    # this way (bench/RESULTS.md), so a message graph of tens of millions of rows fits in memory.
     code: dict[str, int] = {}
     src, dst, when = array("q"), array("q"), array("d")
     number, add_src, add_dst, add_when, unknown = code.setdefault, src.append, dst.append, when.append, np.nan
     bad, first_bad = 0, None
-    for row in read_edges(ByteCounter(path)):
-        if row.__class__ is not EdgeRow:
+    for row in read_edge_blocks(ByteCounter(path)):
+        if row.__class__ is EdgeBlock:
+            new = set(row.src).union(row.dst).difference(code)   # numbered in any order: only names[code] matters
+            code.update(zip(new, count(len(code))))
+            src.extend(map(code.__getitem__, row.src))
+            dst.extend(map(code.__getitem__, row.dst))
+            if row.ts is None:
+                when.extend(repeat(unknown, len(row)))
+            else:
+                when.frombytes(row.ts.tobytes())
+        elif row.__class__ is EdgeRow:
+            add_src(number(row.src, len(code)))
+            add_dst(number(row.dst, len(code)))
+            add_when(unknown if row.ts is None else row.ts)
+        else:
             bad += 1
             first_bad = first_bad or row
             if bad <= 5:
                 log.warning("skipped %s", row)
-            continue
-        add_src(number(row.src, len(code)))
-        add_dst(number(row.dst, len(code)))
-        add_when(unknown if row.ts is None else row.ts)
     names = list(code)   # in order of first appearance: each id's code is its place here
     del code
     if bad:

@@ -20,14 +20,16 @@ import os
 import shutil
 import subprocess
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
 from graph import server
-from graph.readers import ByteCounter, RejectCounter, RowError, read_edges, read_users
+from graph.readers import ByteCounter, EdgeBlock, RejectCounter, RowError, read_edge_blocks, read_users
 from graph.records import PROFILE_FIELDS
 from pymk.errors import PymkError
 from pymk.progress import progress_bar
@@ -81,6 +83,11 @@ def _good_rows(paths: list[Path], reader, kind: str, report: InitialLoadReport, 
         with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {path.name}",
                           enabled=progress, mininterval=0.5) as bar:
             for row in reader(source):
+                if row.__class__ is EdgeBlock:   # many rows at once
+                    report.rows_read += len(row)
+                    yield row
+                    bar.update(source.bytes_read - bar.n)
+                    continue
                 report.rows_read += 1
                 if isinstance(row, RowError):
                     report.reject(row)
@@ -102,10 +109,18 @@ def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progres
 def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
                 progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none)."""
-    a: list[int] = []
-    b: list[int] = []
-    since: list[float] = []
-    for row in _good_rows(paths, read_edges, "edges", report, progress):
+    a, b, since = array("q"), array("q"), array("d")
+    for row in _good_rows(paths, read_edge_blocks, "edges", report, progress):
+        if row.__class__ is EdgeBlock:
+            report.edge_rows += len(row)
+            for lo, hi in zip(map(min, row.src, row.dst), map(max, row.src, row.dst), strict=True):
+                a.append(ids(lo))
+                b.append(ids(hi))
+            if row.ts is None:
+                since.extend(repeat(math.nan, len(row)))
+            else:
+                since.frombytes(row.ts.tobytes())
+            continue
         report.edge_rows += 1
         lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)
         a.append(ids(lo))

@@ -13,10 +13,14 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
+import numpy as np
+
+from graph.edge_blocks import layout, parse_block
 from graph.edge_columns import header_columns, looks_like_header, split_fields
 from graph.records import CATEGORICAL_FIELDS, Event, UserRecord, id_problem
-from graph.textfile import ByteCounter
+from graph.textfile import CHUNK_BYTES, ByteCounter, chunk_lines
 from graph.timestamps import NULL_TIMES, parse_timestamp, time_window
 from pymk.errors import InputFormatError
 
@@ -65,73 +69,132 @@ def no_edge_read(path: object, first_bad: RowError | None) -> InputFormatError:
     return InputFormatError(f"{path}: no edge could be read" + (f" (first bad row: {first_bad})" if first_bad else ""))
 
 
-def read_edges(source: ByteCounter) -> Iterator[EdgeRow | RowError]:
+@dataclass(frozen=True)
+class EdgeBlock:
+    """Consecutive edge rows parsed at once (lines `first_line` on, none of them bad): the ids as written,
+    the times in seconds (None: the lines have no time column)."""
+
+    first_line: int
+    src: list[str]
+    dst: list[str]
+    ts: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def rows(self) -> Iterator[EdgeRow]:
+        times = repeat(None) if self.ts is None else self.ts.tolist()
+        for i, (src, dst, ts) in enumerate(zip(self.src, self.dst, times, strict=False)):
+            yield EdgeRow(self.first_line + i, src, dst, ts)
+
+
+def read_edges(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
     weight is not read), or CSV with a header naming the columns."""
-    path = str(source.path)
-    columns: tuple[int, int, int | None] = (0, 1, 2)
-    header = None
-    first = True
-    window = time_window()
-    latest = time.time() + window.max_future_s
-    hint = ""   # on a first line of names only: the reason it may be a header the reader did not map
+    for item in read_edge_blocks(source, chunk_bytes):
+        if item.__class__ is EdgeBlock:
+            yield from item.rows()
+        else:
+            yield item
 
-    def bad(message: str) -> RowError:
-        return RowError(path, number, message + hint)
 
-    for number, text in source.lines():
-        if text is None:
-            yield RowError(path, number, "line is not valid UTF-8")
+def read_edge_blocks(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES
+                     ) -> Iterator[EdgeBlock | EdgeRow | RowError]:
+    """What `read_edges` reads, with runs of plain lines as `EdgeBlock`s (graph/edge_blocks.py): the same
+    rows and errors in the same order. The file is read in chunks of about `chunk_bytes`; the first one line
+    by line (a header, a node count), each later one as a block where it can be. None: every line alone."""
+    lines = _EdgeLines(str(source.path))
+    if chunk_bytes is None:
+        for number, text in source.lines():
+            if (out := lines.read(number, text)) is not None:
+                yield out
+        return
+    for number, chunk in source.chunks(chunk_bytes):
+        block = lines.block(number, chunk)
+        if block is not None:
+            yield block
             continue
+        for at, text in chunk_lines(number, chunk):
+            if (out := lines.read(at, text)) is not None:
+                yield out
+
+
+class _EdgeLines:
+    """The edge-list reader's state (the header's columns, if any) and its rules for one line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.columns: tuple[int, int, int | None] = (0, 1, 2)
+        self.header: tuple[int, int, int | None] | None = None
+        self.first = True
+        self.window = time_window()
+        self.latest = time.time() + self.window.max_future_s
+
+    def block(self, number: int, chunk: bytes) -> EdgeBlock | None:
+        """The chunk's lines as one block, or None when they must be read one by one."""
+        if self.first or not chunk.endswith(b"\n"):
+            return None
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        head = text[:text.find("\n")].strip()
+        width = len(split_fields(head, keep_empty=self.header is not None)) if head else 0
+        form = layout(self.columns, self.header is not None, width)
+        parsed = parse_block(text, form, self.window, self.latest) if form is not None else None
+        return None if parsed is None else EdgeBlock(number, *parsed)
+
+    def read(self, number: int, text: str | None) -> EdgeRow | RowError | None:
+        """Line `number`'s tie, its error, or None (blank, a comment, the header)."""
+        path, hint = self.path, ""   # on a first line of names only: why it may be a header the reader did not map
+
+        def bad(message: str) -> RowError:
+            return RowError(path, number, message + hint)
+
+        if text is None:
+            return RowError(path, number, "line is not valid UTF-8")
         stripped = text.strip()
         if not stripped or stripped[0] in "#%":
-            continue
-        tokens = split_fields(stripped, keep_empty=header is not None)
-        hint = ""
-        if first:
-            first = False
-            header = header_columns(tokens)
-            if header is not None:
-                columns = header
-                continue
+            return None
+        tokens = split_fields(stripped, keep_empty=self.header is not None)
+        if self.first:
+            self.first = False
+            self.header = header_columns(tokens)
+            if self.header is not None:
+                self.columns = self.header
+                return None
             if len(tokens) == 1 and tokens[0].isdigit():
                 log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
-                continue
+                return None
             if looks_like_header(tokens):   # read as a tie if it is one; if not, say why it may be a header
                 hint = ("; if this is a header, it names no source and target column (named e.g. "
                         "src/source*/from*, dst/target*/to*, ts/*time*/*date*)")
-        src_i, dst_i, ts_i = columns
+        src_i, dst_i, ts_i = self.columns
         if len(tokens) <= max(src_i, dst_i):
-            yield bad(f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
-            continue
-        if header is None and len(tokens) > 4:  # a CSV with a header may carry more columns; headerless lines not
-            yield bad(f"expected 'src dst [weight] [ts]', got {len(tokens)} fields in {stripped!r}")
-            continue
-        if header is None:   # 'src dst ts', or 'src dst weight ts' as SNAP's signed and KONECT's timed lists
+            return bad(f"expected at least 2 fields 'src dst [ts]', got {stripped!r}")
+        if self.header is None and len(tokens) > 4:  # a CSV with a header may carry more columns; headerless not
+            return bad(f"expected 'src dst [weight] [ts]', got {len(tokens)} fields in {stripped!r}")
+        if self.header is None:   # 'src dst ts', or 'src dst weight ts' as SNAP's signed and KONECT's timed lists
             ts_i = 3 if len(tokens) == 4 else 2
         ts: float | None = None
         if ts_i is not None and ts_i < len(tokens) and tokens[ts_i].lower() not in NULL_TIMES:
             try:
-                ts = float(tokens[ts_i]) * window.unit_s  # fast path; ISO strings and bad values go the long way
-                if not window.earliest <= ts <= latest:
+                ts = float(tokens[ts_i]) * self.window.unit_s  # fast path; ISO strings and bad values the long way
+                if not self.window.earliest <= ts <= self.latest:
                     raise ValueError
             except ValueError:
                 try:
                     ts = parse_timestamp(tokens[ts_i])
                 except ValueError as exc:
-                    yield bad(str(exc))
-                    continue
+                    return bad(str(exc))
         src, dst = tokens[src_i], tokens[dst_i]
         if not src or not dst:
-            yield bad(f"empty src or dst in {stripped!r}")
-            continue
+            return bad(f"empty src or dst in {stripped!r}")
         if problem := id_problem(src) or id_problem(dst):
-            yield bad(problem)
-            continue
+            return bad(problem)
         if src == dst:
-            yield bad(f"self-loop {src!r} -> {dst!r}")
-            continue
-        yield EdgeRow(number, src, dst, ts)
+            return bad(f"self-loop {src!r} -> {dst!r}")
+        return EdgeRow(number, src, dst, ts)
 
 
 def _parse_bool(raw: str) -> bool:

@@ -10,6 +10,8 @@ from typing import BinaryIO
 
 from pymk.errors import InputFormatError
 
+CHUNK_BYTES = 1 << 20
+
 
 def _opener(head: bytes) -> Callable[[BinaryIO], BinaryIO] | None:
     """The decompressing file class for a file starting with `head` (its magic bytes, whatever its name)."""
@@ -48,6 +50,42 @@ class ByteCounter:
             except (EOFError, OSError) as exc:   # a truncated or corrupt archive
                 raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
             self.bytes_read = self.size
+
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+        """The file in pieces of about `size` bytes cut after a line break (the last may end without one), each
+        with the number of its first line: what `lines` yields, for a reader that parses many lines at once."""
+        with open(self.path, "rb") as f:
+            opener = _opener(f.read(10))
+            f.seek(0)
+            try:
+                with opener(f) if opener is not None else f as raw:
+                    number, carry = 1, b""
+                    while piece := raw.read(size):
+                        cut = piece.rfind(b"\n") + 1
+                        if not cut:
+                            carry += piece
+                            continue
+                        chunk, carry = carry + piece[:cut], piece[cut:]
+                        self.bytes_read = f.tell() if opener is not None else self.bytes_read + len(chunk)
+                        yield number, chunk
+                        number += chunk.count(b"\n")
+                    if carry:
+                        self.bytes_read = self.size
+                        yield number, carry
+            except (EOFError, OSError) as exc:
+                if opener is None:
+                    raise
+                raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
+            self.bytes_read = self.size
+
+
+def chunk_lines(number: int, chunk: bytes) -> Iterator[tuple[int, str | None]]:
+    """A chunk's lines as `ByteCounter.lines` yields them."""
+    pieces = chunk.split(b"\n")
+    if chunk.endswith(b"\n"):
+        pieces.pop()
+    for i, raw in enumerate(pieces):
+        yield number + i, _decode(raw, number + i)
 
 
 def _decode(raw: bytes, number: int) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.readers import ByteCounter, EdgeRow, RejectCounter, no_edge_read, read_edges
+from graph.readers import ByteCounter, EdgeBlock, EdgeRow, RejectCounter, no_edge_read, read_edge_blocks
 from graph.snapshot.format import EVENT_CODE, Snapshot, empty_columns
 from pymk.progress import progress_bar
 
@@ -106,8 +106,13 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     ts: list[float] = []
     rejects = RejectCounter()   # logs the first rows it refuses, then a count
     with progress_bar(total=source.size, unit="B", unit_scale=True, enabled=progress, desc=path.name) as bar:
-        for row in read_edges(source):
-            if isinstance(row, EdgeRow):
+        for row in read_edge_blocks(source):
+            if isinstance(row, EdgeBlock):
+                src += row.src
+                dst += row.dst
+                ts += [np.nan] * len(row) if row.ts is None else row.ts.tolist()
+                bar.update(source.bytes_read - bar.n)
+            elif isinstance(row, EdgeRow):
                 src.append(row.src)
                 dst.append(row.dst)
                 ts.append(np.nan if row.ts is None else row.ts)
