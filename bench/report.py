@@ -241,6 +241,20 @@ def main() -> None:
             add(f"| {label} | {r[key]['private_mb']} | {r['private_bytes_per_impression'][key]} | "
                 f"{r[key]['seconds']} |")
         add("")
+    if r := load("edge_read"):
+        add(f"### Reading an edge list: blocks of lines against one line at a time ({r['date']}, {r['machine']}; "
+            f"`bench/edge_read.py`)\n")
+        add(f"Generated files of {r['rows']:,} rows over {r['users']:,} users; best of {r['trials']} alternating "
+            "trials, both readers in one process, the same rows checked.\n")
+        add("| layout | reader | one line at a time s | blocks s | speedup |\n|---|---|---|---|---|")
+        for layout, got in r["layouts"].items():
+            names = ("read_edge_blocks", "read_edges", "eval read_ties", "snapshot from_edge_list",
+                     "initial-load edges")
+            for i, name in enumerate(n for n in names if n in got["speedup_vs_lines"]):
+                slow = got["lines"]["read_edges" if name == "read_edge_blocks" else name]["seconds"]
+                add(f"| {layout if i == 0 else ''} | {name} | {slow} | {got['blocks'][name]['seconds']} | "
+                    f"{got['speedup_vs_lines'][name]}x |")
+        add("")
     if r := load("stall"):
         normal, stall, after = r["phases_s"]
         add(f"### Serving through a Neo4j stall, with the circuit breaker and without it ({r['date']}, "

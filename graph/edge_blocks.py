@@ -4,7 +4,7 @@ A block is taken only when every one of its lines is one the line-by-line reader
 tie: printable ASCII ids without quotes, commas or colons, separated all by spaces, by tabs or by commas,
 a numeric time inside the accepted window, no self-loop. Any other block (a comment, a bad row, an ISO date,
 an id of another alphabet) returns None and is read line by line, so its rows and errors are those of the
-general reader, in file order. SNAP's and KONECT's lists are read ~5x faster this way (bench/RESULTS.md).
+general reader, in file order. SNAP's and KONECT's lists are parsed 2.5-6x faster this way (bench/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class EdgeBlock:
 
 def read_edges(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
-    weight is not read), or CSV with a header naming the columns."""
+    weight is not read), or CSV with a header naming the columns. `chunk_bytes`: as `read_edge_blocks`."""
     for item in read_edge_blocks(source, chunk_bytes):
         if item.__class__ is EdgeBlock:
             yield from item.rows()
