@@ -90,7 +90,7 @@ def _read_ties(path: Path) -> EdgeList:
             first_bad = first_bad or row
             if bad <= 5:
                 log.warning("skipped %s", row)
-    names = list(code)   # in order of first appearance: each id's code is its place here
+    names = list(code)   # each id's code is its place here
     del code
     if bad:
         log.warning("%s: %d bad rows skipped", path, bad)

@@ -33,23 +33,8 @@ class ByteCounter:
 
     def lines(self) -> Iterator[tuple[int, str | None]]:
         """(line number, text) pairs; text is None when the line is not valid UTF-8."""
-        with open(self.path, "rb") as f:
-            opener = _opener(f.read(10))
-            f.seek(0)
-            if opener is None:
-                for number, raw in enumerate(f, start=1):
-                    self.bytes_read += len(raw)
-                    yield number, _decode(raw, number)
-                return
-            try:
-                with opener(f) as text:
-                    for number, raw in enumerate(text, start=1):
-                        if number % 4096 == 0:
-                            self.bytes_read = f.tell()   # compressed bytes consumed so far
-                        yield number, _decode(raw, number)
-            except (EOFError, OSError) as exc:   # a truncated or corrupt archive
-                raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
-            self.bytes_read = self.size
+        for number, chunk in self.chunks():
+            yield from chunk_lines(number, chunk)
 
     def chunks(self, size: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
         """The file in pieces of about `size` bytes cut after a line break (the last may end without one), each
@@ -72,7 +57,7 @@ class ByteCounter:
                     if carry:
                         self.bytes_read = self.size
                         yield number, carry
-            except (EOFError, OSError) as exc:
+            except (EOFError, OSError) as exc:   # a truncated or corrupt archive
                 if opener is None:
                     raise
                 raise InputFormatError(f"{self.path}: cannot decompress ({exc})") from exc
@@ -80,7 +65,7 @@ class ByteCounter:
 
 
 def chunk_lines(number: int, chunk: bytes) -> Iterator[tuple[int, str | None]]:
-    """A chunk's lines as `ByteCounter.lines` yields them."""
+    """A chunk's lines (cut after each b"\\n"), numbered from `number`, decoded (None: not valid UTF-8)."""
     pieces = chunk.split(b"\n")
     if chunk.endswith(b"\n"):
         pieces.pop()

@@ -133,3 +133,18 @@ def test_the_initial_loads_pairs_from_blocks_are_those_from_lines(tmp_path, monk
     assert fast_ids == slow_ids and fast_counts == slow_counts and slow_counts[2] > 0
     for x, y in zip(fast, slow, strict=True):
         assert np.array_equal(x, y, equal_nan=True)
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
+def test_chunks_cut_lines_as_iterating_the_file_does(tmp_path, size):
+    from graph.textfile import _decode, chunk_lines
+
+    data = b"\xef\xbb\xbfa b\r\n\n\nc d\xff\n" + b"e" * 200 + b" f\r\r\nlast line without a break"
+    path = tmp_path / "lines.txt"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        expected = [(n, _decode(raw, n)) for n, raw in enumerate(f, start=1)]
+    source = ByteCounter(path)
+    got = [line for number, chunk in source.chunks(size) for line in chunk_lines(number, chunk)]
+    assert got == expected and list(ByteCounter(path).lines()) == expected
+    assert source.bytes_read == len(data) and expected[0][1] == "a b" and expected[3][1] is None
