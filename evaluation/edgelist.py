@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from array import array
 from dataclasses import dataclass, replace
-from itertools import count, repeat
+from itertools import count
 from pathlib import Path
 
 import numpy as np
@@ -77,10 +77,7 @@ def _read_ties(path: Path) -> EdgeList:
             code.update(zip(new, count(len(code))))
             src.extend(map(code.__getitem__, row.src))
             dst.extend(map(code.__getitem__, row.dst))
-            if row.ts is None:
-                when.extend(repeat(unknown, len(row)))
-            else:
-                when.frombytes(row.ts.tobytes())
+            when.frombytes(row.times.tobytes())
         elif row.__class__ is EdgeRow:
             add_src(number(row.src, len(code)))
             add_dst(number(row.dst, len(code)))

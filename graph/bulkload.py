@@ -23,7 +23,6 @@ import time
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +115,7 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
             for lo, hi in zip(map(min, row.src, row.dst), map(max, row.src, row.dst), strict=True):
                 a.append(ids(lo))
                 b.append(ids(hi))
-            if row.ts is None:
-                since.extend(repeat(math.nan, len(row)))
-            else:
-                since.frombytes(row.ts.tobytes())
+            since.frombytes(row.times.tobytes())
             continue
         report.edge_rows += 1
         lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)

@@ -82,6 +82,11 @@ class EdgeBlock:
     def __len__(self) -> int:
         return len(self.src)
 
+    @property
+    def times(self) -> np.ndarray:
+        """The times in seconds, NaN (unknown) for every row of lines without a time column."""
+        return np.full(len(self.src), np.nan) if self.ts is None else self.ts
+
     def rows(self) -> Iterator[EdgeRow]:
         times = repeat(None) if self.ts is None else self.ts.tolist()
         for i, (src, dst, ts) in enumerate(zip(self.src, self.dst, times, strict=False)):

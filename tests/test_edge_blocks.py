@@ -148,3 +148,25 @@ def test_chunks_cut_lines_as_iterating_the_file_does(tmp_path, size):
     got = [line for number, chunk in source.chunks(size) for line in chunk_lines(number, chunk)]
     assert got == expected and list(ByteCounter(path).lines()) == expected
     assert source.bytes_read == len(data) and expected[0][1] == "a b" and expected[3][1] is None
+
+
+def test_blocks_without_a_time_column_give_unknown_times(tmp_path, monkeypatch):
+    """Lines of two fields (no time): the snapshot, the evaluation's ties and the initial load read NaN."""
+    from evaluation.edgelist import read_ties
+    from graph.bulkload import InitialLoadReport, _Ids, _read_edges
+
+    path = _file(tmp_path, [f"{i % 97}\t{100 + i % 89}" for i in range(2_000)])
+
+    def read(chunk: int | None):
+        monkeypatch.setattr(read_edge_blocks, "__defaults__", (chunk,))
+        items = list(read_edge_blocks(ByteCounter(path)))
+        pairs = _read_edges([path], _Ids(), InitialLoadReport(), progress=False)
+        return items, from_edge_list(path).since, read_ties(path), pairs
+
+    (_, slow_since, slow_ties, slow_pairs), (items, since, ties, pairs) = read(None), read(500)
+    assert sum(isinstance(x, EdgeBlock) and x.ts is None for x in items) > 10
+    assert np.isnan(since).all() and np.array_equal(since, slow_since, equal_nan=True)
+    assert ties.src == slow_ties.src and ties.dst == slow_ties.dst and np.isnan(pairs[2]).all()
+    assert np.array_equal(ties.ts, slow_ties.ts, equal_nan=True)
+    for x, y in zip(pairs, slow_pairs, strict=True):
+        assert np.array_equal(x, y, equal_nan=True)

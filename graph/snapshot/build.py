@@ -110,7 +110,7 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
             if isinstance(row, EdgeBlock):
                 src += row.src
                 dst += row.dst
-                ts += [np.nan] * len(row) if row.ts is None else row.ts.tolist()
+                ts += row.times.tolist()
                 bar.update(source.bytes_read - bar.n)
             elif isinstance(row, EdgeRow):
                 src.append(row.src)
