@@ -255,6 +255,21 @@ def main() -> None:
                 add(f"| {layout if i == 0 else ''} | {name} | {slow} | {got['blocks'][name]['seconds']} | "
                     f"{got['speedup_vs_lines'][name]}x |")
         add("")
+    if r := load("edge_split"):
+        add(f"### The evaluation's split and the snapshot of an edge list, ids as codes ({r['date']}, {r['machine']}; "
+            f"`bench/edge_split.py`)\n")
+        add(f"Generated files of {r['rows']:,} rows over {r['users']:,} users; each task in its own process, the trees "
+            f"alternating, best of {r['trials']}; both trees' results identical (digest). This: {r['trees']['this']}; "
+            f"baseline: {r['trees']['baseline']}. Memory: peak RSS above the process's once its modules are "
+            "imported.\n")
+        add("| file | task | baseline s | this s | speedup | baseline peak MB | this peak MB |\n"
+            "|---|---|---|---|---|---|---|")
+        for name, tasks in r["files"].items():
+            for i, (task, f) in enumerate(tasks.items()):
+                label = {"split": "time_split (pymk eval)", "snapshot": "from_edge_list (snapshot from-edges)"}[task]
+                add(f"| {name if i == 0 else ''} | {label} | {f['baseline_s']} | {f['this_s']} | {f['speedup']}x | "
+                    f"{f['baseline_peak_mb']:,} | {f['this_peak_mb']:,} |")
+        add("")
     if r := load("stall"):
         normal, stall, after = r["phases_s"]
         add(f"### Serving through a Neo4j stall, with the circuit breaker and without it ({r['date']}, "

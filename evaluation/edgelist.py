@@ -4,14 +4,13 @@ or the same read from a published snapshot (a graph already in Neo4j, exported).
 from __future__ import annotations
 
 import logging
-from array import array
 from dataclasses import dataclass, replace
-from itertools import count
 from pathlib import Path
 
 import numpy as np
 
-from graph.readers import ByteCounter, EdgeBlock, EdgeRow, no_edge_read, read_edge_blocks
+from graph.coded_edges import named, read_coded_edges
+from graph.readers import ByteCounter, RowError, no_edge_read
 from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
 from graph.snapshot.format import EVENT_CODE
 from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window
@@ -24,12 +23,18 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EdgeList:
     """Undirected ties, each at the time its pair first appears (repeated pairs are one tie), and,
-    where the file repeats pairs (a message graph), every timed row as an interaction."""
+    where the file repeats pairs (a message graph), every timed row as an interaction. Ids are codes
+    into `names` (int64 arrays): a graph of tens of millions of rows is never a string a row."""
 
-    src: list[str]
-    dst: list[str]
+    names: list[str]
+    src: np.ndarray
+    dst: np.ndarray
     ts: np.ndarray
-    said: tuple[list[str], list[str], np.ndarray] | None   # interactions: src, dst, ts
+    said: tuple[np.ndarray, np.ndarray, np.ndarray] | None   # interactions: src, dst (codes), ts
+
+    def named(self, codes: np.ndarray) -> list[str]:
+        """The ids of `codes` (the same str objects, shared)."""
+        return named(self.names, codes)
 
 
 def read_ties(path: Path) -> EdgeList:
@@ -64,45 +69,28 @@ def read_ties(path: Path) -> EdgeList:
 
 
 def _read_ties(path: Path) -> EdgeList:
-    # Rows as codes (each id numbered when first met; only names[code] matters) and times in typed arrays, the
-    # pairs found with numpy after the read: 8M rows took ~2.4 GB as tuples of strings and a dict of pairs, ~1 GB
-    # this way (bench/RESULTS.md), so a message graph of tens of millions of rows fits in memory.
-    code: dict[str, int] = {}
-    src, dst, when = array("q"), array("q"), array("d")
-    number, add_src, add_dst, add_when, unknown = code.setdefault, src.append, dst.append, when.append, np.nan
-    bad, first_bad = 0, None
-    for row in read_edge_blocks(ByteCounter(path)):
-        if row.__class__ is EdgeBlock:
-            new = set(row.src).union(row.dst).difference(code)   # numbered in any order: only names[code] matters
-            code.update(zip(new, count(len(code))))
-            src.extend(map(code.__getitem__, row.src))
-            dst.extend(map(code.__getitem__, row.dst))
-            when.frombytes(row.times.tobytes())
-        elif row.__class__ is EdgeRow:
-            add_src(number(row.src, len(code)))
-            add_dst(number(row.dst, len(code)))
-            add_when(unknown if row.ts is None else row.ts)
-        else:
-            bad += 1
-            first_bad = first_bad or row
-            if bad <= 5:
-                log.warning("skipped %s", row)
-    names = list(code)   # each id's code is its place here
-    del code
+    bad = []
+
+    def skip(row: RowError) -> None:
+        bad.append(row)
+        if len(bad) <= 5:
+            log.warning("skipped %s", row)
+
+    edges = read_coded_edges(ByteCounter(path), skip)
     if bad:
-        log.warning("%s: %d bad rows skipped", path, bad)
-    if not when:
-        raise no_edge_read(path, first_bad)
-    s, d, t = np.frombuffer(src, np.int64), np.frombuffer(dst, np.int64), np.frombuffer(when, np.float64)
-    lo, hi, first, raw = first_ties(names, s, d, t)
+        log.warning("%s: %d bad rows skipped", path, len(bad))
+    if not len(edges):
+        raise no_edge_read(path, bad[0] if bad else None)
+    s, d, t = edges.src, edges.dst, edges.ts
+    lo, hi, first, raw = first_ties(edges.names, s, d, t)
     ts = unknown_zero_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
     said = None
     timed = ~np.isnan(t)
     if ts is not raw:   # interactions at an unknown time have none to count in
         timed &= t != 0
     if first.size < t.size and timed.any():   # pairs repeat (a message graph): every timed row is an interaction
-        said = (_named(names, s[timed]), _named(names, d[timed]), t[timed])
-    return EdgeList(_named(names, lo), _named(names, hi), ts, said)
+        said = (s[timed], d[timed], t[timed])
+    return EdgeList(edges.names, lo, hi, ts, said)
 
 
 def first_ties(names: list[str], s: np.ndarray, d: np.ndarray, t: np.ndarray
@@ -122,11 +110,6 @@ def first_ties(names: list[str], s: np.ndarray, d: np.ndarray, t: np.ndarray
     return lo[first], hi[first], first, np.where(np.isnan(t[first]), np.nan, earliest[order])
 
 
-def _named(names: list[str], codes: np.ndarray) -> list[str]:
-    """The ids of `codes` (the same str objects, shared)."""
-    return [names[c] for c in codes.tolist()]
-
-
 def snapshot_dir(path: Path) -> Path:
     """A snapshot version directory: `path` itself, or the version a snapshots root's CURRENT names."""
     store = ArtifactStore(path)
@@ -135,16 +118,15 @@ def snapshot_dir(path: Path) -> Path:
 
 def snapshot_ties(snap: Snapshot) -> EdgeList:
     """A snapshot's friendships, each at its `since` (NaN where unknown), and its interaction events
-    (messages and other contacts; impressions and requests are not ties' evidence)."""
-    ids = snap.id_strings
+    (messages and other contacts; impressions and requests are not ties' evidence); codes are its indices."""
     src, dst, since = snap.ties()
     ev = snap.events
     said = None
     rows = np.flatnonzero(ev["type"] == EVENT_CODE["interaction"])
     if rows.size:
-        said = ([ids[i] for i in ev["src"][rows].tolist()], [ids[i] for i in ev["dst"][rows].tolist()],
+        said = (ev["src"][rows].astype(np.int64), ev["dst"][rows].astype(np.int64),
                 np.asarray(ev["ts"][rows], dtype=np.float64))
-    return EdgeList([ids[i] for i in src.tolist()], [ids[i] for i in dst.tolist()],
+    return EdgeList(snap.id_strings, np.asarray(src, np.int64), np.asarray(dst, np.int64),
                     np.array(since, dtype=np.float64), said)
 
 

@@ -22,7 +22,7 @@ from candidates.filters import SnapshotStateReader
 from candidates.pipeline import CandidatePipeline, PipelineConfig
 from evaluation.baselines import neighbourhood_baselines, popularity_baselines
 from evaluation.edgelist import read_source
-from graph.snapshot import Snapshot, from_pairs, interaction_table
+from graph.snapshot import Snapshot, from_codes, interaction_events
 from graph.splits import time_split_mask
 from pymk.errors import EvaluationError
 from pymk.metrics import KS, paired_ratio_interval, rank_metrics
@@ -50,28 +50,25 @@ def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
     """Cut at the `train_share` quantile of tie times (a seeded random holdout if there are none); `path`
     is an edge list or a snapshot directory."""
     edges = read_source(path)
-    src, dst, ts = edges.src, edges.dst, edges.ts
     # No leakage: the snapshot sees only ties formed strictly before the cut, and only interactions
     # before it; every tie used as a label formed at or after it, so nothing a source reads comes
     # from the test period.
-    train, cut = time_split_mask(ts, train_share, seed)
+    train, cut = time_split_mask(edges.ts, train_share, seed)
     keep = np.flatnonzero(train)
     # a random holdout (no usable times) leaves the training graph untimed, not stamped with a constant
-    snap = from_pairs([src[i] for i in keep], [dst[i] for i in keep], ts[keep] if cut is not None else None)
+    snap, index = from_codes(edges.names, edges.src[keep], edges.dst[keep], edges.ts[keep] if cut is not None else None)
     if edges.said is not None and cut is not None:
         s_src, s_dst, s_ts = edges.said
-        before = np.flatnonzero(s_ts < cut)
-        snap.events = interaction_table(snap, [s_src[i] for i in before], [s_dst[i] for i in before], s_ts[before])
+        before = s_ts < cut
+        snap.events = interaction_events(index[s_src[before]], index[s_dst[before]], s_ts[before])
+    later = np.flatnonzero(~train)
+    src, dst = edges.src[later], edges.dst[later]
+    known = (index[src] >= 0) & (index[dst] >= 0)   # both users had a tie before the cut
     test: dict[str, set[str]] = {}
-    unseen = 0
-    for s, d, is_train in zip(src, dst, train, strict=True):
-        if is_train:
-            continue
-        if not (snap.has_user(s) and snap.has_user(d)):
-            unseen += 1
-            continue
+    for s, d in zip(edges.named(src[known]), edges.named(dst[known]), strict=True):
         test.setdefault(s, set()).add(d)
         test.setdefault(d, set()).add(s)
+    unseen = int((~known).sum())
     return Split(snap, test, cut, int(train.sum()), int((~train).sum()), unseen)
 
 

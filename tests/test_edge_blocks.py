@@ -166,7 +166,8 @@ def test_blocks_without_a_time_column_give_unknown_times(tmp_path, monkeypatch):
     (_, slow_since, slow_ties, slow_pairs), (items, since, ties, pairs) = read(None), read(500)
     assert sum(isinstance(x, EdgeBlock) and x.ts is None for x in items) > 10
     assert np.isnan(since).all() and np.array_equal(since, slow_since, equal_nan=True)
-    assert ties.src == slow_ties.src and ties.dst == slow_ties.dst and np.isnan(pairs[2]).all()
+    assert ties.named(ties.src) == slow_ties.named(slow_ties.src) and np.isnan(pairs[2]).all()
+    assert ties.named(ties.dst) == slow_ties.named(slow_ties.dst)
     assert np.array_equal(ties.ts, slow_ties.ts, equal_nan=True)
     for x, y in zip(pairs, slow_pairs, strict=True):
         assert np.array_equal(x, y, equal_nan=True)

@@ -89,8 +89,8 @@ def test_a_published_snapshot_splits_like_the_edge_list_it_holds(tmp_path):
 
     plain = _timed_edges(tmp_path)
     edges = read_ties(plain)
-    snap = from_pairs(edges.src, edges.dst, edges.ts)
-    said = interaction_table(snap, *edges.said)
+    snap = from_pairs(edges.named(edges.src), edges.named(edges.dst), edges.ts)
+    said = interaction_table(snap, edges.named(edges.said[0]), edges.named(edges.said[1]), edges.said[2])
     said["type"] = np.append(said["type"], np.int8(EVENT_CODE["impression"]))   # a shown suggestion: no tie
     for key, value in (("src", 0), ("dst", 2), ("ts", 7.0), ("position", 0)):
         said[key] = np.append(said[key], np.array(value, dtype=said[key].dtype))
@@ -135,9 +135,10 @@ def test_an_edge_lists_ties_are_its_pairs_once_at_their_first_time(tmp_path):
                     "b a 50\n"         # ("a", "b") 50, its later row at 70 kept as an interaction only
                     "a b 70\n")
     ties = read_ties(path)
-    assert list(zip(ties.src, ties.dst, strict=True)) == [("10", "9"), ("x", "y"), ("a", "b")]
+    assert list(zip(ties.named(ties.src), ties.named(ties.dst), strict=True)) == [("10", "9"), ("x", "y"), ("a", "b")]
     assert ties.ts[0] == 200.0 and np.isnan(ties.ts[1]) and ties.ts[2] == 50.0
-    assert list(zip(*ties.said[:2], strict=True)) == [("9", "10"), ("10", "9"), ("y", "x"), ("b", "a"), ("a", "b")]
+    assert list(zip(*map(ties.named, ties.said[:2]), strict=True)) == \
+        [("9", "10"), ("10", "9"), ("y", "x"), ("b", "a"), ("a", "b")]
     assert ties.said[2].tolist() == [300.0, 200.0, 100.0, 50.0, 70.0]
     once = tmp_path / "once.txt"
     once.write_text("a b 5\nb c 6\n")

@@ -10,8 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from graph.readers import ByteCounter, EdgeBlock, EdgeRow, RejectCounter, no_edge_read, read_edge_blocks
+from graph.coded_edges import read_coded_edges
+from graph.readers import ByteCounter, RejectCounter, no_edge_read
 from graph.snapshot.format import EVENT_CODE, Snapshot, empty_columns
 from pymk.progress import progress_bar
 
@@ -101,30 +103,13 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     """A snapshot with structure only (no profiles or events), for offline evaluation."""
     start = time.perf_counter()
     source = ByteCounter(path)
-    src: list[str] = []
-    dst: list[str] = []
-    ts: list[float] = []
     rejects = RejectCounter()   # logs the first rows it refuses, then a count
     with progress_bar(total=source.size, unit="B", unit_scale=True, enabled=progress, desc=path.name) as bar:
-        for row in read_edge_blocks(source):
-            if isinstance(row, EdgeBlock):
-                src += row.src
-                dst += row.dst
-                ts += row.times.tolist()
-                bar.update(source.bytes_read - bar.n)
-            elif isinstance(row, EdgeRow):
-                src.append(row.src)
-                dst.append(row.dst)
-                ts.append(np.nan if row.ts is None else row.ts)
-            else:
-                rejects.reject(row)
-            if len(src) % 100_000 == 0:
-                bar.update(source.bytes_read - bar.n)
-        bar.update(source.bytes_read - bar.n)
+        edges = read_coded_edges(source, rejects.reject, lambda: bar.update(source.bytes_read - bar.n))
     bad = rejects.rejected
-    if not src:   # an empty snapshot made current would leave serving with no graph
+    if not len(edges):   # an empty snapshot made current would leave serving with no graph
         raise no_edge_read(path, rejects.errors[0] if bad else None)
-    snap = from_pairs(src, dst, ts)
+    snap, _ = from_codes(edges.names, edges.src, edges.dst, edges.ts)
     snap.meta.update(source_file=str(path), rejected_rows=bad)
     log.info("built snapshot from %s in %.2fs (%d users, %d ties, %d bad rows)", path,
              time.perf_counter() - start, snap.num_users, snap.num_edges, bad)
@@ -135,7 +120,26 @@ def from_pairs(src: list[str], dst: list[str], ts: list[float] | None = None) ->
     """A structure-only snapshot (no profiles, requests or events) from parallel id lists."""
     ids = id_array(list(src) + list(dst))
     s, d = map_ids(ids, np.asarray(src, dtype=str)), map_ids(ids, np.asarray(dst, dtype=str))
-    indptr, indices, since = build_csr(len(ids), s, d, None if ts is None else np.asarray(ts, dtype=np.float64))
+    return _structure_only(ids, s, d, ts)
+
+
+def from_codes(names: list[str], src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = None
+               ) -> tuple[Snapshot, np.ndarray]:
+    """`from_pairs` of the ids `names[src]`, `names[dst]` (the same snapshot), with a string lookup an id
+    instead of one a row; and each code's index in it (-1: a code in no pair given)."""
+    present = np.zeros(len(names), bool)
+    present[src] = present[dst] = True
+    used = np.flatnonzero(present)
+    used_names = [names[c] for c in used.tolist()]
+    ids = id_array(used_names)
+    index = np.full(len(names), -1, np.int64)
+    index[used] = map_ids(ids, np.asarray(used_names, dtype=str))
+    return _structure_only(ids, index[src], index[dst], ts), index
+
+
+def _structure_only(ids: np.ndarray, src: np.ndarray, dst: np.ndarray, ts: ArrayLike | None) -> Snapshot:
+    """The snapshot of ties between the indices `src` and `dst` into `ids`: no profiles, requests or events."""
+    indptr, indices, since = build_csr(len(ids), src, dst, None if ts is None else np.asarray(ts, dtype=np.float64))
     numeric, categorical, vocab = empty_columns(len(ids))
     requests, blocks, events = empty_tables()
     return Snapshot(ids, indptr, indices, since, numeric, categorical, vocab,
@@ -144,10 +148,19 @@ def from_pairs(src: list[str], dst: list[str], ts: list[float] | None = None) ->
 
 def interaction_table(snap: Snapshot, src: list[str], dst: list[str], ts: np.ndarray) -> dict[str, np.ndarray]:
     """An event table of interactions (both users must be in the snapshot), in time order."""
-    order = np.argsort(ts, kind="stable")
     s, d = map_ids(snap.ids, np.asarray(src, dtype=str)), map_ids(snap.ids, np.asarray(dst, dtype=str))
-    return {"type": np.full(order.size, EVENT_CODE["interaction"], np.int8), "src": s[order], "dst": d[order],
-            "ts": np.asarray(ts, dtype=np.float64)[order], "position": np.full(order.size, -1, np.int16)}
+    return interaction_events(s, d, ts)
+
+
+def interaction_events(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """An event table of interactions between the snapshot indices `src` and `dst`, in time order."""
+    missing = np.flatnonzero((src < 0) | (dst < 0))
+    if missing.size:
+        raise KeyError(f"interaction {int(missing[0])} (of {src.size}) has a user the snapshot does not hold")
+    order = np.argsort(ts, kind="stable")
+    return {"type": np.full(order.size, EVENT_CODE["interaction"], np.int8), "src": src[order].astype(np.int32),
+            "dst": dst[order].astype(np.int32), "ts": np.asarray(ts, dtype=np.float64)[order],
+            "position": np.full(order.size, -1, np.int16)}
 
 
 def restrict_ties(snap: Snapshot, keep: np.ndarray) -> Snapshot:

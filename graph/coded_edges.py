@@ -1,0 +1,119 @@
+"""An edge list read into numbered ids: each id a code (its place in `names`), the rows as typed arrays.
+
+What `pymk eval` and the snapshot of an edge list read: neither needs a string a row. 8M rows kept as tuples of
+strings took ~2.4 GB, ~1 GB this way (bench/RESULTS.md), and the snapshot is built from the codes with one
+string lookup an id, not one a row (graph/snapshot/build.from_codes). Ids written as canonical decimal integers
+(SNAP's and KONECT's lists) are parsed a block at once and numbered by one sort at the end, not looked up in a
+dict of strings a row.
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import count
+
+import numpy as np
+
+from graph.readers import ByteCounter, EdgeBlock, EdgeRow, RowError, read_edge_blocks
+
+PROGRESS_ROWS = 100_000   # rows read one by one between two calls of `progress`
+# an id that is the decimal form of a non-negative int64 and of no other: "7", not "07", "+7" or "7.0"
+_INTEGER = r"(?:0|[1-9][0-9]{0,17})"
+_ONE_INTEGER = re.compile(_INTEGER)
+_INTEGER_LINES = re.compile(rf"{_INTEGER}(?:\n{_INTEGER})*")
+
+
+@dataclass(frozen=True)
+class CodedEdges:
+    """The good rows of an edge list, in file order: ids as codes into `names`, times in seconds (NaN unknown)."""
+
+    names: list[str]
+    src: np.ndarray   # int64
+    dst: np.ndarray   # int64
+    ts: np.ndarray    # float64
+
+    def __len__(self) -> int:
+        return int(self.src.size)
+
+
+def named(names: list[str], codes: np.ndarray) -> list[str]:
+    """The ids of `codes` (the same str objects, shared)."""
+    return [names[c] for c in codes.tolist()]
+
+
+def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
+                     progress: Callable[[], None] | None = None) -> CodedEdges:
+    """Every good row of `source` (graph/readers.read_edge_blocks: the same rows, in order); each bad one is
+    handed to `on_bad`. `progress` is called after each block and every `PROGRESS_ROWS` rows read alone."""
+    ids = _Numbering()
+    when = array("d")
+    alone = 0
+    for row in read_edge_blocks(source):
+        if row.__class__ is EdgeBlock:
+            ids.add_block(row.src, row.dst)
+            when.frombytes(row.times.tobytes())
+            if progress is not None:
+                progress()
+        elif row.__class__ is EdgeRow:
+            ids.add(row.src, row.dst)
+            when.append(np.nan if row.ts is None else row.ts)
+            alone += 1
+            if progress is not None and alone % PROGRESS_ROWS == 0:
+                progress()
+        else:
+            on_bad(row)
+    if progress is not None:
+        progress()
+    names, src, dst = ids.finish()
+    return CodedEdges(names, src, dst, np.frombuffer(when, np.float64))
+
+
+class _Numbering:
+    """The rows' ids as codes. While every id is a canonical integer, the rows keep the integers themselves
+    (a block parsed at once) and `finish` numbers them by one sort; from the first other id on, every id is
+    numbered through a dict of strings, those read so far included."""
+
+    def __init__(self) -> None:
+        self.src, self.dst = array("q"), array("q")
+        self.code: dict[str, int] | None = None   # None: the rows hold integer ids, not codes
+
+    def add_block(self, src: list[str], dst: list[str]) -> None:
+        if self.code is None and _INTEGER_LINES.fullmatch("\n".join(src)) and _INTEGER_LINES.fullmatch("\n".join(dst)):
+            self.src.frombytes(np.fromiter(map(int, src), np.int64, len(src)).tobytes())
+            self.dst.frombytes(np.fromiter(map(int, dst), np.int64, len(dst)).tobytes())
+            return
+        code = self._strings()
+        new = set(src).union(dst).difference(code)   # numbered in any order: only names[code] matters
+        code.update(zip(new, count(len(code))))
+        self.src.extend(map(code.__getitem__, src))
+        self.dst.extend(map(code.__getitem__, dst))
+
+    def add(self, src: str, dst: str) -> None:
+        if self.code is None and _ONE_INTEGER.fullmatch(src) and _ONE_INTEGER.fullmatch(dst):
+            self.src.append(int(src))
+            self.dst.append(int(dst))
+            return
+        code = self._strings()
+        self.src.append(code.setdefault(src, len(code)))
+        self.dst.append(code.setdefault(dst, len(code)))
+
+    def _strings(self) -> dict[str, int]:
+        """The dict of codes, made on the first id that is not a canonical integer from the integers so far."""
+        if self.code is None:
+            s, d = np.array(self.src, np.int64), np.array(self.dst, np.int64)
+            values = np.unique(np.concatenate([s, d]))
+            self.src = array("q", np.searchsorted(values, s).tobytes())
+            self.dst = array("q", np.searchsorted(values, d).tobytes())
+            self.code = {str(v): i for i, v in enumerate(values.tolist())}
+        return self.code
+
+    def finish(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The ids (each code's place) and the rows' codes."""
+        s, d = np.frombuffer(self.src, np.int64), np.frombuffer(self.dst, np.int64)
+        if self.code is not None:
+            return list(self.code), s, d
+        values, codes = np.unique(np.concatenate([s, d]), return_inverse=True)
+        return [str(v) for v in values.tolist()], codes[:s.size], codes[s.size:]
