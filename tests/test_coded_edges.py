@@ -15,18 +15,19 @@ from graph.snapshot import from_codes, from_pairs, interaction_table
 
 # ids that are not the canonical decimal form of an int64: from the first of them on, ids go through a dict
 NOT_INTEGERS = ["07", "+7", "-3", "a1", "7.0", "123456789012345678901", "9999999999999999999", "0x1f", "١٢"]
-ODD_LINES = ["# a comment", "{a} {a} 1300000000", "{a} {b} notatime", "{a} {b}", "", "{a}"]
+# a comment, a self-loop, a bad time, no time (a good row), a blank line, one field
+OTHER_LINES = ["# a comment", "{a} {a} 1300000000", "{a} {b} notatime", "{a} {b}", "", "{a}"]
 
 
 def _lines(rng: random.Random, n: int, switch_at: int | None) -> list[str]:
     out = []
     for i in range(n):
         a, b = rng.randrange(0, 60), rng.randrange(60, 120)
-        if rng.random() < 0.1:   # the same user written twice differently: "0" is a canonical integer too
+        if rng.random() < 0.1:   # "0" is a canonical integer too
             a = 0
         if switch_at is not None and i >= switch_at and rng.random() < 0.2:
             a = rng.choice(NOT_INTEGERS)
-        form = rng.choice(ODD_LINES) if rng.random() < 0.03 else "{a} {b} {t}"
+        form = rng.choice(OTHER_LINES) if rng.random() < 0.03 else "{a} {b} {t}"
         out.append(form.format(a=a, b=b, t=1_300_000_000 + rng.randrange(10**7)))
     return out
 
