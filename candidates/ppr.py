@@ -31,7 +31,7 @@ from candidates.base import Proposals, to_candidates
 from candidates.push import push_one
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import is_neighbour, rank_in_group
+from graph.snapshot.csr import group_starts, is_neighbour, rank_in_group
 
 log = logging.getLogger(__name__)
 REACH = 20   # users beyond the viewer's friends a push should give an estimate (a served list)
@@ -149,9 +149,32 @@ class PersonalizedPageRankSource:
 def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, nodes: np.ndarray,
                           values: np.ndarray, k: int, proof) -> Proposals:
     """Each owner's top k nodes by value (then index), leaving out the viewer and its friends; `proof`
-    takes rows of (nodes, values)."""
-    is_friend = is_neighbour(snap.indptr, snap.indices, users, owner, nodes)
-    rows = np.flatnonzero((nodes != users[owner]) & ~is_friend)
+    takes rows of (nodes, values).
+
+    Only the rows that can make an owner's top k are sorted: at most deg + 1 of its rows are left out, so
+    they are among its first k + deg + 1 by value (a push from beside a hub reaches most of the graph: on
+    a 1M-user graph whose hub is tied to 880,000 users, sorting every row took 1.5 s a block of 64)."""
+    rows = _contenders(owner, values, k + snap.degree[users] + 1)
+    rows = rows[(nodes[rows] != users[owner[rows]]) & ~is_neighbour(snap.indptr, snap.indices, users, owner[rows],
+                                                                      nodes[rows])]
     rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
     rows = rows[rank_in_group(owner[rows]) < k]
     return Proposals(owner[rows], nodes[rows], values[rows], lambda r: proof(rows[r]))
+
+
+def _contenders(owner: np.ndarray, values: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """The rows (in no order) that can be among their owner's first `limit[owner]` by value: all of an owner's
+    rows when it has no more, else those at or above its limit-th largest value, ties included."""
+    order = None if np.all(owner[1:] >= owner[:-1]) else np.argsort(owner, kind="stable")
+    grouped = owner if order is None else owner[order]
+    vals = values if order is None else values[order]
+    starts = group_starts(grouped)
+    ends = np.append(starts[1:], grouped.size) if starts.size else starts
+    cap = limit[grouped[starts]]
+    keep = np.ones(grouped.size, dtype=bool)
+    for lo, hi, n in zip(starts.tolist(), ends.tolist(), cap.tolist(), strict=True):
+        if hi - lo > n:
+            segment = vals[lo:hi]
+            keep[lo:hi] = segment >= np.partition(segment, hi - lo - n)[hi - lo - n]
+    rows = np.flatnonzero(keep)
+    return rows if order is None else order[rows]

@@ -92,3 +92,48 @@ def test_push_rejects_a_source_outside_the_graph_and_handles_an_empty_block():
         forward_push_block(snap.indptr, snap.indices, snap.degree, [snap.num_users])
     owner, nodes, values = forward_push_block(snap.indptr, snap.indices, snap.degree, [])
     assert owner.size == nodes.size == values.size == 0
+
+
+def top_reference(snap, users, owner, nodes, values, k):
+    """Every row sorted (the code before the contenders' cut): the oracle of `top_excluding_friends`."""
+    from graph.snapshot.csr import is_neighbour, rank_in_group
+
+    rows = np.flatnonzero((nodes != users[owner]) & ~is_neighbour(snap.indptr, snap.indices, users, owner, nodes))
+    rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
+    return rows[rank_in_group(owner[rows]) < k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("k", [1, 3, 20, 400])
+@pytest.mark.parametrize("ties", [True, False])
+def test_the_top_k_sorts_only_its_contenders_and_is_the_full_sorts(seed, k, ties):
+    """Values with heavy ties (a few distinct ones: the cut's threshold falls inside a run of equal values) or
+    none, owners with many rows or few, the viewer and its friends among the best rows, owners in any order."""
+    from candidates.ppr import top_excluding_friends
+    from graph.snapshot.csr import is_neighbour
+
+    snap = random_graph(seed)
+    rng = np.random.default_rng(seed)
+    users = rng.choice(snap.num_users, 12, replace=False)
+    sizes = rng.choice([0, 3, 40, 299], users.size)
+
+    def drawn(user: int, size: int) -> np.ndarray:   # half the owners hold all their friends and themselves
+        got = rng.choice(snap.num_users, size, replace=False)
+        if size and rng.random() < 0.5:
+            got = np.union1d(got, np.append(snap.neighbors(user), user))
+        return np.sort(got)
+
+    picked = [drawn(int(u), s) for u, s in zip(users, sizes, strict=True)]
+    owner = np.repeat(np.arange(users.size), [p.size for p in picked])
+    nodes = np.concatenate(picked).astype(np.int64)
+    values = (rng.choice([0.5, 0.25, 0.125, 0.01], nodes.size) * rng.choice([1.0, 1.0, 1.0 + 1e-12], nodes.size)
+              if ties else rng.random(nodes.size))
+    friendly = is_neighbour(snap.indptr, snap.indices, users, owner, nodes) | (nodes == users[owner])
+    values[friendly] = 1.0   # the excluded rows rank first: the cut must leave room for them
+    for shuffle in (False, True):
+        order = rng.permutation(nodes.size) if shuffle else np.arange(nodes.size)
+        o, n, v = owner[order], nodes[order], values[order]
+        got = top_excluding_friends(snap, users, o, n, v, k, lambda rows: rows.tolist())
+        want = top_reference(snap, users, o, n, v, k)
+        assert np.array_equal(got.owner, o[want]) and np.array_equal(got.cand, n[want])
+        assert np.array_equal(got.score, v[want]) and got.proof(np.arange(want.size)) == want.tolist()
