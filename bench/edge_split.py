@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -55,6 +54,7 @@ def _digest(*arrays: np.ndarray) -> str:
 def _run_task(task: str, path: Path) -> dict:
     """One task in this process (its PYTHONPATH names the tree): seconds, memory, a digest of the result.
     Memory: the peak RSS above the RSS once the modules are imported (torch alone is ~600 MB)."""
+    from bench.common import peak_rss_mb  # the tree under test's, as every import here
     from evaluation.harness import time_split
     from graph.snapshot import from_edge_list
 
@@ -68,7 +68,7 @@ def _run_task(task: str, path: Path) -> dict:
     else:
         snap, extra = from_edge_list(path), []
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    peak_mb = int(peak_rss_mb())
     return {"seconds": round(seconds, 2), "peak_rss_above_imports_mb": peak_mb - imported_mb,
             "digest": _digest(snap.ids, snap.indptr, snap.indices, snap.since, *extra)}
 

@@ -153,7 +153,7 @@ def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, 
 
     Only the rows that can make an owner's top k are sorted: at most deg + 1 of its rows are left out, so
     they are among its first k + deg + 1 by value (a push from beside a hub reaches most of the graph: on
-    a 1M-user graph whose hub is tied to 880,000 users, sorting every row took 1.5 s a block of 64)."""
+    a 1M-user graph whose hub is tied to 880,000 users, sorting every row took 19 ms a viewer)."""
     degree = snap.indptr[users + 1] - snap.indptr[users]   # the viewers' only (snap.degree is every user's)
     rows = _contenders(owner, values, k + degree + 1)
     rows = rows[(nodes[rows] != users[owner[rows]]) & ~is_neighbour(snap.indptr, snap.indices, users, owner[rows],
@@ -172,7 +172,7 @@ def _contenders(owner: np.ndarray, values: np.ndarray, limit: np.ndarray) -> np.
     grouped = owner if order is None else owner[order]
     vals = values if order is None else values[order]
     starts = group_starts(grouped)
-    ends = np.append(starts[1:], grouped.size) if starts.size else starts
+    ends = np.append(starts[1:], grouped.size)
     cap = limit[grouped[starts]]
     keep = np.ones(grouped.size, dtype=bool)
     for lo, hi, n in zip(starts.tolist(), ends.tolist(), cap.tolist(), strict=True):
