@@ -11,7 +11,7 @@ import pytest
 
 from graph.coded_edges import named, read_coded_edges
 from graph.readers import ByteCounter, EdgeRow, RowError, read_edge_blocks, read_edges
-from graph.snapshot import from_codes, from_pairs, interaction_events
+from graph.snapshot import from_codes, from_pairs, interaction_table
 
 # ids that are not the canonical decimal form of an int64: from the first of them on, ids go through a dict
 NOT_INTEGERS = ["07", "+7", "-3", "a1", "7.0", "123456789012345678901", "9999999999999999999", "0x1f", "١٢"]
@@ -108,10 +108,8 @@ def test_the_split_is_the_one_built_from_the_ids(tmp_path):
     keep = np.flatnonzero(train)
     snap = from_pairs([src[i] for i in keep], [dst[i] for i in keep], edges.ts[keep])
     before = np.flatnonzero(edges.said[2] < cut)
-    def at(codes: np.ndarray) -> np.ndarray:   # snapshot indices looked up by id, as strings
-        return np.array([snap.index_of(x) for x in edges.named(codes[before])], dtype=np.int64)
-
-    said = interaction_events(at(edges.said[0]), at(edges.said[1]), edges.said[2][before])
+    said = interaction_table(snap, [edges.named(edges.said[0])[i] for i in before],
+                             [edges.named(edges.said[1])[i] for i in before], edges.said[2][before])
     test: dict[str, set[str]] = {}
     unseen = 0
     for s, d, is_train in zip(src, dst, train, strict=True):

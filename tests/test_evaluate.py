@@ -84,13 +84,13 @@ def test_a_published_snapshot_splits_like_the_edge_list_it_holds(tmp_path):
     """`pymk eval` on a graph already in Neo4j: the snapshot's friendships at their times and its
     interaction events (not its impressions) give the split the edge list gives."""
     from evaluation.edgelist import read_ties
-    from graph.snapshot import from_codes, interaction_events, save_snapshot
+    from graph.snapshot import from_pairs, interaction_table, save_snapshot
     from pymk.artifacts import ArtifactStore
 
     plain = _timed_edges(tmp_path)
     edges = read_ties(plain)
-    snap, index = from_codes(edges.names, edges.src, edges.dst, edges.ts)
-    said = interaction_events(index[edges.said[0]], index[edges.said[1]], edges.said[2])
+    snap = from_pairs(edges.named(edges.src), edges.named(edges.dst), edges.ts)
+    said = interaction_table(snap, edges.named(edges.said[0]), edges.named(edges.said[1]), edges.said[2])
     said["type"] = np.append(said["type"], np.int8(EVENT_CODE["impression"]))   # a shown suggestion: no tie
     for key, value in (("src", 0), ("dst", 2), ("ts", 7.0), ("position", 0)):
         said[key] = np.append(said[key], np.array(value, dtype=said[key].dtype))

@@ -146,6 +146,12 @@ def _structure_only(ids: np.ndarray, src: np.ndarray, dst: np.ndarray, ts: Array
                     np.zeros(len(ids), dtype=bool), requests, blocks, events, meta={})
 
 
+def interaction_table(snap: Snapshot, src: list[str], dst: list[str], ts: np.ndarray) -> dict[str, np.ndarray]:
+    """An event table of interactions (both users must be in the snapshot), in time order."""
+    s, d = map_ids(snap.ids, np.asarray(src, dtype=str)), map_ids(snap.ids, np.asarray(dst, dtype=str))
+    return interaction_events(s, d, ts)
+
+
 def interaction_events(src: np.ndarray, dst: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
     """An event table of interactions between the snapshot indices `src` and `dst`, in time order."""
     missing = np.flatnonzero((src < 0) | (dst < 0))
