@@ -32,7 +32,7 @@ from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import run_bounds
+from graph.snapshot.csr import run_bounds, shared_ranks
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
 
 log = logging.getLogger(__name__)
@@ -67,14 +67,16 @@ def in_source_order(candidates: list[Candidate], source: str) -> list[Candidate]
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
-    """Heuristic order: reciprocal rank fusion of the per-source ranks (stored as score 'rrf')."""
-    fused: dict[int, float] = {}
-    sources = {s for c in candidates for s in c.sources}
-    for source in sources:
-        for rank, c in enumerate(in_source_order(candidates, source)):
-            fused[c.index] = fused.get(c.index, 0.0) + 1.0 / (RRF_K + rank + 1)
-    scored = [c.with_score("rrf", fused.get(c.index, 0.0)) for c in candidates]
-    return sorted(scored, key=lambda c: (-c.score("rrf"), c.index))
+    """Heuristic order: reciprocal rank fusion of the per-source ranks (stored as score 'rrf'). A source's
+    equal scores share a rank, and equal fused scores keep the candidates' merge order: nothing is ordered
+    by index (ids often follow sign-up order)."""
+    fused = np.zeros(len(candidates))
+    owner = np.zeros(len(candidates), dtype=np.int64)
+    for source in sorted({s for c in candidates for s in c.sources}):
+        rank = shared_ranks(owner, np.array([c.scores.get(source, np.nan) for c in candidates], dtype=np.float64))
+        fused += np.where(np.isnan(rank), 0.0, 1.0 / (RRF_K + np.nan_to_num(rank) + 1))
+    scored = [c.with_score("rrf", float(f)) for c, f in zip(candidates, fused.tolist(), strict=True)]
+    return sorted(scored, key=lambda c: -c.score("rrf"))
 
 
 class CandidatePipeline:

@@ -13,7 +13,7 @@ from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.records import UserRecord
 from graph.snapshot import Snapshot, data_time, recent_window_start
-from graph.snapshot.csr import is_neighbour, rank_in_group
+from graph.snapshot.csr import is_neighbour, rank_in_group, scrambled
 
 
 def top_excluding_block(order: np.ndarray, snap: Snapshot, degree: np.ndarray, users: np.ndarray, k: int
@@ -44,7 +44,9 @@ class _RankedUsers:
         self.degree = snap.degree  # computed once: Snapshot.degree is a fresh np.diff each call
         self.unit = unit
         keep = np.flatnonzero(score > 0)
-        self.order = keep[np.lexsort((keep, -score[keep]))]
+        # equal counts in a fixed pseudo-random order, not by index: ids often follow sign-up order, and the
+        # oldest accounts would take every tie (counts of friends or new ties tie by the thousand)
+        self.order = keep[np.lexsort((scrambled(keep), -score[keep]))]
         self.score = score
 
     def propose(self, users: np.ndarray, k: int) -> Proposals:

@@ -31,7 +31,7 @@ from candidates.base import Proposals, to_candidates
 from candidates.push import push_one
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import group_starts, is_neighbour, rank_in_group
+from graph.snapshot.csr import group_starts, is_neighbour, pair_keys, rank_in_group, scrambled
 
 log = logging.getLogger(__name__)
 REACH = 20   # users beyond the viewer's friends a push should give an estimate (a served list)
@@ -148,8 +148,8 @@ class PersonalizedPageRankSource:
 
 def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, nodes: np.ndarray,
                           values: np.ndarray, k: int, proof) -> Proposals:
-    """Each owner's top k nodes by value (then index), leaving out the viewer and its friends; `proof`
-    takes rows of (nodes, values).
+    """Each owner's top k nodes by value (equal values in a pseudo-random order of the pair), leaving out
+    the viewer and its friends; `proof` takes rows of (nodes, values).
 
     Only the rows that can make an owner's top k are sorted: at most deg + 1 of its rows are left out, so
     they are among its first k + deg + 1 by value (a push from beside a hub reaches most of the graph: on
@@ -158,7 +158,10 @@ def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, 
     rows = _contenders(owner, values, k + degree + 1)
     rows = rows[(nodes[rows] != users[owner[rows]]) & ~is_neighbour(snap.indptr, snap.indices, users, owner[rows],
                                                                       nodes[rows])]
-    rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
+    # equal values (users the push cannot tell apart: the friends of one friend) in a pseudo-random order
+    # of the (viewer, user) pair, not by index (ids often follow sign-up order)
+    ties = scrambled(pair_keys(users[owner[rows]], nodes[rows], snap.num_users))
+    rows = rows[np.lexsort((ties, -values[rows], owner[rows]))]
     rows = rows[rank_in_group(owner[rows]) < k]
     return Proposals(owner[rows], nodes[rows], values[rows], lambda r: proof(rows[r]))
 

@@ -15,17 +15,21 @@ import numpy as np
 from candidates.fof import fof_scores
 from candidates.popular import top_excluding
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import pair_keys, scrambled
 
 Baseline = Callable[[int, int], np.ndarray]   # (viewer index, k) -> ranked candidate indices
 
 
-def _top(cands: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
-    """The k best-scored candidates, ties to the lower index. Sorted are only those scoring at least the
-    k-th best score (a viewer beside a hub has hundreds of thousands of two-hop candidates)."""
+def _top(user: int, cands: np.ndarray, score: np.ndarray, k: int, n: int) -> np.ndarray:
+    """The k best-scored candidates; equal scores in a pseudo-random order of the (viewer, candidate) pair,
+    not by index: ids often follow sign-up order, and a tie broken by them would make the baseline's
+    figures depend on how the graph's ids were given out (common neighbours ties most of its candidates).
+    Sorted are only those scoring at least the k-th best score (a viewer beside a hub has hundreds of
+    thousands of two-hop candidates)."""
     if cands.size > 4 * k:
         keep = np.flatnonzero(score >= np.partition(score, cands.size - k)[cands.size - k])
         cands, score = cands[keep], score[keep]
-    return cands[np.lexsort((cands, -score))[:k]]
+    return cands[np.lexsort((scrambled(pair_keys(np.full(cands.size, user), cands, n)), -score))[:k]]
 
 
 def neighbourhood_baselines(snap: Snapshot) -> dict[str, Baseline]:
@@ -49,7 +53,7 @@ def neighbourhood_baselines(snap: Snapshot) -> dict[str, Baseline]:
                      "resource_allocation": s.resource_allocation,
                      "jaccard": mutual / (deg[user] + deg[s.candidates] - mutual),
                      "pref_attachment": deg[s.candidates].astype(np.float64)}[name]
-            return _top(s.candidates, score, k)
+            return _top(user, s.candidates, score, k, n)
         return rank
 
     return {name: make(name) for name in ("common_neighbours", "adamic_adar", "resource_allocation", "jaccard",
@@ -64,7 +68,8 @@ def popularity_baselines(snap: Snapshot, cut: float | None, recent_share: float 
     if cut is not None and timed.size:
         start = cut - recent_share * (cut - timed.min())
         out["recent_popularity"] = snap.new_ties_since(start)
-    ranked = {name: np.lexsort((np.arange(snap.num_users), -score)) for name, score in out.items()}
+    ties = scrambled(np.arange(snap.num_users))   # equal counts in a pseudo-random order, not by index (_top)
+    ranked = {name: np.lexsort((ties, -score)) for name, score in out.items()}
     degree = snap.degree
 
     def make(order: np.ndarray) -> Baseline:

@@ -85,6 +85,16 @@ def merge_order(b: Block) -> np.ndarray:
     return np.lexsort((b.src_row[np.arange(first.size), first], first, b.owner))
 
 
+def ranked_order(b: Block, score: np.ndarray) -> np.ndarray:
+    """The block's rows by viewer, then score (best first); equal scores in merge order (the sources' own
+    ranking, as training saw them: `merge_order`), never by candidate index. Ids often follow sign-up
+    order, and ties broken by them would favour old accounts and make a ranking depend on how ids were
+    given out (a coarse model ties many rows: a few boosting rounds give a few dozen distinct scores)."""
+    place = np.empty(b.cand.size, dtype=np.int64)
+    place[merge_order(b)] = np.arange(b.cand.size)
+    return np.lexsort((place, -score, b.owner))
+
+
 def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props: dict[str, Proposals],
              rec: Recommendation) -> BlockList:
     """One viewer's ranked list on request, from its sources' proposals: the batch job's stages."""
@@ -93,7 +103,7 @@ def rank_one(ranker: ModelRanker, pipeline: CandidatePipeline, user: int, props:
     if not b.cand.size:
         return []
     outputs = ranker.scorer(b.x)
-    return BlockList(b, outputs, np.lexsort((b.cand, -outputs["score"])), pipeline.snap.id_strings)
+    return BlockList(b, outputs, ranked_order(b, outputs["score"]), pipeline.snap.id_strings)
 
 
 def row_parts(b: Block, outputs: dict[str, np.ndarray], rows: np.ndarray, compact_scores: bool = False
@@ -188,7 +198,7 @@ class BlockRanker:
         if not b.cand.size:
             return [(int(u), orjson.dumps([]), b.x) for u in b.users.tolist()]
         outputs = self.ranker.scorer(b.x)
-        order = np.lexsort((b.cand, -outputs["score"], b.owner))
+        order = ranked_order(b, outputs["score"])
         order = order[rank_in_group(b.owner[order]) < self.keep]
         return self._lists(b, outputs, order)
 

@@ -76,7 +76,9 @@ def downsample(ex: ConnectExamples, ratio: float, rng: np.random.Generator) -> t
 
 
 def evaluate_scores(ex: ConnectExamples, score: np.ndarray) -> dict[str, float]:
-    return group_ranking_metrics(ex.group, ex.relevant, ex.y, score, ex.cand, K)
+    # equal scores in row order: each viewer's rows come in merge order, as the served ranker breaks
+    # its ties (ranker/batch.ranked_order), never by candidate index (ids may follow sign-up order)
+    return group_ranking_metrics(ex.group, ex.relevant, ex.y, score, np.arange(ex.y.size), K)
 
 
 def _objective(m: dict[str, float]) -> float:

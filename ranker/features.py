@@ -21,7 +21,7 @@ from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of
-from graph.snapshot.csr import pair_keys, rank_in_group
+from graph.snapshot.csr import pair_keys, shared_ranks
 from graph.snapshot.format import EVENT_CODE
 from ranker.columns import LOG, LOG1P, fill
 from ranker.feature_names import FEATURE_NAMES, SOURCE_NAMES
@@ -35,24 +35,16 @@ RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM, V_AGE, C_AGE = (FEATU
     "viewer_age_share", "cand_age_share"))
 
 
-def ranks_in_groups(owner: np.ndarray, cand: np.ndarray, score: np.ndarray) -> np.ndarray:
-    """Each row's 0-based rank within its owner's rows by (-score, candidate index); NaN score: NaN rank."""
-    rows = np.flatnonzero(~np.isnan(score))
-    rows = rows[np.lexsort((cand[rows], -score[rows], owner[rows]))]
-    out = np.full(score.size, np.nan)
-    out[rows] = rank_in_group(owner[rows])
-    return out
-
-
 def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
-    """For each source, every candidate's 0-based rank in that source's own order (NaN: not proposed)."""
+    """For each source, every candidate's 0-based rank by that source's score, equal scores sharing the best
+    (NaN: not proposed)."""
     out: dict[str, np.ndarray] = {}
     idx = np.array([c.index for c in candidates], dtype=np.int64)
     owner = np.zeros(idx.size, dtype=np.int64)
     for name in SOURCE_NAMES:
         score = np.array([c.scores.get(name, np.nan) for c in candidates], dtype=np.float64)
         if not np.isnan(score).all():
-            out[name] = ranks_in_groups(owner, idx, score)
+            out[name] = shared_ranks(owner, score)
     return out
 
 

@@ -26,7 +26,8 @@ REASONS = ("self", "already_friends", "opted_out")
 class Merged:
     """Rows grouped by owner, sorted by candidate within it. `score[:, j]`: source j's score (NaN: not
     proposed); `src_row[:, j]`: the row in its proposals (-1); `rank[:, j]`: its 0-based rank among the
-    owner's rows by (-score, candidate) (NaN: not proposed)."""
+    owner's rows by score, equal scores sharing the best (NaN: not proposed): a rank feature tells apart
+    only what the source's score does, never candidate indices (ids often follow sign-up order)."""
 
     owner: np.ndarray
     cand: np.ndarray
@@ -78,8 +79,11 @@ def _merge(keys, src, vals, rows, n_src, n, users, indptr, indices, opted_out): 
             s = score[start:end, j]
             proposed = np.flatnonzero(~np.isnan(s))
             by_score = proposed[np.argsort(-s[proposed], kind="mergesort")]
-            for k in range(by_score.size):
-                rank[start + by_score[k], j] = k
+            r = 0
+            for k in range(by_score.size):   # equal scores share the best rank among them
+                if k > 0 and s[by_score[k]] != s[by_score[k - 1]]:
+                    r = k
+                rank[start + by_score[k], j] = r
         start = end
     return owner, cand, score, src_row, rank, removed
 

@@ -127,7 +127,7 @@ class LightGBMScorer:
 
 @dataclass
 class FeatureScorer:
-    """One feature as the score (ties broken by the candidate index when sorting)."""
+    """One feature as the score (equal scores keep the rows' merge order when ranked)."""
 
     feature: str
     kind: str = "feature"

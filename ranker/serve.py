@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelRanker:
-    """Callable (viewer id, candidates) -> candidates ordered by the scorer's score."""
+    """Callable (viewer id, candidates in merge order) -> candidates ordered by the scorer's score (equal
+    scores keep merge order, as `ranker.batch.ranked_order`)."""
 
     def __init__(self, ctx: FeatureContext, scorer: Scorer, version: str | None = None,
                  clock: Callable[[], float] | None = None, per_source_k: int = PER_SOURCE_K) -> None:
@@ -62,7 +63,7 @@ class ModelRanker:
         t = self.clock()
         x = self.ctx.features(viewer, candidates, t)
         scores = self.scorer(x)
-        order = np.lexsort((np.array([c.index for c in candidates]), -scores["score"]))
+        order = np.argsort(-scores["score"], kind="stable")
         return RankedList(candidates, order, x, scores, t)
 
     def rank_proposals(self, pipeline, user: int, proposals: dict, rec) -> Sequence[Candidate]:

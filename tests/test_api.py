@@ -262,7 +262,7 @@ def test_new_user_then_friendship_gets_fresh_suggestions(client):
     assert set(by_id) == {"a0", "a1", "a2", "a3", "b0", "b1", "b2", "b3", "c0"}
     assert "snapshot" in body["skipped_sources"]
     order = [s["user_id"] for s in body["suggestions"]]
-    assert order[:2] == ["a0", "b0"]   # the best connected
+    assert set(order[:2]) == {"a0", "b0"}   # the best connected (equally: ties go in a pseudo-random order)
     client.get("/v1/users/a1/suggestions")   # in the snapshot; no precomputed lists in this app: ranked online
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'pymk_suggestion_lists_total{path="fresh"} 1.0' in metrics

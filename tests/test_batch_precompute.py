@@ -215,3 +215,40 @@ def test_compact_rows_is_compact_of_each_row():
         want = orjson.dumps([compact(r) for r in rows])
         assert orjson.dumps(compact_rows(rows)) == want
     assert sum(r["adamic_adar"] != f for r, f in zip(compact_rows(same), floats, strict=True)) > 150   # it rounds
+
+
+class _Coarse:
+    """A scorer with a few distinct scores (a boosted model after a round or two): most rows tie."""
+
+    kind = "coarse"
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        return {"score": np.floor(x[:, FEATURE_NAMES.index("mutual")] / 2.0)}
+
+
+def test_equal_scores_keep_merge_order_on_every_path(served, tmp_path):
+    """A learned ranker's ties go in merge order (each row's first source and its place there, as training saw
+    them), not by candidate index (ids often follow sign-up order): on request through the block stages and
+    through the Candidate path alike, and in the precomputed lists."""
+    snap = served.snap
+    coarse = CandidatePipeline(snap, served.sources, SnapshotStateReader(snap), served.config,
+                               ranker=ModelRanker(served.ranker.ctx, _Coarse()))
+    by_index_differs = 0
+    users = [u for u in np.flatnonzero(snap.degree >= 2)[:60].tolist()]
+    for user in users:
+        rec = Recommendation(snap.external_id(user), [])
+        merged = coarse.cheap_filters(user, coarse.merge(coarse.generate(user, rec)), rec)
+        if not merged:
+            continue
+        score = _Coarse()(coarse.ranker.ctx.features(user, merged, coarse.ranker.clock()))["score"]
+        want = [merged[i].index for i in np.argsort(-score, kind="stable")]
+        assert [c.index for c in coarse.ranked(user, rec)] == want
+        assert [c.index for c in coarse.ranker(snap.external_id(user), merged)] == want
+        by_index_differs += want != [merged[i].index for i in np.lexsort(([c.index for c in merged], -score))]
+    assert by_index_differs > len(users) // 2   # ties are common, and the index order would differ
+    users = np.array(users)
+    online = build_precomputed(coarse, users, {}, ArtifactStore(tmp_path / "online"), keep=25, progress=False)
+    batch = build_precomputed(coarse, users, {}, ArtifactStore(tmp_path / "batch"), keep=25, progress=False,
+                              rank=BlockRanker(coarse, keep=25), block=7)
+    assert (online / "lists.bin").read_bytes() == (batch / "lists.bin").read_bytes()
+    coarse.close()

@@ -72,14 +72,34 @@ def test_neighbourhood_baselines_score_like_networkx():
 
 def test_a_baselines_top_k_is_the_full_sorts_head_ties_included():
     """Only candidates at or above the k-th best score are sorted: the same head as sorting all of them,
-    ties (many, with integer scores) broken by the lower index."""
+    ties (many, with integer scores) in the order of the scrambled (viewer, candidate) key."""
     from evaluation.baselines import _top
+    from graph.snapshot.csr import scrambled
 
     rng = np.random.default_rng(0)
     for n, k in ((10, 3), (1_000, 100), (50_000, 100), (5_000, 20)):
         cands = rng.permutation(3 * n)[:n]
+        ties = scrambled(7 * 3 * n + cands)   # viewer 7 of 3n users
         for score in (rng.random(n), rng.integers(0, 5, n).astype(np.float64)):
-            assert np.array_equal(_top(cands, score, k), cands[np.lexsort((cands, -score))[:k]]), (n, k)
+            assert np.array_equal(_top(7, cands, score, k, 3 * n), cands[np.lexsort((ties, -score))[:k]]), (n, k)
+
+
+def test_equal_scores_are_not_ordered_by_index():
+    """Where ids follow sign-up order, a tie broken by index hands every tie to the oldest accounts: the
+    evaluation's baselines, the popular and trending sources and the PageRank source order equal scores
+    by a hash instead, so about half of the pairs of tied users come in index order, not all of them."""
+    from evaluation.baselines import _top, popularity_baselines
+    from graph.snapshot.csr import scrambled
+
+    n = 2_000
+    keys = scrambled(np.arange(n))
+    assert np.unique(keys).size == n and 0.45 < np.mean(np.diff(np.argsort(keys)) > 0) < 0.55
+    head = _top(3, np.arange(n), np.ones(n), n, n)   # every candidate tied
+    assert 0.45 < np.mean(np.diff(head) > 0) < 0.55
+    star = from_pairs(["hub"] * 400, [f"u{i:03d}" for i in range(400)])   # the leaves: all degree 1, all tied
+    leaf = star.index_of("u000")
+    got = popularity_baselines(star, None)["global_popularity"](leaf, 100)   # the hub: the viewer's friend
+    assert got.size == 100 and 0.4 < np.mean(np.diff(got) > 0) < 0.6
 
 
 def test_features_at_t_do_not_change_when_later_ties_are_added():
@@ -207,6 +227,8 @@ def _anti_popular_history(n: int = 400, steps: int = 1500, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     adj = [set() for _ in range(n)]
     edges = []
+    rank = rng.permutation(n)   # equal degrees by a random order of the users, not their ids: the rule says
+                                # nothing of ids (a ranker's ties do not go by index either)
     for i in range(n):  # a sparse random start
         for j in rng.choice(n, 3, replace=False):
             if j != i and j not in adj[i]:
@@ -218,7 +240,7 @@ def _anti_popular_history(n: int = 400, steps: int = 1500, seed: int = 0) -> tup
         two_hop = {w for f in adj[u] for w in adj[f]} - adj[u] - {u}
         if not two_hop:
             continue
-        v = min(two_hop, key=lambda w: (len(adj[w]), w))
+        v = min(two_hop, key=lambda w: (len(adj[w]), rank[w]))
         adj[u].add(v)
         adj[v].add(u)
         edges.append((u, v, 1.0 + step))
@@ -227,15 +249,18 @@ def _anti_popular_history(n: int = 400, steps: int = 1500, seed: int = 0) -> tup
 
 def test_connect_head_learns_a_planted_rule():
     snap = from_pairs(*_anti_popular_history())
-    # 400 viewers a cut: with 200 the head's validation Recall@20 spread 0.256-0.297 over seeds 0-5 against a
-    # threshold of 0.26; with 400 it is 0.279-0.299 over seeds 0-4 against 0.243 (best heuristic 0.231)
+    # 400 viewers a cut: with 200 the head's validation Recall@20 spread widely over seeds; with 400 it is
+    # 0.254-0.277 over history seeds 0-2 against a best heuristic of 0.226-0.244 (2026-12-07: ties by merge
+    # order, the planted rule's ties by a random order of users, not ids)
     train, val = history_examples(snap, HistoryConfig(viewers_per_cut=400, per_source_k=60))
     out = train_connect(train, val, ConnectConfig(kinds=("mlp_focal",), refit=False))
     res = out["report"]["validation"]
     heuristics = [v["recall@20"] for k, v in res.items() if k.startswith("feature:") or k == "rrf"]
     # the rule runs against the textbook heuristics (the best, Jaccard, only half-encodes it); the head beats them
     assert res["mlp_focal"]["recall@20"] > 1.05 * max(heuristics)
-    assert res["mlp_focal"]["recall@20"] > 1.3 * res["feature:mutual"]["recall@20"]
+    # (mutual friends ties most rows here, one mutual friend each: its ties go in the friends-of-friends
+    # source's order, as the served ranker's do; seeds 0-2: the head 1.23-1.27x it)
+    assert res["mlp_focal"]["recall@20"] > 1.1 * res["feature:mutual"]["recall@20"]
     assert out["chosen"] == "mlp_focal"
     # a feature with one value on every row (no embeddings: emb_sim is 0) is no contender: it ranks by tie order
     assert not val.x[:, FEATURE_NAMES.index("emb_sim")].any() and "feature:emb_sim" not in res

@@ -6,18 +6,21 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 
 from candidates.base import Proposals
 from graph.snapshot import from_pairs
-from graph.snapshot.csr import is_neighbour, pair_keys, rank_in_group
+from graph.snapshot.csr import is_neighbour, pair_keys
 from ranker.merge import merge_block
 
 
-def _ranks_in_groups(owner, cand, score):
-    rows = np.flatnonzero(~np.isnan(score))
-    rows = rows[np.lexsort((cand[rows], -score[rows], owner[rows]))]
+def _ranks_in_groups(owner, score):
+    """Each owner's rows ranked by score, equal scores sharing the best rank (scipy's "min" ranks)."""
     out = np.full(score.size, np.nan)
-    out[rows] = rank_in_group(owner[rows])
+    for o in np.unique(owner):
+        rows = np.flatnonzero((owner == o) & ~np.isnan(score))
+        if rows.size:
+            out[rows] = rankdata(-score[rows], method="min") - 1
     return out
 
 
@@ -40,7 +43,7 @@ def reference_merge(props, users, snap):
                                                     ("opted_out", opted_out)) if v.any()})
     kept = np.flatnonzero(~is_self & ~is_friend & ~opted_out)
     owner, cand, score, src_row = owner[kept], cand[kept], score[kept], src_row[kept]
-    ranks = np.stack([_ranks_in_groups(owner, cand, score[:, j]) for j in range(len(props))], axis=1)
+    ranks = np.stack([_ranks_in_groups(owner, score[:, j]) for j in range(len(props))], axis=1)
     return owner, cand, score, src_row, ranks, removed
 
 
@@ -65,3 +68,27 @@ def test_merge_is_identical_to_the_numpy_code(seed):
         np.testing.assert_array_equal(got, w)
     assert m.removed == want[5] and set(m.removed) == {"self", "already_friends", "opted_out"}
     assert np.isnan(m.rank[:, 2]).all() and not np.isnan(m.rank[:, 0]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shared_ranks_are_scipys_min_ranks_per_owner(seed):
+    from graph.snapshot.csr import shared_ranks
+
+    rng = np.random.default_rng(seed)
+    owner = rng.integers(0, 7, 500)   # owners in any order
+    score = np.round(rng.random(500), 1)
+    score[rng.random(500) < 0.1] = np.nan
+    np.testing.assert_array_equal(shared_ranks(owner, score), _ranks_in_groups(owner, score))
+
+
+def test_rrf_gives_equal_source_scores_one_rank_and_keeps_merge_order_at_equal_fusion():
+    from candidates.pipeline import RRF_K, rrf_rank
+    from candidates.types import Candidate
+
+    # fof: 9 and 2 tie at 3 mutual friends, 5 follows; ppr proposes 7 alone. 9 and 2 share fof's first rank,
+    # as 7 holds ppr's: all three fuse to 1/(RRF_K + 1), and keep the order they came in, not by index
+    cands = [Candidate.of(str(i), i, s, v) for i, s, v in ((9, "fof", 3.0), (2, "fof", 3.0), (5, "fof", 1.0),
+                                                           (7, "ppr", 0.4))]
+    got = rrf_rank("v", cands)
+    assert [c.index for c in got] == [9, 2, 7, 5]
+    assert [c.score("rrf") for c in got] == pytest.approx([1 / (RRF_K + 1)] * 3 + [1 / (RRF_K + 3)])

@@ -95,11 +95,20 @@ def test_push_rejects_a_source_outside_the_graph_and_handles_an_empty_block():
 
 
 def top_reference(snap, users, owner, nodes, values, k):
-    """Every row sorted (the code before the contenders' cut): the oracle of `top_excluding_friends`."""
+    """Every row sorted (the code before the contenders' cut): the oracle of `top_excluding_friends`. Equal
+    values go by the splitmix64 hash of the pair key (viewer * n + node), here in Python integers."""
     from graph.snapshot.csr import is_neighbour, rank_in_group
 
+    def splitmix(x: int) -> int:
+        m = (1 << 64) - 1
+        z = (x + 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
     rows = np.flatnonzero((nodes != users[owner]) & ~is_neighbour(snap.indptr, snap.indices, users, owner, nodes))
-    rows = rows[np.lexsort((nodes[rows], -values[rows], owner[rows]))]
+    ties = np.array([splitmix(int(users[owner[r]]) * snap.num_users + int(nodes[r])) for r in rows], dtype=np.uint64)
+    rows = rows[np.lexsort((ties, -values[rows], owner[rows]))]
     return rows[rank_in_group(owner[rows]) < k]
 
 

@@ -69,9 +69,34 @@ def rank_in_group(group: np.ndarray) -> np.ndarray:
     return np.arange(group.size) - np.repeat(starts, np.diff(np.append(starts, group.size)))
 
 
+def shared_ranks(owner: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Each row's 0-based rank within its owner's rows by score (highest first), equal scores sharing the
+    best rank among them ("min" ranks); NaN score: NaN rank. A rank that tells apart only what the score
+    does: breaking ties by row or index would rank users by their ids."""
+    rows = np.flatnonzero(~np.isnan(score))
+    rows = rows[np.lexsort((-score[rows], owner[rows]))]
+    o, v = owner[rows], score[rows]
+    tied = np.zeros(rows.size, dtype=bool)   # the same owner and score as the row before
+    tied[1:] = (o[1:] == o[:-1]) & (v[1:] == v[:-1])
+    first = np.maximum.accumulate(np.where(tied, -1, np.arange(rows.size)))   # where each row's run starts
+    out = np.full(score.size, np.nan)
+    out[rows] = rank_in_group(o)[first]
+    return out
+
+
 def pair_keys(owner: np.ndarray, node: np.ndarray, n: int) -> np.ndarray:
     """One int64 key per (owner, node) pair, ordered as the pairs are (owner first)."""
     return owner.astype(np.int64) * np.int64(n) + node
+
+
+def scrambled(keys: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random uint64 for each integer key (splitmix64's finalizer): an order of users or pairs
+    that says nothing about them, to break ties by where ids (often in sign-up order) must not decide."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(keys).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def undirected_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
