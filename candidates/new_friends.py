@@ -18,6 +18,7 @@ import numpy as np
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
+from graph.snapshot.csr import pair_keys, scrambled
 
 SOURCE = "new_friends"
 MAX_NEW = 50        # new friends read at most (the first by id): a viewer who befriended hundreds since
@@ -27,8 +28,8 @@ SHORTLIST = 4       # candidates scored exactly per one asked for (by new friend
 
 def friends_of_new_friends(snap: Snapshot, user: int, friends_now: frozenset[str], limit: int) -> list[Candidate]:
     """Up to `limit` snapshot users tied to friends `user` (a snapshot index) made since the snapshot, most
-    mutual friends now first (then by index), each with a friends-of-friends proof naming them (the new
-    friends first)."""
+    mutual friends now first (equal counts in a pseudo-random order of the pair), each with a
+    friends-of-friends proof naming them (the new friends first)."""
     if limit <= 0:
         return []
     index = snap.build_index()
@@ -42,9 +43,13 @@ def friends_of_new_friends(snap: Snapshot, user: int, friends_now: frozenset[str
     cand, shared = cand[keep], shared[keep]
     if not cand.size:
         return []
-    short = cand[np.lexsort((cand, -shared))[:SHORTLIST * limit]]
+    # equal counts in a pseudo-random order of the (viewer, candidate) pair, not by index (ids often follow
+    # sign-up order: the oldest accounts would take every tie)
+    tie = scrambled(pair_keys(np.full(cand.size, user), cand, snap.num_users))
+    keep = np.lexsort((tie, -shared))[:SHORTLIST * limit]
+    short, tie = cand[keep], tie[keep]
     mutual = [np.intersect1d(snap.neighbors(int(c)), now, assume_unique=False) for c in short]
-    order = sorted(range(short.size), key=lambda i: (-mutual[i].size, int(short[i])))[:limit]
+    order = sorted(range(short.size), key=lambda i: (-mutual[i].size, int(tie[i])))[:limit]
     ids = snap.id_strings
     out = []
     for i in order:

@@ -51,7 +51,7 @@ class Reranker:
         (`pymk why` says them: candidates/why.py)."""
         cfg, seen = self.cfg, seen or {}
         keys = {c.index: c.score("score", c.score("rrf")) * cfg.seen_decay ** seen.get(c.index, 0) for c in ranked}
-        pool = sorted(ranked, key=lambda c: (-keys[c.index], c.index))
+        pool = sorted(ranked, key=lambda c: -keys[c.index])   # equal keys keep the ranker's order (stable)
         # each candidate's city group (-1: none) and whether it is popular, looked up for the pool at once
         idx = np.fromiter((c.index for c in pool), np.int64, len(pool))
         known = idx >= 0

@@ -235,6 +235,20 @@ def test_rerank_seen_penalty_diversity_popular_cap_and_exploration():
     assert 0 < len(kept) < 6
 
 
+def test_rerank_keeps_the_rankers_order_among_equal_scores():
+    """A coarse model ties many candidates; the re-rank re-sorts by score after the seen penalty, and equal
+    keys keep the order they came in (the ranker's: merge order), not the candidates' index."""
+    from ranker.rerank import RerankConfig, Reranker
+
+    snap, ids = _hub_and_ten()
+    tied = [c.with_score("score", 0.5) for c in reversed(_ranked(snap, ids))]   # u9 ... u0, h: highest index first
+    out = Reranker(snap, RerankConfig(max_popular=11, max_group_share=1.0, explore_share=0.0))(tied, k=11)
+    assert [c.user_id for c in out] == [c.user_id for c in tied]
+    seen = {snap.index_of("u9"): 1}   # shown once: below the rest, whose order stays
+    out = Reranker(snap, RerankConfig(max_popular=11, max_group_share=1.0, explore_share=0.0))(tied, k=11, seen=seen)
+    assert [c.user_id for c in out] == [c.user_id for c in tied[1:]] + ["u9"]
+
+
 def test_rerank_notes_say_which_step_held_each_candidate_back():
     """`pymk why` reads these: each cap that deferred a candidate, and the candidates exploration pushed off."""
     from ranker.rerank import RerankConfig, Reranker
