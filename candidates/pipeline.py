@@ -61,9 +61,11 @@ class PipelineConfig:
     new_friends: bool = True         # the friends of ties made since the snapshot take the fresh-tie slots too
 
 
-def in_source_order(candidates: list[Candidate], source: str) -> list[Candidate]:
-    """The candidates `source` proposed, in its own order (its score, then the snapshot's index)."""
-    return sorted((c for c in candidates if source in c.scores), key=lambda c: (-c.score(source), c.index))
+def fusion_ranks(candidates: list[Candidate], source: str) -> np.ndarray:
+    """Each candidate's 0-based rank by `source`'s score, equal scores sharing the best (NaN: not proposed):
+    the ranks reciprocal rank fusion reads."""
+    score = np.array([c.scores.get(source, np.nan) for c in candidates], dtype=np.float64)
+    return shared_ranks(np.zeros(len(candidates), dtype=np.int64), score)
 
 
 def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
@@ -71,9 +73,8 @@ def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
     equal scores share a rank, and equal fused scores keep the candidates' merge order: nothing is ordered
     by index (ids often follow sign-up order)."""
     fused = np.zeros(len(candidates))
-    owner = np.zeros(len(candidates), dtype=np.int64)
     for source in sorted({s for c in candidates for s in c.sources}):
-        rank = shared_ranks(owner, np.array([c.scores.get(source, np.nan) for c in candidates], dtype=np.float64))
+        rank = fusion_ranks(candidates, source)
         fused += np.where(np.isnan(rank), 0.0, 1.0 / (RRF_K + np.nan_to_num(rank) + 1))
     scored = [c.with_score("rrf", float(f)) for c, f in zip(candidates, fused.tolist(), strict=True)]
     return sorted(scored, key=lambda c: -c.score("rrf"))

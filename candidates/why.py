@@ -14,7 +14,7 @@ from candidates.filters import FilterContext, apply_rules
 from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
 from candidates.new_friends import SOURCE as NEW_FRIENDS
 from candidates.newcomers import SOURCE as NEWCOMERS
-from candidates.pipeline import CandidatePipeline, in_source_order
+from candidates.pipeline import CandidatePipeline, fusion_ranks
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
@@ -159,8 +159,7 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
         verdict.removed = "no source proposed it"
         return verdict
     for source in mine.sources:   # its rank in each list, as the fusion read them
-        verdict.proposed_by[source] = next(i for i, c in enumerate(in_source_order(ranked, source))
-                                           if c.user_id == candidate)
+        verdict.proposed_by[source] = int(fusion_ranks(ranked, source)[ranked.index(mine)])
     verdict.ranked_at = ranked.index(mine)
     seen = pipeline.seen_by_id(viewer)
     verdict.reranked = _seen_note(seen.get(candidate, 0), pipeline.seen_decay)

@@ -39,8 +39,7 @@ def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
     """For each source, every candidate's 0-based rank by that source's score, equal scores sharing the best
     (NaN: not proposed)."""
     out: dict[str, np.ndarray] = {}
-    idx = np.array([c.index for c in candidates], dtype=np.int64)
-    owner = np.zeros(idx.size, dtype=np.int64)
+    owner = np.zeros(len(candidates), dtype=np.int64)
     for name in SOURCE_NAMES:
         score = np.array([c.scores.get(name, np.nan) for c in candidates], dtype=np.float64)
         if not np.isnan(score).all():

@@ -1000,15 +1000,15 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
         # with the store, as `pymk why` runs it: a viewer served off the snapshot gets the API's verdicts
         replaced = why(pipeline, "a1", "b0", store=world)
         assert "snapshot" in replaced.skipped and replaced.removed is None and replaced.shown_at is not None
-        # second of the global lists (a0 and b0 have 4 friends each, every tie made at once): a0 comes first
-        assert replaced.proposed_by == {"popular": 1, "trending": 1} and replaced.proof["popular"] == {"friends": 4}
+        # first of the global lists, with a0 (4 friends each, every tie made at once): equal scores share a rank
+        assert replaced.proposed_by == {"popular": 0, "trending": 0} and replaced.proof["popular"] == {"friends": 4}
         world.upsert_users([UserRecord(id="newbie", city="oslo")])
         world.add_friendships([Friendship("newbie", "b1", 9.0)])
         cold = why(pipeline, "newbie", "c0", store=world)
         assert cold.proposed_by == {"coldstart": 0} and cold.proof["coldstart"]["shared"] == ["city"]
         via = why(pipeline, "newbie", "b2", store=world)
-        assert via.proposed_by["fof"] == 1 and via.proof["fof"]["mutual_ids"] == ["b1"] and via.shown_at is not None
-        assert why(pipeline, "newbie", "b3", store=world).proposed_by["fof"] == 2   # b0, b2, b3: one mutual each
+        assert via.proposed_by["fof"] == 0 and via.proof["fof"]["mutual_ids"] == ["b1"] and via.shown_at is not None
+        assert why(pipeline, "newbie", "b3", store=world).proposed_by["fof"] == 0   # b0, b2, b3: one mutual each
         assert why(pipeline, "newbie", "b1", store=world).removed == "no source proposed it"   # a friend already
         assert why(pipeline, "newbie", "b0", store=world).shown_at is not None
         world.apply_events([Event("block", "newbie", "b0", 10.0)])

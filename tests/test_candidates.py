@@ -376,9 +376,11 @@ def test_why_names_what_the_rerank_did_to_a_candidate():
         pipe.reranker = Reranker(snap, RerankConfig(max_source_share=0.5, max_group_share=1.0, max_popular=100,
                                                     explore_share=0.0))
         pipe.times_seen = lambda user: {}
-        capped = why(pipe, "v", "c3", k=4)   # every candidate from fof: at most 2 of 4 before the caps fill in
-        assert capped.reranked == ["held back: its first source already filled its share of the list "
-                                   "(max_source_share)"] and capped.shown_at == 3
+        # every candidate from fof: at most 2 of 4 before the caps fill in. c1..c4 share one mutual friend each
+        # and tie in the fusion; they keep fof's order (Adamic-Adar: c2 and c3, through friends of 3, first)
+        capped = why(pipe, "v", "c3", k=4)
+        assert capped.ranked_at == 2 and capped.reranked == ["held back: its first source already filled its share "
+                                                             "of the list (max_source_share)"] and capped.shown_at == 2
     finally:
         pipe.close()
     kept = RerankTrace(considered=[1, 2, 3], kept=[1, 2, 3])
