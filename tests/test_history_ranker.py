@@ -86,8 +86,8 @@ def test_a_baselines_top_k_is_the_full_sorts_head_ties_included():
 
 def test_equal_scores_are_not_ordered_by_index():
     """Where ids follow sign-up order, a tie broken by index hands every tie to the oldest accounts: the
-    evaluation's baselines, the popular and trending sources and the PageRank source order equal scores
-    by a hash instead, so about half of the pairs of tied users come in index order, not all of them."""
+    evaluation's baselines order equal scores by a hash instead (as the popular, trending and PageRank
+    sources do: tests/test_ppr_push.py), so about half of the pairs of tied users come in index order."""
     from evaluation.baselines import _top, popularity_baselines
     from graph.snapshot.csr import scrambled
 
