@@ -18,7 +18,7 @@ import numpy as np
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
-from graph.snapshot.csr import pair_keys, scrambled
+from graph.snapshot.csr import pair_ties
 
 SOURCE = "new_friends"
 MAX_NEW = 50        # new friends read at most (the first by id): a viewer who befriended hundreds since
@@ -45,7 +45,7 @@ def friends_of_new_friends(snap: Snapshot, user: int, friends_now: frozenset[str
         return []
     # equal counts in a pseudo-random order of the (viewer, candidate) pair, not by index (ids often follow
     # sign-up order: the oldest accounts would take every tie)
-    tie = scrambled(pair_keys(np.full(cand.size, user), cand, snap.num_users))
+    tie = pair_ties(user, cand, snap.num_users)
     keep = np.lexsort((tie, -shared))[:SHORTLIST * limit]
     short, tie = cand[keep], tie[keep]
     mutual = [np.intersect1d(snap.neighbors(int(c)), now, assume_unique=False) for c in short]

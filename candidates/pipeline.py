@@ -63,7 +63,7 @@ class PipelineConfig:
 
 def fusion_ranks(candidates: list[Candidate], source: str) -> np.ndarray:
     """Each candidate's 0-based rank by `source`'s score, equal scores sharing the best (NaN: not proposed):
-    the ranks reciprocal rank fusion reads."""
+    the ranks reciprocal rank fusion and the ranker's inv_rank columns (Candidate path) read."""
     score = np.array([c.scores.get(source, np.nan) for c in candidates], dtype=np.float64)
     return shared_ranks(np.zeros(len(candidates), dtype=np.int64), score)
 

@@ -31,7 +31,7 @@ from candidates.base import Proposals, to_candidates
 from candidates.push import push_one
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import group_starts, is_neighbour, pair_keys, rank_in_group, scrambled
+from graph.snapshot.csr import group_starts, is_neighbour, pair_ties, rank_in_group
 
 log = logging.getLogger(__name__)
 REACH = 20   # users beyond the viewer's friends a push should give an estimate (a served list)
@@ -160,7 +160,7 @@ def top_excluding_friends(snap: Snapshot, users: np.ndarray, owner: np.ndarray, 
                                                                       nodes[rows])]
     # equal values (users the push cannot tell apart: the friends of one friend) in a pseudo-random order
     # of the (viewer, user) pair, not by index (ids often follow sign-up order)
-    ties = scrambled(pair_keys(users[owner[rows]], nodes[rows], snap.num_users))
+    ties = pair_ties(users[owner[rows]], nodes[rows], snap.num_users)
     rows = rows[np.lexsort((ties, -values[rows], owner[rows]))]
     rows = rows[rank_in_group(owner[rows]) < k]
     return Proposals(owner[rows], nodes[rows], values[rows], lambda r: proof(rows[r]))

@@ -15,7 +15,7 @@ import numpy as np
 from candidates.fof import fof_scores
 from candidates.popular import top_excluding
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import pair_keys, scrambled
+from graph.snapshot.csr import pair_ties, scrambled
 
 Baseline = Callable[[int, int], np.ndarray]   # (viewer index, k) -> ranked candidate indices
 
@@ -29,7 +29,7 @@ def _top(user: int, cands: np.ndarray, score: np.ndarray, k: int, n: int) -> np.
     if cands.size > 4 * k:
         keep = np.flatnonzero(score >= np.partition(score, cands.size - k)[cands.size - k])
         cands, score = cands[keep], score[keep]
-    return cands[np.lexsort((scrambled(pair_keys(np.full(cands.size, user), cands, n)), -score))[:k]]
+    return cands[np.lexsort((pair_ties(user, cands, n), -score))[:k]]
 
 
 def neighbourhood_baselines(snap: Snapshot) -> dict[str, Baseline]:

@@ -17,11 +17,12 @@ from collections import OrderedDict
 
 import numpy as np
 
+from candidates.pipeline import fusion_ranks
 from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.snapshot import Snapshot, as_of
-from graph.snapshot.csr import pair_keys, shared_ranks
+from graph.snapshot.csr import pair_keys
 from graph.snapshot.format import EVENT_CODE
 from ranker.columns import LOG, LOG1P, fill
 from ranker.feature_names import FEATURE_NAMES, SOURCE_NAMES
@@ -39,11 +40,10 @@ def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
     """For each source, every candidate's 0-based rank by that source's score, equal scores sharing the best
     (NaN: not proposed)."""
     out: dict[str, np.ndarray] = {}
-    owner = np.zeros(len(candidates), dtype=np.int64)
     for name in SOURCE_NAMES:
-        score = np.array([c.scores.get(name, np.nan) for c in candidates], dtype=np.float64)
-        if not np.isnan(score).all():
-            out[name] = shared_ranks(owner, score)
+        rank = fusion_ranks(candidates, name)
+        if not np.isnan(rank).all():
+            out[name] = rank
     return out
 
 

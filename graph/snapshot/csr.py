@@ -99,6 +99,13 @@ def scrambled(keys: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
+def pair_ties(owner: np.ndarray | int, node: np.ndarray, n: int) -> np.ndarray:
+    """The order of equal scores among (owner, node) pairs, as sort keys: `scrambled` pair keys, a fixed
+    pseudo-random order that differs from viewer to viewer and says nothing of the ids. `owner`: one per
+    node, or one for all."""
+    return scrambled(pair_keys(np.asarray(owner), node, n))
+
+
 def undirected_keys(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
     """One int64 key per unordered pair: (a, b) and (b, a) share it."""
     return pair_keys(np.minimum(a, b), np.maximum(a, b), n)
