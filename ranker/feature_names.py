@@ -24,3 +24,9 @@ FEATURE_NAMES = (
 SOURCE_COLUMNS = np.array([FEATURE_NAMES.index(n) for n in SOURCE_FEATURES])
 # the categorical columns compared between viewer and candidate (same_<field>), in GraphAt.codes' order
 SAME_FIELDS = ("school", "employer", "city", "language")
+# What the columns mean, beyond their names: bump it whenever a column's values change meaning (its
+# formula, its window, its order at ties) and regenerate tests/feature_golden.json. A ranker is served only
+# over the feature version it was trained on (ranker/serve.py); a manifest without one is version 1.
+# 1: until 2026-12-07, a source's equal scores got ranks in index order.
+# 2: a source's equal scores share the best rank (graph.snapshot.csr.shared_ranks).
+FEATURE_VERSION = 2

@@ -15,6 +15,7 @@ from pymk.artifacts import ArtifactStore
 from pymk.metrics import head_report, ndcg_at_k
 from ranker.calibration import Calibration, choose_accept_weight, fit_platt
 from ranker.data import Examples, build_examples, downsample_negatives, time_periods
+from ranker.feature_names import FEATURE_VERSION
 from ranker.features import FEATURE_NAMES, FeatureContext
 from ranker.losses import balanced_bce, focal_loss
 from ranker.model import MultiTaskRanker
@@ -202,13 +203,13 @@ def guarded(results: dict, name: str) -> tuple[bool, str]:
 def publish(scorer: Scorer, cfg: RankerConfig | None, report: dict, store: ArtifactStore,
             snapshot_version: str | None, embeddings_version: str | None = None,
             per_source_k: int = PER_SOURCE_K) -> str:
-    """Write the scorer and its manifest (features, embeddings version, the candidates per source its
-    examples were built with, report) as a new current version."""
+    """Write the scorer and its manifest (features and their version, embeddings version, the candidates per
+    source its examples were built with, report) as a new current version."""
     staging = store.staging_dir()
     spec = {"kind": scorer.kind, **scorer.save(staging)}
     path = store.publish(staging, {"kind": "ranker", "snapshot_version": snapshot_version,
                                    "embeddings_version": embeddings_version, "features": list(FEATURE_NAMES),
-                                   "per_source_k": per_source_k,
+                                   "feature_version": FEATURE_VERSION, "per_source_k": per_source_k,
                                    "config": asdict(cfg) if cfg is not None else None, "scorer": spec,
                                    "report": report})
     return path.name

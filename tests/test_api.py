@@ -463,6 +463,37 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(app, client, a
     assert client.get("/v1/users/a1/suggestions").status_code == 200
 
 
+def test_a_ranker_trained_on_another_feature_version_is_refused(app, client, app_settings, monkeypatch, caplog):
+    """Same column names, other meanings (e.g. ranks at equal scores, changed 2026-12-07): a ranker
+    published by older code is not served over this code's features; heuristic order until it is retrained."""
+    import shutil
+
+    import ranker.train
+    from ranker.feature_names import FEATURE_VERSION
+
+    svc = app.extensions["pymk"]
+    store = ArtifactStore(app_settings.ranker_dir)
+    _publish_untrained_ranker(app_settings)
+    assert store.manifest(store.current())["feature_version"] == FEATURE_VERSION
+    assert svc.reload(force=True) and svc.served.ranker_version == store.current_version()
+    monkeypatch.setattr(ranker.train, "FEATURE_VERSION", FEATURE_VERSION - 1)
+    old = _publish_untrained_ranker(app_settings)
+    with caplog.at_level("ERROR"):
+        assert svc.reload(force=True) and svc.served.ranker_version is None
+    assert f"trained on feature version {FEATURE_VERSION - 1}" in caplog.text and old in caplog.text
+    assert client.get("/v1/users/a1/suggestions").status_code == 200
+    staging = store.staging_dir()   # a ranker published before versions were written: version 1
+    shutil.copytree(store.current(), staging, dirs_exist_ok=True)
+    manifest = store.manifest(store.current())
+    for key in ("feature_version", "version", "published_at"):
+        del manifest[key]
+    store.publish(staging, manifest)
+    caplog.clear()
+    with caplog.at_level("ERROR"):
+        assert svc.reload(force=True) and svc.served.ranker_version is None
+    assert "trained on feature version 1," in caplog.text
+
+
 def test_ranker_ranks_with_the_embeddings_it_was_trained_with_and_refuses_others(app, client, app_settings):
 
     from ranker.features import FEATURE_NAMES
