@@ -11,7 +11,7 @@ import numpy as np
 
 from graph.coded_edges import named, read_coded_edges
 from graph.readers import ByteCounter, RowError, no_edge_read
-from graph.snapshot import Snapshot, load_snapshot, unknown_zero_times
+from graph.snapshot import Snapshot, load_snapshot, tie_times, unknown_times
 from graph.snapshot.format import EVENT_CODE
 from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window
 from pymk.artifacts import ArtifactStore
@@ -83,11 +83,9 @@ def _read_ties(path: Path) -> EdgeList:
         raise no_edge_read(path, bad[0] if bad else None)
     s, d, t = edges.src, edges.dst, edges.ts
     lo, hi, first, raw = first_ties(edges.names, s, d, t)
-    ts = unknown_zero_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
+    ts = tie_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
     said = None
-    timed = ~np.isnan(t)
-    if ts is not raw:   # interactions at an unknown time have none to count in
-        timed &= t != 0
+    timed = ~np.isnan(t) & ~unknown_times(t)[0]   # interactions at an unknown time have none to count in
     if first.size < t.size and timed.any():   # pairs repeat (a message graph): every timed row is an interaction
         said = (s[timed], d[timed], t[timed])
     return EdgeList(edges.names, lo, hi, ts, said)

@@ -114,7 +114,7 @@ def test_time_zero_among_dates_is_unknown_but_a_clock_from_zero_is_kept(tmp_path
     ties = read_ties(stamped)
     assert np.isnan(ties.ts[:2]).all() and ties.ts[2:].tolist() == [1300000000.0, 1300000500.0]
     assert ties.said[2].tolist() == [1300000000.0, 1300000500.0, 1300000900.0]   # timed rows only
-    assert "2 ties at time 0 among times from 2011-03-13 on" in caplog.text
+    assert "2 ties at time 0 among times from 2011-03-13 on: read as ties of unknown time" in caplog.text
     relative = tmp_path / "relative.txt"
     relative.write_text("a b 0\nb c 5\nc d 90\n")
     assert read_ties(relative).ts.tolist() == [0.0, 5.0, 90.0]

@@ -179,7 +179,7 @@ def _said(snap, rows):
 
 def test_tie_strength_features_count_interactions_before_t_by_hand():
     # viewer v, mutual friends m1 and m2 of candidate c; v talked 3 times to m1, m2 twice to c
-    snap = from_pairs(["v", "v", "m1", "m2", "c"], ["m1", "m2", "c", "c", "x"], [1.0, 1.0, 1.0, 1.0, 1.0])
+    snap = from_pairs(["v", "v", "m1", "m2", "c"], ["m1", "m2", "c", "c", "x"], [1.0, 1.0, 1.0, 1.0, 1.5])
     rows = [("v", "m1", 2.0), ("m1", "v", 3.0), ("v", "m1", 4.0), ("m2", "c", 5.0), ("c", "m2", 6.0),
             ("v", "m2", 50.0)]   # at t=50: not before t=50, never counted
     snap.events = _said(snap, rows)
@@ -187,7 +187,7 @@ def test_tie_strength_features_count_interactions_before_t_by_hand():
     col = {n: f[i] for i, n in enumerate(FEATURE_NAMES)}
     assert col["viewer_side_strength"] == pytest.approx(np.log1p(3) + 0.0)   # v-m1: 3, v-m2: none before t
     assert col["cand_side_strength"] == pytest.approx(0.0 + np.log1p(2))      # m1-c: none, m2-c: 2
-    # the middle recency window here is everything (all ties at t=1): v took part in 3 interactions, c in 2
+    # the middle recency window here starts before the first interaction: v took part in 3, c in 2
     assert col["viewer_interactions_w5"] == pytest.approx(np.log1p(3))
     assert col["cand_interactions_w5"] == pytest.approx(np.log1p(2))
     later = FeatureContext(snap).pair_features(snap.index_of("v"), np.array([snap.index_of("c")]), 51.0)[0]

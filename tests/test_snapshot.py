@@ -39,6 +39,24 @@ def test_time_zero_among_dates_is_an_unknown_time_in_every_snapshot():
     assert sorted(t.tolist()) == [0.0, 0.0, 5.0, 5.0, 90.0, 90.0]
 
 
+def test_a_constant_time_column_is_no_time_and_a_placeholder_among_dates_is_unknown(caplog):
+    """SNAP's ego-Facebook lists `u v 1`: its weight, read as a time, put every tie at one second of 1970,
+    and the served snapshot then had every tie "new" (the trending source proposed the most befriended
+    users as having made 229 new connections lately). One time for every tie says nothing of time."""
+    def times(ts: list[float]) -> list[float]:   # a path graph, one tie per time, each time once
+        return build_csr(6, np.arange(len(ts)), np.arange(len(ts)) + 1, np.array(ts))[2][::2].tolist()
+
+    with caplog.at_level("WARNING"):
+        assert np.isnan(times([1.0, 1.0, 1.0, np.nan])).all()
+    assert "all 3 timed ties at one time, 1: read as ties of unknown time" in caplog.text
+    assert np.isnan(times([1.7e9, 1.7e9, 1.7e9])).all()   # a date every tie shares: no order either
+    # the weight-1 ties loaded first, then ties made since with real times: the 1s stay unknown
+    assert np.isnan(times([1.0, 1.0, 1.3e9, 1.3e9 + 500])[:2]).all()
+    assert times([1.0, 1.0, 1.3e9, 1.3e9 + 500])[2:] == [1.3e9, 1.3e9 + 500]
+    for kept in ([7.0], [0.0, 5.0, 90.0], [0.0, 1e8, 2e8, 4e8, 5e8]):   # one tie; relative clocks, one
+        assert times(kept) == kept                                      # running past 1980's epoch
+
+
 def test_build_csr_matches_networkx_on_random_graph():
     rng = np.random.default_rng(0)
     src, dst = rng.integers(0, 300, 3000), rng.integers(0, 300, 3000)

@@ -29,7 +29,7 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = 
     """
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
-    ts = np.full(src.shape, np.nan) if ts is None else unknown_zero_times(np.asarray(ts, dtype=np.float64))
+    ts = np.full(src.shape, np.nan) if ts is None else tie_times(np.asarray(ts, dtype=np.float64))
     keep = src != dst
     a = np.concatenate([src[keep], dst[keep]])
     b = np.concatenate([dst[keep], src[keep]])
@@ -46,19 +46,35 @@ def build_csr(n: int, src: np.ndarray, dst: np.ndarray, ts: np.ndarray | None = 
     return indptr, (key % n).astype(np.int32), t
 
 
-def unknown_zero_times(ts: np.ndarray) -> np.ndarray:
-    """`ts`, or a copy with time 0 as unknown (NaN) where every other known time is a date from 1980 on:
-    no social graph's tie formed in January 1970, so a 0 there stands for "before the data's clock" (links
-    older than a crawl), and as a time it would put the graph's first tie, and its age, at 1970. A
-    graph whose clock starts at 0 (relative seconds) keeps its zeros."""
-    zero = ts == 0
-    other = ts[np.isfinite(ts) & ~zero]
-    if not (zero.any() and other.size and other.min() >= EPOCH_1980):
+def unknown_times(ts: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Which of the known times in `ts` read as unknown, and why (None: none do).
+
+    - One time before 1980 (a placeholder: 0, or SNAP's weight 1 read as a time) where every other known
+      time is a date from 1980 on: no social graph's tie formed in 1970, so it stands for "before the data's
+      clock" (links older than a crawl); as a time it would put the graph's first tie, and its age, at 1970.
+    - One and the same time on every timed row (at least two): a constant column, such as SNAP's weight 1
+      read as a time, says nothing of when ties formed; read as a time it would make every tie as new as
+      the newest (the trending source's "new connections lately", the ranker's recency columns).
+    A graph whose clock starts at 0 (relative seconds) keeps its times."""
+    known = np.isfinite(ts)
+    early = known & (ts < EPOCH_1980)
+    dated = ts[known & ~early]
+    if early.any() and dated.size and np.ptp(ts[early]) == 0:
+        return early, (f"{int(early.sum())} ties at time {ts[early][0]:g} among times from "
+                       f"{time.strftime('%Y-%m-%d', time.gmtime(dated.min()))} on")
+    if known.sum() >= 2 and np.ptp(ts[known]) == 0:
+        return known, f"all {int(known.sum())} timed ties at one time, {ts[known][0]:g}"
+    return np.zeros(ts.shape, dtype=bool), None
+
+
+def tie_times(ts: np.ndarray) -> np.ndarray:
+    """`ts`, or a copy with the times `unknown_times` names as unknown (NaN), logged."""
+    unknown, why = unknown_times(ts)
+    if why is None:
         return ts
-    log.warning("%d ties at time 0 among times from %s on: read as ties of unknown time", int(zero.sum()),
-                time.strftime("%Y-%m-%d", time.gmtime(other.min())))
+    log.warning("%s: read as ties of unknown time", why)
     out = ts.copy()
-    out[zero] = np.nan
+    out[unknown] = np.nan
     return out
 
 
