@@ -16,6 +16,7 @@ from candidates.types import Candidate
 from graph.geo import haversine_km
 from graph.records import UserRecord
 from graph.snapshot import Snapshot
+from graph.snapshot.csr import scrambled
 
 WEIGHTS = {"school": 1.0, "employer": 1.0, "city": 0.6}
 
@@ -40,7 +41,9 @@ class ColdStartSource:
             codes = snap.categorical.get(col)
             if codes is None or not len(snap.vocab.get(col, [])):
                 continue
-            order = np.lexsort((-self.popularity, codes))
+            # equal popularity (users without friends) in a fixed pseudo-random order, not by index: ids often
+            # follow sign-up order, and the group's first `per_group` would be its oldest accounts
+            order = np.lexsort((scrambled(np.arange(snap.num_users)), -self.popularity, codes))
             starts = np.searchsorted(codes[order], np.arange(len(snap.vocab[col]) + 1))
             self.groups[col] = (order, starts)
         self._lookup: dict[str, dict[str, int]] = {}   # value -> code, built on first use (generate_for_profile)
@@ -69,7 +72,7 @@ class ColdStartSource:
         score = sum(WEIGHTS[col] * m for col, m in shared.items()) + 0.3 * self.popularity[cand]
         dist = haversine_km(lat, lon, self.snap.numeric["lat"][cand], self.snap.numeric["lon"][cand])
         score = score - 0.05 * np.nan_to_num(np.log1p(dist), nan=0.0)
-        top = np.lexsort((cand, -score))[:k]
+        top = np.lexsort((scrambled(cand), -score))[:k]
         return cand[top], score[top], {col: m[top] for col, m in shared.items()}, dist[top]
 
     def _proposals(self, cand: np.ndarray, score: np.ndarray, shared: dict[str, np.ndarray], dist: np.ndarray

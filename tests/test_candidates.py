@@ -171,6 +171,28 @@ def test_coldstart_only_for_users_with_few_friends_and_prefers_shared_school():
     assert ids[0] == "e" and got[0].proof["coldstart"]["shared"] == ["school", "city"]
 
 
+def test_coldstart_orders_equally_popular_users_by_a_hash_not_by_index():
+    """150 disjoint pairs (every user equally central) at one school: the group's pool and the list are in
+    splitmix64 order (computed here in Python integers), not the ids' order (often sign-up order: a new
+    account's first suggestions would be the school's oldest accounts)."""
+    def splitmix(x: int) -> int:
+        m = (1 << 64) - 1
+        z = (x + 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
+    names = [f"u{i:03d}" for i in range(300)]
+    snap = from_pairs(names[0::2], names[1::2])
+    snap.vocab["school"] = ["mit"]
+    snap.categorical["school"] = np.zeros(300, dtype=np.int32)
+    viewer = snap.index_of("u299")
+    got = [c.user_id for c in ColdStartSource(snap, min_friends=3, per_group=50).generate(viewer, 20)]
+    pool = sorted(range(300), key=splitmix)[:50]
+    want = [snap.external_id(i) for i in pool if i not in (viewer, snap.index_of("u298"))][:20]
+    assert got == want and max(snap.index_of(u) for u in got) > 50
+
+
 def test_coldstart_for_a_profile_the_snapshot_does_not_hold():
     """A user who signed up after the snapshot gets what a snapshot user with the same profile and friends
     gets; a value the snapshot never saw, or a missing one, is shared with nobody."""
