@@ -14,6 +14,7 @@ from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError
 from pymk.runlock import holder
 from pymk.settings import Settings
+from ranker.feature_names import feature_mismatch
 
 log = logging.getLogger(__name__)
 # what the API does without each optional artifact
@@ -58,8 +59,9 @@ def _utc(t: float) -> str:
 
 def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None) -> Report:
     """The served artifacts and the newest refresh run; `problems` lists what needs a person: no snapshot,
-    a snapshot older than `max_age_h`, lists made from another snapshot than the current one, a refresh
-    run that stopped before its end with no process running it."""
+    a snapshot older than `max_age_h`, a ranker this code cannot use (other features or embeddings), lists
+    made from another snapshot than the current one, a refresh run that stopped before its end with no
+    process running it."""
     now = time.time() if now is None else now
     report = Report()
     for name, root in settings.artifact_dirs.items():
@@ -77,6 +79,14 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
         report.problems.append(f"the embeddings {emb['version']} were made from snapshot "
                                f"{emb.get('snapshot_version')}, not the current {snap['version']}: the API serves "
                                "without them (run the embeddings stage)")
+    ranker = report.artifacts["ranker"]
+    if ranker.get("unusable"):
+        report.problems.append(f"the ranker {ranker['version']} {ranker['unusable']}: the API ranks by reciprocal "
+                               "rank fusion until `pymk refresh` (or `pymk ranker train`) publishes one it can use")
+    elif ranker.get("embeddings_version") not in (None, emb["version"]):
+        report.problems.append(f"the ranker {ranker['version']} was trained with embeddings "
+                               f"{ranker['embeddings_version']}, not the current {emb['version']}: the API ranks "
+                               "by reciprocal rank fusion (run the ranker stage)")
     lists = report.artifacts["candidates"]
     current = {f"{name}_version": report.artifacts[name]["version"] for name in ("snapshot", "embeddings", "ranker")}
     made = lists.get("made_with") or {}
@@ -102,6 +112,8 @@ def _artifact(store: ArtifactStore, now: float) -> dict:
     out = {"version": version, "published_at": published, "age_h": (now - published) / 3600}
     if manifest.get("snapshot_version"):
         out["snapshot_version"] = manifest["snapshot_version"]
+    if manifest.get("kind") == "ranker":   # what the API checks before it ranks with it (ranker/serve.py)
+        out.update(unusable=feature_mismatch(manifest), embeddings_version=manifest.get("embeddings_version"))
     if "ranker_version" in manifest:   # precomputed lists: every version they were ranked with
         out["made_with"] = {k: manifest.get(k) for k in ("snapshot_version", "embeddings_version", "ranker_version")}
     return out

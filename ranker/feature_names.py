@@ -30,3 +30,18 @@ SAME_FIELDS = ("school", "employer", "city", "language")
 # 1: until 2026-12-07, a source's equal scores got ranks in index order.
 # 2: a source's equal scores share the best rank (graph.snapshot.csr.shared_ranks).
 FEATURE_VERSION = 2
+
+
+def feature_mismatch(manifest: dict) -> str | None:
+    """Why a ranker published with `manifest` cannot rank this code's features (None: it can), e.g. "was
+    trained on feature version 1, this code computes version 2"."""
+    trained = list(manifest.get("features") or [])
+    if trained != list(FEATURE_NAMES):
+        added = [n for n in FEATURE_NAMES if n not in trained]
+        gone = [n for n in trained if n not in FEATURE_NAMES]
+        return ("was trained on other features (this code adds " + (", ".join(added) or "none") + "; it lacks "
+                + (", ".join(gone) or "none") + ("" if added or gone else "; their order differs") + ")")
+    trained_on = manifest.get("feature_version", 1)
+    if trained_on != FEATURE_VERSION:
+        return f"was trained on feature version {trained_on!r}, this code computes version {FEATURE_VERSION}"
+    return None

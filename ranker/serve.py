@@ -20,8 +20,8 @@ from candidates.pipeline import PER_SOURCE_K
 from candidates.types import Candidate
 from graph.snapshot import data_time
 from pymk.errors import ArtifactError
-from ranker.feature_names import FEATURE_VERSION
-from ranker.features import FEATURE_NAMES, FeatureContext
+from ranker.feature_names import feature_mismatch
+from ranker.features import FeatureContext
 from ranker.scorers import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,9 @@ class ModelRanker:
     def load(cls, ctx: FeatureContext, artifact: Path, embeddings_version: str | None = None) -> ModelRanker:
         """Load a ranker artifact; refuses one trained on other features or other embeddings."""
         manifest = json.loads((artifact / "manifest.json").read_text())
-        if manifest.get("features") != list(FEATURE_NAMES):
-            raise ArtifactError(f"ranker {artifact.name} was trained on features {manifest.get('features')}, "
-                                f"this code computes {list(FEATURE_NAMES)}")
-        trained_on = manifest.get("feature_version", 1)
-        if trained_on != FEATURE_VERSION:   # same names, other meanings (ranker/feature_names.py lists them)
-            raise ArtifactError(f"ranker {artifact.name} was trained on feature version {trained_on!r}, "
-                                f"this code computes version {FEATURE_VERSION}: retrain it (pymk ranker train)")
+        mismatch = feature_mismatch(manifest)
+        if mismatch:   # other columns, or the same names with other meanings (ranker/feature_names.py)
+            raise ArtifactError(f"ranker {artifact.name} {mismatch}: retrain it (pymk ranker train)")
         wanted = manifest.get("embeddings_version")
         if wanted is not None and wanted != embeddings_version:
             raise ArtifactError(f"ranker {artifact.name} was trained with embeddings {wanted}, "

@@ -13,6 +13,7 @@ from pymk.cli import main
 from pymk.runlock import exclusive, holder
 from pymk.settings import Settings
 from pymk.status import status
+from ranker.feature_names import FEATURE_NAMES, FEATURE_VERSION
 
 
 def _publish(root, **manifest) -> str:
@@ -20,12 +21,18 @@ def _publish(root, **manifest) -> str:
     return store.publish(store.staging_dir(), manifest).name
 
 
+def _trained_here(emb: str | None) -> dict:
+    """A ranker manifest's fields as this code writes them (ranker/train.py publish)."""
+    return {"kind": "ranker", "features": list(FEATURE_NAMES), "feature_version": FEATURE_VERSION,
+            "embeddings_version": emb}
+
+
 def _world(tmp_path):
     """A snapshot, embeddings and a ranker made from it, and lists made with all three."""
     settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
     snap = _publish(settings.snapshot_dir, kind="snapshot")
     emb = _publish(settings.embeddings_dir, snapshot_version=snap)
-    ranker = _publish(settings.ranker_dir, snapshot_version=snap)
+    ranker = _publish(settings.ranker_dir, snapshot_version=snap, **_trained_here(emb))
     lists = _publish(settings.candidates_dir, snapshot_version=snap, embeddings_version=emb, ranker_version=ranker)
     return settings, snap, lists
 
@@ -56,6 +63,26 @@ def test_a_consistent_fresh_deployment_is_ok_and_old_or_stale_parts_are_named(tm
     assert f"embeddings {report.artifacts['embeddings']['version']} were made from snapshot {snap}" in first
     assert f"lists {lists} were made with snapshot {snap}; now current: snapshot {newer}" in second
     assert "embeddings" not in second.split(";")[0]   # only what differs is named
+
+
+def test_a_ranker_this_code_cannot_use_is_named_with_the_reason(tmp_path):
+    """What the API refuses (ranker/serve.py) and why, before anyone wonders why lists are in fusion order."""
+    settings, snap, _ = _world(tmp_path)
+    emb = ArtifactStore(settings.embeddings_dir).current_version()
+    for fields, reason in (
+            ({"feature_version": FEATURE_VERSION - 1}, f"was trained on feature version {FEATURE_VERSION - 1}, this "
+                                                       f"code computes version {FEATURE_VERSION}"),
+            ({"feature_version": None}, "was trained on feature version None"),
+            ({"features": [*FEATURE_NAMES[:-1], "old_column"]},
+             f"was trained on other features (this code adds {FEATURE_NAMES[-1]}; it lacks old_column)"),
+            ({"embeddings_version": "v1"}, f"was trained with embeddings v1, not the current {emb}")):
+        ranker = _publish(settings.ranker_dir, snapshot_version=snap, **{**_trained_here(emb), **fields})
+        problems = [p for p in status(settings).problems if p.startswith("the ranker")]
+        assert len(problems) == 1 and f"the ranker {ranker} {reason}" in problems[0], problems
+    manifest = _trained_here(emb)
+    del manifest["feature_version"]   # published before versions were written
+    ranker = _publish(settings.ranker_dir, snapshot_version=snap, **manifest)
+    assert f"the ranker {ranker} was trained on feature version 1," in status(settings).problems[0]
 
 
 def test_a_refresh_run_that_stopped_is_a_problem_and_a_running_one_is_not(tmp_path):
