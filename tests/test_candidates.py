@@ -20,6 +20,7 @@ from candidates.registry import REGISTRY
 from candidates.types import Candidate, Recommendation
 from graph.records import UserRecord, UserState
 from graph.snapshot import from_pairs
+from tests.splitmix_reference import splitmix
 
 
 def two_cliques():
@@ -175,13 +176,6 @@ def test_coldstart_orders_equally_popular_users_by_a_hash_not_by_index():
     """150 disjoint pairs (every user equally central) at one school: the group's pool and the list are in
     splitmix64 order (computed here in Python integers), not the ids' order (often sign-up order: a new
     account's first suggestions would be the school's oldest accounts)."""
-    def splitmix(x: int) -> int:
-        m = (1 << 64) - 1
-        z = (x + 0x9E3779B97F4A7C15) & m
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-        return z ^ (z >> 31)
-
     names = [f"u{i:03d}" for i in range(300)]
     snap = from_pairs(names[0::2], names[1::2])
     snap.vocab["school"] = ["mit"]

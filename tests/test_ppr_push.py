@@ -11,6 +11,7 @@ import pytest
 from candidates.ppr import forward_push_block
 from graph.snapshot import from_pairs
 from graph.snapshot.csr import pair_keys, row_positions, thread_scratch
+from tests.splitmix_reference import splitmix
 
 
 def rounds_reference(indptr, indices, degree, sources, alpha, eps, max_rounds):
@@ -98,13 +99,6 @@ def top_reference(snap, users, owner, nodes, values, k):
     """Every row sorted (the code before the contenders' cut): the oracle of `top_excluding_friends`. Equal
     values go by the splitmix64 hash of the pair key (viewer * n + node), here in Python integers."""
     from graph.snapshot.csr import is_neighbour, rank_in_group
-
-    def splitmix(x: int) -> int:
-        m = (1 << 64) - 1
-        z = (x + 0x9E3779B97F4A7C15) & m
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-        return z ^ (z >> 31)
 
     rows = np.flatnonzero((nodes != users[owner]) & ~is_neighbour(snap.indptr, snap.indices, users, owner, nodes))
     ties = np.array([splitmix(int(users[owner[r]]) * snap.num_users + int(nodes[r])) for r in rows], dtype=np.uint64)
