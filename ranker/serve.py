@@ -42,7 +42,8 @@ class ModelRanker:
 
     @classmethod
     def load(cls, ctx: FeatureContext, artifact: Path, embeddings_version: str | None = None) -> ModelRanker:
-        """Load a ranker artifact; refuses one trained on other features or other embeddings."""
+        """Load a ranker artifact; refuses one trained on other features (names, or their version) or other
+        embeddings."""
         manifest = json.loads((artifact / "manifest.json").read_text())
         mismatch = feature_mismatch(manifest)
         if mismatch:   # other columns, or the same names with other meanings (ranker/feature_names.py)
