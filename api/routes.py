@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 from pydantic import BaseModel, ValidationError
 
 from api.errors import ApiError, request_id
-from api.explain import reasons
 from api.ratelimit import WRITE_METHODS
 from api.schemas import BlockIn, FriendshipIn, UserIn
 from candidates.newcomers import SOURCE as NEWCOMERS
+from candidates.reasons import reasons
 from graph.event_schema import parse_event
 from graph.records import Event, Friendship
 

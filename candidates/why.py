@@ -7,6 +7,7 @@ run stage by stage for one pair (sources -> merge -> cheap filters -> rank -> ha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
 from candidates.new_friends import SOURCE as NEW_FRIENDS
 from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.pipeline import CandidatePipeline, fusion_ranks
+from candidates.reasons import reasons
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
@@ -62,8 +64,10 @@ class Verdict:
         out += [f"  re-rank: {note}" for note in self.reranked]
         if self.removed:
             out.append(f"  removed: {self.removed}")
-        out.append(f"  shown at #{self.shown_at + 1}" if self.shown_at is not None else "  not shown")
-        return out
+        if self.shown_at is None:
+            return [*out, "  not shown"]
+        shown = Candidate(self.candidate, -1, tuple(self.proof), proof=MappingProxyType(self.proof))
+        return [*out, f"  shown at #{self.shown_at + 1}: " + "; ".join(reasons(shown))]   # what the viewer reads
 
 
 def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, store: GraphStore | None = None

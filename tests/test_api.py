@@ -1015,7 +1015,7 @@ def test_why_gives_each_stages_verdict_for_one_pair(app_settings, world):
     try:
         shown = why(pipeline, "a1", "b0")
         assert "fof" in shown.proposed_by and shown.shown_at == 0 and shown.removed is None
-        assert shown.proof["fof"]["mutual_ids"] == ["a0"] and shown.lines()[-1] == "  shown at #1"
+        assert shown.proof["fof"]["mutual_ids"] == ["a0"] and shown.lines()[-1] == "  shown at #1: 1 mutual friend: a0"
         friend = why(pipeline, "a1", "a2")
         assert friend.removed == "cheap filters (snapshot): already_friends" and friend.shown_at is None
         world.apply_events([Event("block", "b0", "a1", 5.0)])   # fresh state, after the snapshot

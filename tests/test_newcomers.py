@@ -366,6 +366,7 @@ def test_why_explains_a_newcomer(tmp_path, world):
     pipeline = client.application.extensions["pymk"].served.pipeline
     shown = why(pipeline, "v", "n")
     assert (shown.proposed_by, shown.shown_at, shown.proof["fof"]["mutual_ids"]) == ({"newcomers": 0}, 0, ["f1", "f2"])
+    assert shown.lines()[-1] == "  shown at #1: 2 mutual friends: f1, f2; joined recently"   # the API's reasons
     assert why(pipeline, "v", "m").removed.startswith("newcomer #2: below those in the 1 newcomer slots")
     assert why(pipeline, "v", "far").removed.startswith("not in the served snapshot, and not a newcomer")
     assert client.post("/v1/blocks", json={"src": "v", "dst": "n"}, headers=KEY).status_code == 201
