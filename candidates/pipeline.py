@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ class CandidatePipeline:
         if ranked is None:
             ranked = self.precomputed_for(user, rec)
         if ranked is None:
-            ranked = self.ranked(user, rec)
+            ranked = self._ranked_or_fused(user, rec)
         final: list[Candidate] = []
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
@@ -144,6 +145,24 @@ class CandidatePipeline:
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def _ranked_or_fused(self, user: int, rec: Recommendation) -> Sequence[Candidate]:
+        """`ranked`, or the same proposals fused by reciprocal rank when the learned ranker fails: a broken
+        model degrades one request's order (`rec.skipped_sources["ranker"]` says so), as a broken source
+        degrades its candidates, and never fails the request. The batch job calls `ranked` itself: a list
+        published under a ranker's version is always that ranker's order."""
+        if self.ranker is rrf_rank:
+            return self.ranked(user, rec)
+        proposals = self.proposals(user, rec)
+        removed = Counter(rec.removed)
+        try:
+            return self.ranked(user, rec, proposals)
+        except Exception as exc:
+            rec.removed = removed   # what the failed attempt's cheap filters counted is counted again below
+            rec.skipped_sources["ranker"] = f"failed: {exc!r}"
+            log.error("ranker failed for user %d: its list is ranked by reciprocal rank fusion", user, exc_info=exc)
+            generated = [to_candidates(name, self.snap, p) for name, p in proposals.items() if p.cand.size]
+            return rrf_rank(self.snap.external_id(user), self.cheap_filters(user, self.merge(generated), rec))
 
     def precomputed_for(self, user: int, rec: Recommendation) -> Sequence[Candidate] | None:
         """The precomputed list of `user` (its version noted in `rec`), or None without one."""

@@ -464,6 +464,24 @@ def test_learned_ranker_is_served_and_a_mismatched_one_falls_back(app, client, a
     assert client.get("/v1/users/a1/suggestions").status_code == 200
 
 
+def test_a_served_ranker_that_fails_on_a_request_leaves_it_in_fusion_order(app, client, app_settings):
+    svc = app.extensions["pymk"]
+    _publish_untrained_ranker(app_settings)
+    assert svc.reload(force=True) and svc.served.ranker_version is not None
+    model = client.get("/v1/users/a1/suggestions").get_json()
+    assert "ranker" not in model["skipped_sources"] and "p_connect" in model["suggestions"][0]
+
+    def fails(x):
+        raise RuntimeError(f"scorer broke on {x.shape[0]} rows")
+
+    svc.served.pipeline.ranker.scorer = fails
+    resp = client.get("/v1/users/a1/suggestions")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["skipped_sources"]["ranker"].startswith("failed: RuntimeError('scorer")
+    assert {s["user_id"] for s in body["suggestions"]} == {s["user_id"] for s in model["suggestions"]}
+    assert all("p_connect" not in s for s in body["suggestions"])   # fused, not scored
+
+
 def test_a_ranker_trained_on_another_feature_version_is_refused(app, client, app_settings, monkeypatch, caplog):
     """Same column names, other meanings (e.g. ranks at equal scores, changed 2026-12-07): a ranker
     published by older code is not served over this code's features; heuristic order until it is retrained."""

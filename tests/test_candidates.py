@@ -10,7 +10,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from candidates.base import SourceRegistry, UnknownSourceError
+from candidates.base import SourceRegistry, UnknownSourceError, to_candidates
 from candidates.coldstart import ColdStartSource
 from candidates.filters import FilterContext, SnapshotStateReader, apply_rules
 from candidates.fof import FriendsOfFriendsSource, fof_scores
@@ -320,6 +320,39 @@ def test_inline_sources_run_in_the_request_thread_and_fail_alone():
     assert [[c.user_id for c in g] for g in got] == [["b0"], ["b1"]]
     assert rec.skipped_sources == {"broken": "failed: RuntimeError('boom')", "slow": "over budget (300 ms)"}
     pipe.close()
+
+
+@pytest.mark.parametrize("breaks", ["call", "rank_proposals"])
+def test_a_failing_ranker_degrades_the_order_to_fusion_and_never_fails_the_request(breaks):
+    """As a broken source degrades its candidates: the request gets the same proposals fused by reciprocal
+    rank (the list a pipeline without a ranker gives), says so in `skipped_sources`, and counts each cheap
+    filter's removals once. The batch job's `ranked` still raises: a list published under a ranker's
+    version is that ranker's order."""
+    snap = two_cliques()
+
+    class Broken:
+        def __call__(self, viewer, candidates):
+            raise ValueError("model file truncated")
+
+    class BrokenOnArrays(Broken):   # as the learned ranker: merge and cheap filters (counted), then the model
+        def rank_proposals(self, pipeline, user, proposals, rec):
+            merged = pipeline.merge([to_candidates(name, snap, p) for name, p in proposals.items()])
+            return self(None, pipeline.cheap_filters(user, merged, rec))
+
+    ranker = Broken() if breaks == "call" else BrokenOnArrays()
+    sources = [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap, eps=1e-6), _Evil(snap, ["a0", "b3"])]
+    plain = CandidatePipeline(snap, sources, SnapshotStateReader(snap))   # a0: a1's friend, for the cheap filters
+    broken = CandidatePipeline(snap, sources, SnapshotStateReader(snap), ranker=ranker)
+    try:
+        want, got = plain.recommend("a1", k=5), broken.recommend("a1", k=5)
+        assert [c.user_id for c in got.candidates] == [c.user_id for c in want.candidates] != []
+        assert got.skipped_sources == {"ranker": "failed: ValueError('model file truncated')"}
+        assert got.removed == want.removed and got.removed["already_friends"] == 1
+        with pytest.raises(ValueError, match="truncated"):
+            broken.ranked(snap.index_of("a1"), Recommendation("a1", []))
+    finally:
+        plain.close()
+        broken.close()
 
 
 def test_why_runs_the_sources_once_so_its_stages_agree():
