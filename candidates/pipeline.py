@@ -117,7 +117,7 @@ class CandidatePipeline:
         if ranked is None:
             ranked = self.precomputed_for(user, rec)
         if ranked is None:
-            ranked = self._ranked_or_fused(user, rec)
+            ranked = self.ranked_or_fused(user, rec)
         final: list[Candidate] = []
         # refill: the hard rules run batch by batch down the ranked list, then over the fallback
         # sources, until k candidates survive or there are none left
@@ -146,14 +146,15 @@ class CandidatePipeline:
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
 
-    def _ranked_or_fused(self, user: int, rec: Recommendation) -> Sequence[Candidate]:
-        """`ranked`, or the same proposals fused by reciprocal rank when the learned ranker fails: a broken
-        model degrades one request's order (`rec.skipped_sources["ranker"]` says so), as a broken source
-        degrades its candidates, and never fails the request. The batch job calls `ranked` itself: a list
-        published under a ranker's version is always that ranker's order."""
+    def ranked_or_fused(self, user: int, rec: Recommendation, proposals: dict[str, Proposals] | None = None
+                        ) -> Sequence[Candidate]:
+        """`ranked` as a request runs it: the same proposals fused by reciprocal rank when the learned ranker
+        fails. A broken model degrades one request's order (`rec.skipped_sources["ranker"]` says so), as a
+        broken source degrades its candidates, and never fails the request. The batch job calls `ranked`
+        itself: a list published under a ranker's version is always that ranker's order."""
         if self.ranker is rrf_rank:
-            return self.ranked(user, rec)
-        proposals = self.proposals(user, rec)
+            return self.ranked(user, rec, proposals)
+        proposals = proposals if proposals is not None else self.proposals(user, rec)
         removed = Counter(rec.removed)
         try:
             return self.ranked(user, rec, proposals)

@@ -58,7 +58,8 @@ class Verdict:
             proposed.append(f"{NEW_FRIENDS} (a friend of the viewer's new friends {', '.join(self.via_new_friends)}, "
                             "in a fresh-tie slot)")
         out.append("  proposed by " + (", ".join(proposed) or "no source (not within reach of any source's list)"))
-        out += [f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
+        out += [f"  ranker {reason}: ranked by reciprocal rank fusion" if name == "ranker"
+                else f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
         if self.ranked_at is not None:
             out.append(f"  ranked #{self.ranked_at + 1} before the hard rules")
         out += [f"  re-rank: {note}" for note in self.reranked]
@@ -107,8 +108,10 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
         verdict.removed = f"cheap filters (snapshot): {next(iter(rec.removed))}"
     # the list the viewer's request reads: the precomputed one where serving has it
     ranked_list = pipeline.precomputed_for(user, rec)
-    if ranked_list is None:
-        ranked_list = pipeline.ranked(user, Recommendation(viewer, []), proposals)
+    if ranked_list is None:   # as a request ranks it (fusion order if the learned ranker fails)
+        ranking = Recommendation(viewer, [])
+        ranked_list = pipeline.ranked_or_fused(user, ranking, proposals)
+        verdict.skipped.update(ranking.skipped_sources)
     ranked = [c.index for c in ranked_list]
     verdict.ranked_at = ranked.index(cand) if cand in ranked else None
     result = apply_rules([one], FilterContext(viewer, state, opted))

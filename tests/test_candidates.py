@@ -350,6 +350,13 @@ def test_a_failing_ranker_degrades_the_order_to_fusion_and_never_fails_the_reque
         assert got.removed == want.removed and got.removed["already_friends"] == 1
         with pytest.raises(ValueError, match="truncated"):
             broken.ranked(snap.index_of("a1"), Recommendation("a1", []))
+        from candidates.why import why
+
+        shown = want.candidates[0].user_id   # `pymk why` ranks as the request does, and says the ranker failed
+        verdict = why(broken, "a1", shown, k=5)
+        assert verdict.shown_at == 0 and verdict.ranked_at == why(plain, "a1", shown, k=5).ranked_at
+        failed = "  ranker failed: ValueError('model file truncated'): ranked by reciprocal rank fusion"
+        assert failed in verdict.lines()
     finally:
         plain.close()
         broken.close()
