@@ -166,8 +166,14 @@ class CandidatePipeline:
             return rrf_rank(self.snap.external_id(user), self.cheap_filters(user, self.merge(generated), rec))
 
     def precomputed_for(self, user: int, rec: Recommendation) -> Sequence[Candidate] | None:
-        """The precomputed list of `user` (its version noted in `rec`), or None without one."""
-        ranked = self.precomputed.get(user) if self.precomputed is not None else None
+        """The precomputed list of `user` (its version noted in `rec`), or None without one, or when its
+        bytes do not read as a list (the user is ranked on request, with an error logged)."""
+        try:
+            ranked = self.precomputed.get(user) if self.precomputed is not None else None
+        except (ValueError, TypeError, IndexError) as exc:   # orjson's decode error is a ValueError
+            log.error("precomputed list of user %d in %s cannot be read, ranking it on request: %r", user,
+                      self.precomputed.version, exc)
+            return None
         if ranked is not None:
             rec.precomputed = self.precomputed.version
         return ranked

@@ -177,6 +177,25 @@ def test_an_artifact_of_another_format_is_refused_by_name(served, tmp_path):
         PrecomputedCandidates(path, served.snap)
 
 
+def test_a_list_whose_bytes_do_not_read_is_ranked_on_request(served, tmp_path, caplog):
+    """One user's damaged bytes cost that user its stored list for the day, not its suggestions."""
+    users = np.array([5, 6])
+    path = build_precomputed(served, users, {}, ArtifactStore(tmp_path), keep=5, progress=False)
+    offsets = np.load(path / "offsets.npy")
+    blob = bytearray((path / "lists.bin").read_bytes())
+    blob[offsets[5]:offsets[5] + 4] = b"\x00oops"[:4]   # user 5's list no longer opens as JSON
+    (path / "lists.bin").write_bytes(bytes(blob))
+    served.precomputed = PrecomputedCandidates(path, served.snap)
+    try:
+        with caplog.at_level("ERROR"):
+            damaged = served.recommend(served.snap.external_id(5), k=10)
+        assert damaged.precomputed is None and len(damaged.candidates) == 10   # ranked on request
+        assert "precomputed list of user 5" in caplog.text and "ranking it on request" in caplog.text
+        assert served.recommend(served.snap.external_id(6), k=10).precomputed is not None   # the others read
+    finally:
+        served.precomputed = None
+
+
 def test_compact_array_rounds_every_float_as_compact_does():
     """The block engine rounds score arrays at once; each value must be `compact`'s, bit for bit:
     values of every magnitude, exact halves at the 7th digit, zeros, infinities, NaN, subnormals."""
