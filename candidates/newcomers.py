@@ -221,7 +221,11 @@ def newcomers_ahead(index: NewcomerIndex | None, viewer: str, friends: Iterable[
     pipeline reads their hard rules with its first batch's, so the stage needs no read of its own unless
     the viewer's friends changed since."""
     slots = _slots(index, k)
-    return [c.user_id for c in index.near(viewer, frozenset(friends), 3 * len(slots))] if slots else []
+    try:
+        return [c.user_id for c in index.near(viewer, frozenset(friends), 3 * len(slots))] if slots else []
+    except Exception:   # only a prefetch: the stage itself reads again, and logs and reports a failure
+        log.debug("newcomers ahead of the stage failed for %r", viewer, exc_info=True)
+        return []
 
 
 def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str, final: list[Candidate], k: int,
@@ -262,6 +266,10 @@ def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str,
     except GraphStoreUnavailableError as exc:
         rec.skipped_sources[SOURCE] = f"failed: {exc}"
         log.warning("newcomer stage skipped for %r: %s", viewer, exc)
+        return final
+    except Exception as exc:   # a broken stage degrades the list (its slots stay the ranked list's), as a source
+        rec.skipped_sources[SOURCE] = f"failed: {exc!r}"
+        log.error("newcomer stage failed for %r: the list goes without its slots", viewer, exc_info=exc)
         return final
     finally:
         rec.timings_ms[SOURCE] = (time.perf_counter() - start) * 1000

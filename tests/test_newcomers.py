@@ -136,6 +136,24 @@ def test_the_index_reads_are_in_the_metrics_with_their_failures(tmp_path, world)
     assert _metric(text, "pymk_newcomer_index_accounts") == 1.0
 
 
+def test_a_failing_newcomer_stage_leaves_the_list_without_its_slots(tmp_path, world, caplog):
+    client = _client(tmp_path, world)
+    _sign_up(client, "n", "f1", "f2")
+    assert "n" in [s["user_id"] for s in _list(client, "v")]
+    index = client.application.extensions["pymk"].served.pipeline.newcomers
+
+    def broken(*_a, **_k):
+        raise KeyError("index entry")
+
+    index.near = broken
+    with caplog.at_level("ERROR"):
+        resp = client.get("/v1/users/v/suggestions")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["skipped_sources"] == {"newcomers": "failed: KeyError('index entry')"}
+    assert "n" not in [s["user_id"] for s in body["suggestions"]] and body["suggestions"]
+    assert "newcomer stage failed for 'v'" in caplog.text
+
+
 def test_the_api_checks_the_schema_at_start_and_serves_without_the_right_to(tmp_path, world, caplog):
     _client(tmp_path / "allowed", world)
     assert world.calls.index("ensure_schema") < world.calls.index("new_accounts")   # before the first read
