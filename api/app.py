@@ -39,6 +39,7 @@ class Metrics:
     published: Gauge
     held_back: Counter
     paths: Counter
+    skipped: Counter
     newcomers: Counter
     newcomer_reads: Histogram
     newcomer_read_at: Gauge
@@ -89,6 +90,11 @@ def _instruments(reg: CollectorRegistry) -> tuple:
         # a rising share of `fresh` means many users the snapshot lacks: the nightly refresh is late or stopped
         Counter("pymk_suggestion_lists_total", "Suggestion lists by how they were made: precomputed (the nightly "
                 "lists), online (ranked on request), fresh (a user newer than the snapshot)", ["path"], registry=reg),
+        # alert on a rising rate of outcome="failed": a source, the learned ranker (the list then goes in
+        # fusion order) or the newcomer stage failing on requests, which still answer
+        Counter("pymk_skipped_total", "Parts of suggestion requests that did not run: a source, the ranker, the "
+                "newcomer stage or the snapshot (a user newer than it), by outcome: failed, over_budget, skipped",
+                ["part", "outcome"], registry=reg),
         Counter("pymk_newcomer_suggestions_total", "Suggestions of accounts newer than the snapshot, in the "
                 "newcomer slots (PYMK_NEWCOMER_SLOTS)", registry=reg),
         Histogram("pymk_newcomer_index_read_seconds", "Reads of Neo4j by the newcomer index of each worker: whole, "

@@ -111,6 +111,9 @@ def suggestions(user_id: str):
                          else "precomputed" if rec.precomputed else "online").inc()
     for reason, n in rec.removed.items():
         metrics.removed.labels(reason).inc(n)
+    for part, why in rec.skipped_sources.items():
+        metrics.skipped.labels(part, "failed" if why.startswith("failed") else
+                               "over_budget" if why.startswith("over budget") else "skipped").inc()
     for stage, ms in rec.timings_ms.items():
         metrics.stages.labels(stage).observe(ms / 1000)
     return jsonify({"user_id": user_id, "request_id": request_id(), "bucket": bucket(user_id), "suggestions": items,

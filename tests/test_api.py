@@ -480,6 +480,8 @@ def test_a_served_ranker_that_fails_on_a_request_leaves_it_in_fusion_order(app, 
     assert resp.status_code == 200 and body["skipped_sources"]["ranker"].startswith("failed: RuntimeError('scorer")
     assert {s["user_id"] for s in body["suggestions"]} == {s["user_id"] for s in model["suggestions"]}
     assert all("p_connect" not in s for s in body["suggestions"])   # fused, not scored
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'pymk_skipped_total{outcome="failed",part="ranker"} 1.0' in metrics
 
 
 def test_a_ranker_trained_on_another_feature_version_is_refused(app, client, app_settings, monkeypatch, caplog):

@@ -152,6 +152,8 @@ def test_a_failing_newcomer_stage_leaves_the_list_without_its_slots(tmp_path, wo
     assert resp.status_code == 200 and body["skipped_sources"] == {"newcomers": "failed: KeyError('index entry')"}
     assert "n" not in [s["user_id"] for s in body["suggestions"]] and body["suggestions"]
     assert "newcomer stage failed for 'v'" in caplog.text
+    text = client.get("/metrics").get_data(as_text=True)
+    assert _metric(text, 'pymk_skipped_total{outcome="failed",part="newcomers"}') == 1.0
 
 
 def test_the_api_checks_the_schema_at_start_and_serves_without_the_right_to(tmp_path, world, caplog):
