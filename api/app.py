@@ -91,10 +91,10 @@ def _instruments(reg: CollectorRegistry) -> tuple:
         Counter("pymk_suggestion_lists_total", "Suggestion lists by how they were made: precomputed (the nightly "
                 "lists), online (ranked on request), fresh (a user newer than the snapshot)", ["path"], registry=reg),
         # alert on a rising rate of outcome="failed": a source, the learned ranker (the list then goes in
-        # fusion order) or the newcomer stage failing on requests, which still answer
+        # fusion order), the re-rank or the newcomer stage failing on requests, which still answer
         Counter("pymk_skipped_total", "Parts of suggestion requests that did not run: a source, the ranker, the "
-                "newcomer stage or the snapshot (a user newer than it), by outcome: failed, over_budget, skipped",
-                ["part", "outcome"], registry=reg),
+                "re-rank, the newcomer stage or the snapshot (a user newer than it), by outcome: failed, "
+                "over_budget, skipped", ["part", "outcome"], registry=reg),
         Counter("pymk_newcomer_suggestions_total", "Suggestions of accounts newer than the snapshot, in the "
                 "newcomer slots (PYMK_NEWCOMER_SLOTS)", registry=reg),
         Histogram("pymk_newcomer_index_read_seconds", "Reads of Neo4j by the newcomer index of each worker: whole, "

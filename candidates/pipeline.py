@@ -128,14 +128,9 @@ class CandidatePipeline:
             ahead = []
             if len(final) >= k or rec.removed["viewer_deactivated"]:  # a closed account is shown nothing
                 break
-        times = self.times_seen(user) if self.reranker is not None else None
+        times = None
         if self.reranker is not None:
-            trace = rec.rerank
-            if trace is not None:
-                trace.considered, trace.seen = [c.index for c in final], dict(times)
-            final = self.reranker(final, k, times, trace.held_back if trace is not None else None)
-            if trace is not None:
-                trace.kept = [c.index for c in final]
+            final, times = self._reranked(user, final, k, rec)
         if self.newcomers is not None:
             final = with_newcomers(self.newcomers, self.state, user_id, final, k, rec,
                                    lambda: self.seen_by_id(user_id, times), self.seen_decay,
@@ -145,6 +140,26 @@ class CandidatePipeline:
         rec.candidates = final[:k]
         rec.timings_ms["total"] = (time.perf_counter() - start) * 1000
         return rec
+
+    def _reranked(self, user: int, final: list[Candidate], k: int, rec: Recommendation
+                  ) -> tuple[list[Candidate], dict[int, int] | None]:
+        """The re-rank (seen penalty, diversity caps, exploration) and the times seen it read. It orders and
+        spreads a list the hard rules have already passed: when it fails, the list keeps its ranked order
+        (`rec.skipped_sources["rerank"]` says so) and the request still answers."""
+        times = None
+        try:
+            times = self.times_seen(user)
+            trace = rec.rerank
+            if trace is not None:
+                trace.considered, trace.seen = [c.index for c in final], dict(times)
+            out = self.reranker(final, k, times, trace.held_back if trace is not None else None)
+            if trace is not None:
+                trace.kept = [c.index for c in out]
+            return out, times
+        except Exception as exc:
+            rec.skipped_sources["rerank"] = f"failed: {exc!r}"
+            log.error("re-rank failed for user %d: the list keeps its ranked order", user, exc_info=exc)
+            return final, times if times is not None else {}   # unread: the newcomer slots weigh none
 
     def ranked_or_fused(self, user: int, rec: Recommendation, proposals: dict[str, Proposals] | None = None
                         ) -> Sequence[Candidate]:

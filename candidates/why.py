@@ -25,6 +25,10 @@ FRESH_PATH = ("the viewer is newer than the served snapshot (or its id was creat
               "almost no friends there and has made new ones): friends of friends from the graph store, fused "
               "with the snapshot's cold start and popularity")
 
+# A stage that failed on the request, and what the list did without it (CandidatePipeline.recommend)
+STAGE_FAILED = {"ranker": "ranker {}: ranked by reciprocal rank fusion",
+                "rerank": "re-rank {}: the list keeps its ranked order"}
+
 # What the re-rank's notes mean (ranker/rerank.py `Reranker.__call__`)
 HELD_BACK = {
     "source_share": "its first source already filled its share of the list (max_source_share)",
@@ -58,8 +62,8 @@ class Verdict:
             proposed.append(f"{NEW_FRIENDS} (a friend of the viewer's new friends {', '.join(self.via_new_friends)}, "
                             "in a fresh-tie slot)")
         out.append("  proposed by " + (", ".join(proposed) or "no source (not within reach of any source's list)"))
-        out += [f"  ranker {reason}: ranked by reciprocal rank fusion" if name == "ranker"
-                else f"  source {name} skipped: {reason}" for name, reason in self.skipped.items()]
+        out += ["  " + STAGE_FAILED.get(name, f"source {name} skipped: {{}}").format(reason)
+                for name, reason in self.skipped.items()]
         if self.ranked_at is not None:
             out.append(f"  ranked #{self.ranked_at + 1} before the hard rules")
         out += [f"  re-rank: {note}" for note in self.reranked]
@@ -118,6 +122,7 @@ def why(pipeline: CandidatePipeline, viewer: str, candidate: str, k: int = 20, s
     if result.removed and verdict.removed is None:
         verdict.removed = f"hard rules (fresh state): {result.removed[0][1]}"
     served = pipeline.recommend(viewer, k, ranked=ranked_list, trace=True)
+    verdict.skipped.update((name, why) for name, why in served.skipped_sources.items() if name in STAGE_FAILED)
     final = served.candidates
     shown = [c.user_id for c in final]
     if served.rerank is not None:

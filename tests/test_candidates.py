@@ -362,6 +362,39 @@ def test_a_failing_ranker_degrades_the_order_to_fusion_and_never_fails_the_reque
         broken.close()
 
 
+@pytest.mark.parametrize("breaks", ["reranker", "times_seen"])
+def test_a_failing_rerank_leaves_the_ranked_order_after_the_hard_rules(breaks):
+    """The re-rank orders and spreads a list the hard rules already passed: when it (or the impressions it
+    reads) fails, the request gets the ranked order, says so, and `pymk why` too."""
+    from candidates.why import why
+    from ranker.rerank import RerankConfig, Reranker
+
+    snap = two_cliques()
+    cfg = RerankConfig(max_source_share=1.0, max_group_share=1.0, max_popular=100, explore_share=0.0)
+    sources = [FriendsOfFriendsSource(snap), PersonalizedPageRankSource(snap, eps=1e-6), _Evil(snap, ["a0"])]
+    plain = CandidatePipeline(snap, sources, SnapshotStateReader(snap))
+    pipe = CandidatePipeline(snap, sources, SnapshotStateReader(snap), reranker=Reranker(snap, cfg))
+
+    def fails(*_a, **_k):
+        raise RuntimeError("impressions unreadable")
+
+    if breaks == "reranker":
+        pipe.reranker.__class__ = type("Broken", (Reranker,), {"__call__": fails})
+    else:
+        pipe.times_seen = fails
+    try:
+        got, want = pipe.recommend("a1", k=4), plain.recommend("a1", k=4)
+        assert [c.user_id for c in got.candidates] == [c.user_id for c in want.candidates] != []
+        assert got.skipped_sources == {"rerank": "failed: RuntimeError('impressions unreadable')"}
+        verdict = why(pipe, "a1", want.candidates[0].user_id, k=4)
+        assert verdict.shown_at == 0
+        assert "  re-rank failed: RuntimeError('impressions unreadable'): the list keeps its ranked order" in (
+            verdict.lines())
+    finally:
+        plain.close()
+        pipe.close()
+
+
 def test_why_runs_the_sources_once_so_its_stages_agree():
     """A source whose answer changes between runs (budgets, fresh state) cannot make the verdict
     contradict itself: proposal, rank and the shown list all come from one run of the sources; a
