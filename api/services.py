@@ -209,9 +209,16 @@ class Services:
     def _fresh_fallback(self, user_id: str, k: int, served: Served,
                         why: str = "user is newer than the served snapshot") -> Recommendation:
         pipeline = served.pipeline
+        seen, failed = None, None
+        try:
+            seen = pipeline.seen_by_id(user_id) if pipeline else None
+        except Exception as exc:   # the list goes without the seen penalty, as a failed re-rank leaves it
+            log.error("impressions of %r unreadable: its list goes without the seen penalty", user_id, exc_info=exc)
+            failed = f"failed: {exc!r}"
         rec = fresh_fof(self.store, user_id, k, snap=pipeline.snap if pipeline else None,
-                        sources=pipeline.sources if pipeline else (),
-                        seen=pipeline.seen_by_id(user_id) if pipeline else None,
+                        sources=pipeline.sources if pipeline else (), seen=seen,
                         seen_decay=pipeline.seen_decay if pipeline else 1.0)
         rec.skipped_sources["snapshot"] = why
+        if failed:
+            rec.skipped_sources["rerank"] = failed
         return rec

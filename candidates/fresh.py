@@ -6,6 +6,7 @@ sources beside it) and by `pymk suggest`.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -19,6 +20,8 @@ from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order
 from graph.store import GraphStore
 from pymk.errors import UnknownUserError
+
+log = logging.getLogger(__name__)
 
 
 def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
@@ -35,10 +38,10 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     the viewer, by id; a candidate's fused score is weighed by `seen_decay` to that power, as the re-rank
     weighs a snapshot viewer's, so this list too brings new faces each time it is opened.
     """
-    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources)
+    rec = Recommendation(viewer=user_id, candidates=[])
+    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources, rec.skipped_sources)
     if seen:
         ranked = seen_penalized(ranked, seen, seen_decay)
-    rec = Recommendation(viewer=user_id, candidates=[])
     rec.candidates = fresh_shown(ranked, ctx, k, rec.removed)[0]
     return rec
 
@@ -57,13 +60,15 @@ def fresh_shown(ranked: list[Candidate], ctx: FilterContext, k: int, counts: Cou
 
 
 def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
-                 snap: Snapshot | None = None, sources: Sequence[object] = ()) -> tuple[list[Candidate], FilterContext]:
+                 snap: Snapshot | None = None, sources: Sequence[object] = (), skipped: dict[str, str] | None = None
+                 ) -> tuple[list[Candidate], FilterContext]:
     """fresh_fof's candidates in their order before the hard rules, and the rules' context. Every source
     proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same.
     Two round trips: the viewer (profile, friends, friends of friends), then the hard rules of every
     candidate. With a snapshot, an id it holds that was deleted and created again since it read the
     accounts is left out, whichever source proposed it (its features there are the former account's).
-    UnknownUserError for an id the store does not hold (the first read says so: no read of its own)."""
+    UnknownUserError for an id the store does not hold (the first read says so: no read of its own). A
+    snapshot source that fails proposes nothing, as in the pipeline, and is named in `skipped`."""
     n = max(PER_SOURCE_K, k)
     view = store.fresh_view(user_id, limit=n, max_friend_degree=max_friend_degree)
     if view.profile is None:
@@ -74,12 +79,22 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
     profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
     if snap is not None and profiled:
         friends = np.array([snap.index_of(f) for f in view.friends if snap.has_user(f)], dtype=np.int64)
-        more = [c for s in profiled for c in s.generate_for_profile(view.profile, friends, n)]
+        more = [c for s in profiled for c in _for_profile(s, view.profile, friends, n, skipped)]
         if more:
             cands = rrf_rank(user_id, _merged(snap, cands, more))
     since = snap.meta.get("accounts_read_at") if snap is not None else None
     state, unsuggestable = StoreStateReader(store).rules(user_id, [c.user_id for c in cands], since)
     return cands, FilterContext(user_id, state, unsuggestable)
+
+
+def _for_profile(source, profile, friends: np.ndarray, n: int, skipped: dict[str, str] | None) -> list[Candidate]:
+    try:
+        return source.generate_for_profile(profile, friends, n)
+    except Exception as exc:   # a broken source degrades the answer, never fails it (CandidatePipeline)
+        log.error("source %s failed for %r", source.name, profile.id, exc_info=exc)
+        if skipped is not None:
+            skipped[source.name] = f"failed: {exc!r}"
+        return []
 
 
 def _merged(snap: Snapshot, fof: list[Candidate], more: list[Candidate]) -> list[Candidate]:

@@ -254,6 +254,26 @@ def test_a_viewer_the_snapshot_lacks_costs_two_reads_and_an_unknown_one_is_a_404
     assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_user" and reads == ["fresh_view"]
 
 
+def test_a_user_newer_than_the_snapshot_is_served_when_a_snapshot_source_or_its_impressions_fail(app, client):
+    """The fresh path degrades as the pipeline does: a failing source proposes nothing, unreadable
+    impressions leave the list without the seen penalty; friends of friends from the store still come."""
+    assert client.post("/v1/users", json={"id": "nu", "city": "oslo"}, headers=KEY).status_code == 201
+    assert client.post("/v1/friendships", json={"a": "nu", "b": "a0"}, headers=KEY).status_code == 201
+    pipeline = app.extensions["pymk"].served.pipeline
+
+    def fails(*_a, **_k):
+        raise RuntimeError("chaos")
+
+    (cold,) = [s for s in pipeline.sources if s.name == "coldstart"]
+    cold.generate_for_profile = fails
+    pipeline.seen_by_id = fails
+    resp = client.get("/v1/users/nu/suggestions")
+    body = resp.get_json()
+    assert resp.status_code == 200 and {"a1", "a2", "a3", "b0"} <= {s["user_id"] for s in body["suggestions"]}
+    assert body["skipped_sources"] == {"coldstart": "failed: RuntimeError('chaos')", "rerank": "failed: "
+                                       "RuntimeError('chaos')", "snapshot": "user is newer than the served snapshot"}
+
+
 def test_new_user_then_friendship_gets_fresh_suggestions(client):
     """A user who signed up after the snapshot: cold start from the profile the store holds and the
     snapshot's popular people at once, under every hard rule on fresh state; then friends of friends."""
