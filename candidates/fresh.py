@@ -14,7 +14,8 @@ from dataclasses import replace
 import numpy as np
 
 from candidates.filters import FilterContext, FilterResult, StoreStateReader, apply_rules, current_proof
-from candidates.pipeline import PER_SOURCE_K, RRF_K, rrf_rank
+from candidates.fusion import RRF_K, rrf_rank
+from candidates.pipeline import PER_SOURCE_K
 from candidates.types import Candidate, Recommendation
 from graph.snapshot import Snapshot
 from graph.snapshot.build import in_snapshot_order

@@ -9,8 +9,9 @@ propose) take fixed slots of the list when the server keeps their index (candida
 
 Each source runs under a time budget; one that fails or runs late is skipped and logged, never
 fatal. Until the learned ranker is plugged in (`ranker=`), candidates are ordered by reciprocal
-rank fusion over the sources (score = sum over sources of 1 / (60 + rank in that source)), which
-rewards candidates several sources agree on without comparing their raw scores.
+rank fusion over the sources (candidates/fusion.py). On a request, a learned ranker, re-rank or
+newcomer stage that fails degrades the list the same way (fusion order, ranked order, no slots) and
+is named in `skipped_sources`; only the hard rules' read failing fails a request.
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
 from candidates.filters import FilterContext, StateReader, passing_rules
+from candidates.fusion import rrf_rank
 from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import run_bounds, shared_ranks
+from graph.snapshot.csr import run_bounds
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
 
 log = logging.getLogger(__name__)
-RRF_K = 60
 # What each source proposes per viewer. The ranker's training examples are built with the same number
 # (ranker/history.py, recorded in its manifest; serving takes it from there): a candidate's rank in its
 # source and its percentiles within the viewer's list mean the same thing only if the lists are as long.
@@ -60,25 +61,6 @@ class PipelineConfig:
     fresh_below_friends: int = 3     # a viewer with fewer friends in the snapshot who has made new ones since is
                                      # served off the snapshot (FriendsChangedError): a new account's second day
     new_friends: bool = True         # the friends of ties made since the snapshot take the fresh-tie slots too
-
-
-def fusion_ranks(candidates: list[Candidate], source: str) -> np.ndarray:
-    """Each candidate's 0-based rank by `source`'s score, equal scores sharing the best (NaN: not proposed):
-    the ranks reciprocal rank fusion and the ranker's inv_rank columns (Candidate path) read."""
-    score = np.array([c.scores.get(source, np.nan) for c in candidates], dtype=np.float64)
-    return shared_ranks(np.zeros(len(candidates), dtype=np.int64), score)
-
-
-def rrf_rank(viewer: str, candidates: list[Candidate]) -> list[Candidate]:
-    """Heuristic order: reciprocal rank fusion of the per-source ranks (stored as score 'rrf'). A source's
-    equal scores share a rank, and equal fused scores keep the candidates' merge order: nothing is ordered
-    by index (ids often follow sign-up order)."""
-    fused = np.zeros(len(candidates))
-    for source in sorted({s for c in candidates for s in c.sources}):
-        rank = fusion_ranks(candidates, source)
-        fused += np.where(np.isnan(rank), 0.0, 1.0 / (RRF_K + np.nan_to_num(rank) + 1))
-    scored = [c.with_score("rrf", float(f)) for c, f in zip(candidates, fused.tolist(), strict=True)]
-    return sorted(scored, key=lambda c: -c.score("rrf"))
 
 
 class CandidatePipeline:

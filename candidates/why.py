@@ -13,9 +13,10 @@ import numpy as np
 
 from candidates.filters import FilterContext, apply_rules
 from candidates.fresh import fresh_ranked, fresh_shown, seen_penalized
+from candidates.fusion import fusion_ranks
 from candidates.new_friends import SOURCE as NEW_FRIENDS
 from candidates.newcomers import SOURCE as NEWCOMERS
-from candidates.pipeline import CandidatePipeline, fusion_ranks
+from candidates.pipeline import CandidatePipeline
 from candidates.reasons import reasons
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.store import GraphStore

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from candidates.pipeline import fusion_ranks
+from candidates.fusion import fusion_ranks
 from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km

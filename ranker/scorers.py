@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from candidates.pipeline import RRF_K
+from candidates.fusion import RRF_K
 from pymk.errors import ArtifactError
 from ranker.calibration import Calibration, sigmoid
 from ranker.feature_names import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES

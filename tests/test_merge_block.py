@@ -82,7 +82,7 @@ def test_shared_ranks_are_scipys_min_ranks_per_owner(seed):
 
 
 def test_rrf_gives_equal_source_scores_one_rank_and_keeps_merge_order_at_equal_fusion():
-    from candidates.pipeline import RRF_K, rrf_rank
+    from candidates.fusion import RRF_K, rrf_rank
     from candidates.types import Candidate
 
     # fof: 9 and 2 tie at 3 mutual friends, 5 follows; ppr proposes 7 alone. 9 and 2 share fof's first rank,
