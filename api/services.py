@@ -200,11 +200,13 @@ class Services:
                 "ranker": served.ranker_version, "embeddings": served.embeddings_version,
                 "precomputed": rec.precomputed, "candidates": candidates,
             }])
-        except EventLogUnavailableError as exc:  # a record lost, never the response
+        except Exception as exc:  # a record lost, never the response: a full disk, or a record it cannot write
             self.served_log_failures += 1
             if time.monotonic() - self._served_log_warned > 60:
                 self._served_log_warned = time.monotonic()
-                log.warning("served log: %s (%d responses unlogged so far)", exc, self.served_log_failures)
+                full = isinstance(exc, EventLogUnavailableError)   # else a fault: logged with its traceback
+                log.log(logging.WARNING if full else logging.ERROR, "served log: %s (%d responses unlogged so far)",
+                        exc, self.served_log_failures, exc_info=None if full else exc)
 
     def _fresh_fallback(self, user_id: str, k: int, served: Served,
                         why: str = "user is newer than the served snapshot") -> Recommendation:

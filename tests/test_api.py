@@ -1026,6 +1026,23 @@ def test_every_response_has_a_request_id_that_joins_the_served_log_the_events_an
     assert "unhandled error (request r-500)" in caplog.text and "boom" in caplog.text
 
 
+def test_a_served_log_record_that_cannot_be_written_is_lost_not_the_response(app, client, monkeypatch, caplog):
+    import orjson
+
+    svc = app.extensions["pymk"]
+
+    def unwritable(records):
+        raise orjson.JSONEncodeError("Type is not JSON serializable: numpy.float32")
+
+    monkeypatch.setattr(svc.served_log, "append_records", unwritable)
+    with caplog.at_level("ERROR"):
+        for _ in range(2):
+            assert client.get("/v1/users/a1/suggestions").status_code == 200
+    assert svc.served_log_failures == 2
+    assert caplog.text.count("served log: Type is not JSON serializable") == 1   # once a minute, with its traceback
+    assert "Traceback" in caplog.text
+
+
 def test_a_full_disk_fails_event_writes_with_503_but_never_suggestions(app, client, app_settings, monkeypatch):
     from graph.eventlog import EventLog
     from tests.test_ingest import _disk_fills_after
