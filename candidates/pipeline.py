@@ -159,8 +159,7 @@ class CandidatePipeline:
             rec.removed = removed   # what the failed attempt's cheap filters counted is counted again below
             rec.skipped_sources["ranker"] = f"failed: {exc!r}"
             log.error("ranker failed for user %d: its list is ranked by reciprocal rank fusion", user, exc_info=exc)
-            generated = [to_candidates(name, self.snap, p) for name, p in proposals.items() if p.cand.size]
-            return rrf_rank(self.snap.external_id(user), self.cheap_filters(user, self.merge(generated), rec))
+            return self._merged_and_ranked(user, rec, proposals, rrf_rank)
 
     def precomputed_for(self, user: int, rec: Recommendation) -> Sequence[Candidate] | None:
         """The precomputed list of `user` (its version noted in `rec`), or None without one, or when its
@@ -203,11 +202,15 @@ class CandidatePipeline:
         rank_proposals = getattr(self.ranker, "rank_proposals", None)
         if rank_proposals is not None:
             return rank_proposals(self, user, proposals if proposals is not None else self.proposals(user, rec), rec)
+        return self._merged_and_ranked(user, rec, proposals, self.ranker)
+
+    def _merged_and_ranked(self, user: int, rec: Recommendation, proposals: dict[str, Proposals] | None,
+                           ranker: Ranker) -> Sequence[Candidate]:
+        """Merge, cheap filters and `ranker` over Candidates (the sources run now when `proposals` is None)."""
         generated = (self.generate(user, rec) if proposals is None
                      else [to_candidates(name, self.snap, p) for name, p in proposals.items() if p.cand.size])
-        merged = self.merge(generated)
-        kept = self.cheap_filters(user, merged, rec)
-        return self.ranker(self.snap.external_id(user), kept)
+        kept = self.cheap_filters(user, self.merge(generated), rec)
+        return ranker(self.snap.external_id(user), kept)
 
     def warm(self) -> None:
         """The first four stages once, for a user with a friend, and the head of its list built (the
