@@ -37,13 +37,14 @@ class ColdStartSource:
         pr = global_pagerank(snap) if pagerank is None else pagerank
         self.popularity = np.log1p(pr * snap.num_users)
         self.groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # equal popularity (users without friends) in a fixed pseudo-random order, not by index: ids often
+        # follow sign-up order, and a group's first `per_group` would be its oldest accounts
+        ties = scrambled(np.arange(snap.num_users))
         for col in WEIGHTS:
             codes = snap.categorical.get(col)
             if codes is None or not len(snap.vocab.get(col, [])):
                 continue
-            # equal popularity (users without friends) in a fixed pseudo-random order, not by index: ids often
-            # follow sign-up order, and the group's first `per_group` would be its oldest accounts
-            order = np.lexsort((scrambled(np.arange(snap.num_users)), -self.popularity, codes))
+            order = np.lexsort((ties, -self.popularity, codes))
             starts = np.searchsorted(codes[order], np.arange(len(snap.vocab[col]) + 1))
             self.groups[col] = (order, starts)
         self._lookup: dict[str, dict[str, int]] = {}   # value -> code, built on first use (generate_for_profile)
