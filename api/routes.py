@@ -16,6 +16,7 @@ from api.ratelimit import WRITE_METHODS
 from api.schemas import BlockIn, FriendshipIn, UserIn
 from candidates.newcomers import SOURCE as NEWCOMERS
 from candidates.reasons import reasons
+from candidates.types import SKIPPED
 from graph.event_schema import parse_event
 from graph.records import Event, Friendship
 
@@ -111,9 +112,8 @@ def suggestions(user_id: str):
                          else "precomputed" if rec.precomputed else "online").inc()
     for reason, n in rec.removed.items():
         metrics.removed.labels(reason).inc(n)
-    for part, why in rec.skipped_sources.items():
-        metrics.skipped.labels(part, "failed" if why.startswith("failed") else
-                               "over_budget" if why.startswith("over budget") else "skipped").inc()
+    for part in rec.skipped_sources:
+        metrics.skipped.labels(part, rec.skip_outcomes.get(part, SKIPPED)).inc()
     for stage, ms in rec.timings_ms.items():
         metrics.stages.labels(stage).observe(ms / 1000)
     return jsonify({"user_id": user_id, "request_id": request_id(), "bucket": bucket(user_id), "suggestions": items,

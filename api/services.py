@@ -216,11 +216,11 @@ class Services:
             seen = pipeline.seen_by_id(user_id) if pipeline else None
         except Exception as exc:   # the list goes without the seen penalty, as a failed re-rank leaves it
             log.error("impressions of %r unreadable: its list goes without the seen penalty", user_id, exc_info=exc)
-            failed = f"failed: {exc!r}"
+            failed = exc
         rec = fresh_fof(self.store, user_id, k, snap=pipeline.snap if pipeline else None,
                         sources=pipeline.sources if pipeline else (), seen=seen,
                         seen_decay=pipeline.seen_decay if pipeline else 1.0)
-        rec.skipped_sources["snapshot"] = why
-        if failed:
-            rec.skipped_sources["rerank"] = failed
+        rec.skip("snapshot", why)
+        if failed is not None:
+            rec.failed("rerank", failed)
         return rec

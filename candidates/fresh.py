@@ -40,7 +40,7 @@ def fresh_fof(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 
     weighs a snapshot viewer's, so this list too brings new faces each time it is opened.
     """
     rec = Recommendation(viewer=user_id, candidates=[])
-    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources, rec.skipped_sources)
+    ranked, ctx = fresh_ranked(store, user_id, k, max_friend_degree, snap, sources, rec)
     if seen:
         ranked = seen_penalized(ranked, seen, seen_decay)
     rec.candidates = fresh_shown(ranked, ctx, k, rec.removed)[0]
@@ -61,7 +61,7 @@ def fresh_shown(ranked: list[Candidate], ctx: FilterContext, k: int, counts: Cou
 
 
 def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int = 5000,
-                 snap: Snapshot | None = None, sources: Sequence[object] = (), skipped: dict[str, str] | None = None
+                 snap: Snapshot | None = None, sources: Sequence[object] = (), rec: Recommendation | None = None
                  ) -> tuple[list[Candidate], FilterContext]:
     """fresh_fof's candidates in their order before the hard rules, and the rules' context. Every source
     proposes as many as the pipeline's do (k if more): for every k up to that the fused order is the same.
@@ -69,7 +69,7 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
     candidate. With a snapshot, an id it holds that was deleted and created again since it read the
     accounts is left out, whichever source proposed it (its features there are the former account's).
     UnknownUserError for an id the store does not hold (the first read says so: no read of its own). A
-    snapshot source that fails proposes nothing, as in the pipeline, and is named in `skipped`."""
+    snapshot source that fails proposes nothing, as in the pipeline, and is named in `rec` (when given)."""
     n = max(PER_SOURCE_K, k)
     view = store.fresh_view(user_id, limit=n, max_friend_degree=max_friend_degree)
     if view.profile is None:
@@ -80,7 +80,7 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
     profiled = [s for s in sources if hasattr(s, "generate_for_profile")]
     if snap is not None and profiled:
         friends = np.array([snap.index_of(f) for f in view.friends if snap.has_user(f)], dtype=np.int64)
-        more = [c for s in profiled for c in _for_profile(s, view.profile, friends, n, skipped)]
+        more = [c for s in profiled for c in _for_profile(s, view.profile, friends, n, rec)]
         if more:
             cands = rrf_rank(user_id, _merged(snap, cands, more))
     since = snap.meta.get("accounts_read_at") if snap is not None else None
@@ -88,13 +88,13 @@ def fresh_ranked(store: GraphStore, user_id: str, k: int, max_friend_degree: int
     return cands, FilterContext(user_id, state, unsuggestable)
 
 
-def _for_profile(source, profile, friends: np.ndarray, n: int, skipped: dict[str, str] | None) -> list[Candidate]:
+def _for_profile(source, profile, friends: np.ndarray, n: int, rec: Recommendation | None) -> list[Candidate]:
     try:
         return source.generate_for_profile(profile, friends, n)
     except Exception as exc:   # a broken source degrades the answer, never fails it (CandidatePipeline)
         log.error("source %s failed for %r", source.name, profile.id, exc_info=exc)
-        if skipped is not None:
-            skipped[source.name] = f"failed: {exc!r}"
+        if rec is not None:
+            rec.failed(source.name, exc)
         return []
 
 

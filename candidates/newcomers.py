@@ -264,11 +264,11 @@ def with_newcomers(index: NewcomerIndex | None, state: StateReader, viewer: str,
         shown = seen() if seen is not None and kept else {}
         kept.sort(key=lambda c: -c.proof["fof"]["mutual_count"] * seen_decay ** shown.get(c.user_id, 0))  # stable
     except GraphStoreUnavailableError as exc:
-        rec.skipped_sources[SOURCE] = f"failed: {exc}"
+        rec.failed(SOURCE, exc, f"failed: {exc}")
         log.warning("newcomer stage skipped for %r: %s", viewer, exc)
         return final
     except Exception as exc:   # a broken stage degrades the list (its slots stay the ranked list's), as a source
-        rec.skipped_sources[SOURCE] = f"failed: {exc!r}"
+        rec.failed(SOURCE, exc)
         log.error("newcomer stage failed for %r: the list goes without its slots", viewer, exc_info=exc)
         return final
     finally:

@@ -33,7 +33,7 @@ from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
-from candidates.types import Candidate, Recommendation, RerankTrace
+from candidates.types import OVER_BUDGET, Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
@@ -139,7 +139,7 @@ class CandidatePipeline:
                 trace.kept = [c.index for c in out]
             return out, times
         except Exception as exc:
-            rec.skipped_sources["rerank"] = f"failed: {exc!r}"
+            rec.failed("rerank", exc)
             log.error("re-rank failed for user %d: the list keeps its ranked order", user, exc_info=exc)
             return final, times if times is not None else {}   # unread: the newcomer slots weigh none
 
@@ -157,7 +157,7 @@ class CandidatePipeline:
             return self.ranked(user, rec, proposals)
         except Exception as exc:
             rec.removed = removed   # what the failed attempt's cheap filters counted is counted again below
-            rec.skipped_sources["ranker"] = f"failed: {exc!r}"
+            rec.failed("ranker", exc)
             log.error("ranker failed for user %d: its list is ranked by reciprocal rank fusion", user, exc_info=exc)
             return self._merged_and_ranked(user, rec, proposals, rrf_rank)
 
@@ -288,10 +288,10 @@ class CandidatePipeline:
             out[source.name] = None
             got = results.get(source.name)
             if got is None:
-                rec.skipped_sources[source.name] = f"over budget ({self.config.source_budget_s * 1000:.0f} ms)"
+                rec.skip(source.name, f"over budget ({self.config.source_budget_s * 1000:.0f} ms)", OVER_BUDGET)
                 log.warning("source %s skipped for user %d: over its time budget", source.name, user)
             elif isinstance(got, BaseException):  # a broken source degrades the answer, never fails it
-                rec.skipped_sources[source.name] = f"failed: {got!r}"
+                rec.failed(source.name, got)
                 log.error("source %s failed for user %d", source.name, user, exc_info=got)
             else:
                 out[source.name], rec.timings_ms[source.name] = got

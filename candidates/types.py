@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from candidates.filters import FilterContext
 
 
+# how a part of a request came to be skipped (pymk_skipped_total's `outcome`: alert on FAILED)
+FAILED, OVER_BUDGET, SKIPPED = "failed", "over_budget", "skipped"
+SKIP_OUTCOMES = (FAILED, OVER_BUDGET, SKIPPED)
+
+
 def _frozen(d: dict[str, Any] | None) -> MappingProxyType:
     return MappingProxyType(dict(d or {}))
 
@@ -73,8 +78,20 @@ class Recommendation:
     viewer: str
     candidates: list[Candidate]
     removed: Counter = field(default_factory=Counter)
-    skipped_sources: dict[str, str] = field(default_factory=dict)
+    skipped_sources: dict[str, str] = field(default_factory=dict)   # part -> why, in words (the API's answer)
+    skip_outcomes: dict[str, str] = field(default_factory=dict)     # part -> FAILED | OVER_BUDGET | SKIPPED
     timings_ms: dict[str, float] = field(default_factory=dict)
     precomputed: str | None = None    # version of the precomputed list used, if any
     rules: FilterContext | None = None   # the hard rules' first read of fresh state
     rerank: RerankTrace | None = None     # what the re-rank did (only when asked for)
+
+    def skip(self, part: str, why: str, outcome: str = SKIPPED) -> None:
+        """`part` (a source or a request stage) did not run for this request; `outcome` is the metric's label."""
+        if outcome not in SKIP_OUTCOMES:
+            raise ValueError(f"unknown skip outcome {outcome!r}: one of {SKIP_OUTCOMES}")
+        self.skipped_sources[part] = why
+        self.skip_outcomes[part] = outcome
+
+    def failed(self, part: str, exc: BaseException, why: str | None = None) -> None:
+        """`part` raised `exc`: skipped, and the request went on without it."""
+        self.skip(part, why or f"failed: {exc!r}", FAILED)

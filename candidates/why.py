@@ -166,7 +166,9 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
     """The verdict for a viewer served off the snapshot (candidates/fresh.py): friends of friends from the
     store, fused with the snapshot's cold start and popularity, under the hard rules on fresh state."""
     verdict = Verdict(viewer, candidate, skipped={"snapshot": FRESH_PATH})
-    ranked, ctx = fresh_ranked(store, viewer, k, snap=pipeline.snap, sources=pipeline.sources)
+    rec = Recommendation(viewer, [])
+    ranked, ctx = fresh_ranked(store, viewer, k, snap=pipeline.snap, sources=pipeline.sources, rec=rec)
+    verdict.skipped.update(rec.skipped_sources)   # a snapshot source that failed for the profile
     mine = next((c for c in ranked if c.user_id == candidate), None)
     if mine is None:
         verdict.removed = "no source proposed it"
@@ -174,7 +176,12 @@ def why_fresh(pipeline: CandidatePipeline, store: GraphStore, viewer: str, candi
     for source in mine.sources:   # its rank in each list, as the fusion read them
         verdict.proposed_by[source] = int(fusion_ranks(ranked, source)[ranked.index(mine)])
     verdict.ranked_at = ranked.index(mine)
-    seen = pipeline.seen_by_id(viewer)
+    try:
+        seen = pipeline.seen_by_id(viewer)
+    except Exception as exc:   # as the request degrades: the list goes without the seen penalty
+        seen = {}
+        rec.failed("rerank", exc)
+        verdict.skipped.update(rec.skipped_sources)
     verdict.reranked = _seen_note(seen.get(candidate, 0), pipeline.seen_decay)
     shown, result = fresh_shown(seen_penalized(ranked, seen, pipeline.seen_decay), ctx, k)
     gone = next((why for c, why in result.removed if c.user_id == candidate), None)

@@ -272,6 +272,15 @@ def test_a_user_newer_than_the_snapshot_is_served_when_a_snapshot_source_or_its_
     assert resp.status_code == 200 and {"a1", "a2", "a3", "b0"} <= {s["user_id"] for s in body["suggestions"]}
     assert body["skipped_sources"] == {"coldstart": "failed: RuntimeError('chaos')", "rerank": "failed: "
                                        "RuntimeError('chaos')", "snapshot": "user is newer than the served snapshot"}
+    metrics = client.get("/metrics").get_data(as_text=True)
+    for part, outcome in (("coldstart", "failed"), ("rerank", "failed"), ("snapshot", "skipped")):
+        assert f'pymk_skipped_total{{outcome="{outcome}",part="{part}"}} 1.0' in metrics
+    from candidates.why import why
+
+    verdict = why(pipeline, "nu", "a1", store=app.extensions["pymk"].store)   # `pymk why` says what the request did
+    chaos = "failed: RuntimeError('chaos')"
+    assert {p: w for p, w in verdict.skipped.items() if p != "snapshot"} == {"coldstart": chaos, "rerank": chaos}
+    assert "snapshot" in verdict.skipped and verdict.shown_at is not None
 
 
 def test_new_user_then_friendship_gets_fresh_suggestions(client):

@@ -319,6 +319,7 @@ def test_inline_sources_run_in_the_request_thread_and_fail_alone():
     assert where["pooled_spy"].startswith("source")
     assert [[c.user_id for c in g] for g in got] == [["b0"], ["b1"]]
     assert rec.skipped_sources == {"broken": "failed: RuntimeError('boom')", "slow": "over budget (300 ms)"}
+    assert rec.skip_outcomes == {"broken": "failed", "slow": "over_budget"}   # the metric's label, not the words
     pipe.close()
 
 
