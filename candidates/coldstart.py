@@ -26,7 +26,7 @@ class ColdStartSource:
 
     name = "coldstart"
     description = "people from your school, workplace or city who are well connected there"
-    inline = True   # in-memory, bounded work: runs in the request's own thread (pipeline._run_sources)
+    inline = True   # in-memory, bounded work: runs in the request's own thread (candidates/budget.py)
 
     def __init__(self, snap: Snapshot, min_friends: int = 3, per_group: int = 200,
                  pagerank: np.ndarray | None = None) -> None:

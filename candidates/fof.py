@@ -255,7 +255,7 @@ class FriendsOfFriendsSource:
 
     name = "fof"
     description = "friends of your friends, by number of mutual friends (Adamic-Adar breaks ties)"
-    inline = True   # in-memory, bounded work: runs in the request's own thread (pipeline._run_sources)
+    inline = True   # in-memory, bounded work: runs in the request's own thread (candidates/budget.py)
 
     def __init__(self, snap: Snapshot, max_friend_degree: int = 5000, max_two_hop: int = 200_000,
                  max_proof: int = 20) -> None:

@@ -20,20 +20,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 
 from candidates.base import CandidateSource, Proposals, empty_proposals, propose, to_candidates
+from candidates.budget import SourceRunner
 from candidates.filters import FilterContext, StateReader, passing_rules
 from candidates.fusion import rrf_rank
 from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
-from candidates.types import OVER_BUDGET, Candidate, Recommendation, RerankTrace
+from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import run_bounds
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
@@ -46,7 +45,6 @@ PER_SOURCE_K = 100
 FALLBACK_SOURCES = ("popular",)   # asked for more when the hard rules leave a list short
 Ranker = Callable[[str, list[Candidate]], list[Candidate]]
 Reranker = Callable[..., list[Candidate]]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,8 +84,7 @@ class CandidatePipeline:
         self._imp_viewer, self._imp_shown, self._imp_sec = snap.impressions_by_viewer()
         self._seen_from = (self._imp_sec.max() - self.config.seen_window_days * 86_400.0 if self._imp_sec.size
                            else 0.0)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(sources) * self.config.concurrency),
-                                        thread_name_prefix="source")
+        self.runner = SourceRunner(sources, self.config.source_budget_s, self.config.concurrency)
 
     def recommend(self, user_id: str, k: int = 20, ranked: Sequence[Candidate] | None = None,
                   trace: bool = False) -> Recommendation:
@@ -253,56 +250,14 @@ class CandidatePipeline:
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
         """Every source's candidates (a source over its budget or failing is skipped, with the reason)."""
-        done = self._run_sources(lambda s: s.generate(user, self.config.per_source_k), user, rec)
+        done = self.runner.run(lambda s: s.generate(user, self.config.per_source_k), user, rec)
         return [got for got in done.values() if got is not None]
 
     def proposals(self, user: int, rec: Recommendation) -> dict[str, Proposals]:
         """Every source's proposals as arrays (a skipped source proposes nothing)."""
         one = np.array([user])
-        done = self._run_sources(lambda s: propose(s, one, self.config.per_source_k), user, rec)
+        done = self.runner.run(lambda s: propose(s, one, self.config.per_source_k), user, rec)
         return {name: got if got is not None else empty_proposals() for name, got in done.items()}
-
-    def _run_sources(self, run: Callable[[CandidateSource], T], user: int, rec: Recommendation) -> dict[str, T | None]:
-        """`run` on every source at once under the time budget; None for a source late or failing.
-
-        Sources marked `inline` (in-memory, bounded work: a few ms at most) run in the request's own
-        thread while the others run in the pool: handing a millisecond of numpy to another thread and
-        back costs a large share of that millisecond in thread switches when every core is busy."""
-        started = time.perf_counter()
-        pooled = [s for s in self.sources if not getattr(s, "inline", False)]
-        futures = {self._pool.submit(self._timed, run, s): s for s in pooled}
-        results: dict[str, tuple[T, float] | BaseException] = {}
-        for source in self.sources:
-            if getattr(source, "inline", False):
-                try:
-                    results[source.name] = self._timed(run, source)
-                except Exception as exc:
-                    results[source.name] = exc
-        left = max(0.0, self.config.source_budget_s - (time.perf_counter() - started))
-        _, late = wait(futures, timeout=left) if futures else (set(), set())
-        for fut, source in futures.items():
-            if fut not in late:
-                results[source.name] = fut.exception() or fut.result()
-        out: dict[str, T | None] = {}
-        for source in self.sources:
-            out[source.name] = None
-            got = results.get(source.name)
-            if got is None:
-                rec.skip(source.name, f"over budget ({self.config.source_budget_s * 1000:.0f} ms)", OVER_BUDGET)
-                log.warning("source %s skipped for user %d: over its time budget", source.name, user)
-            elif isinstance(got, BaseException):  # a broken source degrades the answer, never fails it
-                rec.failed(source.name, got)
-                log.error("source %s failed for user %d", source.name, user, exc_info=got)
-            else:
-                out[source.name], rec.timings_ms[source.name] = got
-        rec.timings_ms["generate"] = (time.perf_counter() - started) * 1000
-        return out
-
-    @staticmethod
-    def _timed(run: Callable[[CandidateSource], T], source: CandidateSource) -> tuple[T, float]:
-        start = time.perf_counter()
-        result = run(source)
-        return result, (time.perf_counter() - start) * 1000
 
     @staticmethod
     def merge(generated: list[list[Candidate]]) -> list[Candidate]:
@@ -359,4 +314,4 @@ class CandidatePipeline:
         return [ids[i] for i in self.snap.neighbors(user).tolist()]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.runner.close()

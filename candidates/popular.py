@@ -37,7 +37,7 @@ def top_excluding(order: np.ndarray, snap: Snapshot, degree: np.ndarray, user: i
 class _RankedUsers:
     name = ""
     description = ""
-    inline = True   # in-memory, bounded work: runs in the request's own thread (pipeline._run_sources)
+    inline = True   # in-memory, bounded work: runs in the request's own thread (candidates/budget.py)
 
     def __init__(self, snap: Snapshot, score: np.ndarray, unit: str) -> None:
         self.snap = snap

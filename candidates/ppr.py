@@ -107,7 +107,7 @@ class PersonalizedPageRankSource:
 
     name = "ppr"
     description = "people your network's random walks keep reaching (personalized PageRank)"
-    inline = True   # in-memory, bounded work: runs in the request's own thread (pipeline._run_sources)
+    inline = True   # in-memory, bounded work: runs in the request's own thread (candidates/budget.py)
 
     def __init__(self, snap: Snapshot, alpha: float = 0.15, eps: float = 1e-4) -> None:
         self.snap = snap
