@@ -1,12 +1,16 @@
-"""`pymk eval`'s split of an edge list and the snapshot of one: this code against another checkout's.
+"""`pymk eval`'s split of an edge list, the snapshot of one and the initial load's read of one: this code against
+another checkout's.
 
 Generated files of `--rows` rows over `--users` users: SNAP's temporal layout (integer ids), a message graph
 (the same layout, pairs repeating), and ids that are not integers (`u123`). Each figure is one task in its
 own process (`evaluation.harness.time_split`: read, training snapshot, interactions, test ties; or
-`graph.snapshot.from_edge_list`), with PYTHONPATH at the tree under test; the trees alternate, best of
-`--trials`. Both trees must give the same result (a digest of the snapshot's arrays and the test ties).
+`graph.snapshot.from_edge_list`, or `pymk initial-load`'s read of the edges before the importer runs,
+`graph.bulkload._read_edges`), with PYTHONPATH at the tree under test; the trees alternate, best of
+`--trials`. Both trees must give the same result (a digest of the snapshot's arrays and the test ties; of the
+initial load's pairs by id, since the importer's numbers may differ).
 
     PYTHONPATH=. .venv/bin/python bench/edge_split.py --baseline-src /tmp/base [--rows 2000000] [--trials 2]
+        [--task initial_load]
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 FILES = {"SNAP temporal (integer ids)": "{} {} {}\n", "message graph (pairs repeat)": "{} {} {}\n",
          "string ids (u123)": "u{} u{} {}\n"}
-TASKS = ("split", "snapshot")
+TASKS = ("split", "snapshot", "initial_load")
 
 
 def _write(path: Path, name: str, rows: int, users: int) -> None:
@@ -60,15 +64,27 @@ def _run_task(task: str, path: Path) -> dict:
 
     imported_mb = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
     start = time.perf_counter()
+    if task == "initial_load":
+        from graph.bulkload import InitialLoadReport, _Ids, _read_edges
+
+        ids = _Ids()
+        src, dst, since = _read_edges([path], ids, InitialLoadReport(), progress=False)
+        seconds, peak_mb = time.perf_counter() - start, int(peak_rss_mb())
+        names = np.array(list(ids.index))
+        a, b = names[src], names[dst]
+        order = np.lexsort((b, a))
+        return {"seconds": round(seconds, 2), "peak_rss_above_imports_mb": peak_mb - imported_mb,
+                "digest": _digest(a[order], b[order], since[order])}
     if task == "split":
         split = time_split(path)
+        # the digest's reading of every test user's ties is neither timed nor in the peak
+        seconds, peak_mb = time.perf_counter() - start, int(peak_rss_mb())
         snap = split.train
         test = json.dumps(sorted((u, sorted(v)) for u, v in split.test.items())).encode()
         extra = [snap.events[k] for k in sorted(snap.events)] + [np.frombuffer(test, np.uint8)]
     else:
         snap, extra = from_edge_list(path), []
-    seconds = time.perf_counter() - start
-    peak_mb = int(peak_rss_mb())
+        seconds, peak_mb = time.perf_counter() - start, int(peak_rss_mb())
     return {"seconds": round(seconds, 2), "peak_rss_above_imports_mb": peak_mb - imported_mb,
             "digest": _digest(snap.ids, snap.indptr, snap.indices, snap.since, *extra)}
 
@@ -79,8 +95,10 @@ def _run_task(task: str, path: Path) -> dict:
 @click.option("--trials", default=2, show_default=True)
 @click.option("--baseline-src", type=click.Path(file_okay=False, exists=True, path_type=Path), required=True,
               help="another checkout: the comparison's baseline")
+@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS), help="only these (default: all)")
 @click.option("--worker", nargs=2, type=str, default=None, hidden=True)
-def main(rows: int, users: int, trials: int, baseline_src: Path, worker: tuple[str, str] | None) -> None:
+def main(rows: int, users: int, trials: int, baseline_src: Path, tasks: tuple[str, ...],
+         worker: tuple[str, str] | None) -> None:
     if worker:   # imports from the tree PYTHONPATH names, not from bench/ (bench/candidates.py is not the package)
         sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
         print(json.dumps(_run_task(worker[0], Path(worker[1]))))
@@ -96,7 +114,7 @@ def main(rows: int, users: int, trials: int, baseline_src: Path, worker: tuple[s
     for name in FILES:
         _write(path, name, rows, users)
         figures: dict = {}
-        for task in TASKS:
+        for task in tasks or TASKS:
             runs: dict[str, list[dict]] = {tree: [] for tree in trees}
             for _ in range(trials):
                 for tree_name, tree in trees.items():   # alternating: the machine's drift favours neither

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import shutil
 import subprocess
 import time
-from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from graph import server
-from graph.readers import ByteCounter, EdgeBlock, RejectCounter, RowError, read_edge_blocks, read_users
+from graph.coded_edges import read_coded_edges
+from graph.readers import ByteCounter, RejectCounter, RowError, read_users
 from graph.records import PROFILE_FIELDS
 from pymk.errors import PymkError
 from pymk.progress import progress_bar
@@ -82,11 +81,6 @@ def _good_rows(paths: list[Path], reader, kind: str, report: InitialLoadReport, 
         with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"{kind} {path.name}",
                           enabled=progress, mininterval=0.5) as bar:
             for row in reader(source):
-                if row.__class__ is EdgeBlock:   # many rows at once
-                    report.rows_read += len(row)
-                    yield row
-                    bar.update(source.bytes_read - bar.n)
-                    continue
                 report.rows_read += 1
                 if isinstance(row, RowError):
                     report.reject(row)
@@ -107,22 +101,27 @@ def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progres
 
 def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
                 progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none)."""
-    a, b, since = array("q"), array("q"), array("d")
-    for row in _good_rows(paths, read_edge_blocks, "edges", report, progress):
-        if row.__class__ is EdgeBlock:
-            report.edge_rows += len(row)
-            for lo, hi in zip(map(min, row.src, row.dst), map(max, row.src, row.dst), strict=True):
-                a.append(ids(lo))
-                b.append(ids(hi))
-            since.frombytes(row.times.tobytes())
-            continue
-        report.edge_rows += 1
-        lo, hi = (row.src, row.dst) if row.src <= row.dst else (row.dst, row.src)
-        a.append(ids(lo))
-        b.append(ids(hi))
-        since.append(math.nan if row.ts is None else row.ts)
-    src, dst, ts = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(since, np.float64)
+    """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none). Each file is read
+    into codes (graph/coded_edges.py, as `pymk eval` and the snapshot of an edge list read it): one importer id
+    lookup and one string comparison per distinct id, not per row."""
+    a, b, since = [], [], []
+    for path in paths:
+        source, rejected = ByteCounter(path), report.rejected
+        with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
+                          enabled=progress, mininterval=0.5) as bar:
+            edges = read_coded_edges(source, report.reject, lambda s=source, b=bar: b.update(s.bytes_read - b.n))
+        report.rows_read += len(edges) + report.rejected - rejected
+        report.edge_rows += len(edges)
+        names = edges.names
+        importer = np.fromiter(map(ids, names), np.int64, len(names))
+        rank = np.empty(len(names), np.int64)   # each code's place in id order (str comparison, as MERGE's a <= b)
+        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+        swap = rank[edges.src] > rank[edges.dst]
+        a.append(importer[np.where(swap, edges.dst, edges.src)])
+        b.append(importer[np.where(swap, edges.src, edges.dst)])
+        since.append(edges.ts)
+    src, dst, ts = (np.concatenate(x) if x else np.empty(0, dt) for x, dt in
+                    ((a, np.int64), (b, np.int64), (since, np.float64)))
     key = (src << 32) | dst
     order = np.lexsort((np.where(np.isnan(ts), np.inf, ts), key))  # per pair, earliest since first
     key = key[order]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
@@ -86,7 +87,7 @@ class _Numbering:
 
     def __init__(self) -> None:
         self.src, self.dst = array("q"), array("q")
-        self.code: dict[str, int] | None = None   # None: the rows hold integer ids, not codes
+        self.code: defaultdict[str, int] | None = None   # None: the rows hold integer ids, not codes
 
     def add_block(self, src: list[str], dst: list[str]) -> None:
         if self.code is None:
@@ -95,9 +96,7 @@ class _Numbering:
                 self.src.frombytes(_integers(src_text, len(src)).tobytes())
                 self.dst.frombytes(_integers(dst_text, len(dst)).tobytes())
                 return
-        code = self._strings()
-        new = set(src).union(dst).difference(code)   # numbered in any order: only names[code] matters
-        code.update(zip(new, count(len(code))))
+        code = self._strings()   # a new id is numbered on its first lookup (the dict's default), all in C
         self.src.extend(map(code.__getitem__, src))
         self.dst.extend(map(code.__getitem__, dst))
 
@@ -107,17 +106,18 @@ class _Numbering:
             self.dst.append(int(dst))
             return
         code = self._strings()
-        self.src.append(code.setdefault(src, len(code)))
-        self.dst.append(code.setdefault(dst, len(code)))
+        self.src.append(code[src])
+        self.dst.append(code[dst])
 
-    def _strings(self) -> dict[str, int]:
-        """The dict of codes, made on the first id that is not a canonical integer from the integers so far."""
+    def _strings(self) -> defaultdict[str, int]:
+        """The dict of codes, made on the first id that is not a canonical integer from the integers so far; an id
+        it lacks gets the next code when first looked up (codes in first-seen order: only names[code] matters)."""
         if self.code is None:
             s, d = np.array(self.src, np.int64), np.array(self.dst, np.int64)
             values = np.unique(np.concatenate([s, d]))
             self.src = array("q", np.searchsorted(values, s).tobytes())
             self.dst = array("q", np.searchsorted(values, d).tobytes())
-            self.code = {str(v): i for i, v in enumerate(values.tolist())}
+            self.code = defaultdict(count(values.size).__next__, ((str(v), i) for i, v in enumerate(values.tolist())))
         return self.code
 
     def finish(self) -> tuple[list[str], np.ndarray, np.ndarray]:

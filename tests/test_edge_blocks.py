@@ -4,6 +4,7 @@ give exactly the rows and errors, in file order, that the line-by-line reader gi
 from __future__ import annotations
 
 import gzip
+import math
 import random
 from dataclasses import replace
 
@@ -171,3 +172,39 @@ def test_blocks_without_a_time_column_give_unknown_times(tmp_path, monkeypatch):
     assert np.array_equal(ties.ts, slow_ties.ts, equal_nan=True)
     for x, y in zip(pairs, slow_pairs, strict=True):
         assert np.array_equal(x, y, equal_nan=True)
+
+
+def test_the_initial_loads_pairs_are_each_pairs_earliest_tie_in_id_order(tmp_path):
+    """Against a row-by-row reference: two files, integer ids and then others (the codes switch to strings
+    mid-file), each pair in both directions, some rows without a time, a bad row; importer ids name users
+    already numbered by the users file first."""
+    from graph.bulkload import InitialLoadReport, _Ids, _read_edges
+
+    rng = random.Random(11)
+    ids = [str(i) for i in range(60)] + ["10a", "z", "Ä", "007"]   # "007" < "10" < "10a" < "9" < "z" < "Ä" as str
+    files = []
+    for f in range(2):
+        lines = []
+        for i in range(1_500):
+            a, b = rng.sample(ids[:60] if f == 0 and i < 900 else ids, 2)
+            lines.append(f"{a} {b}" + ("" if rng.random() < 0.1 else f" {1_300_000_000 + rng.randrange(10**6)}"))
+        lines[700] = "5 5 1300000000"   # a self-loop: refused
+        files.append(tmp_path / f"edges{f}.txt")
+        files[-1].write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    known = _Ids()
+    known("z"), known("3")   # from the users file
+    report = InitialLoadReport()
+    src, dst, since = _read_edges(files, known, report, progress=False)
+    expected: dict[tuple[str, str], float] = {}
+    for path in files:
+        for row in read_edges(ByteCounter(path), LINES):
+            if isinstance(row, EdgeRow):
+                pair = (min(row.src, row.dst), max(row.src, row.dst))
+                t = math.inf if row.ts is None else row.ts
+                expected[pair] = min(expected.get(pair, math.inf), t)
+    name = {i: uid for uid, i in known.index.items()}
+    got = {(name[s], name[d]): (math.inf if t != t else t)
+           for s, d, t in zip(src.tolist(), dst.tolist(), since.tolist(), strict=True)}
+    assert len(got) == src.size and got == expected
+    assert known.index["z"] == 0 and known.index["3"] == 1
+    assert report.rejected == 2 and report.edge_rows == 2 * 1_499 and report.rows_read == 3_000
