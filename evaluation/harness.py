@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -36,10 +37,33 @@ from ranker.serve import ModelRanker
 log = logging.getLogger(__name__)
 
 
+class FutureTies(Mapping[str, set[str]]):
+    """User -> the users they tied with at or after the cut: the ties kept as codes into `names`, a user's set
+    built when it is read. The evaluation reads the sets of a sample (up to a few thousand users); a set of
+    strings for every test user cost ~2 s and a few hundred MB on a graph of millions of ties."""
+
+    def __init__(self, names: list[str], src: np.ndarray, dst: np.ndarray) -> None:
+        a, b = np.concatenate([src, dst]), np.concatenate([dst, src])   # both directions
+        order = np.argsort(a, kind="stable")
+        self._a, self._b, self._names = a[order], b[order], names
+        self._code = {names[c]: c for c in np.unique(self._a).tolist()}
+
+    def __getitem__(self, user: str) -> set[str]:
+        code = self._code[user]
+        lo, hi = np.searchsorted(self._a, [code, code + 1])
+        return {self._names[c] for c in self._b[lo:hi].tolist()}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._code)
+
+    def __len__(self) -> int:
+        return len(self._code)
+
+
 @dataclass(frozen=True)
 class Split:
     train: Snapshot
-    test: dict[str, set[str]]      # user -> users they first tied with at or after the cut
+    test: FutureTies                 # user -> users they first tied with at or after the cut
     cut: float | None
     train_ties: int
     test_ties: int
@@ -64,12 +88,9 @@ def time_split(path: Path, train_share: float = 0.8, seed: int = 0) -> Split:
     later = np.flatnonzero(~train)
     src, dst = edges.src[later], edges.dst[later]
     known = (index[src] >= 0) & (index[dst] >= 0)   # both users had a tie before the cut
-    test: dict[str, set[str]] = {}
-    for s, d in zip(edges.named(src[known]), edges.named(dst[known]), strict=True):
-        test.setdefault(s, set()).add(d)
-        test.setdefault(d, set()).add(s)
     unseen = int((~known).sum())
-    return Split(snap, test, cut, int(train.sum()), int((~train).sum()), unseen)
+    return Split(snap, FutureTies(edges.names, src[known], dst[known]), cut, int(train.sum()), int((~train).sum()),
+                 unseen)
 
 
 def evaluate(path: Path, users: int = 500, train_share: float = 0.8, seed: int = 0,
