@@ -101,27 +101,12 @@ def _read_users(paths: list[Path], ids: _Ids, report: InitialLoadReport, progres
 
 def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
                 progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none). Each file is read
-    into codes (graph/coded_edges.py, as `pymk eval` and the snapshot of an edge list read it): one importer id
-    lookup and one string comparison per distinct id, not per row."""
-    a, b, since = [], [], []
-    for path in paths:
-        source, rejected = ByteCounter(path), report.rejected
-        with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
-                          enabled=progress, mininterval=0.5) as bar:
-            edges = read_coded_edges(source, report.reject, lambda s=source, b=bar: b.update(s.bytes_read - b.n))
-        report.rows_read += len(edges) + report.rejected - rejected
-        report.edge_rows += len(edges)
-        names = edges.names
-        importer = np.fromiter(map(ids, names), np.int64, len(names))
-        rank = np.empty(len(names), np.int64)   # each code's place in id order (str comparison, as MERGE's a <= b)
-        rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
-        swap = rank[edges.src] > rank[edges.dst]
-        a.append(importer[np.where(swap, edges.dst, edges.src)])
-        b.append(importer[np.where(swap, edges.src, edges.dst)])
-        since.append(edges.ts)
-    src, dst, ts = (np.concatenate(x) if x else np.empty(0, dt) for x, dt in
-                    ((a, np.int64), (b, np.int64), (since, np.float64)))
+    """Canonical (a <= b by id), deduplicated pairs with the earliest `since` (NaN when none)."""
+    parts = [_file_pairs(path, ids, report, progress) for path in paths]
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+    src, dst, ts = parts[0] if len(parts) == 1 else (np.concatenate(x) for x in zip(*parts, strict=True))
+    del parts
     key = (src << 32) | dst
     order = np.lexsort((np.where(np.isnan(ts), np.inf, ts), key))  # per pair, earliest since first
     key = key[order]
@@ -129,6 +114,26 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
     first[1:] = key[1:] != key[:-1]
     keep = order[first]
     return src[keep], dst[keep], ts[keep]
+
+
+def _file_pairs(path: Path, ids: _Ids, report: InitialLoadReport, progress: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One edge file's rows as importer ids in canonical order, and their times. The file is read into codes
+    (graph/coded_edges.py, as `pymk eval` and the snapshot of an edge list read it): one importer-id lookup and
+    one string comparison per distinct id, not per row."""
+    source, rejected = ByteCounter(path), report.rejected
+    with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
+                      enabled=progress, mininterval=0.5) as bar:
+        edges = read_coded_edges(source, report.reject, lambda: bar.update(source.bytes_read - bar.n))
+    report.rows_read += len(edges) + report.rejected - rejected
+    report.edge_rows += len(edges)
+    names = edges.names
+    importer = np.fromiter(map(ids, names), np.int64, len(names))
+    rank = np.empty(len(names), np.int64)   # each code's place in id order (str comparison, as MERGE's a <= b)
+    rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    swap = rank[edges.src] > rank[edges.dst]
+    return (importer[np.where(swap, edges.dst, edges.src)], importer[np.where(swap, edges.src, edges.dst)],
+            edges.ts)
 
 
 def _write_nodes(path: Path, ids: _Ids, props: dict[int, dict], written_at: float) -> None:
