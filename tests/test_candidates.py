@@ -323,6 +323,19 @@ def test_inline_sources_run_in_the_request_thread_and_fail_alone():
     pipe.close()
 
 
+def test_a_skipped_part_keeps_its_words_and_a_known_outcome():
+    rec = Recommendation("a1", [])
+    rec.failed("ppr", RuntimeError("x"))
+    rec.skip("ann", "over budget (250 ms)", "over_budget")
+    rec.failed("newcomers", OSError("down"), "failed: down")
+    assert rec.skipped_sources == {"ppr": "failed: RuntimeError('x')", "ann": "over budget (250 ms)",
+                                   "newcomers": "failed: down"}
+    assert rec.skip_outcomes == {"ppr": "failed", "ann": "over_budget", "newcomers": "failed"}
+    with pytest.raises(ValueError, match="'late'"):
+        rec.skip("fof", "late", "late")
+    assert "fof" not in rec.skipped_sources
+
+
 @pytest.mark.parametrize("breaks", ["call", "rank_proposals"])
 def test_a_failing_ranker_degrades_the_order_to_fusion_and_never_fails_the_request(breaks):
     """As a broken source degrades its candidates: the request gets the same proposals fused by reciprocal
