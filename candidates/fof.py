@@ -20,6 +20,7 @@ from candidates.base import Proposals, to_candidates
 from candidates.types import Candidate
 from graph.snapshot import Snapshot
 from graph.snapshot.csr import pair_keys, rank_in_group, thread_scratch
+from graph.tiebreak import tie_keys
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class FofScores:
     """Two-hop candidates of a block of viewers: rows grouped by owner (the viewer's position in the
-    block), each group ranked (mutual count, then Adamic-Adar, then id)."""
+    block), each group ranked (mutual count, then Adamic-Adar, then the pair's tie key: graph/tiebreak.py)."""
 
     owner: np.ndarray
     candidates: np.ndarray    # internal indices
@@ -209,16 +210,17 @@ def fof_block(snap: Snapshot, users: np.ndarray, degree: np.ndarray, max_friend_
     users = np.asarray(users, dtype=np.int64)
     mark = thread_scratch(snap.num_users, 1)[1]
     p_owner, cand, via = _paths(snap.indptr, snap.indices, degree, users, max_friend_degree, max_two_hop, mark)
-    return score_paths(p_owner, cand, via, degree[via], snap.id_rank, snap.num_users, k)
+    return score_paths(p_owner, cand, via, degree[via], snap.id_hash, snap.id_hash[users], snap.num_users, k)
 
 
-def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, id_rank: np.ndarray,
-                n: int, k: int | None = None) -> FofScores:
+def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree: np.ndarray, id_hash: np.ndarray,
+                owner_hash: np.ndarray, n: int, k: int | None = None) -> FofScores:
     """Score two-hop paths viewer (owner) -> via -> cand: per pair, mutual count, Adamic-Adar and
     resource allocation, summed in the order the paths come in (so callers that pass them in the
-    same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then external id
-    as a string (`id_rank`: Snapshot.id_rank). With `k`, rows that cannot be among their owner's
-    first k are left out before ranking (the sort is most of the cost; the first k are unchanged)."""
+    same order get the same bits); ranked per owner by mutual count, Adamic-Adar, then the pair's tie
+    key (graph/tiebreak.py: `id_hash` per user, Snapshot.id_hash; `owner_hash` per owner). With `k`, rows
+    that cannot be among their owner's first k are left out before ranking (the sort is most of the cost;
+    the first k are unchanged)."""
     vdeg = via_degree.astype(np.float64)
     w_aa, w_ra = 1.0 / np.log(vdeg), 1.0 / vdeg
     if owner.size and np.all(owner[1:] >= owner[:-1]):   # grouped by owner, as every caller lists them
@@ -233,7 +235,7 @@ def score_paths(owner: np.ndarray, cand: np.ndarray, via: np.ndarray, via_degree
     if k is not None:   # u_owner is grouped by owner either way
         kept = _top_mutual(u_owner, mutual, k) if k > 0 else np.zeros(u_owner.size, dtype=bool)
         u_owner, u_cand, mutual, aa, ra = u_owner[kept], u_cand[kept], mutual[kept], aa[kept], ra[kept]
-    order = np.lexsort((id_rank[u_cand], -np.round(aa, 9), -mutual, u_owner))
+    order = np.lexsort((tie_keys(owner_hash[u_owner], id_hash[u_cand]), -np.round(aa, 9), -mutual, u_owner))
     return FofScores(u_owner[order], u_cand[order], mutual[order], aa[order], ra[order], owner, cand, via, n)
 
 

@@ -213,7 +213,7 @@ class CandidatePipeline:
         """The first four stages once, for a user with a friend, and the head of its list built (the
         proofs' kernels too): the one-time work (compiled kernels loaded or compiled, per-snapshot caches
         built; seconds without a kernel cache) is not left to the first request."""
-        _ = self.snap.id_rank
+        _ = self.snap.id_hash
         with_friend = np.flatnonzero(self.snap.degree)
         if with_friend.size:
             _ = self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))[:20]

@@ -215,9 +215,12 @@ WHERE fdeg <= $max_deg
 MATCH (f)-[:FRIENDS_WITH]-(c:User)
 WHERE c <> u AND NOT EXISTS { (u)-[:FRIENDS_WITH]-(c) }
 WITH c.id AS candidate, collect(f.id) AS mutual, sum(1.0 / log(fdeg)) AS aa
-WITH candidate, size(mutual) AS mutual_count, aa, mutual
-ORDER BY mutual_count DESC, round(aa, 9) DESC, candidate ASC
-LIMIT $limit
+WITH candidate, size(mutual) AS mutual_count, aa, round(aa, 9) AS aa9, mutual
+ORDER BY mutual_count DESC, aa9 DESC
+WITH collect([candidate, mutual_count, aa, mutual, aa9]) AS ranked
+WITH ranked, ranked[$limit - 1] AS cut
+UNWIND [r IN ranked WHERE cut IS NULL OR r[1] > cut[1] OR (r[1] = cut[1] AND r[4] >= cut[4])] AS r
+WITH r[0] AS candidate, r[1] AS mutual_count, r[2] AS aa, r[3] AS mutual
 """
 Q_FOF = "MATCH (u:User {id: $id})" + _FOF + "RETURN candidate, mutual_count, aa, mutual"
 # A viewer served off the snapshot (the fresh path): its profile, its friends and Q_FOF's rows in one read

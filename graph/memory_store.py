@@ -27,6 +27,7 @@ from graph.records import (
     UserRecord,
     UserState,
 )
+from graph.tiebreak import fof_order
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -321,9 +322,7 @@ class MemoryGraphStore:
                 if c != user_id and c not in mine:
                     mutual[c].append(f)
                     aa[c] += 1.0 / math.log(deg)
-        rows = [FofRow(c, len(m), aa[c], tuple(sorted(m))) for c, m in mutual.items()]
-        rows.sort(key=lambda r: (-r.mutual_count, -round(r.adamic_adar, 9), r.candidate))
-        return rows[:limit]
+        return fof_order(user_id, [FofRow(c, len(m), aa[c], tuple(sorted(m))) for c, m in mutual.items()], limit)
 
     def counts(self) -> GraphCounts:
         return GraphCounts(len(self.users), len(self.since), len(self.requests), len(self.blocks),

@@ -33,6 +33,7 @@ from graph.records import (
     UserRecord,
     UserState,
 )
+from graph.tiebreak import fof_order
 from pymk.errors import GraphStoreCircuitOpenError, GraphStoreTimeoutError, GraphStoreUnavailableError
 from pymk.settings import Neo4jSettings
 
@@ -259,7 +260,8 @@ class Neo4jGraphStore:
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(q.Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
-        return [q.fof_row(r["candidate"], r["mutual_count"], r["aa"], r["mutual"]) for r in records]
+        return fof_order(user_id, [q.fof_row(r["candidate"], r["mutual_count"], r["aa"], r["mutual"])
+                                   for r in records], limit)
 
     def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:
         records = self._read(q.Q_FRESH_VIEW, id=user_id, limit=limit, max_deg=max_friend_degree)
@@ -267,7 +269,7 @@ class Neo4jGraphStore:
             return FreshView(None, (), ())
         r = records[0]
         return FreshView(q.user_from_props(r["p"]), tuple(sorted(r["friends"])),
-                         tuple(q.fof_row(*row) for row in r["fof"]))
+                         tuple(fof_order(user_id, [q.fof_row(*row) for row in r["fof"]], limit)))
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)

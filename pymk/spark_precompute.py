@@ -37,8 +37,8 @@ import numpy as np
 from candidates.base import Proposals
 from candidates.fof import fof_proofs, score_paths
 from candidates.precompute import publish_lists
-from graph.snapshot.format import string_order_rank
 from graph.snapshot.parquet import export_parquet
+from graph.tiebreak import id_hashes
 from pymk.artifacts import ArtifactStore
 from pymk.errors import SparkUnavailableError
 from pymk.settings import REPO_ROOT, Settings
@@ -89,14 +89,14 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
         raise SparkUnavailableError(where, exc) from exc
 
 
-def _id_rank(parquet_dir: str) -> np.ndarray:
-    """The users' external ids as a string-order rank (Snapshot.id_rank), read once per executor."""
-    if ("id_rank", parquet_dir) not in _EXECUTOR:
+def _id_hash(parquet_dir: str) -> np.ndarray:
+    """The users' id hashes (Snapshot.id_hash: the order of equal scores), read once per executor."""
+    if ("id_hash", parquet_dir) not in _EXECUTOR:
         import pyarrow.parquet as pq
 
         ids = np.asarray(pq.read_table(f"{parquet_dir}/users.parquet", columns=["id"])["id"].to_numpy(), dtype=str)
-        _EXECUTOR[("id_rank", parquet_dir)] = string_order_rank(ids)
-    return _EXECUTOR[("id_rank", parquet_dir)]
+        _EXECUTOR[("id_hash", parquet_dir)] = id_hashes(ids)
+    return _EXECUTOR[("id_hash", parquet_dir)]
 
 
 def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
@@ -105,10 +105,12 @@ def _score_two_hop(pdf, parquet_dir: str, k: int, max_proof: int):
 
     x, m, dm = (pdf[c].to_numpy(np.int64) for c in ("x", "m", "dm"))
     order = np.lexsort((m, x))   # per candidate, its mutual friends in increasing order, as fof_block has them
-    id_rank = _id_rank(parquet_dir)
-    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], id_rank, id_rank.size, k)
+    id_hash = _id_hash(parquet_dir)
+    viewer = int(pdf["v"].iloc[0])
+    s = score_paths(np.zeros(x.size, dtype=np.int64), x[order], m[order], dm[order], id_hash, id_hash[[viewer]],
+                    id_hash.size, k)
     top = slice(0, k)
-    return pd.DataFrame({"v": np.full(s.candidates[top].size, int(pdf["v"].iloc[0]), dtype=np.int64),
+    return pd.DataFrame({"v": np.full(s.candidates[top].size, viewer, dtype=np.int64),
                          "cand": s.candidates[top], "mutual": s.mutual[top], "aa": s.adamic_adar[top],
                          "ra": s.resource_allocation[top],
                          "mutual_ids": s.mutual_ids_of(s.owner[top], s.candidates[top], max_proof),

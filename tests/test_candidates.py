@@ -480,8 +480,9 @@ def test_why_names_what_the_rerank_did_to_a_candidate():
                                                     explore_share=0.0))
         pipe.times_seen = lambda user: {}
         # every candidate from fof: at most 2 of 4 before the caps fill in. c1..c4 share one mutual friend each
-        # and tie in the fusion; they keep fof's order (Adamic-Adar: c2 and c3, through friends of 3, first)
-        capped = why(pipe, "v", "c3", k=4)
+        # and tie in the fusion; they keep fof's order (Adamic-Adar: c2 and c3, through friends of 3, first; the
+        # two in the order of their pairs' tie keys)
+        capped = max((why(pipe, "v", c, k=4) for c in ("c2", "c3")), key=lambda verdict: verdict.ranked_at)
         assert capped.ranked_at == 2 and capped.reranked == ["held back: its first source already filled its share "
                                                              "of the list (max_source_share)"] and capped.shown_at == 2
     finally:
@@ -584,13 +585,26 @@ def test_concurrent_requests_do_not_starve_each_others_sources():
     assert skipped == [{}, {}, {}, {}]
 
 
-def test_fof_ties_are_broken_by_external_id_as_a_string_as_cypher_orders_them():
-    from graph.snapshot.format import string_order_rank
+def test_fof_ties_go_in_the_pairs_tie_key_order_not_by_id():
+    """Every friend of a viewer's only friend ties (one mutual friend, the same Adamic-Adar): the list takes
+    them in the order of the pair's tie key (graph/tiebreak.py), the order the graph store gives its rows,
+    different for each viewer; not the lowest ids (where ids follow sign-up order: the oldest accounts)."""
+    from graph.store import FofRow
+    from graph.tiebreak import fof_order, id_hashes
 
-    assert string_order_rank(np.array([2, 9, 10, 100])).tolist() == [2, 3, 0, 1]   # "10" < "100" < "2" < "9"
-    snap = from_pairs(["1", "1", "2", "3"], ["2", "3", "9", "10"])   # 9 and 10: one mutual friend each
-    got = FriendsOfFriendsSource(snap).generate(snap.index_of("1"), 10)
-    assert [c.user_id for c in got] == ["10", "9"]
+    hub = [str(i) for i in range(100, 160)]
+    snap = from_pairs([*(["h"] * len(hub)), "v", "w"], [*hub, "h", "h"])   # v and w: h's friends, as are 100..159
+    src = FriendsOfFriendsSource(snap)
+    lists = {}
+    for viewer in ("v", "w"):
+        got = [c.user_id for c in src.generate(snap.index_of(viewer), 10)]
+        rows = [FofRow(c, 1, 1 / np.log(62), ("h",)) for c in [*hub, "v", "w"] if c != viewer]
+        assert got == [r.candidate for r in fof_order(viewer, rows, 10)]   # the store's order
+        assert got != hub[:10]   # not the lowest ids
+        lists[viewer] = got
+    assert lists["v"] != [c for c in lists["w"] if c != "v"][:10]   # each viewer its own order
+    assert np.array_equal(id_hashes(np.array([7, 1234567890123])), id_hashes(["7", "1234567890123"]))
+    assert id_hashes(np.array(["ab", "a" * 50]))[0] == id_hashes(["ab"])[0]   # the array's width is not read
 
 
 def test_warm_runs_the_ranking_stages_once_for_a_user_with_a_friend():
@@ -607,7 +621,7 @@ def test_warm_runs_the_ranking_stages_once_for_a_user_with_a_friend():
     real = pipe.ranked
     pipe.ranked = lambda user, rec: seen.append(user) or Head(real(user, rec))
     pipe.warm()
-    assert [snap.external_id(u) for u in seen] == ["a"] and snap._id_rank is not None
+    assert [snap.external_id(u) for u in seen] == ["a"] and snap._id_hash is not None
     assert heads == [slice(None, 20)]   # the head's candidates are built: their proofs' kernels run too
     pipe.close()
     lonely = from_pairs(["x"], ["x"])

@@ -32,7 +32,8 @@ def reference_fof_block(snap, users, degree, max_friend_degree, max_two_hop):
     p_off, p_row = row_positions(snap.indptr, mids)
     cand, via, p_owner = snap.indices[p_off].astype(np.int64), mids[p_row], owner[p_row]
     keep = (cand != users[p_owner]) & ~is_neighbour(snap.indptr, snap.indices, users, p_owner, cand)
-    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.id_rank, snap.num_users)
+    return score_paths(p_owner[keep], cand[keep], via[keep], degree[via[keep]], snap.id_hash, snap.id_hash[users],
+                       snap.num_users)
 
 
 @pytest.mark.parametrize("seed,max_friend_degree,max_two_hop", [(0, 5000, 200_000), (1, 12, 200_000), (2, 40, 60)])
@@ -71,7 +72,7 @@ def test_scores_are_the_bits_of_the_numpy_sums(grouped):
     if not grouped:
         shuffle = np.random.default_rng(4).permutation(owner.size)
         owner, cand, via = owner[shuffle], cand[shuffle], via[shuffle]
-    got = score_paths(owner, cand, via, snap.degree[via], snap.id_rank, snap.num_users)
+    got = score_paths(owner, cand, via, snap.degree[via], snap.id_hash, snap.id_hash[users], snap.num_users)
     u_owner, u_cand, mutual, aa, ra = reference_score_paths(owner, cand, snap.degree[via], snap.num_users)
     at = {(o, c): i for i, (o, c) in enumerate(zip(u_owner.tolist(), u_cand.tolist(), strict=True))}
     rows = np.array([at[(o, c)] for o, c in zip(got.owner.tolist(), got.candidates.tolist(), strict=True)])

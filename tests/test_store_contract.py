@@ -6,9 +6,11 @@ import dataclasses
 import math
 import time
 
+import numpy as np
 import pytest
 
 from graph.records import Event, FreshView, Friendship, UserRecord
+from graph.tiebreak import id_hashes, tie_keys
 from tests.conftest import between_writes
 
 
@@ -179,6 +181,19 @@ def test_fof_orders_by_mutual_count_then_adamic_adar(store, prefix):
     assert [(r.candidate, r.mutual_count) for r in rows] == [(f"{p}c2", 2), (f"{p}c1", 1)]
 
 
+def test_fof_cut_inside_a_tie_takes_the_tied_by_their_pairs_tie_keys(store, prefix):
+    """v's only friend h has 40 other friends, all tied for v: the first 5 are those the whole tie group
+    puts first by tie key (Cypher returns the group at the cut; the store orders it), as the snapshot does."""
+    p = prefix
+    store.add_friendships([Friendship(f"{p}h", f"{p}c{i}") for i in range(40)] + [Friendship(f"{p}v", f"{p}h")])
+    every = store.friends_of_friends(f"{p}v", limit=1000, max_friend_degree=100)
+    first = store.friends_of_friends(f"{p}v", limit=5, max_friend_degree=100)
+    keys = tie_keys(id_hashes([f"{p}v"])[0], id_hashes([r.candidate for r in every]))
+    assert len(every) == 40 and first == every[:5] == [every[i] for i in np.argsort(keys)[:5]]
+    assert store.fresh_view(f"{p}v", 5, 100).fof == tuple(first)
+    assert [r.candidate for r in first] != [f"{p}c{i}" for i in (0, 1, 10, 11, 12)]   # not the lowest ids
+
+
 def test_fresh_view_is_the_profile_friends_and_fof_in_one_read(store, prefix):
     p = prefix
     store.add_friendships([*two_cliques(p), Friendship(f"{p}b3", f"{p}x"), Friendship(f"{p}b2", f"{p}x")])
@@ -189,7 +204,11 @@ def test_fresh_view_is_the_profile_friends_and_fof_in_one_read(store, prefix):
         assert view.friends == tuple(store.friends(user))
         assert list(view.fof) == store.friends_of_friends(user, limit=limit, max_friend_degree=cap)
     assert store.fresh_view(f"{p}a0", 10, 1000).profile.city == "Oslo"
-    assert [r.candidate for r in store.fresh_view(f"{p}b0", 10, 1000).fof][:2] == [f"{p}x", f"{p}a1"]
+    # x: two mutual friends; a1..a3 one each (a0), tied: in the order of their pairs' tie keys, not by id
+    tied = [f"{p}a{i}" for i in (1, 2, 3)]
+    keys = tie_keys(id_hashes([f"{p}b0"])[0], id_hashes(tied))
+    expected = [f"{p}x", *(tied[i] for i in np.argsort(keys))]
+    assert [r.candidate for r in store.fresh_view(f"{p}b0", 10, 1000).fof] == expected
     alone = store.fresh_view(f"{p}alone", 10, 1000)
     assert (alone.profile.id, alone.friends, alone.fof) == (f"{p}alone", (), ())
     assert store.fresh_view(f"{p}nobody", 10, 1000) == FreshView(None, (), ())

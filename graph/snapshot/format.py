@@ -22,13 +22,6 @@ EVENT_CODE = {name: i for i, name in enumerate(EVENT_TYPES)}
 STATUS_CODE = {name: i for i, name in enumerate(REQUEST_STATUSES)}
 
 
-def string_order_rank(ids: np.ndarray) -> np.ndarray:
-    """Each id's position (int64) when all are sorted as strings."""
-    rank = np.empty(ids.size, dtype=np.int64)
-    rank[np.argsort(ids.astype(str), kind="stable")] = np.arange(ids.size)
-    return rank
-
-
 @dataclass
 class Snapshot:
     """The graph at one moment, as arrays indexed by internal user index 0..n-1.
@@ -51,7 +44,7 @@ class Snapshot:
     meta: dict[str, Any] = field(default_factory=dict)
     _index: dict[str, int] | None = field(default=None, repr=False)
     _id_strings: list[str] | None = field(default=None, repr=False)
-    _id_rank: np.ndarray | None = field(default=None, repr=False)
+    _id_hash: np.ndarray | None = field(default=None, repr=False)
     _shown: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -109,12 +102,14 @@ class Snapshot:
         return self._id_strings
 
     @property
-    def id_rank(self) -> np.ndarray:
-        """Each user's position in the order of external ids as strings (the order Cypher sorts them in),
-        built once: ranking by it costs an integer sort, not a string conversion per request."""
-        if self._id_rank is None:
-            self._id_rank = string_order_rank(self.ids)
-        return self._id_rank
+    def id_hash(self) -> np.ndarray:
+        """Each user's id hash (graph/tiebreak.py: the order of equal friends-of-friends scores, as the graph
+        store's Cypher path orders them), built once: a few vectorised passes over the ids, not a hash a request."""
+        if self._id_hash is None:
+            from graph.tiebreak import id_hashes
+
+            self._id_hash = id_hashes(self.ids)
+        return self._id_hash
 
     def build_index(self) -> dict[str, int]:
         """External id -> index (built on first use; servers build it up front)."""
