@@ -22,16 +22,20 @@ _SEED = np.uint64(0x6A09E667F3BCC908)
 def id_hashes(ids: np.ndarray | Sequence[str]) -> np.ndarray:
     """A fixed pseudo-random uint64 per id (its text, one code point at a time through splitmix64): the same
     for an id however it is held (int64 or str arrays, a list of str)."""
-    text = np.asarray(ids).astype(str)
+    text = np.asarray(ids).astype(str).reshape(-1)
     if text.size == 0:
         return np.zeros(0, np.uint64)
-    points = text.reshape(-1).view(np.uint32).reshape(text.size, -1)   # padded with NUL (no id holds one)
+    # longest first: at code point j only the ids longer than j are read (one long id widens the whole array)
+    order = np.argsort(-np.char.str_len(text), kind="stable")
+    points = text[order].view(np.uint32).reshape(text.size, -1)   # padded with NUL (no id holds one)
+    longer = np.count_nonzero(points, axis=0)   # ids with a code point at j: a prefix of `order`
     h = np.full(text.size, _SEED, np.uint64)
     with np.errstate(over="ignore"):
-        for j in range(points.shape[1]):
-            c = points[:, j].astype(np.uint64)
-            h = np.where(c != 0, scrambled(h + c), h)
-    return h
+        for j, n in enumerate(longer.tolist()):
+            h[:n] = scrambled(h[:n] + points[:n, j].astype(np.uint64))
+    out = np.empty_like(h)
+    out[order] = h
+    return out
 
 
 def tie_keys(viewer_hash: np.ndarray | np.uint64, cand_hash: np.ndarray) -> np.ndarray:
