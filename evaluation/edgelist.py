@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.coded_edges import named, read_coded_edges
-from graph.readers import ByteCounter, RowError, no_edge_read
+from graph.coded_edges import named, read_coded_file
+from graph.readers import RowError, no_edge_read
 from graph.snapshot import Snapshot, load_snapshot, tie_times, unknown_times
 from graph.snapshot.format import EVENT_CODE
 from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window
@@ -76,7 +76,7 @@ def _read_ties(path: Path) -> EdgeList:
         if len(bad) <= 5:
             log.warning("skipped %s", row)
 
-    edges = read_coded_edges(ByteCounter(path), skip)
+    edges = read_coded_file(path, skip)
     if bad:
         log.warning("%s: %d bad rows skipped", path, len(bad))
     if not len(edges):

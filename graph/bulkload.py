@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from graph import server
-from graph.coded_edges import read_coded_edges
+from graph.coded_edges import read_coded_file
 from graph.readers import ByteCounter, RejectCounter, RowError, read_users
 from graph.records import PROFILE_FIELDS
 from pymk.errors import PymkError
@@ -121,10 +121,8 @@ def _file_pairs(path: Path, ids: _Ids, report: InitialLoadReport, progress: bool
     """One edge file's rows as importer ids in canonical order, and their times. The file is read into codes
     (graph/coded_edges.py, as `pymk eval` and the snapshot of an edge list read it): one importer-id lookup and
     one string comparison per distinct id, not per row."""
-    source, rejected = ByteCounter(path), report.rejected
-    with progress_bar(total=source.size, unit="B", unit_scale=True, desc=f"edges {path.name}",
-                      enabled=progress, mininterval=0.5) as bar:
-        edges = read_coded_edges(source, report.reject, lambda: bar.update(source.bytes_read - bar.n))
+    rejected = report.rejected
+    edges = read_coded_file(path, report.reject, progress, f"edges {path.name}")
     report.rows_read += len(edges) + report.rejected - rejected
     report.edge_rows += len(edges)
     names = edges.names

@@ -15,10 +15,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 
 import numpy as np
 
 from graph.readers import ByteCounter, EdgeBlock, EdgeRow, RowError, read_edge_blocks
+from pymk.progress import progress_bar
 
 PROGRESS_ROWS = 100_000   # rows read one by one between two calls of `progress`
 # an id that is the decimal form of a non-negative int64 and of no other: "7", not "07", "+7" or "7.0"
@@ -70,6 +72,15 @@ def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
         progress()
     names, src, dst = ids.finish()
     return CodedEdges(names, src, dst, np.frombuffer(when, np.float64))
+
+
+def read_coded_file(path: Path, on_bad: Callable[[RowError], None], progress: bool = False,
+                    desc: str | None = None) -> CodedEdges:
+    """`read_coded_edges` of the file at `path`, with a bar of the bytes read when `progress`."""
+    source = ByteCounter(path)
+    with progress_bar(total=source.size, unit="B", unit_scale=True, desc=desc or path.name, enabled=progress,
+                      mininterval=0.5) as bar:
+        return read_coded_edges(source, on_bad, lambda: bar.update(source.bytes_read - bar.n))
 
 
 def _integers(text: str, n: int) -> np.ndarray:

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from graph.coded_edges import read_coded_edges
-from graph.readers import ByteCounter, RejectCounter, no_edge_read
+from graph.coded_edges import read_coded_file
+from graph.readers import RejectCounter, no_edge_read
 from graph.snapshot.format import EVENT_CODE, Snapshot, empty_columns
-from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 EPOCH_1980 = 315_532_800.0
@@ -118,10 +117,8 @@ def empty_tables() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[s
 def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     """A snapshot with structure only (no profiles or events), for offline evaluation."""
     start = time.perf_counter()
-    source = ByteCounter(path)
     rejects = RejectCounter()   # logs the first rows it refuses, then a count
-    with progress_bar(total=source.size, unit="B", unit_scale=True, enabled=progress, desc=path.name) as bar:
-        edges = read_coded_edges(source, rejects.reject, lambda: bar.update(source.bytes_read - bar.n))
+    edges = read_coded_file(path, rejects.reject, progress)
     bad = rejects.rejected
     if not len(edges):   # an empty snapshot made current would leave serving with no graph
         raise no_edge_read(path, rejects.errors[0] if bad else None)
