@@ -17,6 +17,7 @@ FEATURE_NAMES = (
     "cand_recent_pct_in_list", "cand_degree_pct_in_list",
     "viewer_side_strength", "cand_side_strength", "viewer_interactions_w5", "cand_interactions_w5",
     "cand_new_ties_span10", "log_paths3", "paths3_norm", "viewer_age_share", "cand_age_share",
+    "cand_recent_partner_deg",
     *SOURCE_FEATURES,
 )
 # Columns an impression-log example cannot have (which sources proposed the shown user was not

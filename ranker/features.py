@@ -31,9 +31,9 @@ from ranker.paths import pair_walk, runs
 
 DAY = 86_400.0
 WEEK = 7 * DAY
-RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM, V_AGE, C_AGE = (FEATURE_NAMES.index(c) for c in (
+RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM, V_AGE, C_AGE, C_PARTNERS = (FEATURE_NAMES.index(c) for c in (
     "recent_mutual", "viewer_since_last_tie", "cand_since_last_tie", "log_distance_km", "distance_missing", "emb_sim",
-    "viewer_age_share", "cand_age_share"))
+    "viewer_age_share", "cand_age_share", "cand_recent_partner_deg"))
 
 
 def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
@@ -132,6 +132,7 @@ class FeatureContext:
             known = np.isfinite(first) & (life > 0)
             x[:, col] = -1.0
             x[known, col] = np.maximum(t - first[known], 0.0) / life
+        x[:, C_PARTNERS] = at.recent_partner_deg[cands]
         lat, lon = g.numeric["lat"], g.numeric["lon"]
         dist = haversine_km(lat[vrow], lon[vrow], lat[cands], lon[cands])
         missing = np.isnan(dist)

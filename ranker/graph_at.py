@@ -18,6 +18,7 @@ from ranker.feature_names import SAME_FIELDS
 
 RECENT_SHARES = (0.01, 0.05, 0.2)   # recency windows: the spans holding the graph's latest 1%, 5%, 20% of ties
 SPAN_SHARE = 0.1   # and the latest 10% of the time since the graph's first tie (the recent-popularity baseline's)
+RECENT_PARTNERS = 5   # a user's latest ties, whose partners' degrees say with whom the user is tying now
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class GraphAt:
     new_ties_rows: np.ndarray   # new_ties as one (windows, users) array
     codes: np.ndarray   # (users, len(SAME_FIELDS)) categorical codes compared between pairs (-1: missing)
     answers: np.ndarray   # (3, users): requests received, accepted, answered (accepted or declined) before t
+    recent_partner_deg: np.ndarray   # per user: recent_partner_degree
 
     @staticmethod
     def of(g: Snapshot, t: float) -> GraphAt:
@@ -76,7 +78,27 @@ class GraphAt:
                        new_ties_since(span_start),
                        1.0 / np.log(np.maximum(deg, 2).astype(np.float64)), np.stack(new_ties),
                        np.stack([g.categorical.get(f, np.full(n, -1, dtype=np.int32)) for f in SAME_FIELDS], axis=1),
-                       _answers(ev, before, n))
+                       _answers(ev, before, n), recent_partner_degree(g, rows, deg))
+
+
+def recent_partner_degree(g: Snapshot, rows: np.ndarray, deg: np.ndarray, latest: int = RECENT_PARTNERS
+                          ) -> np.ndarray:
+    """Per user: the mean log(1 + degree) of the partners of its `latest` newest ties (0: no tie). Every tie
+    as new as the last of them counts, so equal times need no order; unknown times count as the oldest
+    (an untimed graph: every friend). A user whose latest ties went to newcomers is taking new ties from
+    the edge of the graph now (on Bitcoin Alpha and CollegeMsg, the candidate's column helped the ranker;
+    bench/RESULTS.md)."""
+    n = g.num_users
+    since = np.nan_to_num(g.since, nan=-np.inf)
+    order = np.lexsort((-since, rows))   # each user's entries, newest first
+    pos = np.arange(rows.size) - g.indptr[rows[order]]
+    nth = order[pos == latest - 1]   # each user's `latest`-th newest entry (users with fewer: none)
+    floor = np.full(n, -np.inf)
+    floor[rows[nth]] = since[nth]
+    counted = since >= floor[rows]
+    log_deg = np.log1p(deg.astype(np.float64))
+    total = np.bincount(rows, weights=np.where(counted, log_deg[g.indices], 0.0), minlength=n)
+    return total / np.maximum(np.bincount(rows, weights=counted.astype(np.float64), minlength=n), 1.0)
 
 
 def _answers(ev: dict[str, np.ndarray], before: np.ndarray, n: int) -> np.ndarray:

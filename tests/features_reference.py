@@ -129,10 +129,29 @@ def reference_features(ctx, viewers, owner, cands, t, ranks=None, ppr=None):
         cand_new[2] / np.maximum(deg_c, 1.0), recent, group_mean_ranks(cand_new[1], owner),
         group_mean_ranks(deg_c, owner), walk.viewer_side, walk.cand_side, np.log1p(at.interactions[vrow]),
         np.log1p(at.interactions[cands]), at.new_ties_span[cands], np.log1p(paths3), paths3_norm,
-        age_share(at.first_tie[vrow]), age_share(at.first_tie[cands]), *src_cols,
+        age_share(at.first_tie[vrow]), age_share(at.first_tie[cands]), recent_partners(g, deg, cands), *src_cols,
     ]
     return np.column_stack(cols).astype(np.float32)
 
+
+
+def recent_partners(g, deg: np.ndarray, cands: np.ndarray, latest: int = 5) -> np.ndarray:
+    """Each candidate's partners of its `latest` newest ties (and of every tie as new as the last of them;
+    unknown times oldest): their mean log(1 + degree), summed in CSR order; 0 without ties."""
+    out, log_deg = np.zeros(cands.size), np.log1p(deg.astype(np.float64))   # numpy's log, as in the column
+    for i, c in enumerate(cands.tolist()):
+        lo, hi = int(g.indptr[c]), int(g.indptr[c + 1])
+        times = [-np.inf if np.isnan(s) else float(s) for s in g.since[lo:hi].tolist()]
+        if not times:
+            continue
+        floor = sorted(times, reverse=True)[latest - 1] if len(times) >= latest else -np.inf
+        total, count = 0.0, 0
+        for j, s in zip(range(lo, hi), times, strict=True):
+            if s >= floor:
+                total += float(log_deg[g.indices[j]])
+                count += 1
+        out[i] = total / count
+    return out
 
 
 def _impressions_before(ctx, viewers: np.ndarray, owner: np.ndarray, cands: np.ndarray, t: float,

@@ -73,7 +73,8 @@ def test_columns_are_bit_identical_to_the_numpy_block_code(snap, at_cut, with_ra
             np.testing.assert_array_equal(got[:, j], want[:, j], err_msg=name)   # exact: the same operations
     informative = [name for j, name in enumerate(FEATURE_NAMES) if np.unique(got[:, j]).size > 1]
     for name in ("pair_impressions", "viewer_sends_7d", "cand_accept_rate", "log_cand_pending", "age_gap",
-                 "same_school", "ppr_rank", "cand_recent_pct_in_list", "cand_degree_pct_in_list", "log_paths3"):
+                 "same_school", "ppr_rank", "cand_recent_pct_in_list", "cand_degree_pct_in_list", "log_paths3",
+                 "cand_recent_partner_deg"):
         assert name in informative, name   # the test exercises every kind of column
 
 

@@ -159,6 +159,31 @@ def test_account_age_is_a_share_of_the_graphs_age():
     assert ages(untimed, 100.0) == (-1.0, -1.0)
 
 
+def test_recent_partner_degree_reads_the_latest_ties_partners():
+    """Hub h tied with a..f at times 1..6, then b-c and b-d at 7: as of t = 10 h's five newest ties go to
+    f, e, d, c, b (degrees 1, 1, 2, 2, 3), and b's three ties to h, c, d (degrees 6, 2, 2). As of t = 4 the
+    later ties do not exist: h's three go to c, b, a (degree 1 each). Ties at the fifth-newest time all
+    count; without times every friend counts."""
+    from graph.snapshot import as_of, from_pairs
+
+    src, dst = ["h"] * 6 + ["b", "b"], ["a", "b", "c", "d", "e", "f", "c", "d"]
+    snap = from_pairs(src, dst, np.array([1, 2, 3, 4, 5, 6, 7, 7.0]))
+    i = snap.index_of
+
+    def partners(g, t, cand):
+        return dict(zip(FEATURE_NAMES, FeatureContext(g).pair_features(i("a"), np.array([i(cand)]), t)[0],
+                        strict=True))["cand_recent_partner_deg"]
+
+    log = np.log
+    assert partners(snap, 10.0, "h") == pytest.approx((2 * log(2) + 2 * log(3) + log(4)) / 5, rel=1e-6)
+    assert partners(snap, 10.0, "b") == pytest.approx((log(7) + 2 * log(3)) / 3, rel=1e-6)
+    assert partners(as_of(snap, 4.0), 4.0, "h") == pytest.approx(log(2), rel=1e-6)
+    tied = from_pairs(["h"] * 6, ["a", "b", "c", "d", "e", "f"], np.array([1, 2, 2, 2, 2, 2.0]))
+    assert partners(tied, 10.0, "h") == pytest.approx(log(2), rel=1e-6)   # all six: five share the 5th time
+    untimed = from_pairs(src, dst)
+    assert partners(untimed, 10.0, "b") == pytest.approx((log(7) + 2 * log(3)) / 3, rel=1e-6)
+
+
 def test_features_identical_in_batch_for_training_and_online_for_serving(world):
     ctx = FeatureContext(world)
     imp, _ = build_examples(ctx)
