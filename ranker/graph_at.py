@@ -1,8 +1,9 @@
 """The graph as of a time t, and what every pair's features read of it per user and per tie.
 
 Computed once per t (FeatureContext caches the last few): degrees, recency windows measured in the
-graph's own tempo, new ties in each, each user's first and latest tie, and the tie strengths and
-recent activity that interaction events give. Nothing at or after t is read.
+graph's own tempo, new ties in each, each user's first and latest tie, the degrees of the partners of
+each user's newest ties, and the tie strengths and recent activity that interaction events give.
+Nothing at or after t is read.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ RECENT_PARTNERS = 5   # a user's latest ties, whose partners' degrees say with w
 @dataclass(frozen=True)
 class GraphAt:
     """The graph of ties before t, its degrees, the starts of the recency windows (RECENT_SHARES), and
-    per user: new ties in each window and the times of the first and the latest tie (-inf: none with a
-    known time).
+    per user: new ties in each window, the times of the first and the latest tie (-inf: none with a
+    known time) and the mean log degree of its newest ties' partners (recent_partner_degree).
     Where interaction events are logged (messages between users; an edge list that repeats pairs):
     per tie (CSR entry) log1p of the interactions on it before t, and per user its interactions in the
     middle recency window."""
