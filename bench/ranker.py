@@ -1,7 +1,8 @@
 """Ranking latency: features + both heads for 500 candidates of one viewer, on a 100k-user world.
 
-Baseline in the same run: the mutual-friends heuristic (networkx common_neighbors per candidate,
-then a sort), as a speed ratio.
+Baselines in the same run: the mutual-friends heuristic (networkx common_neighbors per candidate,
+then a sort), as a speed ratio; and for the trees alone, LightGBM's own predictor against the
+compiled pass the LightGBM scorer uses (checked equal on every viewer).
 
     python bench/ranker.py [--users 100000] [--candidates 500] [--viewers 300]
 """
@@ -72,6 +73,18 @@ def main(users: int, candidates: int, viewers: int) -> None:
         t = time.perf_counter()
         ensemble(snap.external_id(int(v)), cands)
         ens_lat.append(time.perf_counter() - t)
+    # the trees alone on one viewer's matrix: LightGBM's own predictor (the baseline) against the
+    # compiled pass the LightGBM scorer uses (ranker/forest.py; the same scores bit for bit)
+    mats = [ctx.features(int(v), cands, 2e9) for v, cands in zip(who[:100], batches[:100], strict=True)]
+    lgb_lat, forest_lat = [], []
+    for x in mats:
+        t = time.perf_counter()
+        want = booster.predict(x, num_threads=1)
+        lgb_lat.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        got = gbdt.scorer.forest.score(x)
+        forest_lat.append(time.perf_counter() - t)
+        assert np.array_equal(got, want)
     g = nx.Graph()
     g.add_edges_from((i, int(j)) for i in range(min(users, 100_000)) for j in snap.neighbors(i) if i < j)
     base = []
@@ -82,8 +95,12 @@ def main(users: int, candidates: int, viewers: int) -> None:
     r = {"users": users, "candidates_per_viewer": candidates, "features": len(FEATURE_NAMES),
          "rank_total": percentiles(lat),
          "rank_total_lightgbm_400_rounds": percentiles(gbdt_lat), "rank_total_ensemble": percentiles(ens_lat),
-         "features_only": percentiles(feat_lat), "baseline_networkx_mutual_sort": percentiles(base)}
+         "features_only": percentiles(feat_lat),
+         "trees_only_compiled": percentiles(forest_lat), "trees_only_lightgbm_predict": percentiles(lgb_lat),
+         "baseline_networkx_mutual_sort": percentiles(base)}
     r["speedup_vs_networkx_p50"] = round(r["baseline_networkx_mutual_sort"]["p50_ms"] / r["rank_total"]["p50_ms"], 1)
+    r["trees_speedup_vs_lightgbm_predict_p50"] = round(r["trees_only_lightgbm_predict"]["p50_ms"]
+                                                       / r["trees_only_compiled"]["p50_ms"], 1)
     write_results("ranker", r)
 
 

@@ -14,7 +14,9 @@ heuristic such as Adamic-Adar) when nothing learned beat it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -25,7 +27,11 @@ from candidates.fusion import RRF_K
 from pymk.errors import ArtifactError
 from ranker.calibration import Calibration, sigmoid
 from ranker.feature_names import FEATURE_NAMES, SOURCE_COLUMNS, SOURCE_NAMES
+from ranker.forest import Forest, UnsupportedModelError
 from ranker.model import MultiTaskRanker
+
+log = logging.getLogger(__name__)
+_CHUNKED_ROWS = 20_000   # below this, one call on the calling thread
 
 
 class Scorer(Protocol):
@@ -109,16 +115,30 @@ class TorchScorer:
 
 @dataclass
 class LightGBMScorer:
-    """A LightGBM booster's scores. One thread by default (serving scores one viewer's list per request
-    thread); training scores its large validation matrices on `threads` (the same values: rows are
-    independent)."""
+    """A LightGBM booster's scores, computed by the compiled pass of ranker/forest.py (LightGBM's own
+    predictor, bit for bit, ~12x faster on one viewer's list); a model that pass cannot read keeps
+    LightGBM's predictor. One thread by default (serving scores one viewer's list per request thread);
+    training scores its large validation matrices in `threads` row chunks (rows are independent)."""
 
     booster: object            # lightgbm.Booster
     kind: str = "lightgbm"
     threads: int = 1
+    forest: Forest | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.forest = Forest.from_booster(self.booster)
+        except UnsupportedModelError as exc:
+            log.info("LightGBM model scored by LightGBM's own predictor: %s", exc)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {"score": np.asarray(self.booster.predict(x, num_threads=self.threads), dtype=np.float64)}
+        if self.forest is None:
+            return {"score": np.asarray(self.booster.predict(x, num_threads=self.threads), dtype=np.float64)}
+        if self.threads <= 1 or x.shape[0] < _CHUNKED_ROWS:
+            return {"score": self.forest.score(x)}
+        with ThreadPoolExecutor(self.threads) as pool:   # the compiled pass releases the GIL
+            parts = list(pool.map(self.forest.score, np.array_split(x, self.threads)))
+        return {"score": np.concatenate(parts)}
 
     def save(self, directory: Path) -> dict:
         self.booster.save_model(str(directory / "model.txt"))
