@@ -283,6 +283,10 @@ def test_connect_head_learns_a_planted_rule():
     assert curve["steps"][0] == 1 and curve["steps"] == sorted(curve["steps"])
     assert curve["steps"][-1] == boosted["scorer"].booster.current_iteration()
     assert len(curve["train"]) == len(curve["validation"]) == len(curve["steps"])
+    # the model training grows is scored by the compiled tree pass, as LightGBM scores it (its best iteration)
+    scorer = boosted["scorer"]
+    assert scorer.forest is not None and scorer.forest.num_trees == scorer.booster.best_iteration
+    assert np.array_equal(scorer(val.x)["score"], scorer.booster.predict(val.x, num_threads=1))
     # the prior holds (ConnectConfig.lgbm_increasing): a score never falls as proximity or recent activity rises
     # (unconstrained, the model trained here falls as `adamic_adar` rises on 140 grid steps)
     assert _falls_with_rising(boosted["scorer"], val.x[:300], ("mutual", "adamic_adar")) == 0
