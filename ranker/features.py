@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from candidates.fusion import fusion_ranks
+from candidates.fusion import source_fusion_ranks
 from candidates.ppr import forward_push_block
 from candidates.types import Candidate
 from graph.geo import haversine_km
@@ -39,12 +39,8 @@ RECENT, V_SINCE, C_SINCE, LOG_DIST, DIST_MISSING, EMB_SIM, V_AGE, C_AGE, C_PARTN
 def source_ranks(candidates: list[Candidate]) -> dict[str, np.ndarray]:
     """For each source, every candidate's 0-based rank by that source's score, equal scores sharing the best
     (NaN: not proposed)."""
-    out: dict[str, np.ndarray] = {}
-    for name in SOURCE_NAMES:
-        rank = fusion_ranks(candidates, name)
-        if not np.isnan(rank).all():
-            out[name] = rank
-    return out
+    ranks = source_fusion_ranks(candidates, SOURCE_NAMES)
+    return {name: rank for name, rank in ranks.items() if not np.isnan(rank).all()}
 
 
 class FeatureContext:

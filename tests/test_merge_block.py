@@ -92,3 +92,27 @@ def test_rrf_gives_equal_source_scores_one_rank_and_keeps_merge_order_at_equal_f
     got = rrf_rank("v", cands)
     assert [c.index for c in got] == [9, 2, 7, 5]
     assert [c.score("rrf") for c in got] == pytest.approx([1 / (RRF_K + 1)] * 3 + [1 / (RRF_K + 3)])
+
+
+def test_one_pass_source_ranks_match_each_sources_own_column():
+    """source_fusion_ranks reads every source in one pass over the candidates: each source's ranks are
+    those of its own score column (NaN where it did not propose), and a source nobody proposed is all NaN."""
+    from candidates.fusion import fusion_ranks, source_fusion_ranks
+    from candidates.types import Candidate
+
+    rng = np.random.default_rng(3)
+    cands = []
+    for i in range(300):
+        c = Candidate.of(str(i), i, "fof", float(rng.integers(0, 5)))
+        if rng.random() < 0.4:
+            c = c.merged(Candidate.of(str(i), i, "ppr", float(rng.random())))
+        if rng.random() < 0.5:
+            c = c.with_score("rrf", 1.0)   # a stage's score, not a source's
+        cands.append(c)
+    got = source_fusion_ranks(cands, ("fof", "ppr", "ann"))
+    for name in ("fof", "ppr"):
+        column = np.array([c.scores.get(name, np.nan) for c in cands])
+        np.testing.assert_array_equal(got[name], _ranks_in_groups(np.zeros(300, dtype=np.int64), column))
+        np.testing.assert_array_equal(fusion_ranks(cands, name), got[name])
+    assert np.isnan(got["ann"]).all() and got["ann"].size == 300
+    assert np.isnan(got["ppr"]).sum() == sum("ppr" not in c.sources for c in cands) > 0
