@@ -1,7 +1,7 @@
 """A LightGBM model's trees as flat arrays, scored by one compiled pass (numba).
 
 LightGBM's own predictor costs 15-30 ns per row and tree on one thread (6-12 ms for 500 rows of a
-400-tree model, bench/ranker.py), much of it per-row bookkeeping; this pass takes about half that.
+400-tree model, bench/ranker.py), much of it per-row bookkeeping; this pass takes 40% of that.
 It walks blocks of 512 rows through one tree after another (a tree's nodes and the block's values stay
 in cache: walking row by row over all trees, or over every row at once, was slower), with
 LightGBM's own decision rule (tree.h `NumericalDecision`: missing values, default directions, values
