@@ -26,11 +26,14 @@ def _booster(rng, rounds=60, **params):
 
 
 def _awkward_rows(rng, forest, n=4000):
-    """Rows with NaNs, zeros, -0.0, values within 1e-35 of zero, and values at and beside every threshold."""
+    """Rows with NaNs, infinities, zeros, -0.0, values within 1e-35 of zero, and values at and beside every
+    threshold."""
     x = _data(rng, n).astype(np.float64)
     x[rng.random(x.shape) < 0.05] = -0.0
     x[rng.random(x.shape) < 0.05] = 1e-38
     x[rng.random(x.shape) < 0.03] = -1e-36
+    x[rng.random(x.shape) < 0.01] = np.inf
+    x[rng.random(x.shape) < 0.01] = -np.inf
     pick = rng.integers(0, forest.feature.size, size=n)
     for shift in (0.0, np.inf, -np.inf):   # exactly at a threshold, and the neighbouring doubles
         rows = rng.integers(0, n, size=n)
