@@ -1,9 +1,10 @@
 """A LightGBM model's trees as flat arrays, scored by one compiled pass (numba).
 
-LightGBM's own predictor costs 15-30 ns per row and tree on one thread (6-12 ms for 500 rows of a
-400-tree model, bench/ranker.py), much of it per-row bookkeeping; this pass takes 40% of that.
-It walks blocks of 512 rows through one tree after another (a tree's nodes and the block's values stay
-in cache: walking row by row over all trees, or over every row at once, was slower), with
+LightGBM's own predictor costs 15-30 ns per row and tree on one thread (10 ms for one viewer's 500 rows
+and a 400-tree model, bench/ranker.py); this pass is 1.0-2.0x as fast on the trained models measured
+(bench/RESULTS.md, "Ranking latency"), the most where the splits are predictable. It walks blocks of
+512 rows through one tree after another (a tree's nodes and the block's values stay in cache: walking
+row by row over all trees, or over every row at once, was slower), with
 LightGBM's own decision rule (tree.h `NumericalDecision`: missing values, default directions, values
 within 1e-35 of zero read as zero) and adds the leaves in the same order from 0.0, so its scores are
 LightGBM's raw scores bit for bit (tests/test_forest.py checks it on random models, NaNs included).
