@@ -5,7 +5,7 @@ then a sort), as a speed ratio; and for the trees alone, LightGBM's own predicto
 compiled pass the LightGBM scorer uses (checked equal on every viewer). Each viewer's candidates are
 up to 4/5 two hops away and the rest anywhere, as the sources propose them; the LightGBM model is fitted
 on other viewers' lists of the same kind (until 2026-12-07 it was fitted on random normal values, whose
-splits the real columns pass predictably: that flattered the compiled pass 2.4x against ~1.0-1.4x on
+splits the real columns pass predictably: it flattered the compiled pass, 2.4x against 1.0-2.0x on
 trained models).
 
     python bench/ranker.py [--users 100000] [--candidates 500] [--viewers 300]
