@@ -52,6 +52,7 @@ class Forest:
     left: np.ndarray         # int32 per node
     right: np.ndarray        # int32 per node
     leaf_value: np.ndarray   # float64 per leaf
+    has_missing: bool        # some split treats a value as missing (missing != 0 somewhere)
 
     @property
     def num_trees(self) -> int:
@@ -95,12 +96,13 @@ class Forest:
         decision = cat["decision"].astype(np.int64)
         if np.any(decision & _CATEGORICAL):
             raise UnsupportedModelError("a categorical split")
+        missing = ((decision >> 2) & 3).astype(np.int8)
         forest = cls(num_features=int(header["max_feature_idx"]) + 1,
                      node_start=np.asarray(nodes, np.int64), leaf_start=np.asarray(leaves, np.int64),
                      feature=cat["feature"].astype(np.int32), threshold=cat["threshold"].astype(np.float64),
-                     default_left=(decision & _DEFAULT_LEFT) > 0, missing=((decision >> 2) & 3).astype(np.int8),
+                     default_left=(decision & _DEFAULT_LEFT) > 0, missing=missing,
                      left=cat["left"].astype(np.int32), right=cat["right"].astype(np.int32),
-                     leaf_value=cat["leaf_value"].astype(np.float64))
+                     leaf_value=cat["leaf_value"].astype(np.float64), has_missing=bool(missing.any()))
         if forest.leaf_value.size != forest.leaf_start[-1] or forest.feature.size != forest.node_start[-1]:
             raise UnsupportedModelError("tree arrays do not match their num_leaves")
         return forest
@@ -114,7 +116,7 @@ class Forest:
             x = x.astype(np.float64)
         out = np.empty(x.shape[0])
         _score(x, self.node_start, self.leaf_start, self.feature, self.threshold, self.default_left, self.missing,
-               self.left, self.right, self.leaf_value, out, bool(self.missing.any()))
+               self.left, self.right, self.leaf_value, out, self.has_missing)
         return out
 
 

@@ -116,7 +116,7 @@ class TorchScorer:
 @dataclass
 class LightGBMScorer:
     """A LightGBM booster's scores, computed by the compiled pass of ranker/forest.py (LightGBM's own
-    predictor, bit for bit, ~12x faster on one viewer's list); a model that pass cannot read keeps
+    predictor, bit for bit, 1.0-2.0x as fast on trained models); a model that pass cannot read keeps
     LightGBM's predictor. One thread by default (serving scores one viewer's list per request thread);
     training scores its large validation matrices in `threads` row chunks (rows are independent)."""
 
