@@ -3,6 +3,8 @@ leakage, a planted rule learned, a deterministic evaluation."""
 
 from __future__ import annotations
 
+import logging
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -247,7 +249,7 @@ def _anti_popular_history(n: int = 400, steps: int = 1500, seed: int = 0) -> tup
     return [str(a) for a, _, _ in edges], [str(b) for _, b, _ in edges], [t for *_, t in edges]
 
 
-def test_connect_head_learns_a_planted_rule():
+def test_connect_head_learns_a_planted_rule(caplog):
     snap = from_pairs(*_anti_popular_history())
     # 400 viewers a cut: with 200 the head's validation Recall@20 spread widely over seeds; with 400 it is
     # 0.254-0.277 over history seeds 0-2 against a best heuristic of 0.226-0.244 (2026-12-07: ties by merge
@@ -278,8 +280,14 @@ def test_connect_head_learns_a_planted_rule():
     assert len(curve["train"]) == len(curve["validation"]) == len(curve["steps"]) >= 1
     assert max(curve["validation"]) == pytest.approx(res["mlp_focal"]["recall@20"] + res["mlp_focal"]["ndcg@20"],
                                                      abs=2e-4)
+    caplog.set_level(logging.WARNING, logger="ranker.connect")
     boosted = train_connect(train, val, ConnectConfig(kinds=("lgbm_lambdarank",), refit=False, lgbm_rounds=60))
     curve = boosted["report"]["learning_curves"]["lgbm_lambdarank"]
+    # a best round within the patience (40) of the cap: early stopping was cut short, and the log says so
+    best = boosted["scorer"].booster.best_iteration
+    assert ("cap of 60 rounds" in caplog.text) == (best > 20) and best <= 60
+    train_connect(train, val, ConnectConfig(kinds=("lgbm_lambdarank",), refit=False, lgbm_rounds=3))
+    assert "cap of 3 rounds" in caplog.text
     assert curve["steps"][0] == 1 and curve["steps"] == sorted(curve["steps"])
     assert curve["steps"][-1] == boosted["scorer"].booster.current_iteration()
     assert len(curve["train"]) == len(curve["validation"]) == len(curve["steps"])
