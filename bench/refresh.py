@@ -155,7 +155,7 @@ def run_size(users: int, mean_degree: float, epochs: int, sample: int | None, wo
               help="Per size: users to precompute (0 = all with a friend); the full time is extrapolated.")
 @click.option("--spark-sample", default="1500,6000", show_default=True,
               help="Two user counts ranked on Spark local[workers] at the first size (and the larger in-process, "
-                   "to compare); '' to skip.")
+                   "to compare); 0 or '' to skip.")
 @click.option("--workers", default=os.cpu_count() or 1, show_default=True)
 @click.option("--block", default=64, show_default=True)
 @click.option("--seed", default=7, show_default=True)
@@ -166,7 +166,10 @@ def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, sp
     sizes = [int(x) for x in users.split(",")]
     samples = [int(x) for x in precompute_sample.split(",")]
     samples += [0] * (len(sizes) - len(samples))
-    spark = tuple(int(x) for x in spark_sample.split(",")) if spark_sample else None
+    spark = tuple(int(x) for x in spark_sample.split(",")) if spark_sample.strip() not in ("", "0") else None
+    if spark is not None and len(spark) != 2:
+        raise click.BadParameter(f"two sample sizes, small,large, or 0 for none (got {spark_sample!r})",
+                                 param_hint="--spark-sample")
     runs = []
     for i, (size, sample) in enumerate(zip(sizes, samples, strict=False)):
         runs.append(run_size(size, mean_degree, epochs, sample or None, workers, block, seed, keep,
