@@ -162,10 +162,14 @@ def main() -> None:
         add("")
     if r := load("ranker"):
         add(f"### Ranking latency ({r['date']}, {r['machine']})\n")
+        # the ensemble's rows by LightGBM's rounds (bench/ranker.py names them rank_total_ensemble_<n>_rounds...)
+        ensembles = "; ".join(f"with the ensemble (connect head + logistic + LightGBM at {k.split('_')[3]} rounds"
+                              f"{', the cap' if k.endswith('_the_cap') else ''}) {ms(v)}" for k, v in r.items()
+                              if k.startswith("rank_total_ensemble_"))
         add(f"{r['candidates_per_viewer']} candidates, {r['users']:,}-user world, p50 / p99 ms: features + the "
             f"multi-task model's heads + sort {ms(r['rank_total'])}; with a 400-round LightGBM LambdaRank model "
-            f"{ms(r['rank_total_lightgbm_400_rounds'])}; with the ensemble (connect head + logistic + LightGBM) "
-            f"{ms(r['rank_total_ensemble'])}; features alone {ms(r['features_only'])}. Baseline: networkx "
+            f"{ms(r['rank_total_lightgbm_400_rounds'])}; {ensembles}; features alone {ms(r['features_only'])}. "
+            f"Baseline: networkx "
             f"common-neighbours sort {ms(r['baseline_networkx_mutual_sort'])} (ratio {r['speedup_vs_networkx_p50']}x "
             f"at p50: ours computes {r.get('features', 'its')} features and scores them, the baseline one count).\n")
     for r in filter(None, (load("api"), load("api_active"))):

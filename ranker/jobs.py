@@ -53,7 +53,7 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     if compare:
         configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
                        logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
-    # the connect head learns from every cut of the history, negatives downsampled as for the impressions
+    # the connect head learns from every cut of the history, each viewer with a new tie weighing the same
     connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
                          np.random.default_rng(0))
     out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect,
