@@ -24,6 +24,7 @@ from pymk.metrics import group_ranking_metrics
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
 from ranker.history import ConnectExamples
+from ranker.samples import downsample, probe_groups
 from ranker.scorers import EnsembleScorer, FeatureScorer, LightGBMScorer, RrfScorer, Scorer, TorchScorer, connect_logits
 from ranker.train import RankerConfig, fit
 
@@ -73,32 +74,6 @@ class ConnectConfig:
             raise ValueError(f"lgbm_increasing names features this code does not compute: {unknown}")
 
 
-def downsample(ex: ConnectExamples, ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A training sample for the pointwise contenders in which every group (a viewer at a cut) with a new
-    tie weighs the same, as in the Recall@K and NDCG@K they are chosen by (a mean over viewers): rows
-    drawn with replacement, a group's positives sharing weight 1 and its negatives `ratio`; as many
-    rows as the positives and `ratio` negatives for each. Before 2026-12-07 every row weighed the same,
-    so a viewer with 30 new ties taught the model 30 times what a viewer with one did. Groups without
-    a new tie teach a ranker nothing (no pair to order) and are left out; with none anywhere, negatives
-    are sampled uniformly."""
-    pos = ex.y > 0
-    if not pos.any():
-        keep = rng.random(ex.y.size) < min(1.0, ratio / max(ex.y.size, 1))
-        return ex.x[keep], ex.y[keep]
-    weight = group_weights(ex.group, pos, ratio)
-    size = min(int(pos.sum() * (1.0 + ratio)), ex.y.size)
-    pick = np.sort(rng.choice(ex.y.size, size, replace=True, p=weight / weight.sum()))
-    return ex.x[pick], ex.y[pick]
-
-
-def group_weights(group: np.ndarray, pos: np.ndarray, ratio: float) -> np.ndarray:
-    """Each row's weight: a group's positives share 1, its negatives `ratio`; 0 in a group without a positive."""
-    n_pos = np.bincount(group, weights=pos, minlength=int(group.max(initial=-1)) + 1)
-    n_neg = np.bincount(group, weights=~pos, minlength=n_pos.size)
-    weight = np.where(pos, 1.0 / np.maximum(n_pos[group], 1.0), ratio / np.maximum(n_neg[group], 1.0))
-    return weight * (n_pos[group] > 0)
-
-
 def evaluate_scores(ex: ConnectExamples, score: np.ndarray) -> dict[str, float]:
     # equal scores in row order: each viewer's rows come in merge order, as the served ranker breaks
     # its ties (ranker/batch.ranked_order), never by candidate index (ids may follow sign-up order)
@@ -136,14 +111,6 @@ def select_ensemble(val: ConnectExamples, scores: dict[str, np.ndarray], steps: 
         if max(gains) > best_value:
             best_value, best = max(gains), {k: c / size for k, c in counts.items()}
     return best
-
-
-def probe_groups(ex: ConnectExamples, groups: int = 400) -> ConnectExamples:
-    """Evenly spaced groups of the training examples, to score a learning curve's training side cheaply."""
-    n = ex.relevant.size
-    mask = np.zeros(n, dtype=bool)
-    mask[np.linspace(0, n - 1, min(groups, n)).astype(np.int64)] = True
-    return ex.subset(mask)
 
 
 def _fit_torch(cfg: RankerConfig, train: ConnectExamples, val: ConnectExamples | None, rng: np.random.Generator,

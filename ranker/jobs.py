@@ -13,9 +13,10 @@ from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore
 from pymk.settings import Settings
-from ranker.connect import ConnectConfig, downsample, train_connect
+from ranker.connect import ConnectConfig, train_connect
 from ranker.features import FeatureContext
 from ranker.history import ConnectExamples, HistoryConfig, history_examples
+from ranker.samples import downsample
 from ranker.scorers import FeatureScorer
 from ranker.train import HEURISTIC_FEATURE, RankerConfig, guarded, publish, train_ranker
 
@@ -53,7 +54,7 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     if compare:
         configs.update(balanced=RankerConfig(epochs=epochs, loss="balanced"),
                        logistic=RankerConfig(epochs=epochs, loss="bce", linear=True))
-    # the connect head learns from every cut of the history, each viewer with a new tie weighing the same
+    # the connect head learns from every cut of the history, negatives downsampled as for the impressions
     connect = downsample(ConnectExamples.concat([train_ex, val_ex]), ConnectConfig().mlp.negatives_per_positive,
                          np.random.default_rng(0))
     out = train_ranker(FeatureContext(snap, emb), configs, progress=progress, connect=connect,
