@@ -95,37 +95,28 @@ def main(users: int, candidates: int, viewers: int) -> None:
         return ModelRanker(ctx, EnsembleScorer([*heads, LightGBMScorer(trees)], [0.0] * 3, [1.0] * 3),
                            clock=lambda: 2e9)
 
-    # the ensemble at the former cap, at training's cap (the worst case served now), and at about the
-    # largest size validation picked on the held graphs (14-113 rounds; bench/RESULTS.md)
-    ensemble, ensemble_cap, ensemble_typical = (ensemble_of(r) for r in (FORMER_CAP, CAP, TYPICAL_ROUNDS))
+    # each ranker timed under its results key, all of them on each viewer in turn; the ensemble at the
+    # former cap, at training's cap (the worst case served now), and at about the largest size validation
+    # picked on the held graphs (14-113 rounds; bench/RESULTS.md)
+    rankers = {"rank_total": ranker, f"rank_total_lightgbm_{FORMER_CAP}_rounds": gbdt,
+               f"rank_total_ensemble_{FORMER_CAP}_rounds": ensemble_of(FORMER_CAP),
+               f"rank_total_ensemble_{CAP}_rounds_the_cap": ensemble_of(CAP),
+               f"rank_total_ensemble_{TYPICAL_ROUNDS}_rounds": ensemble_of(TYPICAL_ROUNDS)}
     gc.collect()
     gc.freeze()   # as serving does once a snapshot is loaded (api/services.py)
     for v, cands in zip(who[:10], batches[:10], strict=True):  # warm-up
-        ranker(snap.external_id(int(v)), cands)
-        gbdt(snap.external_id(int(v)), cands)
-        ensemble(snap.external_id(int(v)), cands)
-        ensemble_cap(snap.external_id(int(v)), cands)
-        ensemble_typical(snap.external_id(int(v)), cands)
-    lat, feat_lat, gbdt_lat, ens_lat, cap_lat, typ_lat = [], [], [], [], [], []
+        for rank in rankers.values():
+            rank(snap.external_id(int(v)), cands)
+    feat_lat: list[float] = []
+    lat: dict[str, list[float]] = {key: [] for key in rankers}
     for v, cands in zip(who, batches, strict=True):
         t = time.perf_counter()
         ranker.ctx.features(int(v), cands, 2e9)
         feat_lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ranker(snap.external_id(int(v)), cands)
-        lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        gbdt(snap.external_id(int(v)), cands)
-        gbdt_lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ensemble(snap.external_id(int(v)), cands)
-        ens_lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ensemble_cap(snap.external_id(int(v)), cands)
-        cap_lat.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ensemble_typical(snap.external_id(int(v)), cands)
-        typ_lat.append(time.perf_counter() - t)
+        for key, rank in rankers.items():
+            t = time.perf_counter()
+            rank(snap.external_id(int(v)), cands)
+            lat[key].append(time.perf_counter() - t)
     # the trees alone on one viewer's matrix: LightGBM's own predictor (the baseline) against the
     # compiled pass the LightGBM scorer uses (ranker/forest.py; the same scores bit for bit)
     mats = [ctx.features(int(v), cands, 2e9) for v, cands in zip(who[:100], batches[:100], strict=True)]
@@ -153,11 +144,7 @@ def main(users: int, candidates: int, viewers: int) -> None:
         sorted(cands, key=lambda c, v=int(v): -len(list(nx.common_neighbors(g, v, c.index))) if c.index in g else 0)
         base.append(time.perf_counter() - t)
     r = {"users": users, "candidates_per_viewer": candidates, "features": len(FEATURE_NAMES),
-         "rank_total": percentiles(lat),
-         f"rank_total_lightgbm_{FORMER_CAP}_rounds": percentiles(gbdt_lat),
-         f"rank_total_ensemble_{FORMER_CAP}_rounds": percentiles(ens_lat),
-         f"rank_total_ensemble_{CAP}_rounds_the_cap": percentiles(cap_lat),
-         f"rank_total_ensemble_{TYPICAL_ROUNDS}_rounds": percentiles(typ_lat),
+         **{key: percentiles(values) for key, values in lat.items()},
          "features_only": percentiles(feat_lat),
          "trees_only_compiled": percentiles(forest_lat), "trees_only_lightgbm_predict": percentiles(lgb_lat),
          "trees_only_one_block": block, "baseline_networkx_mutual_sort": percentiles(base)}
