@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     set_time_window(TimeWindow(settings.ts_earliest, settings.ts_max_future_s, settings.ts_unit_s))
     # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
     torch.set_num_threads(1)
+    owns_store = store is None
     if store is None:
         from graph.connect import open_store
 
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     metrics = app.extensions["pymk_metrics"] = _metrics()
     app.extensions["pymk"] = Services(settings, store, on_newcomer_read=metrics.newcomer_read,
                                          on_recent_read=metrics.recent_read)
+    app.extensions["pymk_owns_store"] = owns_store
     errors.register(app)
     ratelimit.install(app, settings)
     app.register_blueprint(bp)
@@ -198,3 +200,8 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
         return resp
 
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Release what create_app opened: the logs' live segments, and the graph store it opened itself."""
+    app.extensions["pymk"].close(close_store=app.extensions["pymk_owns_store"])

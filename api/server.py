@@ -29,9 +29,13 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
     if workers <= 1:
         from waitress import serve as waitress_serve
 
-        from api import create_app
+        from api import close_app, create_app
 
-        waitress_serve(create_app(settings), host=host, port=port, threads=threads, ident="pymk")
+        app = create_app(settings)
+        try:
+            waitress_serve(app, host=host, port=port, threads=threads, ident="pymk")
+        finally:
+            close_app(app)
         return
     metrics_dir = os.environ.get(MULTIPROC_ENV)
     if not metrics_dir:
@@ -41,7 +45,7 @@ def serve(settings: Settings, host: str, port: int, workers: int = 1, threads: i
         _Gunicorn(settings, {"bind": f"{host}:{port}", "workers": workers, "threads": threads,
                              "worker_class": "gthread", "preload_app": False, "timeout": 60, "reuse_port": True,
                              "graceful_timeout": 30, "keepalive": 5, "accesslog": None,
-                             "child_exit": _child_exit,
+                             "child_exit": _child_exit, "worker_exit": _worker_exit,
                              # gunicorn's own lines through pymk's handler: JSON too with PYMK_LOG_FORMAT=json
                              **({"logger_class": _gunicorn_logger()} if settings.log_format == "json" else {}),
                              }).run()
@@ -53,6 +57,15 @@ def _child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def _worker_exit(server, worker) -> None:
+    """In the worker as it stops: close its app's Neo4j driver and log segments."""
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "pymk" in getattr(app, "extensions", {}):
+        from api import close_app
+
+        close_app(app)
 
 
 def _gunicorn_logger():

@@ -73,6 +73,13 @@ class Services:
         self._ensure_schema()
         self.reload(force=True)
 
+    def close(self, close_store: bool = False) -> None:
+        """Close the logs' open segments, and the graph store when this app opened it (create_app)."""
+        self.events.close()
+        self.served_log.close()
+        if close_store:
+            self.store.close()
+
     def _ensure_schema(self) -> None:
         """The indexes serving reads by (idempotent: a no-op once made), so code upgraded without an ingestion
         run does not read by a missing one; credentials that may not change the schema get a warning."""

@@ -78,6 +78,19 @@ class EventLog:
         self._lock = threading.Lock()
         self._live: tuple[str, BinaryIO] | None = None  # this process's open live segment (unbuffered)
 
+    def close(self) -> None:
+        """Close this process's live segment, if open; a later append opens it again."""
+        with self._lock:
+            if self._live is not None:
+                self._live[1].close()
+                self._live = None
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def segments(self) -> list[Path]:
         return sorted(self.root.glob("*.jsonl")) if self.root.is_dir() else []
 

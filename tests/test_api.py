@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from api import create_app
+from api import close_app, create_app
 from api.routes import bucket
 from api.schemas import SuggestionsOut
 from graph.memory_store import MemoryGraphStore
@@ -47,7 +47,9 @@ def world() -> MemoryGraphStore:
 @pytest.fixture
 def app(app_settings, world):
     save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
-    return create_app(app_settings, store=world)
+    app = create_app(app_settings, store=world)
+    yield app
+    close_app(app)
 
 
 @pytest.fixture
@@ -149,6 +151,31 @@ def test_with_auth_all_reads_need_a_key_too_and_each_key_is_its_own_rate_limit_c
     with pytest.raises(ConfigError, match="PYMK_API_AUTH=all"):
         create_app(dataclasses.replace(settings, api=dataclasses.replace(settings.api, api_keys=frozenset())),
                    store=world)
+
+
+def test_close_app_closes_the_logs_and_only_a_store_it_opened(app_settings, world, monkeypatch):
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
+    given = create_app(app_settings, store=world)
+    client = given.test_client()
+    assert client.get("/v1/users/a1/suggestions").status_code == 200   # the served log's segment opens
+    sent = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b1", "ts": 5}, headers=KEY)
+    assert sent.status_code == 202                                    # ... and the event log's
+    services = given.extensions["pymk"]
+    handles = [services.events._live[1], services.served_log._live[1]]
+    close_app(given)
+    assert all(h.closed for h in handles) and "close" not in world.calls   # the caller's store stays open
+
+    opened = MemoryGraphStore()
+    _world(opened)
+    monkeypatch.setattr("graph.connect.open_store", lambda settings, for_requests=False: opened)
+    own = create_app(app_settings)
+    from types import SimpleNamespace
+
+    from api.server import _worker_exit
+
+    _worker_exit(None, SimpleNamespace(wsgi=own))   # gunicorn's hook as a worker stops
+    assert opened.calls[-1] == "close"
+    _worker_exit(None, SimpleNamespace())          # a worker that failed before loading the app
 
 
 def test_by_default_reads_need_no_key(client, app):
@@ -653,15 +680,19 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
         port = s.getsockname()[1]
     env = {**os.environ, "PYMK_DATA_DIR": str(tmp_path), "PYMK_NEO4J_PORT": str(settings.neo4j.port),
            "PYMK_API_KEYS": "k1", "PYMK_EXPLORE_SHARE": "0", "PYMK_API_RATE_LIMIT": "0"}
+    serve_log = (tmp_path / "serve.log").open("wb")
     server = subprocess.Popen([sys.executable, "-m", "pymk", "serve", "--port", str(port), "--workers", "2",
-                               "--threads", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--threads", "2"], env=env, stdout=subprocess.DEVNULL, stderr=serve_log)
 
     def call(method: str, path: str, body: dict | None = None) -> tuple[int, object]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # new connection: any worker
-        conn.request(method, path, body=json.dumps(body) if body else None,
-                     headers={"Content-Type": "application/json", **KEY})
-        resp = conn.getresponse()
-        raw = resp.read()
+        try:
+            conn.request(method, path, body=json.dumps(body) if body else None,
+                         headers={"Content-Type": "application/json", **KEY})
+            resp = conn.getresponse()
+            raw = resp.read()
+        finally:
+            conn.close()
         return resp.status, (json.loads(raw) if resp.getheader("Content-Type", "").startswith("application/json")
                              else raw.decode())
 
@@ -697,6 +728,9 @@ def test_running_server_with_worker_processes_shares_fresh_rules_and_metrics(neo
     finally:
         server.terminate()
         server.wait(timeout=30)
+        serve_log.close()
+    assert server.returncode == 0
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()   # the workers closed their apps cleanly
 
 
 @pytest.mark.integration

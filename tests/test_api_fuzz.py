@@ -13,7 +13,7 @@ schemathesis = pytest.importorskip("schemathesis")  # a dev requirement; CI inst
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-from api import create_app  # noqa: E402
+from api import close_app, create_app  # noqa: E402
 from api.openapi import spec  # noqa: E402
 from graph.memory_store import MemoryGraphStore  # noqa: E402
 from graph.records import Friendship, UserRecord  # noqa: E402
@@ -35,7 +35,9 @@ def app_under_test(tmp_path_factory):
     store.add_friendships([Friendship("a", "b"), Friendship("b", "c"), Friendship("c", "d")])
     store.upsert_users([UserRecord(id="e", city="oslo")])
     save_snapshot(from_store(store), ArtifactStore(app_settings.snapshot_dir), source="fuzz")
-    return create_app(app_settings, store=store)
+    app = create_app(app_settings, store=store)
+    yield app
+    close_app(app)
 
 
 @schema.parametrize()
