@@ -74,7 +74,10 @@ class Services:
         self.reload(force=True)
 
     def close(self, close_store: bool = False) -> None:
-        """Close the logs' open segments, and the graph store when this app opened it (create_app)."""
+        """Stop the served pipeline's source threads, close the logs' open segments, and the graph store
+        when this app opened it (create_app). For a process that stops serving: nothing is served after."""
+        if self._served.pipeline is not None:
+            self._served.pipeline.close()
         self.events.close()
         self.served_log.close()
         if close_store:

@@ -162,8 +162,11 @@ def test_close_app_closes_the_logs_and_only_a_store_it_opened(app_settings, worl
     assert sent.status_code == 202                                    # ... and the event log's
     services = given.extensions["pymk"]
     handles = [services.events._live[1], services.served_log._live[1]]
+    pool = services.served.pipeline.runner._pool
     close_app(given)
     assert all(h.closed for h in handles) and "close" not in world.calls   # the caller's store stays open
+    with pytest.raises(RuntimeError, match="shutdown"):                    # the sources' threads are stopped
+        pool.submit(print)
 
     opened = MemoryGraphStore()
     _world(opened)
