@@ -6,6 +6,7 @@ When `NEO4J_URI` is set, every function here leaves the external server alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 LAUNCHER_DIR = Path(__file__).resolve().parent / "neo4j_launcher"
 READY_MARK = "PYMK_NEO4J_READY"
+_STARTED: dict[int, subprocess.Popen] = {}   # the servers this process started and has not stopped
 KEEP_ALIVE_PROBES = 2   # silent keep-alive intervals before the driver gives a connection up
 # Neo4j reaches into JDK internals; these are the opens its own start scripts pass.
 JVM_OPENS = (
@@ -141,6 +143,7 @@ def start(cfg: Neo4jSettings, timeout_s: float = 180.0) -> ServerStatus:
     logf = _log_file(cfg)
     with open(logf, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _STARTED[proc.pid] = proc   # held, so a process that stops it later reaps it (no zombie, no warning)
     _pid_file(cfg).write_text(str(proc.pid))
     log.info("starting Neo4j (pid %d, port %d, data %s)", proc.pid, cfg.port, cfg.home)
     deadline = time.monotonic() + timeout_s
@@ -175,6 +178,10 @@ def stop(cfg: Neo4jSettings, timeout_s: float = 60.0) -> bool:
         log.warning("Neo4j pid %d ignored SIGTERM for %.0fs; killing it", pid, timeout_s)
         os.kill(pid, signal.SIGKILL)
     _pid_file(cfg).unlink(missing_ok=True)
+    started = _STARTED.pop(pid, None)
+    if started is not None:   # started by this process: reap it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            started.wait(timeout=10)
     log.info("Neo4j stopped (pid %d)", pid)
     return True
 

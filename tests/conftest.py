@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from graph.eventlog import EventLog
 from graph.memory_store import MemoryGraphStore
 from graph.store import GraphStore
 from pymk.settings import Settings
@@ -30,6 +32,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"integration tests talked to {SERVER_SEEN[0]}")
     else:
         terminalreporter.write_line("integration tests did not run (no Neo4j store was requested)")
+
+
+@pytest.fixture(autouse=True)
+def _closed_after(monkeypatch) -> Iterator[None]:
+    """Every event log and API app a test makes is closed after it (open log segments, the app's source
+    threads), as a server's worker closes its own (api.close_app); what a test closes itself is closed
+    twice, harmlessly."""
+    made: list = []
+
+    def track(cls) -> None:
+        init = cls.__init__
+
+        def tracked(self, *args, **kwargs) -> None:
+            init(self, *args, **kwargs)
+            made.append(self)
+
+        monkeypatch.setattr(cls, "__init__", tracked)
+
+    track(EventLog)
+    services = sys.modules.get("api.services")   # loaded by the modules that build apps, at collection
+    if services is not None:
+        track(services.Services)
+    yield
+    for obj in reversed(made):
+        obj.close()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 import pytest
@@ -88,8 +89,11 @@ def test_initial_load_builds_the_graph_merge_ingestion_builds(tmp_path, files):
             store.close()
         with pytest.raises(InitialLoadError, match="already has users"):
             initial_load(settings.neo4j, [users_csv], [edges_txt], progress=False)
+        started = server._read_pid(settings.neo4j)
     finally:
         server.stop(settings.neo4j)
+    with pytest.raises(ChildProcessError):   # the server this process started was reaped when it stopped
+        os.waitpid(started, os.WNOHANG)
 
 
 def test_initial_load_refuses_an_external_server(files):

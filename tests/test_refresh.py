@@ -314,6 +314,7 @@ def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_n
     finally:
         proc.kill()   # no chance to clean up: the operating system drops its lock
         proc.wait()
+        proc.stdout.close()
     assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})["finished"]
 
 
