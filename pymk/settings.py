@@ -2,85 +2,19 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pymk.envvars import env_choice, env_float, env_int, env_slots, unknown_variables
 from pymk.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
-# Every PYMK_* variable something reads: these settings, and the shell scripts' own (scripts/*.sh).
-# Any other PYMK_* name in the environment is most likely a typo, which would otherwise be ignored.
-KNOWN_VARIABLES = frozenset({
-    "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
-    "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
-    "PYMK_NEO4J_BREAKER_COOLDOWN_S", "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH", "PYMK_API_AUTH",
-    "PYMK_LOG_FORMAT", "PYMK_EVENT_HISTORY_DAYS", "PYMK_EVENT_RETENTION_DAYS",
-    "PYMK_RANKER_MAX_IMPRESSIONS",
-    "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
-    "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
-    "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
-    "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S", "PYMK_NEWCOMER_FULL_READ_S",
-    "PYMK_SEEN_REFRESH_S", "PYMK_SEEN_MAX_IMPRESSIONS", "PYMK_SEEN_FIRST_READ_S",
-    "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
-})
 _warned: set[str] = set()
-
-
-def unknown_variables(env: dict[str, str]) -> list[str]:
-    """PYMK_* names in `env` that no setting reads, each with the known name it is closest to."""
-    found = []
-    for name in sorted(n for n in env if n.startswith("PYMK_") and n not in KNOWN_VARIABLES):
-        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
-        found.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    return found
-
-
-def _env_int(env: dict[str, str], name: str, default: int, lo: int | None = None) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
-    if lo is not None and value < lo:
-        raise ConfigError(f"{name} must be at least {lo} (got {value})")
-    return value
-
-
-def _env_float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number (got {raw!r})") from exc
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi} (got {value})")
-    return value
-
-
-def _env_slots(env: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    """Comma-separated 1-based list positions, distinct ("" or "0": none)."""
-    raw = env.get(name)
-    if raw is None:
-        return default
-    if raw.strip() in ("", "0"):
-        return ()
-    try:
-        slots = tuple(int(x) for x in raw.split(","))
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be comma-separated list positions such as 3,8 (got {raw!r})") from exc
-    if any(s < 1 for s in slots) or len(set(slots)) != len(slots):
-        raise ConfigError(f"{name} must be distinct positions from 1 up (got {raw!r})")
-    return tuple(sorted(slots))
 
 
 @dataclass(frozen=True)
@@ -128,17 +62,10 @@ AUTH_MODES = ("writes", "all")
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}   # PYMK_TIME_UNIT: numeric times in the inputs
 
 
-def _env_choice(env: dict[str, str], name: str, choices: Collection[str], default: str) -> str:
-    value = env.get(name, default).strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
-    return value
-
-
 def log_format(env: Mapping[str, str]) -> str:
     """PYMK_LOG_FORMAT: "text" (lines for people) or "json" (one object a line, pymk/logs.py). Read before
     the rest of the settings, so that their own warnings come out in it."""
-    return _env_choice(dict(env), "PYMK_LOG_FORMAT", ("text", "json"), "text")
+    return env_choice(dict(env), "PYMK_LOG_FORMAT", ("text", "json"), "text")
 
 
 def default_workers() -> int:
@@ -260,7 +187,7 @@ class Settings:
                 _warned.add(name)
                 log.warning("ignoring %s: no pymk setting reads it (README, \"Configuration\")", name)
         data_dir = Path(env.get("PYMK_DATA_DIR") or REPO_ROOT / "var").resolve()
-        port = _env_int(env, "PYMK_NEO4J_PORT", 7687)
+        port = env_int(env, "PYMK_NEO4J_PORT", 7687)
         if not 0 < port < 65536:
             raise ConfigError(f"PYMK_NEO4J_PORT must be a TCP port (got {port})")
         neo = Neo4jSettings(
@@ -271,42 +198,42 @@ class Settings:
             home=Path(env.get("PYMK_NEO4J_HOME") or data_dir / "neo4j").resolve(),
             host=env.get("PYMK_NEO4J_HOST", "127.0.0.1"),
             port=port,
-            heap_mb=_env_int(env, "PYMK_NEO4J_HEAP_MB", 1024, lo=64),
-            pagecache_mb=_env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512, lo=8),
+            heap_mb=env_int(env, "PYMK_NEO4J_HEAP_MB", 1024, lo=64),
+            pagecache_mb=env_int(env, "PYMK_NEO4J_PAGECACHE_MB", 512, lo=8),
             procedures=env.get("PYMK_NEO4J_PROCEDURES", "1") not in ("0", "false", "no"),
-            connect_timeout_s=_env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
-            request_timeout_s=_env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 10.0, 0.0, 3600.0),
-            keep_alive_s=_env_float(env, "PYMK_NEO4J_KEEP_ALIVE_S", 5.0, 1.0, 3600.0),
-            breaker_cooldown_s=_env_float(env, "PYMK_NEO4J_BREAKER_COOLDOWN_S", 5.0, 0.0, 3600.0),
+            connect_timeout_s=env_float(env, "PYMK_NEO4J_CONNECT_TIMEOUT_S", 3.0, 0.1, 600.0),
+            request_timeout_s=env_float(env, "PYMK_NEO4J_REQUEST_TIMEOUT_S", 10.0, 0.0, 3600.0),
+            keep_alive_s=env_float(env, "PYMK_NEO4J_KEEP_ALIVE_S", 5.0, 1.0, 3600.0),
+            breaker_cooldown_s=env_float(env, "PYMK_NEO4J_BREAKER_COOLDOWN_S", 5.0, 0.0, 3600.0),
         )
-        batch = _env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
+        batch = env_int(env, "PYMK_INGEST_BATCH", 10_000, lo=1)
         keys = frozenset(k.strip() for k in env.get("PYMK_API_KEYS", "").split(",") if k.strip())
         api = ApiSettings(
             api_keys=keys,
-            auth=_env_choice(env, "PYMK_API_AUTH", AUTH_MODES, "writes"),
-            max_request_bytes=_env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20, lo=1024),
-            rate_limit_per_minute=_env_int(env, "PYMK_API_RATE_LIMIT", 6000, lo=0),
+            auth=env_choice(env, "PYMK_API_AUTH", AUTH_MODES, "writes"),
+            max_request_bytes=env_int(env, "PYMK_API_MAX_REQUEST_BYTES", 1 << 20, lo=1024),
+            rate_limit_per_minute=env_int(env, "PYMK_API_RATE_LIMIT", 6000, lo=0),
             rate_limit_storage=env.get("PYMK_API_RATE_LIMIT_STORAGE") or None,
-            explore_share=_env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
-            workers=_env_int(env, "PYMK_API_WORKERS", default_workers(), lo=1),
-            threads=_env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS, lo=1),
-            served_log=_env_choice(env, "PYMK_SERVED_LOG", SERVED_LOG_MODES, "ids"),
-            served_log_retention_h=_env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
-            newcomer_slots=_env_slots(env, "PYMK_NEWCOMER_SLOTS", (3, 8)),
-            newcomer_refresh_s=_env_float(env, "PYMK_NEWCOMER_REFRESH_S", 30.0, 0.0, 86_400.0),
-            newcomer_full_read_s=_env_float(env, "PYMK_NEWCOMER_FULL_READ_S", 900.0, 0.0, 7 * 86_400.0),
-            seen_refresh_s=_env_float(env, "PYMK_SEEN_REFRESH_S", 10.0, 0.0, 86_400.0),
-            seen_max_impressions=_env_int(env, "PYMK_SEEN_MAX_IMPRESSIONS", 50_000_000, 0),
-            seen_first_read_s=_env_float(env, "PYMK_SEEN_FIRST_READ_S", 10.0, 0.0, 3600.0),
+            explore_share=env_float(env, "PYMK_EXPLORE_SHARE", 0.05, 0.0, 1.0),
+            workers=env_int(env, "PYMK_API_WORKERS", default_workers(), lo=1),
+            threads=env_int(env, "PYMK_API_THREADS", DEFAULT_THREADS, lo=1),
+            served_log=env_choice(env, "PYMK_SERVED_LOG", SERVED_LOG_MODES, "ids"),
+            served_log_retention_h=env_float(env, "PYMK_SERVED_LOG_RETENTION_H", 24.0, 0.0, 1e6),
+            newcomer_slots=env_slots(env, "PYMK_NEWCOMER_SLOTS", (3, 8)),
+            newcomer_refresh_s=env_float(env, "PYMK_NEWCOMER_REFRESH_S", 30.0, 0.0, 86_400.0),
+            newcomer_full_read_s=env_float(env, "PYMK_NEWCOMER_FULL_READ_S", 900.0, 0.0, 7 * 86_400.0),
+            seen_refresh_s=env_float(env, "PYMK_SEEN_REFRESH_S", 10.0, 0.0, 86_400.0),
+            seen_max_impressions=env_int(env, "PYMK_SEEN_MAX_IMPRESSIONS", 50_000_000, 0),
+            seen_first_read_s=env_float(env, "PYMK_SEEN_FIRST_READ_S", 10.0, 0.0, 3600.0),
         )
         return cls(data_dir=data_dir, neo4j=neo, ingest_batch_size=batch, api=api,
-                   ts_earliest=_env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
-                   ts_max_future_s=_env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
-                   ts_unit_s=TIME_UNITS[_env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")],
+                   ts_earliest=env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
+                   ts_max_future_s=env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
+                   ts_unit_s=TIME_UNITS[env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")],
                    log_format=log_format(env),
-                   event_history_days=_env_float(env, "PYMK_EVENT_HISTORY_DAYS", 365.0, 0.0, 36_500.0),
-                   event_retention_days=_env_float(env, "PYMK_EVENT_RETENTION_DAYS", 0.0, 0.0, 36_500.0),
-                   ranker_max_impressions=_env_int(env, "PYMK_RANKER_MAX_IMPRESSIONS", 2_000_000, lo=0))
+                   event_history_days=env_float(env, "PYMK_EVENT_HISTORY_DAYS", 365.0, 0.0, 36_500.0),
+                   event_retention_days=env_float(env, "PYMK_EVENT_RETENTION_DAYS", 0.0, 0.0, 36_500.0),
+                   ranker_max_impressions=env_int(env, "PYMK_RANKER_MAX_IMPRESSIONS", 2_000_000, lo=0))
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)

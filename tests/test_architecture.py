@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # layer of each package (pymk's base modules are below everything; its CLI and assembly on top)
-BASE = {"pymk.errors", "pymk.settings", "pymk.artifacts", "pymk.metrics", "pymk.group_topk", "pymk.progress"}
+BASE = {"pymk.errors", "pymk.envvars", "pymk.settings", "pymk.artifacts", "pymk.metrics", "pymk.group_topk",
+        "pymk.progress"}
 LAYER = {"base": 0, "graph": 1, "candidates": 2, "gnn": 3, "ranker": 4, "sim": 5, "evaluation": 5,
          "top": 6, "api": 7}
 # what each layer may import besides its own package and lower layers' packages

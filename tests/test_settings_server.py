@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from graph import server
+from pymk.envvars import KNOWN_VARIABLES, unknown_variables
 from pymk.errors import ConfigError
-from pymk.settings import KNOWN_VARIABLES, Settings, unknown_variables
+from pymk.settings import Settings
 
 
 def test_settings_from_env(tmp_path):

@@ -1,0 +1,83 @@
+"""Reading PYMK_* environment variables: typed values with errors that name the variable and the
+bad value, and the list of every variable something reads (so a misspelt one is reported, not ignored)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+
+from pymk.errors import ConfigError
+
+# Every PYMK_* variable something reads: the settings (pymk/settings.py), and the shell scripts' own (scripts/*.sh).
+# Any other PYMK_* name in the environment is most likely a typo, which would otherwise be ignored.
+KNOWN_VARIABLES = frozenset({
+    "PYMK_DATA_DIR", "PYMK_NEO4J_HOME", "PYMK_NEO4J_HOST", "PYMK_NEO4J_PORT", "PYMK_NEO4J_HEAP_MB",
+    "PYMK_NEO4J_PAGECACHE_MB", "PYMK_NEO4J_PROCEDURES", "PYMK_NEO4J_CONNECT_TIMEOUT_S", "PYMK_NEO4J_KEEP_ALIVE_S",
+    "PYMK_NEO4J_BREAKER_COOLDOWN_S", "PYMK_NEO4J_REQUEST_TIMEOUT_S", "PYMK_INGEST_BATCH", "PYMK_API_AUTH",
+    "PYMK_LOG_FORMAT", "PYMK_EVENT_HISTORY_DAYS", "PYMK_EVENT_RETENTION_DAYS",
+    "PYMK_RANKER_MAX_IMPRESSIONS",
+    "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
+    "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
+    "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
+    "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S", "PYMK_NEWCOMER_FULL_READ_S",
+    "PYMK_SEEN_REFRESH_S", "PYMK_SEEN_MAX_IMPRESSIONS", "PYMK_SEEN_FIRST_READ_S",
+    "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
+})
+
+
+def unknown_variables(env: dict[str, str]) -> list[str]:
+    """PYMK_* names in `env` that no setting reads, each with the known name it is closest to."""
+    found = []
+    for name in sorted(n for n in env if n.startswith("PYMK_") and n not in KNOWN_VARIABLES):
+        close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
+        found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found
+
+
+def env_int(env: dict[str, str], name: str, default: int, lo: int | None = None) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
+    if lo is not None and value < lo:
+        raise ConfigError(f"{name} must be at least {lo} (got {value})")
+    return value
+
+
+def env_float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number (got {raw!r})") from exc
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi} (got {value})")
+    return value
+
+
+def env_slots(env: dict[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Comma-separated 1-based list positions, distinct ("" or "0": none)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.strip() in ("", "0"):
+        return ()
+    try:
+        slots = tuple(int(x) for x in raw.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be comma-separated list positions such as 3,8 (got {raw!r})") from exc
+    if any(s < 1 for s in slots) or len(set(slots)) != len(slots):
+        raise ConfigError(f"{name} must be distinct positions from 1 up (got {raw!r})")
+    return tuple(sorted(slots))
+
+
+def env_choice(env: dict[str, str], name: str, choices: Collection[str], default: str) -> str:
+    value = env.get(name, default).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    return value
