@@ -12,7 +12,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from graph.cypher import ANSWER_SKEW_S, request_rounds, time_segments
+from graph.cypher import ANSWER_SKEW_S
+from graph.cypher_rows import request_rounds, time_segments
 from graph.records import (
     AccountData,
     Event,

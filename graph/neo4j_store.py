@@ -18,6 +18,7 @@ import neo4j
 from neo4j import GraphDatabase
 
 from graph import cypher as q
+from graph import cypher_rows as rows_of
 from graph.breaker import CircuitBreaker
 from graph.records import (
     AccountData,
@@ -172,7 +173,7 @@ class Neo4jGraphStore:
         return len(rows)
 
     def add_friendships(self, edges: Sequence[Friendship]) -> int:
-        rows = q.friendship_rows(edges)
+        rows = rows_of.friendship_rows(edges)
         if not rows:
             return 0
         if self._has("pymk.mergeFriendships"):
@@ -188,7 +189,7 @@ class Neo4jGraphStore:
         return bool(records and records[0]["n"])
 
     def apply_events(self, events: Sequence[Event]) -> int:
-        statements, applied = q.event_statements(events)
+        statements, applied = rows_of.event_statements(events)
         if statements:
             self._write(statements)
         return applied
@@ -222,7 +223,7 @@ class Neo4jGraphStore:
     # reads
     def get_user(self, user_id: str) -> UserRecord | None:
         records = self._read(q.Q_GET_USER, id=user_id)
-        return q.user_from_props(records[0]["p"]) if records else None
+        return rows_of.user_from_props(records[0]["p"]) if records else None
 
     def account_data(self, user_id: str) -> AccountData | None:
         records = self._read(q.Q_ACCOUNT, id=user_id)
@@ -238,14 +239,14 @@ class Neo4jGraphStore:
         return {tuple(r["pair"]) for r in self._read(q.Q_TIES_AMONG, pairs=[list(p) for p in pairs])}
 
     def opted_out_among(self, ids: Iterable[str]) -> set[str]:
-        return q.unsuggestable_from_row(self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)[0], None)
+        return rows_of.unsuggestable_from_row(self._read(q.Q_OPTED_OUT, ids=list(ids), since=None)[0], None)
 
     def friends(self, user_id: str) -> list[str]:
         return [r["id"] for r in self._read(q.Q_FRIENDS, id=user_id)]
 
     def pending_requests(self, user_id: str) -> PendingRequests:
         records = self._read(q.Q_PENDING, id=user_id)
-        return q.pending_from_row(records[0] if records else None)
+        return rows_of.pending_from_row(records[0] if records else None)
 
     def blocked(self, user_id: str) -> set[str]:
         return {r["id"] for r in self._read(q.Q_BLOCKED, id=user_id)}
@@ -256,11 +257,11 @@ class Neo4jGraphStore:
     def viewer_rules(self, user_id: str, candidate_ids: Iterable[str], accounts_since: float | None = None
                      ) -> tuple[UserState, set[str]]:
         record = self._read(q.Q_RULES, id=user_id, ids=list(candidate_ids), since=accounts_since)[0]
-        return q.state_from_rules_row(user_id, record), q.unsuggestable_from_row(record, accounts_since)
+        return rows_of.state_from_rules_row(user_id, record), rows_of.unsuggestable_from_row(record, accounts_since)
 
     def friends_of_friends(self, user_id: str, limit: int, max_friend_degree: int) -> list[FofRow]:
         records = self._read(q.Q_FOF, id=user_id, limit=limit, max_deg=max_friend_degree)
-        return fof_order(user_id, [q.fof_row(r["candidate"], r["mutual_count"], r["aa"], r["mutual"])
+        return fof_order(user_id, [rows_of.fof_row(r["candidate"], r["mutual_count"], r["aa"], r["mutual"])
                                    for r in records], limit)
 
     def fresh_view(self, user_id: str, limit: int, max_friend_degree: int) -> FreshView:
@@ -268,12 +269,12 @@ class Neo4jGraphStore:
         if not records:
             return FreshView(None, (), ())
         r = records[0]
-        return FreshView(q.user_from_props(r["p"]), tuple(sorted(r["friends"])),
-                         tuple(fof_order(user_id, [q.fof_row(*row) for row in r["fof"]], limit)))
+        return FreshView(rows_of.user_from_props(r["p"]), tuple(sorted(r["friends"])),
+                         tuple(fof_order(user_id, [rows_of.fof_row(*row) for row in r["fof"]], limit)))
 
     def new_accounts(self, since: float, limit: int, max_friends: int) -> list[NewAccount]:
         records = self._read(q.Q_NEW_ACCOUNTS, since=since, limit=limit, max_friends=max_friends)
-        return [q.new_account(r) for r in records]
+        return [rows_of.new_account(r) for r in records]
 
     def newcomer_changes(self, since: float, changed_since: float, limit: int, max_friends: int) -> NewcomerChanges:
         params = {"since": since, "changed": max(since, changed_since)}
@@ -281,7 +282,7 @@ class Neo4jGraphStore:
                                                      default_access_mode=neo4j.READ_ACCESS) as session:
             def work(tx: neo4j.ManagedTransaction) -> NewcomerChanges:   # one snapshot of the store for both
                 accounts = tx.run(q.Q_NEWCOMER_CHANGES, {**params, "limit": limit, "max_friends": max_friends})
-                changed = [q.new_account(r) for r in accounts]
+                changed = [rows_of.new_account(r) for r in accounts]
                 gone = tuple(r["id"] for r in tx.run(q.Q_DELETED_SINCE, params))
                 return NewcomerChanges(tuple(changed), gone)
             return session.execute_read(neo4j.unit_of_work(timeout=self._timeout)(work))
@@ -292,7 +293,7 @@ class Neo4jGraphStore:
     # bulk reads
     def iter_users(self, batch_size: int = 10_000) -> Iterator[list[UserRecord]]:
         for batch in self._stream(q.Q_ALL_USERS, batch_size):
-            yield [q.user_from_props(r["p"]) for r in batch]
+            yield [rows_of.user_from_props(r["p"]) for r in batch]
 
     def iter_friendships(self, batch_size: int = 50_000) -> Iterator[list[Friendship]]:
         batch: list[Friendship] = []

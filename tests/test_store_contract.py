@@ -442,7 +442,7 @@ def test_an_id_deleted_and_created_again_is_a_new_account_to_records_made_before
 
 
 def test_request_rounds_put_each_pairs_events_in_time_order_and_drop_repeated_sends():
-    from graph.cypher import request_rounds
+    from graph.cypher_rows import request_rounds
 
     events = [Event("send", "a", "b", t) for t in (3.0, 1.0, 2.0)] + [
         Event("decline", "b", "a", 4.0), Event("send", "a", "b", 5.0), Event("send", "c", "b", 1.0),
@@ -454,7 +454,7 @@ def test_request_rounds_put_each_pairs_events_in_time_order_and_drop_repeated_se
 
 
 def test_time_segments_cut_where_a_request_follows_a_block_or_unblock_of_its_pair():
-    from graph.cypher import time_segments
+    from graph.cypher_rows import time_segments
 
     ev = lambda kind, a, b, t: Event(kind, a, b, t)   # noqa: E731
     plain = [ev("send", "a", "b", 3.0), ev("block", "c", "d", 1.0), ev("unblock", "c", "d", 2.0),
