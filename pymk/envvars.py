@@ -34,27 +34,30 @@ def unknown_variables(env: dict[str, str]) -> list[str]:
     return found
 
 
-def env_int(env: dict[str, str], name: str, default: int, lo: int | None = None) -> int:
+def _number(env: dict[str, str], name: str, cast: type, kind: str) -> int | float | None:
+    """The variable read as `cast` (None: unset or empty), or a ConfigError naming it and its value."""
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
+        return None
     try:
-        value = int(raw)
+        return cast(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer (got {raw!r})") from exc
+        raise ConfigError(f"{name} must be {kind} (got {raw!r})") from exc
+
+
+def env_int(env: dict[str, str], name: str, default: int, lo: int | None = None) -> int:
+    value = _number(env, name, int, "an integer")
+    if value is None:
+        return default
     if lo is not None and value < lo:
         raise ConfigError(f"{name} must be at least {lo} (got {value})")
     return value
 
 
 def env_float(env: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
+    value = _number(env, name, float, "a number")
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number (got {raw!r})") from exc
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi} (got {value})")
     return value

@@ -33,7 +33,8 @@ def test_settings_from_env(tmp_path):
                                              ("PYMK_NEO4J_REQUEST_TIMEOUT_S", "-1"), ("PYMK_NEWCOMER_SLOTS", "3,x"),
                                              ("PYMK_NEWCOMER_SLOTS", "3,3"), ("PYMK_NEWCOMER_SLOTS", "-2"),
                                              ("PYMK_NEWCOMER_REFRESH_S", "-5"),
-                                             ("PYMK_NEWCOMER_FULL_READ_S", "-1")])
+                                             ("PYMK_NEWCOMER_FULL_READ_S", "-1"), ("PYMK_EXPLORE_SHARE", "lots"),
+                                             ("PYMK_EXPLORE_SHARE", "2")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})
