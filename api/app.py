@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     # Requests run on server threads; torch's own intra-op threads would only fight them on small batches.
     torch.set_num_threads(1)
     owns_store = store is None
-    if store is None:
+    if owns_store:
         from graph.connect import open_store
 
         store = open_store(settings, for_requests=True)
@@ -156,8 +156,7 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
     app.json = OrjsonProvider(app)
     metrics = app.extensions["pymk_metrics"] = _metrics()
     app.extensions["pymk"] = Services(settings, store, on_newcomer_read=metrics.newcomer_read,
-                                         on_recent_read=metrics.recent_read)
-    app.extensions["pymk_owns_store"] = owns_store
+                                         on_recent_read=metrics.recent_read, owns_store=owns_store)
     errors.register(app)
     ratelimit.install(app, settings)
     app.register_blueprint(bp)
@@ -204,4 +203,4 @@ def create_app(settings: Settings | None = None, store: GraphStore | None = None
 
 def close_app(app: Flask) -> None:
     """Release what create_app opened: the logs' live segments, and the graph store it opened itself."""
-    app.extensions["pymk"].close(close_store=app.extensions["pymk_owns_store"])
+    app.extensions["pymk"].close()

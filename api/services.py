@@ -52,9 +52,10 @@ class Served:
 class Services:
     def __init__(self, settings: Settings, store: GraphStore,
                  on_newcomer_read: Callable[[IndexRead], None] | None = None,
-                 on_recent_read: Callable[[bool, int], None] | None = None) -> None:
+                 on_recent_read: Callable[[bool, int], None] | None = None, owns_store: bool = False) -> None:
         self.settings = settings
         self.store = store
+        self.owns_store = owns_store   # opened for this app (create_app): closed with it
         self.on_newcomer_read = on_newcomer_read   # told of every read of the newcomer index (metrics)
         self.on_recent_read = on_recent_read       # ... and of the impressions since the snapshot (ok, held)
         self.events = EventLog(settings.event_log_dir)
@@ -73,14 +74,14 @@ class Services:
         self._ensure_schema()
         self.reload(force=True)
 
-    def close(self, close_store: bool = False) -> None:
+    def close(self) -> None:
         """Stop the served pipeline's source threads, close the logs' open segments, and the graph store
         when this app opened it (create_app). For a process that stops serving: nothing is served after."""
         if self._served.pipeline is not None:
             self._served.pipeline.close()
         self.events.close()
         self.served_log.close()
-        if close_store:
+        if self.owns_store:
             self.store.close()
 
     def _ensure_schema(self) -> None:

@@ -20,11 +20,9 @@ from pymk.settings import Settings
 def _logs(settings: Settings, a: str, b: str) -> None:
     EventLog(settings.event_log_dir).write_segment("file-1", [
         Event("impression", a, b, 1.0, position=0), Event("send", b, a, 2.0), Event("dismiss", a, b, 3.0)])
-    with EventLog(settings.served_log_dir) as served:
-        served.append_records([
-            {"ts": 4.0, "viewer": a, "candidates": [{"user_id": b, "position": 0, "features": [0.5],
-                                                    "features_at": 3.0}]},
-            {"ts": 5.0, "viewer": b, "candidates": [{"user_id": a, "position": 0}]}])
+    EventLog(settings.served_log_dir).append_records([
+        {"ts": 4.0, "viewer": a, "candidates": [{"user_id": b, "position": 0, "features": [0.5], "features_at": 3.0}]},
+        {"ts": 5.0, "viewer": b, "candidates": [{"user_id": a, "position": 0}]}])
 
 
 @pytest.mark.parametrize("user_id", ["u1", "ü \"quoted\" 1"])

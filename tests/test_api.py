@@ -47,9 +47,7 @@ def world() -> MemoryGraphStore:
 @pytest.fixture
 def app(app_settings, world):
     save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
-    app = create_app(app_settings, store=world)
-    yield app
-    close_app(app)
+    return create_app(app_settings, store=world)
 
 
 @pytest.fixture

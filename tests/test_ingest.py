@@ -191,15 +191,13 @@ def test_served_log_retention_deletes_only_old_live_segments(tmp_path):
     for path, age_h in ((old, 73), (recent, 71), (kept, 500)):
         path.write_text('{"a": 1}\n')
         os.utime(path, (time.time() - age_h * 3600,) * 2)
-    with EventLog(root) as plain:
-        plain.append_records([{"b": 2}])                   # no retention: nothing deleted
+    EventLog(root).append_records([{"b": 2}])              # no retention: nothing deleted
     assert old.exists() and recent.exists()
     log = EventLog(root, retention_s=72 * 3600)
     assert log.append_records([{"c": 3}]) == 1             # opening its segment expires the old ones
     assert not old.exists() and recent.exists() and kept.exists()
     assert log.append_records([{"d": 4}]) == 1 and len(list(root.glob("live-*.jsonl"))) == 2  # same segment
     assert [r for r in log.read_records() if "a" not in r] == [{"b": 2}, {"c": 3}, {"d": 4}]
-    log.close()
 
 
 def test_closing_a_log_releases_its_live_segment_and_a_later_append_reopens_it(tmp_path):
