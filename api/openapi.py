@@ -1,5 +1,5 @@
 """OpenAPI 3 description of the API, generated from the pydantic models that validate the requests
-and describe the responses (tests/test_api_fuzz.py checks every response against it)."""
+and describe the responses (tests/api/test_fuzz.py checks every response against it)."""
 
 from __future__ import annotations
 
