@@ -17,7 +17,7 @@ Input is the snapshot exported as Parquet (graph/snapshot/parquet.py). Two Spark
 
 The driver streams the ranked lists back in user order and publishes the same artifact the
 in-process engines write (tested identical, byte for byte). Executors need the code, the
-requirements and read access to `PYMK_DATA_DIR` (a shared filesystem); see the README.
+requirements and read access to `PYMK_DATA_DIR` (a shared filesystem); see docs/refresh.md.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute")
             builder = builder.master(master)
         if master and master.startswith("local"):
             # local workers run this interpreter and import this checkout (a cluster gets both from
-            # spark-submit's --archives and --py-files, README)
+            # spark-submit's --archives and --py-files, docs/refresh.md)
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
             os.environ["PYTHONPATH"] = path

@@ -95,7 +95,7 @@ def connect_server(tmp_path_factory):
 
 
 def test_spark_connect_lists_are_identical_to_the_in_process_lists(data_dir, connect_server, monkeypatch):
-    """SPARK_REMOTE makes the job a Connect client (the README's cluster path): same lists, bit for bit."""
+    """SPARK_REMOTE makes the job a Connect client (docs/refresh.md's cluster path): same lists, bit for bit."""
     store = ArtifactStore(data_dir.candidates_dir)
     local = store.root / stage_precompute(data_dir, all_users=True, keep=20, engine="block", workers=1, block=50)
     monkeypatch.setenv("SPARK_REMOTE", connect_server)
