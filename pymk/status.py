@@ -65,7 +65,7 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
     now = time.time() if now is None else now
     report = Report()
     for name, root in settings.artifact_dirs.items():
-        report.artifacts[name] = _artifact(ArtifactStore(root), now)
+        report.artifacts[name] = artifact_entry(ArtifactStore(root), now)
         if "error" in report.artifacts[name]:
             report.problems.append(f"the current {name} cannot be read: {report.artifacts[name]['error']}")
     snap = report.artifacts["snapshot"]
@@ -74,34 +74,51 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
     elif "error" not in snap and snap["age_h"] > max_age_h:
         report.problems.append(f"the snapshot {snap['version']} is {snap['age_h']:.1f} h old (over {max_age_h:g} h): "
                                "has the nightly refresh stopped?")
-    emb = report.artifacts["embeddings"]
-    if emb["version"] is not None and snap["version"] is not None and emb.get("snapshot_version") != snap["version"]:
-        report.problems.append(f"the embeddings {emb['version']} were made from snapshot "
-                               f"{emb.get('snapshot_version')}, not the current {snap['version']}: the API serves "
-                               "without them (run the embeddings stage)")
-    ranker = report.artifacts["ranker"]
-    if ranker.get("unusable"):
-        report.problems.append(f"the ranker {ranker['version']} {ranker['unusable']}: the API ranks by reciprocal "
-                               "rank fusion until `pymk refresh` (or `pymk ranker train`) publishes one it can use")
-    elif ranker.get("embeddings_version") not in (None, emb["version"]):
-        report.problems.append(f"the ranker {ranker['version']} was trained with embeddings "
-                               f"{ranker['embeddings_version']}, not the current {emb['version']}: the API ranks "
-                               "by reciprocal rank fusion (run the ranker stage)")
-    lists = report.artifacts["candidates"]
-    current = {f"{name}_version": report.artifacts[name]["version"] for name in ("snapshot", "embeddings", "ranker")}
-    made = lists.get("made_with") or {}
-    stale = [k.removesuffix("_version") for k in current if made.get(k) != current[k]]
-    if lists["version"] is not None and stale:   # what the API checks before it uses them
-        report.problems.append(f"the precomputed lists {lists['version']} were made with "
-                               + ", ".join(f"{k} {made.get(f'{k}_version')}" for k in stale) + "; now current: "
-                               + ", ".join(f"{k} {current[f'{k}_version']}" for k in stale)
-                               + ": the API ranks every request on request until the next precompute")
+    report.problems += served_problems(report.artifacts)
     report.refresh = _refresh(settings.data_dir / "refresh", now, report.problems)
     return report
 
 
-def _artifact(store: ArtifactStore, now: float) -> dict:
-    version = store.current_version()
+def served_problems(artifacts: dict[str, dict]) -> list[str]:
+    """What the API would serve without, given the entries (`artifact_entry`) of one set of versions: embeddings
+    made from another snapshot, a ranker this code cannot use or trained with embeddings it does not serve, lists
+    made with other versions than it serves. The checks the API makes as it loads them (pymk/assemble.py,
+    api/services.py), in the same order: each decides what the next one compares with."""
+    problems: list[str] = []
+    snap, emb, ranker, lists = (artifacts[k] for k in ("snapshot", "embeddings", "ranker", "candidates"))
+    emb_served = emb["version"] is not None and emb.get("snapshot_version") == snap["version"]
+    if emb["version"] is not None and snap["version"] is not None and not emb_served:
+        problems.append(f"the embeddings {emb['version']} were made from snapshot "
+                        f"{emb.get('snapshot_version')}, not the current {snap['version']}: the API serves "
+                        "without them (run the embeddings stage)")
+    ranker_served = None
+    wanted = ranker.get("embeddings_version")
+    if ranker["version"] is None:
+        pass
+    elif ranker.get("unusable"):
+        problems.append(f"the ranker {ranker['version']} {ranker['unusable']}: the API ranks by reciprocal "
+                        "rank fusion until `pymk refresh` (or `pymk ranker train`) publishes one it can use")
+    elif wanted is not None and not (emb_served and wanted == emb["version"]):
+        served = emb["version"] if emb_served else None
+        problems.append(f"the ranker {ranker['version']} was trained with embeddings {wanted}, and the API "
+                        f"serves {served or 'none'}: it ranks by reciprocal rank fusion (run the ranker stage)")
+    else:
+        ranker_served = ranker["version"]
+    # the API compares the lists with the current embeddings' version even where it does not use them
+    current = {"snapshot": snap["version"], "embeddings": emb["version"], "ranker": ranker_served}
+    made = lists.get("made_with") or {}
+    stale = [k for k in current if made.get(f"{k}_version") != current[k]]
+    if lists["version"] is not None and stale:
+        problems.append(f"the precomputed lists {lists['version']} were made with "
+                        + ", ".join(f"{k} {made.get(f'{k}_version')}" for k in stale) + "; now served: "
+                        + ", ".join(f"{k} {current[k]}" for k in stale)
+                        + ": the API ranks every request on request until the next precompute")
+    return problems
+
+
+def artifact_entry(store: ArtifactStore, now: float, version: str | None = None) -> dict:
+    """What status reads of one version (the current one by default): when it was published, what from."""
+    version = store.current_version() if version is None else version
     if version is None:
         return {"version": None}
     try:

@@ -59,10 +59,14 @@ def test_a_consistent_fresh_deployment_is_ok_and_old_or_stale_parts_are_named(tm
     assert status(settings, max_age_h=48, now=later).problems == []
 
     newer = _publish(settings.snapshot_dir, kind="snapshot")   # a snapshot published, the later stages not run
-    first, second = status(settings).problems
-    assert f"embeddings {report.artifacts['embeddings']['version']} were made from snapshot {snap}" in first
-    assert f"lists {lists} were made with snapshot {snap}; now current: snapshot {newer}" in second
-    assert "embeddings" not in second.split(";")[0]   # only what differs is named
+    emb, ranker = (report.artifacts[k]["version"] for k in ("embeddings", "ranker"))
+    first, second, third = status(settings).problems
+    assert f"embeddings {emb} were made from snapshot {snap}" in first
+    # the API serves no embeddings with the new snapshot, so it refuses the ranker trained with them too
+    assert f"the ranker {ranker} was trained with embeddings {emb}, and the API serves none" in second
+    assert f"lists {lists} were made with snapshot {snap}, ranker {ranker}; now served: snapshot {newer}, " \
+           "ranker None" in third
+    assert "embeddings" not in third.split(";")[0]   # only what differs is named
 
 
 def test_a_ranker_this_code_cannot_use_is_named_with_the_reason(tmp_path):
@@ -75,7 +79,7 @@ def test_a_ranker_this_code_cannot_use_is_named_with_the_reason(tmp_path):
             ({"feature_version": None}, "was trained on feature version None"),
             ({"features": [*FEATURE_NAMES[:-1], "old_column"]},
              f"was trained on other features (this code adds {FEATURE_NAMES[-1]}; it lacks old_column)"),
-            ({"embeddings_version": "v1"}, f"was trained with embeddings v1, not the current {emb}")):
+            ({"embeddings_version": "v1"}, f"was trained with embeddings v1, and the API serves {emb}")):
         ranker = _publish(settings.ranker_dir, snapshot_version=snap, **{**_trained_here(emb), **fields})
         problems = [p for p in status(settings).problems if p.startswith("the ranker")]
         assert len(problems) == 1 and f"the ranker {ranker} {reason}" in problems[0], problems
