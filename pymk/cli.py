@@ -12,7 +12,7 @@ import click
 from pymk import logs
 from pymk.cli_events import events, users
 from pymk.cli_models import COMMANDS
-from pymk.cli_snapshot import snapshot, status
+from pymk.cli_snapshot import rollback, snapshot, status
 from pymk.errors import GraphStoreUnavailableError, PymkError, UnknownUserError
 from pymk.settings import Settings, log_format
 
@@ -296,5 +296,5 @@ def serve(settings: Settings, host: str, port: int, workers: int | None, threads
 
 
 # defined in pymk/cli_snapshot.py, cli_events.py, cli_models.py
-for _command in (snapshot, status, events, users, *COMMANDS):
+for _command in (snapshot, status, rollback, events, users, *COMMANDS):
     main.add_command(_command)

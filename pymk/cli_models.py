@@ -123,9 +123,10 @@ def embeddings_refresh(settings: Settings, epochs: int, max_auc_drop: float, no_
 @embeddings.command("rollback")
 @click.pass_obj
 def embeddings_rollback(settings: Settings) -> None:
-    from pymk.artifacts import ArtifactStore
+    """The embeddings back one version, and the ranker and lists made after them (as `pymk rollback embeddings`)."""
+    from pymk.cli_snapshot import roll_back
 
-    click.echo(f"current embeddings are now {ArtifactStore(settings.embeddings_dir).rollback()}")
+    roll_back(settings, "embeddings")
 
 
 # ---- ranker -----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """`pymk snapshot ...`: export, build, inspect and roll back versioned graph snapshots; `pymk status`: what
-every artifact store serves and how the nightly refresh went."""
+every artifact store serves and how the nightly refresh went; `pymk rollback`: every artifact back together."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def snapshot_from_edges(settings: Settings, path: Path, allow_shrink: bool) -> N
 @snapshot.command("info")
 @click.pass_obj
 def snapshot_info(settings: Settings) -> None:
+    """The current snapshot's manifest: counts, times, what it was made from."""
     store = _snapshots(settings)
     current = store.current()
     click.echo(json.dumps({k: v for k, v in store.manifest(current).items() if k != "arrays"}, indent=2))
@@ -67,7 +68,35 @@ def snapshot_info(settings: Settings) -> None:
 @snapshot.command("rollback")
 @click.pass_obj
 def snapshot_rollback(settings: Settings) -> None:
-    click.echo(f"current snapshot is now {_snapshots(settings).rollback()}")
+    """The snapshot back one version, and what was made from it with it (as `pymk rollback`)."""
+    roll_back(settings, "snapshot")
+
+
+def roll_back(settings: Settings, back: str | None, dry_run: bool = False) -> None:
+    """Print the plan (pymk/rollback.py) and, unless `dry_run`, set it."""
+    from pymk.rollback import apply, plan
+
+    planned = plan(settings, back=back)
+    click.echo("\n".join(planned.lines()))
+    if dry_run:
+        return
+    if all(old == new for old, new in planned.moves.values()):
+        click.echo("nothing to change")
+        return
+    apply(settings, planned.moves)
+    click.echo(f"done: the API serves these within {settings.api.reload_check_s:g} s")
+
+
+@click.command("rollback")
+@click.argument("artifact", type=click.Choice(["snapshot", "embeddings", "ranker", "candidates"]), default="snapshot")
+@click.option("--latest", is_flag=True, help="Instead: every artifact forward to its newest kept version made for "
+                                             "the ones before it (undo a rollback).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and what the API would serve without; change nothing.")
+@click.pass_obj
+def rollback(settings: Settings, artifact: str, latest: bool, dry_run: bool) -> None:
+    """ARTIFACT (default: the snapshot) back one version, and every artifact made after it back to the
+    newest version made for it: a bad nightly refresh undone in one step, a set the API serves together."""
+    roll_back(settings, None if latest else artifact, dry_run)
 
 
 @click.command("status")

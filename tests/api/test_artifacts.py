@@ -294,3 +294,50 @@ def test_active_users_are_the_recent_actors_and_targets():
                    "ts": np.array([0.0, 9 * day, 9.5 * day, 10 * day]), "position": np.zeros(4, np.int32)}
     got = {snap.external_id(i) for i in active_users(snap, days=3)}
     assert got == {"b", "c", "d", "e"}  # a acted 10 days ago; e was only shown, but later accepted
+
+
+def test_what_status_and_rollback_say_is_served_is_what_the_api_serves(app, world, app_settings):
+    """`served_problems` (pymk status, pymk rollback's plan) against the API itself, on real artifacts: two
+    nights' sets, the snapshot alone moved back (what `pymk snapshot rollback` once did), then `pymk rollback
+    --latest` and `pymk rollback`."""
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+    from pymk.status import status
+
+    svc = app.extensions["pymk"]
+    env = {"PYMK_DATA_DIR": str(app_settings.data_dir)}
+
+    def night(seed: int) -> dict[str, str]:
+        emb_version = _publish_embeddings(svc, app_settings, seed)[1]
+        ranker_version = _publish_untrained_ranker(app_settings, emb_version)
+        result = CliRunner().invoke(main, ["candidates", "precompute", "--all-users"], env=env)
+        assert result.exit_code == 0, result.output
+        assert svc.reload(force=True)
+        return {"snapshot": svc.served.snapshot_version, "embeddings": emb_version, "ranker": ranker_version,
+                "candidates": ArtifactStore(app_settings.candidates_dir).current_version()}
+
+    def served() -> dict[str, str | None]:
+        svc.reload(force=True)
+        s = svc.served
+        ann = "ann" in [source.name for source in s.pipeline.sources]
+        return {"snapshot": s.snapshot_version, "embeddings": s.embeddings_version if ann else None,
+                "ranker": s.ranker_version, "candidates": s.precomputed_version}
+
+    first = night(0)
+    world.add_friendships([Friendship("a1", "c0", 2.0)])
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
+    assert svc.reload(force=True)
+    second = night(1)
+    assert served() == second and status(app_settings).problems == []
+
+    ArtifactStore(app_settings.snapshot_dir).set_current(first["snapshot"])   # the snapshot alone
+    assert served() == {**first, "embeddings": None, "ranker": None, "candidates": None}
+    embeddings, ranker, lists = status(app_settings).problems
+    assert f"embeddings {second['embeddings']} were made from snapshot {second['snapshot']}" in embeddings
+    assert f"ranker {second['ranker']}" in ranker and f"precomputed lists {second['candidates']}" in lists
+
+    assert CliRunner().invoke(main, ["rollback", "--latest"], env=env).exit_code == 0
+    assert served() == second and status(app_settings).problems == []
+    assert CliRunner().invoke(main, ["rollback"], env=env).exit_code == 0
+    assert served() == first and status(app_settings).problems == []
