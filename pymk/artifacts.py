@@ -96,12 +96,46 @@ class ArtifactStore:
         log.info("rolled back %s -> %s", current, previous)
         return previous
 
+    def pinned(self, version: str | None) -> PinnedStore:
+        """A view of this store whose current version is `version` (None: none yet), for a job that makes a
+        chain of versions to release together later."""
+        return PinnedStore(self.root, version, self.keep)
+
     def _prune(self) -> None:
         versions = self.versions()
-        current = self.current_version()
+        keep = {self.current_version(), ArtifactStore.current_version(self)}   # a pinned view's too
         for old in versions[: max(0, len(versions) - self.keep)]:
-            if old != current:
+            if old not in keep:
                 shutil.rmtree(self.root / old, ignore_errors=True)
+
+
+class PinnedStore(ArtifactStore):
+    """A store read at a pinned version, not at its CURRENT pointer: what it publishes becomes the pin and
+    leaves CURRENT (what the API serves) alone until `release` points it there."""
+
+    def __init__(self, root: Path, version: str | None, keep: int = 3) -> None:
+        super().__init__(root, keep)
+        self.version = version
+
+    def current_version(self) -> str | None:
+        return self.version
+
+    def publish(self, staging: Path, manifest: dict[str, Any], make_current: bool = True) -> Path:
+        path = super().publish(staging, manifest, make_current=False)
+        self.version = path.name
+        return path
+
+    def release(self) -> bool:
+        """Point CURRENT at the pin; whether it moved."""
+        if self.version is None or ArtifactStore.current_version(self) == self.version:
+            return False
+        self.set_current(self.version)
+        return True
         for stale in self.root.glob(".staging-*"):
             if time.time() - stale.stat().st_mtime > 24 * 3600:
                 shutil.rmtree(stale, ignore_errors=True)
+
+
+def live_stores(dirs: dict[str, Path]) -> dict[str, ArtifactStore]:
+    """Each store of `dirs` (Settings.artifact_dirs) by name, read at its CURRENT pointer: what the API serves."""
+    return {name: ArtifactStore(root) for name, root in dirs.items()}

@@ -17,7 +17,7 @@ from candidates.recent_shown import RecentShownConfig, recent_impressions
 from candidates.registry import REGISTRY
 from graph.snapshot import load_snapshot
 from graph.store import GraphStore
-from pymk.artifacts import ArtifactStore
+from pymk.artifacts import ArtifactStore, live_stores
 from pymk.errors import ArtifactError
 from pymk.settings import Settings
 from ranker.rerank import RerankConfig, Reranker
@@ -38,19 +38,22 @@ class Assembled:
                 "ranker_version": self.ranker_version}
 
 
-def assemble_pipeline(settings: Settings, state: StateReader | None = None) -> Assembled:
+def assemble_pipeline(settings: Settings, state: StateReader | None = None,
+                      stores: dict[str, ArtifactStore] | None = None) -> Assembled:
     """The pipeline over the current snapshot; ArtifactError when there is no loadable snapshot.
-    Hard rules read `state` (the graph store when serving; the snapshot itself when None)."""
-    snapshots = ArtifactStore(settings.snapshot_dir)
+    Hard rules read `state` (the graph store when serving; the snapshot itself when None). `stores`: the
+    artifact stores to read by name (pinned views, for a job's own versions); default the served ones."""
+    stores = stores or live_stores(settings.artifact_dirs)
+    snapshots = stores["snapshot"]
     snap_version = snapshots.current_version()
     if snap_version is None:
         raise ArtifactError(f"no snapshot published under {settings.snapshot_dir}")
     # memory-mapped, read-only: the worker processes of a server (and of the precompute job) share one
     # copy of the graph's arrays through the page cache instead of holding one each
     snap = load_snapshot(snapshots.current(), mmap=True)
-    emb_version, emb, index = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_version)
+    emb_version, emb, index = current_embeddings(stores["embeddings"], snap_version)
     sources = REGISTRY.build_all(snap, embeddings=emb, index=index)  # the ANN source only with embeddings
-    ranker, ranker_version = _ranker(settings, snap, emb, emb_version if emb is not None else None)
+    ranker, ranker_version = _ranker(stores["ranker"], snap, emb, emb_version if emb is not None else None)
     pipeline = CandidatePipeline(snap, sources, state or SnapshotStateReader(snap),
                                  PipelineConfig(per_source_k=ranker.per_source_k if ranker else PER_SOURCE_K,
                                                 concurrency=settings.api.threads), ranker=ranker,
@@ -74,10 +77,9 @@ def add_live_state(pipeline: CandidatePipeline, settings: Settings, store: Graph
                                                    on_recent_read)
 
 
-def _ranker(settings: Settings, snap, emb, emb_version: str | None):
+def _ranker(rankers: ArtifactStore, snap, emb, emb_version: str | None):
     """The learned ranker over this snapshot's features (embedding similarity from the served
     embeddings), or None (heuristic order) if absent or trained with other features or embeddings."""
-    rankers = ArtifactStore(settings.ranker_dir)
     version = rankers.current_version()
     if version is None:
         return None, None

@@ -206,7 +206,8 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
 @click.pass_obj
 def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, active_days: float | None) -> None:
     """The nightly job: erase -> snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per
-    stage (erase: deleted accounts' records out of the logs the snapshot reads)."""
+    stage (erase: deleted accounts' records out of the logs the snapshot reads); what it makes is served
+    together when the last stage is done."""
     from pymk.refresh import run_refresh
 
     state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True,
@@ -215,6 +216,7 @@ def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, a
         what = done.get("version") or (f"{done['event_log']['records_erased'] + done['served_log']['records_erased']} "
                                        f"records of {done['accounts']} deleted")
         click.echo(f"{stage:<11} {what:<28} {done['seconds']:>8.1f} s")
+    click.echo("released " + (", ".join(f"{name} {v}" for name, v in state["released"].items()) or "nothing new"))
     click.echo(f"refresh {state['run']} finished in {state['total_seconds']:.1f} s "
                f"(manifest: {settings.data_dir / 'refresh' / state['run'] / 'manifest.json'})")
 

@@ -6,9 +6,12 @@ nothing made from this run holds their records. The run keeps its state in
 `$PYMK_DATA_DIR/refresh/<run id>/manifest.json`, written atomically after every stage: which stages
 finished, the version each published (erase: its counts), and its seconds. One run at a time: a second
 one started meanwhile (a cron run overlapping a slow night) stops at once with JobRunningError.
-`resume` continues the newest unfinished run from its first unfinished stage, provided what the
-finished stages published is still what is current (otherwise it starts over: a newer snapshot
-was published meanwhile, and the later stages must be made from it).
+The run publishes to pinned views of the artifact stores: each stage reads what the earlier ones made,
+and the API keeps serving the last released set until the run releases all its versions at its end (a
+new snapshot served alone would be served without the embeddings, ranker and lists made for the old
+one, for as long as the later stages take); a run that fails releases nothing. `resume` continues the
+newest unfinished run from its first unfinished stage with the versions its finished stages published,
+provided they are still kept (otherwise it starts over).
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from graph.store import GraphStore
-from pymk.artifacts import ArtifactStore
+from pymk.artifacts import MANIFEST, ArtifactStore, live_stores
 from pymk.errors import ArtifactError, ConfigError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGES = ("erase", "snapshot", "embeddings", "ranker", "precompute")
+# the artifact store each stage publishes to
+PUBLISHES = {"snapshot": "snapshot", "embeddings": "embeddings", "ranker": "ranker",
+             "precompute": "candidates"}
+Stores = dict[str, ArtifactStore]
+Runner = Callable[[Stores], str | dict]
 
 
 # A snapshot with under this share of the current one's friendships is refused: an export from the
@@ -76,14 +84,15 @@ def stage_erase(settings: Settings, store: GraphStore | None = None, settle_s: f
 
 
 def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress: bool = False,
-                   allow_shrink: bool = False) -> str:
+                   allow_shrink: bool = False, stores: Stores | None = None) -> str:
     """Neo4j (or `store`) + event log -> a new current snapshot version (refused if it lost most of the
-    current one's friendships, unless `allow_shrink`)."""
+    current one's friendships, unless `allow_shrink`). `stores` (every stage): the artifact stores to read
+    and publish to by name, a refresh run's pinned views; default the served ones (published at once)."""
     from graph.connect import given_or_opened
     from graph.eventlog import EventLog
     from graph.snapshot import from_store, save_snapshot
 
-    snapshots = ArtifactStore(settings.snapshot_dir)
+    snapshots = (stores or live_stores(settings.artifact_dirs))["snapshot"]
     with given_or_opened(settings, store) as graph:
         snap = from_store(graph, EventLog(settings.event_log_dir), progress=progress,
                           event_days=settings.event_history_days)
@@ -93,30 +102,32 @@ def stage_snapshot(settings: Settings, store: GraphStore | None = None, progress
 
 
 def stage_embeddings(settings: Settings, epochs: int = 60, max_auc_drop: float = 0.02, use_features: bool = True,
-                     progress: bool = False) -> str:
+                     progress: bool = False, stores: Stores | None = None) -> str:
     """Current snapshot -> GraphSAGE embeddings + FAISS index, published."""
     from gnn.refresh import refresh_embeddings
     from gnn.train import TrainConfig
 
-    res = refresh_embeddings(ArtifactStore(settings.snapshot_dir).current(), ArtifactStore(settings.embeddings_dir),
+    stores = stores or live_stores(settings.artifact_dirs)
+    res = refresh_embeddings(stores["snapshot"].current(), stores["embeddings"],
                              TrainConfig(epochs=epochs, use_features=use_features), max_auc_drop=max_auc_drop,
                              progress=progress)
     return res.path.name
 
 
-def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800, progress: bool = False) -> str:
+def stage_ranker(settings: Settings, epochs: int = 8, viewers_per_cut: int = 800, progress: bool = False,
+                 stores: Stores | None = None) -> str:
     """Current snapshot (+ embeddings, + impression log) -> the ranker, published."""
     from ranker.history import HistoryConfig
     from ranker.jobs import train_and_publish
 
-    return train_and_publish(settings, HistoryConfig(viewers_per_cut=viewers_per_cut), epochs, progress=progress
-                             )["version"]
+    return train_and_publish(settings, HistoryConfig(viewers_per_cut=viewers_per_cut), epochs, progress=progress,
+                             stores=stores)["version"]
 
 
 def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bool = True, keep: int = 60,
                      progress: bool = False, engine: str = "block", workers: int | None = None,
                      block: int = 64, limit: int | None = None, seed: int = 0,
-                     master: str | None = "local[*]") -> str:
+                     master: str | None = "local[*]", stores: Stores | None = None) -> str:
     """Rank every user's list (every user with a friend; with all_users=False, those active in the
     last `active_days` of events) now with the served artifacts; publish them.
 
@@ -132,7 +143,8 @@ def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bo
 
     if engine not in ("block", "online", "spark"):
         raise ValueError(f"unknown precompute engine {engine!r} (block, online or spark)")
-    built = assemble_pipeline(settings)
+    stores = stores or live_stores(settings.artifact_dirs)
+    built = assemble_pipeline(settings, stores=stores)
     # offline, a slow source is waited for rather than skipped (serving keeps its tight budget)
     built.pipeline.config = replace(built.pipeline.config, source_budget_s=60.0)
     snap = built.pipeline.snap
@@ -147,7 +159,8 @@ def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bo
         from pymk.spark_precompute import spark_precompute
 
         try:
-            return spark_precompute(settings, built, users, keep, block, master, progress).name
+            return spark_precompute(settings, built, users, keep, block, master, progress,
+                                    stores["candidates"]).name
         finally:
             built.pipeline.close()
     rank = None
@@ -158,17 +171,11 @@ def stage_precompute(settings: Settings, active_days: float = 7.0, all_users: bo
             log.warning("precompute: %s; ranking user by user", exc)
     workers = workers or os.cpu_count() or 1
     try:
-        return build_precomputed(built.pipeline, users, built.versions, ArtifactStore(settings.candidates_dir), keep,
+        return build_precomputed(built.pipeline, users, built.versions, stores["candidates"], keep,
                                  progress=progress, rank=rank, block=block,
                                  workers=workers if rank is not None else 1).name
     finally:
         built.pipeline.close()
-
-
-def _current(settings: Settings) -> dict[str, str | None]:
-    dirs = {"snapshot": settings.snapshot_dir, "embeddings": settings.embeddings_dir,
-            "ranker": settings.ranker_dir, "precompute": settings.candidates_dir}
-    return {stage: ArtifactStore(path).current_version() for stage, path in dirs.items()}
 
 
 def _write(path: Path, state: dict) -> None:
@@ -185,20 +192,30 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
     state = json.loads(runs[-1].read_text())
     if state.get("finished") or tuple(state["stages"]) != stages:
         return None
-    now = _current(settings)
-    if any(now[s] != state["done"][s]["version"] for s in state["done"] if s in now):
-        log.warning("refresh %s: a finished stage's artifact is no longer current; starting over", state["run"])
+    gone = [f"{stage} {done['version']}" for stage, done in state["done"].items() if stage in PUBLISHES
+            and not (settings.artifact_dirs[PUBLISHES[stage]] / str(done.get("version")) / MANIFEST).exists()]
+    if gone:
+        log.warning("refresh %s: %s no longer kept; starting over", state["run"], ", ".join(gone))
         return None
     return runs[-1], state
 
 
+def _pinned(settings: Settings, state: dict) -> Stores:
+    """The run's artifact stores: each read at what this run published to it, else at what is served."""
+    made = {PUBLISHES[stage]: done["version"] for stage, done in state["done"].items() if stage in PUBLISHES}
+    return {name: store.pinned(made.get(name, store.current_version()))
+            for name, store in live_stores(settings.artifact_dirs).items()}
+
+
 def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
-                runners: dict[str, Callable[[], str | dict]] | None = None, progress: bool = False,
+                runners: dict[str, Runner] | None = None, progress: bool = False,
                 allow_shrink: bool = False, active_days: float | None = None) -> dict:
     """Run `stages` in order (each publishes its artifact); returns the run's manifest.
 
-    `runners` maps a stage to a callable returning the published version, or (erase) a dict of what it
-    did (defaults: the stage_* functions with default arguments; `allow_shrink` goes to stage_snapshot).
+    `runners` maps a stage to a callable taking the run's artifact stores (pinned views: what it publishes
+    is read by the later stages and served only when the run releases every version at its end) and
+    returning the published version, or (erase) a dict of what it did (defaults: the stage_* functions with
+    default arguments; `allow_shrink` goes to stage_snapshot).
     `active_days`: lists only for the users active in the snapshot's last `active_days` of events (the
     rest are ranked on request); None: every user with a friend.
     """
@@ -206,17 +223,19 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
-    runners = {**{s: (lambda f=f: f(settings, progress=progress)) for s, f in (
+    runners = {**{s: (lambda stores, f=f: f(settings, progress=progress, stores=stores)) for s, f in (
         ("embeddings", stage_embeddings), ("ranker", stage_ranker))},
-        "precompute": lambda: stage_precompute(settings, active_days or 7.0, active_days is None, progress=progress),
-        "erase": lambda: stage_erase(settings),
-        "snapshot": lambda: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink), **(runners or {})}
+        "precompute": lambda stores: stage_precompute(settings, active_days or 7.0, active_days is None,
+                                                      progress=progress, stores=stores),
+        "erase": lambda stores: stage_erase(settings),
+        "snapshot": lambda stores: stage_snapshot(settings, progress=progress, allow_shrink=allow_shrink,
+                                                  stores=stores), **(runners or {})}
     # two runs at once would each hold a million-user world in memory and race to publish
     with exclusive(settings.data_dir / "refresh" / ".lock", "refresh", stages=",".join(stages)):
         return _run(settings, stages, resume, runners, active_days)
 
 
-def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dict[str, Callable[[], str | dict]],
+def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dict[str, Runner],
          active_days: float | None) -> dict:
     found = _resumable(settings, stages) if resume else None
     if found is None:
@@ -230,18 +249,22 @@ def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dic
     if "precompute" in stages and "precompute" not in state["done"]:   # what the lists will cover
         state["precompute_users"] = "every user with a friend" if active_days is None else \
             f"active in the last {active_days:g} days"
+    stores = _pinned(settings, state)
     for stage in stages:
         if stage in state["done"]:
             continue
         start = time.perf_counter()
         state["running"] = stage
         _write(path, state)
-        result = runners[stage]()   # the version it published (erase: its counts)
+        result = runners[stage](stores)   # the version it published (erase: its counts)
         state["done"][stage] = {**({"version": result} if isinstance(result, str) else result),
                                 "seconds": round(time.perf_counter() - start, 2)}
         log.info("refresh stage %s: %s in %.1fs", stage, result, state["done"][stage]["seconds"])
         _write(path, state)
     state.pop("running", None)
+    # every version at once, the lists first and the snapshot last (the API reloads on any pointer it sees
+    # change): until here it served the last released set whole, never a new snapshot without the rest
+    state["released"] = {name: stores[name].version for name in reversed(list(stores)) if stores[name].release()}
     state["finished"] = True
     state["finished_at"] = time.time()
     state["total_seconds"] = round(sum(d["seconds"] for d in state["done"].values()), 2)

@@ -152,10 +152,13 @@ def _block_ranker(data_dir: str, versions: dict, keep: int):
         from ranker.batch import BlockRanker
 
         torch.set_num_threads(1)   # Spark runs one task per core
-        built = assemble_pipeline(Settings.from_env({**os.environ, "PYMK_DATA_DIR": data_dir}))
+        settings = Settings.from_env({**os.environ, "PYMK_DATA_DIR": data_dir})
+        # the driver's versions, not the CURRENT pointers: a refresh run releases its versions only at its end
+        stores = {name: ArtifactStore(settings.artifact_dirs[name]).pinned(versions[f"{name}_version"])
+                  for name in ("snapshot", "embeddings", "ranker")}
+        built = assemble_pipeline(settings, stores=stores)
         if built.versions != versions:
-            raise RuntimeError(f"executor sees artifacts {built.versions}, the driver {versions}: "
-                               "a newer version was published while the job ran")
+            raise RuntimeError(f"executor sees artifacts {built.versions}, the driver {versions}")
         built.pipeline.config = replace(built.pipeline.config, source_budget_s=600.0)   # offline: wait
         _EXECUTOR[key] = BlockRanker(built.pipeline, keep)
         # cached for the worker's life: out of the collector's reach, as in the in-process engine
@@ -215,8 +218,10 @@ def _parallelism(spark) -> int | None:
 
 
 def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 60, block: int = 64,
-                     master: str | None = "local[*]", progress: bool = False) -> Path:
-    """Rank `users` on Spark with the artifacts `built` was assembled from; publish their lists."""
+                     master: str | None = "local[*]", progress: bool = False, out: ArtifactStore | None = None
+                     ) -> Path:
+    """Rank `users` on Spark with the artifacts `built` was assembled from; publish their lists to `out`
+    (default: the served candidates store)."""
     started = time.perf_counter()
     from pyspark.sql import SparkSession
 
@@ -230,14 +235,15 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
     ours = SparkSession.getActiveSession() is None   # a session spark-submit or the caller made is left running
     spark = spark_session(master)
     try:
-        return _rank_on_spark(spark, settings, built, users, keep, block, fof, parquet_dir, progress, started)
+        return _rank_on_spark(spark, settings, built, users, keep, block, fof, parquet_dir, progress, started,
+                              out or ArtifactStore(settings.candidates_dir))
     finally:
         if ours:   # so that a later job in this process can have a session of another kind (Connect or not)
             spark.stop()
 
 
 def _rank_on_spark(spark, settings: Settings, built, users: np.ndarray, keep: int, block: int, fof,
-                   parquet_dir: Path, progress: bool, started: float) -> Path:
+                   parquet_dir: Path, progress: bool, started: float, out: ArtifactStore) -> Path:
     import pandas as pd
     from pyspark.sql import functions as F  # noqa: N812 - the Spark convention
 
@@ -265,4 +271,4 @@ def _rank_on_spark(spark, settings: Settings, built, users: np.ndarray, keep: in
                                                                                                "remote"),
                 "parallelism": _parallelism(spark), **built.versions}
     return publish_lists(built.pipeline.snap.num_users, users, _batches(rows, len(FEATURE_NAMES), manifest),
-                         ArtifactStore(settings.candidates_dir), manifest, progress, started)
+                         out, manifest, progress, started)

@@ -11,7 +11,7 @@ from candidates.ann import current_embeddings
 from gnn.train import TrainConfig, embed_graph
 from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
-from pymk.artifacts import ArtifactStore
+from pymk.artifacts import ArtifactStore, live_stores
 from pymk.settings import Settings
 from ranker.connect import ConnectConfig, train_connect
 from ranker.features import FeatureContext
@@ -25,22 +25,24 @@ MIN_IMPRESSIONS = 1_000
 
 
 def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 8, compare: bool = False,
-                      progress: bool = False) -> dict:
-    snapshots = ArtifactStore(settings.snapshot_dir)
-    snap_path = snapshots.current()
+                      progress: bool = False, stores: dict[str, ArtifactStore] | None = None) -> dict:
+    """Train on the current snapshot (and embeddings made from it) and publish; `stores`: the artifact stores
+    by name to read and publish to (a refresh run's pinned views), default the served ones."""
+    stores = stores or live_stores(settings.artifact_dirs)
+    snap_path = stores["snapshot"].current()
     snap = load_snapshot(snap_path)
     # the embeddings serving will use with this snapshot (none if the current ones were made from another)
-    version, emb, _ = current_embeddings(ArtifactStore(settings.embeddings_dir), snap_path.name)
+    embeddings = stores["embeddings"]
+    version, emb, _ = current_embeddings(embeddings, snap_path.name)
     emb_version = version if emb is not None else None
     # embeddings at the history's cuts are trained on the graph before the earliest cut, never on later ties,
     # and the way the served ones were (their manifest's config), so emb_sim means the same in both
     embed = None
     if emb is not None:
-        embeddings = ArtifactStore(settings.embeddings_dir)
         cfg = TrainConfig.from_dict(embeddings.manifest(embeddings.current()).get("config") or {})
         embed = partial(embed_graph, cfg=cfg, progress=progress)
     train_ex, val_ex = history_examples(snap, history, embed, progress=progress)
-    store = ArtifactStore(settings.ranker_dir)
+    store = stores["ranker"]
     impressions = int((snap.events["type"] == EVENT_CODE["impression"]).sum())
     if impressions < MIN_IMPRESSIONS:
         learned = train_connect(train_ex, val_ex, ConnectConfig())

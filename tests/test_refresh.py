@@ -32,39 +32,50 @@ def world(tmp_path_factory):
 
 def _runners(settings, store, calls, fail_at=None):
     def wrap(name, fn):
-        def run():
+        def run(stores):
             calls.append(name)
             if name == fail_at:
                 raise RuntimeError(f"{name} broke")
-            return fn()
+            return fn(stores)
         return run
-    return {"erase": wrap("erase", lambda: stage_erase(settings, store, settle_s=0)),
-            "snapshot": wrap("snapshot", lambda: stage_snapshot(settings, store)),
-            "embeddings": wrap("embeddings", lambda: stage_embeddings(settings, epochs=3, max_auc_drop=1.0)),
-            "ranker": wrap("ranker", lambda: stage_ranker(settings, epochs=2, viewers_per_cut=60))}
+    return {"erase": wrap("erase", lambda stores: stage_erase(settings, store, settle_s=0)),
+            "snapshot": wrap("snapshot", lambda stores: stage_snapshot(settings, store, stores=stores)),
+            "embeddings": wrap("embeddings", lambda stores: stage_embeddings(settings, epochs=3, max_auc_drop=1.0,
+                                                                             stores=stores)),
+            "ranker": wrap("ranker", lambda stores: stage_ranker(settings, epochs=2, viewers_per_cut=60,
+                                                                 stores=stores))}
 
 
 def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
     settings, store = world
     calls: list[str] = []
+    served = {name: ArtifactStore(root).current_version() for name, root in settings.artifact_dirs.items()}
     with pytest.raises(RuntimeError, match="ranker broke"):
         run_refresh(settings, runners=_runners(settings, store, calls, fail_at="ranker"))
     manifests = sorted((settings.data_dir / "refresh").glob("*/manifest.json"))
     state = json.loads(manifests[-1].read_text())
     assert list(state["done"]) == ["erase", "snapshot", "embeddings"] and state["running"] == "ranker"
     snapshot_version = state["done"]["snapshot"]["version"]
-    assert ArtifactStore(settings.snapshot_dir).current_version() == snapshot_version
+    # published, not released: the API still serves what it served (a new snapshot alone would be served
+    # without the embeddings, ranker and lists made for it)
+    assert ArtifactStore(settings.snapshot_dir).versions()[-1] == snapshot_version
+    assert {name: ArtifactStore(root).current_version() for name, root in settings.artifact_dirs.items()} == served
 
     calls.clear()
     done = run_refresh(settings, resume=True, runners=_runners(settings, store, calls))
     assert calls == ["ranker"]  # precompute runs the default stage function (not counted here)
     assert done["run"] == state["run"] and done["finished"] and done["done"]["snapshot"]["version"] == snapshot_version
     assert list(done["done"]) == ["erase", "snapshot", "embeddings", "ranker", "precompute"]
-    for stage, directory in (("ranker", settings.ranker_dir), ("precompute", settings.candidates_dir)):
-        assert ArtifactStore(directory).current_version() == done["done"][stage]["version"]
-        assert done["done"][stage]["seconds"] >= 0
-    made_with = ArtifactStore(settings.candidates_dir).manifest(ArtifactStore(settings.candidates_dir).current())
+    stage_of = {"snapshot": "snapshot", "embeddings": "embeddings", "ranker": "ranker", "candidates": "precompute"}
+    for name, directory in settings.artifact_dirs.items():   # every version released together at the end
+        assert ArtifactStore(directory).current_version() == done["done"][stage_of[name]]["version"]
+        assert done["done"][stage_of[name]]["seconds"] >= 0
+    assert list(done["released"]) == ["candidates", "ranker", "embeddings", "snapshot"]
+    lists, rankers = ArtifactStore(settings.candidates_dir), ArtifactStore(settings.ranker_dir)
+    made_with = lists.manifest(lists.current())
     assert made_with["snapshot_version"] == snapshot_version  # the lists come from this run's artifacts
+    assert made_with["embeddings_version"] == done["done"]["embeddings"]["version"] == \
+        rankers.manifest(rankers.current())["embeddings_version"]   # so does the ranker, unreleased as it was
 
     # a finished run is not resumed: a new one starts; an unknown stage is refused by name
     calls.clear()
@@ -116,8 +127,8 @@ def test_the_refresh_erases_deleted_accounts_before_the_snapshot_reads_the_logs(
     served.write_text(json.dumps({"viewer": "a", "candidates": [{"user_id": "c"}, {"user_id": "b"}]}) + "\n")
     store.delete_users(["b"])
     state = run_refresh(settings, stages=("erase", "snapshot"),
-                        runners={"erase": lambda: stage_erase(settings, store, settle_s=0),
-                                 "snapshot": lambda: stage_snapshot(settings, store)})
+                        runners={"erase": lambda stores: stage_erase(settings, store, settle_s=0),
+                                 "snapshot": lambda stores: stage_snapshot(settings, store, stores=stores)})
     erased = state["done"]["erase"]
     assert erased["accounts"] == 1 and erased["event_log"]["records_erased"] == 2
     assert erased["served_log"] == {"records_erased": 0, "lists_cut": 1, "segments": 1, "live_segments_left": 0}
@@ -126,13 +137,27 @@ def test_the_refresh_erases_deleted_accounts_before_the_snapshot_reads_the_logs(
     assert stage_erase(settings, store, settle_s=0)["event_log"]["records_erased"] == 0   # re-run: nothing left
 
 
-def test_resume_starts_over_when_a_finished_stage_is_no_longer_current(world):
+def test_resume_goes_on_with_the_runs_own_versions_and_starts_over_once_they_are_gone(world):
     settings, store = world
     calls: list[str] = []
     with pytest.raises(RuntimeError):
         run_refresh(settings, stages=("snapshot", "embeddings"),
                     runners=_runners(settings, store, calls, fail_at="embeddings"))
-    stage_snapshot(settings, store)  # someone published a newer snapshot meanwhile
+    ours = ArtifactStore(settings.snapshot_dir).versions()[-1]
+    stage_snapshot(settings, store)  # someone published a newer snapshot meanwhile (current at once)
+    calls.clear()
+    done = run_refresh(settings, stages=("snapshot", "embeddings"), resume=True,
+                       runners=_runners(settings, store, calls))
+    assert calls == ["embeddings"] and done["done"]["snapshot"]["version"] == ours
+    emb = ArtifactStore(settings.embeddings_dir)
+    assert emb.manifest(emb.current())["snapshot_version"] == ours == \
+        ArtifactStore(settings.snapshot_dir).current_version()   # the run's own set, released whole
+
+    with pytest.raises(RuntimeError):
+        run_refresh(settings, stages=("snapshot", "embeddings"),
+                    runners=_runners(settings, store, calls, fail_at="embeddings"))
+    for _ in range(3):   # its snapshot pruned by three later ones
+        stage_snapshot(settings, store)
     calls.clear()
     run_refresh(settings, stages=("snapshot", "embeddings"), resume=True, runners=_runners(settings, store, calls))
     assert calls == ["snapshot", "embeddings"]
@@ -215,7 +240,7 @@ def test_refresh_passes_allow_shrink_to_its_snapshot_stage(tmp_path, monkeypatch
     from pymk.cli import main
 
     seen = []
-    monkeypatch.setattr("pymk.refresh.stage_snapshot", lambda settings, progress, allow_shrink: (
+    monkeypatch.setattr("pymk.refresh.stage_snapshot", lambda settings, progress, allow_shrink, stores: (
         seen.append(allow_shrink) or "v1"))
     result = CliRunner().invoke(main, ["refresh", "--stages", "snapshot", *flag], env={"PYMK_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 0, result.output
@@ -290,7 +315,7 @@ def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_n
     settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
     inner = []
 
-    def snapshot_stage() -> str:   # while the first run holds the lock, a second is started from the CLI
+    def snapshot_stage(stores) -> str:   # while the first run holds the lock, a second is started from the CLI
         env = {"PYMK_DATA_DIR": str(tmp_path)}
         inner.append(CliRunner().invoke(main, ["refresh", "--stages", "snapshot"], env=env))
         return "v1"
@@ -310,12 +335,12 @@ def test_a_second_refresh_stops_at_once_while_one_runs_and_a_killed_one_leaves_n
     try:
         assert proc.stdout.readline().strip() == "held"
         with pytest.raises(JobRunningError, match=rf"pid {proc.pid} on .*, since \d{{4}}-"):
-            run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})
+            run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda stores: "v2"})
     finally:
         proc.kill()   # no chance to clean up: the operating system drops its lock
         proc.wait()
         proc.stdout.close()
-    assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda: "v2"})["finished"]
+    assert run_refresh(settings, stages=("snapshot",), runners={"snapshot": lambda stores: "v2"})["finished"]
 
 
 def test_the_snapshot_holds_the_configured_days_of_events_counted_back_from_the_newest(tmp_path):

@@ -194,6 +194,21 @@ def test_artifact_store_publish_and_rollback(tmp_path):
     assert (store.current() / "x.txt").read_text() == "2"
 
 
+
+def test_a_pinned_view_publishes_without_serving_and_releases_later(tmp_path):
+    """A refresh run's chain: its versions are read through the pin, CURRENT moves only at release, and
+    pruning keeps the served version however many the run publishes after it."""
+    store = ArtifactStore(tmp_path, keep=2)
+    served = store.publish(store.staging_dir(), {"i": 0}).name
+    pinned = store.pinned(store.current_version())
+    made = [pinned.publish(pinned.staging_dir(), {"i": i}).name for i in (1, 2, 3)]
+    assert pinned.current_version() == made[-1] and store.current_version() == served
+    assert pinned.manifest(pinned.current())["i"] == 3
+    assert store.versions() == [served, *made[1:]]   # the two newest, and the served one
+    assert pinned.release() and store.current_version() == made[-1]
+    assert not pinned.release()   # already served: nothing moves
+
+
 def test_run_bounds_matches_searchsorted_and_keeps_the_array_dtype():
     from graph.snapshot.csr import run_bounds
 

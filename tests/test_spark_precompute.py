@@ -50,10 +50,22 @@ def test_spark_lists_are_identical_to_the_in_process_lists(data_dir, monkeypatch
     monkeypatch.setattr(FriendsOfFriendsSource, "__init__",
                         partialmethod(FriendsOfFriendsSource.__init__, max_friend_degree=25, max_two_hop=150))
     store = ArtifactStore(data_dir.candidates_dir)
-    local = store.root / stage_precompute(data_dir, all_users=True, keep=20, engine="block", workers=1, block=50)
+    # as a refresh run ranks: with its own ranker, published but not yet released (not CURRENT), which the
+    # executors must read too
+    stores = {name: ArtifactStore(root).pinned(ArtifactStore(root).current_version())
+              for name, root in data_dir.artifact_dirs.items()}
+    torch.manual_seed(1)
+    unreleased = publish(TorchScorer(MultiTaskRanker(len(FEATURE_NAMES), hidden_channels=16),
+                                     Calibration(connect=(1.0, 0.0))), None, {}, stores["ranker"],
+                         stores["snapshot"].current_version())
+    assert ArtifactStore(data_dir.ranker_dir).current_version() != unreleased
+    local = store.root / stage_precompute(data_dir, all_users=True, keep=20, engine="block", workers=1, block=50,
+                                          stores=stores)
     spark = store.root / stage_precompute(data_dir, all_users=True, keep=20, engine="spark", block=50,
-                                          master="local[2]")
+                                          master="local[2]", stores=stores)
     assert store.manifest(spark)["engine"] == "spark" and store.manifest(spark)["users"] > 500
+    assert store.manifest(local)["ranker_version"] == store.manifest(spark)["ranker_version"] == unreleased
+    assert store.current_version() is None   # nothing released
     assert (local / "lists.bin").read_bytes() == (spark / "lists.bin").read_bytes()
     for name in ("offsets.npy", "feature_offsets.npy", "features.npy"):
         assert np.array_equal(np.load(local / name), np.load(spark / name)), name
