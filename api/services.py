@@ -110,14 +110,18 @@ class Services:
         with self._lock:
             if wanted == self._pointers:
                 return False
+            # the versions just read, not the pointers again: a set released meanwhile is the next check's
+            stores = {name: store.pinned(version) for (name, store), version in zip(
+                (("snapshot", self.snapshots), ("embeddings", self.embeddings), ("ranker", self.rankers),
+                 ("candidates", self.precomputed)), wanted, strict=True)}
             try:
-                built = assemble_pipeline(self.settings, self.state)
+                built = assemble_pipeline(self.settings, self.state, stores)
             except ArtifactError as exc:
                 log.error("cannot load snapshot %s, still serving %s: %s", wanted[0],
                           self._served.snapshot_version, exc)
                 return False
             pipeline = built.pipeline
-            pipeline.precomputed = self._precomputed(pipeline.snap, built.versions)
+            pipeline.precomputed = self._precomputed(stores["candidates"], pipeline.snap, built.versions)
             add_live_state(pipeline, self.settings, self.store, self.on_newcomer_read, self.on_recent_read)
             try:
                 pipeline.warm()
@@ -154,14 +158,15 @@ class Services:
                     log.warning("no publication time for %s %s", name, version)
         return tuple(out)
 
-    def _precomputed(self, snap, versions: dict[str, str | None]):
+    @staticmethod
+    def _precomputed(lists: ArtifactStore, snap, versions: dict[str, str | None]):
         """The current precomputed lists if they were made with exactly what is being served."""
         from candidates.precompute import PrecomputedCandidates
 
-        if self.precomputed.current_version() is None:
+        if lists.current_version() is None:
             return None
-        path = self.precomputed.current()
-        made = self.precomputed.manifest(path)
+        path = lists.current()
+        made = lists.manifest(path)
         made_with = {k: made.get(k) for k in versions}
         if made_with != versions:
             log.warning("precomputed lists %s were made with %s, serving %s: ranking every request online",

@@ -341,3 +341,28 @@ def test_what_status_and_rollback_say_is_served_is_what_the_api_serves(app, worl
     assert served() == second and status(app_settings).problems == []
     assert CliRunner().invoke(main, ["rollback"], env=env).exit_code == 0
     assert served() == first and status(app_settings).problems == []
+
+
+def test_a_reload_serves_the_versions_it_read_though_a_pointer_moves_meanwhile(app, world, app_settings,
+                                                                                monkeypatch):
+    """What the API records as served is what it loaded: a set released while it loads is the next check's."""
+    import api.services
+
+    svc = app.extensions["pymk"]
+    snapshots = ArtifactStore(app_settings.snapshot_dir)
+    world.add_friendships([Friendship("a1", "x9")])
+    second = save_snapshot(from_store(world), snapshots, source="test").name
+    later = []
+
+    def released_meanwhile(*args, **kwargs):
+        if not later:
+            world.add_friendships([Friendship("a1", "x8")])
+            later.append(save_snapshot(from_store(world), snapshots, source="test").name)
+        return assemble(*args, **kwargs)
+
+    assemble = api.services.assemble_pipeline
+    monkeypatch.setattr(api.services, "assemble_pipeline", released_meanwhile)
+    assert svc.reload(force=True) and svc.served.snapshot_version == second
+    assert not svc.served.pipeline.snap.has_user("x8")
+    assert svc.reload(force=True) and svc.served.snapshot_version == later[0] == snapshots.current_version()
+    assert svc.served.pipeline.snap.has_user("x8")
