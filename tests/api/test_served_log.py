@@ -92,7 +92,7 @@ def test_a_served_log_record_that_cannot_be_written_is_lost_not_the_response(app
 
 def test_a_full_disk_fails_event_writes_with_503_but_never_suggestions(app, client, app_settings, monkeypatch):
     from graph.eventlog import EventLog
-    from tests.test_ingest import _disk_fills_after
+    from tests.test_event_log import _disk_fills_after
 
     _disk_fills_after(monkeypatch, keep=5)
     resp = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b0", "ts": 1.0}, headers=KEY)
