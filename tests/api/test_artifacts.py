@@ -1,76 +1,15 @@
-"""The artifacts an app serves and releases: hot swap of snapshots, embeddings, rankers and precomputed
-lists, each only with the versions it was made for; what closing the app releases."""
+"""The artifacts an app serves: embeddings, rankers and precomputed lists, each only with the versions it
+was made for; what `pymk status` and `pymk rollback` say is served, against what is."""
 
 from __future__ import annotations
 
 import pytest
 
-from api import close_app, create_app
 from api.schemas import SuggestionsOut
-from graph.memory_store import MemoryGraphStore
 from graph.records import Friendship
 from graph.snapshot import from_store, save_snapshot
 from pymk.artifacts import ArtifactStore
-from tests.api.common import KEY, cliques_world, suggested
-
-
-def test_close_app_closes_the_logs_and_only_a_store_it_opened(app_settings, world, monkeypatch):
-    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
-    given = create_app(app_settings, store=world)
-    client = given.test_client()
-    assert client.get("/v1/users/a1/suggestions").status_code == 200   # the served log's segment opens
-    sent = client.post("/v1/events", json={"type": "send", "src": "a1", "dst": "b1", "ts": 5}, headers=KEY)
-    assert sent.status_code == 202                                    # ... and the event log's
-    services = given.extensions["pymk"]
-    handles = [services.events._live[1], services.served_log._live[1]]
-    pool = services.served.pipeline.runner._pool
-    close_app(given)
-    assert all(h.closed for h in handles) and "close" not in world.calls   # the caller's store stays open
-    with pytest.raises(RuntimeError, match="shutdown"):                    # the sources' threads are stopped
-        pool.submit(print)
-
-    opened = MemoryGraphStore()
-    cliques_world(opened)
-    monkeypatch.setattr("graph.connect.open_store", lambda settings, for_requests=False: opened)
-    own = create_app(app_settings)
-    from types import SimpleNamespace
-
-    from api.server import _worker_exit
-
-    _worker_exit(None, SimpleNamespace(wsgi=own))   # gunicorn's hook as a worker stops
-    assert opened.calls[-1] == "close"
-    _worker_exit(None, SimpleNamespace())          # a worker that failed before loading the app
-
-
-def test_hot_swap_never_fails_a_request_that_started_on_the_old_pipeline(app, client, world, app_settings):
-    svc = app.extensions["pymk"]
-    before = svc.served  # what a request that started just before the swap holds
-    world.add_friendships([Friendship("a1", "x9")])
-    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
-    assert svc.reload(force=True) and svc.served.snapshot_version != before.snapshot_version
-    rec = before.pipeline.recommend("a1", 5)  # ...and runs its stages after it
-    assert rec.candidates[0].user_id == "b0" and not rec.skipped_sources
-    resp = client.get("/v1/users/x9/suggestions")
-    assert resp.status_code == 200 and resp.headers["X-Pymk-Snapshot-Version"] == svc.served.snapshot_version
-
-
-def _published_gauge(client) -> dict[str, float]:
-    text = client.get("/metrics").get_data(as_text=True)
-    return {line.split('"')[1]: float(line.split()[-1]) for line in text.splitlines()
-            if line.startswith("pymk_served_published_timestamp_seconds{")}
-
-
-def test_metrics_say_when_each_served_artifact_was_published(app, client, world, app_settings):
-    """What an operator alerts on (a snapshot growing old: the nightly refresh stopped)."""
-    snapshots = ArtifactStore(app_settings.snapshot_dir)
-    first = snapshots.manifest(snapshots.current())["published_at"]
-    assert _published_gauge(client) == {"snapshot": first, "embeddings": 0.0, "ranker": 0.0, "candidates": 0.0}
-    world.add_friendships([Friendship("a1", "x9")])
-    save_snapshot(from_store(world), snapshots, source="test")
-    app.extensions["pymk"].reload(force=True)
-    client.get("/healthz")   # the gauge follows the swap with the next response
-    later = snapshots.manifest(snapshots.current())["published_at"]
-    assert later > first and _published_gauge(client)["snapshot"] == later
+from tests.api.common import KEY, suggested
 
 
 def _publish_embeddings(svc, settings, seed: int = 0):
@@ -341,28 +280,3 @@ def test_what_status_and_rollback_say_is_served_is_what_the_api_serves(app, worl
     assert served() == second and status(app_settings).problems == []
     assert CliRunner().invoke(main, ["rollback"], env=env).exit_code == 0
     assert served() == first and status(app_settings).problems == []
-
-
-def test_a_reload_serves_the_versions_it_read_though_a_pointer_moves_meanwhile(app, world, app_settings,
-                                                                                monkeypatch):
-    """What the API records as served is what it loaded: a set released while it loads is the next check's."""
-    import api.services
-
-    svc = app.extensions["pymk"]
-    snapshots = ArtifactStore(app_settings.snapshot_dir)
-    world.add_friendships([Friendship("a1", "x9")])
-    second = save_snapshot(from_store(world), snapshots, source="test").name
-    later = []
-
-    def released_meanwhile(*args, **kwargs):
-        if not later:
-            world.add_friendships([Friendship("a1", "x8")])
-            later.append(save_snapshot(from_store(world), snapshots, source="test").name)
-        return assemble(*args, **kwargs)
-
-    assemble = api.services.assemble_pipeline
-    monkeypatch.setattr(api.services, "assemble_pipeline", released_meanwhile)
-    assert svc.reload(force=True) and svc.served.snapshot_version == second
-    assert not svc.served.pipeline.snap.has_user("x8")
-    assert svc.reload(force=True) and svc.served.snapshot_version == later[0] == snapshots.current_version()
-    assert svc.served.pipeline.snap.has_user("x8")
