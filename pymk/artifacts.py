@@ -22,6 +22,8 @@ from pymk.errors import ArtifactError
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 POINTER = "CURRENT"
+# each stage of the nightly refresh (pymk/refresh.py) that publishes, and the artifact store it publishes to
+PUBLISHES = {"snapshot": "snapshot", "embeddings": "embeddings", "ranker": "ranker", "precompute": "candidates"}
 
 
 class ArtifactStore:

@@ -27,16 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from graph.store import GraphStore
-from pymk.artifacts import MANIFEST, ArtifactStore, live_stores
+from pymk.artifacts import MANIFEST, PUBLISHES, ArtifactStore, live_stores
 from pymk.errors import ArtifactError, ConfigError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
 STAGES = ("erase", "snapshot", "embeddings", "ranker", "precompute")
-# the artifact store each stage publishes to
-PUBLISHES = {"snapshot": "snapshot", "embeddings": "embeddings", "ranker": "ranker",
-             "precompute": "candidates"}
 Stores = dict[str, ArtifactStore]
 Runner = Callable[[Stores], str | dict]
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pymk.artifacts import ArtifactStore
+from pymk.artifacts import PUBLISHES, ArtifactStore
 from pymk.errors import ArtifactError
 from pymk.runlock import holder
 from pymk.settings import Settings
@@ -75,7 +75,8 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
         report.problems.append(f"the snapshot {snap['version']} is {snap['age_h']:.1f} h old (over {max_age_h:g} h): "
                                "has the nightly refresh stopped?")
     report.problems += served_problems(report.artifacts)
-    report.refresh = _refresh(settings.data_dir / "refresh", now, report.problems)
+    report.refresh = _refresh(settings.data_dir / "refresh", now, report.problems,
+                              {name: a.get("version") for name, a in report.artifacts.items()})
     return report
 
 
@@ -136,7 +137,7 @@ def artifact_entry(store: ArtifactStore, now: float, version: str | None = None)
     return out
 
 
-def _refresh(root: Path, now: float, problems: list[str]) -> dict:
+def _refresh(root: Path, now: float, problems: list[str], served: dict[str, str | None]) -> dict:
     runs = sorted(root.glob("*/manifest.json")) if root.is_dir() else []
     running = holder(root / ".lock")
     if not runs:
@@ -157,8 +158,12 @@ def _refresh(root: Path, now: float, problems: list[str]) -> dict:
                    f"{running.get('host')}, started {_utc(state.get('started_at', now))}; done: {done})")
     else:
         summary = f"run {state['run']} stopped in stage {state.get('running')} (done: {done})"
+        # a run releases what it made only at its end: what this one made is not served
+        made = [f"{name} {d['version']}" for stage, d in state.get("done", {}).items()
+                if (name := PUBLISHES.get(stage)) and d.get("version") not in (None, served.get(name))]
         problems.append(f"the refresh run {state['run']} stopped in stage {state.get('running')} with no process "
-                        "running it (failed or killed): `pymk refresh --resume` continues it")
+                        "running it (failed or killed): `pymk refresh --resume` continues it"
+                        + (f"; what it made is not served ({', '.join(made)})" if made else ""))
     return {"summary": summary, **{k: state.get(k) for k in ("run", "finished", "running", "started_at",
                                                               "finished_at")},
             "done": list(state.get("done", {})), "running_pid": running.get("pid") if running else None}

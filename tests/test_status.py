@@ -98,6 +98,7 @@ def test_a_refresh_run_that_stopped_is_a_problem_and_a_running_one_is_not(tmp_pa
     (run / "manifest.json").write_text(json.dumps(state))
     (problem,) = status(settings).problems
     assert f"run {run.name} stopped in stage ranker" in problem and "pymk refresh --resume" in problem
+    assert problem.endswith("; what it made is not served (snapshot v1)")   # released only at a run's end
     with exclusive(tmp_path / "refresh" / ".lock", "refresh"):   # the same run, still going
         report = status(settings)
         assert report.problems == [] and f"running stage ranker (pid {os.getpid()} on " in report.refresh["summary"]
