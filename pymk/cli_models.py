@@ -217,6 +217,8 @@ def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, a
                                        f"records of {done['accounts']} deleted")
         click.echo(f"{stage:<11} {what:<28} {done['seconds']:>8.1f} s")
     click.echo("released " + (", ".join(f"{name} {v}" for name, v in state["released"].items()) or "nothing new"))
+    for problem in state["release_problems"]:
+        click.echo(f"warning: {problem}", err=True)
     click.echo(f"refresh {state['run']} finished in {state['total_seconds']:.1f} s "
                f"(manifest: {settings.data_dir / 'refresh' / state['run'] / 'manifest.json'})")
 

@@ -197,6 +197,14 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
     return runs[-1], state
 
 
+def _problems(stores: Stores) -> list[str]:
+    """What the API would serve without, were the run's versions released (pymk/status.py)."""
+    from pymk.status import artifact_entry, served_problems
+
+    now = time.time()
+    return served_problems({name: artifact_entry(store, now) for name, store in stores.items()})
+
+
 def _pinned(settings: Settings, state: dict) -> Stores:
     """The run's artifact stores: each read at what this run published to it, else at what is served."""
     made = {PUBLISHES[stage]: done["version"] for stage, done in state["done"].items() if stage in PUBLISHES}
@@ -261,6 +269,9 @@ def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dic
     state.pop("running", None)
     # every version at once, the lists first and the snapshot last (the API reloads on any pointer it sees
     # change): until here it served the last released set whole, never a new snapshot without the rest
+    state["release_problems"] = _problems(stores)
+    for problem in state["release_problems"]:   # e.g. only some stages run: the rest were made for another set
+        log.warning("refresh %s releases a set the API serves only in part: %s", state["run"], problem)
     state["released"] = {name: stores[name].version for name in reversed(list(stores)) if stores[name].release()}
     state["finished"] = True
     state["finished_at"] = time.time()

@@ -72,6 +72,7 @@ def test_refresh_publishes_every_stage_and_resumes_after_a_failure(world):
         assert ArtifactStore(directory).current_version() == done["done"][stage_of[name]]["version"]
         assert done["done"][stage_of[name]]["seconds"] >= 0
     assert list(done["released"]) == ["candidates", "ranker", "embeddings", "snapshot"]
+    assert done["release_problems"] == []   # a set the API serves whole
     lists, rankers = ArtifactStore(settings.candidates_dir), ArtifactStore(settings.ranker_dir)
     made_with = lists.manifest(lists.current())
     assert made_with["snapshot_version"] == snapshot_version  # the lists come from this run's artifacts
@@ -150,6 +151,8 @@ def test_resume_goes_on_with_the_runs_own_versions_and_starts_over_once_they_are
     done = run_refresh(settings, stages=("snapshot", "embeddings"), resume=True,
                        runners=_runners(settings, store, calls))
     assert calls == ["embeddings"] and done["done"]["snapshot"]["version"] == ours
+    # the ranker and lists were made with the embeddings this run replaced: said, since they are not served
+    assert [p.split(" ")[1] for p in done["release_problems"]] == ["ranker", "precomputed"]
     emb = ArtifactStore(settings.embeddings_dir)
     assert emb.manifest(emb.current())["snapshot_version"] == ours == \
         ArtifactStore(settings.snapshot_dir).current_version()   # the run's own set, released whole
