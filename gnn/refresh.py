@@ -47,7 +47,7 @@ def refresh_embeddings(snapshot_path: Path, out: ArtifactStore, cfg: TrainConfig
         if old is not None and metrics["val_auc"] < old - max_auc_drop:
             raise RefusedToPublishError(
                 f"validation AUC {metrics['val_auc']:.4f} is more than {max_auc_drop} below the served version "
-                f"{previous} ({old:.4f}); not publishing")
+                f"{previous} ({old:.4f}); not publishing (--max-auc-drop sets how far below it may be)")
     staging = out.staging_dir()
     np.save(staging / "embeddings.npy", emb)
     faiss.write_index(build_index(emb), str(staging / "index.faiss"))

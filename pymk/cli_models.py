@@ -203,17 +203,22 @@ def candidates_precompute(settings: Settings, active_days: float | None, all_use
 @click.option("--active-days", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Lists only for users active in the snapshot's last N days of events (the rest are ranked "
                    "on request). Default: every user with a friend.")
+@click.option("--max-auc-drop", type=click.FloatRange(min=0), default=0.02, show_default=True,
+              help="The embeddings stage refuses to publish below the served version's validation AUC - this "
+                   "(e.g. 1 with --resume: publish anyway).")
 @click.pass_obj
-def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, active_days: float | None) -> None:
+def refresh(settings: Settings, stages: str, resume: bool, allow_shrink: bool, active_days: float | None,
+            max_auc_drop: float) -> None:
     """The nightly job: erase -> snapshot -> embeddings -> ranker -> precomputed lists, resumable, timed per
     stage (erase: deleted accounts' records out of the logs the snapshot reads); what it makes is served
     together when the last stage is done."""
     from pymk.refresh import run_refresh
 
     state = run_refresh(settings, tuple(s.strip() for s in stages.split(",") if s.strip()), resume, progress=True,
-                        allow_shrink=allow_shrink, active_days=active_days)
+                        allow_shrink=allow_shrink, active_days=active_days, max_auc_drop=max_auc_drop)
     for stage, done in state["done"].items():
-        what = done.get("version") or (f"{done['event_log']['records_erased'] + done['served_log']['records_erased']} "
+        what = done.get("version") or ("skipped" if "skipped" in done else
+                                       f"{done['event_log']['records_erased'] + done['served_log']['records_erased']} "
                                        f"records of {done['accounts']} deleted")
         click.echo(f"{stage:<11} {what:<28} {done['seconds']:>8.1f} s")
     click.echo("released " + (", ".join(f"{name} {v}" for name, v in state["released"].items()) or "nothing new"))

@@ -190,7 +190,8 @@ def _resumable(settings: Settings, stages: tuple[str, ...]) -> tuple[Path, dict]
     if state.get("finished") or tuple(state["stages"]) != stages:
         return None
     gone = [f"{stage} {done['version']}" for stage, done in state["done"].items() if stage in PUBLISHES
-            and not (settings.artifact_dirs[PUBLISHES[stage]] / str(done.get("version")) / MANIFEST).exists()]
+            and "version" in done and not (settings.artifact_dirs[PUBLISHES[stage]] / done["version"] / MANIFEST
+                                           ).exists()]
     if gone:
         log.warning("refresh %s: %s no longer kept; starting over", state["run"], ", ".join(gone))
         return None
@@ -207,20 +208,33 @@ def _problems(stores: Stores) -> list[str]:
 
 def _pinned(settings: Settings, state: dict) -> Stores:
     """The run's artifact stores: each read at what this run published to it, else at what is served."""
-    made = {PUBLISHES[stage]: done["version"] for stage, done in state["done"].items() if stage in PUBLISHES}
+    made = {PUBLISHES[stage]: done["version"] for stage, done in state["done"].items()
+            if stage in PUBLISHES and "version" in done}   # a skipped stage published nothing
     return {name: store.pinned(made.get(name, store.current_version()))
             for name, store in live_stores(settings.artifact_dirs).items()}
 
 
+def _ranker_unless_nothing_to_learn(settings: Settings, stores: Stores, progress: bool) -> str | dict:
+    """The ranker stage; a history too short to learn from (a young graph) skips it with a warning instead
+    of failing the run, which would leave the new snapshot unserved: the API then ranks by fusion."""
+    from ranker.connect import NothingToLearnError
+
+    try:
+        return stage_ranker(settings, progress=progress, stores=stores)
+    except NothingToLearnError as exc:
+        log.warning("refresh: no ranker trained: %s", exc)
+        return {"skipped": str(exc)}
+
+
 def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bool = False,
                 runners: dict[str, Runner] | None = None, progress: bool = False,
-                allow_shrink: bool = False, active_days: float | None = None) -> dict:
+                allow_shrink: bool = False, active_days: float | None = None, max_auc_drop: float = 0.02) -> dict:
     """Run `stages` in order (each publishes its artifact); returns the run's manifest.
 
     `runners` maps a stage to a callable taking the run's artifact stores (pinned views: what it publishes
     is read by the later stages and served only when the run releases every version at its end) and
     returning the published version, or (erase) a dict of what it did (defaults: the stage_* functions with
-    default arguments; `allow_shrink` goes to stage_snapshot).
+    default arguments; `allow_shrink` goes to stage_snapshot, `max_auc_drop` to stage_embeddings).
     `active_days`: lists only for the users active in the snapshot's last `active_days` of events (the
     rest are ranked on request); None: every user with a friend.
     """
@@ -228,8 +242,9 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
-    runners = {**{s: (lambda stores, f=f: f(settings, progress=progress, stores=stores)) for s, f in (
-        ("embeddings", stage_embeddings), ("ranker", stage_ranker))},
+    runners = {"embeddings": lambda stores: stage_embeddings(settings, max_auc_drop=max_auc_drop, progress=progress,
+                                                             stores=stores),
+        "ranker": lambda stores: _ranker_unless_nothing_to_learn(settings, stores, progress),
         "precompute": lambda stores: stage_precompute(settings, active_days or 7.0, active_days is None,
                                                       progress=progress, stores=stores),
         "erase": lambda stores: stage_erase(settings),

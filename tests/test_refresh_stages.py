@@ -138,3 +138,37 @@ def test_events_erase_says_how_many_segments_retention_deleted(tmp_path, monkeyp
     result = CliRunner().invoke(main, ["events", "erase"], env=env)
     assert result.exit_code == 0, result.output
     assert "event log: 3 segments past PYMK_EVENT_RETENTION_DAYS (30 days) deleted" in result.output
+
+
+def test_refresh_passes_max_auc_drop_to_its_embeddings_stage(tmp_path, monkeypatch):
+    """What lets `pymk refresh --resume` finish a run whose embeddings were refused, with its own snapshot."""
+    from click.testing import CliRunner
+
+    from pymk.cli import main
+
+    seen = []
+    monkeypatch.setattr("pymk.refresh.stage_embeddings", lambda settings, max_auc_drop, progress, stores: (
+        seen.append(max_auc_drop) or "v1"))
+    for flag, drop in (([], 0.02), (["--max-auc-drop", "1"], 1.0)):
+        result = CliRunner().invoke(main, ["refresh", "--stages", "embeddings", *flag],
+                                    env={"PYMK_DATA_DIR": str(tmp_path)})
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == drop
+
+
+def test_a_graph_too_young_to_learn_from_is_refreshed_without_a_ranker(tmp_path):
+    """No new tie at any inner cut: the ranker stage is skipped with a warning, and the run still releases its
+    snapshot and lists (ranked by fusion) instead of failing and leaving the new snapshot unserved."""
+    from graph.records import Friendship
+    from pymk.refresh import run_refresh
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    store = MemoryGraphStore()
+    store.add_friendships([Friendship(a, b, 1.7e9) for a, b in (("a", "b"), ("b", "c"), ("c", "d"), ("d", "a"))])
+    state = run_refresh(settings, stages=("snapshot", "ranker", "precompute"),
+                        runners={"snapshot": lambda stores: stage_snapshot(settings, store, stores=stores)})
+    assert "no positive examples to learn from" in state["done"]["ranker"]["skipped"]
+    assert list(state["released"]) == ["candidates", "snapshot"] and state["release_problems"] == []
+    lists = ArtifactStore(settings.candidates_dir)
+    assert lists.manifest(lists.current())["ranker_version"] is None
+
