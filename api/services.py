@@ -67,7 +67,10 @@ class Services:
         self.state = StoreStateReader(store)
         self._served = Served(None, None)
         self._pointers: tuple[str | None, ...] = ()  # artifact pointers the served pipeline was built from
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()        # starting a background load
+        self._load_lock = threading.Lock()   # one load at a time
+        self._loading: threading.Thread | None = None
+        self._closed = False
         self._checked = 0.0
         self.served_log_failures = 0
         self._served_log_warned = -math.inf
@@ -77,6 +80,10 @@ class Services:
     def close(self) -> None:
         """Stop the served pipeline's source threads, close the logs' open segments, and the graph store
         when this app opened it (create_app). For a process that stops serving: nothing is served after."""
+        self._closed = True
+        loading = self._loading
+        if loading is not None:   # a background load: it closes what it built, once it sees the flag
+            loading.join(timeout=30)
         if self._served.pipeline is not None:
             self._served.pipeline.close()
         self.events.close()
@@ -98,7 +105,11 @@ class Services:
         return self._served
 
     def reload(self, force: bool = False) -> bool:
-        """Load the current artifacts if any pointer changed; True if swapped."""
+        """Swap in the current artifacts if any pointer changed: at most every `reload_check_s`, or now with
+        `force`. A load while something is served runs in a background thread, so requests go on with the
+        pipeline they have (a million users' snapshot, index and impressions take seconds to load, and every
+        request thread would wait for them); `force`, or nothing served yet, loads in this thread. True if
+        this call swapped."""
         now = time.monotonic()
         if not force and now - self._checked < self.settings.api.reload_check_s:
             return False
@@ -107,8 +118,17 @@ class Services:
                   self.precomputed.current_version())
         if wanted[0] is None or wanted == self._pointers:
             return False
+        if force or self._served.pipeline is None:
+            return self._load(wanted)
         with self._lock:
-            if wanted == self._pointers:
+            if self._loading is None or not self._loading.is_alive():
+                self._loading = threading.Thread(target=self._load, args=(wanted,), name="pymk-reload", daemon=True)
+                self._loading.start()
+        return False
+
+    def _load(self, wanted: tuple[str | None, ...]) -> bool:
+        with self._load_lock:
+            if wanted == self._pointers or self._closed:
                 return False
             # the versions just read, not the pointers again: a set released meanwhile is the next check's
             stores = {name: store.pinned(version) for (name, store), version in zip(
@@ -120,6 +140,9 @@ class Services:
                 log.error("cannot load snapshot %s, still serving %s: %s", wanted[0],
                           self._served.snapshot_version, exc)
                 return False
+            except Exception:   # a background load has no caller to raise to
+                log.exception("loading snapshot %s failed, still serving %s", wanted[0], self._served.snapshot_version)
+                return False
             pipeline = built.pipeline
             pipeline.precomputed = self._precomputed(stores["candidates"], pipeline.snap, built.versions)
             add_live_state(pipeline, self.settings, self.store, self.on_newcomer_read, self.on_recent_read)
@@ -127,6 +150,10 @@ class Services:
                 pipeline.warm()
             except Exception:   # the requests will show the same failure; loading goes on
                 log.exception("warming up snapshot %s failed", wanted[0])
+            pipeline.snap.build_index()   # before the swap: no request builds it
+            if self._closed:   # the app closed while this loaded
+                pipeline.close()
+                return False
             precomputed = pipeline.precomputed.version if pipeline.precomputed else None
             old, self._served = self._served, Served(
                 pipeline, built.snapshot_version, built.embeddings_version, built.ranker_version, precomputed,
@@ -138,7 +165,6 @@ class Services:
             del old
             # The snapshot's id index and the models are millions of long-lived objects; moving them out
             # of the collector's reach keeps full collections (pauses of tens of ms) off the request path.
-            pipeline.snap.build_index()
             gc.collect()
             gc.freeze()
             log.info("serving snapshot %s (%d users), embeddings %s, ranker %s, precomputed lists %s",

@@ -95,3 +95,60 @@ def test_a_reload_serves_the_versions_it_read_though_a_pointer_moves_meanwhile(a
     assert not svc.served.pipeline.snap.has_user("x8")
     assert svc.reload(force=True) and svc.served.snapshot_version == later[0] == snapshots.current_version()
     assert svc.served.pipeline.snap.has_user("x8")
+
+
+def test_a_new_set_loads_in_the_background_while_requests_are_served_by_the_old_one(app, client, world,
+                                                                                   app_settings, monkeypatch):
+    """A request that finds a pointer moved starts the load and goes on; so do the requests after it, until
+    the new pipeline is swapped in. Before, every request thread waited for the load (seconds at scale)."""
+    import threading
+
+    import api.services
+
+    svc = app.extensions["pymk"]
+    first = svc.served.snapshot_version
+    world.add_friendships([Friendship("a1", "x9")])
+    second = save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test").name
+    go, started = threading.Event(), threading.Event()
+
+    def slow(*args, **kwargs):
+        started.set()
+        assert go.wait(30)
+        return assemble(*args, **kwargs)
+
+    assemble = api.services.assemble_pipeline
+    monkeypatch.setattr(api.services, "assemble_pipeline", slow)
+    monkeypatch.setattr(svc, "_checked", -1e9)   # the check is due
+    resp = client.get("/v1/users/a1/suggestions")
+    assert started.wait(10) and resp.status_code == 200 and resp.headers["X-Pymk-Snapshot-Version"] == first
+    assert client.get("/v1/users/a2/suggestions").headers["X-Pymk-Snapshot-Version"] == first
+    go.set()
+    svc._loading.join(30)
+    resp = client.get("/v1/users/x9/suggestions")
+    assert resp.status_code == 200 and resp.headers["X-Pymk-Snapshot-Version"] == second
+
+
+def test_closing_the_app_while_a_set_loads_leaves_nothing_running(app, world, app_settings, monkeypatch):
+    import threading
+
+    import api.services
+
+    svc = app.extensions["pymk"]
+    world.add_friendships([Friendship("a1", "x9")])
+    save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
+    built, go = [], threading.Event()
+
+    def slow(*args, **kwargs):
+        assert go.wait(30)
+        built.append(assemble(*args, **kwargs))
+        return built[-1]
+
+    assemble = api.services.assemble_pipeline
+    monkeypatch.setattr(api.services, "assemble_pipeline", slow)
+    monkeypatch.setattr(svc, "_checked", -1e9)
+    assert svc.reload() is False and svc._loading.is_alive()
+    threading.Timer(0.2, go.set).start()
+    close_app(app)
+    assert not svc._loading.is_alive() and svc.served.snapshot_version != built[0].snapshot_version
+    with pytest.raises(RuntimeError, match="shutdown"):   # what it built was closed, not swapped in
+        built[0].pipeline.runner._pool.submit(print)
