@@ -100,7 +100,8 @@ def test_a_reload_serves_the_versions_it_read_though_a_pointer_moves_meanwhile(a
 def test_a_new_set_loads_in_the_background_while_requests_are_served_by_the_old_one(app, client, world,
                                                                                    app_settings, monkeypatch):
     """A request that finds a pointer moved starts the load and goes on; so do the requests after it, until
-    the new pipeline is swapped in. Before, every request thread waited for the load (seconds at scale)."""
+    the new pipeline is swapped in. Before, the request that noticed waited for the whole load (seconds at
+    scale), and so did any that checked again while it ran."""
     import threading
 
     import api.services
