@@ -71,7 +71,9 @@ def plan(settings: Settings, back: str | None = "snapshot") -> Plan:
         fits = (lambda e: True) if name == "snapshot" else _made_for(name, target, entries)
         kept = [v for v, e in entries[name].items() if "error" not in e and fits(e)]
         if name == back:
-            kept = [v for v in kept if current[name] is not None and v < current[name]]
+            if current[name] is None:
+                raise ArtifactError(f"nothing to roll back: no {name} is current under {stores[name].root}")
+            kept = [v for v in kept if v < current[name]]
             if not kept:
                 raise ArtifactError(f"nothing to roll back to: no {name} older than {current[name]} under "
                                     f"{stores[name].root}" + ("" if name == "snapshot" else
@@ -80,6 +82,8 @@ def plan(settings: Settings, back: str | None = "snapshot") -> Plan:
             target[name] = kept[-1]
     chosen = {name: artifact_entry(stores[name], now, target[name]) for name in ORDER}
     problems = [f"the {name} {e['version']} cannot be read: {e['error']}" for name, e in chosen.items() if "error" in e]
+    if target["snapshot"] is None:
+        problems.append("no snapshot is published: the API cannot serve (run `pymk refresh`)")
     return Plan({name: (current[name], target[name]) for name in ORDER}, problems + served_problems(chosen))
 
 

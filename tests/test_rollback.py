@@ -94,3 +94,11 @@ def test_nothing_is_changed_while_a_refresh_run_is_publishing(tmp_path):
         assert refused.exit_code == 1 and "another refresh or rollback is running" in refused.output
     assert _current(settings) == second
     assert _cli(tmp_path, "rollback", "ranker").exit_code == 1   # no older ranker trained with these embeddings
+
+
+def test_an_empty_data_directory_is_said_so(tmp_path):
+    nothing = _cli(tmp_path, "rollback")
+    assert nothing.exit_code == 1 and "nothing to roll back: no snapshot is current under" in nothing.output
+    latest = _cli(tmp_path, "rollback", "--latest")
+    assert latest.exit_code == 0 and "problem: no snapshot is published: the API cannot serve" in latest.output
+
