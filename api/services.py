@@ -110,13 +110,8 @@ class Services:
         pipeline they have (loaded inline, the request that noticed waited the whole load, 1.5-1.7 s at 100k
         users, and so did every request checking again while a load ran past `reload_check_s`;
         bench/reload.py); `force`, or nothing served yet, loads in this thread. True if this call swapped."""
-        now = time.monotonic()
-        if not force and now - self._checked < self.settings.api.reload_check_s:
-            return False
-        self._checked = now
-        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
-                  self.precomputed.current_version())
-        if wanted[0] is None or wanted == self._pointers:
+        wanted = self._changed(force)
+        if wanted is None:
             return False
         if force or self._served.pipeline is None:
             return self._load(wanted)
@@ -125,6 +120,17 @@ class Services:
                 self._loading = threading.Thread(target=self._load, args=(wanted,), name="pymk-reload", daemon=True)
                 self._loading.start()
         return False
+
+    def _changed(self, force: bool) -> tuple[str | None, ...] | None:
+        """The artifact pointers, when a check is due (every `reload_check_s`, or `force`) and one has moved
+        from what is served; None otherwise."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.settings.api.reload_check_s:
+            return None
+        self._checked = now
+        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
+                  self.precomputed.current_version())
+        return None if wanted[0] is None or wanted == self._pointers else wanted
 
     def _load(self, wanted: tuple[str | None, ...]) -> bool:
         with self._load_lock:

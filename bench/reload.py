@@ -31,15 +31,8 @@ from bench.common import percentiles, write_results  # noqa: E402
 
 def _inline_reload(self, force: bool = False) -> bool:
     """The reload before the background load: the noticing request loads the set itself."""
-    now = time.monotonic()
-    if not force and now - self._checked < self.settings.api.reload_check_s:
-        return False
-    self._checked = now
-    wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
-              self.precomputed.current_version())
-    if wanted[0] is None or wanted == self._pointers:
-        return False
-    return self._load(wanted)
+    wanted = self._changed(force)
+    return wanted is not None and self._load(wanted)
 
 
 def _trial(mode: str, snap, store, data: Path, threads: int, check_s: float, seed: int) -> dict:
