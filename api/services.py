@@ -33,6 +33,7 @@ from pymk.errors import (
 from pymk.settings import Settings
 
 log = logging.getLogger(__name__)
+SETTLE_S = 0.5   # how long after a pointer moved a background load reads them all
 
 
 def _as_list(features) -> list[float] | None:
@@ -117,7 +118,7 @@ class Services:
             return self._load(wanted)
         with self._lock:
             if self._loading is None or not self._loading.is_alive():
-                self._loading = threading.Thread(target=self._load, args=(wanted,), name="pymk-reload", daemon=True)
+                self._loading = threading.Thread(target=self._settled_load, name="pymk-reload", daemon=True)
                 self._loading.start()
         return False
 
@@ -128,9 +129,21 @@ class Services:
         if not force and now - self._checked < self.settings.api.reload_check_s:
             return None
         self._checked = now
-        wanted = (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
-                  self.precomputed.current_version())
+        wanted = self._pointers_now()
         return None if wanted[0] is None or wanted == self._pointers else wanted
+
+    def _pointers_now(self) -> tuple[str | None, ...]:
+        return (self.snapshots.current_version(), self.embeddings.current_version(), self.rankers.current_version(),
+                self.precomputed.current_version())
+
+    def _settled_load(self) -> None:
+        """A background load of the pointers as they stand a moment after the change was seen: a release
+        writes its pointers one after another (pymk/refresh.py), and a check between two of them would
+        otherwise load a mixed set, served until the next check."""
+        time.sleep(SETTLE_S)
+        wanted = self._pointers_now()
+        if wanted[0] is not None:
+            self._load(wanted)
 
     def _load(self, wanted: tuple[str | None, ...]) -> bool:
         with self._load_lock:

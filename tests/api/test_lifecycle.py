@@ -137,9 +137,10 @@ def test_closing_the_app_while_a_set_loads_leaves_nothing_running(app, world, ap
     svc = app.extensions["pymk"]
     world.add_friendships([Friendship("a1", "x9")])
     save_snapshot(from_store(world), ArtifactStore(app_settings.snapshot_dir), source="test")
-    built, go = [], threading.Event()
+    built, go, entered = [], threading.Event(), threading.Event()
 
     def slow(*args, **kwargs):
+        entered.set()
         assert go.wait(30)
         built.append(assemble(*args, **kwargs))
         return built[-1]
@@ -147,9 +148,37 @@ def test_closing_the_app_while_a_set_loads_leaves_nothing_running(app, world, ap
     assemble = api.services.assemble_pipeline
     monkeypatch.setattr(api.services, "assemble_pipeline", slow)
     monkeypatch.setattr(svc, "_checked", -1e9)
-    assert svc.reload() is False and svc._loading.is_alive()
+    assert svc.reload() is False and entered.wait(30)   # the load is building the new pipeline
     threading.Timer(0.2, go.set).start()
     close_app(app)
     assert not svc._loading.is_alive() and svc.served.snapshot_version != built[0].snapshot_version
     with pytest.raises(RuntimeError, match="shutdown"):   # what it built was closed, not swapped in
         built[0].pipeline.runner._pool.submit(print)
+
+
+def test_a_background_load_reads_the_pointers_once_they_have_settled(app, client, world, app_settings,
+                                                                      monkeypatch):
+    """A release writes its pointers one after another: the load reads them a moment after the first moved,
+    so a check that lands between two writes loads the whole set once, not a mixed one and then the rest."""
+    import api.services
+
+    svc = app.extensions["pymk"]
+    snapshots = ArtifactStore(app_settings.snapshot_dir)
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(kwargs.get("stores") or args[2])
+        return assemble(*args, **kwargs)
+
+    assemble = api.services.assemble_pipeline
+    monkeypatch.setattr(api.services, "assemble_pipeline", counted)
+    monkeypatch.setattr(api.services, "SETTLE_S", 1.0)   # long enough for the next write on a busy machine
+    world.add_friendships([Friendship("a1", "x9")])
+    save_snapshot(from_store(world), snapshots, source="test")
+    monkeypatch.setattr(svc, "_checked", -1e9)
+    assert client.get("/v1/users/a1/suggestions").status_code == 200   # notices the first pointer: starts a load
+    world.add_friendships([Friendship("a1", "x8")])
+    last = save_snapshot(from_store(world), snapshots, source="test").name   # the release's next pointer
+    svc._loading.join(30)
+    assert len(loads) == 1 and loads[0]["snapshot"].current_version() == last
+    assert svc.served.snapshot_version == last
