@@ -20,7 +20,7 @@ from pymk.artifacts import ArtifactStore
 from pymk.errors import ArtifactError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
-from pymk.status import artifact_entry, served_problems
+from pymk.status import artifact_entry, served_problems, serving
 
 log = logging.getLogger(__name__)
 ORDER = ("snapshot", "embeddings", "ranker", "candidates")   # each made from the ones before it
@@ -41,16 +41,13 @@ class Plan:
 
 def _made_for(name: str, target: dict[str, str | None], entries: dict[str, dict[str, dict]]
               ) -> Callable[[dict], bool]:
-    """Whether a version of store `name` is one the API serves beside the target versions before it."""
-    snap, emb = target["snapshot"], target["embeddings"]
-    emb_served = emb if emb is not None and entries["embeddings"].get(emb, {}).get("snapshot_version") == snap else None
+    """Whether a version (its entry) of store `name` is one the API serves beside the target versions."""
+    chosen = {n: entries[n].get(v, {"version": v}) for n, v in target.items()}
     if name == "embeddings":
-        return lambda e: e.get("snapshot_version") == snap
+        return lambda e: serving({**chosen, "embeddings": e}).embeddings
     if name == "ranker":
-        return lambda e: not e.get("unusable") and e.get("embeddings_version") in (None, emb_served)
-    ranker = target["ranker"]
-    ranker_ok = ranker is not None and _made_for("ranker", target, entries)(entries["ranker"].get(ranker, {}))
-    made = {"snapshot_version": snap, "embeddings_version": emb, "ranker_version": ranker if ranker_ok else None}
+        return lambda e: serving({**chosen, "ranker": e}).ranker is not None
+    made = serving(chosen).lists_made_with
     return lambda e: e.get("made_with") == made
 
 

@@ -80,39 +80,55 @@ def status(settings: Settings, max_age_h: float = 36.0, now: float | None = None
     return report
 
 
+@dataclass(frozen=True)
+class Serving:
+    """What the API serves of one set of versions, decided as it loads them (pymk/assemble.py,
+    api/services.py), in the same order: each decision sets what the next one compares with."""
+
+    embeddings: bool                  # made from the snapshot
+    ranker: str | None                # the ranker version it ranks with (None: reciprocal rank fusion)
+    lists_made_with: dict[str, str | None]   # what precomputed lists must have been made with to be used
+
+
+def serving(artifacts: dict[str, dict]) -> Serving:
+    """`Serving` of the entries (`artifact_entry`) of one set of versions."""
+    snap, emb, ranker = (artifacts[k] for k in ("snapshot", "embeddings", "ranker"))
+    emb_served = emb["version"] is not None and emb.get("snapshot_version") == snap["version"]
+    wanted = ranker.get("embeddings_version")
+    ranker_served = ranker["version"] is not None and not ranker.get("unusable") and (
+        wanted is None or (emb_served and wanted == emb["version"]))
+    # the API compares the lists with the current embeddings' version even where it does not use them
+    return Serving(emb_served, ranker["version"] if ranker_served else None,
+                   {"snapshot_version": snap["version"], "embeddings_version": emb["version"],
+                    "ranker_version": ranker["version"] if ranker_served else None})
+
+
 def served_problems(artifacts: dict[str, dict]) -> list[str]:
     """What the API would serve without, given the entries (`artifact_entry`) of one set of versions: embeddings
     made from another snapshot, a ranker this code cannot use or trained with embeddings it does not serve, lists
-    made with other versions than it serves. The checks the API makes as it loads them (pymk/assemble.py,
-    api/services.py), in the same order: each decides what the next one compares with."""
+    made with other versions than it serves."""
     problems: list[str] = []
     snap, emb, ranker, lists = (artifacts[k] for k in ("snapshot", "embeddings", "ranker", "candidates"))
-    emb_served = emb["version"] is not None and emb.get("snapshot_version") == snap["version"]
-    if emb["version"] is not None and snap["version"] is not None and not emb_served:
+    served = serving(artifacts)
+    if emb["version"] is not None and snap["version"] is not None and not served.embeddings:
         problems.append(f"the embeddings {emb['version']} were made from snapshot "
                         f"{emb.get('snapshot_version')}, not the current {snap['version']}: the API serves "
                         "without them (run the embeddings stage)")
-    ranker_served = None
-    wanted = ranker.get("embeddings_version")
-    if ranker["version"] is None:
-        pass
-    elif ranker.get("unusable"):
-        problems.append(f"the ranker {ranker['version']} {ranker['unusable']}: the API ranks by reciprocal "
-                        "rank fusion until `pymk refresh` (or `pymk ranker train`) publishes one it can use")
-    elif wanted is not None and not (emb_served and wanted == emb["version"]):
-        served = emb["version"] if emb_served else None
-        problems.append(f"the ranker {ranker['version']} was trained with embeddings {wanted}, and the API "
-                        f"serves {served or 'none'}: it ranks by reciprocal rank fusion (run the ranker stage)")
-    else:
-        ranker_served = ranker["version"]
-    # the API compares the lists with the current embeddings' version even where it does not use them
-    current = {"snapshot": snap["version"], "embeddings": emb["version"], "ranker": ranker_served}
+    if ranker["version"] is not None and served.ranker is None:
+        if ranker.get("unusable"):
+            problems.append(f"the ranker {ranker['version']} {ranker['unusable']}: the API ranks by reciprocal "
+                            "rank fusion until `pymk refresh` (or `pymk ranker train`) publishes one it can use")
+        else:
+            problems.append(f"the ranker {ranker['version']} was trained with embeddings "
+                            f"{ranker.get('embeddings_version')}, and the API serves "
+                            f"{(emb['version'] if served.embeddings else None) or 'none'}: it ranks by reciprocal "
+                            "rank fusion (run the ranker stage)")
     made = lists.get("made_with") or {}
-    stale = [k for k in current if made.get(f"{k}_version") != current[k]]
+    stale = [k.removesuffix("_version") for k, v in served.lists_made_with.items() if made.get(k) != v]
     if lists["version"] is not None and stale:
         problems.append(f"the precomputed lists {lists['version']} were made with "
                         + ", ".join(f"{k} {made.get(f'{k}_version')}" for k in stale) + "; now served: "
-                        + ", ".join(f"{k} {current[k]}" for k in stale)
+                        + ", ".join(f"{k} {served.lists_made_with[f'{k}_version']}" for k in stale)
                         + ": the API ranks every request on request until the next precompute")
     return problems
 
