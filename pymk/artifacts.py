@@ -141,3 +141,10 @@ class PinnedStore(ArtifactStore):
 def live_stores(dirs: dict[str, Path]) -> dict[str, ArtifactStore]:
     """Each store of `dirs` (Settings.artifact_dirs) by name, read at its CURRENT pointer: what the API serves."""
     return {name: ArtifactStore(root) for name, root in dirs.items()}
+
+
+def release(stores: dict[str, PinnedStore]) -> dict[str, str]:
+    """Point every store's CURRENT at its pin, in reverse order of `stores` (Settings.artifact_dirs: the lists
+    first and the snapshot last, so the API, which reloads on any pointer it sees move, meets the artifact a
+    later one was made from last); what moved, by name."""
+    return {name: stores[name].version for name in reversed(list(stores)) if stores[name].release()}

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from graph.store import GraphStore
-from pymk.artifacts import MANIFEST, PUBLISHES, ArtifactStore, live_stores
+from pymk.artifacts import MANIFEST, PUBLISHES, ArtifactStore, live_stores, release
 from pymk.errors import ArtifactError, ConfigError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
@@ -287,7 +287,7 @@ def _run(settings: Settings, stages: tuple[str, ...], resume: bool, runners: dic
     state["release_problems"] = _problems(stores)
     for problem in state["release_problems"]:   # e.g. only some stages run: the rest were made for another set
         log.warning("refresh %s releases a set the API serves only in part: %s", state["run"], problem)
-    state["released"] = {name: stores[name].version for name in reversed(list(stores)) if stores[name].release()}
+    state["released"] = release(stores)
     state["finished"] = True
     state["finished_at"] = time.time()
     state["total_seconds"] = round(sum(d["seconds"] for d in state["done"].values()), 2)

@@ -16,14 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pymk.artifacts import ArtifactStore
+from pymk.artifacts import ArtifactStore, live_stores, release
 from pymk.errors import ArtifactError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
 from pymk.status import artifact_entry, served_problems, serving
 
 log = logging.getLogger(__name__)
-ORDER = ("snapshot", "embeddings", "ranker", "candidates")   # each made from the ones before it
 
 
 @dataclass
@@ -56,15 +55,16 @@ def plan(settings: Settings, back: str | None = "snapshot") -> Plan:
     every store after it to its newest version made for the new set; `back` None: the snapshot to its newest
     version and every store after it likewise. A store with no such version keeps its current one (the
     plan's problems say what that costs)."""
-    if back is not None and back not in ORDER:
-        raise ArtifactError(f"unknown artifact {back!r}; one of {', '.join(ORDER)}")
-    stores = {name: ArtifactStore(settings.artifact_dirs[name]) for name in ORDER}
+    stores = live_stores(settings.artifact_dirs)   # in the order a refresh makes them: each from those before it
+    order = tuple(stores)
+    if back is not None and back not in order:
+        raise ArtifactError(f"unknown artifact {back!r}; one of {', '.join(order)}")
     now = time.time()
     entries = {name: {v: artifact_entry(store, now, v) for v in store.versions()} for name, store in stores.items()}
     current = {name: store.current_version() for name, store in stores.items()}
     target = dict(current)
-    first = ORDER.index(back) if back is not None else 0
-    for name in ORDER[first:]:
+    first = order.index(back) if back is not None else 0
+    for name in order[first:]:
         fits = (lambda e: True) if name == "snapshot" else _made_for(name, target, entries)
         kept = [v for v, e in entries[name].items() if "error" not in e and fits(e)]
         if name == back:
@@ -77,11 +77,11 @@ def plan(settings: Settings, back: str | None = "snapshot") -> Plan:
                                                               " made for the versions served before it"))
         if kept:
             target[name] = kept[-1]
-    chosen = {name: artifact_entry(stores[name], now, target[name]) for name in ORDER}
+    chosen = {name: artifact_entry(stores[name], now, target[name]) for name in order}
     problems = [f"the {name} {e['version']} cannot be read: {e['error']}" for name, e in chosen.items() if "error" in e]
     if target["snapshot"] is None:
         problems.append("no snapshot is published: the API cannot serve (run `pymk refresh`)")
-    return Plan({name: (current[name], target[name]) for name in ORDER}, problems + served_problems(chosen))
+    return Plan({name: (current[name], target[name]) for name in order}, problems + served_problems(chosen))
 
 
 def apply(settings: Settings, moves: dict[str, tuple[str | None, str | None]]) -> None:
@@ -89,8 +89,7 @@ def apply(settings: Settings, moves: dict[str, tuple[str | None, str | None]]) -
     any pointer it sees change; these few writes take a moment). JobRunningError while a refresh runs."""
     # the refresh's own lock: a run publishing now would publish over the rollback, and none starts meanwhile
     with exclusive(settings.data_dir / "refresh" / ".lock", "refresh or rollback", kind="rollback"):
-        for name in reversed(ORDER):
-            old, new = moves[name]
-            if new is not None and new != old:
-                ArtifactStore(settings.artifact_dirs[name]).set_current(new)
-                log.info("%s: %s -> %s", name, old, new)
+        moved = release({name: ArtifactStore(root).pinned(moves[name][1])
+                         for name, root in settings.artifact_dirs.items()})
+    for name, version in moved.items():
+        log.info("%s: %s -> %s", name, moves[name][0], version)
