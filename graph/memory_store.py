@@ -12,8 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from graph.cypher import ANSWER_SKEW_S
-from graph.cypher_rows import request_rounds, time_segments
+from graph import memory_events
 from graph.records import (
     AccountData,
     Event,
@@ -110,72 +109,7 @@ class MemoryGraphStore:
 
     def apply_events(self, events: Sequence[Event]) -> int:
         self.calls.append("apply_events")
-        return sum(self._apply_segment(segment) for segment in time_segments(events))
-
-    def _apply_segment(self, events: Sequence[Event]) -> int:
-        order = {"block": 3, "unblock": 3, "dismiss": 4}
-        applied = 0
-        # as the Neo4j store's statements run a time segment: each pair's events in time order (a round at a
-        # time: its sends, its answers, then its accepts' ties), then blocks and unblocks in time order, then
-        # dismissals
-        steps = {"send": ("send",), "accept": ("answer", "tie"), "decline": ("answer",)}
-        requests = [(step, ev) for batch in request_rounds(events) for step in ("send", "answer", "tie")
-                    for ev in batch if step in steps[ev.type]]
-        key = lambda e: (order[e.type], e.ts if order[e.type] == 3 else 0.0)  # noqa: E731
-        others = [(ev.type, ev) for ev in sorted((e for e in events if e.type in order), key=key)]
-        for step, ev in requests + others:
-            applied += step != "tie"
-            if ev.src not in self.users or ev.dst not in self.users:
-                continue  # like MATCH in Cypher: events about unknown users change nothing
-            if step == "send":
-                self._send(ev)
-            elif step == "answer":
-                self._answer(ev)
-            elif step == "tie":
-                self._tie(ev)
-            elif ev.type == "block":   # Q_BLOCK: ends a tie, withdraws pending requests either way
-                self.blocks.setdefault((ev.src, ev.dst), ev.ts)
-                self.remove_friendship(ev.src, ev.dst)
-                for key in ((ev.src, ev.dst), (ev.dst, ev.src)):
-                    if key in self.requests and self.requests[key].status == "pending":
-                        del self.requests[key]
-            elif ev.type == "unblock":
-                self.blocks.pop((ev.src, ev.dst), None)
-            else:
-                key = (ev.src, ev.dst)
-                self.dismissals[key] = max(self.dismissals.get(key, ev.ts), ev.ts)
-        return applied
-
-    def _send(self, ev: Event) -> None:
-        """graph/cypher.py Q_SEND: a request, or a new one after the last answer; none between friends or
-        across a block."""
-        if ev.dst in self.adj.get(ev.src, ()) or self._blocked_between(ev.src, ev.dst):
-            return   # no request between friends, nor across a block
-        old = self.requests.get((ev.src, ev.dst))
-        if old is None or (old.status != "pending"
-                           and ev.ts > (old.responded_at if old.responded_at is not None else old.sent_at)):
-            self.requests[(ev.src, ev.dst)] = Request(ev.src, ev.dst, ev.ts, "pending")
-
-    def _answer(self, ev: Event) -> None:
-        """Q_RESPOND: an answer newer than the last, to this request (never dated before it)."""
-        old = self.requests.get((ev.dst, ev.src), Request(ev.dst, ev.src, ev.ts, "pending"))
-        if (ev.ts >= old.sent_at - ANSWER_SKEW_S if old.status == "pending"
-                else old.responded_at is not None and ev.ts >= old.responded_at):
-            status = "accepted" if ev.type == "accept" else "declined"
-            self.requests[(ev.dst, ev.src)] = replace(old, status=status, responded_at=max(ev.ts, old.sent_at))
-
-    def _tie(self, ev: Event) -> None:
-        """Q_ACCEPT_FRIENDS: a tie while the request stands accepted and no block stands between the two."""
-        old = self.requests.get((ev.dst, ev.src))
-        if old is not None and old.status == "accepted" and not self._blocked_between(ev.src, ev.dst):
-            self.add_friendships([Friendship(ev.src, ev.dst, old.responded_at)])
-            crossed = self.requests.get((ev.src, ev.dst))   # the other way's request, answered by the tie
-            if crossed is not None and crossed.status == "pending":
-                self.requests[(ev.src, ev.dst)] = replace(crossed, status="accepted",
-                                                          responded_at=max(crossed.sent_at, old.responded_at))
-
-    def _blocked_between(self, a: str, b: str) -> bool:
-        return (a, b) in self.blocks or (b, a) in self.blocks
+        return memory_events.apply_events(self, events)
 
     def set_opted_out(self, user_id: str, opted_out: bool) -> None:
         if user_id in self.users:
