@@ -32,9 +32,9 @@ from candidates.new_friends import friends_of_new_friends
 from candidates.newcomers import NewcomerIndex, newcomers_ahead, with_newcomers
 from candidates.precompute import PrecomputedCandidates
 from candidates.recent_shown import RecentImpressions
+from candidates.seen import SeenCounts
 from candidates.types import Candidate, Recommendation, RerankTrace
 from graph.snapshot import Snapshot
-from graph.snapshot.csr import run_bounds
 from pymk.errors import AccountReplacedError, FriendsChangedError, UnknownUserError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class PipelineConfig:
     new_friends: bool = True         # the friends of ties made since the snapshot take the fresh-tie slots too
 
 
-class CandidatePipeline:
+class CandidatePipeline(SeenCounts):
     """The whole candidate flow for one snapshot, a set of sources and a state reader."""
 
     def __init__(self, snap: Snapshot, sources: list[CandidateSource], state: StateReader,
@@ -80,10 +80,7 @@ class CandidatePipeline:
         self.newcomers: NewcomerIndex | None = None   # set by the server: accounts newer than the snapshot
         self.recent_shown: RecentImpressions | None = None   # set by the server: impressions since the snapshot
         self.fallback = [s for s in sources if s.name in FALLBACK_SOURCES]
-        # impressions by viewer (the snapshot's shared copy), counted from `seen_window_days` before the newest
-        self._imp_viewer, self._imp_shown, self._imp_sec = snap.impressions_by_viewer()
-        self._seen_from = (self._imp_sec.max() - self.config.seen_window_days * 86_400.0 if self._imp_sec.size
-                           else 0.0)
+        self.count_seen_from(snap, self.config.seen_window_days)
         self.runner = SourceRunner(sources, self.config.source_budget_s, self.config.concurrency)
 
     def recommend(self, user_id: str, k: int = 20, ranked: Sequence[Candidate] | None = None,
@@ -217,36 +214,6 @@ class CandidatePipeline:
         with_friend = np.flatnonzero(self.snap.degree)
         if with_friend.size:
             _ = self.ranked(int(with_friend[0]), Recommendation(viewer="warm-up", candidates=[]))[:20]
-
-    def times_seen(self, user: int) -> dict[int, int]:
-        """How often each user was shown to `user`: impressions in the snapshot's event log within
-        `seen_window_days` of the newest, and those logged since (`recent_shown`, when the server set it)."""
-        lo, hi = run_bounds(self._imp_viewer, user)
-        shown, counts = np.unique(self._imp_shown[lo:hi][self._imp_sec[lo:hi] >= self._seen_from], return_counts=True)
-        seen = dict(zip(shown.tolist(), counts.tolist(), strict=True))
-        if self.recent_shown is not None:
-            for index, n in self.recent_shown.counts(user).items():
-                seen[index] = seen.get(index, 0) + n
-        return seen
-
-    @property
-    def seen_decay(self) -> float:
-        """The re-rank's seen penalty per time shown (1: none without a re-rank)."""
-        return self.reranker.cfg.seen_decay if self.reranker is not None else 1.0
-
-    def seen_by_id(self, user_id: str, times: dict[int, int] | None = None) -> dict[str, int]:
-        """How often each user was shown to `user_id`, by id: `times_seen` (`times` when the caller has it)
-        and the newcomers shown since for a viewer the snapshot holds, the impressions logged since for one it
-        does not (lists served off the store: the fresh path)."""
-        recent = self.recent_shown
-        if not self.snap.has_user(user_id):
-            return dict(recent.others_counts(user_id)) if recent is not None else {}
-        user = self.snap.index_of(user_id)
-        times = self.times_seen(user) if times is None else times
-        seen = {self.snap.external_id(i): n for i, n in times.items()}
-        for other, n in (recent.newcomer_counts(user) if recent is not None else {}).items():
-            seen[other] = seen.get(other, 0) + n
-        return seen
 
     def generate(self, user: int, rec: Recommendation) -> list[list[Candidate]]:
         """Every source's candidates (a source over its budget or failing is skipped, with the reason)."""
