@@ -10,7 +10,7 @@ import numpy as np
 
 from candidates.filters import FilterContext, SnapshotStateReader, apply_rules
 from candidates.fof import FriendsOfFriendsSource
-from candidates.pipeline import CandidatePipeline, PipelineConfig
+from candidates.pipeline import CandidatePipeline
 from candidates.ppr import PersonalizedPageRankSource
 from candidates.registry import REGISTRY
 from candidates.types import Candidate
@@ -51,34 +51,6 @@ def test_snapshot_state_reader_reads_requests_blocks_dismissals(tmp_path):
     st = SnapshotStateReader(from_store(store, log)).viewer_state("a")
     assert st.friends == {"b"} and st.pending == {"c"} and st.blocked == {"e"}
     assert st.declined == {"d": 3.0} and st.dismissed == {"f"}
-
-
-def test_times_seen_counts_impressions_per_shown_user(tmp_path):
-    from graph.eventlog import EventLog
-    from graph.memory_store import MemoryGraphStore
-    from graph.records import Event, Friendship
-    from graph.snapshot import from_store
-
-    store = MemoryGraphStore()
-    store.add_friendships([Friendship("a", "b"), Friendship("c", "d")])
-    evs = [Event("impression", "a", "c", 1.0, position=0), Event("impression", "a", "c", 2.0, position=0),
-           Event("impression", "a", "d", 3.0, position=1), Event("impression", "c", "a", 4.0, position=0),
-           Event("dismiss", "a", "d", 5.0)]
-    log = EventLog(tmp_path)
-    log.write_segment("s", evs)
-    snap = from_store(store, log)
-    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap))
-    i = snap.index_of
-    assert pipe.times_seen(i("a")) == {i("c"): 2, i("d"): 1}
-    assert pipe.times_seen(i("b")) == {}
-    pipe.close()
-    # only the last `seen_window_days` of impressions count (each worker holds them)
-    day = 86_400.0
-    log.write_segment("later", [Event("impression", "a", "d", 20 * day, position=0)])
-    snap = from_store(store, log)
-    pipe = CandidatePipeline(snap, [], SnapshotStateReader(snap), PipelineConfig(seen_window_days=14))
-    assert pipe.times_seen(snap.index_of("a")) == {snap.index_of("d"): 1}   # days 0 are 20 days older
-    pipe.close()
 
 
 def test_a_proof_names_only_mutual_friends_the_viewer_still_has():

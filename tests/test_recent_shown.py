@@ -160,20 +160,6 @@ def test_the_pipeline_counts_by_id_for_lists_served_off_the_store(world):
     pipe.close()
 
 
-def test_seen_penalized_weighs_the_fused_score_or_the_position():
-    from candidates.fresh import seen_penalized
-    from candidates.types import Candidate
-
-    fused = [Candidate.of(u, i, "fof", 1.0).with_score("rrf", r) for i, (u, r) in
-             enumerate([("x", 0.05), ("y", 0.04), ("z", 0.01)])]
-    assert [c.user_id for c in seen_penalized(fused, {"x": 1}, 0.7)] == ["y", "x", "z"]   # 0.035 < 0.04
-    assert [c.user_id for c in seen_penalized(fused, {"x": 3}, 0.7)] == ["y", "x", "z"]   # 0.017 > 0.01
-    assert [c.user_id for c in seen_penalized(fused, {"x": 5}, 0.7)] == ["y", "z", "x"]   # 0.008 < 0.01
-    plain = [Candidate.of(u, i, "fof", 1.0) for i, u in enumerate("abc")]   # no fused score: 1 / (60 + rank)
-    assert [c.user_id for c in seen_penalized(plain, {"a": 1}, 0.7)] == ["b", "c", "a"]
-    assert [c.user_id for c in seen_penalized(plain, {}, 0.7)] == ["a", "b", "c"]
-
-
 def test_a_line_longer_than_a_read_is_skipped_once(world, caplog, monkeypatch):
     import candidates.recent_shown as rs
 
