@@ -7,12 +7,12 @@ import re
 
 SRC_NAMES = {"src", "source", "from", "u", "src_id", "source_id", "sender", "user1", "node1", "id1", "follower"}
 DST_NAMES = {"dst", "target", "to", "v", "dst_id", "target_id", "destination", "receiver", "recipient", "user2",
-             "node2", "id2", "followee"}
-TS_NAMES = {"ts", "time", "timestamp", "since", "created_at", "date", "datetime", "epoch", "unixtime"}
+             "node2", "id2", "followee", "tgt", "dest"}
+TS_NAMES = {"ts", "t", "time", "timestamp", "since", "created_at", "date", "datetime", "epoch", "unixtime", "unixts"}
 # a header word that names the column whatever follows it: SOURCE_SUBREDDIT, from_user_id, Timestamp (UTC)
 SRC_FIRST_WORDS = {"src", "source", "from", "sender"}
-DST_FIRST_WORDS = {"dst", "target", "to", "destination", "receiver", "recipient"}
-TS_WORDS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "unixtime"}
+DST_FIRST_WORDS = {"dst", "target", "to", "destination", "receiver", "recipient", "tgt", "dest"}
+TS_WORDS = {"ts", "time", "timestamp", "date", "datetime", "epoch", "unixtime", "unixts"}
 
 
 def _column_words(name: str) -> list[str]:

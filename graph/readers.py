@@ -95,7 +95,8 @@ class EdgeBlock:
 
 def read_edges(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
-    weight is not read), or CSV with a header naming the columns. `chunk_bytes`: as `read_edge_blocks`."""
+    weight is not read), or CSV with a header naming the columns, or SNAP's last comment line before the
+    first tie when it names every field of that tie. `chunk_bytes`: as `read_edge_blocks`."""
     for item in read_edge_blocks(source, chunk_bytes):
         if item.__class__ is EdgeBlock:
             yield from item.rows()
@@ -131,6 +132,9 @@ class _EdgeLines:
         self.path = path
         self.columns: tuple[int, int, int | None] = (0, 1, 2)
         self.header: tuple[int, int, int | None] | None = None
+        # the columns named by the last comment line before the first tie, and how many it names: SNAP's
+        # `# FromNodeId\tToNodeId\tSign` (soc-sign-epinions, soc-sign-Slashdot: a sign, not a time)
+        self.commented: tuple[tuple[int, int, int | None], int] | None = None
         self.first = True
         self.window = time_window()
         self.latest = time.time() + self.window.max_future_s
@@ -160,6 +164,10 @@ class _EdgeLines:
             return RowError(path, number, "line is not valid UTF-8")
         stripped = text.strip()
         if not stripped or stripped[0] in "#%":
+            if self.first and stripped:
+                named = split_fields(stripped.lstrip("#%").strip(), keep_empty=False)
+                columns = header_columns(named)
+                self.commented = (columns, len(named)) if columns is not None else None
             return None
         tokens = split_fields(stripped, keep_empty=self.header is not None)
         if self.first:
@@ -168,6 +176,12 @@ class _EdgeLines:
             if self.header is not None:
                 self.columns = self.header
                 return None
+            if self.commented is not None and self.commented[1] == len(tokens):   # as many fields as it names
+                self.header = self.columns = self.commented[0]
+                ts_i = self.columns[2]
+                log.info("%s: columns as its comment line names them: source %d, target %d, %s", path,
+                         self.columns[0] + 1, self.columns[1] + 1,
+                         f"time {ts_i + 1}" if ts_i is not None else "no time (ties of unknown time)")
             if len(tokens) == 1 and tokens[0].isdigit():
                 log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
                 return None

@@ -92,13 +92,6 @@ def test_a_truncated_archive_is_a_named_error(tmp_path):
         list(read_edges(ByteCounter(p)))
 
 
-def test_csv_header_maps_columns_in_any_order(tmp_path):
-    rows = _edges(tmp_path, "Source,Target,Rating,Time\n7,9,-3,1500\n")
-    assert rows == [EdgeRow(2, "7", "9", 1500.0)]
-    rows = _edges(tmp_path, "ts,dst,src\n2020-01-01T00:00:00Z,b,a\n")
-    assert rows == [EdgeRow(2, "a", "b", 1577836800.0)]
-
-
 def test_node_count_first_line_is_skipped(tmp_path):
     assert _edges(tmp_path, "4039\n0 1 1\n") == [EdgeRow(2, "0", "1", 1.0)]
 
@@ -240,39 +233,6 @@ def test_users_csv_deactivated_column(tmp_path):
     assert rows[0].deactivated is True and not rows[0].suggestable
     assert rows[1].deactivated is None and rows[1].suggestable
     assert isinstance(rows[2], RowError) and rows[2].line == 4
-
-
-@pytest.mark.parametrize("header, expected", [
-    ("SOURCE_SUBREDDIT\tTARGET_SUBREDDIT\tPOST_ID\tTIMESTAMP\tLINK_SENTIMENT", (0, 1, 3)),  # SNAP's Reddit links
-    ("from_user_id,to_user_id,created_at", (0, 1, 2)),
-    ("sender receiver unixtime", (0, 1, 2)),
-    ("id,user1,user2,Date (UTC)", (1, 2, 3)),
-    ("target,source", (1, 0, None)),
-    ("TimeStamp,SourceNodeId,TargetNodeId", (1, 2, 0)),   # camelCase: before, no column matched and the
-    ("FromNodeId ToNodeId UnixTime", (0, 1, 2)),          # first was read as the source
-])
-def test_header_names_are_matched_by_their_words(header, expected):
-    from graph.edge_columns import header_columns, split_fields
-
-    assert header_columns(split_fields(header, keep_empty=True)) == expected
-
-
-def test_a_byte_order_mark_is_not_part_of_the_first_id_or_column_name(tmp_path):
-    """Spreadsheet exports open the file with a UTF-8 byte-order mark: it stayed in the first id
-    ('\\ufeff1', another user than '1'); now it is dropped, and only at the very start."""
-    assert _edges(tmp_path, b"\xef\xbb\xbf1 2 100\r\n2 1 200\r\n") == [EdgeRow(1, "1", "2", 100.0),
-                                                                       EdgeRow(2, "2", "1", 200.0)]
-    assert _edges(tmp_path, b"\xef\xbb\xbfts,dst,src\n5,b,a\n") == [EdgeRow(2, "a", "b", 5.0)]
-
-
-def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
-    """A header the reader cannot map says so on its line; a first row of names that is a valid tie stays."""
-    rows = _edges(tmp_path, "alpha beta gamma delta epsilon\n1 2 100\n")
-    assert isinstance(rows[0], RowError) and "names no source and target column" in rows[0].message
-    assert rows[1] == EdgeRow(2, "1", "2", 100.0)
-    assert _edges(tmp_path, "src_1 to_2 1500\n") == [EdgeRow(1, "src_1", "to_2", 1500.0)]
-    assert _edges(tmp_path, "alice bob 2020-01-01\nbob carol\n") == [
-        EdgeRow(1, "alice", "bob", 1577836800.0), EdgeRow(2, "bob", "carol", None)]
 
 
 def test_numeric_times_in_milliseconds_with_the_time_unit_setting(tmp_path):

@@ -1,0 +1,89 @@
+"""Edge-list headers: columns named by a header line, by SNAP's last comment line, or by position."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph.readers import ByteCounter, EdgeRow, RowError, read_edges
+
+
+def _edges(tmp_path, text: str | bytes, chunk: int | None = None):
+    p = tmp_path / "edges.txt"
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    return list(read_edges(ByteCounter(p), chunk)) if chunk else list(read_edges(ByteCounter(p)))
+
+
+def test_csv_header_maps_columns_in_any_order(tmp_path):
+    rows = _edges(tmp_path, "Source,Target,Rating,Time\n7,9,-3,1500\n")
+    assert rows == [EdgeRow(2, "7", "9", 1500.0)]
+    rows = _edges(tmp_path, "ts,dst,src\n2020-01-01T00:00:00Z,b,a\n")
+    assert rows == [EdgeRow(2, "a", "b", 1577836800.0)]
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("SOURCE_SUBREDDIT\tTARGET_SUBREDDIT\tPOST_ID\tTIMESTAMP\tLINK_SENTIMENT", (0, 1, 3)),  # SNAP's Reddit links
+    ("from_user_id,to_user_id,created_at", (0, 1, 2)),
+    ("sender receiver unixtime", (0, 1, 2)),
+    ("id,user1,user2,Date (UTC)", (1, 2, 3)),
+    ("target,source", (1, 0, None)),
+    ("TimeStamp,SourceNodeId,TargetNodeId", (1, 2, 0)),   # camelCase: before, no column matched and the
+    ("FromNodeId ToNodeId UnixTime", (0, 1, 2)),          # first was read as the source
+    ("SRC TGT UNIXTS", (0, 1, 2)),   # SNAP's temporal networks name their columns so on their pages
+    ("u,v,t", (0, 1, 2)),
+])
+def test_header_names_are_matched_by_their_words(header, expected):
+    from graph.edge_columns import header_columns, split_fields
+
+    assert header_columns(split_fields(header, keep_empty=True)) == expected
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id_or_column_name(tmp_path):
+    """Spreadsheet exports open the file with a UTF-8 byte-order mark: it stayed in the first id
+    ('\\ufeff1', another user than '1'); now it is dropped, and only at the very start."""
+    assert _edges(tmp_path, b"\xef\xbb\xbf1 2 100\r\n2 1 200\r\n") == [EdgeRow(1, "1", "2", 100.0),
+                                                                       EdgeRow(2, "2", "1", 200.0)]
+    assert _edges(tmp_path, b"\xef\xbb\xbfts,dst,src\n5,b,a\n") == [EdgeRow(2, "a", "b", 5.0)]
+
+
+def test_an_unrecognised_header_is_one_named_bad_row(tmp_path):
+    """A header the reader cannot map says so on its line; a first row of names that is a valid tie stays."""
+    rows = _edges(tmp_path, "alpha beta gamma delta epsilon\n1 2 100\n")
+    assert isinstance(rows[0], RowError) and "names no source and target column" in rows[0].message
+    assert rows[1] == EdgeRow(2, "1", "2", 100.0)
+    assert _edges(tmp_path, "src_1 to_2 1500\n") == [EdgeRow(1, "src_1", "to_2", 1500.0)]
+    assert _edges(tmp_path, "alice bob 2020-01-01\nbob carol\n") == [
+        EdgeRow(1, "alice", "bob", 1577836800.0), EdgeRow(2, "bob", "carol", None)]
+
+
+SIGNED = ("# Directed graph (each unordered pair of nodes is saved once): soc-sign-epinions.txt\n"
+          "# Epinions signed network\n# Nodes: 131828 Edges: 841372\n# FromNodeId\tToNodeId\tSign\n")
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_snaps_commented_header_names_the_columns(tmp_path, chunk):
+    """SNAP's soc-sign-epinions and soc-sign-Slashdot: `src dst sign`, the names in the last comment line.
+    Read by position, the sign was a time: every -1 tie was a bad row (a quarter of the ties lost) and every
+    +1 tie was dated 1970-01-01 00:00:01."""
+    ties = [(i, i + 1, -1 if i % 4 == 0 else 1) for i in range(40)]
+    rows = _edges(tmp_path, SIGNED + "".join(f"{a}\t{b}\t{s}\n" for a, b, s in ties), chunk)
+    assert rows == [EdgeRow(5 + i, str(a), str(b), None) for i, (a, b, _) in enumerate(ties)]
+
+
+def test_a_commented_header_may_name_the_time(tmp_path):
+    assert _edges(tmp_path, "# UnixTime FromNodeId ToNodeId\n1500000000 a b\n") == [EdgeRow(2, "a", "b", 1.5e9)]
+
+
+def test_a_commented_header_counts_only_when_it_names_every_field(tmp_path):
+    """Two names over three fields, or prose before the counts line: the fields are read by position."""
+    assert _edges(tmp_path, "# FromNodeId\tToNodeId\n1\t2\t1500000000\n") == [EdgeRow(2, "1", "2", 1.5e9)]
+    assert _edges(tmp_path, "# links from users to users\n# Nodes: 3 Edges: 2\n1 2 100\n") == [
+        EdgeRow(3, "1", "2", 100.0)]
+
+
+def test_a_header_line_wins_over_a_commented_one(tmp_path):
+    assert _edges(tmp_path, "# a b c\nts,dst,src\n5,b,a\n") == [EdgeRow(3, "a", "b", 5.0)]
+
+
+def test_a_comment_after_the_first_tie_names_nothing(tmp_path):
+    assert _edges(tmp_path, "1 2 100\n# FromNodeId ToNodeId Sign\n3 4 -1\n")[1] == RowError(
+        str(tmp_path / "edges.txt"), 3, "timestamp '-1' is outside the accepted window [0, now + 86400 s]")
