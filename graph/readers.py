@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class RowError:
 
 
 MAX_LOGGED_REJECTS = 50
+# KONECT's first line: the graph's kind and its edges' weights (konect.cc's file format: `FROM TO [WEIGHT [TIME]]`)
+_KONECT_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
+                            r"multiweighted|dynamic|multiposweighted)\b")
 
 
 @dataclass(kw_only=True)
@@ -135,6 +139,7 @@ class _EdgeLines:
         # the columns named by the last comment line before the first tie, and how many it names: SNAP's
         # `# FromNodeId\tToNodeId\tSign` (soc-sign-epinions, soc-sign-Slashdot: a sign, not a time)
         self.commented: tuple[tuple[int, int, int | None], int] | None = None
+        self.konect = False   # a KONECT list (`% sym weighted`): `src dst weight [ts]`, so 3 fields hold no time
         self.first = True
         self.window = time_window()
         self.latest = time.time() + self.window.max_future_s
@@ -168,6 +173,7 @@ class _EdgeLines:
                 named = split_fields(stripped.lstrip("#%").strip(), keep_empty=False)
                 columns = header_columns(named)
                 self.commented = (columns, len(named)) if columns is not None else None
+                self.konect = self.konect or _KONECT_FORMAT.match(stripped) is not None
             return None
         tokens = split_fields(stripped, keep_empty=self.header is not None)
         if self.first:
@@ -176,10 +182,12 @@ class _EdgeLines:
             if self.header is not None:
                 self.columns = self.header
                 return None
+            if self.commented is None and self.konect and len(tokens) == 3:
+                self.commented = ((0, 1, None), 3)
             if self.commented is not None and self.commented[1] == len(tokens):   # as many fields as it names
                 self.header = self.columns = self.commented[0]
                 ts_i = self.columns[2]
-                log.info("%s: columns as its comment line names them: source %d, target %d, %s", path,
+                log.info("%s: columns as its comments name them: source %d, target %d, %s", path,
                          self.columns[0] + 1, self.columns[1] + 1,
                          f"time {ts_i + 1}" if ts_i is not None else "no time (ties of unknown time)")
             if len(tokens) == 1 and tokens[0].isdigit():

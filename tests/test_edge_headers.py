@@ -87,3 +87,15 @@ def test_a_header_line_wins_over_a_commented_one(tmp_path):
 def test_a_comment_after_the_first_tie_names_nothing(tmp_path):
     assert _edges(tmp_path, "1 2 100\n# FromNodeId ToNodeId Sign\n3 4 -1\n")[1] == RowError(
         str(tmp_path / "edges.txt"), 3, "timestamp '-1' is outside the accepted window [0, now + 86400 s]")
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_a_konect_list_of_three_fields_holds_a_weight_not_a_time(tmp_path, chunk):
+    """KONECT's lines are `FROM TO [WEIGHT [TIME]]`: its weighted lists' third field was read as a time (weights
+    1-9 as seconds after 1970, a graph of 9 distinct times); its timed lists keep their fourth field's time."""
+    lines = "".join(f"{i} {i + 1} {i % 9 + 1}\n" for i in range(30))
+    rows = _edges(tmp_path, "% sym posweighted\n% 30 31 31\n" + lines, chunk)
+    assert rows == [EdgeRow(3 + i, str(i), str(i + 1), None) for i in range(30)]
+    assert _edges(tmp_path, "% asym positive\n% 2 3 3\n1 2 1 1300000000\n2 3 1 1300000100\n", chunk) == [
+        EdgeRow(3, "1", "2", 1.3e9), EdgeRow(4, "2", "3", 1.3e9 + 100)]
+    assert _edges(tmp_path, "% konect comment\n1 2 100\n", chunk) == [EdgeRow(2, "1", "2", 100.0)]
