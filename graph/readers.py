@@ -39,9 +39,10 @@ class RowError:
 
 
 MAX_LOGGED_REJECTS = 50
-# KONECT's first line: the graph's kind and its edges' weights (konect.cc's file format: `FROM TO [WEIGHT [TIME]]`)
-_KONECT_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
-                            r"multiweighted|dynamic|multiposweighted)\b")
+# the first line of a list whose third field is a weight: KONECT's (the graph's kind and its edges' weights; its
+# lines are `FROM TO [WEIGHT [TIME]]`) and MatrixMarket's (`%%MatrixMarket matrix coordinate real general`)
+_WEIGHTED_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
+                              r"multiweighted|dynamic|multiposweighted)\b|%%matrixmarket\s", re.IGNORECASE)
 
 
 @dataclass(kw_only=True)
@@ -139,7 +140,8 @@ class _EdgeLines:
         # the columns named by the last comment line before the first tie, and how many it names: SNAP's
         # `# FromNodeId\tToNodeId\tSign` (soc-sign-epinions, soc-sign-Slashdot: a sign, not a time)
         self.commented: tuple[tuple[int, int, int | None], int] | None = None
-        self.konect = False   # a KONECT list (`% sym weighted`): `src dst weight [ts]`, so 3 fields hold no time
+        self.weighted = False   # KONECT's `% sym weighted` or a MatrixMarket file: `src dst weight [ts]`, no time in 3
+        self.size_line = False   # a MatrixMarket file's first line after its comments: rows, columns, entries
         self.first = True
         self.window = time_window()
         self.latest = time.time() + self.window.max_future_s
@@ -173,16 +175,21 @@ class _EdgeLines:
                 named = split_fields(stripped.lstrip("#%").strip(), keep_empty=False)
                 columns = header_columns(named)
                 self.commented = (columns, len(named)) if columns is not None else None
-                self.konect = self.konect or _KONECT_FORMAT.match(stripped) is not None
+                self.weighted = self.weighted or _WEIGHTED_FORMAT.match(stripped) is not None
+                self.size_line = self.size_line or stripped.lower().startswith("%%matrixmarket")
             return None
         tokens = split_fields(stripped, keep_empty=self.header is not None)
+        if self.size_line:
+            self.size_line = False
+            log.info("%s:%d: %s read as a MatrixMarket size line", path, number, stripped)
+            return None
         if self.first:
             self.first = False
             self.header = header_columns(tokens)
             if self.header is not None:
                 self.columns = self.header
                 return None
-            if self.commented is None and self.konect and len(tokens) == 3:
+            if self.commented is None and self.weighted and len(tokens) == 3:
                 self.commented = ((0, 1, None), 3)
             if self.commented is not None and self.commented[1] == len(tokens):   # as many fields as it names
                 self.header = self.columns = self.commented[0]

@@ -99,3 +99,15 @@ def test_a_konect_list_of_three_fields_holds_a_weight_not_a_time(tmp_path, chunk
     assert _edges(tmp_path, "% asym positive\n% 2 3 3\n1 2 1 1300000000\n2 3 1 1300000100\n", chunk) == [
         EdgeRow(3, "1", "2", 1.3e9), EdgeRow(4, "2", "3", 1.3e9 + 100)]
     assert _edges(tmp_path, "% konect comment\n1 2 100\n", chunk) == [EdgeRow(2, "1", "2", 100.0)]
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_a_matrix_market_file_skips_its_size_line_and_reads_no_time_from_its_values(tmp_path, chunk):
+    """Network Repository's .mtx: the line after the comments counts rows, columns and entries (it was a
+    self-loop, a bad row), and a third field is the entry's value."""
+    lines = "".join(f"{i} {i + 1} {i % 7 + 1}\n" for i in range(1, 30))
+    rows = _edges(tmp_path, "%%MatrixMarket matrix coordinate integer symmetric\n% a comment\n30 30 29\n" + lines,
+                  chunk)
+    assert rows == [EdgeRow(4 + i, str(i + 1), str(i + 2), None) for i in range(29)]
+    assert _edges(tmp_path, "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 2\n2 3\n", chunk) == [
+        EdgeRow(3, "1", "2", None), EdgeRow(4, "2", "3", None)]
