@@ -52,7 +52,7 @@ def _timed(run) -> tuple[float, object]:
 @click.option("--users", default=300_000, show_default=True)
 @click.option("--trials", default=2, show_default=True)
 def main(rows: int, users: int, trials: int) -> None:
-    import graph.readers as readers
+    import graph.edge_reader as readers
     from evaluation.edgelist import read_ties
     from graph.bulkload import InitialLoadReport, _Ids, _read_edges
     from graph.snapshot import from_edge_list

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import OUT, fresh_neo4j, peak_rss_mb, timed, write_results
 from graph.bulkload import initial_load
 from graph.connect import open_store
+from graph.edge_reader import EdgeRow, read_edges
 from graph.ingest import ingest_edges, ingest_users
-from graph.readers import ByteCounter, EdgeRow, read_edges
+from graph.readers import ByteCounter
 from graph.records import Friendship
 from graph.snapshot import from_edge_list, from_store, load_snapshot, save_snapshot
 from pymk.artifacts import ArtifactStore

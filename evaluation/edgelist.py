@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from graph.coded_edges import named, read_coded_file
-from graph.readers import RowError, no_edge_read
+from graph.edge_reader import no_edge_read
+from graph.readers import RowError
 from graph.snapshot import Snapshot, load_snapshot, tie_times, unknown_times
 from graph.snapshot.format import EVENT_CODE
 from graph.timestamps import FINER, OUTSIDE_WINDOW, PLAUSIBLE_EPOCH_S, set_time_window, time_window

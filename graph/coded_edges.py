@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.readers import ByteCounter, EdgeBlock, EdgeRow, RowError, read_edge_blocks
+from graph.edge_reader import EdgeBlock, EdgeRow, read_edge_blocks
+from graph.readers import ByteCounter, RowError
 from pymk.progress import progress_bar
 
 PROGRESS_ROWS = 100_000   # rows read one by one between two calls of `progress`
@@ -49,7 +50,7 @@ def named(names: list[str], codes: np.ndarray) -> list[str]:
 
 def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
                      progress: Callable[[], None] | None = None) -> CodedEdges:
-    """Every good row of `source` (graph/readers.read_edge_blocks: the same rows, in order); each bad one is
+    """Every good row of `source` (graph/edge_reader.read_edge_blocks: the same rows, in order); each bad one is
     handed to `on_bad`. `progress` is called after each block and every `PROGRESS_ROWS` rows read alone."""
     ids = _Numbering()
     when = array("d")

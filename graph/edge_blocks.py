@@ -1,4 +1,4 @@
-"""Many plain edge-list lines parsed at once: the fast path of `graph.readers.read_edges`.
+"""Many plain edge-list lines parsed at once: the fast path of `graph.edge_reader.read_edges`.
 
 A block is taken only when every one of its lines is one the line-by-line reader would read to the same
 tie: printable ASCII ids without quotes, commas or colons, separated all by spaces, by tabs or by commas,

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from graph.edge_reader import EdgeRow, read_edges
 from graph.eventlog import EventLog, file_digest
-from graph.readers import ByteCounter, EdgeRow, RejectCounter, RowError, read_edges, read_events, read_users
+from graph.readers import ByteCounter, RejectCounter, RowError, read_events, read_users
 from graph.records import Event, Friendship, UserRecord
 from graph.store import GraphStore
 from pymk.progress import progress_bar

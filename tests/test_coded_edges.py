@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from graph.coded_edges import named, read_coded_edges
-from graph.readers import ByteCounter, EdgeRow, RowError, read_edge_blocks, read_edges
+from graph.edge_reader import EdgeRow, read_edge_blocks, read_edges
+from graph.readers import ByteCounter, RowError
 from graph.snapshot import from_codes, from_pairs, interaction_table
 
 # ids that are not the canonical decimal form of an int64: from the first of them on, ids go through a dict

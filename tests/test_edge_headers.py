@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graph.readers import ByteCounter, EdgeRow, RowError, read_edges
+from graph.edge_reader import EdgeRow, read_edges
+from graph.readers import ByteCounter, RowError
 
 
 def _edges(tmp_path, text: str | bytes, chunk: int | None = None):
@@ -111,3 +112,14 @@ def test_a_matrix_market_file_skips_its_size_line_and_reads_no_time_from_its_val
     assert rows == [EdgeRow(4 + i, str(i + 1), str(i + 2), None) for i in range(29)]
     assert _edges(tmp_path, "%%MatrixMarket matrix coordinate pattern general\n3 3 2\n1 2\n2 3\n", chunk) == [
         EdgeRow(3, "1", "2", None), EdgeRow(4, "2", "3", None)]
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_a_fourth_field_that_is_no_time_leaves_the_time_in_the_third(tmp_path, chunk):
+    """SNAP's Higgs Twitter activity, `userA userB timestamp interaction`: read as `src dst weight ts`, every
+    line was a bad row ('RT' is no timestamp), and `pymk eval` stopped with no edge read."""
+    kinds = ["RT", "MT", "RE"]
+    text = "".join(f"{i} {i + 1} {1341100972 + i} {kinds[i % 3]}\n" for i in range(30))
+    assert _edges(tmp_path, text, chunk) == [EdgeRow(1 + i, str(i), str(i + 1), 1341100972.0 + i) for i in range(30)]
+    rows = _edges(tmp_path, "1 2 5 RT\n")   # a third field that is no date (5 s after 1970): the rule stands
+    assert isinstance(rows[0], RowError) and "bad timestamp 'RT'" in rows[0].message

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from graph.edge_reader import EdgeRow, read_edges
 from graph.event_schema import parse_event
-from graph.readers import (
-    ByteCounter,
-    EdgeRow,
-    RowError,
-    read_edges,
-    read_events,
-    read_users,
-)
+from graph.readers import ByteCounter, RowError, read_events, read_users
 from graph.records import UserRecord
 from graph.timestamps import parse_timestamp
 from pymk.errors import InputFormatError
@@ -236,7 +230,8 @@ def test_users_csv_deactivated_column(tmp_path):
 
 
 def test_numeric_times_in_milliseconds_with_the_time_unit_setting(tmp_path):
-    from graph.readers import ByteCounter, read_edges
+    from graph.edge_reader import read_edges
+    from graph.readers import ByteCounter
     from graph.timestamps import TimeWindow, set_time_window, time_window
     from pymk.errors import ConfigError
     from pymk.settings import Settings

@@ -6,7 +6,8 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from graph.readers import ByteCounter, EdgeRow, RowError, read_edges, read_events, read_users
+from graph.edge_reader import EdgeRow, read_edges
+from graph.readers import ByteCounter, RowError, read_events, read_users
 from sim.abtest import compare, difference, format_report
 from sim.behaviour import HiddenBehaviour, WorldState
 from sim.export import SampleSpec, write_sample

@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from graph.coded_edges import read_coded_file
-from graph.readers import RejectCounter, no_edge_read
+from graph.edge_reader import no_edge_read
+from graph.readers import RejectCounter
 from graph.snapshot.format import EVENT_CODE, Snapshot, empty_columns
 
 log = logging.getLogger(__name__)
