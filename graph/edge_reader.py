@@ -196,13 +196,15 @@ class _EdgeLines:
         if len(tokens) == 1 and tokens[0].isdigit():
             log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
             return None
-        if self.commented is None and self.weighted and len(tokens) == 3:
-            self.commented = ((0, 1, None), 3)
-        if self.commented is None and len(tokens) == 4 and _a_date(tokens[2]) and not _a_time(tokens[3]):
-            self.commented = ((0, 1, 2), 4)   # SNAP's Higgs activity: `userA userB timestamp interaction`
-        if self.commented is not None and self.commented[1] == len(tokens):   # as many fields as it names
-            self.header = self.columns = self.commented[0]
-            ts_i = self.columns[2]
+        named = self.commented
+        columns = (named[0] if named is not None and named[1] == len(tokens)   # as many fields as it names
+                   else (0, 1, None) if self.weighted and len(tokens) == 3
+                   # SNAP's Higgs activity: `userA userB timestamp interaction`
+                   else (0, 1, 2) if len(tokens) == 4 and _a_date(tokens[2]) and not _a_time(tokens[3])
+                   else None)
+        if columns is not None:
+            self.header = self.columns = columns
+            ts_i = columns[2]
             log.info("%s: columns as its comments or first tie name them: source %d, target %d, %s", path,
                      self.columns[0] + 1, self.columns[1] + 1,
                      f"time {ts_i + 1}" if ts_i is not None else "no time (ties of unknown time)")
