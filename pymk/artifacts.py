@@ -87,17 +87,6 @@ class ArtifactStore:
         except FileNotFoundError:
             raise ArtifactError(f"{path} has no {MANIFEST}") from None
 
-    def rollback(self) -> str:
-        """Point CURRENT at the version published before the current one. Returns it."""
-        versions = self.versions()
-        current = self.current_version()
-        if current not in versions or versions.index(current) == 0:
-            raise ArtifactError(f"nothing to roll back to from {current!r} under {self.root}")
-        previous = versions[versions.index(current) - 1]
-        self.set_current(previous)
-        log.info("rolled back %s -> %s", current, previous)
-        return previous
-
     def pinned(self, version: str | None) -> PinnedStore:
         """A view of this store whose current version is `version` (None: none yet), for a job that makes a
         chain of versions to release together later."""
