@@ -61,6 +61,9 @@ def _check_reachable(remote: str) -> None:
         raise SparkUnavailableError(f"SPARK_REMOTE={remote}", exc) from None
 
 
+_CONNECT_MODE = "SPARK_CONNECT_MODE_ENABLED"   # set by pyspark for a Spark Connect session, and not unset after it
+
+
 def spark_session(master: str | None = "local[*]", app: str = "pymk-precompute"):
     """A SparkSession: Spark Connect when SPARK_REMOTE is set, else `master` (None: as spark-submit set it)."""
     from pyspark.sql import SparkSession
@@ -233,6 +236,7 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
     if not (parquet_dir / "users.parquet").exists():
         export_parquet(built.pipeline.snap, parquet_dir)
     ours = SparkSession.getActiveSession() is None   # a session spark-submit or the caller made is left running
+    connect_mode = os.environ.get(_CONNECT_MODE)
     spark = spark_session(master)
     try:
         return _rank_on_spark(spark, settings, built, users, keep, block, fof, parquet_dir, progress, started,
@@ -240,6 +244,8 @@ def spark_precompute(settings: Settings, built, users: np.ndarray, keep: int = 6
     finally:
         if ours:   # so that a later job in this process can have a session of another kind (Connect or not)
             spark.stop()
+            if connect_mode is None:   # pyspark leaves it set after a Connect session: a local one would fail
+                os.environ.pop(_CONNECT_MODE, None)
 
 
 def _rank_on_spark(spark, settings: Settings, built, users: np.ndarray, keep: int, block: int, fof,
@@ -250,7 +256,8 @@ def _rank_on_spark(spark, settings: Settings, built, users: np.ndarray, keep: in
     from ranker.features import FEATURE_NAMES
 
     users = np.unique(np.asarray(users, dtype=np.int64))
-    viewers = spark.createDataFrame(pd.DataFrame({"v": users, "block": np.arange(users.size) // block}))
+    viewers = spark.createDataFrame(pd.DataFrame({"v": users, "block": np.arange(users.size) // block}),
+                                    "v long, block long")   # typed: no rows to infer it from on a quiet day
     k = built.pipeline.config.per_source_k
     marker = viewers.select("v", "block", *[F.lit(None).cast(t).alias(c) for c, t in (
         ("cand", "long"), ("mutual", "long"), ("aa", "double"), ("ra", "double"), ("mutual_ids", "array<long>"),

@@ -116,6 +116,11 @@ def test_spark_connect_lists_are_identical_to_the_in_process_lists(data_dir, con
     assert (local / "lists.bin").read_bytes() == (remote / "lists.bin").read_bytes()
     for name in ("offsets.npy", "feature_offsets.npy", "features.npy"):
         assert np.array_equal(np.load(local / name), np.load(remote / name)), name
+    # and a later job in this process may run on a local master again: pyspark had left its Connect mode on
+    monkeypatch.delenv("SPARK_REMOTE")
+    again = store.root / stage_precompute(data_dir, all_users=True, keep=20, engine="spark", block=50,
+                                          master="local[2]")
+    assert (again / "lists.bin").read_bytes() == (remote / "lists.bin").read_bytes()
 
 
 def test_an_unreachable_spark_connect_server_is_a_named_error(data_dir, monkeypatch):
@@ -127,3 +132,20 @@ def test_an_unreachable_spark_connect_server_is_a_named_error(data_dir, monkeypa
     monkeypatch.setenv("SPARK_REMOTE", f"sc://127.0.0.1:{port}")
     with pytest.raises(SparkUnavailableError, match=f"SPARK_REMOTE=sc://127.0.0.1:{port}"):
         stage_precompute(data_dir, all_users=True, keep=20, engine="spark", block=50)
+
+
+def test_a_day_without_active_users_publishes_no_lists_on_spark_as_in_process(data_dir, caplog):
+    """`pymk refresh --active-days N --engine spark` on a quiet day: Spark could not infer the schema of an
+    empty table of viewers, and the precompute stage failed where the in-process engines publish no lists."""
+    stores = {name: ArtifactStore(root).pinned(ArtifactStore(root).current_version())
+              for name, root in data_dir.artifact_dirs.items()}
+    store = stores["candidates"]
+    local = store.root / stage_precompute(data_dir, all_users=False, active_days=7, keep=20, engine="block",
+                                          workers=1, stores=stores)
+    spark = store.root / stage_precompute(data_dir, all_users=False, active_days=7, keep=20, engine="spark",
+                                          master="local[2]", stores=stores)
+    assert "no lists are made" in caplog.text
+    assert store.manifest(local)["users"] == store.manifest(spark)["users"] == 0
+    assert (local / "lists.bin").read_bytes() == (spark / "lists.bin").read_bytes()
+    for name in ("offsets.npy", "feature_offsets.npy", "features.npy"):
+        assert np.array_equal(np.load(local / name), np.load(spark / name)), name
