@@ -166,7 +166,8 @@ def main(users: str, mean_degree: float, epochs: int, precompute_sample: str, sp
     sizes = [int(x) for x in users.split(",")]
     samples = [int(x) for x in precompute_sample.split(",")]
     samples += [0] * (len(sizes) - len(samples))
-    spark = tuple(int(x) for x in spark_sample.split(",")) if spark_sample.strip() not in ("", "0") else None
+    spark = tuple(int(x) for x in spark_sample.split(",")) if spark_sample.strip() else None
+    spark = spark if spark and any(spark) else None   # '0' or '0,0': none
     if spark is not None and len(spark) != 2:
         raise click.BadParameter(f"two sample sizes, small,large, or 0 for none (got {spark_sample!r})",
                                  param_hint="--spark-sample")
