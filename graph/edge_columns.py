@@ -76,3 +76,20 @@ def split_fields(line: str, keep_empty: bool) -> list[str]:
     fields = next(csv.reader([line], delimiter=sep)) if '"' in line else line.split(sep)
     fields = [f.strip() for f in fields]
     return fields if keep_empty else [f for f in fields if f]
+
+
+_DECLARED: list[tuple[str, ...] | None] = [None]
+
+
+def set_declared_columns(fields: tuple[str, ...] | None) -> None:
+    """Read every edge list without a header line by these fields from now on (Settings.edge_columns,
+    PYMK_EDGE_COLUMNS: `src`, `dst`, `ts` and fields not read, by position; None: each file says)."""
+    _DECLARED[0] = fields
+
+
+def declared_columns() -> tuple[tuple[int, int, int | None], int] | None:
+    """The declared fields as (src, dst, ts) positions and how many there are, or None."""
+    fields = _DECLARED[0]
+    if fields is None:
+        return None
+    return (fields.index("src"), fields.index("dst"), fields.index("ts") if "ts" in fields else None), len(fields)

@@ -16,7 +16,7 @@ from itertools import repeat
 import numpy as np
 
 from graph.edge_blocks import layout, parse_block
-from graph.edge_columns import header_columns, looks_like_header, split_fields
+from graph.edge_columns import declared_columns, header_columns, looks_like_header, split_fields
 from graph.readers import RowError
 from graph.records import id_problem
 from graph.textfile import CHUNK_BYTES, ByteCounter, chunk_lines
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # lines are `FROM TO [WEIGHT [TIME]]`) and MatrixMarket's (`%%MatrixMarket matrix coordinate real general`)
 _WEIGHTED_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
                               r"multiweighted|dynamic|multiposweighted)\b|%%matrixmarket\s", re.IGNORECASE)
+
+
+# what a bad time of a file read by position adds: the field may be no time at all
+_BY_POSITION = " (fields read by position as 'src dst ts' or 'src dst weight ts'; PYMK_EDGE_COLUMNS names them)"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ class _EdgeLines:
         # the columns named by the last comment line before the first tie, and how many it names: SNAP's
         # `# FromNodeId\tToNodeId\tSign` (soc-sign-epinions, soc-sign-Slashdot: a sign, not a time)
         self.commented: tuple[tuple[int, int, int | None], int] | None = None
+        self.declared = declared_columns()   # PYMK_EDGE_COLUMNS: the fields of a file without a header line
         self.weighted = False   # KONECT's `% sym weighted` or a MatrixMarket file: `src dst weight [ts]`, no time in 3
         self.size_line = False   # a MatrixMarket file's first line after its comments: rows, columns, entries
         self.first = True
@@ -175,7 +180,7 @@ class _EdgeLines:
                 try:
                     ts = parse_timestamp(tokens[ts_i])
                 except ValueError as exc:
-                    return bad(str(exc))
+                    return bad(str(exc) + (_BY_POSITION if self.header is None else ""))
         src, dst = tokens[src_i], tokens[dst_i]
         if not src or not dst:
             return bad(f"empty src or dst in {stripped!r}")
@@ -197,7 +202,8 @@ class _EdgeLines:
             log.info("%s:%d: single number %s read as a node-count header", path, number, tokens[0])
             return None
         named = self.commented
-        columns = (named[0] if named is not None and named[1] == len(tokens)   # as many fields as it names
+        columns = (self.declared[0] if self.declared is not None
+                   else named[0] if named is not None and named[1] == len(tokens)   # as many fields as it names
                    else (0, 1, None) if self.weighted and len(tokens) == 3
                    # SNAP's Higgs activity: `userA userB timestamp interaction`
                    else (0, 1, 2) if len(tokens) == 4 and _a_date(tokens[2]) and not _a_time(tokens[3])
@@ -205,7 +211,8 @@ class _EdgeLines:
         if columns is not None:
             self.header = self.columns = columns
             ts_i = columns[2]
-            log.info("%s: columns as its comments or first tie name them: source %d, target %d, %s", path,
+            log.info("%s: columns as %s: source %d, target %d, %s", path,
+                     "PYMK_EDGE_COLUMNS names them" if self.declared else "its comments or first tie name them",
                      self.columns[0] + 1, self.columns[1] + 1,
                      f"time {ts_i + 1}" if ts_i is not None else "no time (ties of unknown time)")
         if looks_like_header(tokens):   # read as a tie if it is one; if not, say why it may be a header

@@ -54,9 +54,11 @@ def main(ctx: click.Context, verbose: int) -> None:
         raise click.ClickException(str(exc)) from exc
     _setup_logging(verbose, fmt)
     ctx.obj = Settings.from_env()
+    from graph.edge_columns import set_declared_columns
     from graph.timestamps import TimeWindow, set_time_window
 
     set_time_window(TimeWindow(ctx.obj.ts_earliest, ctx.obj.ts_max_future_s, ctx.obj.ts_unit_s))
+    set_declared_columns(ctx.obj.edge_columns)
 
 
 # ---- local Neo4j -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ KNOWN_VARIABLES = frozenset({
     "PYMK_API_KEYS", "PYMK_API_MAX_REQUEST_BYTES", "PYMK_API_RATE_LIMIT", "PYMK_API_RATE_LIMIT_STORAGE",
     "PYMK_EXPLORE_SHARE", "PYMK_API_WORKERS", "PYMK_API_THREADS", "PYMK_SERVED_LOG",
     "PYMK_SERVED_LOG_RETENTION_H", "PYMK_TS_EARLIEST", "PYMK_TS_MAX_FUTURE_S", "PYMK_TIME_UNIT",
+    "PYMK_EDGE_COLUMNS",
     "PYMK_NEWCOMER_SLOTS", "PYMK_NEWCOMER_REFRESH_S", "PYMK_NEWCOMER_FULL_READ_S",
     "PYMK_SEEN_REFRESH_S", "PYMK_SEEN_MAX_IMPRESSIONS", "PYMK_SEEN_FIRST_READ_S",
     "PYMK_CACHE", "PYMK_DEMO_USERS", "PYMK_DEMO_PORT", "PYMK_TEST_DATA_DIR", "PYMK_TEST_NEO4J_PORT",
@@ -84,3 +85,16 @@ def env_choice(env: dict[str, str], name: str, choices: Collection[str], default
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
     return value
+
+
+def env_edge_columns(env: dict[str, str], name: str = "PYMK_EDGE_COLUMNS") -> tuple[str, ...] | None:
+    """An edge list's fields by position, comma-separated: `src` and `dst` once each, `ts` at most once, any
+    other word a field not read (`src,dst,weight`). None: unset or empty (each file says, docs/ingestion.md)."""
+    raw = env.get(name, "")
+    if not raw.strip():
+        return None
+    fields = tuple(f.strip().lower() for f in raw.split(","))
+    if fields.count("src") != 1 or fields.count("dst") != 1 or fields.count("ts") > 1 or "" in fields:
+        raise ConfigError(f"{name} must name each field by position, src and dst once each and ts at most "
+                          f"once, such as src,dst,weight or ts,src,dst (got {raw!r})")
+    return fields

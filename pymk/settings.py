@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from pymk.envvars import env_choice, env_float, env_int, env_slots, unknown_variables
+from pymk.envvars import env_choice, env_edge_columns, env_float, env_int, env_slots, unknown_variables
 from pymk.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +137,7 @@ class Settings:
     ts_earliest: float = 0.0
     ts_max_future_s: float = 86_400.0
     ts_unit_s: float = 1.0     # seconds per unit of a numeric time in files and API bodies (PYMK_TIME_UNIT)
+    edge_columns: tuple[str, ...] | None = None   # edge lists' fields by position (PYMK_EDGE_COLUMNS; None: inferred)
     log_format: str = "text"   # PYMK_LOG_FORMAT (pymk/logs.py)
     # how many days of the event log a snapshot holds, counted back from its newest event (0: all of it):
     # the training examples, interaction counts and activity features read them, and the nightly export's
@@ -230,6 +231,7 @@ class Settings:
                    ts_earliest=env_float(env, "PYMK_TS_EARLIEST", 0.0, -1e12, 1e12),
                    ts_max_future_s=env_float(env, "PYMK_TS_MAX_FUTURE_S", 86_400.0, 0.0, 1e9),
                    ts_unit_s=TIME_UNITS[env_choice(env, "PYMK_TIME_UNIT", TIME_UNITS, "s")],
+                   edge_columns=env_edge_columns(env),
                    log_format=log_format(env),
                    event_history_days=env_float(env, "PYMK_EVENT_HISTORY_DAYS", 365.0, 0.0, 36_500.0),
                    event_retention_days=env_float(env, "PYMK_EVENT_RETENTION_DAYS", 0.0, 0.0, 36_500.0),

@@ -86,8 +86,10 @@ def test_a_header_line_wins_over_a_commented_one(tmp_path):
 
 
 def test_a_comment_after_the_first_tie_names_nothing(tmp_path):
-    assert _edges(tmp_path, "1 2 100\n# FromNodeId ToNodeId Sign\n3 4 -1\n")[1] == RowError(
-        str(tmp_path / "edges.txt"), 3, "timestamp '-1' is outside the accepted window [0, now + 86400 s]")
+    bad = _edges(tmp_path, "1 2 100\n# FromNodeId ToNodeId Sign\n3 4 -1\n")[1]
+    assert bad.line == 3 and bad.message.startswith("timestamp '-1' is outside the accepted window [0, now + 86400 s]")
+    assert "PYMK_EDGE_COLUMNS names them" in bad.message   # read by position: the setting may say otherwise
+    assert "PYMK_EDGE_COLUMNS" not in _edges(tmp_path, "src,dst,ts\n3,4,-1\n")[0].message   # a header said so
 
 
 @pytest.mark.parametrize("chunk", [None, 64])
@@ -123,3 +125,41 @@ def test_a_fourth_field_that_is_no_time_leaves_the_time_in_the_third(tmp_path, c
     assert _edges(tmp_path, text, chunk) == [EdgeRow(1 + i, str(i), str(i + 1), 1341100972.0 + i) for i in range(30)]
     rows = _edges(tmp_path, "1 2 5 RT\n")   # a third field that is no date (5 s after 1970): the rule stands
     assert isinstance(rows[0], RowError) and "bad timestamp 'RT'" in rows[0].message
+
+
+@pytest.fixture
+def declared():
+    from graph.edge_columns import set_declared_columns
+
+    yield set_declared_columns
+    set_declared_columns(None)
+
+
+@pytest.mark.parametrize("chunk", [None, 64])
+def test_declared_columns_read_a_file_without_a_header_line(tmp_path, chunk, declared):
+    """PYMK_EDGE_COLUMNS, for a layout no line of the file tells: a weighted `src dst weight` list, whose
+    weights are read as times (seconds after 1970) by position."""
+    weighted = "".join(f"{i} {i + 1} {i % 5 + 0.5}\n" for i in range(30))
+    assert _edges(tmp_path, weighted, chunk)[0] == EdgeRow(1, "0", "1", 0.5)   # by position
+    declared(("src", "dst", "weight"))
+    assert _edges(tmp_path, weighted, chunk) == [EdgeRow(1 + i, str(i), str(i + 1), None) for i in range(30)]
+    declared(("ts", "src", "dst"))
+    assert _edges(tmp_path, "# FromNodeId ToNodeId UnixTime\n1500000000 a b extra\n", chunk) == [
+        EdgeRow(2, "a", "b", 1.5e9)]   # it wins over a commented header, and other fields stay unread
+    assert _edges(tmp_path, "src,dst,ts\nx,y,1500000000\n", chunk) == [EdgeRow(2, "x", "y", 1.5e9)]  # a header wins
+
+
+def test_the_cli_reads_edge_lists_by_the_edge_columns_setting(tmp_path, declared):
+    from click.testing import CliRunner
+
+    from graph.snapshot import load_snapshot
+    from pymk.artifacts import ArtifactStore
+    from pymk.cli import main
+
+    edges = tmp_path / "weighted.txt"
+    edges.write_text("1 2 3\n2 3 7\n")
+    result = CliRunner().invoke(main, ["snapshot", "from-edges", str(edges)],
+                                env={"PYMK_DATA_DIR": str(tmp_path), "PYMK_EDGE_COLUMNS": "src,dst,weight"})
+    assert result.exit_code == 0, result.output
+    snap = load_snapshot(ArtifactStore(tmp_path / "snapshots").current())
+    assert snap.num_edges == 2 and all(t != t for t in snap.since.tolist())   # no times (NaN), not 3 s and 7 s

@@ -21,6 +21,8 @@ def test_settings_from_env(tmp_path):
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": " 9, 2"}).api.newcomer_slots == (2, 9)
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": ""}).api.newcomer_slots == ()
     assert Settings.from_env({"PYMK_NEWCOMER_SLOTS": "0"}).api.newcomer_slots == ()
+    assert s.edge_columns is None
+    assert Settings.from_env({"PYMK_EDGE_COLUMNS": "TS, src,dst"}).edge_columns == ("ts", "src", "dst")
     ext = Settings.from_env({"NEO4J_URI": "neo4j://db.example:7687", "NEO4J_PASSWORD": "pw"})
     assert ext.neo4j.external and ext.neo4j.bolt_uri == "neo4j://db.example:7687"
 
@@ -34,7 +36,8 @@ def test_settings_from_env(tmp_path):
                                              ("PYMK_NEWCOMER_SLOTS", "3,3"), ("PYMK_NEWCOMER_SLOTS", "-2"),
                                              ("PYMK_NEWCOMER_REFRESH_S", "-5"),
                                              ("PYMK_NEWCOMER_FULL_READ_S", "-1"), ("PYMK_EXPLORE_SHARE", "lots"),
-                                             ("PYMK_EXPLORE_SHARE", "2")])
+                                             ("PYMK_EXPLORE_SHARE", "2"), ("PYMK_EDGE_COLUMNS", "src,weight"),
+                                             ("PYMK_EDGE_COLUMNS", "src,dst,ts,ts"), ("PYMK_EDGE_COLUMNS", "src,,dst")])
 def test_bad_settings_name_the_variable_and_value(name, value):
     with pytest.raises(ConfigError, match=f"{name}.*{value}"):
         Settings.from_env({name: value})
