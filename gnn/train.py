@@ -22,10 +22,15 @@ from gnn.sampler import sample_blocks
 from graph.snapshot import Snapshot, build_csr
 from graph.splits import time_split_mask
 from graph.walks import two_step_walk
+from pymk.errors import PymkError
 from pymk.metrics import auc_and_hits
 from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
+
+
+class TooFewTiesError(PymkError, ValueError):
+    """The snapshot's ties leave none to train on or none to validate with."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,10 @@ def train_link_model(snap: Snapshot, feats: NodeFeatures, cfg: TrainConfig, prog
     rng = np.random.default_rng(cfg.seed)
     n, dev = snap.num_users, torch.device(cfg.device)
     split = split_edges(snap, cfg.val_share, cfg.seed)
+    if not split.train_src.size or not split.val_src.size:
+        raise TooFewTiesError(f"too few ties to train embeddings: the snapshot's {snap.num_edges} split into "
+                              f"{split.train_src.size} to train on and {split.val_src.size} to validate with "
+                              f"(the newest {cfg.val_share:.0%}); at least one of each is needed")
     tr_indptr, tr_indices, _ = build_csr(n, split.train_src, split.train_dst)
     train_adj = csr_adjacency(tr_indptr, tr_indices, cfg.device)
     feats = feats.to(dev)

@@ -214,6 +214,19 @@ def _pinned(settings: Settings, state: dict) -> Stores:
             for name, store in live_stores(settings.artifact_dirs).items()}
 
 
+def _embeddings_unless_too_few_ties(settings: Settings, stores: Stores, progress: bool, max_auc_drop: float
+                                   ) -> str | dict:
+    """The embeddings stage; a graph with too few ties to train and validate on (a new deployment) skips it
+    with a warning instead of failing the run: the API then serves without the embedding source."""
+    from gnn.train import TooFewTiesError
+
+    try:
+        return stage_embeddings(settings, max_auc_drop=max_auc_drop, progress=progress, stores=stores)
+    except TooFewTiesError as exc:
+        log.warning("refresh: no embeddings trained: %s", exc)
+        return {"skipped": str(exc)}
+
+
 def _ranker_unless_nothing_to_learn(settings: Settings, stores: Stores, progress: bool) -> str | dict:
     """The ranker stage; a history too short to learn from (a young graph) skips it with a warning instead
     of failing the run, which would leave the new snapshot unserved: the API then ranks by fusion."""
@@ -242,8 +255,7 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
-    runners = {"embeddings": lambda stores: stage_embeddings(settings, max_auc_drop=max_auc_drop, progress=progress,
-                                                             stores=stores),
+    runners = {"embeddings": lambda stores: _embeddings_unless_too_few_ties(settings, stores, progress, max_auc_drop),
         "ranker": lambda stores: _ranker_unless_nothing_to_learn(settings, stores, progress),
         "precompute": lambda stores: stage_precompute(settings, active_days or 7.0, active_days is None,
                                                       progress=progress, stores=stores),

@@ -158,17 +158,26 @@ def test_refresh_passes_max_auc_drop_to_its_embeddings_stage(tmp_path, monkeypat
 
 def test_a_graph_too_young_to_learn_from_is_refreshed_without_a_ranker(tmp_path):
     """No new tie at any inner cut: the ranker stage is skipped with a warning, and the run still releases its
-    snapshot and lists (ranked by fusion) instead of failing and leaving the new snapshot unserved."""
+    snapshot and lists (ranked by fusion) instead of failing and leaving the new snapshot unserved. Four ties
+    leave none to validate embeddings with: that stage is skipped the same way (it failed the run with a
+    KeyError)."""
     from graph.records import Friendship
     from pymk.refresh import run_refresh
 
     settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
     store = MemoryGraphStore()
     store.add_friendships([Friendship(a, b, 1.7e9) for a, b in (("a", "b"), ("b", "c"), ("c", "d"), ("d", "a"))])
-    state = run_refresh(settings, stages=("snapshot", "ranker", "precompute"),
+    state = run_refresh(settings, stages=("snapshot", "embeddings", "ranker", "precompute"),
                         runners={"snapshot": lambda stores: stage_snapshot(settings, store, stores=stores)})
+    assert "too few ties to train embeddings: the snapshot's 4 split into 4 to train on and 0 to validate" in \
+        state["done"]["embeddings"]["skipped"]
     assert "no positive examples to learn from" in state["done"]["ranker"]["skipped"]
     assert list(state["released"]) == ["candidates", "snapshot"] and state["release_problems"] == []
     lists = ArtifactStore(settings.candidates_dir)
     assert lists.manifest(lists.current())["ranker_version"] is None
+    from click.testing import CliRunner
 
+    from pymk.cli import main
+
+    result = CliRunner().invoke(main, ["embeddings", "refresh"], env={"PYMK_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 1 and "Error: too few ties to train embeddings" in result.output, result.output
