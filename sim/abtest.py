@@ -7,6 +7,7 @@ Viewers are the unit of randomization, so intervals come from a Poisson bootstra
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,12 +31,18 @@ class ArmResult:
     replicates: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
 
+def _interval(replicates: np.ndarray) -> tuple[float, float]:
+    """The 95% bootstrap interval; NaN for an arm with no viewer (no replicate has a value), silently."""
+    if np.isnan(replicates).all():
+        return math.nan, math.nan
+    lo, hi = np.nanpercentile(replicates, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def difference(a: ArmResult, b: ArmResult, metric: str = "connections_per_1000") -> tuple[float, float, float]:
     """a - b with a 95% bootstrap interval. The arms hold disjoint viewers, so pairing their independent
     replicates one to one is itself a bootstrap of the difference."""
-    diff = a.replicates[metric] - b.replicates[metric]
-    return (a.estimates[metric] - b.estimates[metric], float(np.nanpercentile(diff, 2.5)),
-            float(np.nanpercentile(diff, 97.5)))
+    return (a.estimates[metric] - b.estimates[metric], *_interval(a.replicates[metric] - b.replicates[metric]))
 
 
 def _per_viewer(log_arrays: dict[str, np.ndarray], n: int, top: np.ndarray) -> dict[str, np.ndarray]:
@@ -89,8 +96,7 @@ def compare(
         point = {m: float(x[0]) for m, x in _ratios({k_: v.sum(keepdims=True) for k_, v in sums.items()}).items()}
         weights = rng.poisson(1.0, size=(replicates, len(members))).astype(np.float64)
         boot = _ratios({k_: weights @ v for k_, v in sums.items()})
-        intervals = {m: (float(np.nanpercentile(boot[m], 2.5)), float(np.nanpercentile(boot[m], 97.5)))
-                     for m in METRICS}
+        intervals = {m: _interval(boot[m]) for m in METRICS}
         results.append(ArmResult(name, len(members), int(sums["impressions"].sum()), int(sums["sends"].sum()),
                                  int(sums["accepts"].sum()), point, intervals, boot))
     return results

@@ -21,7 +21,7 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, user: int, k: int) -> list[int]:
-        picks = self.rng.choice(self.state.world.num_users, k + 1, replace=False)
+        picks = self.rng.choice(self.state.world.num_users, min(k + 1, self.state.world.num_users), replace=False)
         return [int(x) for x in picks if x != user][:k]
 
 

@@ -134,9 +134,10 @@ def generate_world(cfg: WorldConfig) -> World:
     stubs_total = sociability / sociability.sum() * (n * cfg.avg_degree / 2.0)
 
     windows = cfg.start_ts + horizon * np.linspace(0, 1, cfg.rounds + 1)
-    src_parts: list[np.ndarray] = []
-    dst_parts: list[np.ndarray] = []
-    ts_parts: list[np.ndarray] = []
+    # each starts with an empty part: a world so small or sparse that no round makes a tie has none
+    src_parts: list[np.ndarray] = [np.zeros(0, np.int64)]
+    dst_parts: list[np.ndarray] = [np.zeros(0, np.int64)]
+    ts_parts: list[np.ndarray] = [np.zeros(0)]
     indptr = np.zeros(n + 1, dtype=np.int64)
     indices = np.zeros(0, dtype=np.int32)
     all_src = np.zeros(0, np.int64)

@@ -163,3 +163,26 @@ def test_pymk_pipeline_serves_inside_the_simulator():
     assert shown.sum() > 0
     friends_before = WorldState(w).are_friends(log["src"][shown].astype(int), log["dst"][shown].astype(int))
     assert not friends_before.any()  # the pipeline's hard rules held inside the loop
+
+
+@pytest.mark.parametrize(("users", "avg_degree"), [(1, 20.0), (2, 20.0), (5, 20.0), (50, 0.01)])
+def test_tiny_and_sparse_worlds_are_generated_and_logged(tmp_path, users, avg_degree):
+    """`pymk sim generate --users 5` failed in the random policy (a sample of k + 1 users from 5), and a world
+    whose rounds made no tie failed to concatenate no parts."""
+    manifest = write_sample(SampleSpec(WorldConfig(num_users=users, avg_degree=avg_degree, seed=0), log_days=2),
+                            tmp_path)
+    assert manifest["users"] == users
+    edges = [r for r in read_edges(ByteCounter(tmp_path / "edges.txt")) if isinstance(r, EdgeRow)]
+    assert len(edges) == manifest["friendships"] and (avg_degree >= 1 or not edges)   # seed 0: no tie at all
+    picks = RandomPolicy(WorldState(generate_world(WorldConfig(num_users=users, seed=3))))(0, 20)
+    assert len(picks) == min(20, users - 1) and 0 not in picks
+
+
+def test_an_arm_without_viewers_reports_no_figures_and_no_warning(recwarn):
+    w = generate_world(WorldConfig(num_users=1, seed=1))
+    state = WorldState(w)
+    results = compare(state, {"mutual_friends": MutualFriendsPolicy(state), "random": RandomPolicy(state)},
+                      days=1, start_ts=w.end_ts, seed=1)
+    assert all(r.viewers == 0 and np.isnan(r.intervals["connections_per_1000"]).all() for r in results)
+    assert np.isnan(difference(*results)[1:]).all() and not [w for w in recwarn if w.category is RuntimeWarning]
+    assert "nan [nan, nan]" in format_report(results)
