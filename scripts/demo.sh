@@ -3,11 +3,16 @@
 # world, ingest it, export a snapshot and print suggestions with their explanations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+USERS=${PYMK_DEMO_USERS:-5000}
+if ! [[ "$USERS" =~ ^[0-9]+$ ]] || [ "$USERS" -lt 100 ]; then
+  echo "[demo] PYMK_DEMO_USERS must be a whole number of at least 100 (got '$USERS'): a smaller world has too" \
+       "few ties to train embeddings and a ranker on" >&2
+  exit 2
+fi
 bash scripts/setup.sh >/dev/null
 PY=.venv/bin/python
 export PYMK_DATA_DIR=${PYMK_DATA_DIR:-$PWD/var/demo}
 SAMPLE=$PYMK_DATA_DIR/sample
-USERS=${PYMK_DEMO_USERS:-5000}
 
 mkdir -p "$PYMK_DATA_DIR"
 LOG=$PYMK_DATA_DIR/demo.log   # progress bars and warnings of every step; the screen gets the results
