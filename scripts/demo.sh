@@ -5,8 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${PYMK_DEMO_USERS:-5000}
 if ! [[ "$USERS" =~ ^[0-9]+$ ]] || [ "$USERS" -lt 100 ]; then
-  echo "[demo] PYMK_DEMO_USERS must be a whole number of at least 100 (got '$USERS'): a smaller world has too" \
-       "few ties to train embeddings and a ranker on" >&2
+  echo "[demo] PYMK_DEMO_USERS must be a whole number of at least 100 (got '$USERS'): the walkthrough asks" \
+       "for user 42 and its friends" >&2
   exit 2
 fi
 bash scripts/setup.sh >/dev/null
