@@ -88,6 +88,8 @@ def global_pagerank(snap: Snapshot, damping: float = 0.85, tol: float = 1e-10, m
                     ) -> np.ndarray:
     """PageRank by sparse power iteration; dangling nodes spread their mass uniformly."""
     n = snap.num_users
+    if n == 0:   # an empty graph (a new deployment's first snapshot)
+        return np.zeros(0)
     deg = snap.degree.astype(np.float64)
     adj = sp.csr_matrix((np.ones(len(snap.indices)), snap.indices, snap.indptr), shape=(n, n))
     inv_deg = np.divide(1.0, deg, out=np.zeros(n), where=deg > 0)

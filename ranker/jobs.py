@@ -13,7 +13,7 @@ from graph.snapshot import load_snapshot
 from graph.snapshot.format import EVENT_CODE
 from pymk.artifacts import ArtifactStore, live_stores
 from pymk.settings import Settings
-from ranker.connect import ConnectConfig, train_connect
+from ranker.connect import ConnectConfig, NothingToLearnError, train_connect
 from ranker.features import FeatureContext
 from ranker.history import ConnectExamples, HistoryConfig, history_examples
 from ranker.samples import downsample
@@ -31,6 +31,8 @@ def train_and_publish(settings: Settings, history: HistoryConfig, epochs: int = 
     stores = stores or live_stores(settings.artifact_dirs)
     snap_path = stores["snapshot"].current()
     snap = load_snapshot(snap_path)
+    if snap.num_edges == 0:
+        raise NothingToLearnError(f"snapshot {snap_path.name} holds no tie: nothing to learn from")
     # the embeddings serving will use with this snapshot (none if the current ones were made from another)
     embeddings = stores["embeddings"]
     version, emb, _ = current_embeddings(embeddings, snap_path.name)

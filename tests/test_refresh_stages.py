@@ -181,3 +181,20 @@ def test_a_graph_too_young_to_learn_from_is_refreshed_without_a_ranker(tmp_path)
 
     result = CliRunner().invoke(main, ["embeddings", "refresh"], env={"PYMK_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 1 and "Error: too few ties to train embeddings" in result.output, result.output
+
+
+def test_an_empty_graph_is_refreshed_and_released(tmp_path):
+    """A new deployment's first night, before any tie: the ranker stage failed on an IndexError (quantiles of
+    no tie times) and the precompute on a ZeroDivisionError (PageRank over no user); now both learning stages
+    are skipped and an empty snapshot and lists are released."""
+    from pymk.refresh import run_refresh
+
+    settings = Settings.from_env({"PYMK_DATA_DIR": str(tmp_path)})
+    store = MemoryGraphStore()
+    state = run_refresh(settings, stages=("snapshot", "embeddings", "ranker", "precompute"),
+                        runners={"snapshot": lambda stores: stage_snapshot(settings, store, stores=stores)})
+    assert "too few ties" in state["done"]["embeddings"]["skipped"]
+    assert "holds no tie: nothing to learn from" in state["done"]["ranker"]["skipped"]
+    assert list(state["released"]) == ["candidates", "snapshot"]
+    lists = ArtifactStore(settings.candidates_dir)
+    assert lists.manifest(lists.current())["users"] == 0
