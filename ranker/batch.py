@@ -182,7 +182,8 @@ class BlockRanker:
 
     def __init__(self, pipeline: CandidatePipeline, keep: int = 60) -> None:
         if not isinstance(pipeline.ranker, ModelRanker):
-            raise NotBlockRankableError(f"the pipeline ranks with {pipeline.ranker!r}, not a learned ranker")
+            how = getattr(pipeline.ranker, "__name__", type(pipeline.ranker).__name__)   # rrf_rank: no ranker served
+            raise NotBlockRankableError(f"the pipeline ranks with {how}, not a learned ranker")
         self.pipeline = pipeline
         self.ranker: ModelRanker = pipeline.ranker
         self.keep = keep
