@@ -22,14 +22,14 @@ from gnn.sampler import sample_blocks
 from graph.snapshot import Snapshot, build_csr
 from graph.splits import time_split_mask
 from graph.walks import two_step_walk
-from pymk.errors import PymkError
+from pymk.errors import TooLittleHistoryError
 from pymk.metrics import auc_and_hits
 from pymk.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-class TooFewTiesError(PymkError, ValueError):
+class TooFewTiesError(TooLittleHistoryError):
     """The snapshot's ties leave none to train on or none to validate with."""
 
 

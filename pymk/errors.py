@@ -48,6 +48,11 @@ class EvaluationError(PymkError, ValueError):
     """An input that reads but cannot be evaluated (no test users after the cut)."""
 
 
+class TooLittleHistoryError(PymkError, ValueError):
+    """A graph too small or too young for a learning job (embeddings, a ranker): the nightly refresh skips the
+    job's stage instead of failing."""
+
+
 class ArtifactError(PymkError):
     """A versioned artifact is missing, incomplete or fails its checks."""
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from graph.store import GraphStore
 from pymk.artifacts import MANIFEST, PUBLISHES, ArtifactStore, live_stores, release
-from pymk.errors import ArtifactError, ConfigError
+from pymk.errors import ArtifactError, ConfigError, TooLittleHistoryError
 from pymk.runlock import exclusive
 from pymk.settings import Settings
 
@@ -214,28 +214,14 @@ def _pinned(settings: Settings, state: dict) -> Stores:
             for name, store in live_stores(settings.artifact_dirs).items()}
 
 
-def _embeddings_unless_too_few_ties(settings: Settings, stores: Stores, progress: bool, max_auc_drop: float
-                                   ) -> str | dict:
-    """The embeddings stage; a graph with too few ties to train and validate on (a new deployment) skips it
-    with a warning instead of failing the run: the API then serves without the embedding source."""
-    from gnn.train import TooFewTiesError
-
+def _unless_too_little_history(artifact: str, stage: Callable[[], str]) -> str | dict:
+    """A learning stage, skipped with a warning when the graph is too small or young for it (too few ties for
+    embeddings, no new tie at any cut for a ranker) instead of failing the run, which would leave the new
+    snapshot unserved: the API then serves without that artifact (no ANN source, fusion order)."""
     try:
-        return stage_embeddings(settings, max_auc_drop=max_auc_drop, progress=progress, stores=stores)
-    except TooFewTiesError as exc:
-        log.warning("refresh: no embeddings trained: %s", exc)
-        return {"skipped": str(exc)}
-
-
-def _ranker_unless_nothing_to_learn(settings: Settings, stores: Stores, progress: bool) -> str | dict:
-    """The ranker stage; a history too short to learn from (a young graph) skips it with a warning instead
-    of failing the run, which would leave the new snapshot unserved: the API then ranks by fusion."""
-    from ranker.connect import NothingToLearnError
-
-    try:
-        return stage_ranker(settings, progress=progress, stores=stores)
-    except NothingToLearnError as exc:
-        log.warning("refresh: no ranker trained: %s", exc)
+        return stage()
+    except TooLittleHistoryError as exc:
+        log.warning("refresh: no %s trained: %s", artifact, exc)
         return {"skipped": str(exc)}
 
 
@@ -255,8 +241,10 @@ def run_refresh(settings: Settings, stages: tuple[str, ...] = STAGES, resume: bo
     if unknown:
         raise ConfigError(f"unknown refresh stage {unknown[0]!r}; stages: {', '.join(STAGES)}")
     stages = tuple(s for s in STAGES if s in stages)
-    runners = {"embeddings": lambda stores: _embeddings_unless_too_few_ties(settings, stores, progress, max_auc_drop),
-        "ranker": lambda stores: _ranker_unless_nothing_to_learn(settings, stores, progress),
+    runners = {"embeddings": lambda stores: _unless_too_little_history("embeddings", lambda: stage_embeddings(
+                   settings, max_auc_drop=max_auc_drop, progress=progress, stores=stores)),
+        "ranker": lambda stores: _unless_too_little_history("ranker", lambda: stage_ranker(
+            settings, progress=progress, stores=stores)),
         "precompute": lambda stores: stage_precompute(settings, active_days or 7.0, active_days is None,
                                                       progress=progress, stores=stores),
         "erase": lambda stores: stage_erase(settings),

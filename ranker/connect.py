@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from pymk.errors import PymkError
+from pymk.errors import TooLittleHistoryError
 from pymk.metrics import group_ranking_metrics
 from ranker.calibration import Calibration, fit_platt
 from ranker.features import FEATURE_NAMES
@@ -42,7 +42,7 @@ INCREASING = ("mutual", "log_mutual", "adamic_adar", "resource_allocation", "log
               "cand_new_ties_w20", "cand_new_ties_span10", "cand_interactions_w5", "log_paths3", "paths3_norm")
 
 
-class NothingToLearnError(PymkError, ValueError):
+class NothingToLearnError(TooLittleHistoryError):
     """The graph's history holds no new tie among the candidates of any cut."""
 
 
