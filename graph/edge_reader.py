@@ -205,8 +205,8 @@ class _EdgeLines:
         columns = (self.declared[0] if self.declared is not None
                    else named[0] if named is not None and named[1] == len(tokens)   # as many fields as it names
                    else (0, 1, None) if self.weighted and len(tokens) == 3
-                   # SNAP's Higgs activity: `userA userB timestamp interaction`
-                   else (0, 1, 2) if len(tokens) == 4 and _a_date(tokens[2]) and not _a_time(tokens[3])
+                   # SNAP's Higgs activity, `userA userB timestamp interaction`; `src dst ts weight`
+                   else (0, 1, 2) if len(tokens) == 4 and _a_date(tokens[2]) and not _a_date(tokens[3])
                    else None)
         if columns is not None:
             self.header = self.columns = columns
@@ -227,14 +227,3 @@ def _a_date(token: str) -> bool:
         return parse_timestamp(token) >= PLAUSIBLE_EPOCH_S
     except ValueError:
         return False
-
-
-def _a_time(token: str) -> bool:
-    """Whether `token` reads as a time in the accepted window (or a null time)."""
-    if token.lower() in NULL_TIMES:
-        return True
-    try:
-        parse_timestamp(token)
-    except ValueError:
-        return False
-    return True

@@ -117,7 +117,7 @@ def test_a_matrix_market_file_skips_its_size_line_and_reads_no_time_from_its_val
 
 
 @pytest.mark.parametrize("chunk", [None, 64])
-def test_a_fourth_field_that_is_no_time_leaves_the_time_in_the_third(tmp_path, chunk):
+def test_a_fourth_field_that_is_no_date_leaves_the_time_in_the_third(tmp_path, chunk):
     """SNAP's Higgs Twitter activity, `userA userB timestamp interaction`: read as `src dst weight ts`, every
     line was a bad row ('RT' is no timestamp), and `pymk eval` stopped with no edge read."""
     kinds = ["RT", "MT", "RE"]
@@ -125,6 +125,10 @@ def test_a_fourth_field_that_is_no_time_leaves_the_time_in_the_third(tmp_path, c
     assert _edges(tmp_path, text, chunk) == [EdgeRow(1 + i, str(i), str(i + 1), 1341100972.0 + i) for i in range(30)]
     rows = _edges(tmp_path, "1 2 5 RT\n")   # a third field that is no date (5 s after 1970): the rule stands
     assert isinstance(rows[0], RowError) and "bad timestamp 'RT'" in rows[0].message
+    # `src dst ts weight`: the weight read as a time would date every tie 1970 (a date, then a small number)
+    assert _edges(tmp_path, "a b 1300000000 1\nb c 1300000100 3\n", chunk) == [
+        EdgeRow(1, "a", "b", 1.3e9), EdgeRow(2, "b", "c", 1.3e9 + 100)]
+    assert _edges(tmp_path, "a b 2 1300000000\n", chunk) == [EdgeRow(1, "a", "b", 1.3e9)]   # weight, then time
 
 
 @pytest.fixture
