@@ -25,10 +25,9 @@ from pymk.errors import InputFormatError
 
 log = logging.getLogger(__name__)
 
-# the first line of a list whose third field is a weight: KONECT's (the graph's kind and its edges' weights; its
-# lines are `FROM TO [WEIGHT [TIME]]`) and MatrixMarket's (`%%MatrixMarket matrix coordinate real general`)
-_WEIGHTED_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
-                              r"multiweighted|dynamic|multiposweighted)\b|%%matrixmarket\s", re.IGNORECASE)
+# KONECT's first line: the graph's kind and its edges' weights (its lines are `FROM TO [WEIGHT [TIME]]`)
+_KONECT_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweighted|signed|multisigned|weighted|"
+                            r"multiweighted|dynamic|multiposweighted)\b", re.IGNORECASE)
 
 
 # what a bad time of a file read by position adds: the field may be no time at all
@@ -150,8 +149,9 @@ class _EdgeLines:
                 named = split_fields(stripped.lstrip("#%").strip(), keep_empty=False)
                 columns = header_columns(named)
                 self.commented = (columns, len(named)) if columns is not None else None
-                self.weighted = self.weighted or _WEIGHTED_FORMAT.match(stripped) is not None
-                self.size_line = self.size_line or stripped.lower().startswith("%%matrixmarket")
+                matrix_market = stripped.lower().startswith("%%matrixmarket")   # its third field is a value
+                self.weighted = self.weighted or matrix_market or _KONECT_FORMAT.match(stripped) is not None
+                self.size_line = self.size_line or matrix_market
             return None
         tokens = split_fields(stripped, keep_empty=self.header is not None)
         if self.size_line:
