@@ -10,36 +10,31 @@ from graph.readers import ByteCounter, RowError, read_events, read_users
 from graph.records import UserRecord
 from graph.timestamps import parse_timestamp
 from pymk.errors import InputFormatError
-
-
-def _edges(tmp_path, text: str):
-    p = tmp_path / "edges.txt"
-    p.write_bytes(text.encode() if isinstance(text, str) else text)
-    return list(read_edges(ByteCounter(p)))
+from tests.edge_files import edges_of
 
 
 def test_snap_edges_with_comments_and_timestamps(tmp_path):
-    rows = _edges(tmp_path, "# comment\n1 2 100\n2\t3\t200\n\n3,4\n")
+    rows = edges_of(tmp_path, "# comment\n1 2 100\n2\t3\t200\n\n3,4\n")
     assert rows == [EdgeRow(2, "1", "2", 100.0), EdgeRow(3, "2", "3", 200.0), EdgeRow(5, "3", "4", None)]
 
 
 def test_headerless_four_fields_are_src_dst_weight_ts(tmp_path):
     """SNAP's signed networks (Bitcoin OTC as SNAP ships it) and KONECT's timed lists: the weight is skipped."""
-    rows = _edges(tmp_path, "6,2,4,1289241911.72836\n% konect comment\n7 8 -10 1300000000\n")
+    rows = edges_of(tmp_path, "6,2,4,1289241911.72836\n% konect comment\n7 8 -10 1300000000\n")
     assert rows == [EdgeRow(1, "6", "2", 1289241911.72836), EdgeRow(3, "7", "8", 1300000000.0)]
 
 
 def test_a_null_time_is_a_tie_of_unknown_time(tmp_path):
     """SQL's \\N (a dump of links older than a crawl's clock), NULL, NA or an empty time column: the tie
     stays, without a time; `nan` is still a bad timestamp."""
-    rows = _edges(tmp_path, "1 2 \\N\n3 4 NULL\n5 6 1300000000\n7 8 nan\n")
+    rows = edges_of(tmp_path, "1 2 \\N\n3 4 NULL\n5 6 1300000000\n7 8 nan\n")
     assert rows[:3] == [EdgeRow(1, "1", "2", None), EdgeRow(2, "3", "4", None), EdgeRow(3, "5", "6", 1300000000.0)]
     assert isinstance(rows[3], RowError)
-    assert _edges(tmp_path, "src,dst,ts\n1,2,\n") == [EdgeRow(2, "1", "2", None)]
+    assert edges_of(tmp_path, "src,dst,ts\n1,2,\n") == [EdgeRow(2, "1", "2", None)]
 
 
 def test_tab_separated_fields_may_hold_spaces_and_commas(tmp_path):
-    rows = _edges(tmp_path, "SOURCE\tTARGET\tPOST_ID\tTIMESTAMP\tPROPERTIES\n"
+    rows = edges_of(tmp_path, "SOURCE\tTARGET\tPOST_ID\tTIMESTAMP\tPROPERTIES\n"
                             "a\tb\tp1\t2013-12-31 16:39:58\t0.1,0.2\nc\t\tp2\t2014-01-01 00:00:00\t\n")
     assert rows[0] == EdgeRow(2, "a", "b", 1388507998.0)
     assert isinstance(rows[1], RowError) and rows[1].line == 3   # an empty dst stays in its column
@@ -48,19 +43,19 @@ def test_tab_separated_fields_may_hold_spaces_and_commas(tmp_path):
 def test_quoted_csv_fields_are_read_as_csv_quotes_them(tmp_path):
     """Every field quoted (as many exporters write), a quoted id holding the separator, and a quoted
     header; before, the quotes stayed in the values and no time could be read."""
-    rows = _edges(tmp_path, '"source","target","time"\n"a","b","2004-04-15 10:22:33"\n"c, jr","d","1082113200"\n')
+    rows = edges_of(tmp_path, '"source","target","time"\n"a","b","2004-04-15 10:22:33"\n"c, jr","d","1082113200"\n')
     assert rows == [EdgeRow(2, "a", "b", 1082024553.0), EdgeRow(3, "c, jr", "d", 1082113200.0)]
-    assert _edges(tmp_path, '"a b" c 1500\n') == [EdgeRow(1, "a b", "c", 1500.0)]   # whitespace-separated
+    assert edges_of(tmp_path, '"a b" c 1500\n') == [EdgeRow(1, "a b", "c", 1500.0)]   # whitespace-separated
 
 
 def test_a_whitespace_separated_date_and_clock_time_are_one_time(tmp_path):
-    rows = _edges(tmp_path, "a b 2004-04-15 10:22:33\nc d 1 2004-04-16 11:00\ne f 2004-04-17 09:00:00+02:00\n")
+    rows = edges_of(tmp_path, "a b 2004-04-15 10:22:33\nc d 1 2004-04-16 11:00\ne f 2004-04-17 09:00:00+02:00\n")
     assert rows == [EdgeRow(1, "a", "b", 1082024553.0), EdgeRow(2, "c", "d", 1082113200.0),
                     EdgeRow(3, "e", "f", 1082185200.0)]
 
 
 def test_empty_csv_fields_keep_the_header_columns(tmp_path):
-    assert _edges(tmp_path, "src,dst,weight,ts\n1,2,,100\n") == [EdgeRow(2, "1", "2", 100.0)]
+    assert edges_of(tmp_path, "src,dst,weight,ts\n1,2,,100\n") == [EdgeRow(2, "1", "2", 100.0)]
 
 
 @pytest.mark.parametrize("compress", ["gzip", "bz2"])
@@ -87,11 +82,11 @@ def test_a_truncated_archive_is_a_named_error(tmp_path):
 
 
 def test_node_count_first_line_is_skipped(tmp_path):
-    assert _edges(tmp_path, "4039\n0 1 1\n") == [EdgeRow(2, "0", "1", 1.0)]
+    assert edges_of(tmp_path, "4039\n0 1 1\n") == [EdgeRow(2, "0", "1", 1.0)]
 
 
 def test_bad_edge_rows_report_file_and_line_and_good_rows_survive(tmp_path):
-    rows = _edges(tmp_path, b"1 2\nlonely\n3 4 notatime\n5 5\n6 7\n\xff\xfe 8\n")
+    rows = edges_of(tmp_path, b"1 2\nlonely\n3 4 notatime\n5 5\n6 7\n\xff\xfe 8\n")
     good = [r for r in rows if isinstance(r, EdgeRow)]
     bad = [r for r in rows if isinstance(r, RowError)]
     assert [(r.src, r.dst) for r in good] == [("1", "2"), ("6", "7")]
@@ -103,7 +98,7 @@ def test_bad_edge_rows_report_file_and_line_and_good_rows_survive(tmp_path):
 def test_an_id_with_a_control_character_or_too_long_is_a_bad_row(tmp_path):
     """A NUL would be dropped from the end of an id by the snapshot's id array (another account's id then),
     one long id would widen every id of the array: refused with its line, wherever ids come in."""
-    rows = _edges(tmp_path, "1 2\nab\x00 3\n4\x01x 5\n6 7\n" + "y" * 100_000 + " 8\n")
+    rows = edges_of(tmp_path, "1 2\nab\x00 3\n4\x01x 5\n6 7\n" + "y" * 100_000 + " 8\n")
     assert [r.line for r in rows if isinstance(r, RowError)] == [2, 3, 5]   # and an id of 100,000 characters
     assert "100,000 characters long" in rows[-1].message
     assert "control character '\\x00'" in next(r for r in rows if isinstance(r, RowError)).message
@@ -184,7 +179,7 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
     import time
 
     ahead = time.time() + 2 * 86_400
-    rows = _edges(tmp_path, f"1 2 1e300\n3 4 -7\n5 6 {ahead:.0f}\n13 14 15 16 17\n7 8 100\n9 10 nan\n")
+    rows = edges_of(tmp_path, f"1 2 1e300\n3 4 -7\n5 6 {ahead:.0f}\n13 14 15 16 17\n7 8 100\n9 10 nan\n")
     errors = {r.line: r.message for r in rows if isinstance(r, RowError)}
     assert set(errors) == {1, 2, 3, 4, 6}
     assert [r for r in rows if isinstance(r, EdgeRow)] == [EdgeRow(5, "7", "8", 100.0)]
@@ -193,7 +188,7 @@ def test_implausible_timestamps_and_extra_fields_are_rejected_with_their_line(tm
     assert "milliseconds?" not in errors[1] + errors[2] + errors[3]
     for raw, unit, setting in (("1300000000000", "milliseconds", "ms"), ("1300000000000000", "microseconds", "us"),
                                ("1300000000000000000", "nanoseconds", "ns")):   # a log's finer unit: said so
-        fine = _edges(tmp_path, f"1 2 {raw}\n")[0]
+        fine = edges_of(tmp_path, f"1 2 {raw}\n")[0]
         assert isinstance(fine, RowError) and "outside the accepted window" in fine.message
         assert f"{unit}?" in fine.message and f"PYMK_TIME_UNIT={setting} " in fine.message
     for bad in (1e300, -5, ahead):
