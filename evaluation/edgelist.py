@@ -80,6 +80,11 @@ def _read_ties(path: Path) -> EdgeList:
     edges = read_coded_file(path, skip)
     if bad:
         log.warning("%s: %d bad rows skipped", path, len(bad))
+    dynamic = edges.removed is not None
+    if dynamic:   # the graph at a cut must not know which of its ties end after it
+        log.warning("%s: %d rows of a dynamic list remove a tie; the evaluation reads each tie from its first "
+                    "addition and never ends one", path, int(edges.removed.sum()))
+        edges = edges.additions()
     if not len(edges):
         raise no_edge_read(path, bad[0] if bad else None)
     s, d, t = edges.src, edges.dst, edges.ts
@@ -87,7 +92,8 @@ def _read_ties(path: Path) -> EdgeList:
     ts = tie_times(raw)   # the snapshot reads them so too (graph/snapshot/build.py)
     said = None
     timed = ~np.isnan(t) & ~unknown_times(t)[0]   # interactions at an unknown time have none to count in
-    if first.size < t.size and timed.any():   # pairs repeat (a message graph): every timed row is an interaction
+    # pairs repeat (a message graph): every timed row is an interaction; in a dynamic list, a tie added again
+    if first.size < t.size and timed.any() and not dynamic:
         said = (s[timed], d[timed], t[timed])
     return EdgeList(edges.names, lo, hi, ts, said)
 

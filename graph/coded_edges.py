@@ -38,9 +38,32 @@ class CodedEdges:
     src: np.ndarray   # int64
     dst: np.ndarray   # int64
     ts: np.ndarray    # float64
+    removed: np.ndarray | None = None   # bool: the rows that remove their tie (a KONECT dynamic list); None: none
 
     def __len__(self) -> int:
         return int(self.src.size)
+
+    def additions(self) -> CodedEdges:
+        """The rows that add a tie, every removal left out: the ties as they formed, none ever ended."""
+        return self if self.removed is None else self._rows(~self.removed)
+
+    def standing(self) -> CodedEdges:
+        """The rows of the ties that stand after every row, in file order: a tie's rows after its last removal
+        (a tie removed and not added again is gone), no removal row."""
+        return self if self.removed is None else self._rows(standing_rows(self.src, self.dst, self.removed))
+
+    def _rows(self, keep: np.ndarray) -> CodedEdges:
+        return CodedEdges(self.names, self.src[keep], self.dst[keep], self.ts[keep])
+
+
+def standing_rows(src: np.ndarray, dst: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """Which rows add a tie that no later row (in order) removes: ids `src`-`dst` as codes, a pair either way
+    round; `removed`, the rows that remove their pair's tie."""
+    lo, hi = np.minimum(src, dst), np.maximum(src, dst)
+    _, pair = np.unique(lo << 32 | hi, return_inverse=True)
+    last_removal = np.full(int(pair.max(initial=-1)) + 1, -1, np.int64)
+    np.maximum.at(last_removal, pair[removed], np.flatnonzero(removed))
+    return ~removed & (np.arange(src.size) > last_removal[pair])
 
 
 def named(names: list[str], codes: np.ndarray) -> list[str]:
@@ -54,6 +77,7 @@ def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
     handed to `on_bad`. `progress` is called after each block and every `PROGRESS_ROWS` rows read alone."""
     ids = _Numbering()
     when = array("d")
+    removals = array("q")   # the rows that remove a tie (graph/edge_reader.EdgeRow.removed)
     alone = 0
     for row in read_edge_blocks(source):
         if row.__class__ is EdgeBlock:
@@ -62,6 +86,8 @@ def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
             if progress is not None:
                 progress()
         elif row.__class__ is EdgeRow:
+            if row.removed:
+                removals.append(len(when))
             ids.add(row.src, row.dst)
             when.append(np.nan if row.ts is None else row.ts)
             alone += 1
@@ -72,7 +98,11 @@ def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
     if progress is not None:
         progress()
     names, src, dst = ids.finish()
-    return CodedEdges(names, src, dst, np.frombuffer(when, np.float64))
+    removed = None
+    if removals:
+        removed = np.zeros(src.size, bool)
+        removed[np.frombuffer(removals, np.int64)] = True
+    return CodedEdges(names, src, dst, np.frombuffer(when, np.float64), removed)
 
 
 def read_coded_file(path: Path, on_bad: Callable[[RowError], None], progress: bool = False,

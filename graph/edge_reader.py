@@ -30,6 +30,9 @@ _KONECT_FORMAT = re.compile(r"%\s*(sym|asym|bip)\s+(unweighted|positive|posweigh
                             r"multiweighted|dynamic|multiposweighted)\b", re.IGNORECASE)
 
 
+# KONECT's dynamic lists: the third field is +1 where the tie is added, -1 where it is removed
+_WEIGHT = 2
+
 # what a bad time of a file read by position adds: the field may be no time at all
 _BY_POSITION = " (fields read by position as 'src dst ts' or 'src dst weight ts'; PYMK_EDGE_COLUMNS names them)"
 
@@ -40,6 +43,7 @@ class EdgeRow:
     src: str
     dst: str
     ts: float | None
+    removed: bool = False   # a KONECT dynamic list's removal of the tie (weight -1), not a tie
 
 
 def no_edge_read(path: object, first_bad: RowError | None) -> InputFormatError:
@@ -73,8 +77,9 @@ class EdgeBlock:
 
 def read_edges(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[EdgeRow | RowError]:
     """SNAP-style `src dst [ts]` or `src dst weight ts` (whitespace or commas, `#` or `%` comments; the
-    weight is not read), or CSV with a header naming the columns, or SNAP's last comment line before the
-    first tie when it names every field of that tie. `chunk_bytes`: as `read_edge_blocks`."""
+    weight is not read, but for the sign of a KONECT dynamic list's: `EdgeRow.removed`), or CSV with a header
+    naming the columns, or SNAP's last comment line before the first tie when it names every field of that tie.
+    `chunk_bytes`: as `read_edge_blocks`."""
     for item in read_edge_blocks(source, chunk_bytes):
         if item.__class__ is EdgeBlock:
             yield from item.rows()
@@ -115,6 +120,7 @@ class _EdgeLines:
         self.commented: tuple[tuple[int, int, int | None], int] | None = None
         self.declared = declared_columns()   # PYMK_EDGE_COLUMNS: the fields of a file without a header line
         self.weighted = False   # KONECT's `% sym weighted` or a MatrixMarket file: `src dst weight [ts]`, no time in 3
+        self.dynamic = False   # KONECT's `% asym dynamic`: the weight's sign adds (+) or removes (-) the tie
         self.size_line = False   # a MatrixMarket file's first line after its comments: rows, columns, entries
         self.first = True
         self.window = time_window()
@@ -122,7 +128,7 @@ class _EdgeLines:
 
     def block(self, number: int, chunk: bytes) -> EdgeBlock | None:
         """The chunk's lines as one block, or None when they must be read one by one."""
-        if self.first or not chunk.endswith(b"\n"):
+        if self.first or self.dynamic or not chunk.endswith(b"\n"):   # a dynamic list's rows are read alone
             return None
         try:
             text = chunk.decode("utf-8")
@@ -150,7 +156,9 @@ class _EdgeLines:
                 columns = header_columns(named)
                 self.commented = (columns, len(named)) if columns is not None else None
                 matrix_market = stripped.lower().startswith("%%matrixmarket")   # its third field is a value
-                self.weighted = self.weighted or matrix_market or _KONECT_FORMAT.match(stripped) is not None
+                konect = _KONECT_FORMAT.match(stripped)
+                self.weighted = self.weighted or matrix_market or konect is not None
+                self.dynamic = self.dynamic or (konect is not None and konect.group(2).lower() == "dynamic")
                 self.size_line = self.size_line or matrix_market
             return None
         tokens = split_fields(stripped, keep_empty=self.header is not None)
@@ -188,6 +196,12 @@ class _EdgeLines:
             return bad(problem)
         if src == dst:
             return bad(f"self-loop {src!r} -> {dst!r}")
+        if self.dynamic:
+            sign = _sign(tokens[_WEIGHT]) if len(tokens) > _WEIGHT else None
+            if sign is None:
+                return bad(f"a dynamic list's row is 'src dst weight [ts]', its weight +1 (tie added) or -1 (tie "
+                           f"removed); got {stripped!r}")
+            return EdgeRow(number, src, dst, ts, removed=sign < 0)
         return EdgeRow(number, src, dst, ts)
 
     def _first_tie(self, number: int, tokens: list[str]) -> str | None:
@@ -219,6 +233,15 @@ class _EdgeLines:
             return ("; if this is a header, it names no source and target column (named e.g. "
                     "src/source*/from*, dst/target*/to*, ts/*time*/*date*)")
         return ""
+
+
+def _sign(token: str) -> int | None:
+    """-1 or +1 as the number `token` is below or above zero; None for zero or no number."""
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return -1 if value < 0 else 1 if value > 0 else None
 
 
 def _a_date(token: str) -> bool:

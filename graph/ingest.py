@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import TypeVar
 
@@ -104,7 +106,8 @@ def _run(
 
 def ingest_edges(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True,
                  interactions: EventLog | None = None) -> IngestReport:
-    """Load an edge list as friendships (missing users are created; `since` keeps the earliest ts).
+    """Load an edge list as friendships (missing users are created; `since` keeps the earliest ts). A KONECT
+    dynamic list's removals (weight -1) end their ties, in file order, each in a transaction of its own.
 
     `interactions`: an event log to copy every timed row into as an "interaction" event (for an edge
     list that repeats pairs, such as messages: how often two users talk is a ranking feature), as one
@@ -116,9 +119,15 @@ def ingest_edges(store: GraphStore, path: Path, batch_size: int = 10_000, progre
                      if interactions is not None else None)
 
         def flush(batch: list[EdgeRow]) -> list[RowError]:
-            store.add_friendships([Friendship(r.src, r.dst, r.ts) for r in batch])
-            if write_log is not None:
-                write_log([Event("interaction", r.src, r.dst, r.ts) for r in batch if r.ts is not None])
+            for removal, run in groupby(batch, attrgetter("removed")):   # a dynamic list's rows in order
+                rows = list(run)
+                if removal:
+                    for r in rows:
+                        store.remove_friendship(r.src, r.dst)
+                    continue
+                store.add_friendships([Friendship(r.src, r.dst, r.ts) for r in rows])
+                if write_log is not None:
+                    write_log([Event("interaction", r.src, r.dst, r.ts) for r in rows if r.ts is not None])
             return []
 
         return _run("edges", source, read_edges(source), flush, batch_size, progress)

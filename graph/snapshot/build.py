@@ -119,7 +119,7 @@ def from_edge_list(path: Path, progress: bool = False) -> Snapshot:
     """A snapshot with structure only (no profiles or events), for offline evaluation."""
     start = time.perf_counter()
     rejects = RejectCounter()   # logs the first rows it refuses, then a count
-    edges = read_coded_file(path, rejects.reject, progress)
+    edges = read_coded_file(path, rejects.reject, progress).standing()   # a dynamic list: the ties left at its end
     bad = rejects.rejected
     if not len(edges):   # an empty snapshot made current would leave serving with no graph
         raise no_edge_read(path, rejects.errors[0] if bad else None)
