@@ -157,6 +157,11 @@ class _EdgeLines:
                 self.commented = (columns, len(named)) if columns is not None else None
                 matrix_market = stripped.lower().startswith("%%matrixmarket")   # its third field is a value
                 konect = _KONECT_FORMAT.match(stripped)
+                if konect is not None and konect.group(1).lower() == "bip":
+                    raise InputFormatError(
+                        f"{path}:{number}: {stripped!r} marks a KONECT bipartite list: its two columns number two "
+                        "kinds of node (users and groups, items, ...) from 1 each, so reading it as ties between "
+                        "people would make one person of user 7 and group 7")
                 self.weighted = self.weighted or matrix_market or konect is not None
                 self.dynamic = self.dynamic or (konect is not None and konect.group(2).lower() == "dynamic")
                 self.size_line = self.size_line or matrix_market

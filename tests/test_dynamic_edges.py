@@ -1,5 +1,6 @@
 """KONECT's dynamic lists (`% asym dynamic`): a row of weight +1 adds its tie, -1 removes it. Ingestion and
-the initial load keep the ties left standing; the evaluation reads each tie from its first addition."""
+the initial load keep the ties left standing; the evaluation reads each tie from its first addition. A bipartite
+list is refused."""
 
 from __future__ import annotations
 
@@ -117,3 +118,10 @@ def test_ingesting_a_dynamic_list_ends_the_removed_ties_and_can_be_rerun(store, 
         assert (report.loaded, report.rejected) == (len(rows), 0)
         got = sorted({tuple(sorted((u, f))) for u in users for f in store.friends(u)})
         assert got == expected
+
+
+def test_a_konect_bipartite_list_is_refused_with_its_line(tmp_path):
+    from pymk.errors import InputFormatError
+
+    with pytest.raises(InputFormatError, match=r"edges.txt:1: '% bip unweighted' marks a KONECT bipartite list"):
+        edges_of(tmp_path, "% bip unweighted\n1 1\n1 2\n")
