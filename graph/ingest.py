@@ -118,19 +118,24 @@ def ingest_edges(store: GraphStore, path: Path, batch_size: int = 10_000, progre
         write_log = (stack.enter_context(interactions.segment_writer(f"interactions-{file_digest(path)}"))
                      if interactions is not None else None)
 
+        removals = [0, 0]   # a dynamic list's removal rows, and the ties they ended
+
         def flush(batch: list[EdgeRow]) -> list[RowError]:
             for removal, run in groupby(batch, attrgetter("removed")):   # a dynamic list's rows in order
                 rows = list(run)
                 if removal:
-                    for r in rows:
-                        store.remove_friendship(r.src, r.dst)
+                    removals[0] += len(rows)
+                    removals[1] += sum(store.remove_friendship(r.src, r.dst) for r in rows)
                     continue
                 store.add_friendships([Friendship(r.src, r.dst, r.ts) for r in rows])
                 if write_log is not None:
                     write_log([Event("interaction", r.src, r.dst, r.ts) for r in rows if r.ts is not None])
             return []
 
-        return _run("edges", source, read_edges(source), flush, batch_size, progress)
+        report = _run("edges", source, read_edges(source), flush, batch_size, progress)
+    if removals[0]:
+        report.detail = f"{removals[0]} rows removed a tie, {removals[1]} ties ended"
+    return report
 
 
 def ingest_users(store: GraphStore, path: Path, batch_size: int = 10_000, progress: bool = True) -> IngestReport:

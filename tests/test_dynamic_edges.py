@@ -116,6 +116,7 @@ def test_ingesting_a_dynamic_list_ends_the_removed_ties_and_can_be_rerun(store, 
 
         report = ingest_edges(store, path, batch_size=batch_size, progress=False)
         assert (report.loaded, report.rejected) == (len(rows), 0)
+        assert f"{sum(r[2] < 0 for r in rows)} rows removed a tie" in report.summary()
         got = sorted({tuple(sorted((u, f))) for u in users for f in store.friends(u)})
         assert got == expected
 
