@@ -81,6 +81,8 @@ def read_coded_edges(source: ByteCounter, on_bad: Callable[[RowError], None],
     alone = 0
     for row in read_edge_blocks(source):
         if row.__class__ is EdgeBlock:
+            if row.removed is not None:
+                removals.extend((np.flatnonzero(row.removed) + len(when)).tolist())
             ids.add_block(row.src, row.dst)
             when.frombytes(row.times.tobytes())
             if progress is not None:

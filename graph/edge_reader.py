@@ -60,6 +60,7 @@ class EdgeBlock:
     src: list[str]
     dst: list[str]
     ts: np.ndarray | None
+    removed: np.ndarray | None = None   # bool: the rows of a dynamic list that remove their tie
 
     def __len__(self) -> int:
         return len(self.src)
@@ -71,8 +72,9 @@ class EdgeBlock:
 
     def rows(self) -> Iterator[EdgeRow]:
         times = repeat(None) if self.ts is None else self.ts.tolist()
-        for i, (src, dst, ts) in enumerate(zip(self.src, self.dst, times, strict=False)):
-            yield EdgeRow(self.first_line + i, src, dst, ts)
+        removed = repeat(False) if self.removed is None else self.removed.tolist()
+        for i, (src, dst, ts, gone) in enumerate(zip(self.src, self.dst, times, removed, strict=False)):
+            yield EdgeRow(self.first_line + i, src, dst, ts, gone)
 
 
 def read_edges(source: ByteCounter, chunk_bytes: int | None = CHUNK_BYTES) -> Iterator[EdgeRow | RowError]:
@@ -128,7 +130,7 @@ class _EdgeLines:
 
     def block(self, number: int, chunk: bytes) -> EdgeBlock | None:
         """The chunk's lines as one block, or None when they must be read one by one."""
-        if self.first or self.dynamic or not chunk.endswith(b"\n"):   # a dynamic list's rows are read alone
+        if self.first or not chunk.endswith(b"\n"):
             return None
         try:
             text = chunk.decode("utf-8")
@@ -136,7 +138,7 @@ class _EdgeLines:
             return None
         head = text[:text.find("\n")].strip()
         width = len(split_fields(head, keep_empty=self.header is not None)) if head else 0
-        form = layout(self.columns, self.header is not None, width)
+        form = layout(self.columns, self.header is not None, width, _WEIGHT if self.dynamic else None)
         parsed = parse_block(text, form, self.window, self.latest) if form is not None else None
         return None if parsed is None else EdgeBlock(number, *parsed)
 

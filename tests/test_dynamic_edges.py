@@ -48,6 +48,19 @@ def test_a_dynamic_lists_weight_says_whether_the_row_adds_or_removes_its_tie(tmp
     assert edges_of(tmp_path, "% sym signed\na b -1 100\n") == [EdgeRow(2, "a", "b", 100.0)]   # a sign, a tie
 
 
+def test_a_dynamic_list_is_read_in_blocks_with_its_removals(tmp_path):
+    from graph.edge_reader import EdgeBlock, read_edge_blocks
+    from graph.readers import ByteCounter
+
+    path = tmp_path / "dynamic.txt"
+    path.write_text(_text(ROWS * 40))
+    items = list(read_edge_blocks(ByteCounter(path), 200))
+    blocks = [x for x in items if isinstance(x, EdgeBlock)]
+    assert sum(map(len, blocks)) > 200 and all(x.removed is not None for x in blocks)
+    rows = [r for x in items for r in (x.rows() if isinstance(x, EdgeBlock) else [x])]
+    assert [r.removed for r in rows] == [w < 0 for *_, w, _ in ROWS] * 40
+
+
 def test_a_dynamic_row_without_a_signed_weight_is_a_bad_row(tmp_path):
     rows = edges_of(tmp_path, HEAD + "a b 1 100\na b 0 110\na b x 120\n")
     assert rows[0] == EdgeRow(3, "a", "b", 100.0)

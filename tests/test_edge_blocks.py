@@ -51,7 +51,8 @@ def _both(path, chunk: int) -> tuple[list, list]:
 @pytest.mark.parametrize("head", ["", "src,dst,ts\n", "ts dst src\n", "5\n", "\ufeff1 2 1400000000\n",
                                   "from to\n", "alice bob\n", "# FromNodeId\tToNodeId\tSign\n",
                                   "# UnixTime FromNodeId ToNodeId\n", "% sym weighted\n% 9 9 9\n",
-                                  "%%MatrixMarket matrix coordinate real general\n99 99 400\n", "7 8 1400000000 RT\n"])
+                                  "%%MatrixMarket matrix coordinate real general\n99 99 400\n", "7 8 1400000000 RT\n",
+                                  "% asym dynamic\n"])
 def test_blocks_give_the_line_readers_rows_and_errors_in_order(tmp_path, seed, head):
     rng = random.Random(seed)
     path = _file(tmp_path, _lines(rng, 400, odd_share=rng.choice([0.0, 0.02, 0.3])), head)
