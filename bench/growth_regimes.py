@@ -117,10 +117,10 @@ def blend_bound(path: Path, seed: int, sample: list[str]) -> dict:
 @click.option("--test-users", default=500, show_default=True)
 def main(users: int, ties: int, seed: int, test_users: int) -> None:
     rows = []
+    OUT.mkdir(parents=True, exist_ok=True)
     for mode in MODES:
         start = time.perf_counter()
         path = OUT / f"growth_{mode}.txt"
-        OUT.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{a} {b} {t}\n" for a, b, t in grow(mode, users, ties, seed)))
         report = evaluate(path, users=test_users, seed=seed, progress=False)
         metrics, single = report["metrics"], best_single(report["metrics"])   # its bases are nonzero here

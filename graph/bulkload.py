@@ -105,11 +105,13 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
     parts = [_file_pairs(path, ids, report, progress) for path in paths]
     if not parts:
         return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
-    src, dst, ts, removed = parts[0] if len(parts) == 1 else (np.concatenate(x) for x in zip(*parts, strict=True))
-    del parts
-    if removed.any():   # a dynamic list's removals, in the files' order: what ingesting them one by one leaves
-        keep = standing_rows(src, dst, removed)
+    src, dst, ts = (parts[0][:3] if len(parts) == 1
+                    else (np.concatenate(x) for x in zip(*(part[:3] for part in parts), strict=True)))
+    if any(part[3] is not None for part in parts):   # a dynamic list's removals, in the files' order
+        removed = np.concatenate([np.zeros(p[0].size, bool) if p[3] is None else p[3] for p in parts])
+        keep = standing_rows(src, dst, removed)   # what ingesting the rows one by one leaves
         src, dst, ts = src[keep], dst[keep], ts[keep]
+    del parts
     key = (src << 32) | dst
     order = np.lexsort((np.where(np.isnan(ts), np.inf, ts), key))  # per pair, earliest since first
     key = key[order]
@@ -120,9 +122,9 @@ def _read_edges(paths: list[Path], ids: _Ids, report: InitialLoadReport,
 
 
 def _file_pairs(path: Path, ids: _Ids, report: InitialLoadReport, progress: bool
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """One edge file's rows as importer ids in canonical order, their times, and which rows remove their tie
-    (a KONECT dynamic list). The file is read into codes
+    (a KONECT dynamic list; None: no row does). The file is read into codes
     (graph/coded_edges.py, as `pymk eval` and the snapshot of an edge list read it): one importer-id lookup and
     one string comparison per distinct id, not per row."""
     rejected = report.rejected
@@ -134,9 +136,8 @@ def _file_pairs(path: Path, ids: _Ids, report: InitialLoadReport, progress: bool
     rank = np.empty(len(names), np.int64)   # each code's place in id order (str comparison, as MERGE's a <= b)
     rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
     swap = rank[edges.src] > rank[edges.dst]
-    removed = np.zeros(len(edges), bool) if edges.removed is None else edges.removed
     return (importer[np.where(swap, edges.dst, edges.src)], importer[np.where(swap, edges.src, edges.dst)],
-            edges.ts, removed)
+            edges.ts, edges.removed)
 
 
 def _write_nodes(path: Path, ids: _Ids, props: dict[int, dict], written_at: float) -> None:
